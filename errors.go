@@ -1,0 +1,82 @@
+package dlock
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Sentinel errors. Test for them with errors.Is: the errors this package
+// returns wrap them with the path and, where known, who holds the lock.
+var (
+	// ErrBusy means the lock was held by another holder for all of PATIENCE.
+	// The error is a *BusyError naming the holder.
+	ErrBusy = errors.New("lock is busy")
+
+	// ErrNotHeld means Unlock was called on a Lock that does not hold its lock.
+	ErrNotHeld = errors.New("lock is not held")
+
+	// ErrLost means the lock was reclaimed by another holder (after this
+	// holder failed to refresh it for TIMEOUT) or removed while it was held.
+	ErrLost = errors.New("lock was lost")
+
+	// ErrHeld means Lock or TryLock was called on a Lock that already holds
+	// its lock, or while another goroutine is acquiring it with the same
+	// Lock. A Lock is not reentrant; use one Lock per holder.
+	ErrHeld = errors.New("lock is already held or being acquired by this Lock")
+
+	// ErrNotLock means something other than a dlock lock directory is at the
+	// path: a regular file, a symlink, or a directory holding files that are
+	// not a lock's. dlock never changes or removes it; waiting will not help.
+	ErrNotLock = errors.New("not a dlock lock directory")
+
+	// ErrCorrupt means the lock directory holds more than one state entry,
+	// which dlock never writes. It is not touched; remove it by hand once
+	// nobody uses it.
+	ErrCorrupt = errors.New("lock directory is corrupt")
+)
+
+// Holder describes who holds a lock, as recorded in the lock itself.
+// Fields that the record does not give are zero.
+type Holder struct {
+	PID      int           // process id of the holder, on its host
+	Host     string        // host name of the holder (sanitised)
+	HostID   string        // boot and pid-namespace identity of the holder's host
+	Since    time.Time     // when the holder acquired the lock, by its clock
+	Beat     time.Time     // when the holder last refreshed the lock, by its clock
+	Timeout  time.Duration // the holder's TIMEOUT: unrefreshed this long, the lock is stale
+	Fence    uint64        // the fencing token of the holder's acquisition
+	Token    string        // the random token of the holder's acquisition
+	Entry    string        // the raw state entry name
+	Unknown  bool          // the entry could not be parsed: nothing above is known
+	Sequence uint64        // the holder's heartbeat count
+}
+
+// String describes the holder for error messages: "pid 42 on host web1, held 3s".
+func (h Holder) String() string {
+	if h.Unknown {
+		return fmt.Sprintf("an unknown holder (entry %q)", h.Entry)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "pid %d on host %s", h.PID, h.Host)
+	return b.String()
+}
+
+// BusyError is the error Lock returns when PATIENCE ran out (it matches
+// ErrBusy with errors.Is). It names the lock, its holder as last seen,
+// and how long the caller waited.
+type BusyError struct {
+	Path   string        // the lock's path
+	Holder Holder        // the holder seen at the last attempt
+	Age    time.Duration // how long ago the holder last refreshed the lock, by the waiter's clock
+	Waited time.Duration // how long Lock waited
+}
+
+func (e *BusyError) Error() string {
+	return fmt.Sprintf("dlock: %s: lock is busy: held by %s (refreshed %s ago, fence %d); waited %s",
+		e.Path, e.Holder, e.Age.Round(time.Millisecond), e.Holder.Fence, e.Waited.Round(time.Millisecond))
+}
+
+// Is reports whether target is ErrBusy.
+func (e *BusyError) Is(target error) bool { return target == ErrBusy }

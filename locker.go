@@ -1,0 +1,54 @@
+package dlock
+
+import (
+	"context"
+	"errors"
+)
+
+// Locker is what every dlock lock offers, whatever keeps it: a lock
+// directory on a (shared) filesystem (*Lock) or a coordination service
+// such as etcd (the etcdlock module). Code written against Locker works
+// with either.
+type Locker interface {
+	// Lock waits until the lock is acquired, ctx is done, or PATIENCE runs
+	// out (an error matching ErrBusy).
+	Lock(ctx context.Context) error
+	// TryLock makes one attempt: (false, nil) when another holds the lock.
+	TryLock() (bool, error)
+	// Unlock releases the lock: ErrNotHeld if it is not held, ErrLost if it
+	// was taken away while held.
+	Unlock() error
+	// Lost is closed when the lock, while held, was reclaimed by another
+	// holder or removed.
+	Lost() <-chan struct{}
+	// Fence is the fencing token of the current (or last) acquisition. It
+	// rises on every acquisition of the lock by any holder.
+	Fence() uint64
+}
+
+// Do acquires l, runs fn while holding it and releases it. The context
+// given to fn is cancelled (with cause ErrLost) if the lock is lost while
+// fn runs. Do returns fn's error joined with any error from Unlock; an
+// error from Lock is returned as it is, without running fn.
+func Do(ctx context.Context, l Locker, fn func(ctx context.Context) error) error {
+	if err := l.Lock(ctx); err != nil {
+		return err
+	}
+	fnCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	lost := l.Lost()
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		select {
+		case <-lost:
+			cancel(ErrLost)
+		case <-stop:
+		}
+	}()
+	err := fn(fnCtx)
+	close(stop)
+	<-done
+	return errors.Join(err, l.Unlock())
+}
