@@ -51,6 +51,8 @@ type Holder struct {
 	Entry    string        // the raw state entry name
 	Unknown  bool          // the entry could not be parsed: nothing above is known
 	Sequence uint64        // the holder's heartbeat count
+
+	pstart uint64 // holder process start time, for liveness checks
 }
 
 // String describes the holder for error messages: "pid 42 on host web1, held 3s".

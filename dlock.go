@@ -1,0 +1,405 @@
+// Package dlock provides cross-process locks that work where flock(2)
+// does not: on network and shared filesystems (NFS, SMB, sshfs), between
+// containers sharing a volume, and between hosts.
+//
+// A lock is a directory at a path you choose. Inside it a single empty
+// entry, whose name is the lock's state, is renamed on every transition:
+// acquire, refresh, release, reclaim. A rename succeeds only if its exact
+// source name still exists, so every transition is an atomic
+// compare-and-swap done by the filesystem, and two processes can never
+// both hold the lock, however their calls interleave:
+//
+//	PATH/free.41                        unlocked
+//	PATH/held.42.<token>.0.<times>...   held, fence 42
+//
+// While a Lock is held, a heartbeat refreshes it every REFRESH (default
+// TIMEOUT/3). A lock that has not been refreshed for its holder's TIMEOUT
+// is stale and the next waiter reclaims it; a lock whose holder ran on
+// the same host and whose process is gone is reclaimed at once. A holder
+// whose lock was reclaimed or removed learns it at its next heartbeat
+// (Lost is closed) or at Unlock (ErrLost): its late Unlock never frees
+// its successor's lock.
+//
+// Waiters watch the directory with fsnotify and also poll, because a
+// watch sees nothing done by another client of a network filesystem.
+//
+// # Guarantees and residual risk
+//
+// No two holders ever hold the same lock at once, as far as the
+// filesystem's rename is atomic (it is on local filesystems, NFS, SMB and
+// sshfs; some object-store FUSE mounts give no guarantee). A holder that
+// is paused past TIMEOUT (stopped, swapped out, a laptop asleep) keeps
+// running until its next heartbeat or its Unlock tells it the lock was
+// lost; meanwhile a successor may hold the lock. Only the resource can
+// close that gap: pass Fence to it and have it refuse an older fence.
+//
+// Clocks decide only when a lock may be reclaimed, never whether two
+// holders can coexist. Across hosts, a holder whose clock runs behind the
+// waiter's by more than TIMEOUT can lose its lock early (and is told).
+//
+// # Platform notes
+//
+// Linux gives everything, including RENAME_NOREPLACE and process start
+// times to tell a dead holder from a reused pid. macOS and Windows read
+// process start times too; the BSDs check only that the pid exists. On
+// other systems dead holders are reclaimed only after TIMEOUT.
+package dlock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/benbjohnson/clock"
+)
+
+// Defaults for the options.
+const (
+	DefaultTimeout      = 10 * time.Second       // TIMEOUT, as in lockbydir
+	DefaultPollInterval = 100 * time.Millisecond // a waiter's fallback poll
+	DefaultPermissions  = fs.FileMode(0o755)     // of the lock directory
+)
+
+// Lock is a lock directory at one path, as seen by one holder.
+//
+// A Lock is safe for concurrent use: any goroutine may Unlock it. It is not
+// reentrant: Lock on a Lock that holds (or is acquiring) returns ErrHeld at
+// once. Two Lock values on one path exclude each other, in one process or
+// many. Unlike sync.Mutex, a Lock can fail to lock (see Lock) and can be
+// lost while held (see Lost).
+type Lock struct {
+	path string
+	cfg  config
+
+	mu      sync.Mutex
+	busy    bool // a Lock or TryLock call is under way
+	held    bool // acquired and not yet unlocked (possibly lost)
+	isLost  bool
+	lostWhy string
+	lostCh  chan struct{}
+	epoch   uint64 // fence of the current or last acquisition
+	token   string
+	cur     string // our held entry's current name
+	seq     uint64
+	since   time.Time
+	beat    time.Time // last successful refresh, by our clock
+	timer   *clock.Timer
+
+	lastFree entry // the free entry we released last: tried first
+	// The entry this Lock has been seeing since seenSince (see staleAt).
+	seen      bool
+	seenName  string
+	seenSince time.Time
+
+	// Test hooks: called when a waiter is about to block, and after each
+	// heartbeat.
+	testBlocked func()
+	testBeat    func()
+}
+
+type config struct {
+	timeout  time.Duration
+	patience time.Duration // < 0: no limit
+	poll     time.Duration
+	refresh  time.Duration
+	perm     fs.FileMode
+	clock    clock.Clock
+	logger   *slog.Logger
+}
+
+// An Option configures a Lock.
+type Option func(*config)
+
+// WithTimeout sets TIMEOUT: a held lock not refreshed for d is stale and
+// may be reclaimed. The default is 10s. The holder's TIMEOUT is recorded
+// in the lock, and waiters judge staleness by it, not by their own. Keep
+// it well above a network filesystem's attribute-cache lifetime and above
+// the longest pause you expect a holder to survive.
+func WithTimeout(d time.Duration) Option { return func(c *config) { c.timeout = d } }
+
+// WithPatience sets PATIENCE: how long Lock waits before it gives up with
+// ErrBusy. 0 means a single attempt; a negative d, the default, means no
+// limit (ctx bounds the wait).
+func WithPatience(d time.Duration) Option { return func(c *config) { c.patience = d } }
+
+// WithPollInterval sets how often a waiter looks at the lock when no
+// filesystem event woke it, jittered to 3/4 to 1 of d. The default, 100ms,
+// bounds the hand-off latency on network filesystems, where a watch sees
+// nothing; on local filesystems a release wakes waiters at once anyway.
+func WithPollInterval(d time.Duration) Option { return func(c *config) { c.poll = d } }
+
+// WithRefresh sets the heartbeat period while the lock is held. The
+// default is TIMEOUT/3; it must be shorter than TIMEOUT.
+func WithRefresh(d time.Duration) Option { return func(c *config) { c.refresh = d } }
+
+// WithClock sets the clock for every timer and timestamp the Lock uses.
+// Tests pass clock.NewMock() and advance time by hand.
+func WithClock(c clock.Clock) Option { return func(cf *config) { cf.clock = c } }
+
+// WithLogger logs acquisitions and releases (Info), and reclaims, failed
+// refreshes and losses (Warn). The default logs nothing.
+func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
+
+// WithPermissions sets the permission bits of a lock directory that this
+// Lock creates (default 0755, not reduced by the umask). Every holder needs
+// write permission on it: use 0777, or 0775 with a shared group, for a lock
+// that several users take. A directory with the sticky bit lets users
+// reclaim only their own stale entries.
+func WithPermissions(perm fs.FileMode) Option {
+	return func(c *config) { c.perm = perm & (fs.ModePerm | fs.ModeSticky) }
+}
+
+// New returns a Lock for the lock directory at path, which need not exist:
+// the first Lock creates it (its parent must exist). New does no I/O.
+// A relative path is made absolute now, so later chdirs do not move it.
+func New(path string, opts ...Option) (*Lock, error) {
+	cfg := config{
+		timeout:  DefaultTimeout,
+		patience: -1,
+		poll:     DefaultPollInterval,
+		perm:     DefaultPermissions,
+		clock:    clock.New(),
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if cfg.refresh == 0 {
+		cfg.refresh = cfg.timeout / 3
+	}
+	switch {
+	case path == "":
+		return nil, errors.New("dlock: empty lock path")
+	case cfg.timeout <= 0:
+		return nil, fmt.Errorf("dlock: TIMEOUT %v for %s must be positive", cfg.timeout, path)
+	case cfg.poll <= 0:
+		return nil, fmt.Errorf("dlock: poll interval %v for %s must be positive", cfg.poll, path)
+	case cfg.refresh <= 0 || cfg.refresh >= cfg.timeout:
+		return nil, fmt.Errorf("dlock: refresh %v for %s must be positive and shorter than TIMEOUT %v", cfg.refresh, path, cfg.timeout)
+	case cfg.clock == nil:
+		return nil, fmt.Errorf("dlock: nil clock for %s", path)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("dlock: lock path %s: %w", path, err)
+	}
+	return &Lock{path: abs, cfg: cfg, lostCh: make(chan struct{})}, nil
+}
+
+// Path returns the lock directory's absolute path.
+func (l *Lock) Path() string { return l.path }
+
+// Lock acquires the lock. It returns nil once acquired; an error matching
+// ErrBusy (a *BusyError naming the holder) when PATIENCE ran out; an error
+// matching ctx.Err() when ctx is done first. Errors that waiting cannot fix
+// are returned at once: permission denied, a missing parent directory, a
+// read-only filesystem, no space, ErrNotLock (a file, a symlink or another
+// directory at the path), ErrCorrupt, and ErrHeld.
+func (l *Lock) Lock(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("dlock: locking %s: %w", l.path, err)
+	}
+	if err := l.begin(); err != nil {
+		return err
+	}
+	defer l.end()
+	start := l.cfg.clock.Now()
+	ok, seen, err := l.try()
+	switch {
+	case ok || err != nil:
+		return err
+	case l.cfg.patience == 0:
+		return l.busyError(seen, start)
+	}
+	return l.wait(ctx, start)
+}
+
+// TryLock makes one attempt to acquire the lock, reclaiming it if it is
+// stale. It returns (false, nil) when another holder has it, and an error
+// for anything waiting would not fix (see Lock).
+func (l *Lock) TryLock() (bool, error) {
+	if err := l.begin(); err != nil {
+		return false, err
+	}
+	defer l.end()
+	ok, _, err := l.try()
+	return ok, err
+}
+
+// Unlock releases the lock. It returns ErrNotHeld if this Lock does not
+// hold it, and ErrLost if it was lost while held (reclaimed by another
+// holder, or removed): then Unlock leaves the current holder's lock alone.
+func (l *Lock) Unlock() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.held {
+		return fmt.Errorf("dlock: unlocking %s: %w", l.path, ErrNotHeld)
+	}
+	l.held = false
+	l.timer.Stop()
+	err := l.release()
+	switch {
+	case l.isLost:
+		return l.lostError()
+	case err == nil:
+		l.logInfo("released lock", "fence", l.epoch)
+		return nil
+	case errors.Is(err, errGone):
+		l.markLost("it was reclaimed or removed while held")
+		return l.lostError()
+	}
+	l.markLost("it could not be released")
+	return fmt.Errorf("dlock: releasing lock %s: %w (it becomes stale after TIMEOUT %v)", l.path, err, l.cfg.timeout)
+}
+
+// Do acquires the lock, runs fn and releases the lock. fn's context is
+// cancelled, with cause ErrLost, if the lock is lost while fn runs. Do
+// returns the error from Lock, or fn's error joined with Unlock's.
+func (l *Lock) Do(ctx context.Context, fn func(ctx context.Context) error) error {
+	return Do(ctx, l, fn)
+}
+
+// Lost returns a channel that is closed when the lock, while held by this
+// Lock, is found reclaimed by another holder or removed (at a heartbeat
+// or at Unlock), or could not be refreshed for TIMEOUT. Each acquisition
+// has its own channel: call Lost after Lock returns.
+func (l *Lock) Lost() <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.lostCh
+}
+
+// Fence returns the fencing token of this Lock's current or last
+// acquisition (0 before the first). Every acquisition of the path, by any
+// holder, gets a larger fence than the one before, so a resource that
+// remembers the largest fence it has seen can refuse a late holder's work.
+// Fences start from the creation time of the lock directory in
+// nanoseconds, so they keep rising even if the directory is deleted and
+// created anew (as long as clocks do not go back).
+func (l *Lock) Fence() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.epoch
+}
+
+func (l *Lock) begin() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case l.held:
+		return fmt.Errorf("dlock: locking %s: %w (call Unlock first)", l.path, ErrHeld)
+	case l.busy:
+		return fmt.Errorf("dlock: locking %s: %w (another goroutine is acquiring it)", l.path, ErrHeld)
+	}
+	l.busy = true
+	return nil
+}
+
+func (l *Lock) end() {
+	l.mu.Lock()
+	l.busy = false
+	l.mu.Unlock()
+}
+
+func (l *Lock) try() (bool, entry, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.attempt()
+}
+
+// acquired records a successful acquisition and starts the heartbeat.
+// Called with l.mu held.
+func (l *Lock) acquired(epoch uint64, token, name string, now time.Time, how string) {
+	l.held, l.isLost, l.lostWhy = true, false, ""
+	l.lostCh = make(chan struct{})
+	l.epoch, l.token, l.cur, l.seq = epoch, token, name, 0
+	l.since, l.beat = now, now
+	l.seen = false
+	if l.timer == nil {
+		l.timer = l.cfg.clock.AfterFunc(l.cfg.refresh, l.heartbeat)
+	} else {
+		l.timer.Reset(l.cfg.refresh)
+	}
+	l.logInfo(how+" lock", "fence", epoch)
+}
+
+// heartbeat refreshes the held lock; it runs on the refresh timer.
+func (l *Lock) heartbeat() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if hook := l.testBeat; hook != nil {
+		defer hook()
+	}
+	if !l.held || l.isLost {
+		return
+	}
+	now := l.cfg.clock.Now()
+	err := l.refresh(now)
+	switch {
+	case err == nil:
+		l.timer.Reset(l.cfg.refresh)
+	case errors.Is(err, errGone):
+		l.markLost("it was reclaimed or removed while held")
+	case now.Sub(l.beat) >= l.cfg.timeout:
+		l.markLost(fmt.Sprintf("it could not be refreshed for TIMEOUT %v: %v", l.cfg.timeout, err))
+	default:
+		l.logWarn("refresh failed; retrying", "err", err)
+		l.timer.Reset(min(l.cfg.refresh, l.cfg.poll))
+	}
+}
+
+// markLost closes the Lost channel once. Called with l.mu held.
+func (l *Lock) markLost(why string) {
+	if l.isLost {
+		return
+	}
+	l.isLost, l.lostWhy = true, why
+	close(l.lostCh)
+	if l.timer != nil {
+		l.timer.Stop()
+	}
+	l.logWarn("lost lock", "reason", why, "fence", l.epoch)
+}
+
+// lostError describes a loss and who holds the lock now.
+func (l *Lock) lostError() error {
+	now := "the lock directory is gone"
+	if st, err := readState(l.path); err == nil && !st.missing {
+		switch {
+		case st.entries == 1 && st.e.free:
+			now = "it is free"
+		case st.entries == 1:
+			now = "it is held by " + st.e.holder.String()
+		default:
+			now = fmt.Sprintf("it holds %d state entries", st.entries)
+		}
+	}
+	return fmt.Errorf("dlock: %s: lock with fence %d was lost (%s); %s: %w", l.path, l.epoch, l.lostWhy, now, ErrLost)
+}
+
+func (l *Lock) busyError(seen entry, start time.Time) error {
+	now := l.cfg.clock.Now()
+	e := &BusyError{Path: l.path, Holder: seen.holder, Waited: now.Sub(start)}
+	if !seen.holder.Unknown {
+		e.Age = now.Sub(seen.holder.Beat)
+	} else if l.seen {
+		e.Age = now.Sub(l.seenSince)
+	}
+	return e
+}
+
+func (l *Lock) logInfo(msg string, args ...any) {
+	if l.cfg.logger != nil {
+		l.cfg.logger.Info("dlock: "+msg, append([]any{"path", l.path}, args...)...)
+	}
+}
+
+func (l *Lock) logWarn(msg string, args ...any) {
+	if l.cfg.logger != nil {
+		l.cfg.logger.Warn("dlock: "+msg, append([]any{"path", l.path}, args...)...)
+	}
+}

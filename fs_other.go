@@ -1,0 +1,17 @@
+//go:build !unix && !windows
+
+package dlock
+
+import "os"
+
+func readNames(path string) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return f.Readdirnames(-1)
+}
+
+func renameEntry(from, to string) error      { return os.Rename(from, to) }
+func renameExclusive(from, to string) error { return os.Rename(from, to) }

@@ -1,0 +1,32 @@
+package dlock
+
+import (
+	"io/fs"
+	"os"
+)
+
+// readNames lists the directory at path, refusing a symlink or junction
+// there (Windows has no O_NOFOLLOW for directories; the check and the open
+// are two steps).
+func readNames(path string) ([]string, error) {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return nil, err
+	}
+	if fi.Mode()&(fs.ModeSymlink|fs.ModeIrregular) != 0 || !fi.IsDir() {
+		return nil, &os.PathError{Op: "open", Path: path, Err: errNotDirectory}
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return f.Readdirnames(-1)
+}
+
+// renameEntry renames one state entry. MoveFileEx never replaces an
+// existing directory.
+func renameEntry(from, to string) error { return os.Rename(from, to) }
+
+// renameExclusive: MoveFileEx already refuses an existing directory.
+func renameExclusive(from, to string) error { return os.Rename(from, to) }

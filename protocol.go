@@ -1,0 +1,309 @@
+package dlock
+
+// The on-disk protocol. This file is the only code that creates, renames
+// or removes anything.
+//
+// A lock at PATH is a directory holding exactly one state entry, an empty
+// directory whose name is the lock's state (record.go gives the format):
+//
+//	free.E          unlocked; the last holder's fence was E
+//	held.E.T.S...   held by acquisition token T, fence E, heartbeat S
+//
+// Every transition renames that entry, and a rename succeeds only if its
+// exact source name still exists: each transition is a compare-and-swap
+// done by the filesystem.
+//
+//	create     stage/held.E0.T.0  ->  PATH   (PATH did not exist)
+//	acquire    free.E             ->  held.(E+1).T.0
+//	heartbeat  held.E.T.S         ->  held.E.T.(S+1)
+//	release    held.E.T.S         ->  free.E
+//	reclaim    held.E.T.S         ->  held.(E+1).T'.0   (stale or dead holder)
+//
+// Invariants, which every change here must keep:
+//
+//  1. PATH holds at most one state entry. Nothing here ever mkdirs inside an
+//     existing PATH; entries appear only by rename from another entry, or
+//     with PATH itself (create).
+//  2. A rename target is a name never used before in PATH: held names carry
+//     a fresh random token, and free.E is written only by the holder of
+//     epoch E. This matters because rename(2) silently replaces an empty
+//     directory, and entries are empty directories. Where the OS offers it
+//     (Linux RENAME_NOREPLACE, macOS RENAME_EXCL) the kernel checks it too.
+//  3. Safety never depends on clocks, mtimes or caches: they only decide
+//     when a waiter tries a reclaim, and a reclaim acting on an old
+//     listing fails because its source name is gone.
+//  4. PATH is never removed while it holds an entry. An empty PATH (a
+//     user's mkdir, a half-made lock of another tool) is removed with
+//     rmdir, itself a compare-and-swap, only after TIMEOUT unchanged.
+//  5. After a failed rename, the target existing proves the rename happened
+//     (network filesystems may report an error for a rename that took
+//     effect): targets are names only this holder uses.
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+var (
+	// errGone: the source entry of a transition no longer exists.
+	errGone = errors.New("state entry is gone")
+	// errNoExclusive: the OS has no rename that refuses an existing target.
+	errNoExclusive = errors.New("exclusive rename not supported")
+	errNotDirectory = errors.New("not a directory")
+)
+
+// dirState is what one listing of the lock directory says.
+type dirState struct {
+	missing bool     // PATH does not exist
+	entries int      // how many state entries it holds
+	e       entry    // the state entry, when entries == 1
+	foreign []string // other names in PATH (the first few)
+}
+
+// readState lists PATH. A symlink or a file at PATH is ErrNotLock.
+func readState(path string) (dirState, error) {
+	var st dirState
+	names, err := readNames(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			st.missing = true
+			return st, nil
+		}
+		if fi, lerr := os.Lstat(path); lerr == nil && !fi.IsDir() {
+			what := "a file"
+			if fi.Mode()&fs.ModeSymlink != 0 {
+				what = "a symlink"
+			}
+			return st, fmt.Errorf("dlock: %s is %s, not a lock directory: %w", path, what, ErrNotLock)
+		}
+		return st, fmt.Errorf("dlock: reading lock %s: %w", path, err)
+	}
+	for _, n := range names {
+		if !isStateName(n) {
+			if len(st.foreign) < 4 {
+				st.foreign = append(st.foreign, n)
+			}
+			continue
+		}
+		st.entries++
+		if st.entries == 1 {
+			st.e = parseEntry(n)
+		}
+	}
+	return st, nil
+}
+
+// check returns the error for a listing that no waiting can fix.
+func (st dirState) check(path string) error {
+	switch {
+	case st.entries > 1:
+		return fmt.Errorf("dlock: %s holds %d state entries, dlock writes one: %w", path, st.entries, ErrCorrupt)
+	case st.entries == 0 && len(st.foreign) > 0:
+		return fmt.Errorf("dlock: %s is a directory holding %q, not a lock directory: %w", path, st.foreign, ErrNotLock)
+	}
+	return nil
+}
+
+// move performs one transition, renaming entry from to entry to in dir.
+// errGone means from no longer exists: another process moved it first.
+func move(dir, from, to string) error {
+	src, dst := filepath.Join(dir, from), filepath.Join(dir, to)
+	err := renameEntry(src, dst)
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, fs.ErrExist) || errors.Is(err, syscall.ENOTEMPTY) {
+		return fmt.Errorf("dlock: %s already exists, which dlock never lets happen: %w", dst, ErrCorrupt)
+	}
+	if _, serr := os.Lstat(dst); serr == nil {
+		return nil // invariant 5: the rename took effect
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		return errGone
+	}
+	return err
+}
+
+// create makes the lock directory at path, already holding the entry held.
+// It returns false, nil when another process created path first.
+func create(path, held, token string, perm fs.FileMode) (bool, error) {
+	stage := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".dlock-new-"+token[:16])
+	if err := os.Mkdir(stage, perm); err != nil {
+		return false, fmt.Errorf("dlock: creating lock %s: %w", path, err)
+	}
+	entry := filepath.Join(stage, held)
+	err := os.Chmod(stage, perm) // what the umask took away
+	if err == nil {
+		err = os.Mkdir(entry, 0o755)
+	}
+	if err == nil {
+		if err = renameExclusive(stage, path); err == errNoExclusive {
+			err = os.Rename(stage, path) // refuses an existing directory (one Lstat early)
+		}
+		if err == nil {
+			return true, nil
+		}
+		os.Remove(entry)
+	}
+	os.Remove(stage)
+	if fi, lerr := os.Lstat(path); lerr == nil && fi.IsDir() {
+		return false, nil
+	}
+	return false, fmt.Errorf("dlock: creating lock %s: %w", path, err)
+}
+
+// removeEmpty removes path if it is an empty directory (invariant 4).
+func removeEmpty(path string) error {
+	err := os.Remove(path)
+	if err == nil || errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrExist) || errors.Is(err, syscall.ENOTEMPTY) {
+		return nil // gone, or no longer empty: look again
+	}
+	return fmt.Errorf("dlock: removing empty lock directory %s: %w", path, err)
+}
+
+// attempt makes one try at acquiring the lock. It returns the entry seen
+// when another holds it. Called with l.mu held.
+func (l *Lock) attempt() (ok bool, seen entry, err error) {
+	now := l.cfg.clock.Now()
+	token := newToken()
+	// Fast path: the free entry this Lock released last is likely still
+	// there; trying it costs one rename instead of a listing.
+	if l.lastFree.name != "" {
+		e := l.lastFree
+		l.lastFree = entry{}
+		if ok, err := l.take(e, token, now, false); ok || err != nil {
+			return ok, entry{}, err
+		}
+	}
+	for range 4 {
+		st, err := readState(l.path)
+		if err != nil {
+			return false, entry{}, err
+		}
+		if err := st.check(l.path); err != nil {
+			return false, entry{}, err
+		}
+		switch {
+		case st.missing:
+			epoch := uint64(now.UnixNano()) // fences never go back, even if PATH was deleted
+			name := heldName(epoch, token, 0, now, now, l.cfg.timeout)
+			created, err := create(l.path, name, token, l.cfg.perm)
+			if err != nil || created {
+				if created {
+					l.acquired(epoch, token, name, now, "created")
+				}
+				return created, entry{}, err
+			}
+		case st.entries == 0:
+			// An empty directory: unknown holder (invariant 4).
+			e := entry{name: "", holder: Holder{Unknown: true}}
+			if at, _ := l.staleAt(now, e); now.Before(at) {
+				return false, e, nil
+			}
+			l.logWarn("removing empty lock directory", "unchanged for", l.cfg.timeout)
+			if err := removeEmpty(l.path); err != nil {
+				return false, entry{}, err
+			}
+		case st.e.free:
+			if ok, err := l.take(st.e, token, now, false); ok || err != nil {
+				return ok, entry{}, err
+			}
+		default:
+			at, why := l.staleAt(now, st.e)
+			if now.Before(at) {
+				return false, st.e, nil
+			}
+			if ok, err := l.take(st.e, token, now, true); ok || err != nil {
+				if ok {
+					l.logWarn("reclaimed lock", "reason", why, "from", st.e.holder.String(), "entry", st.e.name)
+				}
+				return ok, entry{}, err
+			}
+		}
+	}
+	// Four listings each raced with another process: report busy with
+	// whatever is there now; the caller waits and tries again.
+	st, err := readState(l.path)
+	return false, st.e, err
+}
+
+// take moves the free or stale entry e to a new held entry of ours
+// (acquire or reclaim). false, nil means another process moved e first.
+func (l *Lock) take(e entry, token string, now time.Time, reclaim bool) (bool, error) {
+	epoch := e.epoch + 1
+	if e.holder.Unknown && !e.free {
+		epoch = max(uint64(now.UnixNano()), 1) // unknown epoch: seed afresh
+	}
+	name := heldName(epoch, token, 0, now, now, l.cfg.timeout)
+	switch err := move(l.path, e.name, name); {
+	case err == nil:
+		how := "acquired"
+		if reclaim {
+			how = "reclaimed"
+		}
+		l.acquired(epoch, token, name, now, how)
+		return true, nil
+	case errors.Is(err, errGone):
+		return false, nil
+	default:
+		return false, fmt.Errorf("dlock: acquiring lock %s: %w", l.path, err)
+	}
+}
+
+// staleAt returns when the entry e becomes reclaimable by this Lock, and
+// why. A holder is stale once it has not refreshed for its own TIMEOUT
+// (recorded in the entry, so a waiter with a shorter TIMEOUT cannot steal
+// early), measured two ways, whichever comes first:
+//   - by the refresh time the holder wrote with its clock, so that a new
+//     process can judge an old lock at once;
+//   - by how long this Lock has seen the very same entry unchanged on its
+//     own clock, so that a holder whose clock runs ahead (or a record that
+//     cannot be parsed) is still reclaimed.
+//
+// A holder on this host whose process is gone is stale at once.
+func (l *Lock) staleAt(now time.Time, e entry) (time.Time, string) {
+	if !l.seen || l.seenName != e.name {
+		l.seen, l.seenName, l.seenSince = true, e.name, now
+	}
+	timeout := l.cfg.timeout
+	if !e.holder.Unknown {
+		timeout = e.holder.Timeout
+	}
+	at := l.seenSince.Add(timeout)
+	why := "unchanged for its TIMEOUT"
+	if !e.holder.Unknown {
+		if beat := e.holder.Beat.Add(timeout); beat.Before(at) {
+			at, why = beat, "not refreshed for its TIMEOUT"
+		}
+		if now.Before(at) && holderDead(e.holder) {
+			return now, "holder process is gone"
+		}
+	}
+	return at, why
+}
+
+// refresh renames our held entry to its next heartbeat name. Called with
+// l.mu held.
+func (l *Lock) refresh(now time.Time) error {
+	next := heldName(l.epoch, l.token, l.seq+1, l.since, now, l.cfg.timeout)
+	if err := move(l.path, l.cur, next); err != nil {
+		return err
+	}
+	l.cur, l.seq, l.beat = next, l.seq+1, now
+	return nil
+}
+
+// release renames our held entry to free.E. Called with l.mu held.
+func (l *Lock) release() error {
+	free := freeName(l.epoch)
+	if err := move(l.path, l.cur, free); err != nil {
+		return err
+	}
+	l.lastFree = entry{name: free, free: true, epoch: l.epoch}
+	return nil
+}

@@ -1,0 +1,255 @@
+package dlock
+
+import (
+	"hash/fnv"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// The state of a lock is the name of the single entry in its directory.
+// The holder's owner record lives in that name, so it changes atomically
+// with every transition and costs no extra syscall:
+//
+//	free.E
+//	held.E.TOKEN.SEQ.SINCE.BEAT.TIMEOUT.PID.PSTART.HOSTID.HOST
+//
+//	E        epoch, decimal: rises by one on every acquisition (the fence)
+//	TOKEN    32 lowercase hex digits, random per acquisition
+//	SEQ      heartbeat count of this acquisition, decimal
+//	SINCE    acquisition time, Unix nanoseconds by the holder's clock
+//	BEAT     last refresh time, Unix nanoseconds by the holder's clock
+//	TIMEOUT  the holder's TIMEOUT in nanoseconds
+//	PID      holder process id
+//	PSTART   holder process start time (OS-specific units; 0 unknown)
+//	HOSTID   16 hex digits naming boot and pid namespace (0 unknown)
+//	HOST     host name, sanitised; last, so it may contain dots
+//
+// A new format gets a new prefix, never a change to these fields.
+const (
+	freePrefix = "free."
+	heldPrefix = "held."
+
+	// maxHostLen keeps the longest possible held name under 255 bytes.
+	maxHostLen = 48
+	// maxEntryLen bounds what the parser looks at.
+	maxEntryLen = 255
+)
+
+// entry is a parsed state entry.
+type entry struct {
+	name   string
+	free   bool
+	epoch  uint64 // for free and held entries that parsed
+	holder Holder // for held entries (Unknown if it did not parse)
+}
+
+func freeName(epoch uint64) string {
+	return freePrefix + strconv.FormatUint(epoch, 10)
+}
+
+// heldName formats the state entry of a held lock for this process.
+func heldName(epoch uint64, token string, seq uint64, since, beat time.Time, timeout time.Duration) string {
+	id := self()
+	b := make([]byte, 0, 200)
+	b = append(b, heldPrefix...)
+	b = strconv.AppendUint(b, epoch, 10)
+	b = append(b, '.')
+	b = append(b, token...)
+	b = append(b, '.')
+	b = strconv.AppendUint(b, seq, 10)
+	b = append(b, '.')
+	b = strconv.AppendInt(b, since.UnixNano(), 10)
+	b = append(b, '.')
+	b = strconv.AppendInt(b, beat.UnixNano(), 10)
+	b = append(b, '.')
+	b = strconv.AppendInt(b, int64(timeout), 10)
+	b = append(b, '.')
+	b = strconv.AppendInt(b, int64(id.pid), 10)
+	b = append(b, '.')
+	b = strconv.AppendUint(b, id.start, 10)
+	b = append(b, '.')
+	b = append(b, id.hostID...)
+	b = append(b, '.')
+	b = append(b, id.host...)
+	return string(b)
+}
+
+// isStateName reports whether name is a state entry (parsable or not).
+func isStateName(name string) bool {
+	return strings.HasPrefix(name, freePrefix) || strings.HasPrefix(name, heldPrefix)
+}
+
+// parseEntry parses a state entry name. It never fails: a name it cannot
+// read is a held entry of an unknown holder.
+func parseEntry(name string) entry {
+	e := entry{name: name}
+	if len(name) <= maxEntryLen {
+		if rest, ok := strings.CutPrefix(name, freePrefix); ok {
+			if epoch, ok := parseDecimal(rest); ok {
+				e.free, e.epoch = true, epoch
+				return e
+			}
+		} else if rest, ok := strings.CutPrefix(name, heldPrefix); ok {
+			if h, ok := parseHeld(rest); ok {
+				h.Entry = name
+				e.epoch, e.holder = h.Fence, h
+				return e
+			}
+		}
+	}
+	e.holder = Holder{Unknown: true, Entry: name}
+	return e
+}
+
+func parseHeld(s string) (h Holder, ok bool) {
+	f := strings.SplitN(s, ".", 10)
+	if len(f) != 10 {
+		return h, false
+	}
+	var since, beat, timeout, pid int64
+	var ok1, ok2, ok3, ok4, ok5, ok6, ok7 bool
+	h.Fence, ok1 = parseDecimal(f[0])
+	h.Token = f[1]
+	h.Sequence, ok2 = parseDecimal(f[2])
+	since, ok3 = parseSigned(f[3])
+	beat, ok4 = parseSigned(f[4])
+	timeout, ok5 = parseSigned(f[5])
+	pid, ok6 = parseSigned(f[6])
+	h.pstart, ok7 = parseDecimal(f[7])
+	h.HostID, h.Host = f[8], f[9]
+	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6 && ok7) ||
+		!isHex(h.Token, 32, 32) || !isHex(h.HostID, 1, 16) || !validHost(h.Host) ||
+		timeout <= 0 || pid <= 0 || pid > 1<<31-1 {
+		return Holder{}, false
+	}
+	h.Since, h.Beat = time.Unix(0, since), time.Unix(0, beat)
+	h.Timeout, h.PID = time.Duration(timeout), int(pid)
+	return h, true
+}
+
+// parseDecimal accepts only canonical decimals (no sign, no leading zeros),
+// so every value has exactly one name.
+func parseDecimal(s string) (uint64, bool) {
+	if s == "" || len(s) > 20 || (len(s) > 1 && s[0] == '0') {
+		return 0, false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+	}
+	v, err := strconv.ParseUint(s, 10, 64)
+	return v, err == nil
+}
+
+func parseSigned(s string) (int64, bool) {
+	neg := strings.HasPrefix(s, "-")
+	u, ok := parseDecimal(strings.TrimPrefix(s, "-"))
+	if !ok || (neg && u == 0) || u > 1<<63 || (!neg && u == 1<<63) {
+		return 0, false
+	}
+	if neg {
+		return -int64(u - 1) - 1, true
+	}
+	return int64(u), true
+}
+
+func isHex(s string, min, max int) bool {
+	if len(s) < min || len(s) > max {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+func validHost(s string) bool {
+	if s == "" || len(s) > maxHostLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !hostChar(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func hostChar(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.'
+}
+
+// sanitizeHost makes a host name safe for an entry name on every OS.
+func sanitizeHost(h string) string {
+	b := []byte(h)
+	for i := range b {
+		if !hostChar(b[i]) {
+			b[i] = '_'
+		}
+	}
+	if len(b) > maxHostLen {
+		b = b[:maxHostLen]
+	}
+	if len(b) == 0 {
+		return "unknown"
+	}
+	return string(b)
+}
+
+func newToken() string {
+	const hex = "0123456789abcdef"
+	var b [32]byte
+	a, c := rand.Uint64(), rand.Uint64()
+	for i := 0; i < 16; i++ {
+		b[i] = hex[a>>(4*i)&15]
+		b[16+i] = hex[c>>(4*i)&15]
+	}
+	return string(b[:])
+}
+
+// identity is who this process is, as written into held entries.
+type identity struct {
+	pid    int
+	start  uint64 // process start time, 0 if unknown
+	hostID string // "0" if the host cannot be identified exactly
+	host   string
+}
+
+var self = sync.OnceValue(func() identity {
+	id := identity{pid: os.Getpid(), hostID: "0"}
+	id.start, _, _ = processStart(id.pid)
+	name, _ := os.Hostname()
+	id.host = sanitizeHost(name)
+	if raw := hostIdentity(); raw != "" {
+		h := fnv.New64a()
+		h.Write([]byte(name + "\x00" + raw))
+		id.hostID = strconv.FormatUint(h.Sum64()|1, 16) // never "0"
+	}
+	return id
+})
+
+// holderDead reports whether h is provably gone: it ran on this host (same
+// boot, same pid namespace) and its process no longer exists, is a zombie,
+// or is another process with the same pid.
+func holderDead(h Holder) bool {
+	id := self()
+	if h.Unknown || id.hostID == "0" || h.HostID != id.hostID {
+		return false
+	}
+	start, alive, known := processStart(h.PID)
+	if !known {
+		return false
+	}
+	if !alive {
+		return true
+	}
+	return start != 0 && h.pstart != 0 && start != h.pstart
+}
