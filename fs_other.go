@@ -13,5 +13,5 @@ func readNames(path string) ([]string, error) {
 	return f.Readdirnames(-1)
 }
 
-func renameEntry(from, to string) error      { return os.Rename(from, to) }
+func renameEntry(from, to string) error     { return os.Rename(from, to) }
 func renameExclusive(from, to string) error { return os.Rename(from, to) }

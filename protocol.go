@@ -53,7 +53,7 @@ var (
 	// errGone: the source entry of a transition no longer exists.
 	errGone = errors.New("state entry is gone")
 	// errNoExclusive: the OS has no rename that refuses an existing target.
-	errNoExclusive = errors.New("exclusive rename not supported")
+	errNoExclusive  = errors.New("exclusive rename not supported")
 	errNotDirectory = errors.New("not a directory")
 )
 

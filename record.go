@@ -153,7 +153,7 @@ func parseSigned(s string) (int64, bool) {
 		return 0, false
 	}
 	if neg {
-		return -int64(u - 1) - 1, true
+		return -int64(u-1) - 1, true
 	}
 	return int64(u), true
 }
