@@ -57,7 +57,10 @@ type Holder struct {
 
 // String describes the holder for error messages: "pid 42 on host web1, held 3s".
 func (h Holder) String() string {
-	if h.Unknown {
+	switch {
+	case h.Unknown && h.Entry == "":
+		return "an unknown holder (an empty lock directory)"
+	case h.Unknown:
 		return fmt.Sprintf("an unknown holder (entry %q)", h.Entry)
 	}
 	var b strings.Builder

@@ -53,7 +53,10 @@ func freeName(epoch uint64) string {
 
 // heldName formats the state entry of a held lock for this process.
 func heldName(epoch uint64, token string, seq uint64, since, beat time.Time, timeout time.Duration) string {
-	id := self()
+	return formatHeld(epoch, token, seq, since, beat, timeout, self())
+}
+
+func formatHeld(epoch uint64, token string, seq uint64, since, beat time.Time, timeout time.Duration, id identity) string {
 	b := make([]byte, 0, 200)
 	b = append(b, heldPrefix...)
 	b = strconv.AppendUint(b, epoch, 10)

@@ -1,0 +1,696 @@
+package dlock
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/benbjohnson/clock"
+)
+
+// The tests in this file are deterministic: all time comes from a mock
+// clock, and a test advances it only once the code under test has said
+// (through the test hooks) that it is blocked or has finished a heartbeat.
+
+const never = 24 * time.Hour // a poll interval that never fires in a test
+
+// rig is a mock clock and a lock path.
+type rig struct {
+	t    *testing.T
+	clk  *clock.Mock
+	path string
+}
+
+func newRig(t *testing.T) *rig {
+	t.Helper()
+	clk := clock.NewMock()
+	clk.Set(time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC))
+	return &rig{t: t, clk: clk, path: filepath.Join(t.TempDir(), "lock")}
+}
+
+func (r *rig) lock(opts ...Option) *Lock {
+	r.t.Helper()
+	l, err := New(r.path, append([]Option{WithClock(r.clk), WithPollInterval(never)}, opts...)...)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	beats := make(chan struct{}, 100)
+	blocked := make(chan struct{}, 100)
+	l.testBeat = func() { beats <- struct{}{} }
+	l.testBlocked = func() { blocked <- struct{}{} }
+	r.t.Cleanup(func() {
+		l.mu.Lock()
+		if l.timer != nil {
+			l.timer.Stop()
+		}
+		l.mu.Unlock()
+	})
+	hooks[l] = lockHooks{beats, blocked}
+	return l
+}
+
+type lockHooks struct{ beats, blocked chan struct{} }
+
+var hooks = map[*Lock]lockHooks{}
+
+// waitFor receives from ch or fails after a real-time safety limit (which
+// only a broken test reaches: nothing here sleeps to let things settle).
+func waitFor[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(10 * time.Second):
+		t.Fatalf("timed out waiting for %s", what)
+		panic("unreachable")
+	}
+}
+
+// lockAsync starts l.Lock(ctx) and returns its result channel once the
+// waiter is blocked.
+func (r *rig) lockAsync(ctx context.Context, l *Lock) <-chan error {
+	r.t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- l.Lock(ctx) }()
+	select {
+	case <-hooks[l].blocked:
+	case err := <-done:
+		r.t.Fatalf("Lock returned %v, want it to block", err)
+	case <-time.After(10 * time.Second):
+		r.t.Fatal("Lock never blocked")
+	}
+	return done
+}
+
+func notYet(t *testing.T, done <-chan error, what string) {
+	t.Helper()
+	select {
+	case err := <-done:
+		t.Fatalf("%s: Lock returned %v too early", what, err)
+	default:
+	}
+}
+
+// entryName returns the single state entry in the lock directory.
+func (r *rig) entryName() string {
+	r.t.Helper()
+	names, err := readNames(r.path)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	var state []string
+	for _, n := range names {
+		if isStateName(n) {
+			state = append(state, n)
+		}
+	}
+	if len(state) != 1 {
+		r.t.Fatalf("lock directory holds state entries %q, want exactly one", state)
+	}
+	return state[0]
+}
+
+// pause stops l's heartbeat, as if its process were stopped.
+func pause(l *Lock) {
+	l.mu.Lock()
+	l.timer.Stop()
+	l.mu.Unlock()
+}
+
+func mustLock(t *testing.T, l *Lock) {
+	t.Helper()
+	if err := l.Lock(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestLockUnlockAndFence(t *testing.T) {
+	r := newRig(t)
+	a, b := r.lock(), r.lock()
+	mustLock(t, a)
+	first := a.Fence()
+	if e := parseEntry(r.entryName()); e.free || e.holder.Token != a.token || e.holder.PID != os.Getpid() || e.holder.Timeout != DefaultTimeout {
+		t.Fatalf("held entry %+v does not record this holder", e)
+	}
+	if ok, err := b.TryLock(); ok || err != nil {
+		t.Fatalf("TryLock of a held lock = %v, %v; want false, nil", ok, err)
+	}
+	if err := a.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	if n := r.entryName(); n != freeName(first) {
+		t.Fatalf("after Unlock the entry is %q, want %q", n, freeName(first))
+	}
+	for i := 1; i <= 3; i++ {
+		for _, l := range []*Lock{b, a} {
+			mustLock(t, l)
+			if l.Fence() <= first {
+				t.Fatalf("fence %d did not rise above %d", l.Fence(), first)
+			}
+			first = l.Fence()
+			if err := l.Unlock(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := a.Unlock(); !errors.Is(err, ErrNotHeld) {
+		t.Fatalf("second Unlock = %v, want ErrNotHeld", err)
+	}
+}
+
+func TestLockWhileHeldIsErrHeld(t *testing.T) {
+	r := newRig(t)
+	a := r.lock()
+	mustLock(t, a)
+	if err := a.Lock(context.Background()); !errors.Is(err, ErrHeld) {
+		t.Fatalf("Lock of a held Lock = %v, want ErrHeld", err)
+	}
+	if ok, err := a.TryLock(); ok || !errors.Is(err, ErrHeld) {
+		t.Fatalf("TryLock of a held Lock = %v, %v; want ErrHeld", ok, err)
+	}
+}
+
+func TestPatienceEndsExactly(t *testing.T) {
+	r := newRig(t)
+	a, b := r.lock(WithTimeout(time.Hour)), r.lock(WithPatience(5*time.Second))
+	mustLock(t, a)
+	done := r.lockAsync(context.Background(), b)
+	r.clk.Add(5*time.Second - time.Nanosecond)
+	notYet(t, done, "a nanosecond before PATIENCE")
+	r.clk.Add(time.Nanosecond)
+	err := waitFor(t, done, "Lock to give up at PATIENCE")
+	var be *BusyError
+	if !errors.Is(err, ErrBusy) || !errors.As(err, &be) {
+		t.Fatalf("Lock = %v, want a *BusyError", err)
+	}
+	if be.Waited != 5*time.Second || be.Holder.PID != os.Getpid() || be.Holder.Fence != a.Fence() || be.Path != r.path {
+		t.Fatalf("BusyError %+v does not name the wait and the holder", be)
+	}
+	for _, want := range []string{r.path, "pid", "waited 5s"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+}
+
+func TestPatienceZeroIsOneAttempt(t *testing.T) {
+	r := newRig(t)
+	a, b := r.lock(), r.lock(WithPatience(0))
+	mustLock(t, a)
+	if err := b.Lock(context.Background()); !errors.Is(err, ErrBusy) {
+		t.Fatalf("Lock with PATIENCE 0 = %v, want ErrBusy", err)
+	}
+}
+
+// A paused holder (its heartbeat stopped) is reclaimed exactly at its own
+// TIMEOUT, even by a waiter whose TIMEOUT is shorter; its late Unlock
+// reports ErrLost and leaves the successor's lock alone.
+func TestReclaimExactlyAtHolderTimeout(t *testing.T) {
+	r := newRig(t)
+	a := r.lock(WithTimeout(3 * time.Second))
+	b := r.lock(WithTimeout(200 * time.Millisecond))
+	mustLock(t, a)
+	pause(a)
+	held := r.entryName()
+	done := r.lockAsync(context.Background(), b)
+	r.clk.Add(3*time.Second - time.Nanosecond)
+	notYet(t, done, "a nanosecond before the holder's TIMEOUT")
+	if n := r.entryName(); n != held {
+		t.Fatalf("entry changed from %q to %q before TIMEOUT", held, n)
+	}
+	r.clk.Add(time.Nanosecond)
+	if err := waitFor(t, done, "reclaim at TIMEOUT"); err != nil {
+		t.Fatal(err)
+	}
+	if b.Fence() != a.Fence()+1 {
+		t.Fatalf("reclaim fence %d, want %d", b.Fence(), a.Fence()+1)
+	}
+	successor := r.entryName()
+	err := a.Unlock()
+	if !errors.Is(err, ErrLost) {
+		t.Fatalf("late Unlock = %v, want ErrLost", err)
+	}
+	if !strings.Contains(err.Error(), "held by pid") {
+		t.Errorf("ErrLost %q does not say who holds the lock now", err)
+	}
+	select {
+	case <-a.Lost():
+	default:
+		t.Fatal("Lost not closed after the late Unlock found the loss")
+	}
+	if n := r.entryName(); n != successor {
+		t.Fatalf("late Unlock changed the successor's entry %q to %q", successor, n)
+	}
+	if err := b.Unlock(); err != nil {
+		t.Fatalf("successor's Unlock = %v", err)
+	}
+}
+
+// The same judgement, made by TryLock calls of a fresh Lock: the record's
+// refresh time alone decides, to the nanosecond.
+func TestTryLockReclaimsAtTimeout(t *testing.T) {
+	r := newRig(t)
+	a := r.lock(WithTimeout(time.Second))
+	mustLock(t, a)
+	pause(a)
+	r.clk.Add(time.Second - time.Nanosecond)
+	if ok, err := r.lock().TryLock(); ok || err != nil {
+		t.Fatalf("TryLock before TIMEOUT = %v, %v", ok, err)
+	}
+	r.clk.Add(time.Nanosecond)
+	if ok, err := r.lock().TryLock(); !ok || err != nil {
+		t.Fatalf("TryLock at TIMEOUT = %v, %v; want the stale lock reclaimed", ok, err)
+	}
+}
+
+func TestHeartbeatKeepsLockAcrossTenTimeouts(t *testing.T) {
+	r := newRig(t)
+	const timeout = 3 * time.Second
+	a, b := r.lock(WithTimeout(timeout)), r.lock()
+	mustLock(t, a)
+	fence := a.Fence()
+	for i := 0; i < 30; i++ {
+		r.clk.Add(timeout / 3)
+		waitFor(t, hooks[a].beats, "heartbeat")
+		if ok, err := b.TryLock(); ok || err != nil {
+			t.Fatalf("after %v: TryLock = %v, %v; the heartbeat should keep the lock held", time.Duration(i+1)*timeout/3, ok, err)
+		}
+	}
+	e := parseEntry(r.entryName())
+	if e.holder.Token != a.token || e.holder.Sequence != 30 || e.epoch != fence {
+		t.Fatalf("entry %+v after 30 heartbeats", e)
+	}
+	select {
+	case <-a.Lost():
+		t.Fatal("Lost closed while the heartbeat ran")
+	default:
+	}
+	if err := a.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestHeartbeatDetectsLoss(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		break_ func(r *rig)
+	}{
+		{"entry reclaimed", func(r *rig) {
+			n := r.entryName()
+			if err := os.Rename(filepath.Join(r.path, n), filepath.Join(r.path, "held.99.x")); err != nil {
+				r.t.Fatal(err)
+			}
+		}},
+		{"directory removed", func(r *rig) {
+			if err := os.RemoveAll(r.path); err != nil {
+				r.t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t)
+			a := r.lock(WithTimeout(3 * time.Second))
+			mustLock(t, a)
+			lost := a.Lost()
+			tc.break_(r)
+			r.clk.Add(time.Second)
+			waitFor(t, hooks[a].beats, "heartbeat")
+			waitFor(t, lost, "Lost to close")
+			if err := a.Unlock(); !errors.Is(err, ErrLost) {
+				t.Fatalf("Unlock after loss = %v, want ErrLost", err)
+			}
+		})
+	}
+}
+
+// Do cancels fn's context when the lock is lost.
+func TestDoCancelsOnLoss(t *testing.T) {
+	r := newRig(t)
+	a := r.lock(WithTimeout(3 * time.Second))
+	err := a.Do(context.Background(), func(ctx context.Context) error {
+		os.RemoveAll(r.path)
+		r.clk.Add(time.Second)
+		<-ctx.Done()
+		if !errors.Is(context.Cause(ctx), ErrLost) {
+			t.Errorf("cause %v, want ErrLost", context.Cause(ctx))
+		}
+		return ctx.Err()
+	})
+	if !errors.Is(err, ErrLost) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("Do = %v, want fn's context.Canceled joined with ErrLost", err)
+	}
+}
+
+func TestContextEndsWait(t *testing.T) {
+	r := newRig(t)
+	a, b := r.lock(), r.lock()
+	mustLock(t, a)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := r.lockAsync(ctx, b)
+	cancel()
+	if err := waitFor(t, done, "Lock to see ctx done"); !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "pid") {
+		t.Fatalf("Lock = %v, want context.Canceled naming the holder", err)
+	}
+	// And a context already done: no attempt at all.
+	if err := b.Lock(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Lock(done ctx) = %v", err)
+	}
+	// b is usable afterwards.
+	if err := a.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	mustLock(t, b)
+}
+
+// A release wakes a waiter through its fsnotify watch, with no clock
+// movement and no polling at all.
+func TestReleaseWakesWaiter(t *testing.T) {
+	r := newRig(t)
+	a, b := r.lock(), r.lock()
+	mustLock(t, a)
+	done := r.lockAsync(context.Background(), b)
+	if err := a.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitFor(t, done, "the watch to wake the waiter"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBadPathsFailAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	os.WriteFile(file, []byte("precious"), 0o644)
+	target := filepath.Join(dir, "target")
+	os.Mkdir(target, 0o755)
+	link := filepath.Join(dir, "link")
+	os.Symlink(target, link)
+	foreign := filepath.Join(dir, "foreign")
+	os.Mkdir(foreign, 0o755)
+	os.WriteFile(filepath.Join(foreign, "data"), []byte("precious"), 0o644)
+	corrupt := filepath.Join(dir, "corrupt")
+	os.MkdirAll(filepath.Join(corrupt, "free.1"), 0o755)
+	os.MkdirAll(filepath.Join(corrupt, "free.2"), 0o755)
+
+	for _, tc := range []struct {
+		name, path string
+		want       error
+	}{
+		{"regular file", file, ErrNotLock},
+		{"symlink", link, ErrNotLock},
+		{"foreign directory", foreign, ErrNotLock},
+		{"two state entries", corrupt, ErrCorrupt},
+		{"missing parent", filepath.Join(dir, "no", "such", "lock"), fs.ErrNotExist},
+		{"parent is a file", filepath.Join(file, "lock"), nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l, err := New(tc.path) // no PATIENCE limit: it must not wait
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = l.Lock(context.Background())
+			if err == nil || tc.want != nil && !errors.Is(err, tc.want) {
+				t.Fatalf("Lock = %v, want %v", err, tc.want)
+			}
+			if !strings.Contains(err.Error(), tc.path) && !strings.Contains(err.Error(), filepath.Dir(tc.path)) {
+				t.Errorf("error %q does not name the path", err)
+			}
+			if _, err := Inspect(tc.path); err == nil && tc.want != fs.ErrNotExist && tc.want != nil {
+				t.Errorf("Inspect accepted %s", tc.name)
+			}
+		})
+	}
+	// Nothing was touched.
+	if b, _ := os.ReadFile(file); string(b) != "precious" {
+		t.Error("the file changed")
+	}
+	if b, _ := os.ReadFile(filepath.Join(foreign, "data")); string(b) != "precious" {
+		t.Error("the foreign directory changed")
+	}
+	if names, _ := readNames(target); len(names) != 0 {
+		t.Errorf("the symlink's target gained %q", names)
+	}
+	if names, _ := readNames(corrupt); len(names) != 2 {
+		t.Errorf("the corrupt lock now holds %q", names)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "no")); err == nil {
+		t.Error("a missing parent was created")
+	}
+}
+
+func TestNewValidatesOptions(t *testing.T) {
+	for _, opts := range [][]Option{
+		{WithTimeout(0)},
+		{WithTimeout(time.Second), WithRefresh(time.Second)},
+		{WithRefresh(-1)},
+		{WithPollInterval(0)},
+		{WithClock(nil)},
+	} {
+		if _, err := New("x", opts...); err == nil {
+			t.Errorf("New accepted %d bad options", len(opts))
+		}
+	}
+	if _, err := New(""); err == nil {
+		t.Error("New accepted an empty path")
+	}
+}
+
+// Foreign files beside a valid entry are left alone and do not stop the lock.
+func TestForeignFilesBesideEntryAreIgnored(t *testing.T) {
+	r := newRig(t)
+	a := r.lock()
+	mustLock(t, a)
+	a.Unlock()
+	junk := filepath.Join(r.path, "README")
+	os.WriteFile(junk, []byte("note"), 0o644)
+	mustLock(t, a)
+	a.Unlock()
+	if b, err := os.ReadFile(junk); err != nil || string(b) != "note" {
+		t.Fatal("a foreign file in the lock directory was touched")
+	}
+}
+
+// An empty directory at the path (a user's mkdir, another tool's lock) is
+// an unknown holder: reclaimed only after TIMEOUT unchanged, by rmdir.
+func TestEmptyDirectoryReclaimedAfterTimeout(t *testing.T) {
+	r := newRig(t)
+	os.Mkdir(r.path, 0o755)
+	b := r.lock(WithTimeout(2 * time.Second))
+	done := r.lockAsync(context.Background(), b)
+	r.clk.Add(2*time.Second - time.Nanosecond)
+	notYet(t, done, "before TIMEOUT")
+	r.clk.Add(time.Nanosecond)
+	if err := waitFor(t, done, "reclaim of the empty directory"); err != nil {
+		t.Fatal(err)
+	}
+	if e := parseEntry(r.entryName()); e.holder.Token != b.token {
+		t.Fatalf("entry %q is not b's", e.name)
+	}
+}
+
+// An unparseable held entry, or one refreshed "in the future" by a clock
+// that runs ahead, is reclaimed after TIMEOUT seen unchanged on the
+// waiter's own clock.
+func TestUnknownOrFutureHolderReclaimedAfterSeenTimeout(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		entry func(r *rig) string
+	}{
+		{"garbage", func(r *rig) string { return "held.garbage" }},
+		{"future", func(r *rig) string {
+			future := r.clk.Now().Add(time.Hour)
+			return formatHeld(7, newToken(), 0, future, future, time.Second, identity{pid: 1, hostID: "abc", host: "elsewhere"})
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t)
+			os.MkdirAll(filepath.Join(r.path, tc.entry(r)), 0o755)
+			b := r.lock(WithTimeout(time.Second))
+			done := r.lockAsync(context.Background(), b)
+			r.clk.Add(time.Second - time.Nanosecond)
+			notYet(t, done, "before TIMEOUT")
+			r.clk.Add(time.Nanosecond)
+			if err := waitFor(t, done, "reclaim"); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// A holder on this host whose process is gone, or whose pid now belongs to
+// another process, is reclaimed at once; a live one is not.
+func TestDeadHolderOnThisHostReclaimedAtOnce(t *testing.T) {
+	id := self()
+	if id.hostID == "0" || id.start == 0 {
+		t.Skip("this OS gives no host identity or process start time")
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	dead := id
+	dead.pid = cmd.Process.Pid
+	reused := id
+	reused.start++
+	for _, tc := range []struct {
+		name   string
+		holder identity
+		want   bool
+	}{
+		{"exited", dead, true},
+		{"pid reused", reused, true},
+		{"alive", id, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t)
+			now := r.clk.Now()
+			os.MkdirAll(filepath.Join(r.path, formatHeld(5, newToken(), 0, now, now, time.Hour, tc.holder)), 0o755)
+			ok, err := r.lock(WithPatience(0)).TryLock()
+			if ok != tc.want || err != nil {
+				t.Fatalf("TryLock = %v, %v; want %v", ok, err, tc.want)
+			}
+			st, err := Inspect(r.path)
+			if err != nil || !st.Held {
+				t.Fatalf("Inspect = %+v, %v", st, err)
+			}
+		})
+	}
+}
+
+// A clock that jumps back while the lock is held does not make the holder
+// lose it: the heartbeat writes an earlier time under a new name.
+func TestClockJumpBackKeepsLock(t *testing.T) {
+	r := newRig(t)
+	a, b := r.lock(WithTimeout(3*time.Second)), r.lock()
+	mustLock(t, a)
+	r.clk.Set(r.clk.Now().Add(-time.Hour))
+	a.heartbeat() // the refresh timer is monotonic; the wall clock is not
+	waitFor(t, hooks[a].beats, "heartbeat")
+	if e := parseEntry(r.entryName()); e.holder.Sequence != 1 || !e.holder.Beat.Equal(r.clk.Now()) {
+		t.Fatalf("entry after the jump: %+v", e.holder)
+	}
+	if ok, err := b.TryLock(); ok || err != nil {
+		t.Fatalf("TryLock after the jump = %v, %v", ok, err)
+	}
+	select {
+	case <-a.Lost():
+		t.Fatal("lost after the clock jumped back")
+	default:
+	}
+	if err := a.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A clock that jumps forward past TIMEOUT races the holder's heartbeat
+// against a waiter's reclaim. Either may win; never both, and a holder
+// that lost is told.
+func TestClockJumpForwardNeverTwoHolders(t *testing.T) {
+	wins := map[bool]int{}
+	for i := 0; i < 50; i++ {
+		r := newRig(t)
+		a, b := r.lock(WithTimeout(3*time.Second)), r.lock()
+		mustLock(t, a)
+		pause(a)
+		r.clk.Add(10 * time.Second)
+		got := make(chan bool, 1)
+		go func() {
+			ok, err := b.TryLock()
+			if err != nil {
+				t.Error(err)
+			}
+			got <- ok
+		}()
+		a.heartbeat()
+		<-hooks[a].beats
+		bHolds := waitFor(t, got, "TryLock")
+		lost := false
+		select {
+		case <-a.Lost():
+			lost = true
+		default:
+		}
+		owner := parseEntry(r.entryName()).holder.Token
+		if bHolds != lost || (bHolds && owner != b.token) || (!bHolds && owner != a.token) {
+			t.Fatalf("b holds %v, a lost %v, entry owned by %s (a %s, b %s)", bHolds, lost, owner, a.token, b.token)
+		}
+		wins[bHolds]++
+	}
+	t.Logf("reclaims won by the waiter: %d, by the heartbeat: %d", wins[true], wins[false])
+}
+
+func TestInspect(t *testing.T) {
+	r := newRig(t)
+	st, err := Inspect(r.path)
+	if err != nil || st.Exists || st.Held {
+		t.Fatalf("Inspect of no lock = %+v, %v", st, err)
+	}
+	a := r.lock(WithTimeout(time.Minute))
+	mustLock(t, a)
+	r.clk.Add(5 * time.Second) // heartbeat not yet due
+	st, err = a.Status()
+	if err != nil || !st.Held || st.Holder.PID != os.Getpid() || st.Fence != a.Fence() || st.Age != 5*time.Second || st.Stale || st.Dead {
+		t.Fatalf("Status = %+v, %v", st, err)
+	}
+	if s := st.String(); !strings.Contains(s, "held by pid") {
+		t.Errorf("Status.String() = %q", s)
+	}
+	a.Unlock()
+	if st, err = Inspect(r.path); err != nil || st.Held || st.Fence != a.Fence() {
+		t.Fatalf("Inspect after Unlock = %+v, %v", st, err)
+	}
+}
+
+func TestEntryNameRoundTrip(t *testing.T) {
+	since := time.Unix(0, 1_700_000_000_123_456_789)
+	id := identity{pid: 4242, start: 99, hostID: "1f", host: strings.Repeat("h", maxHostLen)}
+	name := formatHeld(1<<64-1, newToken(), 1<<64-1, since, since.Add(time.Hour), time.Duration(1<<63-1), id)
+	if len(name) > 255 {
+		t.Fatalf("longest held name is %d bytes", len(name))
+	}
+	e := parseEntry(name)
+	h := e.holder
+	if h.Unknown || h.PID != 4242 || h.pstart != 99 || !h.Since.Equal(since) || h.Host != id.host || e.epoch != 1<<64-1 {
+		t.Fatalf("parse(format) = %+v", e)
+	}
+	if s := sanitizeHost("a b/c\\d.é"); s != "a_b_c_d.__" {
+		t.Fatalf("sanitizeHost = %q", s)
+	}
+}
+
+// FuzzParseEntry: any name parses without panic, and whatever parses
+// formats back to the very same name (one name per state).
+func FuzzParseEntry(f *testing.F) {
+	now := time.Unix(0, 1_700_000_000_000_000_000)
+	f.Add(freeName(42))
+	f.Add(formatHeld(43, newToken(), 2, now, now, time.Second, identity{pid: 7, start: 8, hostID: "ab", host: "web-1.example.com"}))
+	f.Add("held.1.2.3")
+	f.Add("free.-1")
+	f.Add("held." + strings.Repeat(".", 300))
+	f.Fuzz(func(t *testing.T, name string) {
+		e := parseEntry(name)
+		switch {
+		case e.free:
+			if freeName(e.epoch) != name {
+				t.Fatalf("free %q re-formats as %q", name, freeName(e.epoch))
+			}
+		case !e.holder.Unknown:
+			h := e.holder
+			again := formatHeld(h.Fence, h.Token, h.Sequence, h.Since, h.Beat, h.Timeout,
+				identity{pid: h.PID, start: h.pstart, hostID: h.HostID, host: h.Host})
+			if again != name {
+				t.Fatalf("held %q re-formats as %q", name, again)
+			}
+		default:
+			if e.holder.Entry != name {
+				t.Fatalf("unknown holder lost its entry name")
+			}
+		}
+	})
+}

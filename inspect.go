@@ -1,0 +1,86 @@
+package dlock
+
+import (
+	"fmt"
+	"time"
+)
+
+// Status is what a lock directory says about its lock at one moment.
+type Status struct {
+	Path   string // the lock's absolute path
+	Exists bool   // the lock directory exists
+	Held   bool   // someone holds the lock (or an unknown holder: see Holder.Unknown)
+	Holder Holder // the holder, when Held
+	// Fence is the holder's fence when held, the last holder's when free.
+	Fence uint64
+	// Age is how long ago the holder last refreshed the lock, by this
+	// process's clock (by the holder's recorded time, so clock skew shows).
+	Age time.Duration
+	// Dead reports that the holder ran on this host and its process is gone.
+	Dead bool
+	// Stale reports that the lock may be reclaimed now: its holder is dead,
+	// or has not refreshed it for its TIMEOUT.
+	Stale bool
+}
+
+// String describes the status in one line, for people.
+func (s Status) String() string {
+	switch {
+	case !s.Exists:
+		return fmt.Sprintf("%s: free (no lock directory yet)", s.Path)
+	case !s.Held:
+		return fmt.Sprintf("%s: free (last fence %d)", s.Path, s.Fence)
+	case s.Holder.Unknown:
+		return fmt.Sprintf("%s: held by %s", s.Path, s.Holder)
+	}
+	var note string
+	switch {
+	case s.Dead:
+		note = ", holder process is gone: stale"
+	case s.Stale:
+		note = ", not refreshed for its TIMEOUT: stale"
+	}
+	return fmt.Sprintf("%s: held by %s for %s, refreshed %s ago, TIMEOUT %s, fence %d%s",
+		s.Path, s.Holder, s.Holder.Beat.Sub(s.Holder.Since).Round(time.Millisecond)+s.Age.Round(time.Millisecond),
+		s.Age.Round(time.Millisecond), s.Holder.Timeout, s.Fence, note)
+}
+
+// Inspect reports the state of the lock directory at path without
+// changing anything: free or held, and by whom. A missing directory is a
+// free lock. A file, a symlink or a directory that is not a lock is
+// ErrNotLock; more than one state entry is ErrCorrupt.
+func Inspect(path string) (Status, error) {
+	l, err := New(path)
+	if err != nil {
+		return Status{}, err
+	}
+	return l.Status()
+}
+
+// Status is Inspect for this Lock's path, with this Lock's clock.
+func (l *Lock) Status() (Status, error) {
+	s := Status{Path: l.path}
+	st, err := readState(l.path)
+	if err != nil {
+		return s, err
+	}
+	if err := st.check(l.path); err != nil {
+		return s, err
+	}
+	s.Exists = !st.missing
+	switch {
+	case st.missing:
+	case st.entries == 0:
+		s.Held, s.Holder = true, Holder{Unknown: true}
+	case st.e.free:
+		s.Fence = st.e.epoch
+	default:
+		s.Held, s.Holder, s.Fence = true, st.e.holder, st.e.epoch
+		if !st.e.holder.Unknown {
+			s.Age = l.cfg.clock.Since(st.e.holder.Beat)
+			s.Dead = holderDead(st.e.holder)
+			s.Stale = s.Dead || s.Age >= st.e.holder.Timeout
+		}
+	}
+	return s, nil
+}
