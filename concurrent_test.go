@@ -1,0 +1,254 @@
+package dlock
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The tests in this file use real processes: the test binary re-executes
+// itself with DLOCK_TEST_CHILD naming the part a child plays.
+
+func TestMain(m *testing.M) {
+	if role := os.Getenv("DLOCK_TEST_CHILD"); role != "" {
+		os.Exit(child(role))
+	}
+	os.Exit(m.Run())
+}
+
+func child(role string) int {
+	path := os.Getenv("DLOCK_PATH")
+	switch role {
+	case "counter":
+		rounds, _ := strconv.Atoi(os.Getenv("DLOCK_ROUNDS"))
+		if err := counterRounds(path, os.Getenv("DLOCK_DATA"), rounds); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		return 0
+	case "hold":
+		timeout, _ := time.ParseDuration(os.Getenv("DLOCK_TIMEOUT"))
+		l, err := New(path, WithTimeout(timeout))
+		if err == nil {
+			err = l.Lock(context.Background())
+		}
+		if err != nil {
+			fmt.Println("error", err)
+			return 1
+		}
+		fmt.Println("held", l.Fence())
+		// Wait for the parent's word, then report what Unlock said.
+		bufio.NewReader(os.Stdin).ReadString('\n')
+		lost := false
+		select {
+		case <-l.Lost():
+			lost = true
+		default:
+		}
+		err = l.Unlock()
+		fmt.Printf("unlock lost=%v errlost=%v err=%v\n", lost, errors.Is(err, ErrLost), err)
+		return 0
+	}
+	return 2
+}
+
+// counterRounds does a non-atomic read-modify-write of a counter file
+// under the lock, rounds times, and fails on any overlap it sees.
+func counterRounds(path, data string, rounds int) error {
+	l, err := New(path, WithPollInterval(20*time.Millisecond))
+	if err != nil {
+		return err
+	}
+	counter, inside := filepath.Join(data, "counter"), filepath.Join(data, "inside")
+	for i := 0; i < rounds; i++ {
+		if err := l.Lock(context.Background()); err != nil {
+			return err
+		}
+		// Overlap detector: only one process may have this file at once.
+		f, err := os.OpenFile(inside, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+		if err != nil {
+			return fmt.Errorf("OVERLAP: another holder is inside (fence %d): %v", l.Fence(), err)
+		}
+		f.Close()
+		b, err := os.ReadFile(counter)
+		if err != nil {
+			return err
+		}
+		n, _ := strconv.Atoi(string(b))
+		if err := os.WriteFile(counter, []byte(strconv.Itoa(n+1)), 0o644); err != nil {
+			return err
+		}
+		if err := os.Remove(inside); err != nil {
+			return err
+		}
+		if err := l.Unlock(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func childCmd(t *testing.T, role string, env ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), append([]string{"DLOCK_TEST_CHILD=" + role}, env...)...)
+	cmd.Stderr = os.Stderr
+	return cmd
+}
+
+func TestProcessesCountExactly(t *testing.T) {
+	const procs, rounds = 8, 150
+	dir := t.TempDir()
+	path := filepath.Join(dir, "lock")
+	os.WriteFile(filepath.Join(dir, "counter"), []byte("0"), 0o644)
+	var cmds []*exec.Cmd
+	for i := 0; i < procs; i++ {
+		cmd := childCmd(t, "counter", "DLOCK_PATH="+path, "DLOCK_DATA="+dir, "DLOCK_ROUNDS="+strconv.Itoa(rounds))
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cmds = append(cmds, cmd)
+	}
+	for i, cmd := range cmds {
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("process %d: %v", i, err)
+		}
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "counter"))
+	if got := string(b); got != strconv.Itoa(procs*rounds) {
+		t.Fatalf("counter = %s, want %d: updates were lost", got, procs*rounds)
+	}
+}
+
+// holder is a child process holding the lock.
+type holder struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	out   *bufio.Reader
+	fence uint64
+}
+
+func startHolder(t *testing.T, path string, timeout time.Duration) *holder {
+	t.Helper()
+	cmd := childCmd(t, "hold", "DLOCK_PATH="+path, "DLOCK_TIMEOUT="+timeout.String())
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	h := &holder{cmd: cmd, stdin: stdin, out: bufio.NewReader(stdout)}
+	line, err := h.out.ReadString('\n')
+	if _, serr := fmt.Sscanf(line, "held %d", &h.fence); err != nil || serr != nil {
+		t.Fatalf("holder said %q, %v", line, err)
+	}
+	return h
+}
+
+// A holder killed with SIGKILL on this host is reclaimed at once, long
+// before its TIMEOUT.
+func TestKilledHolderReclaimedAtOnce(t *testing.T) {
+	if self().hostID == "0" {
+		t.Skip("no host identity on this OS: dead holders wait for TIMEOUT")
+	}
+	path := filepath.Join(t.TempDir(), "lock")
+	h := startHolder(t, path, time.Hour)
+	if err := h.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	h.cmd.Wait()
+	l, _ := New(path, WithPatience(30*time.Second))
+	if err := l.Lock(context.Background()); err != nil {
+		t.Fatalf("Lock after the holder was killed: %v", err)
+	}
+	if l.Fence() != h.fence+1 {
+		t.Fatalf("fence %d after reclaiming fence %d", l.Fence(), h.fence)
+	}
+	l.Unlock()
+}
+
+// A holder stopped with SIGSTOP past its TIMEOUT is reclaimed; once it is
+// continued, it learns of the loss, and its late Unlock is ErrLost and
+// leaves the successor's lock alone.
+func TestStoppedHolderLosesLockAndIsTold(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "lock")
+	const timeout = 500 * time.Millisecond
+	h := startHolder(t, path, timeout)
+	h.cmd.Process.Signal(syscall.SIGSTOP)
+	l, _ := New(path, WithPatience(30*time.Second), WithTimeout(time.Minute))
+	if err := l.Lock(context.Background()); err != nil {
+		t.Fatalf("Lock while the holder is stopped: %v", err)
+	}
+	if l.Fence() != h.fence+1 {
+		t.Fatalf("fence %d after reclaiming fence %d", l.Fence(), h.fence)
+	}
+	mine := entryOf(t, path)
+	h.cmd.Process.Signal(syscall.SIGCONT)
+	io.WriteString(h.stdin, "unlock\n")
+	line, _ := h.out.ReadString('\n')
+	if !strings.HasPrefix(line, "unlock") || !strings.Contains(line, "errlost=true") {
+		t.Fatalf("stopped holder's late Unlock said %q, want ErrLost", line)
+	}
+	if got := entryOf(t, path); got != mine {
+		t.Fatalf("the late Unlock changed the successor's entry %q to %q", mine, got)
+	}
+	if err := l.Unlock(); err != nil {
+		t.Fatalf("successor's Unlock: %v", err)
+	}
+}
+
+func entryOf(t *testing.T, path string) string {
+	t.Helper()
+	st, err := readState(path)
+	if err != nil || st.entries != 1 {
+		t.Fatalf("lock state %+v, %v", st, err)
+	}
+	return st.e.name
+}
+
+// Two waiters judge the same stale lock at the same instant and both try
+// to reclaim it: exactly one wins, a thousand times over.
+func TestTwoWaitersRaceToReclaim(t *testing.T) {
+	dir := t.TempDir()
+	old := time.Now().Add(-time.Hour)
+	elsewhere := identity{pid: 1, hostID: "e1", host: "elsewhere"}
+	for i := 0; i < 1000; i++ {
+		path := filepath.Join(dir, strconv.Itoa(i))
+		os.MkdirAll(filepath.Join(path, formatHeld(uint64(i), newToken(), 0, old, old, time.Second, elsewhere)), 0o755)
+		var wg sync.WaitGroup
+		var won [2]bool
+		start := make(chan struct{})
+		for w := range 2 {
+			l, _ := New(path)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				ok, err := l.TryLock()
+				if err != nil {
+					t.Error(err)
+				}
+				won[w] = ok
+			}()
+		}
+		close(start)
+		wg.Wait()
+		if won[0] == won[1] {
+			t.Fatalf("round %d: winners %v, want exactly one", i, won)
+		}
+		if e := parseEntry(entryOf(t, path)); e.epoch != uint64(i)+1 {
+			t.Fatalf("round %d: entry %q", i, e.name)
+		}
+	}
+}
