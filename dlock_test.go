@@ -298,7 +298,7 @@ func TestHeartbeatKeepsLockAcrossTenTimeouts(t *testing.T) {
 
 func TestHeartbeatDetectsLoss(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
+		name   string
 		break_ func(r *rig)
 	}{
 		{"entry reclaimed", func(r *rig) {
