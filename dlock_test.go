@@ -694,3 +694,35 @@ func FuzzParseEntry(f *testing.F) {
 		}
 	})
 }
+
+func TestBreak(t *testing.T) {
+	r := newRig(t)
+	a, op := r.lock(WithTimeout(time.Second)), r.lock()
+	if st, err := op.Break(false); err != nil || st.Held {
+		t.Fatalf("Break of no lock = %+v, %v", st, err)
+	}
+	mustLock(t, a)
+	if _, err := op.Break(false); !errors.Is(err, ErrBusy) || !strings.Contains(err.Error(), "pid") {
+		t.Fatalf("Break of a fresh lock = %v, want ErrBusy naming the holder", err)
+	}
+	pause(a)
+	r.clk.Add(time.Second)
+	st, err := op.Break(false)
+	if err != nil || !st.Stale || st.Holder.Token != a.token {
+		t.Fatalf("Break of a stale lock = %+v, %v", st, err)
+	}
+	after, _ := op.Status()
+	if after.Held || after.Fence != a.Fence()+1 {
+		t.Fatalf("after Break: %+v, want free with fence %d", after, a.Fence()+1)
+	}
+	if err := a.Unlock(); !errors.Is(err, ErrLost) {
+		t.Fatalf("broken holder's Unlock = %v, want ErrLost", err)
+	}
+	mustLock(t, a)
+	if _, err := op.Break(true); err != nil {
+		t.Fatalf("forced Break = %v", err)
+	}
+	if err := a.Unlock(); !errors.Is(err, ErrLost) {
+		t.Fatalf("Unlock after a forced Break = %v, want ErrLost", err)
+	}
+}

@@ -59,6 +59,12 @@ func Inspect(path string) (Status, error) {
 
 // Status is Inspect for this Lock's path, with this Lock's clock.
 func (l *Lock) Status() (Status, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.status()
+}
+
+func (l *Lock) status() (Status, error) {
 	s := Status{Path: l.path}
 	st, err := readState(l.path)
 	if err != nil {
@@ -83,4 +89,59 @@ func (l *Lock) Status() (Status, error) {
 		}
 	}
 	return s, nil
+}
+
+// Break frees the lock at l's path if its holder is stale: not refreshed
+// for its TIMEOUT, or a process on this host that is gone. With force it
+// frees a fresh lock too; its holder then learns of the loss at its next
+// heartbeat. Break reclaims the lock and releases it, so the fence keeps
+// rising and a late holder's Unlock still fails; it never deletes the lock
+// directory. It returns the status found before breaking. A fresh lock
+// without force is an error matching ErrBusy; so is an unknown holder (an
+// empty or unreadable lock directory), which only force breaks.
+func (l *Lock) Break(force bool) (Status, error) {
+	if err := l.begin(); err != nil {
+		return Status{}, err
+	}
+	defer l.end()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	before, err := l.status()
+	if err != nil || !before.Held {
+		return before, err
+	}
+	if !before.Stale && !force {
+		return before, fmt.Errorf("dlock: not breaking %s: %w: held by %s, refreshed %s ago (TIMEOUT %s); use force to break a live lock",
+			l.path, ErrBusy, before.Holder, before.Age.Round(time.Millisecond), before.Holder.Timeout)
+	}
+	st, err := readState(l.path)
+	if err == nil {
+		err = st.check(l.path)
+	}
+	if err != nil {
+		return before, err
+	}
+	now := l.cfg.clock.Now()
+	switch {
+	case st.missing || st.e.free:
+		return before, nil // released meanwhile
+	case st.entries == 0:
+		return before, removeEmpty(l.path)
+	case st.e.name != before.Holder.Entry:
+		return before, fmt.Errorf("dlock: not breaking %s: %w: it changed hands while we looked (now %s)", l.path, ErrBusy, st.e.holder)
+	}
+	ok, err := l.take(st.e, newToken(), now, true)
+	if err != nil {
+		return before, err
+	}
+	if !ok {
+		return before, fmt.Errorf("dlock: not breaking %s: %w: another process took it first", l.path, ErrBusy)
+	}
+	l.logWarn("broke lock", "holder", before.Holder.String(), "forced", force)
+	l.held = false
+	l.timer.Stop()
+	if err := l.release(); err != nil {
+		return before, fmt.Errorf("dlock: breaking %s: releasing after the reclaim: %w", l.path, err)
+	}
+	return before, nil
 }
