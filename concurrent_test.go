@@ -37,6 +37,20 @@ func child(role string) int {
 			return 1
 		}
 		return 0
+	case "sem", "read", "write":
+		rounds, _ := strconv.Atoi(os.Getenv("DLOCK_ROUNDS"))
+		max, err := crowdRounds(role, path, os.Getenv("DLOCK_DATA"), rounds)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		fmt.Println("max", max)
+		return 0
+	case "single":
+		SingleInstance(WithDir(os.Getenv("DLOCK_DATA")))
+		fmt.Println("running")
+		bufio.NewReader(os.Stdin).ReadString('\n')
+		return 0
 	case "hold":
 		timeout, _ := time.ParseDuration(os.Getenv("DLOCK_TIMEOUT"))
 		l, err := New(path, WithTimeout(timeout))
@@ -97,6 +111,156 @@ func counterRounds(path, data string, rounds int) error {
 		}
 	}
 	return nil
+}
+
+// crowdRounds enters a semaphore (role "sem", size from DLOCK_N) or a
+// reader/writer lock (roles "read" and "write") rounds times. Inside, it
+// leaves a marker file in data and counts the markers there: more than N
+// holders of the semaphore, or a writer with anyone else, is a violation.
+// It returns the most holders it saw at once.
+func crowdRounds(role, path, data string, rounds int) (int, error) {
+	n, _ := strconv.Atoi(os.Getenv("DLOCK_N"))
+	var l Locker
+	var err error
+	switch role {
+	case "sem":
+		l, err = NewSemaphore(path, n, WithPollInterval(20*time.Millisecond))
+	case "read", "write":
+		var rw *RWLock
+		rw, err = NewRWLock(path, WithPollInterval(20*time.Millisecond), WithMaxReaders(n))
+		l = rw
+		if role == "read" {
+			l = rw.RLocker()
+		}
+	}
+	if err != nil {
+		return 0, err
+	}
+	most := 0
+	for i := 0; i < rounds; i++ {
+		if err := l.Lock(context.Background()); err != nil {
+			return most, err
+		}
+		marker := filepath.Join(data, fmt.Sprintf("%s-%d-%d", role, os.Getpid(), i))
+		if err := os.WriteFile(marker, nil, 0o644); err != nil {
+			return most, err
+		}
+		names, err := readNames(data)
+		if err != nil {
+			return most, err
+		}
+		writers := 0
+		for _, m := range names {
+			if strings.HasPrefix(m, "write-") {
+				writers++
+			}
+		}
+		switch {
+		case role == "sem" && len(names) > n:
+			return most, fmt.Errorf("VIOLATION: %d holders of a semaphore of %d: %q", len(names), n, names)
+		case role == "write" && len(names) != 1:
+			return most, fmt.Errorf("VIOLATION: a writer with others: %q", names)
+		case role == "read" && writers > 0:
+			return most, fmt.Errorf("VIOLATION: a reader with a writer: %q", names)
+		}
+		most = max(most, len(names))
+		time.Sleep(time.Millisecond) // work, so that holders can overlap
+		if err := os.Remove(marker); err != nil {
+			return most, err
+		}
+		if err := l.Unlock(); err != nil {
+			return most, err
+		}
+	}
+	return most, nil
+}
+
+// runCrowd runs the given roles as processes and returns the most holders
+// at once that any of them saw.
+func runCrowd(t *testing.T, n int, rounds int, roles ...string) int {
+	t.Helper()
+	dir := t.TempDir()
+	data := filepath.Join(dir, "inside")
+	os.Mkdir(data, 0o755)
+	var cmds []*exec.Cmd
+	var outs []*strings.Builder
+	for _, role := range roles {
+		cmd := childCmd(t, role, "DLOCK_PATH="+filepath.Join(dir, "lock"), "DLOCK_DATA="+data,
+			"DLOCK_ROUNDS="+strconv.Itoa(rounds), "DLOCK_N="+strconv.Itoa(n))
+		out := &strings.Builder{}
+		cmd.Stdout = out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cmds, outs = append(cmds, cmd), append(outs, out)
+	}
+	most := 0
+	for i, cmd := range cmds {
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("%s process %d: %v", roles[i], i, err)
+		}
+		var m int
+		fmt.Sscanf(outs[i].String(), "max %d", &m)
+		most = max(most, m)
+	}
+	return most
+}
+
+// Six processes share a semaphore of two: never more than two inside, and
+// two at once do happen.
+func TestSemaphoreProcessesNeverMoreThanN(t *testing.T) {
+	most := runCrowd(t, 2, 40, "sem", "sem", "sem", "sem", "sem", "sem")
+	if most != 2 {
+		t.Fatalf("most holders at once = %d, want exactly 2", most)
+	}
+}
+
+// Readers and writers in separate processes: a writer is always alone,
+// and readers really overlap.
+func TestRWLockProcesses(t *testing.T) {
+	most := runCrowd(t, 8, 30, "read", "read", "read", "write", "read", "write")
+	if most < 2 {
+		t.Fatalf("readers never overlapped (most at once %d)", most)
+	}
+}
+
+// A program that calls SingleInstance runs once; a second copy says who
+// runs and exits 1; once the first is killed, a third starts at once.
+func TestSingleInstanceProcesses(t *testing.T) {
+	dir := t.TempDir()
+	start := func() (*exec.Cmd, *bufio.Reader, *strings.Builder) {
+		cmd := childCmd(t, "single", "DLOCK_DATA="+dir)
+		errOut := &strings.Builder{}
+		cmd.Stderr = errOut
+		cmd.StdinPipe()
+		out, _ := cmd.StdoutPipe()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		return cmd, bufio.NewReader(out), errOut
+	}
+	first, out, _ := start()
+	if line, _ := out.ReadString('\n'); line != "running\n" {
+		t.Fatalf("first instance said %q", line)
+	}
+	second, _, errOut := start()
+	err := second.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Fatalf("second instance exited %v, want status 1", err)
+	}
+	if want := fmt.Sprintf("is already running (pid %d on ", first.Process.Pid); !strings.Contains(errOut.String(), want) {
+		t.Fatalf("second instance said %q, want %q", errOut, want)
+	}
+	first.Process.Kill()
+	first.Wait()
+	if self().hostID == "0" {
+		return
+	}
+	_, out, _ = start()
+	if line, _ := out.ReadString('\n'); line != "running\n" {
+		t.Fatalf("instance after a crash said %q", line)
+	}
 }
 
 func childCmd(t *testing.T, role string, env ...string) *exec.Cmd {

@@ -110,6 +110,8 @@ type config struct {
 	perm     fs.FileMode
 	clock    clock.Clock
 	logger   *slog.Logger
+	dir      string // for Named
+	readers  int    // for RWLock
 }
 
 // An Option configures a Lock.
@@ -215,7 +217,30 @@ func (l *Lock) Lock(ctx context.Context) error {
 	case l.cfg.patience == 0:
 		return l.busyError(seen, start)
 	}
-	return l.wait(ctx, start)
+	return wait(ctx, l.waitSpec(), start)
+}
+
+// waitSpec describes waiting for this Lock.
+func (l *Lock) waitSpec() waitSpec {
+	return waitSpec{
+		what:     "locking " + l.path,
+		paths:    []string{l.path},
+		clock:    l.cfg.clock,
+		patience: l.cfg.patience,
+		poll:     l.cfg.poll,
+		blocked:  l.testBlocked,
+		busy:     l.busyError,
+		try: func() (bool, entry, time.Time, error) {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			ok, seen, err := l.attempt()
+			if ok || err != nil {
+				return ok, seen, time.Time{}, err
+			}
+			at, _ := l.staleAt(l.cfg.clock.Now(), seen)
+			return false, seen, at, nil
+		},
+	}
 }
 
 // TryLock makes one attempt to acquire the lock, reclaiming it if it is

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -725,4 +726,241 @@ func TestBreak(t *testing.T) {
 	if err := a.Unlock(); !errors.Is(err, ErrLost) {
 		t.Fatalf("Unlock after a forced Break = %v, want ErrLost", err)
 	}
+}
+
+func validComponent(t *testing.T, name, file string) {
+	t.Helper()
+	if file == "" || file == "." || file == ".." || len(file) > 200 || strings.ContainsAny(file, "/\\:*?\"<>|\x00 ") ||
+		strings.HasSuffix(file, ".") || strings.HasPrefix(file, ".") || strings.ToLower(file) != file && !strings.Contains(file, "%") {
+		t.Fatalf("NameToFile(%q) = %q: not a safe file name", name, file)
+	}
+}
+
+func TestNameToFile(t *testing.T) {
+	names := []string{"", ".", "..", "../../etc/passwd", "a/b", "a\\b", "CON", "con", "nul.txt", "Foo", "foo",
+		"backup.daily", "trailing.", "trailing", "%41", "A", "~", "日本語", "a b", strings.Repeat("x", 10000),
+		strings.Repeat("x", 10000) + "y", strings.Repeat("É", 5000)}
+	seen := map[string]string{}
+	for _, n := range names {
+		f := NameToFile(n)
+		validComponent(t, n, f)
+		if other, dup := seen[f]; dup {
+			t.Fatalf("%q and %q both map to %q", n, other, f)
+		}
+		seen[f] = n
+	}
+	if NameToFile("backup.daily") != "n-backup.daily" {
+		t.Errorf("a plain name should stay readable: %q", NameToFile("backup.daily"))
+	}
+}
+
+// FuzzNameToFile: every name maps to a safe file name, and two distinct
+// names never map to the same one.
+func FuzzNameToFile(f *testing.F) {
+	f.Add("a", "A")
+	f.Add("x.", "x%2e")
+	f.Add(strings.Repeat("ab", 100), strings.Repeat("ab", 100)+"c")
+	f.Add("../x", "..%2fx")
+	f.Fuzz(func(t *testing.T, a, b string) {
+		fa, fb := NameToFile(a), NameToFile(b)
+		validComponent(t, a, fa)
+		if a != b && fa == fb {
+			t.Fatalf("%q and %q both map to %q", a, b, fa)
+		}
+	})
+}
+
+func TestDefaultDirIsPrivate(t *testing.T) {
+	xdg := t.TempDir()
+	t.Setenv("XDG_RUNTIME_DIR", xdg)
+	dir, err := DefaultDir()
+	if err != nil || dir != filepath.Join(xdg, "dlock") {
+		t.Fatalf("DefaultDir = %q, %v", dir, err)
+	}
+	if fi, _ := os.Stat(dir); fi.Mode().Perm() != 0o700 {
+		t.Fatalf("mode %v, want 0700", fi.Mode().Perm())
+	}
+	// A symlink planted where the directory goes is refused, and so is a
+	// directory others can write.
+	planted := t.TempDir()
+	t.Setenv("XDG_RUNTIME_DIR", planted)
+	os.Symlink(t.TempDir(), filepath.Join(planted, "dlock"))
+	if _, err := DefaultDir(); err == nil {
+		t.Fatal("DefaultDir accepted a planted symlink")
+	}
+	open := t.TempDir()
+	t.Setenv("XDG_RUNTIME_DIR", open)
+	os.Mkdir(filepath.Join(open, "dlock"), 0o777)
+	os.Chmod(filepath.Join(open, "dlock"), 0o777)
+	if _, err := DefaultDir(); err == nil {
+		t.Fatal("DefaultDir accepted a world-writable directory")
+	}
+	// Without XDG_RUNTIME_DIR: a per-user directory in the temp dir.
+	t.Setenv("XDG_RUNTIME_DIR", "")
+	t.Setenv("TMPDIR", xdg)
+	if dir, err := DefaultDir(); err != nil || !strings.HasPrefix(filepath.Base(dir), "dlock-") {
+		t.Fatalf("DefaultDir without XDG_RUNTIME_DIR = %q, %v", dir, err)
+	}
+}
+
+func TestNamedLocksExclude(t *testing.T) {
+	dir := t.TempDir()
+	a, err := Named("../../etc/passwd", WithDir(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if filepath.Dir(a.Path()) != dir {
+		t.Fatalf("named lock at %s, outside %s", a.Path(), dir)
+	}
+	b, _ := Named("../../etc/passwd", WithDir(dir))
+	c, _ := Named("../../etc/passwd ", WithDir(dir))
+	mustLock(t, a)
+	if ok, _ := b.TryLock(); ok {
+		t.Fatal("two Named locks of one name both held")
+	}
+	if ok, err := c.TryLock(); !ok || err != nil {
+		t.Fatalf("a different name is a different lock: %v, %v", ok, err)
+	}
+}
+
+func TestTrySingleInstance(t *testing.T) {
+	dir := t.TempDir()
+	l, err := TrySingleInstance(WithDir(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Unlock()
+	_, err = TrySingleInstance(WithDir(dir))
+	var ar *AlreadyRunningError
+	if !errors.As(err, &ar) || !errors.Is(err, ErrBusy) || ar.Holder.PID != os.Getpid() {
+		t.Fatalf("second instance: %v", err)
+	}
+	exe, _ := os.Executable()
+	exe, _ = filepath.EvalSymlinks(exe)
+	if want := "another " + exe + " is already running (pid " + strconv.Itoa(os.Getpid()) + " on "; !strings.HasPrefix(err.Error(), want) {
+		t.Fatalf("message %q, want it to start %q", err, want)
+	}
+}
+
+func TestSemaphoreAtMostN(t *testing.T) {
+	r := newRig(t)
+	var sems []*Semaphore
+	for range 4 {
+		s, err := NewSemaphore(r.path, 3, WithClock(r.clk), WithPollInterval(never), WithTimeout(time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sems = append(sems, s)
+	}
+	slots := map[int]bool{}
+	for _, s := range sems[:3] {
+		if ok, err := s.TryAcquire(); !ok || err != nil {
+			t.Fatalf("TryAcquire = %v, %v", ok, err)
+		}
+		slots[s.Slot()] = true
+	}
+	if len(slots) != 3 {
+		t.Fatalf("three holders share slots: %v", slots)
+	}
+	if ok, err := sems[3].TryAcquire(); ok || err != nil {
+		t.Fatalf("fourth TryAcquire = %v, %v; want false", ok, err)
+	}
+	if _, err := sems[0].TryAcquire(); !errors.Is(err, ErrHeld) {
+		t.Fatalf("TryAcquire while holding = %v, want ErrHeld", err)
+	}
+	// A waiter is woken by a release.
+	done := make(chan error, 1)
+	blocked := make(chan struct{}, 10)
+	sems[3].testBlocked = func() { blocked <- struct{}{} }
+	go func() { done <- sems[3].Acquire(context.Background()) }()
+	waitFor(t, blocked, "the waiter to block")
+	if err := sems[1].Release(); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitFor(t, done, "the waiter to take the released slot"); err != nil {
+		t.Fatal(err)
+	}
+	// A holder that stops refreshing is reclaimed at its TIMEOUT.
+	pause(sems[0].slots[sems[0].Slot()])
+	w, _ := NewSemaphore(r.path, 3, WithClock(r.clk), WithPollInterval(never), WithPatience(0))
+	r.clk.Add(time.Second - time.Nanosecond)
+	if ok, _ := w.TryAcquire(); ok {
+		t.Fatal("a slot was reclaimed before TIMEOUT")
+	}
+	r.clk.Add(time.Nanosecond)
+	if ok, err := w.TryAcquire(); !ok || err != nil {
+		t.Fatalf("TryAcquire at TIMEOUT = %v, %v", ok, err)
+	}
+	if err := sems[0].Release(); !errors.Is(err, ErrLost) {
+		t.Fatalf("Release of a reclaimed slot = %v, want ErrLost", err)
+	}
+	// PATIENCE: all slots held (by sems[2], sems[3] and w).
+	full, _ := NewSemaphore(r.path, 3, WithPatience(0), WithClock(r.clk))
+	if err := full.Acquire(context.Background()); !errors.Is(err, ErrBusy) || !strings.Contains(err.Error(), "all 3 slots") {
+		t.Fatalf("Acquire of a full semaphore = %v", err)
+	}
+	// Another size on the same path is refused.
+	other, _ := NewSemaphore(r.path, 4)
+	if _, err := other.TryAcquire(); err == nil || !strings.Contains(err.Error(), "size.3") {
+		t.Fatalf("a semaphore of another size was accepted: %v", err)
+	}
+}
+
+func TestRWLock(t *testing.T) {
+	r := newRig(t)
+	mk := func() *RWLock {
+		rw, err := NewRWLock(r.path, WithClock(r.clk), WithPollInterval(never), WithMaxReaders(4), WithTimeout(time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rw
+	}
+	r1, r2, w, r3 := mk(), mk(), mk(), mk()
+	for _, rd := range []*RWLock{r1, r2} {
+		if ok, err := rd.TryRLock(); !ok || err != nil {
+			t.Fatalf("TryRLock = %v, %v", ok, err)
+		}
+	}
+	if ok, err := w.TryLock(); ok || err != nil {
+		t.Fatalf("TryLock with readers in = %v, %v", ok, err)
+	}
+	// A writer waiting for readers keeps new readers out.
+	blocked := make(chan struct{}, 10)
+	w.testBlocked = func() { blocked <- struct{}{} }
+	done := make(chan error, 1)
+	go func() { done <- w.Lock(context.Background()) }()
+	waitFor(t, blocked, "the writer to wait for readers")
+	if ok, err := r3.TryRLock(); ok || err != nil {
+		t.Fatalf("a new reader got in while a writer waits: %v, %v", ok, err)
+	}
+	r1.RUnlock()
+	notYet(t, done, "one reader still in")
+	r2.RUnlock()
+	if err := waitFor(t, done, "the writer after the readers left"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := r3.TryRLock(); ok {
+		t.Fatal("a reader got in with a writer")
+	}
+	if err := r3.RUnlock(); !errors.Is(err, ErrNotHeld) {
+		t.Fatalf("RUnlock without a read hold = %v", err)
+	}
+	if err := w.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := r3.TryRLock(); !ok || err != nil {
+		t.Fatalf("TryRLock after the writer left = %v, %v", ok, err)
+	}
+	// A reader that stops refreshing is reclaimed at TIMEOUT, and a writer
+	// gets in.
+	pause(r3.readers.slots[r3.readers.Slot()])
+	w2 := mk()
+	r.clk.Add(time.Second)
+	if ok, err := w2.TryLock(); !ok || err != nil {
+		t.Fatalf("writer after a stale reader = %v, %v", ok, err)
+	}
+	if err := r3.RUnlock(); !errors.Is(err, ErrLost) {
+		t.Fatalf("stale reader's RUnlock = %v, want ErrLost", err)
+	}
+	w2.Unlock()
 }

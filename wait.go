@@ -6,42 +6,54 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/benbjohnson/clock"
 	"github.com/fsnotify/fsnotify"
 )
 
-// wait retries the lock until it is acquired, ctx is done or PATIENCE runs
+// waitSpec is what a waiting acquisition needs: what to watch, and one
+// attempt that reports, when it fails, the holder it saw and when that
+// holder becomes stale (the zero time if never by itself).
+type waitSpec struct {
+	what     string // for errors: "lock /x", "semaphore /y"
+	paths    []string
+	clock    clock.Clock
+	patience time.Duration // < 0: no limit
+	poll     time.Duration
+	try      func() (ok bool, seen entry, staleAt time.Time, err error)
+	blocked  func() // test hook, may be nil
+	busy     func(seen entry, start time.Time) error
+}
+
+// wait retries until the attempt succeeds, ctx is done or PATIENCE runs
 // out. Between attempts it sleeps until the first of: an fsnotify event in
-// the lock directory (local changes), the jittered poll interval (changes
+// a watched directory (local changes), the jittered poll interval (changes
 // by other clients of a network filesystem, which no watch sees), the
-// moment the current holder becomes stale, or the PATIENCE deadline. All
-// timers come from the Lock's clock.
-func (l *Lock) wait(ctx context.Context, start time.Time) error {
-	clk := l.cfg.clock
+// moment the holder seen becomes stale, or the PATIENCE deadline. All
+// timers come from the given clock.
+func wait(ctx context.Context, w waitSpec, start time.Time) error {
 	var deadline time.Time
-	if l.cfg.patience > 0 {
-		deadline = start.Add(l.cfg.patience)
+	if w.patience > 0 {
+		deadline = start.Add(w.patience)
 	}
-	w := watch{path: l.path}
-	defer w.close()
-	timer := clk.Timer(time.Hour)
+	wt := watch{paths: w.paths}
+	defer wt.close()
+	timer := w.clock.Timer(time.Hour)
 	defer timer.Stop()
-	var seen entry
 	for {
-		// Watch first, then look: a release between the two is then
-		// either seen by the look or delivered as an event.
-		w.ensure()
-		ok, e, err := l.try()
+		// Watch first, then look: a change between the two is then either
+		// seen by the look or delivered as an event.
+		wt.ensure()
+		ok, seen, staleAt, err := w.try()
 		if ok || err != nil {
 			return err
 		}
-		seen = e
-		now := clk.Now()
+		now := w.clock.Now()
 		if !deadline.IsZero() && !now.Before(deadline) {
-			return l.busyError(seen, start)
+			return w.busy(seen, start)
 		}
-		next := l.cfg.poll*3/4 + rand.N(l.cfg.poll/4+1)
-		if at := l.staleAtLocked(now, seen); at.After(now) && at.Sub(now) < next {
-			next = at.Sub(now)
+		next := w.poll*3/4 + rand.N(w.poll/4+1)
+		if staleAt.After(now) && staleAt.Sub(now) < next {
+			next = staleAt.Sub(now)
 		}
 		if !deadline.IsZero() && deadline.Sub(now) < next {
 			next = deadline.Sub(now)
@@ -53,42 +65,35 @@ func (l *Lock) wait(ctx context.Context, start time.Time) error {
 			}
 		}
 		timer.Reset(next)
-		if hook := l.testBlocked; hook != nil {
-			hook()
+		if w.blocked != nil {
+			w.blocked()
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("dlock: locking %s: gave up after %v waiting for %s: %w",
-				l.path, clk.Since(start).Round(time.Millisecond), seen.holder, context.Cause(ctx))
+			return fmt.Errorf("dlock: %s: gave up after %v waiting for %s: %w",
+				w.what, w.clock.Since(start).Round(time.Millisecond), seen.holder, context.Cause(ctx))
 		case <-timer.C:
-		case <-w.events():
-			w.drain()
-		case <-w.errors():
-			w.drain()
+		case <-wt.events():
+			wt.drain()
+		case <-wt.errors():
+			wt.drain()
 		}
 	}
 }
 
-// staleAtLocked is staleAt for callers without l.mu.
-func (l *Lock) staleAtLocked(now time.Time, e entry) time.Time {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	at, _ := l.staleAt(now, e)
-	return at
-}
-
-// watch is an fsnotify watch on the lock directory, made per wait (inotify
-// instances are scarce: 128 per user by default) and closed when the wait
-// ends. If it cannot be made, or the directory is replaced, waiting goes on
-// by polling alone and the watch is tried again at the next attempt.
+// watch is one fsnotify watcher on a few directories, made per wait
+// (inotify instances are scarce: 128 per user by default) and closed when
+// the wait ends. If it cannot be made, or a directory is replaced, waiting
+// goes on by polling alone and the watch is tried again at the next
+// attempt.
 type watch struct {
-	path string
-	w    *fsnotify.Watcher
-	ok   bool // the directory is watched
+	paths   []string
+	w       *fsnotify.Watcher
+	watched int // how many of paths are watched; re-added when one goes
 }
 
 func (w *watch) ensure() {
-	if w.ok {
+	if w.watched == len(w.paths) {
 		return
 	}
 	if w.w == nil {
@@ -98,7 +103,12 @@ func (w *watch) ensure() {
 		}
 		w.w = fw
 	}
-	w.ok = w.w.Add(w.path) == nil
+	w.watched = 0
+	for _, p := range w.paths {
+		if w.w.Add(p) == nil {
+			w.watched++
+		}
+	}
 }
 
 func (w *watch) events() <-chan fsnotify.Event {
@@ -122,9 +132,10 @@ func (w *watch) drain() {
 	for {
 		select {
 		case ev := <-w.w.Events:
-			if ev.Name == w.path && ev.Has(fsnotify.Remove|fsnotify.Rename) {
-				w.ok = false // the directory itself went: watch its successor
-				w.w.Remove(w.path)
+			for _, p := range w.paths {
+				if ev.Name == p && ev.Has(fsnotify.Remove|fsnotify.Rename) {
+					w.watched = -1 // a watched directory went: watch its successor
+				}
 			}
 		case <-w.w.Errors:
 		default:

@@ -1,0 +1,106 @@
+package dlock
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+)
+
+// Named returns a lock for a name rather than a path: the lock directory
+// is NameToFile(name) in the default lock directory (see DefaultDir), or
+// in the directory WithDir gives. Any string is a valid name, and distinct
+// names are distinct locks.
+func Named(name string, opts ...Option) (*Lock, error) {
+	var cfg config
+	for _, o := range opts {
+		o(&cfg)
+	}
+	dir := cfg.dir
+	if dir == "" {
+		d, err := DefaultDir()
+		if err != nil {
+			return nil, err
+		}
+		dir = d
+	}
+	return New(filepath.Join(dir, NameToFile(name)), opts...)
+}
+
+// WithDir sets the directory in which Named, and the single-instance
+// helpers, keep their locks. It must exist. Point it at a shared mount to
+// make named locks span hosts.
+func WithDir(dir string) Option { return func(c *config) { c.dir = dir } }
+
+// DefaultDir returns the per-user directory for named locks, creating it
+// if needed:
+//
+//   - $XDG_RUNTIME_DIR/dlock when XDG_RUNTIME_DIR is set (Linux sessions);
+//   - otherwise dlock-UID in the temporary directory, created 0700 and
+//     checked to be a directory (not a symlink) owned by this user and
+//     writable by nobody else, since a shared /tmp lets anyone plant a
+//     name first;
+//   - on macOS, $TMPDIR is already per user, and on Windows %TEMP% is.
+//
+// The locks there exclude processes of this user on this host. For locks
+// between users or hosts, use WithDir or New with a path of your own.
+func DefaultDir() (string, error) {
+	base, name := os.TempDir(), "dlock-"+userTag()
+	if xdg := os.Getenv("XDG_RUNTIME_DIR"); xdg != "" && filepath.IsAbs(xdg) {
+		base, name = xdg, "dlock"
+	} else if runtime.GOOS == "darwin" || runtime.GOOS == "windows" {
+		name = "dlock"
+	}
+	dir := filepath.Join(base, name)
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return "", fmt.Errorf("dlock: creating the lock directory %s: %w", dir, err)
+	}
+	if err := checkPrivateDir(dir); err != nil {
+		return "", err
+	}
+	return dir, nil
+}
+
+// NameToFile maps any string to one safe file name, the same on every
+// host and OS, such that distinct names give distinct file names:
+//
+//   - bytes other than a-z 0-9 - _ . are written %XX (lowercase hex), as
+//     is a final dot (Windows drops trailing dots) and '%' itself, so
+//     upper and lower case stay distinct on case-insensitive filesystems;
+//   - the result starts with "n-", so no name is "", ".", "..", a hidden
+//     file or a Windows device name such as CON;
+//   - a result longer than 160 bytes keeps its first 80 bytes (never
+//     cutting an escape), then "~" and the SHA-256 of the whole name in
+//     hex: "~" never appears otherwise, so long and short names cannot
+//     meet, and long names differ unless SHA-256 collides.
+func NameToFile(name string) string {
+	const hexdigits = "0123456789abcdef"
+	var b strings.Builder
+	b.WriteString("n-")
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' && i < len(name)-1 {
+			b.WriteByte(c)
+			continue
+		}
+		b.WriteByte('%')
+		b.WriteByte(hexdigits[c>>4])
+		b.WriteByte(hexdigits[c&15])
+	}
+	s := b.String()
+	if len(s) <= 160 {
+		return s
+	}
+	cut := 80
+	for i := cut - 2; i < cut; i++ {
+		if s[i] == '%' {
+			cut = i
+		}
+	}
+	sum := sha256.Sum256([]byte(name))
+	return s[:cut] + "~" + hex.EncodeToString(sum[:])
+}
