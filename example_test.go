@@ -105,3 +105,61 @@ func ExampleLock_Fence() {
 	// e.g. UPDATE jobs SET ..., fence = $1 WHERE fence < $1
 	// Output: true
 }
+
+// A lock by name, in the per-user lock directory (or WithDir's).
+func ExampleNamed() {
+	dir, _ := os.MkdirTemp("", "dlock-example")
+	defer os.RemoveAll(dir)
+
+	l, err := dlock.Named("reports: nightly/eu", dlock.WithDir(dir))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(filepath.Base(l.Path()))
+	// Output: n-reports%3a%20nightly%2feu
+}
+
+// At most three holders at once, across processes and hosts.
+func ExampleSemaphore() {
+	dir, _ := os.MkdirTemp("", "dlock-example")
+	defer os.RemoveAll(dir)
+
+	s, _ := dlock.NewSemaphore(filepath.Join(dir, "downloads"), 3)
+	err := s.Do(context.Background(), func(ctx context.Context) error {
+		fmt.Println("one of at most 3 downloads")
+		return nil
+	})
+	fmt.Println("err:", err)
+	// Output:
+	// one of at most 3 downloads
+	// err: <nil>
+}
+
+// Many readers or one writer; a waiting writer holds new readers back.
+func ExampleRWLock() {
+	dir, _ := os.MkdirTemp("", "dlock-example")
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "catalog")
+
+	r1, _ := dlock.NewRWLock(path)
+	r2, _ := dlock.NewRWLock(path)
+	w, _ := dlock.NewRWLock(path)
+	r1.RLock(context.Background())
+	r2.RLock(context.Background())
+	ok, _ := w.TryLock()
+	fmt.Println("writer while two read:", ok)
+	r1.RUnlock()
+	r2.RUnlock()
+	ok, _ = w.TryLock()
+	fmt.Println("writer alone:", ok)
+	w.Unlock()
+	// Output:
+	// writer while two read: false
+	// writer alone: true
+}
+
+// One call at the top of main makes a program run once at a time.
+func ExampleSingleInstance() {
+	dlock.SingleInstance() // prints "another /usr/bin/prog is already running (pid N on HOST since T)" and exits 1
+	// ... the rest of main runs in one process at a time
+}
