@@ -95,6 +95,9 @@ type Lock struct {
 	seen      bool
 	seenName  string
 	seenSince time.Time
+	// The entry whose holder was last found alive, and when.
+	aliveName string
+	aliveAt   time.Time
 
 	// Test hooks: called when a waiter is about to block, and after each
 	// heartbeat.
@@ -220,16 +223,25 @@ func (l *Lock) Lock(ctx context.Context) error {
 	return wait(ctx, l.waitSpec(), start)
 }
 
-// waitSpec describes waiting for this Lock.
+// waitSpec describes waiting for this Lock: on a local filesystem the
+// waiter queues and watches only its predecessor (queue.go).
 func (l *Lock) waitSpec() waitSpec {
+	local := isLocalFS(filepath.Dir(l.path))
+	var q *queue
+	if local {
+		q = &queue{dir: filepath.Join(l.path, queueDir), lock: l.path, token: newToken(), timeout: l.cfg.timeout}
+	}
 	return waitSpec{
 		what:     "locking " + l.path,
 		paths:    []string{l.path},
+		queue:    q,
+		local:    local,
 		clock:    l.cfg.clock,
 		patience: l.cfg.patience,
 		poll:     l.cfg.poll,
 		blocked:  l.testBlocked,
 		busy:     l.busyError,
+		hint:     l.hint,
 		try: func() (bool, entry, time.Time, error) {
 			l.mu.Lock()
 			defer l.mu.Unlock()
@@ -240,6 +252,16 @@ func (l *Lock) waitSpec() waitSpec {
 			at, _ := l.staleAt(l.cfg.clock.Now(), seen)
 			return false, seen, at, nil
 		},
+	}
+}
+
+// hint takes the name of a new entry from a watch event: a free entry is
+// tried first at the next attempt, saving a listing.
+func (l *Lock) hint(name string) {
+	if e := parseEntry(name); e.free {
+		l.mu.Lock()
+		l.lastFree = e
+		l.mu.Unlock()
 	}
 }
 

@@ -55,7 +55,7 @@ type Holder struct {
 	pstart uint64 // holder process start time, for liveness checks
 }
 
-// String describes the holder for error messages: "pid 42 on host web1, held 3s".
+// String describes the holder for error messages: "pid 42 on host web1".
 func (h Holder) String() string {
 	switch {
 	case h.Unknown && h.Entry == "":

@@ -127,7 +127,10 @@ func (l *Lock) Break(force bool) (Status, error) {
 		return before, nil // released meanwhile
 	case st.entries == 0:
 		return before, removeEmpty(l.path)
-	case st.e.name != before.Holder.Entry:
+	case st.e.holder.Unknown && st.e.name != before.Holder.Entry ||
+		!st.e.holder.Unknown && st.e.holder.Token != before.Holder.Token:
+		// (A heartbeat renames the entry but keeps its token: the same
+		// holder, and the reclaim below acts on its newest name.)
 		return before, fmt.Errorf("dlock: not breaking %s: %w: it changed hands while we looked (now %s)", l.path, ErrBusy, st.e.holder)
 	}
 	ok, err := l.take(st.e, newToken(), now, true)

@@ -45,6 +45,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -63,27 +65,53 @@ type dirState struct {
 	entries int      // how many state entries it holds
 	e       entry    // the state entry, when entries == 1
 	foreign []string // other names in PATH (the first few)
+	queue   bool     // PATH holds the waiters' queue directory
 }
 
 // readState lists PATH. A symlink or a file at PATH is ErrNotLock.
+//
+// A listing taken while another process renames the entry may show it
+// twice, or not at all: readdir is not atomic against rename (seen on
+// ext4). So a count other than one stands only when two listings in a row
+// agree on the very same names; otherwise readState lists again.
 func readState(path string) (dirState, error) {
-	var st dirState
-	names, err := readNames(path)
+	var prevNames string
+	for i := 0; ; i++ {
+		st, names, err := readStateOnce(path)
+		if err != nil || st.missing || st.entries == 1 {
+			return st, err
+		}
+		if i > 0 && names == prevNames || i == 8 {
+			return st, nil
+		}
+		prevNames = names
+	}
+}
+
+// readStateOnce is one listing; names joins the state entries' names.
+func readStateOnce(path string) (st dirState, names string, err error) {
+	list, err := readNames(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			st.missing = true
-			return st, nil
+			return st, "", nil
 		}
 		if fi, lerr := os.Lstat(path); lerr == nil && !fi.IsDir() {
 			what := "a file"
 			if fi.Mode()&fs.ModeSymlink != 0 {
 				what = "a symlink"
 			}
-			return st, fmt.Errorf("dlock: %s is %s, not a lock directory: %w", path, what, ErrNotLock)
+			return st, "", fmt.Errorf("dlock: %s is %s, not a lock directory: %w", path, what, ErrNotLock)
 		}
-		return st, fmt.Errorf("dlock: reading lock %s: %w", path, err)
+		return st, "", fmt.Errorf("dlock: reading lock %s: %w", path, err)
 	}
-	for _, n := range names {
+	var b strings.Builder
+	slices.Sort(list)
+	for _, n := range list {
+		if n == queueDir {
+			st.queue = true
+			continue
+		}
 		if !isStateName(n) {
 			if len(st.foreign) < 4 {
 				st.foreign = append(st.foreign, n)
@@ -94,8 +122,10 @@ func readState(path string) (dirState, error) {
 		if st.entries == 1 {
 			st.e = parseEntry(n)
 		}
+		b.WriteString(n)
+		b.WriteByte('/')
 	}
-	return st, nil
+	return st, b.String(), nil
 }
 
 // check returns the error for a listing that no waiting can fix.
@@ -103,6 +133,8 @@ func (st dirState) check(path string) error {
 	switch {
 	case st.entries > 1:
 		return fmt.Errorf("dlock: %s holds %d state entries, dlock writes one: %w", path, st.entries, ErrCorrupt)
+	case st.entries == 0 && st.queue:
+		return fmt.Errorf("dlock: %s is a lock directory without its state entry (removed by hand?); remove it once nobody uses it: %w", path, ErrCorrupt)
 	case st.entries == 0 && len(st.foreign) > 0:
 		return fmt.Errorf("dlock: %s is a directory holding %q, not a lock directory: %w", path, st.foreign, ErrNotLock)
 	}
@@ -141,6 +173,13 @@ func create(path, held, token string, perm fs.FileMode) (bool, error) {
 	if err == nil {
 		err = os.Mkdir(entry, 0o755)
 	}
+	queue := filepath.Join(stage, queueDir)
+	if err == nil {
+		err = os.Mkdir(queue, perm)
+	}
+	if err == nil {
+		err = os.Chmod(queue, perm)
+	}
 	if err == nil {
 		if err = renameExclusive(stage, path); err == errNoExclusive {
 			err = os.Rename(stage, path) // refuses an existing directory (one Lstat early)
@@ -148,8 +187,9 @@ func create(path, held, token string, perm fs.FileMode) (bool, error) {
 		if err == nil {
 			return true, nil
 		}
-		os.Remove(entry)
 	}
+	os.Remove(queue)
+	os.Remove(entry)
 	os.Remove(stage)
 	if fi, lerr := os.Lstat(path); lerr == nil && fi.IsDir() {
 		return false, nil
@@ -280,11 +320,25 @@ func (l *Lock) staleAt(now time.Time, e entry) (time.Time, string) {
 		if beat := e.holder.Beat.Add(timeout); beat.Before(at) {
 			at, why = beat, "not refreshed for its TIMEOUT"
 		}
-		if now.Before(at) && holderDead(e.holder) {
+		if now.Before(at) && l.holderDead(now, e) {
 			return now, "holder process is gone"
 		}
 	}
 	return at, why
+}
+
+// holderDead is holderDead for the entry e, asked again for the same
+// entry at most once per poll interval: a woken waiter need not read
+// /proc on every event.
+func (l *Lock) holderDead(now time.Time, e entry) bool {
+	if l.aliveName == e.name && now.Sub(l.aliveAt) < l.cfg.poll && !now.Before(l.aliveAt) {
+		return false
+	}
+	if holderDead(e.holder) {
+		return true
+	}
+	l.aliveName, l.aliveAt = e.name, now
+	return false
 }
 
 // refresh renames our held entry to its next heartbeat name. Called with

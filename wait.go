@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"path/filepath"
 	"time"
 
 	"github.com/benbjohnson/clock"
@@ -14,35 +15,50 @@ import (
 // attempt that reports, when it fails, the holder it saw and when that
 // holder becomes stale (the zero time if never by itself).
 type waitSpec struct {
-	what     string // for errors: "lock /x", "semaphore /y"
+	what     string // for errors: "locking /x"
 	paths    []string
+	queue    *queue // for a single lock on a local filesystem, else nil
+	local    bool   // the filesystem is local: a watch sees every change
 	clock    clock.Clock
 	patience time.Duration // < 0: no limit
 	poll     time.Duration
 	try      func() (ok bool, seen entry, staleAt time.Time, err error)
-	blocked  func() // test hook, may be nil
+	hint     func(name string) // told the names events carry; may be nil
+	blocked  func()            // test hook; may be nil
 	busy     func(seen entry, start time.Time) error
 }
 
+// localPollFactor: on a local filesystem that is watched, polling is only
+// a safety net (for a holder that dies without a word, whose death no
+// event reports), so it runs this many times less often.
+const localPollFactor = 10
+
 // wait retries until the attempt succeeds, ctx is done or PATIENCE runs
-// out. Between attempts it sleeps until the first of: an fsnotify event in
-// a watched directory (local changes), the jittered poll interval (changes
-// by other clients of a network filesystem, which no watch sees), the
-// moment the holder seen becomes stale, or the PATIENCE deadline. All
-// timers come from the given clock.
+// out. Between attempts it sleeps until the first of: an fsnotify event
+// (local changes), the jittered poll interval (changes by other clients
+// of a network filesystem, which no watch sees), the moment the holder
+// seen becomes stale, or the PATIENCE deadline. All timers come from the
+// given clock.
 func wait(ctx context.Context, w waitSpec, start time.Time) error {
 	var deadline time.Time
 	if w.patience > 0 {
 		deadline = start.Add(w.patience)
 	}
-	wt := watch{paths: w.paths}
+	wt := watch{}
 	defer wt.close()
+	if w.queue != nil {
+		defer w.queue.leave()
+	}
 	timer := w.clock.Timer(time.Hour)
 	defer timer.Stop()
 	for {
 		// Watch first, then look: a change between the two is then either
 		// seen by the look or delivered as an event.
-		wt.ensure()
+		paths := w.paths
+		if w.queue != nil {
+			paths = []string{w.queue.target(w.clock.Now())}
+		}
+		watching := wt.set(paths)
 		ok, seen, staleAt, err := w.try()
 		if ok || err != nil {
 			return err
@@ -51,7 +67,11 @@ func wait(ctx context.Context, w waitSpec, start time.Time) error {
 		if !deadline.IsZero() && !now.Before(deadline) {
 			return w.busy(seen, start)
 		}
-		next := w.poll*3/4 + rand.N(w.poll/4+1)
+		poll := w.poll
+		if watching && w.local {
+			poll *= localPollFactor
+		}
+		next := poll*3/4 + rand.N(poll/4+1)
 		if staleAt.After(now) && staleAt.Sub(now) < next {
 			next = staleAt.Sub(now)
 		}
@@ -73,42 +93,58 @@ func wait(ctx context.Context, w waitSpec, start time.Time) error {
 			return fmt.Errorf("dlock: %s: gave up after %v waiting for %s: %w",
 				w.what, w.clock.Since(start).Round(time.Millisecond), seen.holder, context.Cause(ctx))
 		case <-timer.C:
-		case <-wt.events():
-			wt.drain()
+		case ev := <-wt.events():
+			wt.drain(ev, w.hint)
 		case <-wt.errors():
-			wt.drain()
+			wt.drain(fsnotify.Event{}, nil)
 		}
 	}
 }
 
-// watch is one fsnotify watcher on a few directories, made per wait
-// (inotify instances are scarce: 128 per user by default) and closed when
-// the wait ends. If it cannot be made, or a directory is replaced, waiting
-// goes on by polling alone and the watch is tried again at the next
-// attempt.
+// watch is one fsnotify watcher, made per wait (inotify instances are
+// scarce: 128 per user by default) and closed when the wait ends. If it
+// cannot be made, or a watched directory goes, waiting goes on by polling
+// alone and the watch is tried again at the next attempt.
 type watch struct {
-	paths   []string
 	w       *fsnotify.Watcher
-	watched int // how many of paths are watched; re-added when one goes
+	paths   []string
+	watched bool // every one of paths is watched
 }
 
-func (w *watch) ensure() {
-	if w.watched == len(w.paths) {
-		return
+// set makes the watch cover exactly paths, and reports whether it does.
+func (w *watch) set(paths []string) bool {
+	if w.watched && equalPaths(w.paths, paths) {
+		return true
 	}
 	if w.w == nil {
 		fw, err := fsnotify.NewWatcher()
 		if err != nil {
-			return
+			return false
 		}
 		w.w = fw
 	}
-	w.watched = 0
 	for _, p := range w.paths {
-		if w.w.Add(p) == nil {
-			w.watched++
+		w.w.Remove(p)
+	}
+	w.paths, w.watched = append(w.paths[:0], paths...), true
+	for _, p := range paths {
+		if w.w.Add(p) != nil {
+			w.watched = false
 		}
 	}
+	return w.watched
+}
+
+func equalPaths(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
 }
 
 func (w *watch) events() <-chan fsnotify.Event {
@@ -127,17 +163,23 @@ func (w *watch) errors() <-chan error {
 
 // drain consumes queued events and errors: one attempt answers them all.
 // An error (such as an inotify queue overflow) means "look again", which
-// the caller does anyway.
-func (w *watch) drain() {
+// the caller does anyway. hint is told the name each event carries.
+func (w *watch) drain(ev fsnotify.Event, hint func(string)) {
 	for {
-		select {
-		case ev := <-w.w.Events:
+		if ev.Name != "" {
 			for _, p := range w.paths {
 				if ev.Name == p && ev.Has(fsnotify.Remove|fsnotify.Rename) {
-					w.watched = -1 // a watched directory went: watch its successor
+					w.watched = false // a watched directory went: watch anew
 				}
 			}
+			if hint != nil && ev.Has(fsnotify.Create) {
+				hint(filepath.Base(ev.Name))
+			}
+		}
+		select {
+		case ev = <-w.w.Events:
 		case <-w.w.Errors:
+			ev = fsnotify.Event{}
 		default:
 			return
 		}

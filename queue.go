@@ -1,0 +1,127 @@
+package dlock
+
+// The waiters' queue: predecessor-only wake-ups.
+//
+// Every waiter watching the lock directory would wake on every release
+// (and on every acquisition and heartbeat): with 64 waiters, 64 wake-ups
+// per hand-off. Instead each waiter of a local filesystem puts a ticket,
+// an empty directory, in PATH/queue and watches only the ticket before
+// its own; the first in line watches PATH. A release wakes the first
+// waiter; when it acquires it removes its ticket, which wakes the next
+// one, who now watches PATH. This is the etcd and ZooKeeper lock recipe.
+//
+// The queue only decides who is woken, never who holds the lock: that is
+// still the compare-and-swap of the state entry, which any waiter may try
+// at any time (every waiter also polls). So a lost, stale or foreign
+// ticket can only delay a wake-up, never let two holders in. Tickets of
+// dead waiters on this host are removed by their successors; a ticket
+// left unchanged for TIMEOUT is removed too, and a live waiter that finds
+// its ticket gone takes a new one.
+//
+//	PATH/queue/TIME.TOKEN.PID.HOSTID
+//
+// TIME is the waiter's clock when it joined, in nanoseconds and 20 digits,
+// so names sort in arrival order (across hosts, as well as clocks agree).
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+const queueDir = "queue"
+
+// queue is one waiter's place in a lock's queue.
+type queue struct {
+	dir     string // PATH/queue; "" when not queueing
+	lock    string // PATH
+	ticket  string // our ticket's name, "" until taken
+	token   string
+	pred    string    // the predecessor we watch
+	since   time.Time // when we first saw pred there
+	timeout time.Duration
+}
+
+// target returns the path this waiter should watch: its predecessor's
+// ticket, or PATH when it is first in line (or not queueing). It takes a
+// ticket if it has none (or lost it), and clears dead predecessors.
+func (q *queue) target(now time.Time) string {
+	if q.dir == "" {
+		return q.lock
+	}
+	for range 4 {
+		names, err := readNames(q.dir)
+		if err != nil {
+			q.dir = "" // no queue here (an older lock, or no access): watch PATH
+			return q.lock
+		}
+		slices.Sort(names)
+		if q.ticket == "" || !slices.Contains(names, q.ticket) {
+			if !q.join(now) {
+				return q.lock
+			}
+			continue
+		}
+		pred := ""
+		for _, n := range names {
+			if n < q.ticket && isTicket(n) {
+				pred = n
+			}
+		}
+		if pred == "" {
+			return q.lock
+		}
+		if pred != q.pred {
+			q.pred, q.since = pred, now
+		}
+		if !ticketDead(pred) && now.Sub(q.since) < q.timeout {
+			return filepath.Join(q.dir, pred)
+		}
+		os.Remove(filepath.Join(q.dir, pred)) // dead or stuck: skip it
+		q.pred = ""
+	}
+	return q.lock
+}
+
+func (q *queue) join(now time.Time) bool {
+	id := self()
+	name := fmt.Sprintf("%020d.%s.%d.%s", max(now.UnixNano(), 0), q.token[:16], id.pid, id.hostID)
+	if err := os.Mkdir(filepath.Join(q.dir, name), 0o755); err != nil {
+		q.dir = ""
+		return false
+	}
+	q.ticket = name
+	return true
+}
+
+// leave removes our ticket, waking our successor.
+func (q *queue) leave() {
+	if q.dir != "" && q.ticket != "" {
+		os.Remove(filepath.Join(q.dir, q.ticket))
+	}
+	q.ticket = ""
+}
+
+// isTicket reports whether name looks like a ticket; anything else in the
+// queue directory is ignored.
+func isTicket(name string) bool {
+	f := strings.Split(name, ".")
+	return len(f) == 4 && len(f[0]) == 20 && isHex(f[1], 16, 16)
+}
+
+// ticketDead reports whether a ticket's waiter ran on this host and is
+// gone. (Its start time is not in the ticket: a reused pid keeps a dead
+// ticket until it times out, which only delays a wake-up.)
+func ticketDead(name string) bool {
+	f := strings.Split(name, ".")
+	pid, err := strconv.Atoi(f[2])
+	if err != nil || pid <= 0 || f[3] != self().hostID || f[3] == "0" {
+		return false
+	}
+	_, alive, known := processStart(pid)
+	return known && !alive
+}
