@@ -5,6 +5,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -91,6 +92,13 @@ type demo struct {
 	losses     []int
 	errors     int
 	drawn      int // lines drawn by the last render
+
+	// The run's progress: sections entered, scenes cued and done.
+	entered            int
+	killCue, stopCue   bool
+	killDone, stopDone bool
+	ended              bool
+	sceneTimer         <-chan time.Time
 }
 
 func newDemo(cfg config, dir string, out *os.File, errOut io.Writer) *demo {
@@ -106,7 +114,7 @@ func (d *demo) header() {
 	if d.cfg.nolock {
 		mode = "run WITHOUT the lock"
 	}
-	fmt.Fprintf(d.out, "dlockdemo: %d workers %s in %s (TIMEOUT %s, %d rounds each)\n", d.cfg.workers, mode, d.dir, d.cfg.timeout, d.cfg.rounds)
+	fmt.Fprintf(d.out, "dlockdemo: %d workers %s in %s (TIMEOUT %s, %d critical sections in all)\n", d.cfg.workers, mode, d.dir, d.cfg.timeout, d.cfg.workers*d.cfg.rounds)
 	if d.killVictim >= 0 {
 		fmt.Fprintf(d.out, "  w%d will be killed (SIGKILL) while holding the lock: reclaimed at once\n", d.killVictim)
 	}
@@ -160,6 +168,8 @@ func (d *demo) handle(ev event) {
 		v.cur = sec
 		v.sections++
 		d.setState(ev.w, holding, ev.t)
+		d.entered++
+		d.progress()
 		note := ""
 		if p := d.pending; p != nil && p.w != ev.w {
 			how := "killed"
@@ -169,6 +179,10 @@ func (d *demo) handle(ev event) {
 			r := reclaim{from: p.w, by: ev.w, how: how, after: ev.t.Sub(d.pendingT)}
 			d.reclaims = append(d.reclaims, r)
 			d.pending = nil
+			if how == "killed" {
+				d.killDone = true
+				d.progress()
+			}
 			v.marks = append(v.marks, mark{ev.t, "reclaimed"})
 			note = fmt.Sprintf(": RECLAIMED from w%d (%s %s ago)", p.w, how, fmtDur(r.after))
 			v.note = fmt.Sprintf("reclaimed from w%d", p.w)
@@ -223,6 +237,10 @@ func (d *demo) handle(ev event) {
 		if sec := v.cur; sec != nil && !sec.killed && !(sec.stopped && sec.fenced) {
 			sec.end, sec.normal = ev.t, true
 		}
+		if sec := v.cur; sec != nil && sec.stopped {
+			d.stopDone = true
+			defer d.progress()
+		}
 		d.setState(ev.w, idle, ev.t)
 	case "lost":
 		d.losses = append(d.losses, ev.w)
@@ -243,6 +261,48 @@ func (d *demo) handle(ev event) {
 			}
 			d.setState(ev.w, done, ev.t)
 		}
+	}
+}
+
+// progress cues the scenes when a third and a half of the sections are
+// done, and ends the run once all are done and the scenes played.
+func (d *demo) progress() {
+	target := d.cfg.workers * d.cfg.rounds
+	cue := func(name string) {
+		if err := os.WriteFile(filepath.Join(d.dir, name), nil, 0o644); err != nil {
+			fmt.Fprintf(d.errOut, "dlockdemo: %v\n", err)
+		}
+	}
+	if d.killVictim >= 0 && !d.killCue && d.entered >= target/3 {
+		d.killCue = true
+		cue("kill-now")
+	}
+	if d.stopVictim >= 0 && !d.stopCue && d.entered >= target/2 {
+		d.stopCue = true
+		cue("stop-now")
+	}
+	if d.entered < target || d.ended {
+		return
+	}
+	if (d.killVictim < 0 || d.killDone) && (d.stopVictim < 0 || d.stopDone) {
+		d.finish("")
+	} else if d.sceneTimer == nil {
+		d.sceneTimer = time.After(3*d.cfg.timeout + 10*time.Second)
+	}
+}
+
+// finish tells the workers to end after their current round.
+func (d *demo) finish(why string) {
+	if d.ended {
+		return
+	}
+	d.ended = true
+	if why != "" {
+		d.errors++
+		fmt.Fprintf(d.errOut, "dlockdemo: ending: %s\n", why)
+	}
+	if err := os.WriteFile(filepath.Join(d.dir, "end"), nil, 0o644); err != nil {
+		fmt.Fprintf(d.errOut, "dlockdemo: %v\n", err)
 	}
 }
 
@@ -328,7 +388,7 @@ func (d *demo) render(now time.Time) {
 		if v.state == holding && v.cur != nil {
 			status += " " + d.fenceNo(v.cur.fence)
 		}
-		line("  w%-3d|%s| %-12s %2d/%d %s", i, row.String(), status, v.sections, d.cfg.rounds, v.note)
+		line("  w%-3d|%s| %-12s %3d %s", i, row.String(), status, v.sections, v.note)
 	}
 	line("  # holding  . waiting  Z stopped  X killed  ! running after its lock was reclaimed")
 	d.drawn = lines
@@ -377,7 +437,7 @@ func (d *demo) results(now time.Time) results {
 	}
 	slices.Sort(r.handoffs)
 	r.expected = uint64(r.committed)
-	if n, _, err := readCounter(d.dir + string(os.PathSeparator) + "counter"); err == nil {
+	if n, _, err := readCounter(filepath.Join(d.dir, "counter")); err == nil {
 		r.got = n
 	} else {
 		fmt.Fprintf(d.errOut, "dlockdemo: %v\n", err)
@@ -394,7 +454,7 @@ func (d *demo) summary(now time.Time) bool {
 		mode = "WITHOUT the lock"
 	}
 	fmt.Fprintf(o, "\nsummary (%s, %s)\n", mode, fmtDur(now.Sub(d.t0)))
-	fmt.Fprintf(o, "  workers            %d x %d rounds\n", d.cfg.workers, d.cfg.rounds)
+	fmt.Fprintf(o, "  workers            %d (about %d rounds each)\n", d.cfg.workers, d.cfg.rounds)
 	fmt.Fprintf(o, "  critical sections  %d entered, %d committed, %d fenced out, %d killed inside\n", r.entered, r.committed, r.fenced, r.killed)
 	fmt.Fprintf(o, "  overlaps           %d\n", r.overlaps)
 	verdict := "ok"
@@ -408,16 +468,16 @@ func (d *demo) summary(now time.Time) bool {
 	}
 	var rs []string
 	for _, x := range d.reclaims {
-		when := "without waiting for TIMEOUT: its process was gone"
+		when := "without waiting for TIMEOUT (its process was gone)"
 		if x.how == "stopped" {
-			when = "after TIMEOUT: not refreshed"
+			when = "after TIMEOUT (not refreshed)"
 		}
-		rs = append(rs, fmt.Sprintf("w%d %s, w%d took over %s (%s)", x.from, x.how, x.by, when, fmtDur(x.after)))
+		rs = append(rs, fmt.Sprintf("w%d %s: w%d took over %s, %s later", x.from, x.how, x.by, when, fmtDur(x.after)))
 	}
 	fmt.Fprintf(o, "  reclaims           %d%s\n", len(d.reclaims), listSuffix(rs))
 	var ls []string
 	for _, w := range d.losses {
-		ls = append(ls, fmt.Sprintf("w%d: its late write refused by the fence, Unlock returned ErrLost", w))
+		ls = append(ls, fmt.Sprintf("w%d: continued, its late write was refused by the fence and Unlock returned ErrLost", w))
 	}
 	fmt.Fprintf(o, "  losses             %d%s\n", len(d.losses), listSuffix(ls))
 	if d.errors > 0 {
@@ -437,9 +497,11 @@ func (d *demo) summary(now time.Time) bool {
 	return true
 }
 
+// listSuffix puts items on lines of their own under a summary line.
 func listSuffix(items []string) string {
-	if len(items) == 0 {
-		return ""
+	var b strings.Builder
+	for _, it := range items {
+		b.WriteString("\n                     " + it)
 	}
-	return ": " + strings.Join(items, "; ")
+	return b.String()
 }

@@ -50,7 +50,7 @@ func parent(args []string, stdout *os.File, stderr io.Writer) int {
 	fs := flag.NewFlagSet("dlockdemo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.IntVar(&cfg.workers, "workers", 6, "worker processes competing for the lock")
-	fs.IntVar(&cfg.rounds, "rounds", 50, "critical sections per worker")
+	fs.IntVar(&cfg.rounds, "rounds", 50, "critical sections per worker, on average: the run ends after workers x rounds (and the scenes)")
 	fs.StringVar(&cfg.dir, "dir", "", "where to make the demo's directory (default: the system's temporary directory); try /dev/shm or a shared mount")
 	fs.DurationVar(&cfg.timeout, "timeout", 2*time.Second, "the lock's `TIMEOUT`: how long a stopped holder keeps it")
 	fs.DurationVar(&cfg.work, "work", 30*time.Millisecond, "time inside each critical section, between reading and writing the counter")
@@ -131,14 +131,14 @@ Flags:
 	defer signal.Stop(sigs)
 	d.t0 = time.Now()
 	for i := range cfg.workers {
-		args := []string{"-dir", dir, "-rounds", strconv.Itoa(cfg.rounds), "-timeout", cfg.timeout.String(), "-work", cfg.work.String()}
+		args := []string{"-dir", dir, "-timeout", cfg.timeout.String(), "-work", cfg.work.String()}
 		switch {
 		case cfg.nolock:
 			args = append(args, "-nolock")
 		case i == d.killVictim:
-			args = append(args, "-kill-at", strconv.Itoa(cfg.rounds/3))
+			args = append(args, "-kill")
 		case i == d.stopVictim:
-			args = append(args, "-stop-at", strconv.Itoa(cfg.rounds/2))
+			args = append(args, "-stop")
 		}
 		cmd := exec.Command(exe, args...)
 		cmd.Env = append(os.Environ(), roleEnv+"=worker")
@@ -176,6 +176,9 @@ Flags:
 			d.render(time.Now())
 		case <-d.contTimer:
 			d.resumeStopped("nobody reclaimed the lock")
+		case <-d.sceneTimer:
+			d.sceneTimer = nil
+			d.finish("the scenes did not happen in time")
 		case sig := <-sigs:
 			d.killAll()
 			fmt.Fprintf(stderr, "\ndlockdemo: %v: workers killed\n", sig)

@@ -69,7 +69,11 @@ func (d *demo) svg(end time.Time) string {
 		for _, m := range v.marks {
 			colour := map[string]string{"reclaimed": "#1f77b4", "fenced": "#c51b8a", "lost": "#d62728"}[m.what]
 			fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s" stroke-width="2"/>`+"\n", x(m.t), y-3, x(m.t), y+barH+3, colour)
-			fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" fill="%s" font-size="10">%s</text>`+"\n", x(m.t)+3, y-2, colour, m.what)
+			ty := y - 2 // above the bar; "lost" below, as it comes right after "fenced"
+			if m.what == "lost" {
+				ty = y + barH + 9
+			}
+			fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" fill="%s" font-size="10">%s</text>`+"\n", x(m.t)+3, ty, colour, m.what)
 		}
 	}
 	// Legend.

@@ -45,8 +45,9 @@ func writeCounter(path string, count, fence uint64) error {
 	return errors.Join(err, f.Close())
 }
 
-// worker runs the worker role: rounds of critical sections on the shared
-// counter, each reported to the parent as lines on stdout:
+// worker runs the worker role: critical sections on the shared counter
+// until the parent says "end", each reported to the parent as lines on
+// stdout:
 //
 //	UNIXNANO EVENT [ARG]
 //
@@ -55,12 +56,11 @@ func writeCounter(path string, count, fence uint64) error {
 func worker(args []string) int {
 	fs := flag.NewFlagSet("dlockdemo worker", flag.ContinueOnError)
 	dir := fs.String("dir", "", "the demo's directory")
-	rounds := fs.Int("rounds", 10, "critical sections to do")
 	timeout := fs.Duration("timeout", 2*time.Second, "TIMEOUT")
 	work := fs.Duration("work", 30*time.Millisecond, "time inside a critical section, between read and write")
 	nolock := fs.Bool("nolock", false, "do the critical sections without the lock")
-	killAt := fs.Int("kill-at", -1, "round in which to wait, holding the lock, to be killed")
-	stopAt := fs.Int("stop-at", -1, "round in which to stop (SIGSTOP) oneself while holding the lock")
+	victimKill := fs.Bool("kill", false, "once the file kill-now exists, wait holding the lock to be killed")
+	victimStop := fs.Bool("stop", false, "once the file stop-now exists, stop (SIGSTOP) oneself holding the lock")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -82,8 +82,15 @@ func worker(args []string) int {
 	if err != nil {
 		return fail(err)
 	}
+	exists := func(name string) bool {
+		_, err := os.Stat(filepath.Join(*dir, name))
+		return err == nil
+	}
 	ctx := context.Background()
-	for r := range *rounds {
+	stoppedOnce := false
+	// Rounds until the parent creates the file "end": so every worker
+	// competes until the parent has seen enough, scenes included.
+	for r := 0; !exists("end"); r++ {
 		emit("wait", r)
 		if !*nolock {
 			if err := l.Lock(ctx); err != nil {
@@ -99,11 +106,12 @@ func worker(args []string) int {
 		if err != nil {
 			return fail(err)
 		}
-		switch r {
-		case *killAt:
+		switch {
+		case *victimKill && exists("kill-now"):
 			emit("killme")
 			select {} // the parent kills us now, holding the lock
-		case *stopAt:
+		case *victimStop && !stoppedOnce && exists("stop-now"):
+			stoppedOnce = true
 			emit("stop")
 			if err := stopSelf(); err != nil {
 				return fail(err)
