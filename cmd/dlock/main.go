@@ -97,28 +97,34 @@ func version() string {
 func newFlags(name, synopsis, help string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("dlock "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	// After a bad flag (which flag has reported): the synopsis only.
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: dlock %s %s\nRun 'dlock %s -h' for help.\n", name, synopsis, name)
-	}
-	helpers[fs] = func() {
-		fmt.Fprintf(fs.Output(), "Usage: dlock %s %s\n\n%s\nFlags:\n", name, synopsis, help)
-		fs.PrintDefaults()
+	fs.Usage = func() {} // parseFlags prints help or a short usage
+	helpers[fs] = flagHelp{
+		short: func() {
+			fmt.Fprintf(fs.Output(), "Usage: dlock %s %s\nRun 'dlock %s -h' for help.\n", name, synopsis, name)
+		},
+		long: func() {
+			fmt.Fprintf(fs.Output(), "Usage: dlock %s %s\n\n%s\nFlags:\n", name, synopsis, help)
+			fs.PrintDefaults()
+		},
 	}
 	return fs
 }
 
-// helpers prints each FlagSet's full help, for -h.
-var helpers = map[*flag.FlagSet]func(){}
+// flagHelp prints a subcommand's synopsis (after a bad flag) or its full
+// help (for -h).
+type flagHelp struct{ short, long func() }
+
+var helpers = map[*flag.FlagSet]flagHelp{}
 
 // parseFlags parses args; it returns the exit status to return at once
 // (0 after -h, 2 after a bad flag) and whether to stop.
 func parseFlags(fs *flag.FlagSet, args []string) (int, bool) {
 	switch err := fs.Parse(args); {
 	case errors.Is(err, flag.ErrHelp):
-		helpers[fs]()
+		helpers[fs].long()
 		return 0, true
 	case err != nil:
+		helpers[fs].short()
 		return exitUsage, true
 	}
 	return 0, false

@@ -247,7 +247,7 @@ func TestUsageAndCommandErrors(t *testing.T) {
 	}
 	for _, sub := range []string{"run", "status", "break"} {
 		code, _, errOut := run(t, sub, "-h")
-		if code != 0 || !strings.Contains(errOut, "Examples:") || !strings.Contains(errOut, "dlock "+sub) {
+		if code != 0 || !strings.Contains(errOut, "Examples:") || !strings.Contains(errOut, "dlock "+sub) || strings.Contains(errOut, "for help.") {
 			t.Errorf("dlock %s -h: exit %d, output %q", sub, code, errOut)
 		}
 	}
