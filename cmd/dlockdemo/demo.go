@@ -114,12 +114,12 @@ func (d *demo) header() {
 	if d.cfg.nolock {
 		mode = "run WITHOUT the lock"
 	}
-	fmt.Fprintf(d.out, "dlockdemo: %d workers %s in %s (TIMEOUT %s, %d critical sections in all)\n", d.cfg.workers, mode, d.dir, d.cfg.timeout, d.cfg.workers*d.cfg.rounds)
+	fmt.Fprintf(d.out, "dlockdemo: %d workers %s (TIMEOUT %s, %d critical sections)\n  in %s\n", d.cfg.workers, mode, d.cfg.timeout, d.cfg.workers*d.cfg.rounds, d.dir)
 	if d.killVictim >= 0 {
-		fmt.Fprintf(d.out, "  w%d will be killed (SIGKILL) while holding the lock: reclaimed at once\n", d.killVictim)
+		fmt.Fprintf(d.out, "  w%d will be killed (SIGKILL) holding the lock: reclaimed at once\n", d.killVictim)
 	}
 	if d.stopVictim >= 0 {
-		fmt.Fprintf(d.out, "  w%d will stop (SIGSTOP) while holding the lock: reclaimed after TIMEOUT, then continued\n", d.stopVictim)
+		fmt.Fprintf(d.out, "  w%d will stop (SIGSTOP) holding the lock: reclaimed after TIMEOUT\n", d.stopVictim)
 	}
 }
 
@@ -196,7 +196,7 @@ func (d *demo) handle(ev event) {
 		}
 		v.cmd.Kill()
 		d.setState(ev.w, killed, t)
-		v.note = "killed (SIGKILL) holding the lock"
+		v.note = "SIGKILL while holding"
 		d.logf(t, ev.w, "KILLED    with SIGKILL while holding the lock")
 	case "stop":
 		if v.cur != nil {
@@ -207,13 +207,13 @@ func (d *demo) handle(ev event) {
 		d.stoppedNow = true
 		d.contTimer = time.After(3*d.cfg.timeout + 2*time.Second)
 		d.setState(ev.w, stopped, ev.t)
-		v.note = "stopped (SIGSTOP) holding the lock"
+		v.note = "SIGSTOP while holding"
 		d.logf(ev.t, ev.w, "STOPPED   (SIGSTOP) while holding the lock; its TIMEOUT is %s", d.cfg.timeout)
 	case "resume":
 		s := holding
 		if d.pending == nil || d.pending.w != ev.w {
 			s = stale
-			v.note = "continued: its lock was reclaimed"
+			v.note = "continued, lock reclaimed"
 		}
 		d.setState(ev.w, s, ev.t)
 		d.logf(ev.t, ev.w, "continued (SIGCONT), still inside its critical section")
@@ -230,7 +230,7 @@ func (d *demo) handle(ev event) {
 			v.cur.fenced = true
 		}
 		v.marks = append(v.marks, mark{ev.t, "fenced"})
-		v.note = "its late write was refused (fence)"
+		v.note = "late write refused: fence"
 		last, _ := strconv.ParseUint(ev.arg, 10, 64)
 		d.logf(ev.t, ev.w, "FENCED    its write refused: the counter was written with fence %s after its %s", d.fenceNo(last), d.fenceNo(v.cur.fence))
 	case "exit":
@@ -245,7 +245,7 @@ func (d *demo) handle(ev event) {
 	case "lost":
 		d.losses = append(d.losses, ev.w)
 		v.marks = append(v.marks, mark{ev.t, "lost"})
-		v.note = "Unlock said: lock was lost (ErrLost)"
+		v.note = "Unlock: ErrLost"
 		d.logf(ev.t, ev.w, "LOST      Unlock: %s", "lock was lost (ErrLost)")
 	case "error":
 		d.errors++
@@ -360,9 +360,12 @@ func (d *demo) cells(v *workerView, now time.Time, n int, span time.Duration) []
 	return out
 }
 
-// render redraws the live timeline on the terminal.
+// render redraws the live timeline on the terminal. Every line is kept
+// narrower than the terminal, so that none wraps and the redraw stays
+// in place.
 func (d *demo) render(now time.Time) {
-	const width = 60
+	cols := termWidth(d.out)
+	width := min(60, max(cols-52, 10)) // timeline cells
 	elapsed := now.Sub(d.t0)
 	span := max(time.Duration(math.Ceil(elapsed.Seconds()))*time.Second, 5*time.Second)
 	var b strings.Builder
@@ -370,27 +373,32 @@ func (d *demo) render(now time.Time) {
 		fmt.Fprintf(&b, "\x1b[%dA", d.drawn)
 	}
 	lines := 0
-	line := func(format string, args ...any) {
-		fmt.Fprintf(&b, "\r\x1b[2K"+format+"\n", args...)
+	// line writes prefix (of visible width pw) and the text after it, cut
+	// to fit the terminal.
+	line := func(prefix string, pw int, text string) {
+		if r := []rune(text); pw+len(r) > cols-1 {
+			text = string(r[:max(cols-1-pw, 0)])
+		}
+		b.WriteString("\r\x1b[2K" + prefix + text + "\n")
 		lines++
 	}
-	line("  %-4s %-*s  %5.1fs of %s", "", width, "timeline", elapsed.Seconds(), span)
+	line("", 0, fmt.Sprintf("        %-*s  %5.1fs of %s", width, "timeline", elapsed.Seconds(), span))
 	for i, v := range d.w {
-		var row strings.Builder
+		row := fmt.Sprintf("  w%-3d|", i)
 		for _, s := range d.cells(v, now, width, span) {
 			if c := colour[s]; c != "" {
-				row.WriteString(c + glyph[s] + "\x1b[0m")
+				row += c + glyph[s] + "\x1b[0m"
 			} else {
-				row.WriteString(glyph[s])
+				row += glyph[s]
 			}
 		}
 		status := v.state.String()
 		if v.state == holding && v.cur != nil {
 			status += " " + d.fenceNo(v.cur.fence)
 		}
-		line("  w%-3d|%s| %-12s %3d %s", i, row.String(), status, v.sections, v.note)
+		line(row+"| ", 7+width+2, fmt.Sprintf("%-12s %3d %s", status, v.sections, v.note))
 	}
-	line("  # holding  . waiting  Z stopped  X killed  ! running after its lock was reclaimed")
+	line("", 0, "  # holding  . waiting  Z stopped  X killed  ! after its lock was reclaimed")
 	d.drawn = lines
 	io.WriteString(d.out, b.String())
 }
@@ -463,21 +471,21 @@ func (d *demo) summary(now time.Time) bool {
 	}
 	fmt.Fprintf(o, "  counter            expected %d, got %d: %s\n", r.expected, r.got, verdict)
 	if !d.cfg.nolock {
-		fmt.Fprintf(o, "  hand-off latency   p50 %s, p99 %s (%d hand-offs to a waiting worker)\n",
+		fmt.Fprintf(o, "  hand-off latency   p50 %s, p99 %s (%d hand-offs)\n",
 			fmtDur(percentile(r.handoffs, 0.5)), fmtDur(percentile(r.handoffs, 0.99)), len(r.handoffs))
 	}
 	var rs []string
 	for _, x := range d.reclaims {
-		when := "without waiting for TIMEOUT (its process was gone)"
+		why := "process gone: no TIMEOUT wait"
 		if x.how == "stopped" {
-			when = "after TIMEOUT (not refreshed)"
+			why = "not refreshed for TIMEOUT"
 		}
-		rs = append(rs, fmt.Sprintf("w%d %s: w%d took over %s, %s later", x.from, x.how, x.by, when, fmtDur(x.after)))
+		rs = append(rs, fmt.Sprintf("w%d %s -> w%d, %s later (%s)", x.from, x.how, x.by, fmtDur(x.after), why))
 	}
 	fmt.Fprintf(o, "  reclaims           %d%s\n", len(d.reclaims), listSuffix(rs))
 	var ls []string
 	for _, w := range d.losses {
-		ls = append(ls, fmt.Sprintf("w%d: continued, its late write was refused by the fence and Unlock returned ErrLost", w))
+		ls = append(ls, fmt.Sprintf("w%d: late write refused by fence; Unlock: ErrLost", w))
 	}
 	fmt.Fprintf(o, "  losses             %d%s\n", len(d.losses), listSuffix(ls))
 	if d.errors > 0 {
@@ -486,7 +494,7 @@ func (d *demo) summary(now time.Time) bool {
 	bad := r.overlaps > 0 || r.got != r.expected || d.errors > 0
 	switch {
 	case d.cfg.nolock:
-		fmt.Fprintf(o, "result: without the lock, %d overlapping critical sections and %d lost updates; run without -nolock to see the lock prevent them\n",
+		fmt.Fprintf(o, "result: without the lock, %d overlaps and %d lost updates.\n        Run without -nolock to see the lock prevent them.\n",
 			r.overlaps, int64(r.expected)-int64(r.got))
 		return d.errors == 0
 	case bad:
