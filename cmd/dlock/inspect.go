@@ -160,6 +160,21 @@ func breakCmd(args []string, stdout, stderr io.Writer) int {
 		return exitError
 	}
 	before, err := l.Break(*force)
+	// Break compares the holder's state entry between two reads, and a
+	// live holder renames its entry at every refresh: a forced break can
+	// fail with ErrBusy although the holder is the same. Try again while
+	// it is (same token).
+	for i := 0; i < 5 && *force && errors.Is(err, dlock.ErrBusy) && before.Held; i++ {
+		now, serr := l.Status()
+		if serr == nil && !now.Held {
+			before, err = now, nil // released meanwhile
+			break
+		}
+		if serr != nil || now.Holder.Token != before.Holder.Token {
+			break
+		}
+		before, err = l.Break(true)
+	}
 	switch {
 	case errors.Is(err, dlock.ErrBusy):
 		fmt.Fprintf(stderr, "%v\n", err)

@@ -424,7 +424,10 @@ func TestKilledDlockTakesCommandAlong(t *testing.T) {
 	if len(st) != 1 || !st[0].Held || !st[0].Dead || !st[0].Stale {
 		t.Fatalf("status after dlock was killed: %+v", st)
 	}
+	if code, out, errOut := run(t, "break", lock); code != 0 || !strings.Contains(out, "its process is gone") {
+		t.Fatalf("break of the killed holder's lock: exit %d, %q %q", code, out, errOut)
+	}
 	if code, _, errOut := run(t, "run", "-patience", "0", lock, "--", "true"); code != 0 {
-		t.Fatalf("reclaiming the killed holder's lock: exit %d, %s", code, errOut)
+		t.Fatalf("taking the lock after the break: exit %d, %s", code, errOut)
 	}
 }

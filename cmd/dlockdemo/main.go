@@ -145,6 +145,10 @@ Flags:
 		cmd.Stderr = stderr
 		out, err := cmd.StdoutPipe()
 		if err == nil {
+			// Never written, closed when we exit: tells a worker we are gone.
+			_, err = cmd.StdinPipe()
+		}
+		if err == nil {
 			err = cmd.Start()
 		}
 		if err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -77,6 +78,12 @@ func worker(args []string) int {
 		emit("error", err)
 		return 1
 	}
+	// The parent holds our stdin open: its end means the parent is gone
+	// (killed, or interrupted), and we must not go on alone.
+	go func() {
+		io.Copy(io.Discard, os.Stdin)
+		os.Exit(3)
+	}()
 	counter := filepath.Join(*dir, "counter")
 	l, err := dlock.New(filepath.Join(*dir, "lock"), dlock.WithTimeout(*timeout))
 	if err != nil {
