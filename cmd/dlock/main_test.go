@@ -262,7 +262,7 @@ func TestUsageAndCommandErrors(t *testing.T) {
 func TestBusyStatusBreakAndLoss(t *testing.T) {
 	t.Parallel()
 	lock := filepath.Join(t.TempDir(), "lock")
-	holder := holdLock(t, lock, "-timeout", "900ms", "-grace", "3s")
+	holder := holdLock(t, lock, "-timeout", "2s", "-grace", "3s")
 	pid := holder.cmd.Process.Pid
 	host, _ := os.Hostname()
 
@@ -283,7 +283,7 @@ func TestBusyStatusBreakAndLoss(t *testing.T) {
 	if code != exitError || len(st) != 3 || !strings.Contains(errOut, "not a lock") {
 		t.Fatalf("status: exit %d, %d objects, stderr %q", code, len(st), errOut)
 	}
-	if s := st[0]; !s.Held || s.Stale || s.Holder == nil || s.Holder.PID != pid || s.Holder.Host == "" || s.Holder.TimeoutSeconds != 0.9 || s.Fence == 0 || s.Path != lock {
+	if s := st[0]; !s.Held || s.Stale || s.Holder == nil || s.Holder.PID != pid || s.Holder.Host == "" || s.Holder.TimeoutSeconds != 2 || s.Fence == 0 || s.Path != lock {
 		t.Fatalf("status of the held lock: %+v %+v", s, s.Holder)
 	}
 	if host != "" && !strings.HasPrefix(host, st[0].Holder.Host[:1]) {

@@ -74,7 +74,7 @@ func TestDemo(t *testing.T) {
 		t.Parallel()
 		svg := filepath.Join(t.TempDir(), "timeline.svg")
 		dir := t.TempDir()
-		code, out, errOut := runDemo(t, bin, "-workers", "3", "-rounds", "6", "-timeout", "500ms", "-dir", dir, "-svg", svg)
+		code, out, errOut := runDemo(t, bin, "-workers", "3", "-rounds", "6", "-timeout", "1s", "-dir", dir, "-svg", svg)
 		if code != 0 {
 			t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
 		}
@@ -85,10 +85,12 @@ func TestDemo(t *testing.T) {
 		if c[0] != c[1] || c[0] < 3*6-2 {
 			t.Errorf("counter expected %d, got %d:\n%s", c[0], c[1], out)
 		}
-		if n := summaryNumber(t, out, `reclaims +(\d+)`); n[0] != 2 {
+		// At least the two scenes (a worker starved of CPU for TIMEOUT on a
+		// loaded machine would add its own, correctly).
+		if n := summaryNumber(t, out, `reclaims +(\d+)`); n[0] < 2 {
 			t.Errorf("%d reclaims, want 2 (the killed and the stopped holder):\n%s", n[0], out)
 		}
-		if n := summaryNumber(t, out, `losses +(\d+)`); n[0] != 1 {
+		if n := summaryNumber(t, out, `losses +(\d+)`); n[0] < 1 {
 			t.Errorf("%d losses, want 1 (the stopped holder):\n%s", n[0], out)
 		}
 		for _, want := range []string{"KILLED", "STOPPED", "RECLAIMED from w1", "RECLAIMED from w2", "FENCED", "LOST", "result: ok"} {
@@ -156,10 +158,11 @@ func TestOverlapCount(t *testing.T) {
 		{w: 0, waitT: at(12), enter: at(19), end: at(30), normal: true, committed: true}, // overlaps the one before
 		{w: 1, waitT: at(35), enter: at(40), end: at(50), killed: true},                  // not waiting at 30: no hand-off
 		{w: 0, enter: at(51)},
+		{w: 1, enter: at(41), end: at(55), fenced: true}, // lost its lock: its write was refused
 	}
 	writeCounter(filepath.Join(d.dir, "counter"), 3, 0)
 	r := d.results(at(60))
-	if r.overlaps != 1 || r.entered != 5 || r.committed != 3 || r.killed != 1 || r.expected != 3 || r.got != 3 {
+	if r.overlaps != 1 || r.entered != 6 || r.committed != 3 || r.killed != 1 || r.fenced != 1 || r.expected != 3 || r.got != 3 {
 		t.Fatalf("results %+v", r)
 	}
 	if len(r.handoffs) != 1 || r.handoffs[0] != 0 {
