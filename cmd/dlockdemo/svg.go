@@ -33,7 +33,7 @@ func (d *demo) svg(end time.Time) string {
 	if d.cfg.nolock {
 		mode = "WITHOUT the lock"
 	}
-	fmt.Fprintf(&b, `<text x="%.0f" y="20" font-size="14" font-weight="bold">dlockdemo: %d workers, %d rounds, TIMEOUT %s, %s</text>`+"\n",
+	fmt.Fprintf(&b, `<text x="%.0f" y="20" font-size="14" font-weight="bold">dlockdemo: %d workers, about %d rounds each, TIMEOUT %s, %s</text>`+"\n",
 		left, len(d.w), d.cfg.rounds, html.EscapeString(d.cfg.timeout.String()), mode)
 	// Time axis: a tick per second (or per 10 s for long runs).
 	step := 1.0
@@ -69,11 +69,11 @@ func (d *demo) svg(end time.Time) string {
 		for _, m := range v.marks {
 			colour := map[string]string{"reclaimed": "#1f77b4", "fenced": "#c51b8a", "lost": "#d62728"}[m.what]
 			fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s" stroke-width="2"/>`+"\n", x(m.t), y-3, x(m.t), y+barH+3, colour)
-			ty := y - 2 // above the bar; "lost" below, as it comes right after "fenced"
+			tx := x(m.t) + 3 // above the bar; "lost" comes right after "fenced": beside it
 			if m.what == "lost" {
-				ty = y + barH + 9
+				tx += 36
 			}
-			fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" fill="%s" font-size="10">%s</text>`+"\n", x(m.t)+3, ty, colour, m.what)
+			fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" fill="%s" font-size="10">%s</text>`+"\n", tx, y-2, colour, m.what)
 		}
 	}
 	// Legend.
