@@ -1,3 +1,5 @@
+//go:build unix
+
 package main
 
 import (
@@ -18,8 +20,8 @@ import (
 	"time"
 )
 
-// These tests build the dlock binary and run it as real processes. They
-// wait for conditions (files appearing, messages, exits) with deadlines,
+// These tests build the dlock binary and run it as real processes with
+// POSIX shells and signals (hence unix only). They wait for conditions (files appearing, messages, exits) with deadlines,
 // never for fixed delays.
 
 var (
@@ -41,9 +43,6 @@ func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 // dlockBin builds the binary once per test run.
 func dlockBin(t *testing.T) string {
 	t.Helper()
-	if runtime.GOOS == "windows" {
-		t.Skip("these tests use POSIX shells and signals")
-	}
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "dlock-cli-test")
 		if err != nil {
