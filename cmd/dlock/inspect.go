@@ -1,0 +1,202 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/lockdir/dlock"
+)
+
+const statusHelp = `Shows, for each PATH, whether the lock is free or held, and by whom: pid and
+host of the holder, how long it has held the lock, when it last refreshed it,
+its TIMEOUT and fence, and whether it is stale (its process is gone, or it has
+not refreshed the lock for its TIMEOUT) so that the next waiter will reclaim it.
+Nothing is changed. A missing directory is a free lock.
+
+With -json, prints one JSON object per PATH, one per line (JSON Lines):
+  path             the lock's absolute path
+  exists           the lock directory exists
+  held             someone holds the lock
+  fence            the holder's fence; the last holder's when free
+  stale            the lock may be reclaimed now (dead, or not refreshed for its TIMEOUT)
+  dead             the holder ran on this host and its process is gone
+  age_seconds      seconds since the holder last refreshed the lock
+  holder           null when free, else an object:
+    pid, host, host_id       the holder process and its host
+    since, beat              when it acquired and last refreshed the lock (RFC 3339, its clock)
+    held_seconds             how long it has held the lock
+    timeout_seconds          its TIMEOUT
+    unknown                  the lock's state could not be read: only "entry" is known
+    entry                    the raw state entry name
+  error            present only when PATH could not be read (not a lock, corrupt, ...)
+
+Exit status: 0; 1 if any PATH is not a lock or could not be read (it is
+reported on stderr, after the others); 2 for a usage error.
+
+Examples:
+  dlock status /var/lock/backup.lock
+  dlock status -json /shared/locks/* | jq -r 'select(.held) | "\(.path) \(.holder.host) \(.holder.pid)"'
+`
+
+const breakHelp = `Frees the lock at PATH if its holder is gone (a process on this host that no
+longer exists) or stale (it has not refreshed the lock for its TIMEOUT), and
+says what it did. A fresh lock is left alone (exit 75) unless -force is given:
+then its holder finds out at its next refresh that it lost the lock (a
+"dlock run" holder stops its COMMAND and exits 76). Breaking reclaims and then
+releases the lock, so fences keep rising; the directory is never deleted.
+
+Exit status: 0 when the lock is free now (broken, or it was free already);
+75 when a fresh lock was not broken; 1 for another error; 2 for a usage error.
+
+Examples:
+  dlock break /var/lock/backup.lock          # only if its holder died or hung
+  dlock break -force /shared/locks/migrate   # take it away from a live holder
+`
+
+// jsonStatus is the -json form of a dlock.Status: field names are stable.
+type jsonStatus struct {
+	Path       string      `json:"path"`
+	Exists     bool        `json:"exists"`
+	Held       bool        `json:"held"`
+	Fence      uint64      `json:"fence"`
+	Stale      bool        `json:"stale"`
+	Dead       bool        `json:"dead"`
+	AgeSeconds float64     `json:"age_seconds"`
+	Holder     *jsonHolder `json:"holder"`
+	Error      string      `json:"error,omitempty"`
+}
+
+type jsonHolder struct {
+	PID            int        `json:"pid"`
+	Host           string     `json:"host"`
+	HostID         string     `json:"host_id"`
+	Since          *time.Time `json:"since"`
+	Beat           *time.Time `json:"beat"`
+	HeldSeconds    float64    `json:"held_seconds"`
+	TimeoutSeconds float64    `json:"timeout_seconds"`
+	Unknown        bool       `json:"unknown"`
+	Entry          string     `json:"entry"`
+}
+
+func toJSON(s dlock.Status) jsonStatus {
+	j := jsonStatus{Path: s.Path, Exists: s.Exists, Held: s.Held, Fence: s.Fence, Stale: s.Stale, Dead: s.Dead, AgeSeconds: s.Age.Seconds()}
+	if s.Held {
+		h := s.Holder
+		j.Holder = &jsonHolder{PID: h.PID, Host: h.Host, HostID: h.HostID, TimeoutSeconds: h.Timeout.Seconds(), Unknown: h.Unknown, Entry: h.Entry}
+		if !h.Since.IsZero() {
+			j.Holder.Since = &h.Since
+		}
+		if !h.Beat.IsZero() {
+			j.Holder.Beat = &h.Beat
+		}
+		if !h.Since.IsZero() && !h.Beat.IsZero() {
+			j.Holder.HeldSeconds = (h.Beat.Sub(h.Since) + s.Age).Seconds()
+		}
+	}
+	return j
+}
+
+func statusCmd(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("status", "[-json] PATH...", statusHelp, stderr)
+	asJSON := fs.Bool("json", false, "print JSON, one object per PATH and line")
+	if code, stop := parseFlags(fs, args); stop {
+		return code
+	}
+	if fs.NArg() == 0 {
+		return usageError(fs, "missing PATH")
+	}
+	var failed []error
+	enc := json.NewEncoder(stdout)
+	for _, path := range fs.Args() {
+		s, err := dlock.Inspect(path)
+		if err != nil {
+			failed = append(failed, err)
+		}
+		switch {
+		case *asJSON:
+			j := toJSON(s)
+			if j.Path == "" {
+				j.Path = path
+			}
+			if err != nil {
+				j = jsonStatus{Path: j.Path, Error: err.Error()}
+			}
+			if err := enc.Encode(j); err != nil {
+				fmt.Fprintf(stderr, "dlock: %v\n", err)
+				return exitError
+			}
+		case err == nil:
+			fmt.Fprintln(stdout, s)
+		}
+	}
+	for _, err := range failed {
+		fmt.Fprintf(stderr, "%v\n", err)
+	}
+	if len(failed) > 0 {
+		return exitError
+	}
+	return 0
+}
+
+func breakCmd(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("break", "[-force] PATH", breakHelp, stderr)
+	force := fs.Bool("force", false, "break the lock even if its holder is alive and refreshing it")
+	if code, stop := parseFlags(fs, args); stop {
+		return code
+	}
+	switch fs.NArg() {
+	case 0:
+		return usageError(fs, "missing PATH")
+	case 1:
+	default:
+		return usageError(fs, "one PATH at a time (got %d)", fs.NArg())
+	}
+	l, err := dlock.New(fs.Arg(0))
+	if err != nil {
+		fmt.Fprintf(stderr, "%v\n", err)
+		return exitError
+	}
+	before, err := l.Break(*force)
+	// Break compares the holder's state entry between two reads, and a
+	// live holder renames its entry at every refresh: a forced break can
+	// fail with ErrBusy although the holder is the same. Try again while
+	// it is (same token).
+	for i := 0; i < 5 && *force && errors.Is(err, dlock.ErrBusy) && before.Held; i++ {
+		now, serr := l.Status()
+		if serr == nil && !now.Held {
+			before, err = now, nil // released meanwhile
+			break
+		}
+		if serr != nil || now.Holder.Token != before.Holder.Token {
+			break
+		}
+		before, err = l.Break(true)
+	}
+	switch {
+	case errors.Is(err, dlock.ErrBusy):
+		fmt.Fprintf(stderr, "%v\n", err)
+		return exitBusy
+	case err != nil:
+		fmt.Fprintf(stderr, "%v\n", err)
+		return exitError
+	case !before.Exists:
+		fmt.Fprintf(stdout, "%s: free (no lock directory): nothing to break\n", before.Path)
+	case !before.Held:
+		fmt.Fprintf(stdout, "%s: free (last fence %d): nothing to break\n", before.Path, before.Fence)
+	default:
+		why := "forced: the holder was alive"
+		switch {
+		case before.Holder.Unknown:
+			why = "forced: the holder was unknown"
+		case before.Dead:
+			why = "its process is gone"
+		case before.Stale:
+			why = fmt.Sprintf("not refreshed for %s, TIMEOUT %s", before.Age.Round(time.Millisecond), before.Holder.Timeout)
+		}
+		fmt.Fprintf(stdout, "%s: broke the lock %s (%s); it is free now\n", before.Path, describeHolder(before.Holder, before.Age), why)
+	}
+	return 0
+}
