@@ -22,13 +22,15 @@ func main() {
 	dir := flag.String("dir", os.TempDir(), "directory (and so filesystem) to put the locks in")
 	svg := flag.String("svg", "", "write a bar chart of the ratios to this SVG file")
 	profile := flag.String("cpuprofile", "", "write CPU profiles of every worker of the herd and handoff trials to this directory")
+	only := flag.String("only", "", "measure only these groups (comma-separated: uncontended,handoff,throughput,herd,idle)")
+	implList := flag.String("impls", "", "contended implementations to run (comma-separated; default all)")
 	flag.Parse()
 
 	cfg := fullConfig()
 	if *quick {
 		cfg = quickConfig()
 	}
-	cfg.dir, cfg.profile, cfg.progress = *dir, *profile, os.Stderr
+	cfg.dir, cfg.profile, cfg.only, cfg.impls, cfg.progress = *dir, *profile, *only, *implList, os.Stderr
 	res, err := run(cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -53,6 +55,8 @@ func main() {
 type config struct {
 	dir      string
 	profile  string
+	only     string
+	impls    string
 	progress io.Writer
 
 	uncRounds, uncOps int           // uncontended: rounds of batches of ops per implementation

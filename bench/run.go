@@ -79,6 +79,9 @@ func run(cfg config) (*report, error) {
 	}
 
 	// Uncontended: batches of ops, implementations interleaved.
+	if !cfg.runs("uncontended") {
+		cfg.uncRounds = 0
+	}
 	prog("uncontended: %d rounds of %d ops", cfg.uncRounds, cfg.uncOps)
 	uncImpls := []string{implDlock, implFlock, implFlockFD, implFloor, implFloorMkdir}
 	if pollOptionAvailable {
@@ -112,6 +115,9 @@ func run(cfg config) (*report, error) {
 	}
 
 	impls := contendedImpls()
+	if cfg.impls != "" {
+		impls = slices.DeleteFunc(impls, func(s string) bool { return !slices.Contains(strings.Split(cfg.impls, ","), s) })
+	}
 	lockPath := func(what, impl string, n int) string {
 		return filepath.Join(base, fmt.Sprintf("%s-%d-%s", what, n, impl))
 	}
@@ -126,6 +132,9 @@ func run(cfg config) (*report, error) {
 	for r := range cfg.rounds {
 		for _, n := range cfg.handoffN {
 			for _, impl := range rotate(impls, r) {
+				if !cfg.runs("handoff") {
+					break
+				}
 				prog("round %d/%d: handoff, %d processes, %s", r+1, cfg.rounds, n, impl)
 				t := trial{impl: impl, path: lockPath("handoff", impl, n), mode: modeBaton, n: n,
 					hold: cfg.hold, warm: cfg.warm, dur: cfg.dur}
@@ -153,6 +162,9 @@ func run(cfg config) (*report, error) {
 		}
 		for _, n := range cfg.handoffN {
 			for _, impl := range rotate(impls, r) {
+				if !cfg.runs("throughput") {
+					break
+				}
 				prog("round %d/%d: throughput, %d processes, %s", r+1, cfg.rounds, n, impl)
 				t := trial{impl: impl, path: lockPath("throughput", impl, n), mode: modeSpin, n: n,
 					warm: cfg.warm, dur: cfg.dur}
@@ -165,12 +177,16 @@ func run(cfg config) (*report, error) {
 				for _, w := range res {
 					acq += w.Acq
 				}
+				prog("  %d acquisitions", acq)
 				s.add(fmt.Sprintf("acq_per_s_%d", n), impl, "acq/s", float64(acq)/cfg.dur.Seconds())
 			}
 		}
 	}
 
 	// CPU per handoff with a herd of waiters.
+	if !cfg.runs("herd") {
+		cfg.herdRounds = 0
+	}
 	for r := range cfg.herdRounds {
 		for _, n := range cfg.herdN {
 			for _, impl := range rotate(impls, r) {
@@ -194,12 +210,16 @@ func run(cfg config) (*report, error) {
 				if acq == 0 {
 					return nil, fmt.Errorf("%s: no acquisition in %v with %d processes", impl, cfg.herdDur, n)
 				}
+				prog("  %d acquisitions, %v CPU", acq, time.Duration(cpu).Round(time.Millisecond))
 				s.add(fmt.Sprintf("herd_cpu_us_%d", n), impl, "us", float64(cpu)/1e3/float64(acq))
 			}
 		}
 	}
 
 	// Idle waiter: all implementations at once, since nothing runs.
+	if !cfg.runs("idle") {
+		cfg.idleRounds = 0
+	}
 	for r := range cfg.idleRounds {
 		prog("round %d/%d: idle waiter for %v, all implementations at once", r+1, cfg.idleRounds, cfg.idleDur)
 		var wg sync.WaitGroup
@@ -210,6 +230,9 @@ func run(cfg config) (*report, error) {
 				defer wg.Done()
 				t := trial{impl: impl, path: lockPath("idle", impl, 2), n: 2, idle: true,
 					warm: cfg.warm, dur: cfg.idleDur}
+				if cfg.profile != "" && r == 0 {
+					t.profile = cfg.profile
+				}
 				res, err := t.run()
 				if err != nil {
 					errs[i] = err
@@ -244,6 +267,11 @@ func run(cfg config) (*report, error) {
 	}
 	rep.elapsed = time.Since(rep.started)
 	return rep, nil
+}
+
+// runs tells whether the group of metrics is to be measured.
+func (c config) runs(group string) bool {
+	return c.only == "" || slices.Contains(strings.Split(c.only, ","), group)
 }
 
 // quantile of sorted values, interpolating between neighbours.

@@ -58,7 +58,11 @@ func (t trial) run() ([]workerResult, error) {
 			}
 		}
 		if t.profile != "" {
-			job.Profile = filepath.Join(t.profile, fmt.Sprintf("%s-%s-%d-w%d.prof", t.impl, t.mode, t.n, i))
+			mode := t.mode
+			if t.idle {
+				mode = "idle"
+			}
+			job.Profile = filepath.Join(t.profile, fmt.Sprintf("%s-%s-%d-w%d.prof", t.impl, mode, t.n, i))
 		}
 		js, _ := json.Marshal(job)
 		cmd := exec.Command(exe)
