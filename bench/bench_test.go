@@ -95,3 +95,22 @@ func TestQuantile(t *testing.T) {
 		t.Errorf("round3 = %v", r)
 	}
 }
+
+// BenchmarkUncontended is the uncontended_ns metric as a Go benchmark, for
+// profiling: go test -bench Uncontended -cpuprofile cpu.prof
+func BenchmarkUncontended(b *testing.B) {
+	for _, impl := range []string{implDlock, implFlock, implFlockFD, implFloor, implFloorMkdir} {
+		b.Run(impl, func(b *testing.B) {
+			o, err := newOp(impl, b.TempDir())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer o.close()
+			for b.Loop() {
+				if err := o.run(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
