@@ -74,6 +74,14 @@ func run(cfg config) (*report, error) {
 			fmt.Fprintf(cfg.progress, format+"\n", args...)
 		}
 	}
+	var warnMu sync.Mutex
+	warn := func(format string, args ...any) {
+		msg := fmt.Sprintf(format, args...)
+		prog("  warning: %s", msg)
+		warnMu.Lock()
+		rep.warnings = append(rep.warnings, msg)
+		warnMu.Unlock()
+	}
 	if !pollOptionAvailable {
 		rep.warnings = append(rep.warnings, "dlock-poll: n/a (the library has no option to turn watching off)")
 	}
@@ -137,7 +145,7 @@ func run(cfg config) (*report, error) {
 				}
 				prog("round %d/%d: handoff, %d processes, %s", r+1, cfg.rounds, n, impl)
 				t := trial{impl: impl, path: lockPath("handoff", impl, n), mode: modeBaton, n: n,
-					hold: cfg.hold, warm: cfg.warm, dur: cfg.dur}
+					hold: cfg.hold, warm: cfg.warm, warn: warn, dur: cfg.dur}
 				if cfg.profile != "" && r == 0 {
 					t.profile = cfg.profile
 				}
@@ -167,7 +175,7 @@ func run(cfg config) (*report, error) {
 				}
 				prog("round %d/%d: throughput, %d processes, %s", r+1, cfg.rounds, n, impl)
 				t := trial{impl: impl, path: lockPath("throughput", impl, n), mode: modeSpin, n: n,
-					warm: cfg.warm, dur: cfg.dur}
+					warm: cfg.warm, warn: warn, dur: cfg.dur}
 				res, err := t.run()
 				if err != nil {
 					return nil, err
@@ -192,7 +200,7 @@ func run(cfg config) (*report, error) {
 			for _, impl := range rotate(impls, r) {
 				prog("round %d/%d: herd CPU, %d processes, %s", r+1, cfg.herdRounds, n, impl)
 				t := trial{impl: impl, path: lockPath("herd", impl, n), mode: modeBaton, n: n,
-					hold: cfg.hold, warm: cfg.warm, dur: cfg.herdDur}
+					hold: cfg.hold, warm: cfg.warm, warn: warn, dur: cfg.herdDur}
 				if cfg.profile != "" && r == 0 {
 					t.profile = cfg.profile
 				}
@@ -229,7 +237,7 @@ func run(cfg config) (*report, error) {
 			go func() {
 				defer wg.Done()
 				t := trial{impl: impl, path: lockPath("idle", impl, 2), n: 2, idle: true,
-					warm: cfg.warm, dur: cfg.idleDur}
+					warm: cfg.warm, warn: warn, dur: cfg.idleDur}
 				if cfg.profile != "" && r == 0 {
 					t.profile = cfg.profile
 				}

@@ -38,6 +38,8 @@ type workerResult struct {
 	Lat     []int64 // handoff latencies inside the window, ns
 	CPU     int64   // user+system CPU inside the window, ns
 	NoWatch bool    // no inotify instance could be made: dlock would only poll
+	LockErr int     // Lock calls that failed (and were retried)
+	FirstLE string  // the first of those errors
 	Err     string
 }
 
@@ -126,7 +128,19 @@ func runWorker(job workerJob, res *workerResult) error {
 	me := uint32(job.Index + 1)
 	for {
 		if err := l.Lock(ctx); err != nil {
-			return err
+			// Report, do not stop: a failed Lock is a finding, and the
+			// other workers still need this one to take part.
+			if res.LockErr++; res.FirstLE == "" {
+				res.FirstLE = err.Error()
+			}
+			if res.LockErr > 1000 {
+				return fmt.Errorf("giving up after %d failed Lock calls: %v", res.LockErr, res.FirstLE)
+			}
+			if s.load(offStop) != 0 {
+				return nil
+			}
+			time.Sleep(time.Millisecond)
+			continue
 		}
 		t := mono()
 		rel, who := s.load64(offRelease), s.load(offReleaser)
