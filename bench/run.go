@@ -155,7 +155,9 @@ func run(cfg config) (*report, error) {
 				}
 				check(res)
 				var lat []float64
+				var cpu, csw int64
 				for _, w := range res {
+					cpu, csw = cpu+w.CPU, csw+w.CSW
 					for _, ns := range w.Lat {
 						lat = append(lat, float64(ns)/1e3)
 					}
@@ -164,6 +166,8 @@ func run(cfg config) (*report, error) {
 					return nil, fmt.Errorf("%s: no handoff in %v with %d processes", impl, cfg.dur, n)
 				}
 				slices.Sort(lat)
+				prog("  %d hand-offs; per hand-off, all processes: %v CPU, %.1f context switches",
+					len(lat), (time.Duration(cpu) / time.Duration(len(lat))).Round(time.Microsecond), float64(csw)/float64(len(lat)))
 				s.add(fmt.Sprintf("handoff_p50_us_%d", n), impl, "us", quantile(lat, 0.50))
 				s.add(fmt.Sprintf("handoff_p99_us_%d", n), impl, "us", quantile(lat, 0.99))
 			}
@@ -209,16 +213,16 @@ func run(cfg config) (*report, error) {
 					return nil, err
 				}
 				check(res)
-				var cpu int64
+				var cpu, csw int64
 				acq := 0
 				for _, w := range res {
-					cpu += w.CPU
+					cpu, csw = cpu+w.CPU, csw+w.CSW
 					acq += w.Acq
 				}
 				if acq == 0 {
 					return nil, fmt.Errorf("%s: no acquisition in %v with %d processes", impl, cfg.herdDur, n)
 				}
-				prog("  %d acquisitions, %v CPU", acq, time.Duration(cpu).Round(time.Millisecond))
+				prog("  %d acquisitions, %v CPU, %.0f context switches per acquisition", acq, time.Duration(cpu).Round(time.Millisecond), float64(csw)/float64(acq))
 				s.add(fmt.Sprintf("herd_cpu_us_%d", n), impl, "us", float64(cpu)/1e3/float64(acq))
 			}
 		}

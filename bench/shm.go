@@ -101,11 +101,12 @@ func sleepUntil(t int64) {
 	}
 }
 
-// cpuNow returns this process's user+system CPU time.
-func cpuNow() time.Duration {
+// cpuNow returns this process's user+system CPU time and how many context
+// switches (voluntary and not) its threads made.
+func cpuNow() (time.Duration, int64) {
 	var ru unix.Rusage
 	unix.Getrusage(unix.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), ru.Nvcsw + ru.Nivcsw
 }
 
 // futex(2) operations (shared, not FUTEX_PRIVATE_FLAG).

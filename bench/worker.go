@@ -37,6 +37,7 @@ type workerResult struct {
 	Acq     int     // acquisitions inside the measuring window
 	Lat     []int64 // handoff latencies inside the window, ns
 	CPU     int64   // user+system CPU inside the window, ns
+	CSW     int64   // context switches inside the window
 	NoWatch bool    // no inotify instance could be made: dlock would only poll
 	LockErr int     // Lock calls that failed (and were retried)
 	FirstLE string  // the first of those errors
@@ -84,7 +85,7 @@ func runWorker(job workerJob, res *workerResult) error {
 
 	// CPU is read at the window's edges by a goroutine that sleeps until
 	// then, so start-up and shut-down are not counted.
-	var cpu atomic.Int64
+	var cpu, csw atomic.Int64
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -95,9 +96,11 @@ func runWorker(job workerJob, res *workerResult) error {
 				pprof.StartCPUProfile(prof)
 			}
 		}
-		c0 := cpuNow()
+		c0, s0 := cpuNow()
 		sleepUntil(t1)
-		cpu.Store(int64(cpuNow() - c0))
+		c1, s1 := cpuNow()
+		cpu.Store(int64(c1 - c0))
+		csw.Store(s1 - s0)
 		if prof != nil {
 			pprof.StopCPUProfile()
 			prof.Close()
@@ -108,7 +111,7 @@ func runWorker(job workerJob, res *workerResult) error {
 		case <-done:
 		case <-time.After(time.Second):
 		}
-		res.CPU = cpu.Load()
+		res.CPU, res.CSW = cpu.Load(), csw.Load()
 	}()
 
 	ctx := context.Background()
