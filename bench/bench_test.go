@@ -1,0 +1,116 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestMain(m *testing.M) {
+	maybeWorker() // worker processes are this test binary run again
+	os.Exit(m.Run())
+}
+
+// TestTiny runs the whole harness with tiny sizes and checks that every
+// metric came out for every implementation, and that the outputs render.
+func TestTiny(t *testing.T) {
+	cfg := config{
+		dir:       t.TempDir(),
+		uncRounds: 3, uncOps: 20,
+		rounds: 1, herdRounds: 1, idleRounds: 1,
+		warm: 100 * time.Millisecond, dur: 200 * time.Millisecond,
+		herdDur: 200 * time.Millisecond, idleDur: 300 * time.Millisecond,
+		hold:     time.Millisecond,
+		handoffN: []int{2}, herdN: []int{3},
+	}
+	rep, err := run(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]string{
+		"uncontended_ns":   {implDlock, implFlock, implFlockFD, implFloor, implFloorMkdir},
+		"handoff_p50_us_2": {implDlock, implFlock},
+		"handoff_p99_us_2": {implDlock, implFlock},
+		"acq_per_s_2":      {implDlock, implFlock},
+		"herd_cpu_us_3":    {implDlock, implFlock},
+		"idle_cpu_ms":      {implDlock, implFlock},
+	}
+	for m, impls := range want {
+		for _, impl := range impls {
+			v, ok := rep.value(m, impl)
+			if !ok || !(v >= 0) {
+				t.Errorf("%s/%s: %v, %v", m, impl, v, ok)
+			}
+			if m != "idle_cpu_ms" && v <= 0 {
+				t.Errorf("%s/%s = %v, want > 0", m, impl, v)
+			}
+		}
+	}
+
+	var js bytes.Buffer
+	if err := writeJSON(&js, rep.results); err != nil {
+		t.Fatal(err)
+	}
+	var back []map[string]any
+	if err := json.Unmarshal(js.Bytes(), &back); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range back {
+		for _, k := range []string{"metric", "impl", "value", "unit"} {
+			if _, ok := r[k]; !ok {
+				t.Fatalf("JSON result %v lacks %q", r, k)
+			}
+		}
+	}
+	var txt bytes.Buffer
+	writeText(&txt, rep)
+	for _, s := range []string{"uncontended_ns", "×flock", "targets:", "dlock-poll"} {
+		if !strings.Contains(txt.String(), s) {
+			t.Errorf("text output lacks %q:\n%s", s, txt.String())
+		}
+	}
+	svg := filepath.Join(t.TempDir(), "r.svg")
+	if err := writeSVGFile(svg, rep); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(svg); !bytes.HasPrefix(b, []byte("<svg")) || !bytes.HasSuffix(b, []byte("</svg>\n")) {
+		t.Errorf("bad SVG: %.80s", b)
+	}
+	t.Log("\n" + txt.String())
+}
+
+func TestQuantile(t *testing.T) {
+	v := []float64{1, 2, 3, 4, 5}
+	if q := quantile(v, 0.5); q != 3 {
+		t.Errorf("median = %v", q)
+	}
+	if q := quantile(v, 0.99); q < 4.9 || q > 5 {
+		t.Errorf("p99 = %v", q)
+	}
+	if r := round3(123456); r != 123000 {
+		t.Errorf("round3 = %v", r)
+	}
+}
+
+// BenchmarkUncontended is the uncontended_ns metric as a Go benchmark, for
+// profiling: go test -bench Uncontended -cpuprofile cpu.prof
+func BenchmarkUncontended(b *testing.B) {
+	for _, impl := range []string{implDlock, implFlock, implFlockFD, implFloor, implFloorMkdir} {
+		b.Run(impl, func(b *testing.B) {
+			o, err := newOp(impl, b.TempDir())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer o.close()
+			for b.Loop() {
+				if err := o.run(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

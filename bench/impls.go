@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/gofrs/flock"
+	"github.com/lockdir/dlock"
+	"golang.org/x/sys/unix"
+)
+
+// Implementation names, as they appear in the -json output.
+const (
+	implDlock      = "dlock"
+	implDlockPoll  = "dlock-poll" // dlock with watching off (needs a library option)
+	implFlock      = "flock"      // gofrs/flock, reopening the file as it does
+	implFlockFD    = "flock-fd"   // flock(2) on a file descriptor kept open
+	implFloor      = "floor"      // two renames of an entry: what the protocol cannot avoid
+	implFloorMkdir = "floor-mkdir"
+)
+
+// locker is what the contended benchmarks drive.
+type locker interface {
+	Lock(ctx context.Context) error
+	Unlock() error
+}
+
+// contendedImpls are the implementations that can be run across processes.
+func contendedImpls() []string {
+	impls := []string{implDlock, implFlock}
+	if pollOptionAvailable {
+		impls = append(impls, implDlockPoll)
+	}
+	return impls
+}
+
+func newLocker(impl, path string) (locker, error) {
+	switch impl {
+	case implDlock:
+		return dlock.New(path)
+	case implDlockPoll:
+		return newPollLock(path)
+	case implFlock:
+		return flockLocker{flock.New(path)}, nil
+	}
+	return nil, fmt.Errorf("no contended implementation %q", impl)
+}
+
+type flockLocker struct{ f *flock.Flock }
+
+func (l flockLocker) Lock(context.Context) error { return l.f.Lock() }
+func (l flockLocker) Unlock() error              { return l.f.Unlock() }
+
+// op is one uncontended acquire+release, with its setup and teardown.
+type op struct {
+	impl  string
+	run   func() error
+	close func()
+}
+
+// newOp prepares the uncontended operation of impl on a fresh path in dir.
+func newOp(impl, dir string) (*op, error) {
+	path := filepath.Join(dir, "uncontended-"+impl)
+	o := &op{impl: impl, close: func() {}}
+	switch impl {
+	case implDlock, implDlockPoll:
+		var l locker
+		var err error
+		if impl == implDlock {
+			l, err = dlock.New(path)
+		} else {
+			l, err = newPollLock(path)
+		}
+		if err != nil {
+			return nil, err
+		}
+		ctx := context.Background()
+		o.run = func() error {
+			if err := l.Lock(ctx); err != nil {
+				return err
+			}
+			return l.Unlock()
+		}
+	case implFlock:
+		f := flock.New(path)
+		o.run = func() error {
+			ok, err := f.TryLock()
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return fmt.Errorf("flock %s: busy", path)
+			}
+			return f.Unlock()
+		}
+	case implFlockFD:
+		fd, err := unix.Open(path, unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC, 0o600)
+		if err != nil {
+			return nil, &os.PathError{Op: "open", Path: path, Err: err}
+		}
+		o.close = func() { unix.Close(fd) }
+		o.run = func() error {
+			if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+				return err
+			}
+			return unix.Flock(fd, unix.LOCK_UN)
+		}
+	case implFloor:
+		if err := os.Mkdir(path, 0o755); err != nil {
+			return nil, err
+		}
+		a, b := filepath.Join(path, "a"), filepath.Join(path, "b")
+		if err := os.Mkdir(a, 0o755); err != nil {
+			return nil, err
+		}
+		o.run = func() error {
+			if err := unix.Rename(a, b); err != nil {
+				return err
+			}
+			return unix.Rename(b, a)
+		}
+	case implFloorMkdir:
+		o.run = func() error {
+			if err := unix.Mkdir(path, 0o755); err != nil {
+				return err
+			}
+			return unix.Rmdir(path)
+		}
+	default:
+		return nil, fmt.Errorf("unknown implementation %q", impl)
+	}
+	return o, nil
+}

@@ -1,0 +1,94 @@
+// Command bench measures dlock against gofrs/flock and against the bare
+// syscalls its protocol cannot avoid, all in one run, interleaved on one
+// directory, and reports medians and ratios.
+//
+//	go run . [-quick] [-json] [-dir DIR] [-svg FILE]
+//
+// Contended measurements run the bench binary again as worker processes.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+)
+
+func main() {
+	maybeWorker()
+	quick := flag.Bool("quick", false, "a run of under a minute")
+	asJSON := flag.Bool("json", false, "print the results as a JSON array")
+	dir := flag.String("dir", os.TempDir(), "directory (and so filesystem) to put the locks in")
+	svg := flag.String("svg", "", "write a bar chart of the ratios to this SVG file")
+	profile := flag.String("cpuprofile", "", "write CPU profiles of every worker of the herd and handoff trials to this directory")
+	only := flag.String("only", "", "measure only these groups (comma-separated: uncontended,handoff,throughput,herd,idle)")
+	implList := flag.String("impls", "", "contended implementations to run (comma-separated; default all)")
+	flag.Parse()
+
+	cfg := fullConfig()
+	if *quick {
+		cfg = quickConfig()
+	}
+	cfg.dir, cfg.profile, cfg.only, cfg.impls, cfg.progress = *dir, *profile, *only, *implList, os.Stderr
+	res, err := run(cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+	var out io.Writer = os.Stdout
+	if *asJSON {
+		err = writeJSON(out, res.results)
+	} else {
+		writeText(out, res)
+	}
+	if err == nil && *svg != "" {
+		err = writeSVGFile(*svg, res)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// config sizes a run.
+type config struct {
+	dir      string
+	profile  string
+	only     string
+	impls    string
+	progress io.Writer
+
+	uncRounds, uncOps int           // uncontended: rounds of batches of ops per implementation
+	rounds            int           // trials per implementation for handoff and throughput
+	herdRounds        int           // trials per implementation for herd CPU
+	idleRounds        int           // idle trials (all implementations at once)
+	warm              time.Duration // before each trial's window
+	dur               time.Duration // handoff and throughput window
+	herdDur           time.Duration
+	idleDur           time.Duration
+	hold              time.Duration // how long a holder holds in handoff and herd trials
+	handoffN, herdN   []int
+}
+
+func fullConfig() config {
+	return config{
+		uncRounds: 21, uncOps: 1000,
+		rounds: 5, herdRounds: 3, idleRounds: 3,
+		warm: 300 * time.Millisecond, dur: 2 * time.Second,
+		herdDur: 3 * time.Second, idleDur: 5 * time.Second,
+		hold:     time.Millisecond,
+		handoffN: []int{2, 8}, herdN: []int{16, 64},
+	}
+}
+
+func quickConfig() config {
+	return config{
+		uncRounds: 9, uncOps: 200,
+		rounds: 2, herdRounds: 1, idleRounds: 1,
+		warm: 250 * time.Millisecond, dur: 700 * time.Millisecond,
+		herdDur: 1200 * time.Millisecond, idleDur: 5 * time.Second,
+		hold:     time.Millisecond,
+		handoffN: []int{2, 8}, herdN: []int{16, 64},
+	}
+}
