@@ -45,7 +45,9 @@ func wait(ctx context.Context, w waitSpec, start time.Time) error {
 		deadline = start.Add(w.patience)
 	}
 	wt := watch{}
-	defer wt.close()
+	// Closing a watcher waits for its reader goroutine: not on the way
+	// out of an acquisition.
+	defer func() { go wt.close() }()
 	if w.queue != nil {
 		defer w.queue.leave()
 	}
