@@ -80,7 +80,11 @@ func child(role string) int {
 // counterRounds does a non-atomic read-modify-write of a counter file
 // under the lock, rounds times, and fails on any overlap it sees.
 func counterRounds(path, data string, rounds int) error {
-	l, err := New(path, WithPollInterval(20*time.Millisecond))
+	timeout, err := time.ParseDuration(os.Getenv("DLOCK_TIMEOUT"))
+	if err != nil {
+		timeout = DefaultTimeout
+	}
+	l, err := New(path, WithPollInterval(20*time.Millisecond), WithTimeout(timeout))
 	if err != nil {
 		return err
 	}
