@@ -410,10 +410,13 @@ func (l *Lock) acquire(ctx context.Context, patience time.Duration, try bool) (*
 		a.abandon()
 		return nil, fmt.Errorf("etcdlock: %s: queueing: %w", l.key, err)
 	}
-	a.rev = resp.Header.Revision
+	rev := resp.Header.Revision
 	if !resp.Succeeded { // cannot happen with a fresh lease, but stay correct
-		a.rev = resp.Responses[0].GetResponseRange().Kvs[0].CreateRevision
+		rev = resp.Responses[0].GetResponseRange().Kvs[0].CreateRevision
 	}
+	a.mu.Lock() // keepAlive may already log it
+	a.rev = rev
+	a.mu.Unlock()
 	acquiredAt := resp.Header.Revision
 	owner := resp.Responses[1].GetResponseRange().Kvs
 	if len(owner) > 0 && owner[0].CreateRevision != a.rev {
@@ -426,6 +429,18 @@ func (l *Lock) acquire(ctx context.Context, patience time.Duration, try bool) (*
 		if err != nil {
 			a.abandon()
 			return nil, err
+		}
+		// Record when it was acquired rather than queued (best effort: the
+		// lock is held either way).
+		val, _ := json.Marshal(record{PID: os.Getpid(), Host: l.host, Since: time.Now().UTC(), TTL: lresp.TTL})
+		pctx, cancel := context.WithTimeout(context.Background(), a.ttl)
+		_, err := c.Txn(pctx).
+			If(clientv3.Compare(clientv3.CreateRevision(a.myKey), "=", a.rev)).
+			Then(clientv3.OpPut(a.myKey, string(val), clientv3.WithLease(a.lease))).
+			Commit()
+		cancel()
+		if err != nil {
+			l.log.Debug("etcdlock: recording the acquisition time", "key", l.key, "err", err)
 		}
 	}
 	go a.watchOwn(acquiredAt + 1)
@@ -565,7 +580,13 @@ func (l *Lock) Unlock() error {
 	l.mu.Unlock()
 
 	reason, wasLost := a.release()
-	ctx, cancel := context.WithTimeout(context.Background(), a.ttl)
+	wait := a.ttl
+	if wasLost {
+		// The lease has ended or was given up with at most margin left:
+		// deleting the key matters only within that margin.
+		wait = max(margin(a.ttl), time.Second)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	resp, err := l.client.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(a.myKey), "=", a.rev)).
