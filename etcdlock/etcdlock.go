@@ -12,6 +12,7 @@ import (
 
 	"github.com/lockdir/dlock"
 	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -302,7 +303,7 @@ func (a *acquisition) keepAlive(ch <-chan *clientv3.LeaseKeepAliveResponse) {
 		case r, ok := <-ch:
 			if !ok {
 				if a.ctx.Err() == nil {
-					a.markGone(fmt.Sprintf("lease %x ended: etcd no longer keeps it alive (expired or revoked)", a.lease))
+					a.markGone(fmt.Sprintf("lease %x ended: etcd no longer keeps it alive (expired, revoked, or the client closed)", a.lease))
 				}
 				return
 			}
@@ -359,11 +360,28 @@ func (a *acquisition) watchOwn(from int64) {
 // abandon stops the acquisition and revokes its lease (removing its key),
 // best effort: if etcd cannot be reached, the lease expires on its own.
 func (a *acquisition) abandon() {
+	a.revoke(time.Now().Add(min(a.ttl, maxMargin)))
 	a.stop()
-	ctx, cancel := context.WithTimeout(context.Background(), min(a.ttl, maxMargin))
-	defer cancel()
-	if _, err := a.l.client.Revoke(ctx, a.lease); err != nil {
-		a.l.log.Debug("etcdlock: revoking lease", "key", a.l.key, "lease", fmt.Sprintf("%x", a.lease), "err", err)
+}
+
+// revoke revokes the acquisition's lease, which deletes its key and no
+// other, trying again until deadline. It reports whether the lease is
+// gone, revoked now or before.
+func (a *acquisition) revoke(deadline time.Time) bool {
+	backoff := 50 * time.Millisecond
+	for {
+		ctx, cancel := context.WithDeadline(context.Background(), earlier(deadline, time.Now().Add(time.Second)))
+		_, err := a.l.client.Revoke(ctx, a.lease)
+		cancel()
+		if err == nil || errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			return true
+		}
+		if time.Now().Add(backoff).After(deadline) {
+			a.l.log.Debug("etcdlock: revoking lease", "key", a.l.key, "lease", fmt.Sprintf("%x", a.lease), "err", err)
+			return false
+		}
+		time.Sleep(backoff) // between attempts, bounded by deadline
+		backoff = min(2*backoff, 500*time.Millisecond)
 	}
 }
 
@@ -375,11 +393,42 @@ func (l *Lock) acquire(ctx context.Context, patience time.Duration, try bool) (*
 		rpcCtx, cancel = context.WithDeadline(ctx, start.Add(max(patience, l.timeout())))
 		defer cancel()
 	}
-	c := l.client
+	backoff := 50 * time.Millisecond
+	for {
+		a, err := l.attempt(ctx, rpcCtx, patience, try, start)
+		var re retryable
+		if err == nil || !errors.As(err, &re) || try || patience == 0 || rpcCtx.Err() != nil {
+			return a, err
+		}
+		// etcd failed a request (e.g. its leader changed): try again while
+		// there is time.
+		l.log.Debug("etcdlock: acquiring, will retry", "key", l.key, "err", err)
+		select {
+		case <-time.After(backoff):
+		case <-rpcCtx.Done():
+			return nil, err
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
 
+func earlier(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// retryable marks a failed request after which another attempt may do.
+type retryable struct{ error }
+
+func (r retryable) Unwrap() error { return r.error }
+
+func (l *Lock) attempt(ctx, rpcCtx context.Context, patience time.Duration, try bool, start time.Time) (*acquisition, error) {
+	c := l.client
 	lresp, err := c.Grant(rpcCtx, l.ttl)
 	if err != nil {
-		return nil, fmt.Errorf("etcdlock: %s: granting a lease: %w", l.key, err)
+		return nil, retryable{fmt.Errorf("etcdlock: %s: granting a lease: %w", l.key, err)}
 	}
 	actx, stop := context.WithCancel(context.Background())
 	a := &acquisition{
@@ -408,7 +457,7 @@ func (l *Lock) acquire(ctx context.Context, patience time.Duration, try bool) (*
 		Commit()
 	if err != nil {
 		a.abandon()
-		return nil, fmt.Errorf("etcdlock: %s: queueing: %w", l.key, err)
+		return nil, retryable{fmt.Errorf("etcdlock: %s: queueing: %w", l.key, err)}
 	}
 	rev := resp.Header.Revision
 	if !resp.Succeeded { // cannot happen with a fresh lease, but stay correct
@@ -586,18 +635,22 @@ func (l *Lock) Unlock() error {
 		// deleting the key matters only within that margin.
 		wait = max(margin(a.ttl), time.Second)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	deadline := time.Now().Add(wait)
+	ctx, cancel := context.WithDeadline(context.Background(), earlier(deadline, time.Now().Add(maxMargin)))
 	defer cancel()
 	resp, err := l.client.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(a.myKey), "=", a.rev)).
 		Then(clientv3.OpDelete(a.myKey)).
 		Else(clientv3.OpGet(l.pfx, clientv3.WithFirstCreate()...)).
 		Commit()
+	// Revoking the acquisition's own lease removes only its own key: it
+	// completes the release when the transaction failed (its outcome
+	// unknown, e.g. etcd's leader changed), and cleans up otherwise.
+	revoked := a.revoke(deadline)
 	a.stop()
-	if err == nil {
-		if _, rerr := l.client.Revoke(ctx, a.lease); rerr != nil {
-			l.log.Debug("etcdlock: revoking lease", "key", l.key, "lease", fmt.Sprintf("%x", a.lease), "err", rerr)
-		}
+	if err != nil && revoked && !wasLost {
+		err = nil
+		resp = &clientv3.TxnResponse{Succeeded: true}
 	}
 	switch {
 	case err == nil && !resp.Succeeded:

@@ -115,6 +115,7 @@ func startCluster(dir string, n int, tickMs uint) ([]*embed.Etcd, error) {
 		cfg.TickMs = tickMs
 		cfg.ElectionMs = 10 * tickMs
 		cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+		cfg.UnsafeNoFsync = true // test data: speed over durability
 		e, err := embed.StartEtcd(cfg)
 		if err != nil {
 			closeAll()
@@ -405,6 +406,13 @@ func TestKilledHolderFreesAfterTTL(t *testing.T) {
 		t.Fatal(err)
 	}
 	killed := time.Now()
+	ok, err := l.TryLock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok {
+		t.Fatalf("acquired %s after SIGKILL, before the holder's lease (TTL 2s) could expire", time.Since(killed))
+	}
 	if err := l.Lock(ctxT(t, 30*time.Second)); err != nil {
 		t.Fatal(err)
 	}
@@ -841,22 +849,25 @@ func TestDo(t *testing.T) {
 	}
 }
 
-// TestLeaderLoss: a three-member cluster loses its leader while the lock is
-// held and contended; there is never a second holder and the lock stays
-// usable.
+// TestLeaderLoss: a three-member cluster loses its leader (it stops
+// without handing over, its clients cut off) while the lock is held and
+// contended; there is never a second holder and the lock stays usable.
 func TestLeaderLoss(t *testing.T) {
 	members, err := startCluster(t.TempDir(), 3, 100)
 	if err != nil {
 		t.Fatal(err)
 	}
+	var proxies []*proxy
 	var endpoints []string
 	for _, m := range members {
-		endpoints = append(endpoints, m.Config().ListenClientUrls[0].Host)
+		p := newProxy(t, m.Config().ListenClientUrls[0].Host)
+		proxies = append(proxies, p)
+		endpoints = append(endpoints, p.addr())
 	}
-	closed := make([]bool, len(members))
+	leader := -1
 	t.Cleanup(func() {
 		for i, m := range members {
-			if !closed[i] {
+			if i != leader {
 				m.Close()
 			}
 		}
@@ -902,18 +913,23 @@ func TestLeaderLoss(t *testing.T) {
 	}
 	waitFor(t, 20*time.Second, "some rounds before the leader stops", func() bool { return rounds.Load() >= 10 })
 
-	leader := -1
 	for i, m := range members {
 		if m.Server.Leader() == m.Server.MemberID() {
 			leader = i
 		}
 	}
 	if leader < 0 {
+		close(stop)
+		wg.Wait()
 		t.Fatal("no leader")
 	}
 	before := rounds.Load()
-	members[leader].Close()
-	closed[leader] = true
+	// A crash: its clients lose their connections, raft stops at once.
+	proxies[leader].setCut(true)
+	members[leader].Server.HardStop()
+	closed := make(chan struct{})
+	go func() { members[leader].Close(); close(closed) }()
+	t.Cleanup(func() { <-closed })
 	t.Logf("stopped leader m%d after %d rounds", leader, before)
 	waitFor(t, 30*time.Second, "rounds under the new leader", func() bool { return rounds.Load() >= before+20 })
 	close(stop)
