@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -567,7 +568,9 @@ func TestCutConnectionLosesLock(t *testing.T) {
 func TestDeletedKeyLateUnlock(t *testing.T) {
 	key := "/test/" + t.Name()
 	c := newClient(t, []string{etcdEndpoint})
-	a := newLock(t, c, key, etcdlock.WithTimeout(2*time.Second))
+	var logs lockedBuffer
+	a := newLock(t, c, key, etcdlock.WithTimeout(2*time.Second),
+		etcdlock.WithLogger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
 	if err := a.Lock(ctxT(t, 10*time.Second)); err != nil {
 		t.Fatal(err)
 	}
@@ -586,6 +589,9 @@ func TestDeletedKeyLateUnlock(t *testing.T) {
 	case <-a.Lost():
 	case <-time.After(10 * time.Second):
 		t.Fatal("Lost did not fire within 10s of revoking the lease")
+	}
+	if l := logs.String(); !strings.Contains(l, "lock acquired") || !strings.Contains(l, "lock lost") || !strings.Contains(l, key) {
+		t.Errorf("log does not tell of the acquisition and the loss:\n%s", l)
 	}
 	b := newLock(t, c, key, etcdlock.WithPatience(0))
 	if err := b.Lock(ctxT(t, 10*time.Second)); err != nil {
@@ -610,6 +616,23 @@ func TestDeletedKeyLateUnlock(t *testing.T) {
 	if err := a.Unlock(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func TestPatience(t *testing.T) {
