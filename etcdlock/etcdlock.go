@@ -14,6 +14,8 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 var _ dlock.Locker = (*Lock)(nil)
@@ -397,7 +399,7 @@ func (l *Lock) acquire(ctx context.Context, patience time.Duration, try bool) (*
 	for {
 		a, err := l.attempt(ctx, rpcCtx, patience, try, start)
 		var re retryable
-		if err == nil || !errors.As(err, &re) || try || patience == 0 || rpcCtx.Err() != nil {
+		if err == nil || !errors.As(err, &re) || !l.transient(re.error) || try || patience == 0 || rpcCtx.Err() != nil {
 			return a, err
 		}
 		// etcd failed a request (e.g. its leader changed): try again while
@@ -417,6 +419,19 @@ func earlier(a, b time.Time) time.Time {
 		return a
 	}
 	return b
+}
+
+// transient tells whether err is one that etcd gives while it changes
+// leader or a member goes away, after which another attempt may do.
+func (l *Lock) transient(err error) bool {
+	if l.client.Ctx().Err() != nil { // the client was closed
+		return false
+	}
+	var ee rpctypes.EtcdError
+	if errors.As(err, &ee) {
+		return ee.Code() == codes.Unavailable
+	}
+	return status.Code(err) == codes.Unavailable
 }
 
 // retryable marks a failed request after which another attempt may do.
@@ -526,7 +541,7 @@ func (l *Lock) wait(ctx, rpcCtx context.Context, a *acquisition, holder dlock.Ho
 				clientv3.OpGet(l.pfx, clientv3.WithFirstCreate()...)).
 			Commit()
 		if err != nil {
-			if rpcCtx.Err() != nil {
+			if rpcCtx.Err() != nil || !l.transient(err) {
 				return 0, outOfTime(fmt.Errorf("etcdlock: %s: waiting: %w", l.key, err))
 			}
 			// A read only: try again (e.g. "leader changed") until out of time.

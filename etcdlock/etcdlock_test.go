@@ -635,6 +635,46 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
+// TestClosedClient: closing the client loses the lock, and Lock on a
+// closed client fails at once rather than retrying for ever.
+func TestClosedClient(t *testing.T) {
+	key := "/test/" + t.Name()
+	c, err := clientv3.New(clientv3.Config{Endpoints: []string{etcdEndpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := newLock(t, c, key, etcdlock.WithTimeout(2*time.Second))
+	if err := l.Lock(ctxT(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	select {
+	case <-l.Lost():
+	case <-time.After(10 * time.Second):
+		t.Fatal("Lost did not fire within 10s of closing the client")
+	}
+	if err := l.Unlock(); !errors.Is(err, dlock.ErrLost) {
+		t.Errorf("Unlock after closing the client = %v, want ErrLost", err)
+	}
+	start := time.Now()
+	if err := l.Lock(context.Background()); err == nil {
+		t.Fatal("Lock on a closed client succeeded")
+	} else {
+		t.Logf("Lock on a closed client: %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("Lock on a closed client took %s", d)
+	}
+	// The lease was not revoked (the client was gone): it expires.
+	other := newLock(t, newClient(t, []string{etcdEndpoint}), key)
+	if err := other.Lock(ctxT(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestPatience(t *testing.T) {
 	key := "/test/" + t.Name()
 	c := newClient(t, []string{etcdEndpoint})
