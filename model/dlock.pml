@@ -66,6 +66,19 @@
 #define MAXHB 2        /* heartbeats per hold */
 #endif
 
+/* -DNO_D drops the asserts of (d), -DNO_AB those of (a) and (b), so that
+ * a search of a broken variant shows the next property it breaks. */
+#ifdef NO_D
+#define ASSERT_D skip
+#else
+#define ASSERT_D assert(gen == ogen)          /* (d) */
+#endif
+#ifdef NO_AB
+#define ASSERT_AB(e) skip
+#else
+#define ASSERT_AB(e) assert(e)
+#endif
+
 #define FREE 0
 #define HELD 1
 #define NONE 255
@@ -102,9 +115,9 @@ inline check_inv() {
 	:: else -> break
 	od;
 	k = 0;
-	assert(ncur_ <= 1);                               /* (a) one current holder */
-	assert(!(present && ekind == HELD) || ncur_ == 1); /* held => exactly one believer */
-	assert(!(present && ekind == FREE) || ncur_ == 0);
+	ASSERT_AB(ncur_ <= 1);                               /* (a) one current holder */
+	ASSERT_AB(!(present && ekind == HELD) || ncur_ == 1); /* held => exactly one believer */
+	ASSERT_AB(!(present && ekind == FREE) || ncur_ == 0);
 	ncur_ = 0
 }
 
@@ -144,7 +157,7 @@ proctype P(byte me)
 	:: atomic { IDLE && seen && okind == FREE && nacq < MAXACQ ->
 		if
 		:: present && ekind == FREE && eE == oE ->
-			assert(gen == ogen);                  /* (d) */
+			ASSERT_D;
 			ekind = HELD; eE = oE + 1; eT = nacq + 1; eS = 0; gen++;
 			holding[me] = true; bE[me] = eE; bT[me] = eT; bS[me] = 0;
 			owner = me; ousted[me] = false; nhb = 0;
@@ -161,7 +174,7 @@ proctype P(byte me)
 #ifndef BROKEN
 		if
 		:: present && ekind == HELD && eE == oE && eT == oT && eS == oS ->
-			assert(gen == ogen);                  /* (d) */
+			ASSERT_D;
 			ousted[owner] = true;
 			ekind = HELD; eE = oE + 1; eT = nacq + 1; eS = 0; gen++;
 			holding[me] = true; bE[me] = eE; bT[me] = eT; bS[me] = 0;
@@ -174,7 +187,7 @@ proctype P(byte me)
 		/* peers: "it is stale: remove the lock (by path), then create it" */
 		if
 		:: present && ekind == HELD ->
-			assert(gen == ogen);                  /* (d) */
+			ASSERT_D;
 			ousted[owner] = true; owner = NONE;
 			present = false; gen++;
 			deleted = true
@@ -209,7 +222,7 @@ proctype P(byte me)
 #else
 		:: CUR(me) ->
 #endif
-			assert(!ousted[me]);                  /* (a)/(b) */
+			ASSERT_AB(!ousted[me]);                  /* (a)/(b) */
 #ifdef HB_TOUCH
 			gen++;                                /* mtime changes, name does not */
 #else
@@ -217,7 +230,7 @@ proctype P(byte me)
 #endif
 			bS[me] = eS; nhb++
 		:: else ->
-			assert(ousted[me]);                   /* (b) no false loss */
+			ASSERT_AB(ousted[me]);                   /* (b) no false loss */
 			DROP; learned[me] = true
 		fi;
 		check_inv()
@@ -229,16 +242,16 @@ proctype P(byte me)
 		if
 #if defined(BROKEN)
 		:: present && ekind == HELD ->            /* remove PATH: any holder's */
-			assert(!ousted[me]);                  /* (a): late release */
+			ASSERT_AB(!ousted[me]);                  /* (a): late release */
 			ousted[owner] = true;
 #else
 		:: CUR(me) ->
-			assert(!ousted[me]);                  /* (a)/(b) */
+			ASSERT_AB(!ousted[me]);                  /* (a)/(b) */
 #endif
 			ekind = FREE; eE = bE[me]; eT = 0; eS = 0; gen++;
 			owner = NONE
 		:: else ->
-			assert(ousted[me]);                   /* (b) no false loss */
+			ASSERT_AB(ousted[me]);                   /* (b) no false loss */
 			learned[me] = true
 		fi;
 		DROP;
