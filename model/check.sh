@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # check.sh - model-check model/dlock.pml with spin (exhaustive search).
 #
-# Runs seven checks and exits non-zero if any of them does not end as
+# Runs nine checks and exits non-zero if any of them does not end as
 # expected:
 #   safety      asserts (a) (b) (c) (d) in every reachable state        -> must hold
 #   lossdetect  LTL claim `lossdetect`, plus the asserts                 -> must hold
+#   ambig       -DAMBIG -DNO_FL: renames that took effect may report an
+#               error, resolved by looking for the target (move())      -> must hold
+#   ambig-fl    -DAMBIG: ...but then Unlock can report a false ErrLost  -> must fail
 #   broken-d    -DBROKEN: the peers' delete-then-create scheme          -> (d) must fail
 #   broken-ab   -DBROKEN -DNO_D                                         -> (a)/(b) must fail
 #   broken-c    -DBROKEN -DNO_D -DNO_AB                                 -> (c) must fail
@@ -96,11 +99,13 @@ run() {
 echo "dlock protocol model: dlock.pml${DEFS:+ ($DEFS)}, exhaustive search, no state compression"
 echo
 
-# The two long searches run side by side (2 cores), the short ones after.
+# The three long searches run side by side (2 cores), the short ones after.
 (run safety pass "" "" "-DSAFETY -DNOCLAIM" "-m200000" \
 	"(a) one current holder, late heartbeat/release never succeeds; (b) loss detected, no false loss; (c) fences rise; (d) no ABA") &
 (run lossdetect pass "" "" "" "-a -m200000" \
 	"(b) as LTL: once reclaimed while holding, a holder stays so until the step that tells it (weak until)") &
+(run ambig pass "" "-DAMBIG -DNO_FL" "-DSAFETY -DNOCLAIM" "-m200000" \
+	"(a) (b) (c) (d) when a rename that took effect may report an error, resolved by Lstat of the target (move()); the false-ErrLost assert is off") &
 wait
 # Breadth-first (-DBFS): the shortest counterexample.
 (run broken-d fail 'gen==ogen' "-DBROKEN" "-DSAFETY -DNOCLAIM -DBFS" "" \
@@ -111,10 +116,12 @@ wait
 	"the same with only the (c) asserts: double reclaim grants one fence twice, (c) must fail")
 (run broken-ltl fail 'acceptance cycle' "-DBROKEN" "" "-a -A -m200000" \
 	"the peers' scheme, asserts ignored (-A): the LTL claim lossdetect itself must be violated")
+(run ambig-fl fail 'pend==2' "-DAMBIG" "-DSAFETY -DNOCLAIM -DBFS" "" \
+	"ambiguous release: a waiter acquires free.E before the Lstat, so Unlock reports ErrLost for a release that happened")
 (run hb-touch fail 'gen==ogen' "-DHB_TOUCH" "-DSAFETY -DNOCLAIM -DBFS" "" \
 	"heartbeat refreshes mtime but keeps the name: an old judgement reclaims a live holder, (d) must fail")
 
-for name in safety lossdetect broken-d broken-ab broken-c broken-ltl hb-touch; do
+for name in safety lossdetect ambig broken-d broken-ab broken-c broken-ltl ambig-fl hb-touch; do
 	[ "$name" = broken-d ] && echo "-- expected failures: they prove the checks can fail"
 	cat "$name/report" 2>/dev/null || echo "== $name: no report"
 	[ "$(cat "$name/verdict" 2>/dev/null)" = ok ] || failed=1

@@ -54,6 +54,13 @@
  *  -DHB_TOUCH   heartbeat only refreshes the entry's mtime (Chtimes) and
  *               keeps its name: breaks (d) - a live holder that heartbeat
  *               after a waiter's look() is still reclaimed by it.
+ *  -DAMBIG      a rename that took effect may report an error (lost reply on
+ *               a network filesystem); the caller then checks whether the
+ *               target exists, in a later step (protocol.go move(),
+ *               invariant 5). (a) (c) (d) and loss detection still hold, but
+ *               a release can be reported as ErrLost although it happened
+ *               (a waiter took free.E before the check): a false loss.
+ *               -DAMBIG -DNO_FL (that assert off) must pass.
  */
 
 #ifndef N
@@ -77,6 +84,20 @@
 #define ASSERT_AB(e) skip
 #else
 #define ASSERT_AB(e) assert(e)
+#endif
+/* -DNO_FL drops the one assert that -DAMBIG breaks (a false ErrLost) */
+#ifdef NO_FL
+#define ASSERT_FL(e) skip
+#else
+#define ASSERT_FL(e) assert(e)
+#endif
+/* -DAMBIG: a rename that took effect may still report an error (a lost
+ * reply on a network filesystem); the caller then looks whether the target
+ * exists (protocol.go move(), invariant 5) in a separate, later step. */
+#ifdef AMBIG
+#define MAYBE_AMBIG(k) if :: skip :: pend = k fi
+#else
+#define MAYBE_AMBIG(k) skip
 #endif
 
 #define FREE 0
@@ -134,11 +155,13 @@ proctype P(byte me)
 	bool seen = false;
 	bit  okind; byte oE, oT, oS, ogen;
 	byte nhb;              /* heartbeats in this hold (the bound) */
+	byte pend = 0;         /* AMBIG: 1 = renamed to our held name, 2 = to free.pE, error reported */
+	byte pE = 0;
 #ifdef BROKEN
 	bool deleted = false;  /* BROKEN reclaim: deleted, create pending */
-#define IDLE (!holding[me] && !deleted)
+#define IDLE (!holding[me] && !deleted && pend == 0)
 #else
-#define IDLE (!holding[me])
+#define IDLE (!holding[me] && pend == 0)
 #endif
 /* forget a look; zeroed so equal states compare equal */
 /* stop holding; zeroed likewise */
@@ -161,7 +184,8 @@ proctype P(byte me)
 			ekind = HELD; eE = oE + 1; eT = nacq + 1; eS = 0; gen++;
 			holding[me] = true; bE[me] = eE; bT[me] = eT; bS[me] = 0;
 			owner = me; ousted[me] = false; nhb = 0;
-			grant(eE)
+			grant(eE);
+			MAYBE_AMBIG(1)
 		:: else -> skip                           /* ENOENT: look again */
 		fi;
 		FORGET;
@@ -179,7 +203,8 @@ proctype P(byte me)
 			ekind = HELD; eE = oE + 1; eT = nacq + 1; eS = 0; gen++;
 			holding[me] = true; bE[me] = eE; bT[me] = eT; bS[me] = 0;
 			owner = me; ousted[me] = false; nhb = 0;
-			grant(eE)
+			grant(eE);
+			MAYBE_AMBIG(1)
 		:: else -> skip                           /* ENOENT: someone moved it */
 		fi;
 		FORGET;
@@ -215,7 +240,7 @@ proctype P(byte me)
 
 	/* heartbeat (protocol.go heartbeat): held.E.T.S -> held.E.T.(S+1);
 	 * failure => the holder learns it lost the lock (Lost closes) */
-	:: atomic { holding[me] && nhb < MAXHB ->
+	:: atomic { holding[me] && pend == 0 && nhb < MAXHB ->
 		if
 #if defined(BROKEN)
 		:: present && ekind == HELD ->            /* touch PATH: any holder's */
@@ -228,7 +253,8 @@ proctype P(byte me)
 #else
 			eS = bS[me] + 1; gen++;
 #endif
-			bS[me] = eS; nhb++
+			bS[me] = eS; nhb++;
+			MAYBE_AMBIG(1)
 		:: else ->
 			ASSERT_AB(ousted[me]);                   /* (b) no false loss */
 			DROP; learned[me] = true
@@ -238,7 +264,7 @@ proctype P(byte me)
 
 	/* release (protocol.go release; Lock.Unlock in dlock.go):
 	 * held.E.T.S -> free.E; failure => ErrLost */
-	:: atomic { holding[me] ->
+	:: atomic { holding[me] && pend == 0 ->
 		if
 #if defined(BROKEN)
 		:: present && ekind == HELD ->            /* remove PATH: any holder's */
@@ -249,7 +275,12 @@ proctype P(byte me)
 			ASSERT_AB(!ousted[me]);                  /* (a)/(b) */
 #endif
 			ekind = FREE; eE = bE[me]; eT = 0; eS = 0; gen++;
-			owner = NONE
+			owner = NONE;
+#ifdef AMBIG
+			if :: skip :: pend = 2; pE = eE fi
+#else
+			skip
+#endif
 		:: else ->
 			ASSERT_AB(ousted[me]);                   /* (b) no false loss */
 			learned[me] = true
@@ -257,6 +288,35 @@ proctype P(byte me)
 		DROP;
 		check_inv()
 	   }
+
+#ifdef AMBIG
+	/* after an ambiguous error: Lstat the target (protocol.go move()).
+	 * Our held name still there: the rename took effect, we hold. Gone:
+	 * errGone, i.e. not acquired / lost (it was ours, then reclaimed). */
+	:: atomic { pend == 1 ->
+		if
+		:: CUR(me) -> skip
+		:: else ->
+			ASSERT_AB(ousted[me]);               /* (b) no false loss */
+			DROP; learned[me] = true
+		fi;
+		pend = 0;
+		check_inv()
+	   }
+	/* release: free.E still there means our release happened; gone means
+	 * ErrLost. But a waiter may have acquired free.E -> held.(E+1) in
+	 * between: then Unlock reports ErrLost for a release that happened. */
+	:: atomic { pend == 2 ->
+		if
+		:: present && ekind == FREE && eE == pE -> skip
+		:: else ->
+			ASSERT_FL(ousted[me] && pend == 2);  /* (b) no false loss at release */
+			learned[me] = true
+		fi;
+		pend = 0; pE = 0;
+		check_inv()
+	   }
+#endif
 
 	/* crash: stop forever, at any point between steps; the belief stays
 	 * as it was (a dead holder's entry stays until reclaimed) */
