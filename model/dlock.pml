@@ -15,6 +15,9 @@
  *   release     held.E.T.S -> free.E                      release   (protocol.go), from Lock.Unlock (dlock.go); fails => ErrLost
  *   reclaim     held.E.T.S -> held.(E+1).T'.0             reclaim   (protocol.go), from Lock.Lock/TryLock when judged stale
  *   crash       the process stops forever (SIGKILL, power loss)
+ * (Names as specified for issue 6. If protocol.go spells them otherwise -
+ * e.g. acquire and reclaim as one take(e, token, now, reclaim), heartbeat's
+ * rename as refresh - the renames are the same.)
  *
  * Abstractions:
  *  - Staleness is nondeterministic: any waiter may judge any held entry
