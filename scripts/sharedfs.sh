@@ -1,0 +1,305 @@
+#!/usr/bin/env bash
+# sharedfs.sh - a real shared filesystem on one machine: one export directory
+# mounted twice through two independent sshfs processes (two "hosts", each
+# with its own caches) from a private sshd on 127.0.0.1.
+#
+# Usage (as root):
+#   eval "$(scripts/sharedfs.sh up [STATEDIR])"   # prints export lines
+#   scripts/sharedfs.sh status [STATEDIR]
+#   scripts/sharedfs.sh down [STATEDIR]
+#
+# STATEDIR defaults to $DLOCK_SHAREDFS_STATE, else ${TMPDIR:-/tmp}/dlock-sharedfs.
+# SHAREDFS_CACHE=coherent (default) mounts with
+#   dir_cache=no,attr_timeout=0,entry_timeout=0,negative_timeout=0
+# SHAREDFS_CACHE=default keeps sshfs's own caching (about 20 s of stale
+# metadata between the mounts: the closest thing here to NFS caching).
+#
+# Only messages go to stderr; `up` writes nothing but `export` lines to stdout:
+#   DLOCK_SHAREDFS_M1, DLOCK_SHAREDFS_M2 (the two mount points),
+#   DLOCK_SHAREDFS_EXPORT (the server-side directory), DLOCK_SHAREDFS_CACHE.
+# Everything is cleaned up by recorded PIDs, never by process name.
+set -euo pipefail
+
+prog=${0##*/}
+say() { printf '%s: %s\n' "$prog" "$*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+usage() {
+	cat >&2 <<EOF
+usage: $prog up|down|status [STATEDIR]
+  STATEDIR        default: \${DLOCK_SHAREDFS_STATE:-\${TMPDIR:-/tmp}/dlock-sharedfs}
+  SHAREDFS_CACHE  coherent (default) | default
+EOF
+	exit 2
+}
+
+cmd=${1:-}
+[ $# -le 2 ] || usage
+state=${2:-${DLOCK_SHAREDFS_STATE:-${TMPDIR:-/tmp}/dlock-sharedfs}}
+case $state in /*) ;; *) state=$PWD/$state ;; esac
+state=${state%/}
+cache=${SHAREDFS_CACHE:-coherent}
+
+export_dir=$state/export
+m1=$state/m1
+m2=$state/m2
+
+# --- helpers ---------------------------------------------------------------
+
+# is_mounted DIR: DIR is a mount point in /proc/self/mountinfo (works even
+# when the FUSE daemon died and stat(2) on DIR fails with ENOTCONN).
+is_mounted() {
+	local d=$1
+	# mountinfo escapes space, tab, newline and backslash as octal.
+	d=${d//\\/\\134}; d=${d// /\\040}; d=${d//$'\t'/\\011}
+	awk -v d="$d" '$5 == d { f = 1 } END { exit !f }' /proc/self/mountinfo
+}
+
+# pid_alive FILE NAME: the PID recorded in FILE is running and its
+# executable is NAME (guards against a recycled PID).
+pid_alive() {
+	local f=$1 name=$2 pid exe
+	[ -s "$f" ] || return 1
+	pid=$(cat "$f")
+	case $pid in '' | *[!0-9]*) return 1 ;; esac
+	[ -d "/proc/$pid" ] || return 1
+	exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 1
+	[ "${exe##*/}" = "$name" ] || return 1
+	# a zombie is dead
+	[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ]
+}
+
+# stop_pid FILE NAME: stop the process recorded in FILE (TERM, then KILL).
+stop_pid() {
+	local f=$1 name=$2 pid i
+	if pid_alive "$f" "$name"; then
+		pid=$(cat "$f")
+		kill -TERM "$pid" 2>/dev/null || true
+		for i in $(seq 50); do
+			pid_alive "$f" "$name" || break
+			sleep 0.1
+		done
+		if pid_alive "$f" "$name"; then
+			say "$name (pid $pid) ignored SIGTERM; sending SIGKILL"
+			kill -KILL "$pid" 2>/dev/null || true
+			sleep 0.1
+		fi
+	fi
+	rm -f "$f"
+}
+
+unmount() {
+	local m=$1
+	is_mounted "$m" || return 0
+	if ! fusermount3 -u "$m" 2>/dev/null; then
+		say "fusermount3 -u $m failed (busy?); detaching lazily with -uz"
+		fusermount3 -uz "$m" || die "cannot unmount $m"
+	fi
+}
+
+require_root() {
+	[ "$(id -u)" -eq 0 ] || die "must run as root (it installs packages, runs sshd and mounts FUSE filesystems)"
+}
+
+require_fuse() {
+	[ -c /dev/fuse ] || die "/dev/fuse is missing or not a character device: FUSE is not available here (container started without --device /dev/fuse?)"
+}
+
+ensure_packages() {
+	local missing=() created_policy=0 rc=0
+	[ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+	command -v sshfs >/dev/null 2>&1 || missing+=(sshfs)
+	command -v fusermount3 >/dev/null 2>&1 || missing+=(fuse3)
+	[ ${#missing[@]} -eq 0 ] && return 0
+	command -v apt-get >/dev/null 2>&1 || die "missing ${missing[*]} and no apt-get to install them"
+	say "installing ${missing[*]} (apt-get)"
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+		# keep the distribution's sshd from starting on port 22
+		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+		chmod 755 /usr/sbin/policy-rc.d
+		created_policy=1
+	fi
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" \
+		>"$state/apt.log" 2>&1 || rc=$?
+	[ $created_policy -eq 0 ] || rm -f /usr/sbin/policy-rc.d
+	if [ $rc -ne 0 ]; then
+		tail -n 5 "$state/apt.log" >&2
+		die "apt-get install ${missing[*]} failed (exit $rc; full log: $state/apt.log; try 'apt-get update' first)"
+	fi
+}
+
+port_in_use() {
+	if command -v ss >/dev/null 2>&1; then
+		[ -n "$(ss -Hltn "sport = :$1" 2>/dev/null)" ]
+	else
+		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+	fi
+}
+
+start_sshd() {
+	local port tries pidfile=$state/sshd.pid usepam=no i
+	# sshd refuses key logins to a locked account ('!' password) unless PAM
+	# decides; with PAM it works.
+	case $(awk -F: '$1 == "root" {print $2}' /etc/shadow 2>/dev/null) in
+	'!'*) usepam=yes ;;
+	esac
+	mkdir -p /run/sshd
+	for tries in 1 2 3 4 5; do
+		port=$((20000 + RANDOM % 40000))
+		port_in_use "$port" && continue
+		cat >"$state/sshd_config" <<EOF
+ListenAddress 127.0.0.1
+Port $port
+HostKey $state/host_key
+PidFile $state/sshd.daemon.pid
+AuthorizedKeysFile $state/client_key.pub
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+StrictModes no
+UsePAM $usepam
+Subsystem sftp internal-sftp
+LogLevel ERROR
+EOF
+		/usr/sbin/sshd -t -f "$state/sshd_config" || die "sshd rejects $state/sshd_config"
+		# -D: stay in the foreground, so $! is sshd's own PID
+		setsid /usr/sbin/sshd -D -f "$state/sshd_config" -E "$state/sshd.log" </dev/null >/dev/null 2>&1 &
+		echo $! >"$pidfile"
+		for i in $(seq 50); do
+			pid_alive "$pidfile" sshd || break
+			if port_in_use "$port"; then
+				echo "$port" >"$state/port"
+				printf '[127.0.0.1]:%s %s\n' "$port" "$(cut -d' ' -f1,2 "$state/host_key.pub")" >"$state/known_hosts"
+				return 0
+			fi
+			sleep 0.1
+		done
+		stop_pid "$pidfile" sshd
+		say "sshd did not come up on port $port; retrying another port"
+	done
+	[ -s "$state/sshd.log" ] && tail -n 5 "$state/sshd.log" >&2
+	die "could not start sshd (log: $state/sshd.log)"
+}
+
+mount_one() {
+	local n=$1 m=$2 opts i
+	opts="port=$(cat "$state/port"),IdentityFile=$state/client_key,IdentitiesOnly=yes,BatchMode=yes"
+	opts+=",UserKnownHostsFile=$state/known_hosts,StrictHostKeyChecking=yes"
+	opts+=",ServerAliveInterval=15"
+	if [ "$cache" = coherent ]; then
+		opts+=",dir_cache=no,attr_timeout=0,entry_timeout=0,negative_timeout=0"
+	fi
+	mkdir -p "$m"
+	setsid sshfs -f "root@127.0.0.1:$export_dir" "$m" -o "$opts" </dev/null >"$state/sshfs$n.log" 2>&1 &
+	echo $! >"$state/sshfs$n.pid"
+	for i in $(seq 100); do
+		if mountpoint -q "$m"; then return 0; fi
+		if ! pid_alive "$state/sshfs$n.pid" sshfs; then
+			cat "$state/sshfs$n.log" >&2
+			die "sshfs for $m exited before mounting (log: $state/sshfs$n.log)"
+		fi
+		sleep 0.1
+	done
+	die "sshfs for $m did not mount within 10 s (log: $state/sshfs$n.log)"
+}
+
+print_exports() {
+	printf 'export DLOCK_SHAREDFS_M1=%q\n' "$m1"
+	printf 'export DLOCK_SHAREDFS_M2=%q\n' "$m2"
+	printf 'export DLOCK_SHAREDFS_EXPORT=%q\n' "$export_dir"
+	printf 'export DLOCK_SHAREDFS_CACHE=%q\n' "$(cat "$state/cache")"
+}
+
+# fully_up: sshd and both sshfs processes alive and both mounts answering.
+fully_up() {
+	pid_alive "$state/sshd.pid" sshd &&
+		pid_alive "$state/sshfs1.pid" sshfs && mountpoint -q "$m1" &&
+		pid_alive "$state/sshfs2.pid" sshfs && mountpoint -q "$m2"
+}
+
+# --- commands --------------------------------------------------------------
+
+do_down() {
+	local any=0 m
+	[ -d "$state" ] || { say "nothing is up in $state"; return 0; }
+	for m in "$m1" "$m2"; do
+		if is_mounted "$m"; then any=1; unmount "$m"; fi
+	done
+	for m in 1 2; do
+		pid_alive "$state/sshfs$m.pid" sshfs && any=1
+		stop_pid "$state/sshfs$m.pid" sshfs
+	done
+	pid_alive "$state/sshd.pid" sshd && any=1
+	stop_pid "$state/sshd.pid" sshd
+	for m in "$m1" "$m2"; do
+		is_mounted "$m" && die "$m is still mounted; not removing $state"
+	done
+	# --one-file-system: never descend into anything still mounted
+	rm -rf --one-file-system "$state"
+	if [ $any -eq 1 ]; then say "down: unmounted, stopped sshfs and sshd, removed $state"; else say "down: nothing was running; removed $state"; fi
+}
+
+do_up() {
+	case $cache in coherent | default) ;; *) die "SHAREDFS_CACHE must be 'coherent' or 'default', not '$cache'" ;; esac
+	require_root
+	require_fuse
+	if [ -d "$state" ] && fully_up; then
+		if [ "$(cat "$state/cache" 2>/dev/null)" = "$cache" ]; then
+			say "already up (cache=$cache, port $(cat "$state/port"))"
+			print_exports
+			return 0
+		fi
+		say "up with cache=$(cat "$state/cache" 2>/dev/null), $cache wanted: restarting"
+	fi
+	if [ -d "$state" ]; then
+		# partial or stale leftovers: clean them up first
+		say "cleaning up leftovers in $state"
+		do_down
+	fi
+	mkdir -p "$state"
+	chmod 700 "$state"
+	ensure_packages
+	mkdir -p "$export_dir" "$m1" "$m2"
+	echo "$cache" >"$state/cache"
+	ssh-keygen -q -t ed25519 -N '' -C dlock-sharedfs-host -f "$state/host_key" </dev/null >/dev/null
+	ssh-keygen -q -t ed25519 -N '' -C dlock-sharedfs-client -f "$state/client_key" </dev/null >/dev/null
+	start_sshd
+	mount_one 1 "$m1"
+	mount_one 2 "$m2"
+	say "up: $export_dir mounted at $m1 and $m2 (sshd 127.0.0.1:$(cat "$state/port"), cache=$cache)"
+	print_exports
+}
+
+do_status() {
+	local rc=0 n m
+	if [ ! -d "$state" ]; then
+		echo "down (no $state)"
+		return 3
+	fi
+	echo "state:  $state"
+	echo "cache:  $(cat "$state/cache" 2>/dev/null || echo '?')"
+	if pid_alive "$state/sshd.pid" sshd; then
+		echo "sshd:   running, pid $(cat "$state/sshd.pid"), 127.0.0.1:$(cat "$state/port" 2>/dev/null)"
+	else
+		echo "sshd:   NOT running"; rc=1
+	fi
+	for n in 1 2; do
+		m=$state/m$n
+		if pid_alive "$state/sshfs$n.pid" sshfs && mountpoint -q "$m"; then
+			echo "m$n:     mounted at $m (sshfs pid $(cat "$state/sshfs$n.pid"))"
+		elif is_mounted "$m"; then
+			echo "m$n:     BROKEN mount at $m (sshfs gone?)"; rc=1
+		else
+			echo "m$n:     not mounted"; rc=1
+		fi
+	done
+	[ $rc -eq 0 ] && echo "status: up" || echo "status: partly up (run '$prog down' or '$prog up')"
+	return $rc
+}
+
+case $cmd in
+up) do_up ;;
+down) require_root; do_down ;;
+status) do_status ;;
+*) usage ;;
+esac
