@@ -95,9 +95,8 @@ type Lock struct {
 	seen      bool
 	seenName  string
 	seenSince time.Time
-	// The entry whose holder was last found alive, and when.
-	aliveName string
-	aliveAt   time.Time
+	// Holder processes last found alive, and when.
+	alive [8]aliveAt
 
 	// Test hooks: called when a waiter is about to block, and after each
 	// heartbeat.

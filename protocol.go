@@ -328,17 +328,43 @@ func (l *Lock) staleAt(now time.Time, e entry) (time.Time, string) {
 }
 
 // holderDead is holderDead for the entry e, asked again for the same
-// entry at most once per poll interval: a woken waiter need not read
-// /proc on every event.
+// holder process at most once per poll interval: a woken waiter need not
+// read /proc (tens of µs) on every event, nor for every new entry of a
+// holder it found alive a moment ago. The answer only decides when a
+// reclaim is tried (invariant 3).
 func (l *Lock) holderDead(now time.Time, e entry) bool {
-	if l.aliveName == e.name && now.Sub(l.aliveAt) < l.cfg.poll && !now.Before(l.aliveAt) {
-		return false
+	k := aliveKey{e.holder.PID, e.holder.pstart, e.holder.HostID}
+	for _, a := range l.alive {
+		if a.key == k && now.Sub(a.at) < l.cfg.poll && !now.Before(a.at) {
+			return false
+		}
 	}
 	if holderDead(e.holder) {
 		return true
 	}
-	l.aliveName, l.aliveAt = e.name, now
+	oldest := 0
+	for i, a := range l.alive {
+		if a.key == k {
+			oldest = i
+			break
+		}
+		if a.at.Before(l.alive[oldest].at) {
+			oldest = i
+		}
+	}
+	l.alive[oldest] = aliveAt{k, now}
 	return false
+}
+
+type aliveKey struct {
+	pid    int
+	pstart uint64
+	host   string
+}
+
+type aliveAt struct {
+	key aliveKey
+	at  time.Time
 }
 
 // refresh renames our held entry to its next heartbeat name. Called with
