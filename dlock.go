@@ -112,6 +112,7 @@ type config struct {
 	perm     fs.FileMode
 	clock    clock.Clock
 	logger   *slog.Logger
+	noWatch  bool   // poll only
 	dir      string // for Named
 	readers  int    // for RWLock
 }
@@ -136,6 +137,13 @@ func WithPatience(d time.Duration) Option { return func(c *config) { c.patience 
 // bounds the hand-off latency on network filesystems, where a watch sees
 // nothing; on local filesystems a release wakes waiters at once anyway.
 func WithPollInterval(d time.Duration) Option { return func(c *config) { c.poll = d } }
+
+// WithWatch turns the fsnotify watch of waiters on (the default) or off.
+// Off, a waiter polls at the poll interval and no more: use it where
+// watches see nothing anyway (a network filesystem written by other hosts)
+// or where inotify instances run short (128 per user by default on Linux;
+// each waiting Lock holds one while it waits).
+func WithWatch(on bool) Option { return func(c *config) { c.noWatch = !on } }
 
 // WithRefresh sets the heartbeat period while the lock is held. The
 // default is TIMEOUT/3; it must be shorter than TIMEOUT.
@@ -225,14 +233,14 @@ func (l *Lock) Lock(ctx context.Context) error {
 // waitSpec describes waiting for this Lock: on a local filesystem the
 // waiter queues and watches only its predecessor (queue.go).
 func (l *Lock) waitSpec() waitSpec {
-	local := isLocalFS(filepath.Dir(l.path))
+	local := !l.cfg.noWatch && isLocalFS(filepath.Dir(l.path))
 	var q *queue
 	if local {
 		q = &queue{dir: filepath.Join(l.path, queueDir), lock: l.path, token: newToken(), timeout: l.cfg.timeout}
 	}
 	return waitSpec{
 		what:     "locking " + l.path,
-		paths:    []string{l.path},
+		paths:    watchPaths(l.cfg, l.path),
 		queue:    q,
 		local:    local,
 		clock:    l.cfg.clock,
@@ -252,6 +260,14 @@ func (l *Lock) waitSpec() waitSpec {
 			return false, seen, at, nil
 		},
 	}
+}
+
+// watchPaths is paths, or none when watching is off.
+func watchPaths(cfg config, paths ...string) []string {
+	if cfg.noWatch {
+		return nil
+	}
+	return paths
 }
 
 // hint takes the name of a new entry from a watch event: a free entry is

@@ -999,3 +999,18 @@ func BenchmarkLockUnlock(b *testing.B) {
 		})
 	}
 }
+
+// With watching off a release does not wake the waiter: the next poll does.
+func TestWithWatchOffPolls(t *testing.T) {
+	r := newRig(t)
+	a := r.lock()
+	b := r.lock(WithWatch(false), WithPollInterval(time.Second))
+	mustLock(t, a)
+	done := r.lockAsync(context.Background(), b)
+	a.Unlock()
+	notYet(t, done, "before the poll")
+	r.clk.Add(time.Second)
+	if err := waitFor(t, done, "the poll to find the lock free"); err != nil {
+		t.Fatal(err)
+	}
+}

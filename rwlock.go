@@ -207,13 +207,14 @@ func (rw *RWLock) acquire(ctx context.Context, mode int) error {
 	start := rw.cfg.clock.Now()
 	spec := waitSpec{
 		clock: rw.cfg.clock, poll: rw.cfg.poll, blocked: rw.testBlocked,
+		local: !rw.cfg.noWatch && isLocalFS(filepath.Dir(rw.path)),
 		busy: func(seen entry, start time.Time) error {
 			return fmt.Errorf("dlock: %s: %w", rw.path, rw.writer.busyError(seen, start))
 		},
 	}
 	if mode == modeRead {
 		spec.what, spec.try = "read-locking "+rw.path, rw.tryRead
-		spec.paths = append([]string{rw.writer.path}, slotPaths(rw.readers)...)
+		spec.paths = watchPaths(rw.cfg, append([]string{rw.writer.path}, slotPaths(rw.readers)...)...)
 		spec.patience = rw.cfg.patience
 		if err := rw.waitOrOnce(ctx, spec, start); err != nil {
 			return err
@@ -225,7 +226,7 @@ func (rw *RWLock) acquire(ctx context.Context, mode int) error {
 			return err
 		}
 		spec.what, spec.try = "write-locking "+rw.path+" (waiting for readers)", rw.trySlots
-		spec.paths = slotPaths(rw.readers)
+		spec.paths = watchPaths(rw.cfg, slotPaths(rw.readers)...)
 		spec.patience = rw.cfg.patience
 		if spec.patience > 0 {
 			spec.patience = max(rw.cfg.patience-rw.cfg.clock.Since(start), 0)

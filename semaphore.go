@@ -95,7 +95,8 @@ func (s *Semaphore) Acquire(ctx context.Context) error {
 		paths = append(paths, l.path)
 	}
 	return wait(ctx, waitSpec{
-		what: "acquiring semaphore " + s.path, paths: paths, clock: s.cfg.clock,
+		what: "acquiring semaphore " + s.path, paths: watchPaths(s.cfg, paths...), clock: s.cfg.clock,
+		local: !s.cfg.noWatch && isLocalFS(filepath.Dir(s.path)),
 		patience: s.cfg.patience, poll: s.cfg.poll, try: s.try, busy: s.busyError,
 		blocked: s.testBlocked,
 	}, start)

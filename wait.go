@@ -115,6 +115,9 @@ type watch struct {
 
 // set makes the watch cover exactly paths, and reports whether it does.
 func (w *watch) set(paths []string) bool {
+	if len(paths) == 0 {
+		return false // watching is off
+	}
 	if w.watched && equalPaths(w.paths, paths) {
 		return true
 	}

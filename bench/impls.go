@@ -14,7 +14,7 @@ import (
 // Implementation names, as they appear in the -json output.
 const (
 	implDlock      = "dlock"
-	implDlockPoll  = "dlock-poll" // dlock with watching off (needs a library option)
+	implDlockPoll  = "dlock-poll" // dlock with watching off: polling only
 	implFlock      = "flock"      // gofrs/flock, reopening the file as it does
 	implFlockFD    = "flock-fd"   // flock(2) on a file descriptor kept open
 	implFloor      = "floor"      // two renames of an entry: what the protocol cannot avoid
@@ -29,11 +29,7 @@ type locker interface {
 
 // contendedImpls are the implementations that can be run across processes.
 func contendedImpls() []string {
-	impls := []string{implDlock, implFlock}
-	if pollOptionAvailable {
-		impls = append(impls, implDlockPoll)
-	}
-	return impls
+	return []string{implDlock, implFlock, implDlockPoll}
 }
 
 func newLocker(impl, path string) (locker, error) {
@@ -41,7 +37,7 @@ func newLocker(impl, path string) (locker, error) {
 	case implDlock:
 		return dlock.New(path)
 	case implDlockPoll:
-		return newPollLock(path)
+		return dlock.New(path, dlock.WithWatch(false))
 	case implFlock:
 		return flockLocker{flock.New(path)}, nil
 	}
@@ -66,13 +62,7 @@ func newOp(impl, dir string) (*op, error) {
 	o := &op{impl: impl, close: func() {}}
 	switch impl {
 	case implDlock, implDlockPoll:
-		var l locker
-		var err error
-		if impl == implDlock {
-			l, err = dlock.New(path)
-		} else {
-			l, err = newPollLock(path)
-		}
+		l, err := dlock.New(path, dlock.WithWatch(impl == implDlock))
 		if err != nil {
 			return nil, err
 		}

@@ -61,9 +61,6 @@ func writeText(w io.Writer, r *report) {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t\n", m, x.Impl, fmtNum(x.Value), x.Unit,
 				r.samples[m+"/"+x.Impl], ratio(x.Value, fl, okF), ratio(x.Value, fo, okO))
 		}
-		if !pollOptionAvailable {
-			fmt.Fprintf(tw, "%s\t%s\tn/a\t\t\t\t\t\n", m, implDlockPoll)
-		}
 	}
 	tw.Flush()
 	fmt.Fprintln(w, "\n(acq_per_s: higher is better; every other metric: lower is better)")
@@ -196,7 +193,7 @@ func writeSVGFile(name string, r *report) error {
 		fmt.Fprintf(&b, `<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="%s"/>`+"\n", x0, y+3, math.Max(x1-x0, 1), rowH-6, c)
 		fmt.Fprintf(&b, `<text x="%.1f" y="%d" fill="#333">%.2f×</text>`+"\n", x1+4, y+15, br.ratio)
 	}
-	fmt.Fprintf(&b, `<text x="10" y="%d" fill="#555">dlock-poll: n/a unless the library can turn watching off. go run . -svg FILE</text>`+"\n", bottom+40)
+	fmt.Fprintf(&b, `<text x="10" y="%d" fill="#555">cd bench; go run . -svg FILE</text>`+"\n", bottom+40)
 	b.WriteString("</svg>\n")
 	return os.WriteFile(name, []byte(b.String()), 0o644)
 }

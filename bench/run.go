@@ -82,19 +82,13 @@ func run(cfg config) (*report, error) {
 		rep.warnings = append(rep.warnings, msg)
 		warnMu.Unlock()
 	}
-	if !pollOptionAvailable {
-		rep.warnings = append(rep.warnings, "dlock-poll: n/a (the library has no option to turn watching off)")
-	}
 
 	// Uncontended: batches of ops, implementations interleaved.
 	if !cfg.runs("uncontended") {
 		cfg.uncRounds = 0
 	}
 	prog("uncontended: %d rounds of %d ops", cfg.uncRounds, cfg.uncOps)
-	uncImpls := []string{implDlock, implFlock, implFlockFD, implFloor, implFloorMkdir}
-	if pollOptionAvailable {
-		uncImpls = append(uncImpls, implDlockPoll)
-	}
+	uncImpls := []string{implDlock, implDlockPoll, implFlock, implFlockFD, implFloor, implFloorMkdir}
 	ops := map[string]*op{}
 	for _, impl := range uncImpls {
 		o, err := newOp(impl, base)
