@@ -96,7 +96,7 @@ func (s *Semaphore) Acquire(ctx context.Context) error {
 	}
 	return wait(ctx, waitSpec{
 		what: "acquiring semaphore " + s.path, paths: watchPaths(s.cfg, paths...), clock: s.cfg.clock,
-		local: !s.cfg.noWatch && isLocalFS(filepath.Dir(s.path)),
+		local:    !s.cfg.noWatch && isLocalFS(filepath.Dir(s.path)),
 		patience: s.cfg.patience, poll: s.cfg.poll, try: s.try, busy: s.busyError,
 		blocked: s.testBlocked,
 	}, start)
