@@ -38,3 +38,6 @@ func processStart(pid int) (start uint64, alive, known bool) {
 	}
 	return 0, false, false
 }
+
+// pidAlive is a cheap first look: false only if no process has pid.
+func pidAlive(pid int) bool { return unix.Kill(pid, 0) != unix.ESRCH }

@@ -59,3 +59,6 @@ func processStart(pid int) (start uint64, alive, known bool) {
 	}
 	return start, true, true
 }
+
+// pidAlive is a cheap first look: false only if no process has pid.
+func pidAlive(pid int) bool { return syscall.Kill(pid, 0) != syscall.ESRCH }

@@ -36,3 +36,9 @@ func processStart(pid int) (start uint64, alive, known bool) {
 	}
 	return uint64(creation.Nanoseconds()), true, true
 }
+
+// pidAlive is a first look: false only if no process has pid.
+func pidAlive(pid int) bool {
+	_, alive, known := processStart(pid)
+	return alive || !known
+}

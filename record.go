@@ -239,12 +239,17 @@ var self = sync.OnceValue(func() identity {
 	return id
 })
 
+// onThisHost reports whether h ran on this host, in this pid namespace.
+func onThisHost(h Holder) bool {
+	id := self()
+	return !h.Unknown && id.hostID != "0" && h.HostID == id.hostID
+}
+
 // holderDead reports whether h is provably gone: it ran on this host (same
 // boot, same pid namespace) and its process no longer exists, is a zombie,
 // or is another process with the same pid.
 func holderDead(h Holder) bool {
-	id := self()
-	if h.Unknown || id.hostID == "0" || h.HostID != id.hostID {
+	if !onThisHost(h) {
 		return false
 	}
 	start, alive, known := processStart(h.PID)

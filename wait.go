@@ -53,6 +53,12 @@ func wait(ctx context.Context, w waitSpec, start time.Time) error {
 	}
 	timer := w.clock.Timer(time.Hour)
 	defer timer.Stop()
+	var (
+		seen        entry
+		staleAt     time.Time
+		nextAttempt time.Time // when the next full poll is due
+		quick       bool      // woken only to check the holder's pid
+	)
 	for {
 		// Watch first, then look: a change between the two is then either
 		// seen by the look or delivered as an event.
@@ -61,19 +67,33 @@ func wait(ctx context.Context, w waitSpec, start time.Time) error {
 			paths = []string{w.queue.target(w.clock.Now())}
 		}
 		watching := wt.set(paths)
-		ok, seen, staleAt, err := w.try()
-		if ok || err != nil {
-			return err
+		first := w.queue == nil || len(paths) == 1 && paths[0] == w.queue.lock
+		if !quick {
+			ok, e, at, err := w.try()
+			if ok || err != nil {
+				return err
+			}
+			seen, staleAt = e, at
+			poll := w.poll
+			if watching && w.local {
+				poll *= localPollFactor
+			}
+			nextAttempt = w.clock.Now().Add(poll*3/4 + rand.N(poll/4+1))
 		}
+		quick = false
 		now := w.clock.Now()
 		if !deadline.IsZero() && !now.Before(deadline) {
 			return w.busy(seen, start)
 		}
-		poll := w.poll
-		if watching && w.local {
-			poll *= localPollFactor
+		next := nextAttempt.Sub(now)
+		// First in line, with a holder on this host and a slow poll: look
+		// at its pid at the plain poll interval, so that a holder killed
+		// without a word is reclaimed about as soon as it would be by
+		// polling, at the price of one kill(pid, 0).
+		checkPid := first && w.poll < next && onThisHost(seen.holder)
+		if checkPid {
+			next = w.poll
 		}
-		next := poll*3/4 + rand.N(poll/4+1)
 		if staleAt.After(now) && staleAt.Sub(now) < next {
 			next = staleAt.Sub(now)
 		}
@@ -95,6 +115,9 @@ func wait(ctx context.Context, w waitSpec, start time.Time) error {
 			return fmt.Errorf("dlock: %s: gave up after %v waiting for %s: %w",
 				w.what, w.clock.Since(start).Round(time.Millisecond), seen.holder, context.Cause(ctx))
 		case <-timer.C:
+			now := w.clock.Now()
+			quick = checkPid && now.Before(nextAttempt) && now.Before(staleAt) &&
+				(deadline.IsZero() || now.Before(deadline)) && pidAlive(seen.holder.PID)
 		case ev := <-wt.events():
 			wt.drain(ev, w.hint)
 		case <-wt.errors():
