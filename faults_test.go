@@ -340,12 +340,25 @@ func TestPermissionDenied(t *testing.T) {
 	fence := l.Fence()
 	l.Unlock()
 
+	// A lock of root's in a sticky directory that anyone may write: the
+	// state entry is root's, and the sticky bit lets only its owner
+	// rename it.
+	sticky := filepath.Join(locks, "sticky")
+	sl, _ := New(sticky, WithPermissions(0o777|fs.ModeSticky))
+	mustLock(t, sl)
+	sl.Unlock()
+	if fi, err := os.Stat(sticky); err != nil || fi.Mode()&fs.ModeSticky == 0 || fi.Mode().Perm() != 0o777 {
+		t.Fatalf("sticky lock directory: %v, %v", fi.Mode(), err)
+	}
+
 	for _, tc := range []struct {
 		name, path string
 		exists     bool
+		say        string
 	}{
-		{"free lock", existing, true},
-		{"new lock", filepath.Join(locks, "new"), false},
+		{"free lock", existing, true, "permission denied"},
+		{"new lock", filepath.Join(locks, "new"), false, "permission denied"},
+		{"sticky lock", sticky, true, "operation not permitted"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := tree(t, locks)
@@ -359,7 +372,7 @@ func TestPermissionDenied(t *testing.T) {
 			}
 			t.Logf("child as nobody said:\n%s", out)
 			s := string(out)
-			if !strings.Contains(s, "lock perm=true busy=false ctx=false") || !strings.Contains(s, "permission denied") || !strings.Contains(s, tc.path) {
+			if !strings.Contains(s, "lock perm=true busy=false ctx=false") || !strings.Contains(s, tc.say) || !strings.Contains(s, tc.path) {
 				t.Fatalf("child's Lock did not fail with a permission error naming the lock: %s", s)
 			}
 			var ms int64
@@ -371,7 +384,7 @@ func TestPermissionDenied(t *testing.T) {
 			if !strings.Contains(s, want) || !strings.Contains(s, "err=<nil>\n") {
 				t.Fatalf("child's Inspect: %s; want %q", s, want)
 			}
-			if tc.exists && !strings.Contains(s, fmt.Sprintf("fence=%d err=<nil>", fence)) {
+			if tc.path == existing && !strings.Contains(s, fmt.Sprintf("fence=%d err=<nil>", fence)) {
 				t.Fatalf("child's Inspect did not read fence %d: %s", fence, s)
 			}
 			if after := tree(t, locks); after != before {
