@@ -187,6 +187,7 @@ type chaosHolding struct {
 	pid               int
 	fence             uint64
 	wait, enter, exit int64 // exit 0: none recorded
+	unlocked          int64 // time of the unlock record, 0 if none
 	order             int   // position of the enter record in the journal
 	unlock            string
 	lost              bool
@@ -290,7 +291,7 @@ func checkChaos(journals [][]chaosRec, stops []chaosStop, kills []chaosKill, kil
 				case "exit":
 					h.exit = r.mono
 				case "unlock":
-					h.unlock = r.res
+					h.unlock, h.unlocked = r.res, r.mono
 					delete(open, r.pid)
 					if r.res != "ok" && r.res != "lost" {
 						bad("lock %d: %v: Unlock failed: %s", lock, h, r.res)
@@ -318,7 +319,7 @@ func checkChaos(journals [][]chaosRec, stops []chaosStop, kills []chaosKill, kil
 			}
 			if h.told() {
 				rep.losses++
-				if !longStop(h.pid, h.wait, h.exit) {
+				if !longStop(h.pid, h.wait, max(h.exit, h.unlocked)) {
 					rep.unexplainedLoss++
 				}
 			}
