@@ -207,10 +207,11 @@ type chaosReport struct {
 	maxKillReclaim   time.Duration
 	pauses           int
 	longPauses       int
-	pausedReclaimed  int // holdings reclaimed while their process was stopped
-	losses           int // holdings told of a loss
-	unexplainedLoss  int // told of a loss without a long stop
-	excusedOverlaps  int // paused holders overlapped by successors, and told
+	pausedReclaimed  int           // holdings reclaimed while their process was stopped
+	losses           int           // holdings told of a loss
+	unexplainedLoss  int           // told of a loss without a long stop
+	excusedOverlaps  int           // paused holders overlapped by successors, and told
+	maxKillToEnter   time.Duration // from a SIGKILL to the next enter record on its lock
 	violations       []string
 	endedUnreclaimed int // kills too close to the end to judge
 }
@@ -238,6 +239,7 @@ func parseJournal(r io.Reader) ([]chaosRec, error) {
 // killedAt gives the SIGKILL time of every killed process.
 func checkChaos(journals [][]chaosRec, stops []chaosStop, kills []chaosKill, killedAt map[int]int64, end int64) chaosReport {
 	var rep chaosReport
+	enters := make([][]*chaosHolding, len(journals)) // per lock
 	bad := func(format string, args ...any) {
 		rep.violations = append(rep.violations, fmt.Sprintf(format, args...))
 	}
@@ -306,6 +308,7 @@ func checkChaos(journals [][]chaosRec, stops []chaosStop, kills []chaosKill, kil
 			}
 		}
 		rep.acquisitions += len(hs)
+		enters[lock] = hs
 		for _, h := range hs {
 			if k, ok := killedAt[h.pid]; ok && h.unlock == "" {
 				h.killed = true
@@ -377,6 +380,25 @@ func checkChaos(journals [][]chaosRec, stops []chaosStop, kills []chaosKill, kil
 	}
 	rep.kills = len(kills)
 	for _, k := range kills {
+		// The journal agrees: someone entered the lock after the kill,
+		// with a higher fence.
+		if k.lock < len(enters) {
+			var next *chaosHolding
+			for _, h := range enters[k.lock] {
+				if h.fence > k.fence && h.enter > k.at && (next == nil || h.enter < next.enter) {
+					next = h
+				}
+			}
+			switch {
+			case next != nil && time.Duration(next.enter-k.at) > chaosReclaimBound:
+				bad("lock %d: killed holder pid %d (fence %d): the next enter (%v) came %v after the kill, more than %v",
+					k.lock, k.pid, k.fence, next, time.Duration(next.enter-k.at), chaosReclaimBound)
+			case next != nil:
+				rep.maxKillToEnter = max(rep.maxKillToEnter, time.Duration(next.enter-k.at))
+			case time.Duration(end-k.at) >= chaosReclaimBound:
+				bad("lock %d: killed holder pid %d (fence %d): no enter record with a higher fence after the kill", k.lock, k.pid, k.fence)
+			}
+		}
 		switch {
 		case k.seen && k.latency <= chaosReclaimBound:
 			rep.killReclaims++
@@ -403,8 +425,8 @@ func cmpU64(a, b uint64) int {
 }
 
 func (r chaosReport) String() string {
-	return fmt.Sprintf("acquisitions=%d kills=%d kill-reclaims=%d (max %v, bound %v, %d too late to judge) pauses=%d (past TIMEOUT-REFRESH: %d) reclaimed-while-paused=%d losses-told=%d (without a long stop: %d) excused-overlaps=%d violations=%d",
-		r.acquisitions, r.kills, r.killReclaims, r.maxKillReclaim.Round(time.Millisecond), chaosReclaimBound, r.endedUnreclaimed,
+	return fmt.Sprintf("acquisitions=%d kills=%d kill-reclaims=%d (max %v, bound %v, %d too late to judge; kill to next enter max %v) pauses=%d (past TIMEOUT-REFRESH: %d) reclaimed-while-paused=%d losses-told=%d (without a long stop: %d) excused-overlaps=%d violations=%d",
+		r.acquisitions, r.kills, r.killReclaims, r.maxKillReclaim.Round(time.Millisecond), chaosReclaimBound, r.endedUnreclaimed, r.maxKillToEnter.Round(time.Millisecond),
 		r.pauses, r.longPauses, r.pausedReclaimed, r.losses, r.unexplainedLoss, r.excusedOverlaps, len(r.violations))
 }
 
@@ -468,6 +490,7 @@ func TestChaos(t *testing.T) {
 	var stops []chaosStop
 	var kills []*chaosKill
 	killedAt := map[int]int64{}
+	killedProcs := 0
 	var watchers sync.WaitGroup
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 	t.Logf("chaos: %d processes, %d locks, TIMEOUT %v, poll %v, for %v", chaosProcs, chaosLocks, chaosTimeout, chaosPoll, dur)
@@ -476,14 +499,16 @@ func TestChaos(t *testing.T) {
 		time.Sleep(time.Duration(30+rng.IntN(200)) * time.Millisecond) // pace the chaos
 		// A holder: of a random lock, or of the next one.
 		var p *chaosProc
-		var pid int
+		var pid, lock int
+		var fence uint64
 		for i, first := 0, rng.IntN(chaosLocks); i < chaosLocks && p == nil; i++ {
-			st, err := Inspect(chaosLockPath(dir, (first+i)%chaosLocks))
+			lock = (first + i) % chaosLocks
+			st, err := Inspect(chaosLockPath(dir, lock))
 			if err != nil {
 				t.Fatalf("Inspect: %v", err)
 			}
 			if st.Held {
-				pid = st.Holder.PID
+				pid, fence = st.Holder.PID, st.Fence
 				p = procs[pid]
 			}
 		}
@@ -497,12 +522,19 @@ func TestChaos(t *testing.T) {
 			<-p.done
 			killedAt[pid] = at
 			delete(procs, pid)
+			killedProcs++
 			for l := 0; l < chaosLocks; l++ {
-				st, err := Inspect(chaosLockPath(dir, l))
-				if err != nil || !st.Held || st.Holder.PID != pid {
-					continue // not (or no longer) the dead process's
+				// The lock we picked it by (it may have released it just
+				// before it died), and any other the dead process holds.
+				f := fence
+				if l != lock {
+					st, err := Inspect(chaosLockPath(dir, l))
+					if err != nil || !st.Held || st.Holder.PID != pid {
+						continue
+					}
+					f = st.Fence
 				}
-				k := &chaosKill{pid: pid, lock: l, fence: st.Fence, at: at}
+				k := &chaosKill{pid: pid, lock: l, fence: f, at: at}
 				kills = append(kills, k)
 				watchers.Add(1)
 				go func() {
@@ -567,9 +599,9 @@ func TestChaos(t *testing.T) {
 		ks = append(ks, *k)
 	}
 	rep := checkChaos(journals, stops, ks, killedAt, end)
-	t.Logf("chaos totals: %v", rep)
+	t.Logf("chaos totals: holders SIGKILLed=%d, %v", killedProcs, rep)
 	if testing.Verbose() {
-		fmt.Printf("chaos totals: %v\n", rep)
+		fmt.Printf("chaos totals: holders SIGKILLed=%d, %v\n", killedProcs, rep)
 	}
 	for i, v := range rep.violations {
 		if i == 20 {
@@ -648,6 +680,11 @@ func TestChaosCheckerCatchesViolations(t *testing.T) {
 		{"kill reclaimed in time", clean, nil, []chaosKill{{pid: 3, lock: 0, fence: 9, at: 0, latency: 300 * time.Millisecond, seen: true}}, nil, ""},
 		{"kill reclaimed too late", clean, nil, []chaosKill{{pid: 3, lock: 0, fence: 9, at: 0, latency: 5 * time.Second, seen: true}}, nil, "reclaimed after"},
 		{"kill never reclaimed", clean, nil, []chaosKill{{pid: 3, lock: 0, fence: 9, at: 0}}, nil, "never reclaimed"},
+		{"kill, and the next enter too late", []string{
+			rec("enter", 1, 10, 1, "-"), rec("exit", 1, 10, 5, "-"), rec("unlock", 1, 10, 6, "ok"),
+			rec("enter", 2, 11, 4000, "-"), rec("exit", 2, 11, 4001, "-"), rec("unlock", 2, 11, 4002, "ok"),
+		}, nil, []chaosKill{{pid: 3, lock: 0, fence: 10, at: 7 * ms, latency: time.Millisecond, seen: true}}, nil, "the next enter"},
+		{"kill, and nobody entered after", clean, nil, []chaosKill{{pid: 3, lock: 0, fence: 11, at: 0, latency: time.Millisecond, seen: true}}, nil, "no enter record"},
 		{"Unlock error", []string{rec("enter", 1, 10, 1, "-"), rec("exit", 1, 10, 2, "-"), rec("unlock", 1, 10, 3, `err:"boom"`)}, nil, nil, nil, "Unlock failed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
