@@ -438,6 +438,22 @@ type chaosProc struct {
 	err    error
 }
 
+// TestChaos runs chaosProcs workers on chaosLocks locks for
+// DLOCK_CHAOS_SECONDS (default 20, 3 with -short; set minutes by hand).
+// The test picks a current holder every 30-230ms and SIGKILLs it (and
+// starts a replacement) or SIGSTOPs it, either well short of what could
+// let its lease lapse or past TIMEOUT. The checker then requires, per lock:
+//   - no overlap of [enter, exit] between an older (lower fence) and a
+//     newer holder, unless the older one's process was stopped for at
+//     least TIMEOUT-REFRESH before the newer one entered, and the older one
+//     was told (Lost closed or Unlock returned ErrLost) or was killed;
+//   - fences unique, and rising in journal order of the enter records
+//     (a late enter record is allowed only of a holder told it lost);
+//   - every SIGKILLed holder's lock reclaimed, by Inspect and by the next
+//     enter record, within chaosReclaimBound;
+//   - every Unlock ok or ErrLost, and every worker exits 0 at the end.
+//
+// Totals go to t.Logf, and to stdout with -v.
 func TestChaos(t *testing.T) {
 	if self().hostID == "0" {
 		t.Skip("no host identity: dead holders are not reclaimed at once")
