@@ -143,7 +143,19 @@ func (st dirState) check(path string) error {
 
 // move performs one transition, renaming entry from to entry to in dir.
 // errGone means from no longer exists: another process moved it first.
+//
+// dir must still be a directory, not a symlink swapped in since we last
+// looked: renames go by path (an fd would keep acting on a lock directory
+// moved away), and a path through a symlink would rename entries in a
+// directory that is not the lock. (Whoever can swap dir can break the
+// lock anyway; this keeps dlock from acting on their target.)
 func move(dir, from, to string) error {
+	if fi, err := os.Lstat(dir); err != nil || !fi.IsDir() {
+		if err == nil || errors.Is(err, fs.ErrNotExist) {
+			return errGone
+		}
+		return err
+	}
 	src, dst := filepath.Join(dir, from), filepath.Join(dir, to)
 	err := renameEntry(src, dst)
 	if err == nil {
@@ -307,24 +319,29 @@ func (l *Lock) take(e entry, token string, now time.Time, reclaim bool) (bool, e
 //
 // A holder on this host whose process is gone is stale at once.
 func (l *Lock) staleAt(now time.Time, e entry) (time.Time, string) {
-	if !l.seen || l.seenName != e.name {
+	// A clock that went back restarts the observation: "seen unchanged
+	// for TIMEOUT" must be TIMEOUT of this clock going forward.
+	if !l.seen || l.seenName != e.name || now.Before(l.seenSince) {
 		l.seen, l.seenName, l.seenSince = true, e.name, now
 	}
 	timeout := l.cfg.timeout
 	if !e.holder.Unknown {
 		timeout = e.holder.Timeout
 	}
-	at := l.seenSince.Add(timeout)
+	// Remaining durations, each from a difference of times of one kind:
+	// the real clock's monotonic reading for what we saw, wall time for
+	// the holder's record (which has no monotonic reading to compare).
+	left := timeout - now.Sub(l.seenSince)
 	why := "unchanged for its TIMEOUT"
 	if !e.holder.Unknown {
-		if beat := e.holder.Beat.Add(timeout); beat.Before(at) {
-			at, why = beat, "not refreshed for its TIMEOUT"
+		if byBeat := timeout - now.Sub(e.holder.Beat); byBeat < left {
+			left, why = byBeat, "not refreshed for its TIMEOUT"
 		}
-		if now.Before(at) && l.holderDead(now, e) {
+		if left > 0 && l.holderDead(now, e) {
 			return now, "holder process is gone"
 		}
 	}
-	return at, why
+	return now.Add(left), why
 }
 
 // holderDead is holderDead for the entry e, asked again for the same
