@@ -340,13 +340,17 @@ func TestPermissionDenied(t *testing.T) {
 	fence := l.Fence()
 	l.Unlock()
 
-	// A lock of root's in a sticky directory that anyone may write: the
-	// state entry is root's, and the sticky bit lets only its owner
-	// rename it.
+	// A lock of root's made sticky by hand (WithPermissions refuses the
+	// sticky bit): the state entry is root's, and the sticky bit lets only
+	// its owner rename it.
 	sticky := filepath.Join(locks, "sticky")
 	sl, _ := New(sticky, WithPermissions(0o777|fs.ModeSticky))
 	mustLock(t, sl)
 	sl.Unlock()
+	if fi, _ := os.Stat(sticky); fi.Mode()&fs.ModeSticky != 0 {
+		t.Fatal("WithPermissions set the sticky bit")
+	}
+	os.Chmod(sticky, 0o777|fs.ModeSticky)
 	if fi, err := os.Stat(sticky); err != nil || fi.Mode()&fs.ModeSticky == 0 || fi.Mode().Perm() != 0o777 {
 		t.Fatalf("sticky lock directory: %v, %v", fi.Mode(), err)
 	}
