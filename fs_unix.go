@@ -4,6 +4,7 @@ package dlock
 
 import (
 	"os"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -28,7 +29,7 @@ func renameEntry(from, to string) error {
 	if err := renameExclusive(from, to); err != errNoExclusive {
 		return err
 	}
-	if err := unix.Rename(from, to); err != nil {
+	if err := syscall.Rename(from, to); err != nil {
 		return &os.LinkError{Op: "rename", Old: from, New: to, Err: err}
 	}
 	return nil

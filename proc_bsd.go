@@ -3,9 +3,7 @@
 package dlock
 
 import (
-	"errors"
 	"strconv"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -29,15 +27,6 @@ func processStart(pid int) (start uint64, alive, known bool) {
 	if ok {
 		return start, !zombie, true
 	}
-	err := unix.Kill(pid, 0)
-	switch {
-	case errors.Is(err, syscall.ESRCH):
-		return 0, false, true
-	case err == nil || errors.Is(err, syscall.EPERM):
-		return 0, true, true
-	}
-	return 0, false, false
+	alive, known = pidLiveness(pid)
+	return 0, alive, known
 }
-
-// pidAlive is a cheap first look: false only if no process has pid.
-func pidAlive(pid int) bool { return unix.Kill(pid, 0) != unix.ESRCH }

@@ -2,10 +2,8 @@ package dlock
 
 import (
 	"bytes"
-	"errors"
 	"os"
 	"strconv"
-	"syscall"
 )
 
 // hostIdentity names this boot of this host and this process's pid
@@ -31,14 +29,8 @@ func processStart(pid int) (start uint64, alive, known bool) {
 	if err != nil {
 		// /proc may hide other users' processes (hidepid): only ESRCH
 		// from kill proves the process is gone.
-		err := syscall.Kill(pid, 0)
-		switch {
-		case errors.Is(err, syscall.ESRCH):
-			return 0, false, true
-		case err == nil || errors.Is(err, syscall.EPERM):
-			return 0, true, true
-		}
-		return 0, false, false
+		alive, known = pidLiveness(pid)
+		return 0, alive, known
 	}
 	// The command name (field 2) is in parentheses and may hold anything;
 	// the fields after the last ')' are: state (3) ... starttime (22).
@@ -59,6 +51,3 @@ func processStart(pid int) (start uint64, alive, known bool) {
 	}
 	return start, true, true
 }
-
-// pidAlive is a cheap first look: false only if no process has pid.
-func pidAlive(pid int) bool { return syscall.Kill(pid, 0) != syscall.ESRCH }

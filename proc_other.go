@@ -7,5 +7,3 @@ package dlock
 func hostIdentity() string { return "" }
 
 func processStart(pid int) (start uint64, alive, known bool) { return 0, false, false }
-
-func pidAlive(pid int) bool { return true }
