@@ -135,7 +135,8 @@ func WithPatience(d time.Duration) Option { return func(c *config) { c.patience 
 // WithPollInterval sets how often a waiter looks at the lock when no
 // filesystem event woke it, jittered to 3/4 to 1 of d. The default, 100ms,
 // bounds the hand-off latency on network filesystems, where a watch sees
-// nothing; on local filesystems a release wakes waiters at once anyway.
+// nothing. On a local filesystem that is watched, a release wakes the next
+// waiter at once and waiters poll only every 30 intervals, as a safety net.
 func WithPollInterval(d time.Duration) Option { return func(c *config) { c.poll = d } }
 
 // WithWatch turns the fsnotify watch of waiters on (the default) or off.

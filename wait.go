@@ -29,9 +29,10 @@ type waitSpec struct {
 }
 
 // localPollFactor: on a local filesystem that is watched, polling is only
-// a safety net (for a holder that dies without a word, whose death no
-// event reports), so it runs this many times less often.
-const localPollFactor = 10
+// a safety net: events report every change, timers every staleness, and a
+// pidfd (or a pid check) the death of a holder on this host. So it runs
+// this many times less often.
+const localPollFactor = 30
 
 // wait retries until the attempt succeeds, ctx is done or PATIENCE runs
 // out. Between attempts it sleeps until the first of: an fsnotify event
@@ -53,6 +54,8 @@ func wait(ctx context.Context, w waitSpec, start time.Time) error {
 	}
 	timer := w.clock.Timer(time.Hour)
 	defer timer.Stop()
+	var death *deathWatch
+	defer func() { death.close() }()
 	var (
 		seen        entry
 		staleAt     time.Time
@@ -86,11 +89,21 @@ func wait(ctx context.Context, w waitSpec, start time.Time) error {
 			return w.busy(seen, start)
 		}
 		next := nextAttempt.Sub(now)
-		// First in line, with a holder on this host and a slow poll: look
-		// at its pid at the plain poll interval, so that a holder killed
-		// without a word is reclaimed about as soon as it would be by
-		// polling, at the price of one kill(pid, 0).
-		checkPid := first && w.poll < next && onThisHost(seen.holder)
+		// First in line, with a holder on this host: learn of its death at
+		// once (a pidfd on Linux), or else look at its pid at the plain
+		// poll interval, so that a holder killed without a word is not
+		// left for the slow poll.
+		checkPid := false
+		if first && onThisHost(seen.holder) {
+			if !death.watches(seen.holder) {
+				death.close()
+				death = watchDeath(seen.holder)
+			}
+			checkPid = death == nil && w.poll < next
+		} else {
+			death.close()
+			death = nil
+		}
 		if checkPid {
 			next = w.poll
 		}
@@ -118,6 +131,9 @@ func wait(ctx context.Context, w waitSpec, start time.Time) error {
 			now := w.clock.Now()
 			quick = checkPid && now.Before(nextAttempt) && now.Before(staleAt) &&
 				(deadline.IsZero() || now.Before(deadline)) && pidAlive(seen.holder.PID)
+		case <-death.done():
+			death.close()
+			death = nil
 		case ev := <-wt.events():
 			wt.drain(ev, w.hint)
 		case <-wt.errors():
