@@ -26,18 +26,32 @@ func TestTiny(t *testing.T) {
 		herdDur: 200 * time.Millisecond, idleDur: 300 * time.Millisecond,
 		hold:     time.Millisecond,
 		handoffN: []int{2}, herdN: []int{3},
+		etcd: true,
 	}
 	rep, err := run(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := map[string][]string{
-		"uncontended_ns":   {implDlock, implFlock, implFlockFD, implFloor, implFloorMkdir},
-		"handoff_p50_us_2": {implDlock, implFlock},
-		"handoff_p99_us_2": {implDlock, implFlock},
+		"uncontended_ns":   {implDlock, implFlock, implFlockFD, implFloor, implFloorMkdir, implEtcd},
+		"handoff_p50_us_2": {implDlock, implFlock, implEtcd},
+		"handoff_p99_us_2": {implDlock, implFlock, implEtcd},
 		"acq_per_s_2":      {implDlock, implFlock},
 		"herd_cpu_us_3":    {implDlock, implFlock},
 		"idle_cpu_ms":      {implDlock, implFlock},
+	}
+	for _, x := range rep.results {
+		if x.Impl == implEtcd && !strings.HasPrefix(x.Metric, "uncontended_") && !strings.HasPrefix(x.Metric, "handoff_") {
+			t.Errorf("etcd measured for %s", x.Metric)
+		}
+	}
+	seen := map[string]bool{}
+	for _, x := range rep.results {
+		if k := x.Metric + "/" + x.Impl; seen[k] {
+			t.Errorf("%s twice in the results", k)
+		} else {
+			seen[k] = true
+		}
 	}
 	for m, impls := range want {
 		for _, impl := range impls {
@@ -68,7 +82,7 @@ func TestTiny(t *testing.T) {
 	}
 	var txt bytes.Buffer
 	writeText(&txt, rep)
-	for _, s := range []string{"uncontended_ns", "×flock", "targets:", "dlock-poll"} {
+	for _, s := range []string{"uncontended_ns", "×flock", "targets:", "dlock-poll", "etcd"} {
 		if !strings.Contains(txt.String(), s) {
 			t.Errorf("text output lacks %q:\n%s", s, txt.String())
 		}
@@ -101,7 +115,7 @@ func TestQuantile(t *testing.T) {
 func BenchmarkUncontended(b *testing.B) {
 	for _, impl := range []string{implDlock, implFlock, implFlockFD, implFloor, implFloorMkdir} {
 		b.Run(impl, func(b *testing.B) {
-			o, err := newOp(impl, b.TempDir())
+			o, err := newOp(impl, b.TempDir(), "")
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -19,6 +19,7 @@ const (
 	implFlockFD    = "flock-fd"   // flock(2) on a file descriptor kept open
 	implFloor      = "floor"      // two renames of an entry: what the protocol cannot avoid
 	implFloorMkdir = "floor-mkdir"
+	implEtcd       = "etcd" // etcdlock on an etcd at 127.0.0.1 (uncontended and hand-off only)
 )
 
 // locker is what the contended benchmarks drive.
@@ -28,12 +29,17 @@ type locker interface {
 }
 
 // contendedImpls are the implementations that can be run across processes.
+// etcd is added to these for the hand-off trials only.
 func contendedImpls() []string {
 	return []string{implDlock, implFlock, implDlockPoll}
 }
 
-func newLocker(impl, path string) (locker, error) {
+// newLocker makes impl's lock on path; etcd is etcd's client URL, for the
+// etcd implementation. A locker that is an io.Closer is closed after use.
+func newLocker(impl, path, etcd string) (locker, error) {
 	switch impl {
+	case implEtcd:
+		return newEtcdLocker(etcd, path)
 	case implDlock:
 		return dlock.New(path)
 	case implDlockPoll:
@@ -56,11 +62,25 @@ type op struct {
 	close func()
 }
 
-// newOp prepares the uncontended operation of impl on a fresh path in dir.
-func newOp(impl, dir string) (*op, error) {
+// newOp prepares the uncontended operation of impl on a fresh path in dir
+// (for etcd, a key named after it in the etcd at client URL etcd).
+func newOp(impl, dir, etcd string) (*op, error) {
 	path := filepath.Join(dir, "uncontended-"+impl)
 	o := &op{impl: impl, close: func() {}}
 	switch impl {
+	case implEtcd:
+		l, err := newEtcdLocker(etcd, path)
+		if err != nil {
+			return nil, err
+		}
+		o.close = func() { l.Close() }
+		ctx := context.Background()
+		o.run = func() error {
+			if err := l.Lock(ctx); err != nil {
+				return err
+			}
+			return l.Unlock()
+		}
 	case implDlock, implDlockPoll:
 		l, err := dlock.New(path, dlock.WithWatch(impl == implDlock))
 		if err != nil {

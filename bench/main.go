@@ -1,8 +1,10 @@
 // Command bench measures dlock against gofrs/flock and against the bare
 // syscalls its protocol cannot avoid, all in one run, interleaved on one
-// directory, and reports medians and ratios.
+// directory, and reports medians and ratios. It also measures etcdlock
+// (uncontended and hand-off) against an etcd it starts on 127.0.0.1, to
+// show the price of a lock kept off the host.
 //
-//	go run . [-quick] [-json] [-dir DIR] [-svg FILE]
+//	go run . [-quick] [-json] [-dir DIR] [-svg FILE] [-etcd=false | -etcd-endpoint URL]
 //
 // Contended measurements run the bench binary again as worker processes.
 package main
@@ -23,7 +25,9 @@ func main() {
 	svg := flag.String("svg", "", "write a bar chart of the ratios to this SVG file")
 	profile := flag.String("cpuprofile", "", "write CPU profiles of every worker of the herd and handoff trials to this directory")
 	only := flag.String("only", "", "measure only these groups (comma-separated: uncontended,handoff,throughput,herd,idle)")
-	implList := flag.String("impls", "", "contended implementations to run (comma-separated; default all)")
+	implList := flag.String("impls", "", "contended implementations to run (comma-separated; default all; leaving out etcd also leaves it out of uncontended)")
+	etcd := flag.Bool("etcd", true, "measure etcdlock too (uncontended and hand-off), against an etcd started in this process")
+	etcdEndpoint := flag.String("etcd-endpoint", "", "measure etcdlock against the etcd at this client URL instead of starting one")
 	flag.Parse()
 
 	cfg := fullConfig()
@@ -31,6 +35,7 @@ func main() {
 		cfg = quickConfig()
 	}
 	cfg.dir, cfg.profile, cfg.only, cfg.impls, cfg.progress = *dir, *profile, *only, *implList, os.Stderr
+	cfg.etcd, cfg.etcdEndpoint = *etcd, *etcdEndpoint
 	res, err := run(cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -58,6 +63,9 @@ type config struct {
 	only     string
 	impls    string
 	progress io.Writer
+
+	etcd         bool   // measure etcdlock (uncontended and hand-off)
+	etcdEndpoint string // etcd's client URL; "": start one in this process
 
 	uncRounds, uncOps int           // uncontended: rounds of batches of ops per implementation
 	rounds            int           // trials per implementation for handoff and throughput

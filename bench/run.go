@@ -83,20 +83,58 @@ func run(cfg config) (*report, error) {
 		warnMu.Unlock()
 	}
 
+	impls := contendedImpls()
+	if cfg.impls != "" {
+		impls = slices.DeleteFunc(impls, func(s string) bool { return !slices.Contains(strings.Split(cfg.impls, ","), s) })
+	}
+
+	// etcd runs in the uncontended and hand-off groups only, against one
+	// etcd for the whole run: embedded in this process unless an endpoint
+	// was given.
+	useEtcd := cfg.etcd && (cfg.impls == "" || slices.Contains(strings.Split(cfg.impls, ","), implEtcd)) &&
+		(cfg.runs("uncontended") || cfg.runs("handoff"))
+	etcdURL := ""
+	if useEtcd {
+		if cfg.etcdEndpoint != "" {
+			etcdURL = cfg.etcdEndpoint
+			prog("etcd: using %s", etcdURL)
+		} else {
+			start := time.Now()
+			u, stop, err := startEtcd()
+			if err != nil {
+				return nil, err
+			}
+			defer stop()
+			etcdURL = u
+			prog("etcd: embedded, at %s, ready in %v", etcdURL, time.Since(start).Round(time.Millisecond))
+		}
+	}
+
 	// Uncontended: batches of ops, implementations interleaved.
 	if !cfg.runs("uncontended") {
 		cfg.uncRounds = 0
 	}
-	prog("uncontended: %d rounds of %d ops", cfg.uncRounds, cfg.uncOps)
 	uncImpls := []string{implDlock, implDlockPoll, implFlock, implFlockFD, implFloor, implFloorMkdir}
+	if useEtcd {
+		uncImpls = append(uncImpls, implEtcd)
+	}
+	// etcd's operation is a few round trips to a server: about a hundred
+	// times slower than the others, so its batches are ten times smaller.
+	batch := func(impl string) int {
+		if impl == implEtcd {
+			return max(cfg.uncOps/10, 5)
+		}
+		return cfg.uncOps
+	}
+	prog("uncontended: %d rounds of %d ops (etcd: %d)", cfg.uncRounds, cfg.uncOps, batch(implEtcd))
 	ops := map[string]*op{}
 	for _, impl := range uncImpls {
-		o, err := newOp(impl, base)
+		o, err := newOp(impl, base, etcdURL)
 		if err != nil {
 			return nil, err
 		}
 		defer o.close()
-		for range max(cfg.uncOps/10, 5) { // warm up; dlock creates its directory here
+		for range max(batch(impl)/10, 5) { // warm up; dlock creates its directory here
 			if err := o.run(); err != nil {
 				return nil, fmt.Errorf("%s: %w", impl, err)
 			}
@@ -105,20 +143,20 @@ func run(cfg config) (*report, error) {
 	}
 	for r := range cfg.uncRounds {
 		for _, impl := range rotate(uncImpls, r) {
-			o := ops[impl]
+			o, n := ops[impl], batch(impl)
 			start := time.Now()
-			for range cfg.uncOps {
+			for range n {
 				if err := o.run(); err != nil {
 					return nil, fmt.Errorf("%s: %w", impl, err)
 				}
 			}
-			s.add("uncontended_ns", impl, "ns", float64(time.Since(start).Nanoseconds())/float64(cfg.uncOps))
+			s.add("uncontended_ns", impl, "ns", float64(time.Since(start).Nanoseconds())/float64(n))
 		}
 	}
 
-	impls := contendedImpls()
-	if cfg.impls != "" {
-		impls = slices.DeleteFunc(impls, func(s string) bool { return !slices.Contains(strings.Split(cfg.impls, ","), s) })
+	handoffImpls := impls
+	if useEtcd {
+		handoffImpls = append(slices.Clip(impls), implEtcd)
 	}
 	lockPath := func(what, impl string, n int) string {
 		return filepath.Join(base, fmt.Sprintf("%s-%d-%s", what, n, impl))
@@ -133,13 +171,13 @@ func run(cfg config) (*report, error) {
 	// Handoff latency and throughput.
 	for r := range cfg.rounds {
 		for _, n := range cfg.handoffN {
-			for _, impl := range rotate(impls, r) {
+			for _, impl := range rotate(handoffImpls, r) {
 				if !cfg.runs("handoff") {
 					break
 				}
 				prog("round %d/%d: handoff, %d processes, %s", r+1, cfg.rounds, n, impl)
 				t := trial{impl: impl, path: lockPath("handoff", impl, n), mode: modeBaton, n: n,
-					hold: cfg.hold, warm: cfg.warm, warn: warn, dur: cfg.dur}
+					hold: cfg.hold, warm: cfg.warm, warn: warn, dur: cfg.dur, etcd: etcdURL}
 				if cfg.profile != "" && r == 0 {
 					t.profile = cfg.profile
 				}
@@ -261,7 +299,7 @@ func run(cfg config) (*report, error) {
 	}
 
 	for _, m := range s.order {
-		for _, impl := range append(uncImpls, implDlockPoll) {
+		for _, impl := range []string{implDlock, implDlockPoll, implFlock, implFlockFD, implFloor, implFloorMkdir, implEtcd} {
 			v, ok := s.vals[[2]string{m, impl}]
 			if !ok {
 				continue

@@ -22,6 +22,7 @@ type trial struct {
 	warm    time.Duration
 	dur     time.Duration
 	profile string // directory for per-worker CPU profiles, or ""
+	etcd    string // etcd's client URL, for the etcd implementation
 	warn    func(format string, args ...any)
 }
 
@@ -51,7 +52,7 @@ func (t trial) run() ([]workerResult, error) {
 	outs := make([]*bytes.Buffer, t.n)
 	errs := make([]*bytes.Buffer, t.n)
 	for i := range t.n {
-		job := workerJob{Impl: t.impl, Path: t.path, Shm: shmPath, Index: i, Mode: t.mode, Hold: t.hold}
+		job := workerJob{Impl: t.impl, Path: t.path, Shm: shmPath, Index: i, Mode: t.mode, Hold: t.hold, Etcd: t.etcd}
 		if t.idle {
 			job.Mode, job.WaitHeld = modeSpin, true
 			if i == 0 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"runtime/pprof"
 	"sync/atomic"
@@ -31,6 +32,7 @@ type workerJob struct {
 	Hold     time.Duration
 	WaitHeld bool   // start only once the "hold" worker holds the lock
 	Profile  string // write a CPU profile of the measuring window here
+	Etcd     string // etcd's client URL, for the etcd implementation
 }
 
 type workerResult struct {
@@ -68,9 +70,12 @@ func runWorker(job workerJob, res *workerResult) error {
 		return err
 	}
 	defer s.close()
-	l, err := newLocker(job.Impl, job.Path)
+	l, err := newLocker(job.Impl, job.Path, job.Etcd)
 	if err != nil {
 		return err
+	}
+	if c, ok := l.(io.Closer); ok {
+		defer c.Close()
 	}
 	if w, err := fsnotify.NewWatcher(); err != nil {
 		res.NoWatch = true
