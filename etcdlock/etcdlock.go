@@ -574,12 +574,26 @@ func (l *Lock) wait(ctx, rpcCtx context.Context, a *acquisition, holder dlock.Ho
 		deleted, err := func() (bool, error) {
 			wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(rpcCtx))
 			defer cancel()
-			wch := c.Watch(wctx, string(pred[0].Key), clientv3.WithRev(resp.Header.Revision+1), clientv3.WithFilterPut())
+			// Watch from now, then look: a watch that starts at a past
+			// revision joins etcd's unsynced watchers, which are caught up
+			// only every 100 ms (the new holder's value rewrite has
+			// usually moved the revision on since our read).
+			wch := c.Watch(wctx, string(pred[0].Key), clientv3.WithCreatedNotify(), clientv3.WithFilterPut())
 			for {
 				select {
 				case wr, ok := <-wch:
 					if !ok || wr.Err() != nil {
 						return false, nil // look again
+					}
+					if wr.Created {
+						g, err := c.Get(wctx, string(pred[0].Key), clientv3.WithCountOnly())
+						if err != nil {
+							return false, nil // look again
+						}
+						if g.Count == 0 {
+							return true, nil // gone before the watch began
+						}
+						continue
 					}
 					for _, ev := range wr.Events {
 						if ev.Type == mvccpb.DELETE {
