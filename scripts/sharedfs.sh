@@ -121,6 +121,14 @@ ensure_packages() {
 	fi
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" \
 		>"$state/apt.log" 2>&1 || rc=$?
+	if [ $rc -ne 0 ]; then
+		# a fresh machine may have no package lists yet
+		say "apt-get install failed; running apt-get update and trying again"
+		rc=0
+		apt-get update >>"$state/apt.log" 2>&1 &&
+			DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" \
+				>>"$state/apt.log" 2>&1 || rc=$?
+	fi
 	[ $created_policy -eq 0 ] || rm -f /usr/sbin/policy-rc.d
 	if [ $rc -ne 0 ]; then
 		tail -n 5 "$state/apt.log" >&2
