@@ -222,7 +222,7 @@ func (l *Lock) Lock(ctx context.Context) error {
 	}
 	defer l.end()
 	start := l.cfg.clock.Now()
-	ok, seen, err := l.try()
+	ok, seen, _, err := l.try()
 	switch {
 	case ok || err != nil:
 		return err
@@ -251,16 +251,7 @@ func (l *Lock) waitSpec() waitSpec {
 		blocked:  l.testBlocked,
 		busy:     l.busyError,
 		hint:     l.hint,
-		try: func() (bool, entry, time.Time, error) {
-			l.mu.Lock()
-			defer l.mu.Unlock()
-			ok, seen, err := l.attempt()
-			if ok || err != nil {
-				return ok, seen, time.Time{}, err
-			}
-			at, _ := l.staleAt(l.cfg.clock.Now(), seen)
-			return false, seen, at, nil
-		},
+		try:      l.try,
 	}
 }
 
@@ -290,7 +281,7 @@ func (l *Lock) TryLock() (bool, error) {
 		return false, err
 	}
 	defer l.end()
-	ok, _, err := l.try()
+	ok, _, _, err := l.try()
 	return ok, err
 }
 
@@ -369,7 +360,7 @@ func (l *Lock) end() {
 	l.mu.Unlock()
 }
 
-func (l *Lock) try() (bool, entry, error) {
+func (l *Lock) try() (bool, entry, time.Time, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.attempt()

@@ -218,9 +218,10 @@ func removeEmpty(path string) error {
 	return fmt.Errorf("dlock: removing empty lock directory %s: %w", path, err)
 }
 
-// attempt makes one try at acquiring the lock. It returns the entry seen
-// when another holds it. Called with l.mu held.
-func (l *Lock) attempt() (ok bool, seen entry, err error) {
+// attempt makes one try at acquiring the lock. When another holds it, it
+// returns the entry seen and when that holder becomes stale. Called with
+// l.mu held.
+func (l *Lock) attempt() (ok bool, seen entry, staleAt time.Time, err error) {
 	now := l.cfg.clock.Now()
 	token := newToken()
 	// Fast path: the free entry this Lock released last is likely still
@@ -229,16 +230,16 @@ func (l *Lock) attempt() (ok bool, seen entry, err error) {
 		e := l.lastFree
 		l.lastFree = entry{}
 		if ok, err := l.take(e, token, now, false); ok || err != nil {
-			return ok, entry{}, err
+			return ok, entry{}, time.Time{}, err
 		}
 	}
 	for range 4 {
 		st, err := readState(l.path)
-		if err != nil {
-			return false, entry{}, err
+		if err == nil {
+			err = st.check(l.path)
 		}
-		if err := st.check(l.path); err != nil {
-			return false, entry{}, err
+		if err != nil {
+			return false, entry{}, time.Time{}, err
 		}
 		switch {
 		case st.missing:
@@ -249,39 +250,39 @@ func (l *Lock) attempt() (ok bool, seen entry, err error) {
 				if created {
 					l.acquired(epoch, token, name, now, "created")
 				}
-				return created, entry{}, err
+				return created, entry{}, time.Time{}, err
 			}
 		case st.entries == 0:
 			// An empty directory: unknown holder (invariant 4).
 			e := entry{name: "", holder: Holder{Unknown: true}}
 			if at, _ := l.staleAt(now, e); now.Before(at) {
-				return false, e, nil
+				return false, e, at, nil
 			}
 			l.logWarn("removing empty lock directory", "unchanged for", l.cfg.timeout)
 			if err := removeEmpty(l.path); err != nil {
-				return false, entry{}, err
+				return false, entry{}, time.Time{}, err
 			}
 		case st.e.free:
 			if ok, err := l.take(st.e, token, now, false); ok || err != nil {
-				return ok, entry{}, err
+				return ok, entry{}, time.Time{}, err
 			}
 		default:
 			at, why := l.staleAt(now, st.e)
 			if now.Before(at) {
-				return false, st.e, nil
+				return false, st.e, at, nil
 			}
 			if ok, err := l.take(st.e, token, now, true); ok || err != nil {
 				if ok {
 					l.logWarn("reclaimed lock", "reason", why, "from", st.e.holder.String(), "entry", st.e.name)
 				}
-				return ok, entry{}, err
+				return ok, entry{}, time.Time{}, err
 			}
 		}
 	}
-	// Four listings each raced with another process: report busy with
-	// whatever is there now; the caller waits and tries again.
+	// Four listings each raced with another process: report busy; the
+	// caller waits and tries again.
 	st, err := readState(l.path)
-	return false, st.e, err
+	return false, st.e, time.Time{}, err
 }
 
 // take moves the free or stale entry e to a new held entry of ours

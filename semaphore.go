@@ -315,12 +315,5 @@ func (l *Lock) tryOnce() (bool, entry, time.Time, error) {
 		return false, entry{}, time.Time{}, err
 	}
 	defer l.end()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	ok, seen, err := l.attempt()
-	if ok || err != nil {
-		return ok, seen, time.Time{}, err
-	}
-	at, _ := l.staleAt(l.cfg.clock.Now(), seen)
-	return false, seen, at, nil
+	return l.try()
 }
