@@ -22,6 +22,16 @@ func readNames(path string) ([]string, error) {
 	return f.Readdirnames(-1)
 }
 
+// isRealDir reports whether path is a directory, not following a symlink
+// there. (A raw lstat: os.Lstat's FileInfo costs as much again.)
+func isRealDir(path string) (bool, error) {
+	var st unix.Stat_t
+	if err := unix.Lstat(path, &st); err != nil {
+		return false, &os.PathError{Op: "lstat", Path: path, Err: err}
+	}
+	return st.Mode&unix.S_IFMT == unix.S_IFDIR, nil
+}
+
 // renameEntry renames one state entry to a name that was never used in the
 // lock directory (see protocol.go). It does not Lstat the target first as
 // os.Rename does: the kernel's answer is the compare-and-swap.

@@ -30,3 +30,13 @@ func renameEntry(from, to string) error { return os.Rename(from, to) }
 
 // renameExclusive: MoveFileEx already refuses an existing directory.
 func renameExclusive(from, to string) error { return os.Rename(from, to) }
+
+// isRealDir reports whether path is a directory, not following a symlink
+// (or junction) there.
+func isRealDir(path string) (bool, error) {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return false, err
+	}
+	return fi.IsDir() && fi.Mode()&os.ModeSymlink == 0, nil
+}

@@ -150,13 +150,17 @@ func (st dirState) check(path string) error {
 // directory that is not the lock. (Whoever can swap dir can break the
 // lock anyway; this keeps dlock from acting on their target.)
 func move(dir, from, to string) error {
-	if fi, err := os.Lstat(dir); err != nil || !fi.IsDir() {
+	if isDir, err := isRealDir(dir); err != nil || !isDir {
 		if err == nil || errors.Is(err, fs.ErrNotExist) {
 			return errGone
 		}
 		return err
 	}
-	src, dst := filepath.Join(dir, from), filepath.Join(dir, to)
+	// dir is absolute and clean (New made it so) and entry names have no
+	// separator: plain concatenation, not filepath.Join's Clean, on this
+	// hot path.
+	sep := string(os.PathSeparator)
+	src, dst := dir+sep+from, dir+sep+to
 	err := renameEntry(src, dst)
 	if err == nil {
 		return nil
