@@ -278,13 +278,22 @@ func childCmd(t *testing.T, role string, env ...string) *exec.Cmd {
 }
 
 func TestProcessesCountExactly(t *testing.T) {
-	const procs, rounds = 8, 150
 	dir := t.TempDir()
 	path := filepath.Join(dir, "lock")
-	os.WriteFile(filepath.Join(dir, "counter"), []byte("0"), 0o644)
+	countTogether(t, []string{path, path, path, path, path, path, path, path}, dir, 150)
+}
+
+// countTogether runs a counter process per lock path (one lock seen by
+// several paths, or the same path over and over), each doing rounds of a
+// non-atomic read-modify-write of data/counter, and checks that no update
+// was lost. env goes to every process.
+func countTogether(t *testing.T, paths []string, data string, rounds int, env ...string) {
+	t.Helper()
+	os.WriteFile(filepath.Join(data, "counter"), []byte("0"), 0o644)
 	var cmds []*exec.Cmd
-	for i := 0; i < procs; i++ {
-		cmd := childCmd(t, "counter", "DLOCK_PATH="+path, "DLOCK_DATA="+dir, "DLOCK_ROUNDS="+strconv.Itoa(rounds))
+	for _, p := range paths {
+		cmd := childCmd(t, "counter", append([]string{"DLOCK_PATH=" + p, "DLOCK_DATA=" + data,
+			"DLOCK_ROUNDS=" + strconv.Itoa(rounds)}, env...)...)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -292,12 +301,12 @@ func TestProcessesCountExactly(t *testing.T) {
 	}
 	for i, cmd := range cmds {
 		if err := cmd.Wait(); err != nil {
-			t.Errorf("process %d: %v", i, err)
+			t.Errorf("process %d (%s): %v", i, paths[i], err)
 		}
 	}
-	b, _ := os.ReadFile(filepath.Join(dir, "counter"))
-	if got := string(b); got != strconv.Itoa(procs*rounds) {
-		t.Fatalf("counter = %s, want %d: updates were lost", got, procs*rounds)
+	want := len(paths) * rounds
+	if b, _ := os.ReadFile(filepath.Join(data, "counter")); string(b) != strconv.Itoa(want) {
+		t.Fatalf("counter = %s, want %d: updates were lost", b, want)
 	}
 }
 

@@ -7,9 +7,7 @@ import (
 	"errors"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -102,34 +100,15 @@ func TestSharedFSFlockDoesNotExclude(t *testing.T) {
 func TestSharedFSCounter(t *testing.T) {
 	fs := needSharedFS(t)
 	d1, d2 := fs.dirs(t)
-	data := t.TempDir()
-	os.WriteFile(filepath.Join(data, "counter"), []byte("0"), 0o644)
 	procs, rounds := 6, 30
 	if fs.cached {
 		procs, rounds = 4, 4 // a release may take the other mount ~20 s to see
 	}
-	var cmds []*exec.Cmd
-	for i := 0; i < procs; i++ {
-		dir := d1
-		if i%2 == 1 {
-			dir = d2
-		}
-		cmd := childCmd(t, "counter", "DLOCK_PATH="+filepath.Join(dir, "lock"), "DLOCK_DATA="+data,
-			"DLOCK_ROUNDS="+strconv.Itoa(rounds), "DLOCK_TIMEOUT="+fs.timeout.String())
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		cmds = append(cmds, cmd)
+	var paths []string
+	for i := range procs {
+		paths = append(paths, filepath.Join([]string{d1, d2}[i%2], "lock"))
 	}
-	for i, cmd := range cmds {
-		if err := cmd.Wait(); err != nil {
-			t.Errorf("process %d: %v", i, err)
-		}
-	}
-	b, _ := os.ReadFile(filepath.Join(data, "counter"))
-	if string(b) != strconv.Itoa(procs*rounds) {
-		t.Fatalf("counter = %s, want %d", b, procs*rounds)
-	}
+	countTogether(t, paths, t.TempDir(), rounds, "DLOCK_TIMEOUT="+fs.timeout.String())
 }
 
 // A holder on mount 1 stopped past its TIMEOUT is reclaimed by a waiter on

@@ -1,3 +1,5 @@
+//go:build !unix
+
 package dlock
 
 import (
@@ -6,8 +8,8 @@ import (
 )
 
 // readNames lists the directory at path, refusing a symlink or junction
-// there (Windows has no O_NOFOLLOW for directories; the check and the open
-// are two steps).
+// there (without O_NOFOLLOW for directories, the check and the open are two
+// steps).
 func readNames(path string) ([]string, error) {
 	fi, err := os.Lstat(path)
 	if err != nil {
@@ -24,11 +26,12 @@ func readNames(path string) ([]string, error) {
 	return f.Readdirnames(-1)
 }
 
-// renameEntry renames one state entry. MoveFileEx never replaces an
-// existing directory.
+// renameEntry renames one state entry. os.Rename refuses an existing
+// directory here (Windows' MoveFileEx never replaces one).
 func renameEntry(from, to string) error { return os.Rename(from, to) }
 
-// renameExclusive: MoveFileEx already refuses an existing directory.
+// renameExclusive is renameEntry: os.Rename already refuses an existing
+// directory target.
 func renameExclusive(from, to string) error { return os.Rename(from, to) }
 
 // isRealDir reports whether path is a directory, not following a symlink
