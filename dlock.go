@@ -98,10 +98,13 @@ type Lock struct {
 	// Holder processes last found alive, and when.
 	alive [8]aliveAt
 
-	// Test hooks: called when a waiter is about to block, and after each
-	// heartbeat.
+	// Test hooks: called when a waiter is about to block, after each
+	// heartbeat, and at steps of an attempt ("look": the clock is read,
+	// the lock not yet listed; "taken": an acquiring rename just done),
+	// where a test plays a paused process.
 	testBlocked func()
 	testBeat    func()
+	testStep    func(step string)
 }
 
 type config struct {

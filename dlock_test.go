@@ -255,6 +255,92 @@ func TestReclaimExactlyAtHolderTimeout(t *testing.T) {
 
 // The same judgement, made by TryLock calls of a fresh Lock: the record's
 // refresh time alone decides, to the nanosecond.
+// A waiter paused after reading its clock and before listing the lock
+// sees, after the pause, a new holder's fresh entry. It must count that
+// entry as seen from the listing on, not from before the pause: the chaos
+// test caught a reclaim of a live holder, 14 ms after it acquired, by a
+// waiter that had been stopped there for a second.
+func TestPauseBeforeListingDoesNotAgeWhatIsSeen(t *testing.T) {
+	r := newRig(t)
+	old, waiter := r.lock(), r.lock()
+	mustLock(t, old)
+	var fresh *Lock
+	waiter.testStep = func(step string) {
+		if step != "look" || fresh != nil {
+			return
+		}
+		// Paused for twice TIMEOUT; meanwhile the lock changed hands.
+		r.clk.Add(2 * DefaultTimeout)
+		if err := old.Unlock(); err != nil {
+			t.Error(err)
+		}
+		fresh = r.lock()
+		mustLock(t, fresh)
+	}
+	for i := range 2 {
+		if ok, err := waiter.TryLock(); ok || err != nil {
+			t.Fatalf("TryLock %d after the pause = %v, %v: it took the lock from a holder that acquired it just now", i, ok, err)
+		}
+	}
+	if err := fresh.Unlock(); err != nil {
+		t.Fatalf("the fresh holder's Unlock: %v", err)
+	}
+}
+
+// A Lock paused right after its acquiring rename has an entry older than
+// it thinks. Past the refresh interval it refreshes the entry before Lock
+// returns; if the entry was reclaimed meanwhile, it does not hold the lock.
+func TestPauseWhileAcquiringRefreshesOrGivesUp(t *testing.T) {
+	t.Run("refreshed", func(t *testing.T) {
+		r := newRig(t)
+		l := r.lock()
+		mustLock(t, l)
+		if err := l.Unlock(); err != nil {
+			t.Fatal(err)
+		}
+		l.testStep = func(step string) {
+			if step == "taken" {
+				r.clk.Add(l.cfg.refresh)
+			}
+		}
+		mustLock(t, l)
+		e := parseEntry(r.entryName())
+		if e.holder.Sequence != 1 || !e.holder.Beat.Equal(r.clk.Now()) {
+			t.Fatalf("entry %s: want it refreshed (seq 1, beat %v)", e.name, r.clk.Now())
+		}
+		if err := l.Unlock(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("taken over", func(t *testing.T) {
+		r := newRig(t)
+		l, other := r.lock(), r.lock()
+		mustLock(t, l)
+		if err := l.Unlock(); err != nil {
+			t.Fatal(err)
+		}
+		l.testStep = func(step string) {
+			if step != "taken" {
+				return
+			}
+			l.testStep = nil
+			r.clk.Add(DefaultTimeout)
+			if ok, err := other.TryLock(); !ok || err != nil {
+				t.Errorf("the other Lock's TryLock = %v, %v; want it to reclaim the stale entry", ok, err)
+			}
+		}
+		if ok, err := l.TryLock(); ok || err != nil {
+			t.Fatalf("TryLock = %v, %v; want false: the entry was reclaimed before it returned", ok, err)
+		}
+		if err := l.Unlock(); !errors.Is(err, ErrNotHeld) {
+			t.Fatalf("Unlock = %v, want ErrNotHeld", err)
+		}
+		if err := other.Unlock(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
 func TestTryLockReclaimsAtTimeout(t *testing.T) {
 	r := newRig(t)
 	a := r.lock(WithTimeout(time.Second))

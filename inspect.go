@@ -121,7 +121,6 @@ func (l *Lock) Break(force bool) (Status, error) {
 	if err != nil {
 		return before, err
 	}
-	now := l.cfg.clock.Now()
 	switch {
 	case st.missing || st.e.free:
 		return before, nil // released meanwhile
@@ -133,7 +132,7 @@ func (l *Lock) Break(force bool) (Status, error) {
 		// holder, and the reclaim below acts on its newest name.)
 		return before, fmt.Errorf("dlock: not breaking %s: %w: it changed hands while we looked (now %s)", l.path, ErrBusy, st.e.holder)
 	}
-	ok, err := l.take(st.e, newToken(), now, true)
+	ok, err := l.take(st.e, newToken(), true)
 	if err != nil {
 		return before, err
 	}

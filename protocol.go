@@ -228,17 +228,24 @@ func removeEmpty(path string) error {
 func (l *Lock) attempt() (ok bool, seen entry, staleAt time.Time, err error) {
 	now := l.cfg.clock.Now()
 	token := newToken()
+	if l.testStep != nil {
+		l.testStep("look")
+	}
 	// Fast path: the free entry this Lock released last is likely still
 	// there; trying it costs one rename instead of a listing.
 	if l.lastFree.name != "" {
 		e := l.lastFree
 		l.lastFree = entry{}
-		if ok, err := l.take(e, token, now, false); ok || err != nil {
+		if ok, err := l.take(e, token, false); ok || err != nil {
 			return ok, entry{}, time.Time{}, err
 		}
 	}
 	for range 4 {
 		st, err := readState(l.path)
+		// What the listing shows was there when it ended: an entry seen
+		// is seen from then on, not from before the listing (a pause
+		// there must not age it).
+		seenAt := l.cfg.clock.Now()
 		if err == nil {
 			err = st.check(l.path)
 		}
@@ -247,19 +254,21 @@ func (l *Lock) attempt() (ok bool, seen entry, staleAt time.Time, err error) {
 		}
 		switch {
 		case st.missing:
+			now := l.cfg.clock.Now()
 			epoch := uint64(now.UnixNano()) // fences never go back, even if PATH was deleted
 			name := heldName(epoch, token, 0, now, now, l.cfg.timeout)
 			created, err := create(l.path, name, token, l.cfg.perm)
 			if err != nil || created {
 				if created {
 					l.acquired(epoch, token, name, now, "created")
+					created = l.confirm(now)
 				}
 				return created, entry{}, time.Time{}, err
 			}
 		case st.entries == 0:
 			// An empty directory: unknown holder (invariant 4).
 			e := entry{name: "", holder: Holder{Unknown: true}}
-			if at, _ := l.staleAt(now, e); now.Before(at) {
+			if at, _ := l.staleAt(now, seenAt, e); now.Before(at) {
 				return false, e, at, nil
 			}
 			l.logWarn("removing empty lock directory", "unchanged for", l.cfg.timeout)
@@ -267,15 +276,15 @@ func (l *Lock) attempt() (ok bool, seen entry, staleAt time.Time, err error) {
 				return false, entry{}, time.Time{}, err
 			}
 		case st.e.free:
-			if ok, err := l.take(st.e, token, now, false); ok || err != nil {
+			if ok, err := l.take(st.e, token, false); ok || err != nil {
 				return ok, entry{}, time.Time{}, err
 			}
 		default:
-			at, why := l.staleAt(now, st.e)
+			at, why := l.staleAt(now, seenAt, st.e)
 			if now.Before(at) {
 				return false, st.e, at, nil
 			}
-			if ok, err := l.take(st.e, token, now, true); ok || err != nil {
+			if ok, err := l.take(st.e, token, true); ok || err != nil {
 				if ok {
 					l.logWarn("reclaimed lock", "reason", why, "from", st.e.holder.String(), "entry", st.e.name)
 				}
@@ -291,7 +300,9 @@ func (l *Lock) attempt() (ok bool, seen entry, staleAt time.Time, err error) {
 
 // take moves the free or stale entry e to a new held entry of ours
 // (acquire or reclaim). false, nil means another process moved e first.
-func (l *Lock) take(e entry, token string, now time.Time, reclaim bool) (bool, error) {
+// The new entry's times are read right before the rename.
+func (l *Lock) take(e entry, token string, reclaim bool) (bool, error) {
+	now := l.cfg.clock.Now()
 	epoch := e.epoch + 1
 	if e.holder.Unknown && !e.free {
 		epoch = max(uint64(now.UnixNano()), 1) // unknown epoch: seed afresh
@@ -299,17 +310,41 @@ func (l *Lock) take(e entry, token string, now time.Time, reclaim bool) (bool, e
 	name := heldName(epoch, token, 0, now, now, l.cfg.timeout)
 	switch err := move(l.path, e.name, name); {
 	case err == nil:
+		if l.testStep != nil {
+			l.testStep("taken")
+		}
 		how := "acquired"
 		if reclaim {
 			how = "reclaimed"
 		}
 		l.acquired(epoch, token, name, now, how)
-		return true, nil
+		return l.confirm(now), nil
 	case errors.Is(err, errGone):
 		return false, nil
 	default:
 		return false, fmt.Errorf("dlock: acquiring lock %s: %w", l.path, err)
 	}
+}
+
+// confirm is called right after an acquiring rename whose entry carries
+// the time now. If this process was paused between reading the clock and
+// the rename, others count the new entry as that much older, and may
+// reclaim it well before our first heartbeat: so it is refreshed at once.
+// If it is already gone, it was never ours to use: confirm reports false
+// and the attempt goes on. Called with l.mu held.
+func (l *Lock) confirm(now time.Time) bool {
+	late := l.cfg.clock.Since(now)
+	if late < l.cfg.refresh {
+		return true
+	}
+	err := l.refresh(l.cfg.clock.Now())
+	if errors.Is(err, errGone) {
+		l.held = false
+		l.timer.Stop()
+		l.logWarn("lock taken over while acquiring it", "paused for", late)
+		return false
+	}
+	return true // refreshed, or the heartbeat will retry
 }
 
 // staleAt returns when the entry e becomes reclaimable by this Lock, and
@@ -323,11 +358,14 @@ func (l *Lock) take(e entry, token string, now time.Time, reclaim bool) (bool, e
 //     cannot be parsed) is still reclaimed.
 //
 // A holder on this host whose process is gone is stale at once.
-func (l *Lock) staleAt(now time.Time, e entry) (time.Time, string) {
+//
+// now is when the attempt began, seenAt when the listing that showed e
+// ended.
+func (l *Lock) staleAt(now, seenAt time.Time, e entry) (time.Time, string) {
 	// A clock that went back restarts the observation: "seen unchanged
 	// for TIMEOUT" must be TIMEOUT of this clock going forward.
-	if !l.seen || l.seenName != e.name || now.Before(l.seenSince) {
-		l.seen, l.seenName, l.seenSince = true, e.name, now
+	if !l.seen || l.seenName != e.name || seenAt.Before(l.seenSince) {
+		l.seen, l.seenName, l.seenSince = true, e.name, seenAt
 	}
 	timeout := l.cfg.timeout
 	if !e.holder.Unknown {

@@ -264,9 +264,10 @@ func (rw *RWLock) tryRead() (bool, entry, time.Time, error) {
 	}
 	if !st.missing && st.entries == 1 && !st.e.free {
 		rw.writer.mu.Lock()
-		at, _ := rw.writer.staleAt(rw.cfg.clock.Now(), st.e)
+		now := rw.cfg.clock.Now()
+		at, _ := rw.writer.staleAt(now, now, st.e)
 		rw.writer.mu.Unlock()
-		if rw.cfg.clock.Now().Before(at) {
+		if now.Before(at) {
 			return false, st.e, at, nil
 		}
 	}
