@@ -3,6 +3,7 @@ package dlock
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -458,16 +459,172 @@ func TestContextEndsWait(t *testing.T) {
 // A release wakes a waiter through its fsnotify watch, with no clock
 // movement and no polling at all.
 func TestReleaseWakesWaiter(t *testing.T) {
-	r := newRig(t)
-	a, b := r.lock(), r.lock()
-	mustLock(t, a)
-	done := r.lockAsync(context.Background(), b)
-	if err := a.Unlock(); err != nil {
-		t.Fatal(err)
+	eachHub(t, func(t *testing.T) {
+		r := newRig(t)
+		a, b := r.lock(), r.lock()
+		mustLock(t, a)
+		done := r.lockAsync(context.Background(), b)
+		if err := a.Unlock(); err != nil {
+			t.Fatal(err)
+		}
+		if err := waitFor(t, done, "the watch to wake the waiter"); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// eachHub runs f with each watcher this OS can use: on Linux, inotify
+// itself and fsnotify (which the other systems use).
+func eachHub(t *testing.T, f func(t *testing.T)) {
+	saved := theHub
+	t.Cleanup(func() { theHub = saved })
+	for _, h := range []hub{newHub(), &fsnotifyHub{}} {
+		t.Run(fmt.Sprintf("%T", h)[len("*dlock."):], func(t *testing.T) {
+			theHub = h
+			f(t)
+		})
 	}
-	if err := waitFor(t, done, "the watch to wake the waiter"); err != nil {
-		t.Fatal(err)
-	}
+}
+
+// Waiters queue: each release wakes the first in line, and the next one
+// is woken by the first's leaving the queue, in arrival order. The mock
+// clock never moves, so no poll can stand in for a missed wake-up: every
+// acquisition here comes from a watch event.
+func TestWaitersWakeInArrivalOrder(t *testing.T) {
+	eachHub(t, func(t *testing.T) {
+		r := newRig(t)
+		holder := r.lock()
+		mustLock(t, holder)
+		var waiters []*Lock
+		var dones []<-chan error
+		for range 4 {
+			w := r.lock()
+			waiters, dones = append(waiters, w), append(dones, r.lockAsync(context.Background(), w))
+			r.clk.Add(time.Microsecond) // tickets sort by arrival time
+		}
+		if names, err := readNames(filepath.Join(r.path, queueDir)); err != nil || len(names) != len(waiters) {
+			t.Fatalf("queue holds %q (%v), want %d tickets", names, err, len(waiters))
+		}
+		prev := holder
+		for i, w := range waiters {
+			if err := prev.Unlock(); err != nil {
+				t.Fatal(err)
+			}
+			// Only waiter i can take it: the others wait for their turn.
+			if err := waitFor(t, dones[i], fmt.Sprintf("waiter %d to be woken in turn", i)); err != nil {
+				t.Fatal(err)
+			}
+			prev = w
+		}
+		if err := prev.Unlock(); err != nil {
+			t.Fatal(err)
+		}
+		if names, err := readNames(filepath.Join(r.path, queueDir)); err != nil || len(names) != 0 {
+			t.Fatalf("queue holds %q (%v) after every waiter left, want it empty", names, err)
+		}
+	})
+}
+
+// Waiters are woken by events even when the lock directory is removed
+// and made anew under them, or the watcher loses events: they watch
+// again and look again.
+func TestWaitersSurviveRemovedDirAndLostEvents(t *testing.T) {
+	eachHub(t, func(t *testing.T) {
+		for _, tc := range []struct {
+			name    string
+			disturb func(r *rig)
+		}{
+			{"lock directory removed", func(r *rig) {
+				// Moved away first, so that the removal cannot race with the
+				// waiters' queue and leave half a lock behind.
+				gone := r.path + ".gone"
+				if err := os.Rename(r.path, gone); err != nil {
+					r.t.Fatal(err)
+				}
+				if err := os.RemoveAll(gone); err != nil {
+					r.t.Fatal(err)
+				}
+			}},
+			{"events lost", func(*rig) { theHub.overflow() }},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				r := newRig(t)
+				holder := r.lock()
+				mustLock(t, holder)
+				a, b := r.lock(), r.lock()
+				doneA := r.lockAsync(context.Background(), a)
+				r.clk.Add(time.Microsecond)
+				doneB := r.lockAsync(context.Background(), b)
+				tc.disturb(r)
+				holder.Unlock() // ErrLost once the directory went
+				var first, second *Lock
+				var secondDone <-chan error
+				select {
+				case err := <-doneA:
+					first, second, secondDone = a, b, doneB
+					if err != nil {
+						t.Fatal(err)
+					}
+				case err := <-doneB:
+					first, second, secondDone = b, a, doneA
+					if err != nil {
+						t.Fatal(err)
+					}
+				case <-time.After(10 * time.Second):
+					t.Fatal("no waiter was woken")
+				}
+				if err := first.Unlock(); err != nil {
+					t.Fatal(err)
+				}
+				if err := waitFor(t, secondDone, "the second waiter"); err != nil {
+					t.Fatal(err)
+				}
+				second.Unlock()
+			})
+		}
+	})
+}
+
+// One process waits on more locks than it may have inotify instances (128
+// per user by default): the waits share one watcher, so every one of them
+// is still woken by an event, not by a poll.
+func TestManyWaitsShareOneWatcher(t *testing.T) {
+	eachHub(t, func(t *testing.T) {
+		const n = 200
+		dir := t.TempDir()
+		clk := clock.NewMock()
+		var holders, waiters []*Lock
+		var dones []chan error
+		for i := range n {
+			path := filepath.Join(dir, strconv.Itoa(i))
+			h, err := New(path, WithClock(clk), WithPollInterval(never))
+			if err != nil {
+				t.Fatal(err)
+			}
+			w, err := New(path, WithClock(clk), WithPollInterval(never))
+			if err != nil {
+				t.Fatal(err)
+			}
+			mustLock(t, h)
+			blocked := make(chan struct{}, 100)
+			w.testBlocked = func() { blocked <- struct{}{} }
+			done := make(chan error, 1)
+			go func() { done <- w.Lock(context.Background()) }()
+			waitFor(t, blocked, "a waiter to block")
+			holders, waiters, dones = append(holders, h), append(waiters, w), append(dones, done)
+		}
+		for _, h := range holders {
+			if err := h.Unlock(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i, done := range dones {
+			if err := waitFor(t, done, fmt.Sprintf("waiter %d", i)); err != nil {
+				t.Fatal(err)
+			}
+			waiters[i].Unlock()
+		}
+	})
 }
 
 func TestBadPathsFailAtOnce(t *testing.T) {

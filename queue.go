@@ -53,6 +53,9 @@ func (q *queue) target(now time.Time) string {
 	if q.dir == "" {
 		return q.lock
 	}
+	if q.ticket == "" && !q.join(now) { // join first: one listing then tells our place
+		return q.lock
+	}
 	for range 4 {
 		names, err := readNames(q.dir)
 		if err != nil {

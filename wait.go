@@ -4,11 +4,9 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"path/filepath"
 	"time"
 
 	"github.com/benbjohnson/clock"
-	"github.com/fsnotify/fsnotify"
 )
 
 // waitSpec is what a waiting acquisition needs: what to watch, and one
@@ -46,9 +44,7 @@ func wait(ctx context.Context, w waitSpec, start time.Time) error {
 		deadline = start.Add(w.patience)
 	}
 	wt := watch{}
-	// Closing a watcher waits for its reader goroutine: not on the way
-	// out of an acquisition.
-	defer func() { go wt.close() }()
+	defer wt.close()
 	if w.queue != nil {
 		defer w.queue.leave()
 	}
@@ -61,22 +57,41 @@ func wait(ctx context.Context, w waitSpec, start time.Time) error {
 		staleAt     time.Time
 		nextAttempt time.Time // when the next full poll is due
 		quick       bool      // woken only to check the holder's pid
+		first       bool      // first in line (or not queueing)
+		evented     bool      // woken by an event
 	)
 	for {
 		// Watch first, then look: a change between the two is then either
 		// seen by the look or delivered as an event.
 		paths := w.paths
 		if w.queue != nil {
-			paths = []string{w.queue.target(w.clock.Now())}
+			// Woken by an event while first in line: a hand-off, most
+			// likely. Try at once; the queue is listed again at the next
+			// timer (our place in it does not change by itself).
+			if first && evented && wt.watched {
+				paths = []string{w.queue.lock}
+			} else {
+				paths = []string{w.queue.target(w.clock.Now())}
+			}
 		}
+		evented = false
 		watching := wt.set(paths)
-		first := w.queue == nil || len(paths) == 1 && paths[0] == w.queue.lock
+		// The predecessor left between the listing and the watch: look
+		// again now rather than at the next poll.
+		for i := 0; !watching && w.queue != nil && paths[0] != w.queue.lock && i < 3; i++ {
+			paths = []string{w.queue.target(w.clock.Now())}
+			watching = wt.set(paths)
+		}
+		first = w.queue == nil || len(paths) == 1 && paths[0] == w.queue.lock
 		if !quick {
 			ok, e, at, err := w.try()
 			if ok || err != nil {
 				return err
 			}
 			seen, staleAt = e, at
+			if !watching && len(paths) > 0 && wt.set(paths) {
+				continue // watchable now (PATH was missing): look once more
+			}
 			poll := w.poll
 			if watching && w.local {
 				poll *= localPollFactor
@@ -134,104 +149,9 @@ func wait(ctx context.Context, w waitSpec, start time.Time) error {
 		case <-death.done():
 			death.close()
 			death = nil
-		case ev := <-wt.events():
-			wt.drain(ev, w.hint)
-		case <-wt.errors():
-			wt.drain(fsnotify.Event{}, nil)
+		case <-wt.events():
+			wt.drain(w.hint)
+			evented = true
 		}
-	}
-}
-
-// watch is one fsnotify watcher, made per wait (inotify instances are
-// scarce: 128 per user by default) and closed when the wait ends. If it
-// cannot be made, or a watched directory goes, waiting goes on by polling
-// alone and the watch is tried again at the next attempt.
-type watch struct {
-	w       *fsnotify.Watcher
-	paths   []string
-	watched bool // every one of paths is watched
-}
-
-// set makes the watch cover exactly paths, and reports whether it does.
-func (w *watch) set(paths []string) bool {
-	if len(paths) == 0 {
-		return false // watching is off
-	}
-	if w.watched && equalPaths(w.paths, paths) {
-		return true
-	}
-	if w.w == nil {
-		fw, err := fsnotify.NewWatcher()
-		if err != nil {
-			return false
-		}
-		w.w = fw
-	}
-	for _, p := range w.paths {
-		w.w.Remove(p)
-	}
-	w.paths, w.watched = append(w.paths[:0], paths...), true
-	for _, p := range paths {
-		if w.w.Add(p) != nil {
-			w.watched = false
-		}
-	}
-	return w.watched
-}
-
-func equalPaths(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
-func (w *watch) events() <-chan fsnotify.Event {
-	if w.w == nil {
-		return nil
-	}
-	return w.w.Events
-}
-
-func (w *watch) errors() <-chan error {
-	if w.w == nil {
-		return nil
-	}
-	return w.w.Errors
-}
-
-// drain consumes queued events and errors: one attempt answers them all.
-// An error (such as an inotify queue overflow) means "look again", which
-// the caller does anyway. hint is told the name each event carries.
-func (w *watch) drain(ev fsnotify.Event, hint func(string)) {
-	for {
-		if ev.Name != "" {
-			for _, p := range w.paths {
-				if ev.Name == p && ev.Has(fsnotify.Remove|fsnotify.Rename) {
-					w.watched = false // a watched directory went: watch anew
-				}
-			}
-			if hint != nil && ev.Has(fsnotify.Create) {
-				hint(filepath.Base(ev.Name))
-			}
-		}
-		select {
-		case ev = <-w.w.Events:
-		case <-w.w.Errors:
-			ev = fsnotify.Event{}
-		default:
-			return
-		}
-	}
-}
-
-func (w *watch) close() {
-	if w.w != nil {
-		w.w.Close()
 	}
 }

@@ -1,0 +1,122 @@
+package dlock
+
+import (
+	"slices"
+	"sync"
+)
+
+// The process's one watcher, shared by every wait.
+//
+// A watcher per wait would cost an inotify instance (128 per user by
+// default: the 129th waiter of a user would only poll), a reader
+// goroutine, and their set-up and tear-down on every contended Lock. So
+// one watcher, made at the first wait, serves the whole process: each
+// directory is watched once, however many waits subscribe to it, and the
+// watch is removed when its last subscriber leaves (so that a holder is
+// not woken by its own heartbeats and release). The watcher itself stays:
+// without watches it costs one descriptor and one parked goroutine.
+//
+// On Linux the watcher is inotify itself (watch_linux.go): it asks only
+// for the events waiting needs, and hands them to the waits without a
+// further goroutine. Elsewhere it is an fsnotify Watcher
+// (watch_fsnotify.go).
+
+// hub is the process's watcher.
+type hub interface {
+	// subscribe adds s to the subscribers of the directory at path,
+	// watching it if nobody did. It reports whether path is watched, and
+	// returns the function that ends the subscription.
+	subscribe(path string, s *watch) (cancel func(), ok bool)
+	// overflow tells every subscriber that events may have been lost.
+	overflow()
+}
+
+// theHub is this process's watcher: see newHub in watch_*.go.
+var theHub = newHub()
+
+// watch is one wait's subscription to the shared watcher. If a path
+// cannot be watched, or a watched one goes, the wait goes on by polling
+// and set watches anew at its next attempt.
+type watch struct {
+	c       chan struct{} // signalled when something happened
+	paths   []string
+	cancel  []func()
+	watched bool // every one of paths is watched
+
+	mu    sync.Mutex
+	names []string // names of entries created, for hints (a few)
+	gone  bool     // a watched path went away
+}
+
+// maxHints bounds the entry names kept between two looks.
+const maxHints = 8
+
+// notify records an event for s and wakes its wait. Called by the hub.
+func (s *watch) notify(name string, gone bool) {
+	s.mu.Lock()
+	if name != "" && len(s.names) < maxHints {
+		s.names = append(s.names, name)
+	}
+	s.gone = s.gone || gone
+	s.mu.Unlock()
+	select {
+	case s.c <- struct{}{}:
+	default: // already signalled
+	}
+}
+
+// set makes the watch cover exactly paths, and reports whether it does.
+func (s *watch) set(paths []string) bool {
+	if len(paths) == 0 {
+		return false // watching is off
+	}
+	s.mu.Lock()
+	gone := s.gone
+	s.gone = false
+	s.mu.Unlock()
+	if s.watched && !gone && slices.Equal(s.paths, paths) {
+		return true
+	}
+	if s.c == nil {
+		s.c = make(chan struct{}, 1)
+	}
+	s.close()
+	s.paths, s.watched = append(s.paths[:0], paths...), true
+	for _, p := range paths {
+		cancel, ok := theHub.subscribe(p, s)
+		if !ok {
+			s.watched = false
+			continue
+		}
+		s.cancel = append(s.cancel, cancel)
+	}
+	return s.watched
+}
+
+// events returns the channel signalled on changes; nil (never ready) when
+// nothing is watched.
+func (s *watch) events() <-chan struct{} {
+	return s.c
+}
+
+// drain takes the names of the entries created since the last drain and
+// passes them to hint (which may be nil). One attempt answers them all.
+func (s *watch) drain(hint func(string)) {
+	s.mu.Lock()
+	names := s.names
+	s.names = nil
+	s.mu.Unlock()
+	if hint != nil {
+		for _, n := range names {
+			hint(n)
+		}
+	}
+}
+
+// close ends the subscriptions.
+func (s *watch) close() {
+	for _, cancel := range s.cancel {
+		cancel()
+	}
+	s.paths, s.cancel, s.watched = s.paths[:0], s.cancel[:0], false
+}

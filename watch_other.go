@@ -1,0 +1,5 @@
+//go:build !linux
+
+package dlock
+
+func newHub() hub { return &fsnotifyHub{} }
