@@ -44,14 +44,25 @@ func wait(ctx context.Context, w waitSpec, start time.Time) error {
 		deadline = start.Add(w.patience)
 	}
 	wt := watch{}
-	defer wt.close()
-	if w.queue != nil {
-		defer w.queue.leave()
+	var death *deathWatch
+	// Leaving the queue (which wakes the next waiter), unwatching and
+	// closing the pidfd: after an acquisition, done in the background,
+	// so that Lock returns as soon as the lock is held.
+	leave := func() {
+		if w.queue != nil {
+			w.queue.leave()
+		}
+		wt.close()
+		death.close()
 	}
+	acquired := false
+	defer func() {
+		if !acquired {
+			leave()
+		}
+	}()
 	timer := w.clock.Timer(time.Hour)
 	defer timer.Stop()
-	var death *deathWatch
-	defer func() { death.close() }()
 	var (
 		seen        entry
 		staleAt     time.Time
@@ -85,7 +96,12 @@ func wait(ctx context.Context, w waitSpec, start time.Time) error {
 		first = w.queue == nil || len(paths) == 1 && paths[0] == w.queue.lock
 		if !quick {
 			ok, e, at, err := w.try()
-			if ok || err != nil {
+			if ok {
+				acquired = true
+				go leave()
+				return nil
+			}
+			if err != nil {
 				return err
 			}
 			seen, staleAt = e, at
