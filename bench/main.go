@@ -23,7 +23,7 @@ func main() {
 	asJSON := flag.Bool("json", false, "print the results as a JSON array")
 	dir := flag.String("dir", os.TempDir(), "directory (and so filesystem) to put the locks in")
 	svg := flag.String("svg", "", "write a bar chart of the ratios to this SVG file")
-	profile := flag.String("cpuprofile", "", "write CPU profiles of every worker of the herd and handoff trials to this directory")
+	profile := flag.String("cpuprofile", "", "write CPU profiles of every worker of the contended trials (first round) to this directory")
 	only := flag.String("only", "", "measure only these groups (comma-separated: uncontended,handoff,throughput,herd,idle)")
 	implList := flag.String("impls", "", "contended implementations to run (comma-separated; default all; leaving out etcd also leaves it out of uncontended)")
 	etcd := flag.Bool("etcd", true, "measure etcdlock too (uncontended and hand-off), against an etcd started in this process")

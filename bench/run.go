@@ -212,6 +212,9 @@ func run(cfg config) (*report, error) {
 				prog("round %d/%d: throughput, %d processes, %s", r+1, cfg.rounds, n, impl)
 				t := trial{impl: impl, path: lockPath("throughput", impl, n), mode: modeSpin, n: n,
 					warm: cfg.warm, warn: warn, dur: cfg.dur}
+				if cfg.profile != "" && r == 0 {
+					t.profile = cfg.profile
+				}
 				res, err := t.run()
 				if err != nil {
 					return nil, err
