@@ -91,6 +91,7 @@ type Lock struct {
 	timer   *clock.Timer
 
 	lastFree entry // the free entry we released last: tried first
+	event    entry // the newest state entry a watch event named, for tryEvent
 	// The entry this Lock has been seeing since seenSince (see staleAt).
 	seen      bool
 	seenName  string
@@ -255,6 +256,7 @@ func (l *Lock) waitSpec() waitSpec {
 		busy:     l.busyError,
 		hint:     l.hint,
 		try:      l.try,
+		tryEvent: l.tryEvent,
 	}
 }
 
@@ -266,14 +268,46 @@ func watchPaths(cfg config, paths ...string) []string {
 	return paths
 }
 
-// hint takes the name of a new entry from a watch event: a free entry is
-// tried first at the next attempt, saving a listing.
+// hint takes the name of a new entry from a watch event on PATH, in the
+// order of the events: the newest state entry is what tryEvent acts on.
 func (l *Lock) hint(name string) {
-	if e := parseEntry(name); e.free {
-		l.mu.Lock()
-		l.lastFree = e
-		l.mu.Unlock()
+	if !isStateName(name) {
+		return
 	}
+	e := parseEntry(name)
+	l.mu.Lock()
+	l.event = e
+	l.mu.Unlock()
+}
+
+// tryEvent is what the first waiter in line does when woken by events on
+// PATH, instead of an attempt that lists PATH: the events named the
+// newest entry. A free entry is taken (the same compare-and-swap as any
+// attempt). A held one is the new holder, whose staleness is judged as
+// if listed: but it is never reclaimed from here, only by an attempt
+// that lists. known is false when the events named no entry (then a full
+// attempt follows); seen is zero when the free entry was taken by
+// another first (its new entry comes with the next event).
+func (l *Lock) tryEvent() (ok bool, seen entry, staleAt time.Time, known bool, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e := l.event
+	l.event = entry{}
+	switch {
+	case e.name == "" || e.holder.Unknown && !e.free:
+		return false, entry{}, time.Time{}, false, nil
+	case e.free:
+		ok, err := l.take(e, newToken(), false)
+		return ok, entry{}, time.Time{}, true, err
+	}
+	// The event came after the entry was made: it was there when the
+	// event was read, which is before now.
+	now := l.cfg.clock.Now()
+	at, _ := l.staleAt(now, now, e)
+	if !now.Before(at) {
+		return false, entry{}, time.Time{}, false, nil // stale: an attempt reclaims it
+	}
+	return false, e, at, true, nil
 }
 
 // TryLock makes one attempt to acquire the lock, reclaiming it if it is

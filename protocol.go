@@ -228,6 +228,7 @@ func removeEmpty(path string) error {
 func (l *Lock) attempt() (ok bool, seen entry, staleAt time.Time, err error) {
 	now := l.cfg.clock.Now()
 	token := newToken()
+	l.event = entry{} // a look supersedes what events said
 	if l.testStep != nil {
 		l.testStep("look")
 	}

@@ -22,6 +22,9 @@ type waitSpec struct {
 	poll     time.Duration
 	try      func() (ok bool, seen entry, staleAt time.Time, err error)
 	hint     func(name string) // told the names events carry; may be nil
+	// tryEvent, if not nil, replaces try for the first in line woken by
+	// events: see Lock.tryEvent.
+	tryEvent func() (ok bool, seen entry, staleAt time.Time, known bool, err error)
 	blocked  func()            // test hook; may be nil
 	busy     func(seen entry, start time.Time) error
 }
@@ -85,7 +88,6 @@ func wait(ctx context.Context, w waitSpec, start time.Time) error {
 				paths = []string{w.queue.target(w.clock.Now())}
 			}
 		}
-		evented = false
 		watching := wt.set(paths)
 		// The predecessor left between the listing and the watch: look
 		// again now rather than at the next poll.
@@ -94,6 +96,25 @@ func wait(ctx context.Context, w waitSpec, start time.Time) error {
 			watching = wt.set(paths)
 		}
 		first = w.queue == nil || len(paths) == 1 && paths[0] == w.queue.lock
+		hinted := evented && first && watching
+		evented = false
+		if !quick && hinted && w.tryEvent != nil {
+			ok, e, at, known, err := w.tryEvent()
+			if ok {
+				acquired = true
+				go leave()
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if known {
+				quick = true // no attempt: the events told what it would
+				if e.name != "" {
+					seen, staleAt = e, at
+				}
+			}
+		}
 		if !quick {
 			ok, e, at, err := w.try()
 			if ok {
@@ -166,8 +187,7 @@ func wait(ctx context.Context, w waitSpec, start time.Time) error {
 			death.close()
 			death = nil
 		case <-wt.events():
-			wt.drain(w.hint)
-			evented = true
+			evented = wt.drain(w.hint)
 		}
 	}
 }

@@ -44,7 +44,8 @@ type watch struct {
 	watched bool // every one of paths is watched
 
 	mu    sync.Mutex
-	names []string // names of entries created, for hints (a few)
+	names []string // names of entries created, for hints (the newest few)
+	over  bool     // names were dropped
 	gone  bool     // a watched path went away
 }
 
@@ -54,7 +55,10 @@ const maxHints = 8
 // notify records an event for s and wakes its wait. Called by the hub.
 func (s *watch) notify(name string, gone bool) {
 	s.mu.Lock()
-	if name != "" && len(s.names) < maxHints {
+	if name != "" {
+		if len(s.names) == maxHints {
+			s.names, s.over = s.names[1:], true // keep the newest
+		}
 		s.names = append(s.names, name)
 	}
 	s.gone = s.gone || gone
@@ -100,17 +104,21 @@ func (s *watch) events() <-chan struct{} {
 }
 
 // drain takes the names of the entries created since the last drain and
-// passes them to hint (which may be nil). One attempt answers them all.
-func (s *watch) drain(hint func(string)) {
+// passes them to hint (which may be nil), oldest first. One attempt
+// answers them all. It reports whether the events are all there were:
+// false if a watched path went or events were lost (then names may be
+// missing).
+func (s *watch) drain(hint func(string)) bool {
 	s.mu.Lock()
-	names := s.names
-	s.names = nil
+	names, gone, over := s.names, s.gone, s.over
+	s.names, s.over = nil, false
 	s.mu.Unlock()
 	if hint != nil {
 		for _, n := range names {
 			hint(n)
 		}
 	}
+	return !gone && !over
 }
 
 // close ends the subscriptions.
