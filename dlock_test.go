@@ -522,6 +522,36 @@ func TestWaitersWakeInArrivalOrder(t *testing.T) {
 	})
 }
 
+// The first waiter learns a new holder from the event that names its
+// entry, without listing: it then wakes when that holder turns stale by
+// the holder's own (here shorter) TIMEOUT, and reclaims it.
+func TestFirstWaiterLearnsNewHolderFromEvent(t *testing.T) {
+	eachHub(t, func(t *testing.T) {
+		r := newRig(t)
+		holder, waiter := r.lock(), r.lock()
+		mustLock(t, holder)
+		done := r.lockAsync(context.Background(), waiter)
+		// The lock passes, in one rename, to a holder on another host
+		// with a TIMEOUT of 1s.
+		now := r.clk.Now()
+		next := formatHeld(holder.Fence()+1, newToken(), 0, now, now, time.Second,
+			identity{pid: 4242, hostID: "e1", host: "elsewhere"})
+		if err := os.Rename(filepath.Join(r.path, r.entryName()), filepath.Join(r.path, next)); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, hooks[waiter].blocked, "the waiter to take in the event")
+		notYet(t, done, "before the new holder's TIMEOUT")
+		r.clk.Add(time.Second)
+		if err := waitFor(t, done, "the reclaim at the new holder's TIMEOUT"); err != nil {
+			t.Fatal(err)
+		}
+		if f := waiter.Fence(); f != holder.Fence()+2 {
+			t.Fatalf("waiter's fence %d, want %d", f, holder.Fence()+2)
+		}
+		waiter.Unlock()
+	})
+}
+
 // Waiters are woken by events even when the lock directory is removed
 // and made anew under them, or the watcher loses events: they watch
 // again and look again.

@@ -159,11 +159,16 @@ func wait(ctx context.Context, w waitSpec, start time.Time) error {
 		if checkPid {
 			next = w.poll
 		}
-		if staleAt.After(now) && staleAt.Sub(now) < next {
+		if !staleAt.IsZero() && staleAt.Sub(now) < next {
 			next = staleAt.Sub(now)
 		}
 		if !deadline.IsZero() && deadline.Sub(now) < next {
 			next = deadline.Sub(now)
+		}
+		if next <= 0 {
+			// The holder turned stale since it was judged, or the poll is
+			// due: attempt now.
+			continue
 		}
 		if !timer.Stop() {
 			select {
