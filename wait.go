@@ -25,7 +25,7 @@ type waitSpec struct {
 	// tryEvent, if not nil, replaces try for the first in line woken by
 	// events: see Lock.tryEvent.
 	tryEvent func() (ok bool, seen entry, staleAt time.Time, known bool, err error)
-	blocked  func()            // test hook; may be nil
+	blocked  func() // test hook; may be nil
 	busy     func(seen entry, start time.Time) error
 }
 
