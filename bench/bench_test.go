@@ -33,7 +33,7 @@ func TestTiny(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string][]string{
-		"uncontended_ns":   {implDlock, implFlock, implFlockFD, implFloor, implFloorMkdir, implEtcd},
+		"uncontended_ns":   {implDlock, implFlock, implFlockFD, implFloor, implFloorChecked, implFloorMkdir, implEtcd},
 		"handoff_p50_us_2": {implDlock, implFlock, implEtcd},
 		"handoff_p99_us_2": {implDlock, implFlock, implEtcd},
 		"acq_per_s_2":      {implDlock, implFlock},
@@ -113,7 +113,7 @@ func TestQuantile(t *testing.T) {
 // BenchmarkUncontended is the uncontended_ns metric as a Go benchmark, for
 // profiling: go test -bench Uncontended -cpuprofile cpu.prof
 func BenchmarkUncontended(b *testing.B) {
-	for _, impl := range []string{implDlock, implFlock, implFlockFD, implFloor, implFloorMkdir} {
+	for _, impl := range []string{implDlock, implFlock, implFlockFD, implFloor, implFloorChecked, implFloorMkdir} {
 		b.Run(impl, func(b *testing.B) {
 			o, err := newOp(impl, b.TempDir(), "")
 			if err != nil {

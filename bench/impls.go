@@ -19,7 +19,11 @@ const (
 	implFlockFD    = "flock-fd"   // flock(2) on a file descriptor kept open
 	implFloor      = "floor"      // two renames of an entry: what the protocol cannot avoid
 	implFloorMkdir = "floor-mkdir"
-	implEtcd       = "etcd" // etcdlock on an etcd at 127.0.0.1 (uncontended and hand-off only)
+	// The system calls a dlock Lock+Unlock makes: per transition an lstat
+	// of the lock directory (the symlink check) and a RENAME_NOREPLACE of
+	// an entry with a name as long as dlock's.
+	implFloorChecked = "floor-checked"
+	implEtcd         = "etcd" // etcdlock on an etcd at 127.0.0.1 (uncontended and hand-off only)
 )
 
 // locker is what the contended benchmarks drive.
@@ -130,6 +134,29 @@ func newOp(impl, dir, etcd string) (*op, error) {
 				return err
 			}
 			return unix.Rename(b, a)
+		}
+	case implFloorChecked:
+		if err := os.Mkdir(path, 0o755); err != nil {
+			return nil, err
+		}
+		// A held entry's name is about 140 bytes; a free one about 25.
+		a := filepath.Join(path, "free.1795459126525582791")
+		b := filepath.Join(path, "held.1795459126525582792.75f4eab35ad8a1e358207a64ab45910e.0.1795459128779533503.1795459128779533503.400000000.28556.1067041.49b7aff089298f41.vm")
+		if err := os.Mkdir(a, 0o755); err != nil {
+			return nil, err
+		}
+		step := func(from, to string) error {
+			var st unix.Stat_t
+			if err := unix.Lstat(path, &st); err != nil {
+				return err
+			}
+			return unix.Renameat2(unix.AT_FDCWD, from, unix.AT_FDCWD, to, unix.RENAME_NOREPLACE)
+		}
+		o.run = func() error {
+			if err := step(a, b); err != nil {
+				return err
+			}
+			return step(b, a)
 		}
 	case implFloorMkdir:
 		o.run = func() error {

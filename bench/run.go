@@ -114,7 +114,7 @@ func run(cfg config) (*report, error) {
 	if !cfg.runs("uncontended") {
 		cfg.uncRounds = 0
 	}
-	uncImpls := []string{implDlock, implDlockPoll, implFlock, implFlockFD, implFloor, implFloorMkdir}
+	uncImpls := []string{implDlock, implDlockPoll, implFlock, implFlockFD, implFloor, implFloorChecked, implFloorMkdir}
 	if useEtcd {
 		uncImpls = append(uncImpls, implEtcd)
 	}
@@ -302,7 +302,7 @@ func run(cfg config) (*report, error) {
 	}
 
 	for _, m := range s.order {
-		for _, impl := range []string{implDlock, implDlockPoll, implFlock, implFlockFD, implFloor, implFloorMkdir, implEtcd} {
+		for _, impl := range []string{implDlock, implDlockPoll, implFlock, implFlockFD, implFloor, implFloorChecked, implFloorMkdir, implEtcd} {
 			v, ok := s.vals[[2]string{m, impl}]
 			if !ok {
 				continue
