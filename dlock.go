@@ -20,7 +20,8 @@
 // (Lost is closed) or at Unlock (ErrLost): its late Unlock never frees
 // its successor's lock.
 //
-// Waiters watch the directory with fsnotify and also poll, because a
+// Waiters watch the directory (inotify on Linux, fsnotify elsewhere, one
+// instance per process shared by all its waits) and also poll, because a
 // watch sees nothing done by another client of a network filesystem.
 //
 // # Guarantees and residual risk
@@ -143,11 +144,12 @@ func WithPatience(d time.Duration) Option { return func(c *config) { c.patience 
 // waiter at once and waiters poll only every 30 intervals, as a safety net.
 func WithPollInterval(d time.Duration) Option { return func(c *config) { c.poll = d } }
 
-// WithWatch turns the fsnotify watch of waiters on (the default) or off.
-// Off, a waiter polls at the poll interval and no more: use it where
-// watches see nothing anyway (a network filesystem written by other hosts)
-// or where inotify instances run short (128 per user by default on Linux;
-// each waiting Lock holds one while it waits).
+// WithWatch turns the watch of waiters on (the default) or off. Off, a
+// waiter polls at the poll interval and no more: use it where watches see
+// nothing anyway (a network filesystem written by other hosts). A process
+// uses one inotify instance (fsnotify watcher elsewhere) for all its
+// waits, made at its first wait and kept; if none can be made (128 per
+// user by default on Linux), its waiters poll.
 func WithWatch(on bool) Option { return func(c *config) { c.noWatch = !on } }
 
 // WithRefresh sets the heartbeat period while the lock is held. The
