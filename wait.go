@@ -36,7 +36,7 @@ type waitSpec struct {
 const localPollFactor = 30
 
 // wait retries until the attempt succeeds, ctx is done or PATIENCE runs
-// out. Between attempts it sleeps until the first of: an fsnotify event
+// out. Between attempts it sleeps until the first of: a watch event
 // (local changes), the jittered poll interval (changes by other clients
 // of a network filesystem, which no watch sees), the moment the holder
 // seen becomes stale, or the PATIENCE deadline. All timers come from the
