@@ -1,6 +1,7 @@
 package dlock
 
 import (
+	"errors"
 	"os"
 
 	"golang.org/x/sys/unix"
@@ -19,16 +20,19 @@ type deathWatch struct {
 }
 
 // watchDeath watches h's process, or returns nil where it cannot (no
-// pidfd before Linux 5.3, or the process is already another one: then
-// the next poll finds it dead anyway).
+// pidfd before Linux 5.3). A process already gone, or whose pid is
+// already another's, is reported dead at once.
 func watchDeath(h Holder) *deathWatch {
 	fd, err := unix.PidfdOpen(h.PID, 0)
+	if errors.Is(err, unix.ESRCH) {
+		return deadAlready(h)
+	}
 	if err != nil {
 		return nil
 	}
 	if start, alive, _ := processStart(h.PID); alive && h.pstart != 0 && start != h.pstart {
 		unix.Close(fd) // the pid was reused before we opened it
-		return nil
+		return deadAlready(h)
 	}
 	if unix.SetNonblock(fd, true) != nil {
 		unix.Close(fd)
@@ -51,6 +55,13 @@ func watchDeath(h Holder) *deathWatch {
 	return d
 }
 
+// deadAlready is the watch of a process known to be gone.
+func deadAlready(h Holder) *deathWatch {
+	d := &deathWatch{pid: h.PID, start: h.pstart, dead: make(chan struct{})}
+	close(d.dead)
+	return d
+}
+
 func (d *deathWatch) watches(h Holder) bool {
 	return d != nil && d.pid == h.PID && d.start == h.pstart
 }
@@ -62,8 +73,15 @@ func (d *deathWatch) done() <-chan struct{} {
 	return d.dead
 }
 
-func (d *deathWatch) close() {
+// markDead records the watched process as gone (see deadSeen).
+func (d *deathWatch) markDead() {
 	if d != nil {
+		markDead(d.pid, d.start)
+	}
+}
+
+func (d *deathWatch) close() {
+	if d != nil && d.f != nil {
 		d.f.Close()
 	}
 }

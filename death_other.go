@@ -10,3 +10,4 @@ func watchDeath(Holder) *deathWatch         { return nil }
 func (d *deathWatch) watches(Holder) bool   { return false }
 func (d *deathWatch) done() <-chan struct{} { return nil }
 func (d *deathWatch) close()                {}
+func (d *deathWatch) markDead()             {}

@@ -47,6 +47,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -395,6 +396,9 @@ func (l *Lock) staleAt(now, seenAt time.Time, e entry) (time.Time, string) {
 // reclaim is tried (invariant 3).
 func (l *Lock) holderDead(now time.Time, e entry) bool {
 	k := aliveKey{e.holder.PID, e.holder.pstart, e.holder.HostID}
+	if seenDead(k) {
+		return true
+	}
 	for _, a := range l.alive {
 		if a.key == k && now.Sub(a.at) < l.cfg.poll && !now.Before(a.at) {
 			return false
@@ -421,6 +425,36 @@ type aliveKey struct {
 	pid    int
 	pstart uint64
 	host   string
+}
+
+// deadSeen remembers the last processes of this host that a death watch
+// saw exit, so that a Lock's cached "alive" (holderDead) does not outlive
+// them: the waiter a death watch wakes reclaims at once.
+var deadSeen struct {
+	mu   sync.Mutex
+	keys [16]aliveKey
+	next int
+}
+
+func markDead(pid int, pstart uint64) {
+	deadSeen.mu.Lock()
+	defer deadSeen.mu.Unlock()
+	deadSeen.keys[deadSeen.next] = aliveKey{pid, pstart, self().hostID}
+	deadSeen.next = (deadSeen.next + 1) % len(deadSeen.keys)
+}
+
+func seenDead(k aliveKey) bool {
+	if k.pid <= 0 {
+		return false
+	}
+	deadSeen.mu.Lock()
+	defer deadSeen.mu.Unlock()
+	for _, d := range deadSeen.keys {
+		if d == k {
+			return true
+		}
+	}
+	return false
 }
 
 type aliveAt struct {

@@ -72,6 +72,8 @@ func wait(ctx context.Context, w waitSpec, start time.Time) error {
 		nextAttempt time.Time // when the next full poll is due
 		quick       bool      // woken only to check the holder's pid
 		first       bool      // first in line (or not queueing)
+		armFor      Holder    // the holder whose death watch is due at armAt
+		armAt       time.Time
 		evented     bool      // woken by an event
 	)
 	for {
@@ -144,20 +146,35 @@ func wait(ctx context.Context, w waitSpec, start time.Time) error {
 		// First in line, with a holder on this host: learn of its death at
 		// once (a pidfd on Linux), or else look at its pid at the plain
 		// poll interval, so that a holder killed without a word is not
-		// left for the slow poll.
+		// left for the slow poll. A pidfd costs a dozen system calls and a
+		// goroutine, which a holder about to hand over is not worth: it is
+		// opened once the holder has been seen for a tenth of the poll
+		// interval (and finds a holder that died meanwhile at once).
 		checkPid := false
+		armIn := time.Duration(-1)
 		if first && onThisHost(seen.holder) {
 			if !death.watches(seen.holder) {
 				death.close()
-				death = watchDeath(seen.holder)
+				death = nil
+				if armFor.PID != seen.holder.PID || armFor.pstart != seen.holder.pstart || armAt.IsZero() {
+					armFor, armAt = seen.holder, now.Add(w.poll/10)
+				}
+				if now.Before(armAt) {
+					armIn = armAt.Sub(now)
+				} else {
+					death = watchDeath(seen.holder)
+				}
 			}
-			checkPid = death == nil && w.poll < next
+			checkPid = death == nil && armIn < 0 && w.poll < next
 		} else {
 			death.close()
 			death = nil
 		}
 		if checkPid {
 			next = w.poll
+		}
+		if armIn >= 0 && armIn < next {
+			next = armIn
 		}
 		if !staleAt.IsZero() && staleAt.Sub(now) < next {
 			next = staleAt.Sub(now)
@@ -185,10 +202,13 @@ func wait(ctx context.Context, w waitSpec, start time.Time) error {
 			return fmt.Errorf("dlock: %s: gave up after %v waiting for %s: %w",
 				w.what, w.clock.Since(start).Round(time.Millisecond), seen.holder, context.Cause(ctx))
 		case <-timer.C:
+			// Woken only to open the death watch, or to check the
+			// holder's pid: no attempt unless one is due.
 			now := w.clock.Now()
-			quick = checkPid && now.Before(nextAttempt) && now.Before(staleAt) &&
-				(deadline.IsZero() || now.Before(deadline)) && pidAlive(seen.holder.PID)
+			quick = now.Before(nextAttempt) && now.Before(staleAt) && (deadline.IsZero() || now.Before(deadline)) &&
+				(armIn >= 0 || checkPid && pidAlive(seen.holder.PID))
 		case <-death.done():
+			death.markDead()
 			death.close()
 			death = nil
 		case <-wt.events():
