@@ -42,6 +42,7 @@ type queue struct {
 	ticket  string // our ticket's name, "" until taken
 	token   string
 	pred    string    // the predecessor we watch
+	ahead   []string  // the tickets before ours at the last listing, in order
 	since   time.Time // when we first saw pred there
 	timeout time.Duration
 }
@@ -69,15 +70,16 @@ func (q *queue) target(now time.Time) string {
 			}
 			continue
 		}
-		pred := ""
+		q.ahead = q.ahead[:0]
 		for _, n := range names {
 			if n < q.ticket && isTicket(n) {
-				pred = n
+				q.ahead = append(q.ahead, n)
 			}
 		}
-		if pred == "" {
+		if len(q.ahead) == 0 {
 			return q.lock
 		}
+		pred := q.ahead[len(q.ahead)-1]
 		if pred != q.pred {
 			q.pred, q.since = pred, now
 		}
@@ -88,6 +90,24 @@ func (q *queue) target(now time.Time) string {
 		q.pred = ""
 	}
 	return q.lock
+}
+
+// advance is target after the ticket we watched went: the ticket before
+// it at our last listing is our predecessor now, or we are first, without
+// listing the queue again (with many waiters, the listing is the costly
+// part of a hand-off). A ticket that went too is found when its watch
+// cannot be set, and then the queue is listed.
+func (q *queue) advance(now time.Time) string {
+	if q.dir == "" || q.ticket == "" || q.pred == "" {
+		return q.target(now)
+	}
+	q.ahead = slices.DeleteFunc(q.ahead, func(n string) bool { return n >= q.pred })
+	if len(q.ahead) == 0 {
+		q.pred = ""
+		return q.lock
+	}
+	q.pred, q.since = q.ahead[len(q.ahead)-1], now
+	return filepath.Join(q.dir, q.pred)
 }
 
 func (q *queue) join(now time.Time) bool {

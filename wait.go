@@ -74,7 +74,8 @@ func wait(ctx context.Context, w waitSpec, start time.Time) error {
 		first       bool      // first in line (or not queueing)
 		armFor      Holder    // the holder whose death watch is due at armAt
 		armAt       time.Time
-		evented     bool      // woken by an event
+		evented     bool      // woken by events, all of them known
+		predGone    bool      // woken because a watched path went
 	)
 	for {
 		// Watch first, then look: a change between the two is then either
@@ -84,12 +85,16 @@ func wait(ctx context.Context, w waitSpec, start time.Time) error {
 			// Woken by an event while first in line: a hand-off, most
 			// likely. Try at once; the queue is listed again at the next
 			// timer (our place in it does not change by itself).
-			if first && evented && wt.watched {
+			switch {
+			case first && evented && wt.watched:
 				paths = []string{w.queue.lock}
-			} else {
+			case !first && predGone:
+				paths = []string{w.queue.advance(w.clock.Now())}
+			default:
 				paths = []string{w.queue.target(w.clock.Now())}
 			}
 		}
+		predGone = false
 		watching := wt.set(paths)
 		// The predecessor left between the listing and the watch: look
 		// again now rather than at the next poll.
@@ -212,7 +217,7 @@ func wait(ctx context.Context, w waitSpec, start time.Time) error {
 			death.close()
 			death = nil
 		case <-wt.events():
-			evented = wt.drain(w.hint)
+			evented, predGone = wt.drain(w.hint)
 		}
 	}
 }

@@ -105,10 +105,10 @@ func (s *watch) events() <-chan struct{} {
 
 // drain takes the names of the entries created since the last drain and
 // passes them to hint (which may be nil), oldest first. One attempt
-// answers them all. It reports whether the events are all there were:
-// false if a watched path went or events were lost (then names may be
-// missing).
-func (s *watch) drain(hint func(string)) bool {
+// answers them all. It reports whether the events are all there were
+// (not if events were lost, or names dropped), and whether a watched path
+// went.
+func (s *watch) drain(hint func(string)) (complete, gone bool) {
 	s.mu.Lock()
 	names, gone, over := s.names, s.gone, s.over
 	s.names, s.over = nil, false
@@ -118,7 +118,7 @@ func (s *watch) drain(hint func(string)) bool {
 			hint(n)
 		}
 	}
-	return !gone && !over
+	return !gone && !over, gone
 }
 
 // close ends the subscriptions.
