@@ -70,12 +70,12 @@ func wait(ctx context.Context, w waitSpec, start time.Time) error {
 		seen        entry
 		staleAt     time.Time
 		nextAttempt time.Time // when the next full poll is due
-		quick       bool      // woken only to check the holder's pid
+		quick       bool      // no attempt this round (a timer for the pid or pidfd, or events told all)
 		first       bool      // first in line (or not queueing)
 		armFor      Holder    // the holder whose death watch is due at armAt
 		armAt       time.Time
-		evented     bool      // woken by events, all of them known
-		predGone    bool      // woken because a watched path went
+		evented     bool // woken by events, all of them known
+		predGone    bool // woken because a watched path went
 	)
 	for {
 		// Watch first, then look: a change between the two is then either
