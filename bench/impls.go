@@ -24,6 +24,9 @@ const (
 	// an entry with a name as long as dlock's.
 	implFloorChecked = "floor-checked"
 	implEtcd         = "etcd" // etcdlock on an etcd at 127.0.0.1 (uncontended and hand-off only)
+	// The least a rename-and-inotify hand-off costs in Go (floorwatch.go);
+	// hand-off trials only.
+	implFloorWatch = "floor-watch"
 )
 
 // locker is what the contended benchmarks drive.
@@ -50,6 +53,8 @@ func newLocker(impl, path, etcd string) (locker, error) {
 		return dlock.New(path, dlock.WithWatch(false))
 	case implFlock:
 		return flockLocker{flock.New(path)}, nil
+	case implFloorWatch:
+		return newFloorWatch(path)
 	}
 	return nil, fmt.Errorf("no contended implementation %q", impl)
 }

@@ -161,7 +161,7 @@ func writeSVGFile(name string, r *report) error {
 		return left + plotW*(math.Log10(v)-math.Log10(lo))/(math.Log10(hi)-math.Log10(lo))
 	}
 	colors := map[string]string{implDlock: "#1f77b4", implDlockPoll: "#9467bd", implFlockFD: "#2ca02c",
-		implFloor: "#7f7f7f", implFloorChecked: "#c7c7c7", implFloorMkdir: "#bcbd22", implEtcd: "#ff7f0e"}
+		implFloor: "#7f7f7f", implFloorChecked: "#c7c7c7", implFloorWatch: "#8c564b", implFloorMkdir: "#bcbd22", implEtcd: "#ff7f0e"}
 	height := top + rowH*len(bars) + 70
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">`+"\n", width, height)

@@ -154,9 +154,12 @@ func run(cfg config) (*report, error) {
 		}
 	}
 
-	handoffImpls := impls
+	handoffImpls := slices.Clip(impls)
+	if cfg.impls == "" || slices.Contains(strings.Split(cfg.impls, ","), implFloorWatch) {
+		handoffImpls = append(handoffImpls, implFloorWatch)
+	}
 	if useEtcd {
-		handoffImpls = append(slices.Clip(impls), implEtcd)
+		handoffImpls = append(handoffImpls, implEtcd)
 	}
 	lockPath := func(what, impl string, n int) string {
 		return filepath.Join(base, fmt.Sprintf("%s-%d-%s", what, n, impl))
@@ -302,7 +305,7 @@ func run(cfg config) (*report, error) {
 	}
 
 	for _, m := range s.order {
-		for _, impl := range []string{implDlock, implDlockPoll, implFlock, implFlockFD, implFloor, implFloorChecked, implFloorMkdir, implEtcd} {
+		for _, impl := range []string{implDlock, implDlockPoll, implFlock, implFlockFD, implFloor, implFloorChecked, implFloorMkdir, implFloorWatch, implEtcd} {
 			v, ok := s.vals[[2]string{m, impl}]
 			if !ok {
 				continue
