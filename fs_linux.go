@@ -4,6 +4,8 @@ import (
 	"errors"
 	"os"
 	"sync/atomic"
+	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -28,4 +30,54 @@ func renameExclusive(from, to string) error {
 		return &os.LinkError{Op: "rename", Old: from, New: to, Err: err}
 	}
 	return nil
+}
+
+// statxBroken is set once statx was refused (kernels before 4.11, some
+// seccomp filters): checkAndRename then leaves the work to move.
+var statxBroken atomic.Bool
+
+// checkAndRename is what move does on every transition, isRealDir(dir)
+// and then renameEntry(dir/from, dir/to), in two system calls on
+// NUL-terminated copies of the paths in a buffer on the stack: the
+// portable calls allocate for every path they are given, five times per
+// transition. done is false when it did nothing (paths too long, statx
+// or RENAME_NOREPLACE refused): then move takes the portable calls.
+func checkAndRename(dir, from, to string) (isDir bool, statErr, err error, done bool) {
+	var buf [1024]byte
+	if statxBroken.Load() || noReplaceBroken.Load() || 3*len(dir)+len(from)+len(to)+5 > len(buf) {
+		return false, nil, nil, false
+	}
+	n := copy(buf[:], dir) + 1 // dir, NUL
+	src := n
+	n += copy(buf[n:], dir)
+	buf[n] = '/'
+	n += 1 + copy(buf[n+1:], from) + 1 // dir/from, NUL
+	dst := n
+	n += copy(buf[n:], dir)
+	buf[n] = '/'
+	n += 1 + copy(buf[n+1:], to) // dir/to, NUL (buf is zeroed)
+
+	cwd := unix.AT_FDCWD // a variable: the constant is negative
+	var stx unix.Statx_t
+	_, _, e := syscall.Syscall6(unix.SYS_STATX, uintptr(cwd), uintptr(unsafe.Pointer(&buf[0])),
+		unix.AT_SYMLINK_NOFOLLOW, unix.STATX_TYPE, uintptr(unsafe.Pointer(&stx)), 0)
+	switch {
+	case e == unix.ENOSYS || e == unix.EPERM:
+		statxBroken.Store(true)
+		return false, nil, nil, false
+	case e != 0:
+		return false, &os.PathError{Op: "lstat", Path: dir, Err: e}, nil, true
+	case stx.Mode&unix.S_IFMT != unix.S_IFDIR:
+		return false, nil, nil, true
+	}
+	_, _, e = syscall.Syscall6(unix.SYS_RENAMEAT2, uintptr(cwd), uintptr(unsafe.Pointer(&buf[src])),
+		uintptr(cwd), uintptr(unsafe.Pointer(&buf[dst])), unix.RENAME_NOREPLACE, 0)
+	switch {
+	case e == 0:
+		return true, nil, nil, true
+	case e == unix.EINVAL || e == unix.ENOSYS || e == unix.ENOTSUP:
+		noReplaceBroken.Store(true)
+		return false, nil, nil, false
+	}
+	return true, nil, &os.LinkError{Op: "rename", Old: string(buf[src : dst-1]), New: string(buf[dst:n]), Err: e}, true
 }

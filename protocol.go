@@ -151,21 +151,27 @@ func (st dirState) check(path string) error {
 // directory that is not the lock. (Whoever can swap dir can break the
 // lock anyway; this keeps dlock from acting on their target.)
 func move(dir, from, to string) error {
-	if isDir, err := isRealDir(dir); err != nil || !isDir {
-		if err == nil || errors.Is(err, fs.ErrNotExist) {
-			return errGone
-		}
-		return err
-	}
 	// dir is absolute and clean (New made it so) and entry names have no
 	// separator: plain concatenation, not filepath.Join's Clean, on this
 	// hot path.
 	sep := string(os.PathSeparator)
-	src, dst := dir+sep+from, dir+sep+to
-	err := renameEntry(src, dst)
+	isDir, statErr, err, done := checkAndRename(dir, from, to)
+	if !done {
+		isDir, statErr = isRealDir(dir)
+		if statErr == nil && isDir {
+			err = renameEntry(dir+sep+from, dir+sep+to)
+		}
+	}
+	if statErr != nil || !isDir {
+		if statErr == nil || errors.Is(statErr, fs.ErrNotExist) {
+			return errGone
+		}
+		return statErr
+	}
 	if err == nil {
 		return nil
 	}
+	dst := dir + sep + to
 	if errors.Is(err, fs.ErrExist) || errors.Is(err, syscall.ENOTEMPTY) {
 		return fmt.Errorf("dlock: %s already exists, which dlock never lets happen: %w", dst, ErrCorrupt)
 	}
