@@ -19,9 +19,9 @@ const (
 	implFlockFD    = "flock-fd"   // flock(2) on a file descriptor kept open
 	implFloor      = "floor"      // two renames of an entry: what the protocol cannot avoid
 	implFloorMkdir = "floor-mkdir"
-	// The system calls a dlock Lock+Unlock makes: per transition an lstat
-	// of the lock directory (the symlink check) and a RENAME_NOREPLACE of
-	// an entry with a name as long as dlock's.
+	// The system calls a dlock Lock+Unlock makes on Linux: per transition
+	// a statx of the lock directory's type (the symlink check) and a
+	// RENAME_NOREPLACE of an entry with a name as long as dlock's.
 	implFloorChecked = "floor-checked"
 	implEtcd         = "etcd" // etcdlock on an etcd at 127.0.0.1 (uncontended and hand-off only)
 	// The least a rename-and-inotify hand-off costs in Go (floorwatch.go);
@@ -151,8 +151,8 @@ func newOp(impl, dir, etcd string) (*op, error) {
 			return nil, err
 		}
 		step := func(from, to string) error {
-			var st unix.Stat_t
-			if err := unix.Lstat(path, &st); err != nil {
+			var stx unix.Statx_t
+			if err := unix.Statx(unix.AT_FDCWD, path, unix.AT_SYMLINK_NOFOLLOW, unix.STATX_TYPE, &stx); err != nil {
 				return err
 			}
 			return unix.Renameat2(unix.AT_FDCWD, from, unix.AT_FDCWD, to, unix.RENAME_NOREPLACE)
