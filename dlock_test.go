@@ -132,6 +132,42 @@ func mustLock(t *testing.T, l *Lock) {
 	}
 }
 
+// A lock path too long for the transitions' stack buffer (Linux) takes
+// the portable system calls, with the same results: a full cycle, a wait
+// woken by a release, and a loss told at Unlock.
+func TestLongPathTakesPortableCalls(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), strings.Repeat("d", 200), strings.Repeat("e", 200))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := newRig(t)
+	r.path = filepath.Join(dir, "lock")
+	a, b := r.lock(), r.lock()
+	mustLock(t, a)
+	done := r.lockAsync(context.Background(), b)
+	if err := a.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitFor(t, done, "the waiter"); err != nil {
+		t.Fatal(err)
+	}
+	if b.Fence() != a.Fence()+1 {
+		t.Fatalf("fences %d then %d", a.Fence(), b.Fence())
+	}
+	// Taken from under b: its Unlock is ErrLost and leaves the entry be.
+	name := r.entryName()
+	next := strings.Replace(name, "held."+strconv.FormatUint(b.Fence(), 10)+".", "held."+strconv.FormatUint(b.Fence()+1, 10)+".", 1)
+	if err := os.Rename(filepath.Join(r.path, name), filepath.Join(r.path, next)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Unlock(); !errors.Is(err, ErrLost) {
+		t.Fatalf("Unlock after the entry was taken = %v, want ErrLost", err)
+	}
+	if got := r.entryName(); got != next {
+		t.Fatalf("entry %s after a late Unlock, want %s untouched", got, next)
+	}
+}
+
 func TestLockUnlockAndFence(t *testing.T) {
 	r := newRig(t)
 	a, b := r.lock(), r.lock()
