@@ -181,9 +181,7 @@ func run(cfg config) (*report, error) {
 				prog("round %d/%d: handoff, %d processes, %s", r+1, cfg.rounds, n, impl)
 				t := trial{impl: impl, path: lockPath("handoff", impl, n), mode: modeBaton, n: n,
 					hold: cfg.hold, warm: cfg.warm, warn: warn, dur: cfg.dur, etcd: etcdURL}
-				if cfg.profile != "" && r == 0 {
-					t.profile = cfg.profile
-				}
+				t.profile = firstRound(r, cfg.profile)
 				res, err := t.run()
 				if err != nil {
 					return nil, err
@@ -215,9 +213,7 @@ func run(cfg config) (*report, error) {
 				prog("round %d/%d: throughput, %d processes, %s", r+1, cfg.rounds, n, impl)
 				t := trial{impl: impl, path: lockPath("throughput", impl, n), mode: modeSpin, n: n,
 					warm: cfg.warm, warn: warn, dur: cfg.dur}
-				if cfg.profile != "" && r == 0 {
-					t.profile = cfg.profile
-				}
+				t.profile = firstRound(r, cfg.profile)
 				res, err := t.run()
 				if err != nil {
 					return nil, err
@@ -243,9 +239,7 @@ func run(cfg config) (*report, error) {
 				prog("round %d/%d: herd CPU, %d processes, %s", r+1, cfg.herdRounds, n, impl)
 				t := trial{impl: impl, path: lockPath("herd", impl, n), mode: modeBaton, n: n,
 					hold: cfg.hold, warm: cfg.warm, warn: warn, dur: cfg.herdDur}
-				if cfg.profile != "" && r == 0 {
-					t.profile = cfg.profile
-				}
+				t.profile = firstRound(r, cfg.profile)
 				res, err := t.run()
 				if err != nil {
 					return nil, err
@@ -280,9 +274,7 @@ func run(cfg config) (*report, error) {
 				defer wg.Done()
 				t := trial{impl: impl, path: lockPath("idle", impl, 2), n: 2, idle: true,
 					warm: cfg.warm, warn: warn, dur: cfg.idleDur}
-				if cfg.profile != "" && r == 0 {
-					t.profile = cfg.profile
-				}
+				t.profile = firstRound(r, cfg.profile)
 				res, err := t.run()
 				if err != nil {
 					errs[i] = err
@@ -317,6 +309,14 @@ func run(cfg config) (*report, error) {
 	}
 	rep.elapsed = time.Since(rep.started)
 	return rep, nil
+}
+
+// firstRound is profile in round 0, else "": profiles cover one round.
+func firstRound(r int, profile string) string {
+	if r == 0 {
+		return profile
+	}
+	return ""
 }
 
 // runs tells whether the group of metrics is to be measured.
