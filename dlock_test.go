@@ -558,9 +558,12 @@ func TestWaitersWakeInArrivalOrder(t *testing.T) {
 	})
 }
 
-// The first waiter learns a new holder from the event that names its
-// entry, without listing: it then wakes when that holder turns stale by
-// the holder's own (here shorter) TIMEOUT, and reclaims it.
+// The first waiter learns of a new holder that took over in one rename
+// (from the event that names its entry, or from a listing if the events
+// said too little, as fsnotify's separate rename and create may) and
+// wakes when that holder turns stale by its own, shorter TIMEOUT, without
+// any poll: it reclaims it then. (This test does not tell the two ways
+// apart; the bench's throughput figures do.)
 func TestFirstWaiterLearnsNewHolderFromEvent(t *testing.T) {
 	eachHub(t, func(t *testing.T) {
 		r := newRig(t)
