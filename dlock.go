@@ -99,6 +99,9 @@ type Lock struct {
 	seenSince time.Time
 	// Holder processes last found alive, and when.
 	alive [8]aliveAt
+	// Whether PATH is on a local filesystem, and when that was asked.
+	localFS bool
+	localAt time.Time
 
 	// Test hooks: called when a waiter is about to block, after each
 	// heartbeat, and at steps of an attempt ("look": the clock is read,
@@ -241,7 +244,7 @@ func (l *Lock) Lock(ctx context.Context) error {
 // waitSpec describes waiting for this Lock: on a local filesystem the
 // waiter queues and watches only its predecessor (queue.go).
 func (l *Lock) waitSpec() waitSpec {
-	local := !l.cfg.noWatch && isLocalFS(filepath.Dir(l.path))
+	local := !l.cfg.noWatch && l.isLocal()
 	var q *queue
 	if local {
 		q = &queue{dir: filepath.Join(l.path, queueDir), lock: l.path, token: newToken(), timeout: l.cfg.timeout}
@@ -260,6 +263,22 @@ func (l *Lock) waitSpec() waitSpec {
 		try:      l.try,
 		tryEvent: l.tryEvent,
 	}
+}
+
+// localRecheck is how long the answer of isLocalFS is kept: a statfs on
+// every contended Lock is wasted, but a filesystem can be mounted over the
+// lock's directory while a process runs.
+const localRecheck = time.Minute
+
+// isLocal reports whether PATH is on a local filesystem (see isLocalFS).
+func (l *Lock) isLocal() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.cfg.clock.Now()
+	if l.localAt.IsZero() || now.Sub(l.localAt) >= localRecheck || now.Before(l.localAt) {
+		l.localFS, l.localAt = isLocalFS(filepath.Dir(l.path)), now
+	}
+	return l.localFS
 }
 
 // watchPaths is paths, or none when watching is off.

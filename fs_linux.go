@@ -3,6 +3,7 @@ package dlock
 import (
 	"errors"
 	"os"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"unsafe"
@@ -80,4 +81,34 @@ func checkAndRename(dir, from, to string) (isDir bool, statErr, err error, done 
 		return false, nil, nil, false
 	}
 	return true, nil, &os.LinkError{Op: "rename", Old: string(buf[src : dst-1]), New: string(buf[dst:n]), Err: e}, true
+}
+
+// direntBufs holds getdents buffers: a listing is on every attempt, and
+// os.File would allocate 8 KiB for each (and ask fcntl for the flags).
+var direntBufs = sync.Pool{New: func() any { b := make([]byte, 8<<10); return &b }}
+
+// readNames lists the directory at path without following a symlink there:
+// a symlink planted at the lock's path is an error (ELOOP or ENOTDIR),
+// never a lock.
+func readNames(path string) ([]string, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer unix.Close(fd)
+	bp := direntBufs.Get().(*[]byte)
+	defer direntBufs.Put(bp)
+	names := make([]string, 0, 8)
+	for {
+		n, err := unix.Getdents(fd, *bp)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			return nil, &os.PathError{Op: "readdirent", Path: path, Err: err}
+		case n <= 0:
+			return names, nil
+		}
+		_, _, names = unix.ParseDirent((*bp)[:n], -1, names) // without . and ..
+	}
 }

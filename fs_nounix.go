@@ -26,6 +26,9 @@ func readNames(path string) ([]string, error) {
 	return f.Readdirnames(-1)
 }
 
+// removeDir removes the empty directory at path.
+func removeDir(path string) error { return os.Remove(path) }
+
 // renameEntry renames one state entry. os.Rename refuses an existing
 // directory here (Windows' MoveFileEx never replaces one).
 func renameEntry(from, to string) error { return os.Rename(from, to) }

@@ -86,7 +86,7 @@ func (q *queue) target(now time.Time) string {
 		if !ticketDead(pred) && now.Sub(q.since) < q.timeout {
 			return filepath.Join(q.dir, pred)
 		}
-		os.Remove(filepath.Join(q.dir, pred)) // dead or stuck: skip it
+		removeDir(filepath.Join(q.dir, pred)) // dead or stuck: skip it
 		q.pred = ""
 	}
 	return q.lock
@@ -124,7 +124,7 @@ func (q *queue) join(now time.Time) bool {
 // leave removes our ticket, waking our successor.
 func (q *queue) leave() {
 	if q.dir != "" && q.ticket != "" {
-		os.Remove(filepath.Join(q.dir, q.ticket))
+		removeDir(filepath.Join(q.dir, q.ticket))
 	}
 	q.ticket = ""
 }
@@ -137,14 +137,14 @@ func isTicket(name string) bool {
 }
 
 // ticketDead reports whether a ticket's waiter ran on this host and is
-// gone. (Its start time is not in the ticket: a reused pid keeps a dead
-// ticket until it times out, which only delays a wake-up.)
+// gone: no process has its pid. (Its start time is not in the ticket: a
+// reused pid keeps a dead ticket until it times out, which only delays a
+// wake-up; so kill(pid, 0) tells all that can be told.)
 func ticketDead(name string) bool {
 	f := strings.Split(name, ".")
 	pid, err := strconv.Atoi(f[2])
 	if err != nil || pid <= 0 || f[3] != self().hostID || f[3] == "0" {
 		return false
 	}
-	_, alive, known := processStart(pid)
-	return known && !alive
+	return !pidAlive(pid)
 }
