@@ -99,6 +99,10 @@ type Lock struct {
 	seenSince time.Time
 	// Holder processes last found alive, and when.
 	alive [8]aliveAt
+	// While Lock waits in PATH's queue: the first half of the tokens of
+	// its attempts, as on its ticket, so that its successor can tell
+	// that it acquired (queue.predHolds).
+	queueTok string
 	// Whether PATH is on a local filesystem, and when that was asked.
 	localFS bool
 	localAt time.Time
@@ -231,14 +235,16 @@ func (l *Lock) Lock(ctx context.Context) error {
 	}
 	defer l.end()
 	start := l.cfg.clock.Now()
-	ok, seen, _, err := l.try()
+	ok, seen, staleAt, err := l.try()
 	switch {
 	case ok || err != nil:
 		return err
 	case l.cfg.patience == 0:
 		return l.busyError(seen, start)
 	}
-	return wait(ctx, l.waitSpec(), start)
+	w := l.waitSpec()
+	w.looked, w.seen, w.staleAt = true, seen, staleAt
+	return wait(ctx, w, start)
 }
 
 // waitSpec describes waiting for this Lock: on a local filesystem the
@@ -247,7 +253,10 @@ func (l *Lock) waitSpec() waitSpec {
 	local := !l.cfg.noWatch && l.isLocal()
 	var q *queue
 	if local {
-		q = &queue{dir: filepath.Join(l.path, queueDir), lock: l.path, token: newToken(), timeout: l.cfg.timeout}
+		q = &queue{dir: filepath.Join(l.path, queueDir), lock: l.path, token: newToken()[:16], timeout: l.cfg.timeout}
+		l.mu.Lock()
+		l.queueTok = q.token
+		l.mu.Unlock()
 	}
 	return waitSpec{
 		what:     "locking " + l.path,
@@ -318,7 +327,7 @@ func (l *Lock) tryEvent() (ok bool, seen entry, staleAt time.Time, known bool, e
 	case e.name == "" || e.holder.Unknown && !e.free:
 		return false, entry{}, time.Time{}, false, nil
 	case e.free:
-		ok, err := l.take(e, newToken(), false)
+		ok, err := l.take(e, l.freshToken(), false)
 		return ok, entry{}, time.Time{}, true, err
 	}
 	// The event came after the entry was made: it was there when the
@@ -414,8 +423,20 @@ func (l *Lock) begin() error {
 
 func (l *Lock) end() {
 	l.mu.Lock()
-	l.busy = false
+	l.busy, l.queueTok = false, ""
 	l.mu.Unlock()
+}
+
+// freshToken returns the token of a new attempt: random, and while
+// waiting in the queue, begun by the queue token. (The other half, 64
+// random bits per attempt, keeps every attempt's names new.) Called with
+// l.mu held.
+func (l *Lock) freshToken() string {
+	t := newToken()
+	if l.queueTok != "" {
+		t = l.queueTok + t[len(l.queueTok):]
+	}
+	return t
 }
 
 func (l *Lock) try() (bool, entry, time.Time, error) {

@@ -558,6 +558,59 @@ func TestWaitersWakeInArrivalOrder(t *testing.T) {
 	})
 }
 
+// A waiter whose predecessor gives up does not take itself for the first
+// in line: it sees that the holder is not its predecessor, and watches the
+// ticket before.
+func TestWaiterWhosePredecessorGaveUpKeepsItsPlace(t *testing.T) {
+	eachHub(t, func(t *testing.T) {
+		r := newRig(t)
+		holder, w1, w2, w3 := r.lock(), r.lock(), r.lock(), r.lock()
+		mustLock(t, holder)
+		d1 := r.lockAsync(context.Background(), w1)
+		r.clk.Add(time.Microsecond) // tickets sort by arrival time
+		ctx, cancel := context.WithCancel(context.Background())
+		d2 := r.lockAsync(ctx, w2)
+		r.clk.Add(time.Microsecond)
+		d3 := r.lockAsync(context.Background(), w3)
+		cancel()
+		if err := waitFor(t, d2, "the second waiter to give up"); !errors.Is(err, context.Canceled) {
+			t.Fatalf("second waiter: %v, want context.Canceled", err)
+		}
+		waitFor(t, hooks[w3].blocked, "the third waiter to find its place")
+		if n := watchersOf(r.path); n != 1 {
+			t.Fatalf("%d waits watch the lock directory after the second gave up, want 1 (the first in line)", n)
+		}
+		if err := holder.Unlock(); err != nil {
+			t.Fatal(err)
+		}
+		if err := waitFor(t, d1, "the first waiter to acquire"); err != nil {
+			t.Fatal(err)
+		}
+		notYet(t, d3, "while the first holds")
+		if err := w1.Unlock(); err != nil {
+			t.Fatal(err)
+		}
+		if err := waitFor(t, d3, "the third waiter to acquire"); err != nil {
+			t.Fatal(err)
+		}
+		w3.Unlock()
+	})
+}
+
+// inotifySubscribers counts the waits subscribed to path, if h is the
+// inotify hub (watch_linux_test.go).
+var inotifySubscribers = func(h hub, path string) int { return 0 }
+
+// watchersOf counts the waits of this process that watch path.
+func watchersOf(path string) int {
+	if h, ok := theHub.(*fsnotifyHub); ok {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return len(h.paths[path])
+	}
+	return inotifySubscribers(theHub, path)
+}
+
 // The first waiter learns of a new holder that took over in one rename
 // (from the event that names its entry, or from a listing if the events
 // said too little, as fsnotify's separate rename and create may) and

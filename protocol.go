@@ -234,7 +234,7 @@ func removeEmpty(path string) error {
 // l.mu held.
 func (l *Lock) attempt() (ok bool, seen entry, staleAt time.Time, err error) {
 	now := l.cfg.clock.Now()
-	token := newToken()
+	token := l.freshToken()
 	l.event = entry{} // a look supersedes what events said
 	if l.testStep != nil {
 		l.testStep("look")

@@ -37,12 +37,11 @@ const queueDir = "queue"
 
 // queue is one waiter's place in a lock's queue.
 type queue struct {
-	dir     string // PATH/queue; "" when not queueing
-	lock    string // PATH
-	ticket  string // our ticket's name, "" until taken
-	token   string
+	dir     string    // PATH/queue; "" when not queueing
+	lock    string    // PATH
+	ticket  string    // our ticket's name, "" until taken
+	token   string    // ours, 16 hex digits: see Lock.freshToken
 	pred    string    // the predecessor we watch
-	ahead   []string  // the tickets before ours at the last listing, in order
 	since   time.Time // when we first saw pred there
 	timeout time.Duration
 }
@@ -70,16 +69,16 @@ func (q *queue) target(now time.Time) string {
 			}
 			continue
 		}
-		q.ahead = q.ahead[:0]
+		pred := ""
 		for _, n := range names {
 			if n < q.ticket && isTicket(n) {
-				q.ahead = append(q.ahead, n)
+				pred = n // the newest before ours
 			}
 		}
-		if len(q.ahead) == 0 {
+		if pred == "" {
+			q.pred = ""
 			return q.lock
 		}
-		pred := q.ahead[len(q.ahead)-1]
 		if pred != q.pred {
 			q.pred, q.since = pred, now
 		}
@@ -92,27 +91,17 @@ func (q *queue) target(now time.Time) string {
 	return q.lock
 }
 
-// advance is target after the ticket we watched went: the ticket before
-// it at our last listing is our predecessor now, or we are first, without
-// listing the queue again (with many waiters, the listing is the costly
-// part of a hand-off). A ticket that went too is found when its watch
-// cannot be set, and then the queue is listed.
-func (q *queue) advance(now time.Time) string {
-	if q.dir == "" || q.ticket == "" || q.pred == "" {
-		return q.target(now)
-	}
-	q.ahead = slices.DeleteFunc(q.ahead, func(n string) bool { return n >= q.pred })
-	if len(q.ahead) == 0 {
-		q.pred = ""
-		return q.lock
-	}
-	q.pred, q.since = q.ahead[len(q.ahead)-1], now
-	return filepath.Join(q.dir, q.pred)
+// predHolds reports whether h, a holder just seen, is the predecessor we
+// watched: then it left the queue because it acquired, and we are first
+// in line. (A waiter's attempts use tokens begun by its ticket's token.)
+func (q *queue) predHolds(h Holder) bool {
+	f := strings.Split(q.pred, ".")
+	return len(f) == 4 && !h.Unknown && strings.HasPrefix(h.Token, f[1])
 }
 
 func (q *queue) join(now time.Time) bool {
 	id := self()
-	name := fmt.Sprintf("%020d.%s.%d.%s", max(now.UnixNano(), 0), q.token[:16], id.pid, id.hostID)
+	name := fmt.Sprintf("%020d.%s.%d.%s", max(now.UnixNano(), 0), q.token, id.pid, id.hostID)
 	if err := os.Mkdir(filepath.Join(q.dir, name), 0o755); err != nil {
 		q.dir = ""
 		return false

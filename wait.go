@@ -27,6 +27,12 @@ type waitSpec struct {
 	tryEvent func() (ok bool, seen entry, staleAt time.Time, known bool, err error)
 	blocked  func() // test hook; may be nil
 	busy     func(seen entry, start time.Time) error
+	// The attempt the caller made just before waiting, if it did: a
+	// waiter whose first watch is on a predecessor's ticket does not
+	// list the lock again (who holds it is for those ahead to watch).
+	looked  bool
+	seen    entry
+	staleAt time.Time
 }
 
 // localPollFactor: on a local filesystem that is watched, polling is only
@@ -76,6 +82,7 @@ func wait(ctx context.Context, w waitSpec, start time.Time) error {
 		armAt       time.Time
 		evented     bool // woken by events, all of them known
 		predGone    bool // woken because a watched path went
+		afterPred   bool // first in line, if the holder is our predecessor
 	)
 	for {
 		// Watch first, then look: a change between the two is then either
@@ -88,8 +95,13 @@ func wait(ctx context.Context, w waitSpec, start time.Time) error {
 			switch {
 			case first && evented && wt.watched:
 				paths = []string{w.queue.lock}
-			case !first && predGone:
-				paths = []string{w.queue.advance(w.clock.Now())}
+			case !first && predGone && w.queue.pred != "":
+				// Our predecessor left, most likely because it acquired:
+				// then we are first, which the attempt below checks
+				// without listing the queue (with many waiters, the
+				// listing is the costly part of a hand-off).
+				paths = []string{w.queue.lock}
+				afterPred = true
 			default:
 				paths = []string{w.queue.target(w.clock.Now())}
 			}
@@ -122,7 +134,11 @@ func wait(ctx context.Context, w waitSpec, start time.Time) error {
 				}
 			}
 		}
-		if !quick {
+		skipLook := !quick && w.looked && !first && watching
+		w.looked = false
+		if skipLook {
+			seen, staleAt = w.seen, w.staleAt
+		} else if !quick {
 			ok, e, at, err := w.try()
 			if ok {
 				acquired = true
@@ -133,9 +149,16 @@ func wait(ctx context.Context, w waitSpec, start time.Time) error {
 				return err
 			}
 			seen, staleAt = e, at
+			if afterPred && !w.queue.predHolds(seen.holder) {
+				afterPred = false
+				continue // it left for another reason: find our place
+			}
 			if !watching && len(paths) > 0 && wt.set(paths) {
 				continue // watchable now (PATH was missing): look once more
 			}
+		}
+		afterPred = false
+		if !quick {
 			poll := w.poll
 			if watching && w.local {
 				poll *= localPollFactor
