@@ -9,6 +9,10 @@ package dlock
 // its own; the first in line watches PATH. A release wakes the first
 // waiter; when it acquires it removes its ticket, which wakes the next
 // one, who now watches PATH. This is the etcd and ZooKeeper lock recipe.
+// The next one knows it is first, without listing the queue, when the
+// holder it then sees is its predecessor: a waiter's attempts use tokens
+// that begin with its ticket's TOKEN. Otherwise its predecessor gave up
+// or died, and it lists the queue to find its place.
 //
 // The queue only decides who is woken, never who holds the lock: that is
 // still the compare-and-swap of the state entry, which any waiter may try
@@ -21,7 +25,8 @@ package dlock
 //	PATH/queue/TIME.TOKEN.PID.HOSTID
 //
 // TIME is the waiter's clock when it joined, in nanoseconds and 20 digits,
-// so names sort in arrival order (across hosts, as well as clocks agree).
+// so names sort in arrival order (across hosts, as well as clocks agree);
+// TOKEN is 16 random hex digits.
 
 import (
 	"fmt"
