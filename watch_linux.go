@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"os"
+	"runtime"
 	"slices"
 	"sync"
 
@@ -116,6 +117,9 @@ func (h *inotifyHub) read() {
 			h.event(wd, mask, name)
 		}
 		h.mu.Unlock()
+		// Let the waits just woken run before this goroutine's next read
+		// (which most often finds nothing): a hand-off is on their path.
+		runtime.Gosched()
 	}
 }
 
