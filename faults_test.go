@@ -532,6 +532,57 @@ func TestForeignFilesUntouched(t *testing.T) {
 	}
 }
 
+// Things in the waiters' queue that are named like tickets of dead waiters
+// but are not tickets (a file; a directory with something in it) stay, and
+// a waiter behind them passes over them: it watches the ticket before
+// them, and is woken in turn. (The mock clock never moves and waiters
+// never poll: only events wake them.)
+func TestForeignThingsInTheQueue(t *testing.T) {
+	eachHub(t, func(t *testing.T) {
+		r := newRig(t)
+		holder, w1, w2 := r.lock(), r.lock(), r.lock()
+		mustLock(t, holder)
+		d1 := r.lockAsync(context.Background(), w1)
+		q := filepath.Join(r.path, queueDir)
+		dead := 1 << 30 // above any pid_max: no such process
+		r.clk.Add(time.Microsecond)
+		dir := fmt.Sprintf("%020d.%016x.%d.%s", r.clk.Now().UnixNano(), 1, dead, self().hostID)
+		r.clk.Add(time.Microsecond)
+		file := fmt.Sprintf("%020d.%016x.%d.%s", r.clk.Now().UnixNano(), 2, dead, self().hostID)
+		r.clk.Add(time.Microsecond)
+		if err := os.MkdirAll(filepath.Join(q, dir, "inside"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(q, file), []byte("not a ticket"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		d2 := r.lockAsync(context.Background(), w2)
+		if n := watchersOf(r.path); n != 1 {
+			t.Fatalf("%d waits watch the lock directory, want 1 (the first in line)", n)
+		}
+		if err := holder.Unlock(); err != nil {
+			t.Fatal(err)
+		}
+		if err := waitFor(t, d1, "the first waiter to acquire"); err != nil {
+			t.Fatal(err)
+		}
+		notYet(t, d2, "while the first holds")
+		if err := w1.Unlock(); err != nil {
+			t.Fatal(err)
+		}
+		if err := waitFor(t, d2, "the waiter behind foreign things to acquire in turn"); err != nil {
+			t.Fatal(err)
+		}
+		w2.Unlock()
+		if b, err := os.ReadFile(filepath.Join(q, file)); err != nil || string(b) != "not a ticket" {
+			t.Fatalf("foreign file in the queue: %q, %v", b, err)
+		}
+		if _, err := os.Stat(filepath.Join(q, dir, "inside")); err != nil {
+			t.Fatalf("foreign directory in the queue: %v", err)
+		}
+	})
+}
+
 // Garbage state entries (names starting held. or free. that do not parse,
 // directories or files) are unknown holders: never a panic, reclaimed
 // only after TIMEOUT seen unchanged, and the lock works afterwards.

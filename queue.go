@@ -29,7 +29,9 @@ package dlock
 // TOKEN is 16 random hex digits.
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -49,6 +51,7 @@ type queue struct {
 	pred    string    // the predecessor we watch
 	since   time.Time // when we first saw pred there
 	timeout time.Duration
+	foreign []string // ticket names that are not tickets: passed over
 }
 
 // target returns the path this waiter should watch: its predecessor's
@@ -76,7 +79,7 @@ func (q *queue) target(now time.Time) string {
 		}
 		pred := ""
 		for _, n := range names {
-			if n < q.ticket && isTicket(n) {
+			if n < q.ticket && isTicket(n) && !slices.Contains(q.foreign, n) {
 				pred = n // the newest before ours
 			}
 		}
@@ -90,7 +93,12 @@ func (q *queue) target(now time.Time) string {
 		if !ticketDead(pred) && now.Sub(q.since) < q.timeout {
 			return filepath.Join(q.dir, pred)
 		}
-		removeDir(filepath.Join(q.dir, pred)) // dead or stuck: skip it
+		// Dead or stuck: remove it. What rmdir refuses (a file, a
+		// directory with something in it) is not a ticket of ours: it
+		// stays, and is passed over.
+		if err := removeDir(filepath.Join(q.dir, pred)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			q.foreign = append(q.foreign, pred)
+		}
 		q.pred = ""
 	}
 	return q.lock
