@@ -541,21 +541,31 @@ func TestWaitersWakeInArrivalOrder(t *testing.T) {
 		if names, err := readNames(filepath.Join(r.path, queueDir)); err != nil || len(names) != len(waiters) {
 			t.Fatalf("queue holds %q (%v), want %d tickets", names, err, len(waiters))
 		}
-		prev := holder
-		for i, w := range waiters {
-			if err := prev.Unlock(); err != nil {
-				t.Fatal(err)
-			}
-			// Only waiter i can take it: the others wait for their turn.
-			if err := waitFor(t, dones[i], fmt.Sprintf("waiter %d to be woken in turn", i)); err != nil {
-				t.Fatal(err)
-			}
-			prev = w
-		}
+		inTurn(t, holder, waiters, dones)
+	})
+}
+
+// inTurn has holder unlock, and checks that the waiters acquire one after
+// another in the order given, each once the one before unlocked. (Only
+// the next one can take it: if another did, the next would never return.)
+func inTurn(t *testing.T, holder *Lock, waiters []*Lock, dones []<-chan error) {
+	t.Helper()
+	prev := holder
+	for i, w := range waiters {
 		if err := prev.Unlock(); err != nil {
 			t.Fatal(err)
 		}
-	})
+		if err := waitFor(t, dones[i], fmt.Sprintf("waiter %d to acquire in turn", i)); err != nil {
+			t.Fatal(err)
+		}
+		for _, later := range dones[i+1:] {
+			notYet(t, later, fmt.Sprintf("while waiter %d holds", i))
+		}
+		prev = w
+	}
+	if err := prev.Unlock(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // A waiter whose predecessor gives up does not take itself for the first
@@ -580,20 +590,7 @@ func TestWaiterWhosePredecessorGaveUpKeepsItsPlace(t *testing.T) {
 		if n := watchersOf(r.path); n != 1 {
 			t.Fatalf("%d waits watch the lock directory after the second gave up, want 1 (the first in line)", n)
 		}
-		if err := holder.Unlock(); err != nil {
-			t.Fatal(err)
-		}
-		if err := waitFor(t, d1, "the first waiter to acquire"); err != nil {
-			t.Fatal(err)
-		}
-		notYet(t, d3, "while the first holds")
-		if err := w1.Unlock(); err != nil {
-			t.Fatal(err)
-		}
-		if err := waitFor(t, d3, "the third waiter to acquire"); err != nil {
-			t.Fatal(err)
-		}
-		w3.Unlock()
+		inTurn(t, holder, []*Lock{w1, w3}, []<-chan error{d1, d3})
 	})
 }
 

@@ -560,20 +560,7 @@ func TestForeignThingsInTheQueue(t *testing.T) {
 		if n := watchersOf(r.path); n != 1 {
 			t.Fatalf("%d waits watch the lock directory, want 1 (the first in line)", n)
 		}
-		if err := holder.Unlock(); err != nil {
-			t.Fatal(err)
-		}
-		if err := waitFor(t, d1, "the first waiter to acquire"); err != nil {
-			t.Fatal(err)
-		}
-		notYet(t, d2, "while the first holds")
-		if err := w1.Unlock(); err != nil {
-			t.Fatal(err)
-		}
-		if err := waitFor(t, d2, "the waiter behind foreign things to acquire in turn"); err != nil {
-			t.Fatal(err)
-		}
-		w2.Unlock()
+		inTurn(t, holder, []*Lock{w1, w2}, []<-chan error{d1, d2})
 		if b, err := os.ReadFile(filepath.Join(q, file)); err != nil || string(b) != "not a ticket" {
 			t.Fatalf("foreign file in the queue: %q, %v", b, err)
 		}
