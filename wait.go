@@ -82,12 +82,12 @@ func wait(ctx context.Context, w waitSpec, start time.Time) error {
 		armAt       time.Time
 		evented     bool // woken by events, all of them known
 		predGone    bool // woken because a watched path went
-		afterPred   bool // first in line, if the holder is our predecessor
 	)
 	for {
 		// Watch first, then look: a change between the two is then either
 		// seen by the look or delivered as an event.
 		paths := w.paths
+		afterPred := false // first in line, if the holder is our predecessor
 		if w.queue != nil {
 			// Woken by an event while first in line: a hand-off, most
 			// likely. Try at once; the queue is listed again at the next
@@ -150,14 +150,12 @@ func wait(ctx context.Context, w waitSpec, start time.Time) error {
 			}
 			seen, staleAt = e, at
 			if afterPred && !w.queue.predHolds(seen.holder) {
-				afterPred = false
 				continue // it left for another reason: find our place
 			}
 			if !watching && len(paths) > 0 && wt.set(paths) {
 				continue // watchable now (PATH was missing): look once more
 			}
 		}
-		afterPred = false
 		if !quick {
 			poll := w.poll
 			if watching && w.local {
