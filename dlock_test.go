@@ -8,8 +8,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -852,6 +854,76 @@ func TestEmptyDirectoryReclaimedAfterTimeout(t *testing.T) {
 	if e := parseEntry(r.entryName()); e.holder.Token != b.token {
 		t.Fatalf("entry %q is not b's", e.name)
 	}
+}
+
+// hideEntries makes listings of path miss its state entries while hide
+// is set, as listings racing renames do on ext4 and sshfs.
+func hideEntries(t *testing.T, path string) *atomic.Bool {
+	hide := new(atomic.Bool)
+	f := func(p string, names []string) []string {
+		if p != path || !hide.Load() {
+			return names
+		}
+		return slices.DeleteFunc(names, isStateName)
+	}
+	testListing.Store(&f)
+	t.Cleanup(func() { testListing.Store(nil) })
+	return hide
+}
+
+// Listings that miss the state entry (every one, for a while) are an
+// unknown holder, not a corrupt lock, even with waiters queued: the first
+// waiter looks again at its poll interval, not the long one of a watched
+// directory, since no event follows. Only a lock that shows its queue and
+// no entry for TIMEOUT is ErrCorrupt, and then nothing in it is touched.
+func TestListingsThatMissTheEntry(t *testing.T) {
+	const poll = 100 * time.Millisecond
+	r := newRig(t)
+	hide := hideEntries(t, r.path)
+	a, w := r.lock(), r.lock(WithPollInterval(poll), WithTimeout(time.Hour))
+	looks := make(chan struct{}, 100)
+	w.testStep = func(step string) {
+		if step == "look" {
+			looks <- struct{}{}
+		}
+	}
+	mustLock(t, a)
+	hide.Store(true)
+	done := r.lockAsync(context.Background(), w) // it queues and looks again
+	for len(looks) > 0 {
+		<-looks
+	}
+	hide.Store(false) // the listings see the entry again; no event says so
+	r.clk.Add(poll)
+	waitFor(t, looks, "the waiter to look again at its poll interval")
+	waitFor(t, hooks[w].blocked, "the waiter to wait for the holder it sees")
+	if err := a.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitFor(t, done, "the release to wake the waiter"); err != nil {
+		t.Fatal(err)
+	}
+
+	// Entries hidden for good: ErrCorrupt after TIMEOUT, nothing touched.
+	b := r.lock(WithTimeout(2 * time.Second))
+	hide.Store(true)
+	done = r.lockAsync(context.Background(), b)
+	before, _ := readNames(filepath.Join(r.path, queueDir))
+	r.clk.Add(2*time.Second - time.Nanosecond)
+	notYet(t, done, "before TIMEOUT")
+	r.clk.Add(time.Nanosecond)
+	err := waitFor(t, done, "the waiter to give up on a lock without an entry")
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), r.path) {
+		t.Fatalf("Lock = %v, want ErrCorrupt naming %s", err, r.path)
+	}
+	hide.Store(false)
+	if e := parseEntry(r.entryName()); e.holder.Token != w.token {
+		t.Fatalf("entry %q is not the holder's any more", e.name)
+	}
+	if len(before) == 0 {
+		t.Fatal("the waiter never queued")
+	}
+	w.Unlock()
 }
 
 // An unparseable held entry, or one refreshed "in the future" by a clock

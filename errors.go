@@ -32,8 +32,9 @@ var (
 	ErrNotLock = errors.New("not a dlock lock directory")
 
 	// ErrCorrupt means the lock directory holds more than one state entry,
-	// which dlock never writes. It is not touched; remove it by hand once
-	// nobody uses it.
+	// which dlock never writes, or has shown its waiters' queue and no
+	// state entry for TIMEOUT (someone removed the entry by hand). It is
+	// not touched; remove it by hand once nobody uses it.
 	ErrCorrupt = errors.New("lock directory is corrupt")
 )
 

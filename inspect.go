@@ -124,6 +124,8 @@ func (l *Lock) Break(force bool) (Status, error) {
 	switch {
 	case st.missing || st.e.free:
 		return before, nil // released meanwhile
+	case st.entries == 0 && st.queue:
+		return before, noEntryError(l.path, 0)
 	case st.entries == 0:
 		return before, removeEmpty(l.path)
 	case st.e.holder.Unknown && st.e.name != before.Holder.Entry ||

@@ -48,6 +48,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -73,25 +74,42 @@ type dirState struct {
 //
 // A listing taken while another process renames the entry may show it
 // twice, or not at all: readdir is not atomic against rename (seen on
-// ext4). So a count other than one stands only when two listings in a row
-// agree on the very same names; otherwise readState lists again.
+// ext4 and sshfs). So a count other than one stands only when listings in
+// a row agree on the very same names: two for two entries (a renamed
+// entry's old name never comes back), four for none (misses come in runs
+// while renames follow each other). Even four can all miss it, so callers
+// take no entry for an unknown holder, look again later, and call it
+// corrupt only when it lasts.
 func readState(path string) (dirState, error) {
 	var prevNames string
+	agree := 0
 	for i := 0; ; i++ {
 		st, names, err := readStateOnce(path)
 		if err != nil || st.missing || st.entries == 1 {
 			return st, err
 		}
-		if i > 0 && names == prevNames || i == 8 {
+		if i > 0 && names == prevNames {
+			agree++
+		} else {
+			agree = 0
+		}
+		if agree == 1 && st.entries > 1 || agree == 3 || i == 8 {
 			return st, nil
 		}
 		prevNames = names
 	}
 }
 
+// testListing, set by tests only, changes what listings of a lock
+// directory return: listings that miss a renamed entry.
+var testListing atomic.Pointer[func(path string, names []string) []string]
+
 // readStateOnce is one listing; names joins the state entries' names.
 func readStateOnce(path string) (st dirState, names string, err error) {
 	list, err := readNames(path)
+	if f := testListing.Load(); f != nil && err == nil {
+		list = (*f)(path, list)
+	}
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			st.missing = true
@@ -134,12 +152,23 @@ func (st dirState) check(path string) error {
 	switch {
 	case st.entries > 1:
 		return fmt.Errorf("dlock: %s holds %d state entries, dlock writes one: %w", path, st.entries, ErrCorrupt)
-	case st.entries == 0 && st.queue:
-		return fmt.Errorf("dlock: %s is a lock directory without its state entry (removed by hand?); remove it once nobody uses it: %w", path, ErrCorrupt)
 	case st.entries == 0 && len(st.foreign) > 0:
 		return fmt.Errorf("dlock: %s is a directory holding %q, not a lock directory: %w", path, st.foreign, ErrNotLock)
 	}
 	return nil
+}
+
+// noEntryError: PATH holds the waiters' queue but no state entry, seen
+// for unchanged (zero: in listings in a row). Nobody can acquire it:
+// creating an entry in an existing PATH could let two holders in, and
+// dlock removes only empty directories.
+func noEntryError(path string, unchanged time.Duration) error {
+	seen := ""
+	if unchanged > 0 {
+		seen = " for " + unchanged.String()
+	}
+	return fmt.Errorf("dlock: %s is a lock directory that has shown its waiters' queue but no state entry%s (removed by hand?); remove it once nobody uses it: %w",
+		path, seen, ErrCorrupt)
 }
 
 // move performs one transition, renaming entry from to entry to in dir.
@@ -274,10 +303,16 @@ func (l *Lock) attempt() (ok bool, seen entry, staleAt time.Time, err error) {
 				return created, entry{}, time.Time{}, err
 			}
 		case st.entries == 0:
-			// An empty directory: unknown holder (invariant 4).
+			// An empty directory, one left with only the waiters' queue,
+			// or listings that all missed the entry (see readState).
+			// Unknown holder, judged after TIMEOUT unchanged (invariant
+			// 4); a waiter looks again at its poll interval.
 			e := entry{name: "", holder: Holder{Unknown: true}}
 			if at, _ := l.staleAt(now, seenAt, e); now.Before(at) {
 				return false, e, at, nil
+			}
+			if st.queue {
+				return false, entry{}, time.Time{}, noEntryError(l.path, l.cfg.timeout)
 			}
 			l.logWarn("removing empty lock directory", "unchanged for", l.cfg.timeout)
 			if err := removeEmpty(l.path); err != nil {

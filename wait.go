@@ -158,7 +158,9 @@ func wait(ctx context.Context, w waitSpec, start time.Time) error {
 		}
 		if !quick {
 			poll := w.poll
-			if watching && w.local {
+			// (No state entry seen may be listings that missed it: then
+			// no event follows, and only a look finds it.)
+			if watching && w.local && !(seen.holder.Unknown && seen.name == "") {
 				poll *= localPollFactor
 			}
 			nextAttempt = w.clock.Now().Add(poll*3/4 + rand.N(poll/4+1))
