@@ -89,6 +89,7 @@ func chaosLockPath(dir string, lock int) string {
 // Unlock), unlock ok|lost|err (Unlock's result), lost (Lost closed).
 func chaosWorker() int {
 	dir := os.Getenv("DLOCK_CHAOS_DIR")
+	lockDir := os.Getenv("DLOCK_CHAOS_LOCKS") // the locks, as this worker sees them
 	pid := os.Getpid()
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
@@ -98,7 +99,7 @@ func chaosWorker() int {
 	var locks []*Lock
 	var journals []*os.File
 	for i := 0; i < chaosLocks; i++ {
-		l, err := New(chaosLockPath(dir, i), WithTimeout(chaosTimeout), WithPollInterval(chaosPoll))
+		l, err := New(chaosLockPath(lockDir, i), WithTimeout(chaosTimeout), WithPollInterval(chaosPoll))
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
@@ -455,10 +456,30 @@ type chaosProc struct {
 //
 // Totals go to t.Logf, and to stdout with -v.
 func TestChaos(t *testing.T) {
+	dir := t.TempDir()
+	runChaos(t, 20*time.Second, dir, []string{dir})
+}
+
+// The chaos run on a real shared filesystem, its workers taking turns
+// between the two mounts (coherent mounts only: with sshfs's 20 s of
+// cached metadata a 400 ms TIMEOUT would not be judged in time, which the
+// checker counts against reclaim latency, not safety).
+func TestSharedFSChaos(t *testing.T) {
+	fs := needSharedFS(t)
+	if fs.cached {
+		t.Skip("the chaos run's 400ms TIMEOUT needs coherent mounts")
+	}
+	d1, d2 := fs.dirs(t)
+	runChaos(t, 10*time.Second, t.TempDir(), []string{d1, d2})
+}
+
+// runChaos runs the chaos test for dur (DLOCK_CHAOS_SECONDS overrides
+// it; -short makes it 3 s), journals in dir, the locks in lockDirs (one
+// directory seen through several paths), worker k using lockDirs[k%n].
+func runChaos(t *testing.T, dur time.Duration, dir string, lockDirs []string) {
 	if self().hostID == "0" {
 		t.Skip("no host identity: dead holders are not reclaimed at once")
 	}
-	dur := 20 * time.Second
 	if testing.Short() {
 		dur = 3 * time.Second
 	}
@@ -469,13 +490,15 @@ func TestChaos(t *testing.T) {
 		}
 		dur = time.Duration(secs * float64(time.Second))
 	}
-	dir := t.TempDir()
 	var mu sync.Mutex
 	procs := map[int]*chaosProc{}
 	var all []*chaosProc
+	started := 0
 	start := func() {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), "DLOCK_CHAOS_CHILD=worker", "DLOCK_CHAOS_DIR="+dir)
+		cmd.Env = append(os.Environ(), "DLOCK_CHAOS_CHILD=worker", "DLOCK_CHAOS_DIR="+dir,
+			"DLOCK_CHAOS_LOCKS="+lockDirs[started%len(lockDirs)])
+		started++
 		p := &chaosProc{cmd: cmd, stderr: &strings.Builder{}, done: make(chan struct{})}
 		cmd.Stderr = p.stderr
 		stdin, err := cmd.StdinPipe()
@@ -519,7 +542,7 @@ func TestChaos(t *testing.T) {
 		var fence uint64
 		for i, first := 0, rng.IntN(chaosLocks); i < chaosLocks && p == nil; i++ {
 			lock = (first + i) % chaosLocks
-			st, err := Inspect(chaosLockPath(dir, lock))
+			st, err := Inspect(chaosLockPath(lockDirs[0], lock))
 			if err != nil {
 				t.Fatalf("Inspect: %v", err)
 			}
@@ -544,7 +567,7 @@ func TestChaos(t *testing.T) {
 				// before it died), and any other the dead process holds.
 				f := fence
 				if l != lock {
-					st, err := Inspect(chaosLockPath(dir, l))
+					st, err := Inspect(chaosLockPath(lockDirs[0], l))
 					if err != nil || !st.Held || st.Holder.PID != pid {
 						continue
 					}
@@ -556,7 +579,7 @@ func TestChaos(t *testing.T) {
 				go func() {
 					defer watchers.Done()
 					for limit := time.Now().Add(chaosReclaimBound + 5*time.Second); time.Now().Before(limit); {
-						st, err := Inspect(chaosLockPath(dir, k.lock))
+						st, err := Inspect(chaosLockPath(lockDirs[0], k.lock))
 						if err == nil && (!st.Held || st.Holder.PID != k.pid || st.Fence != k.fence) {
 							k.latency, k.seen = time.Duration(monoNow()-k.at), true
 							return
