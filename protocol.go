@@ -35,6 +35,9 @@ package dlock
 //  4. PATH is never removed while it holds an entry. An empty PATH (a
 //     user's mkdir, a half-made lock of another tool) is removed with
 //     rmdir, itself a compare-and-swap, only after TIMEOUT unchanged.
+//     Listings can miss an entry being renamed, so seeing none never
+//     means free: it is an unknown holder, and a PATH that shows only the
+//     waiters' queue for TIMEOUT is reported corrupt, never repaired.
 //  5. After a failed rename, the target existing proves the rename happened
 //     (network filesystems may report an error for a rename that took
 //     effect): targets are names only this holder uses.
