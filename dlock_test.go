@@ -840,6 +840,143 @@ func TestForeignFilesBesideEntryAreIgnored(t *testing.T) {
 
 // An empty directory at the path (a user's mkdir, another tool's lock) is
 // an unknown holder: reclaimed only after TIMEOUT unchanged, by rmdir.
+// tree lists everything under dir (names, with types and sizes), to
+// prove that a failed call touched nothing.
+func tree(t *testing.T, dir string) string {
+	t.Helper()
+	var b strings.Builder
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		size := fi.Size()
+		if fi.IsDir() {
+			size = 0
+		}
+		fmt.Fprintf(&b, "%s %v %d\n", rel, fi.Mode(), size)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+// A creator killed between making its staging directory and renaming it
+// into place leaves the stage beside the lock; whoever creates the lock
+// next removes it, once it is older than TIMEOUT. Anything else named like
+// a stage is left exactly as it was: a fresh stage (its creator may be
+// only slow), one holding other things, a file, a symlink, another lock's.
+func TestCreatorSweepsStagesOfDeadCreators(t *testing.T) {
+	r := newRig(t)
+	dir := filepath.Dir(r.path)
+	old := r.clk.Now().Add(-2 * time.Second)
+	mk := func(p string, children ...string) {
+		for _, c := range append([]string{""}, children...) {
+			if err := os.MkdirAll(filepath.Join(p, c), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		os.Chtimes(p, old, old)
+	}
+	dead := stagePath(r.path, "new", "0123456789abcdef")
+	mk(dead, heldName(1, newToken(), 0, old, old, time.Second), queueDir)
+	claimed := stagePath(r.path, "old", "00000000000000aa") // a sweeper died too
+	mk(claimed, "free.3")
+	fresh := stagePath(r.path, "new", "1111111111111111")
+	mk(fresh, queueDir)
+	os.Chtimes(fresh, r.clk.Now(), r.clk.Now())
+	full := stagePath(r.path, "new", "2222222222222222")
+	mk(full, "free.1")
+	os.WriteFile(filepath.Join(full, "data"), []byte("precious"), 0o644)
+	os.Chtimes(full, old, old)
+	file := stagePath(r.path, "new", "3333333333333333")
+	os.WriteFile(file, []byte("precious"), 0o644)
+	target := filepath.Join(dir, "target")
+	mk(target, "free.1")
+	link := stagePath(r.path, "new", "4444444444444444")
+	os.Symlink(target, link)
+	other := stagePath(filepath.Join(dir, "other"), "new", "5555555555555555")
+	mk(other, "free.1")
+	odd := filepath.Join(dir, "."+filepath.Base(r.path)+".dlock-new-XYZ")
+	mk(odd)
+	before := tree(t, dir)
+
+	mustLock(t, r.lock(WithTimeout(time.Second)))
+	for _, p := range []string{dead, claimed} {
+		if _, err := os.Lstat(p); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s was not swept (%v)", filepath.Base(p), err)
+		}
+	}
+	var kept []string
+	for _, line := range strings.Split(before, "\n") {
+		if !strings.Contains(line, filepath.Base(dead)) && !strings.Contains(line, filepath.Base(claimed)) {
+			kept = append(kept, line)
+		}
+	}
+	after := tree(t, dir)
+	for _, line := range kept {
+		if !strings.Contains(after, line) {
+			t.Errorf("%q changed; before:\n%s\nafter:\n%s", line, before, after)
+		}
+	}
+}
+
+// The same for a semaphore's directory, made by the same staging.
+func TestSemaphoreCreatorSweepsDeadStages(t *testing.T) {
+	r := newRig(t)
+	old := r.clk.Now().Add(-2 * time.Second)
+	dead := stagePath(r.path, "new", "0123456789abcdef")
+	os.MkdirAll(filepath.Join(dead, "size.3"), 0o755)
+	os.Chtimes(dead, old, old)
+	s, err := NewSemaphore(r.path, 3, WithClock(r.clk), WithPollInterval(never), WithTimeout(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.TryAcquire(); !ok || err != nil {
+		t.Fatalf("TryAcquire = %v, %v", ok, err)
+	}
+	names, _ := readNames(filepath.Dir(r.path))
+	if len(names) != 1 {
+		t.Fatalf("beside the semaphore: %q, want nothing", names)
+	}
+	s.Release()
+}
+
+// A creator paused after making its stage, long enough for another
+// process to sweep it, finds it gone and tries again: Lock succeeds.
+func TestCreatorWhoseStageWasSweptTriesAgain(t *testing.T) {
+	r := newRig(t)
+	swept := 0
+	f := func(stage string) {
+		if swept++; swept == 1 {
+			sweepStages(r.path, time.Now().Add(time.Hour), time.Second, stageMember) // real time: the stage's mtime is
+			if _, err := os.Lstat(stage); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("the stage was not swept: %v", err)
+			}
+		}
+	}
+	testStaged.Store(&f)
+	t.Cleanup(func() { testStaged.Store(nil) })
+	l := r.lock()
+	mustLock(t, l)
+	if swept != 2 {
+		t.Fatalf("%d stages made, want 2 (one swept, one renamed into place)", swept)
+	}
+	if e := parseEntry(r.entryName()); e.holder.Token != l.token {
+		t.Fatalf("entry %q is not the creator's", e.name)
+	}
+	names, _ := readNames(filepath.Dir(r.path))
+	if len(names) != 1 {
+		t.Fatalf("beside the lock: %q, want nothing", names)
+	}
+}
+
 func TestEmptyDirectoryReclaimedAfterTimeout(t *testing.T) {
 	r := newRig(t)
 	os.Mkdir(r.path, 0o755)

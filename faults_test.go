@@ -48,33 +48,6 @@ func mountTmpfs(t *testing.T, opts string) string {
 	return dir
 }
 
-// tree lists everything under dir (names, with types and sizes), to
-// prove that a failed call touched nothing.
-func tree(t *testing.T, dir string) string {
-	t.Helper()
-	var b strings.Builder
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		size := fi.Size()
-		if fi.IsDir() {
-			size = 0
-		}
-		fmt.Fprintf(&b, "%s %v %d\n", rel, fi.Mode(), size)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b.String()
-}
-
 // lockAtOnce calls Lock with no PATIENCE limit and returns its error,
 // failing the test unless it returned an error quickly that is not busy.
 func lockAtOnce(t *testing.T, l *Lock) error {

@@ -219,9 +219,12 @@ func move(dir, from, to string) error {
 // create makes the lock directory at path, already holding the entry held.
 // It returns false, nil when another process created path first.
 func create(path, held, token string, perm fs.FileMode) (bool, error) {
-	stage := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".dlock-new-"+token[:16])
+	stage := stagePath(path, "new", token[:16])
 	if err := os.Mkdir(stage, perm); err != nil {
 		return false, fmt.Errorf("dlock: creating lock %s: %w", path, err)
+	}
+	if f := testStaged.Load(); f != nil {
+		(*f)(stage)
 	}
 	entry := filepath.Join(stage, held)
 	err := os.Chmod(stage, perm) // what the umask took away
@@ -249,8 +252,76 @@ func create(path, held, token string, perm fs.FileMode) (bool, error) {
 	if fi, lerr := os.Lstat(path); lerr == nil && fi.IsDir() {
 		return false, nil
 	}
+	if errors.Is(err, fs.ErrNotExist) {
+		if ok, _ := isRealDir(filepath.Dir(path)); ok {
+			return false, nil // the stage was swept while we paused: again
+		}
+	}
 	return false, fmt.Errorf("dlock: creating lock %s: %w", path, err)
 }
+
+// testStaged, set by tests only, runs when create has made its stage.
+var testStaged atomic.Pointer[func(stage string)]
+
+// stagePath names a staging directory beside path: kind "new" while a
+// creator fills it, "old" once a sweep has claimed it.
+func stagePath(path, kind, tok string) string {
+	return filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".dlock-"+kind+"-"+tok)
+}
+
+// sweepStages removes what creators of path left beside it when they died
+// between making their staging directory and renaming it into place: a
+// directory named as stagePath names them, unchanged for timeout, holding
+// only empty directories whose names member accepts. Each is first claimed
+// by a rename, so a creator that was only paused finds its stage gone and
+// tries again, and then emptied with rmdir alone, which removes nothing
+// that holds anything. A leftover exists only where a creation failed, so
+// whoever creates path next sweeps: once in a lock path's life, one
+// listing of its parent. Failures are ignored: this is tidying.
+func sweepStages(path string, now time.Time, timeout time.Duration, member func(string) bool) {
+	dir, prefix := filepath.Dir(path), "."+filepath.Base(path)+".dlock-"
+	names, err := readNames(dir)
+	if err != nil {
+		return
+	}
+	for _, n := range names {
+		rest, ok := strings.CutPrefix(n, prefix)
+		kind, tok, _ := strings.Cut(rest, "-")
+		if !ok || kind != "new" && kind != "old" || !isHex(tok, 16, 16) {
+			continue
+		}
+		stage := filepath.Join(dir, n)
+		fi, err := os.Lstat(stage)
+		if err != nil || !fi.IsDir() || now.Sub(fi.ModTime()) < timeout {
+			continue
+		}
+		ours := func() bool {
+			inside, err := readNames(stage)
+			return err == nil && !slices.ContainsFunc(inside, func(c string) bool { return !member(c) })
+		}
+		if !ours() {
+			continue
+		}
+		if kind == "new" {
+			claimed := stagePath(path, "old", tok)
+			if renameEntry(stage, claimed) != nil {
+				continue
+			}
+			stage = claimed
+		}
+		inside, _ := readNames(stage) // again: its creator may have added to it
+		for _, c := range inside {
+			p := filepath.Join(stage, c)
+			if ok, _ := isRealDir(p); ok && member(c) {
+				removeDir(p)
+			}
+		}
+		removeDir(stage)
+	}
+}
+
+// stageMember: what a lock's staging directory holds.
+func stageMember(name string) bool { return isStateName(name) || name == queueDir }
 
 // removeEmpty removes path if it is an empty directory (invariant 4).
 func removeEmpty(path string) error {
@@ -302,6 +373,7 @@ func (l *Lock) attempt() (ok bool, seen entry, staleAt time.Time, err error) {
 				if created {
 					l.acquired(epoch, token, name, now, "created")
 					created = l.confirm(now)
+					sweepStages(l.path, now, l.cfg.timeout, stageMember)
 				}
 				return created, entry{}, time.Time{}, err
 			}

@@ -158,7 +158,7 @@ func (rw *RWLock) begin() error {
 	}
 	err := errRetry
 	for i := 0; !rw.checked && errors.Is(err, errRetry) && i < 3; i++ {
-		err = checkContainer(rw.path, "rwlock."+strconv.Itoa(rw.readers.n), rw.cfg.perm, func(n string) bool {
+		err = checkContainer(rw.path, "rwlock."+strconv.Itoa(rw.readers.n), &rw.cfg, func(n string) bool {
 			return n == "writer" || n == "readers" || strings.HasPrefix(n, ".writer.") || strings.HasPrefix(n, ".readers.")
 		})
 		rw.checked = err == nil

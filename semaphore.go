@@ -235,7 +235,7 @@ func (s *Semaphore) check() error {
 		return nil
 	}
 	for range 3 {
-		err := checkContainer(s.path, "size."+strconv.Itoa(s.n), s.cfg.perm, func(name string) bool {
+		err := checkContainer(s.path, "size."+strconv.Itoa(s.n), &s.cfg, func(name string) bool {
 			return strings.HasPrefix(name, "slot.") || strings.HasPrefix(name, ".slot.")
 		})
 		if err == nil {
@@ -255,10 +255,11 @@ var errRetry = errors.New("retry")
 // reader/writer lock) whose marker entry is marker, creating it with the
 // marker if it is missing. Names for which member is true belong there;
 // any other name means it is not ours: ErrNotLock.
-func checkContainer(dir, marker string, perm fs.FileMode, member func(string) bool) error {
+func checkContainer(dir, marker string, cfg *config, member func(string) bool) error {
 	names, err := readNames(dir)
 	if errors.Is(err, fs.ErrNotExist) {
-		stage := filepath.Join(filepath.Dir(dir), "."+filepath.Base(dir)+".dlock-new-"+newToken()[:16])
+		perm := cfg.perm
+		stage := stagePath(dir, "new", newToken()[:16])
 		err := os.Mkdir(stage, perm)
 		if err == nil {
 			if err = os.Chmod(stage, perm); err == nil {
@@ -270,10 +271,15 @@ func checkContainer(dir, marker string, perm fs.FileMode, member func(string) bo
 				}
 			}
 			if err == nil {
+				kind, _, _ := strings.Cut(marker, ".")
+				sweepStages(dir, cfg.clock.Now(), cfg.timeout, func(n string) bool { return strings.HasPrefix(n, kind+".") })
 				return nil
 			}
 			os.Remove(filepath.Join(stage, marker))
 			os.Remove(stage)
+			if errors.Is(err, fs.ErrNotExist) {
+				return errRetry // our stage was swept while we paused (sweepStages)
+			}
 		}
 		if fi, lerr := os.Lstat(dir); lerr == nil && fi.IsDir() {
 			return errRetry // another process made it first
