@@ -48,6 +48,78 @@ func mountTmpfs(t *testing.T, opts string) string {
 	return dir
 }
 
+// An overlay filesystem (a container's root): locks made in it work as
+// anywhere, waiters woken by its inotify events; a lock directory that
+// came with a lower layer (baked into an image) cannot have its entry
+// renamed (EXDEV), which Lock reports at once, saying why, touching
+// nothing.
+func TestOverlayFS(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting an overlay needs root")
+	}
+	base := t.TempDir()
+	lower, upper, work, merged := filepath.Join(base, "lower"), filepath.Join(base, "upper"), filepath.Join(base, "work"), filepath.Join(base, "merged")
+	for _, d := range []string{lower, upper, work, merged} {
+		os.Mkdir(d, 0o755)
+	}
+	baked, err := New(filepath.Join(lower, "baked"))
+	if err == nil {
+		err = baked.Lock(context.Background())
+	}
+	if err == nil {
+		err = baked.Unlock()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := tree(t, lower)
+	if err := unix.Mount("overlay", merged, "overlay", 0, "lowerdir="+lower+",upperdir="+upper+",workdir="+work); err != nil {
+		t.Skipf("cannot mount an overlay here: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(merged, 0); err != nil {
+			unix.Unmount(merged, unix.MNT_DETACH)
+		}
+	})
+
+	path := filepath.Join(merged, "lock")
+	a, _ := New(path)
+	b, _ := New(path, WithPollInterval(time.Hour)) // only an event can wake it in time
+	if err := a.Lock(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	blocked, done := make(chan struct{}, 10), make(chan error, 1)
+	b.testBlocked = func() { blocked <- struct{}{} }
+	go func() { done <- b.Lock(context.Background()) }()
+	select {
+	case <-blocked:
+	case err := <-done:
+		t.Fatalf("Lock = %v while held, want it to wait", err)
+	}
+	if err := a.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the waiter was not woken on the overlay")
+	}
+	b.Unlock()
+
+	l, _ := New(filepath.Join(merged, "baked"))
+	err = lockAtOnce(t, l)
+	if !errors.Is(err, syscall.EXDEV) || !strings.Contains(err.Error(), "overlay") {
+		t.Fatalf("Lock of a lock directory in the lower layer = %v, want EXDEV explained", err)
+	}
+	unix.Unmount(merged, 0)
+	if after := tree(t, lower); after != before {
+		t.Fatalf("the lower layer changed:\n%s\nthen:\n%s", before, after)
+	}
+}
+
 // lockAtOnce calls Lock with no PATIENCE limit and returns its error,
 // failing the test unless it returned an error quickly that is not busy.
 func lockAtOnce(t *testing.T, l *Lock) error {

@@ -439,6 +439,11 @@ func (l *Lock) take(e entry, token string, reclaim bool) (bool, error) {
 		return l.confirm(now), nil
 	case errors.Is(err, errGone):
 		return false, nil
+	case errors.Is(err, syscall.EXDEV):
+		// overlayfs renames only directories it made itself: the lock
+		// directory came with a lower layer, a container image's most
+		// likely. Nothing here can change that.
+		return false, fmt.Errorf("dlock: acquiring lock %s: its state entry cannot be renamed where it is, most likely in a lower layer of an overlay filesystem (a lock directory baked into a container image); remove it from the image, or keep locks on a volume or tmpfs: %w", l.path, err)
 	default:
 		return false, fmt.Errorf("dlock: acquiring lock %s: %w", l.path, err)
 	}
