@@ -85,6 +85,16 @@ func (s *watch) set(paths []string) bool {
 		s.c = make(chan struct{}, 1)
 	}
 	s.close()
+	// What the old watches said (until close ended them) is of paths
+	// no longer watched: a look at the new ones follows. Kept, it would
+	// tell a waiter that its new predecessor had left.
+	s.mu.Lock()
+	s.gone, s.names, s.over = false, nil, false
+	s.mu.Unlock()
+	select {
+	case <-s.c:
+	default:
+	}
 	s.paths, s.watched = append(s.paths[:0], paths...), true
 	for _, p := range paths {
 		cancel, ok := theHub.subscribe(p, s)
