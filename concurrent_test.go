@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -56,7 +57,11 @@ func child(role string) int {
 		return 0
 	case "hold":
 		timeout, _ := time.ParseDuration(os.Getenv("DLOCK_TIMEOUT"))
-		l, err := New(path, WithTimeout(timeout))
+		poll, err := time.ParseDuration(os.Getenv("DLOCK_POLL"))
+		if err != nil {
+			poll = DefaultPollInterval
+		}
+		l, err := New(path, WithTimeout(timeout), WithPollInterval(poll))
 		if err == nil {
 			err = l.Lock(context.Background())
 		}
@@ -395,6 +400,151 @@ func TestHolderKilledWhileWaitedForIsReclaimed(t *testing.T) {
 		t.Fatalf("fence %d after reclaiming fence %d", l.Fence(), h.fence)
 	}
 	l.Unlock()
+}
+
+// startWaiter starts a child that waits for the lock at path (polling
+// every poll, which the tests make too slow to matter), and returns once
+// its ticket is in the queue. It says "held FENCE" when it acquires, and
+// unlocks on a line on its stdin.
+func startWaiter(t *testing.T, path string, poll time.Duration) *holder {
+	t.Helper()
+	cmd := childCmd(t, "hold", "DLOCK_PATH="+path, "DLOCK_TIMEOUT=1h", "DLOCK_POLL="+poll.String())
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Signal(syscall.SIGCONT); cmd.Process.Kill(); cmd.Wait() })
+	mark := fmt.Sprintf(".%d.", cmd.Process.Pid)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) { // until it queues
+		names, _ := readNames(filepath.Join(path, queueDir))
+		if slices.ContainsFunc(names, func(n string) bool { return strings.Contains(n, mark) }) && holdsTicket(cmd.Process.Pid) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waiter %d never queued: %q", cmd.Process.Pid, names)
+		}
+	}
+	return &holder{cmd: cmd, stdin: stdin, out: bufio.NewReader(stdout)}
+}
+
+// stop stops the child pid and returns once it is stopped (a signal is
+// delivered when the child next runs: it could acquire before that).
+func stop(t *testing.T, pid int) {
+	t.Helper()
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	var ws syscall.WaitStatus
+	if _, err := syscall.Wait4(pid, &ws, syscall.WUNTRACED, nil); err != nil || !ws.Stopped() {
+		t.Fatalf("waiting for %d to stop: %v, %v", pid, ws, err)
+	}
+}
+
+// holdsTicket reports whether process pid has a ticket open (as a waiter
+// does while it waits, on Linux), or cannot tell.
+func holdsTicket(pid int) bool {
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return true
+	}
+	for _, fd := range fds {
+		if target, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name())); isTicketPath(target) {
+			return true
+		}
+	}
+	return runtime.GOOS != "linux"
+}
+
+// acquired reads the waiter's "held" line, then lets it unlock.
+func (h *holder) acquired(t *testing.T) {
+	t.Helper()
+	line, err := h.out.ReadString('\n')
+	if _, serr := fmt.Sscanf(line, "held %d", &h.fence); err != nil || serr != nil {
+		t.Fatalf("waiter said %q, %v", line, err)
+	}
+	io.WriteString(h.stdin, "unlock\n")
+}
+
+// lockWithin starts l.Lock, waits until it blocks, runs then, and fails
+// unless Lock succeeds within d. (A context, not PATIENCE: a wait whose
+// PATIENCE ends makes one last attempt, which would hide a missed wake-up.)
+func lockWithin(t *testing.T, l *Lock, d time.Duration, then func()) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	blocked := make(chan struct{}, 1)
+	l.testBlocked = func() {
+		select {
+		case blocked <- struct{}{}:
+		default:
+		}
+	}
+	done := make(chan error, 1)
+	go func() { done <- l.Lock(ctx) }()
+	select {
+	case <-blocked:
+	case err := <-done:
+		t.Fatalf("Lock returned %v, want it to wait", err)
+	}
+	then()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A waiter killed in the queue does not hold up the line: the waiter
+// behind it watches its process as well as its ticket (a pidfd), takes
+// its place at once and is woken when the one ahead acquires and leaves.
+// Nothing else could wake it in time: it polls every 30 × 3 s.
+func TestKilledWaiterDoesNotHoldUpTheLine(t *testing.T) {
+	if runtime.GOOS != "linux" || self().hostID == "0" {
+		t.Skip("needs pidfd (Linux) and a host identity")
+	}
+	path := filepath.Join(t.TempDir(), "lock")
+	h, _ := New(path)
+	mustLock(t, h)
+	w1 := startWaiter(t, path, time.Hour)
+	w2 := startWaiter(t, path, time.Hour)
+	l, _ := New(path, WithPollInterval(3*time.Second))
+	lockWithin(t, l, 5*time.Second, func() {
+		w2.cmd.Process.Kill()
+		w2.cmd.Wait()
+		if err := h.Unlock(); err != nil {
+			t.Fatal(err)
+		}
+		w1.acquired(t)
+	})
+	if l.Fence() != w1.fence+1 {
+		t.Fatalf("fence %d after %d", l.Fence(), w1.fence)
+	}
+	l.Unlock()
+}
+
+// A first waiter stopped (^Z) when the lock is released does not hold up
+// the line: the waiter right behind it polls at the plain interval, not
+// the slow one of a watched directory, and takes the free lock. The
+// stopped waiter, continued, keeps its place and gets the lock next.
+func TestStoppedWaiterDoesNotHoldUpTheLine(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "lock")
+	h, _ := New(path)
+	mustLock(t, h)
+	w1 := startWaiter(t, path, time.Hour)
+	l, _ := New(path, WithPollInterval(time.Second))
+	lockWithin(t, l, 5*time.Second, func() {
+		stop(t, w1.cmd.Process.Pid)
+		if err := h.Unlock(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	w1.cmd.Process.Signal(syscall.SIGCONT)
+	if err := l.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	w1.acquired(t)
+	if w1.fence != l.Fence()+1 {
+		t.Fatalf("fence %d after %d", w1.fence, l.Fence())
+	}
 }
 
 // A holder stopped with SIGSTOP past its TIMEOUT is reclaimed; once it is

@@ -30,9 +30,11 @@ func watchDeath(h Holder) *deathWatch {
 	if err != nil {
 		return nil
 	}
-	if start, alive, _ := processStart(h.PID); alive && h.pstart != 0 && start != h.pstart {
-		unix.Close(fd) // the pid was reused before we opened it
-		return deadAlready(h)
+	if h.pstart != 0 { // (known by its pid alone, it is watched as it is)
+		if start, alive, _ := processStart(h.PID); alive && start != h.pstart {
+			unix.Close(fd) // the pid was reused before we opened it
+			return deadAlready(h)
+		}
 	}
 	if unix.SetNonblock(fd, true) != nil {
 		unix.Close(fd)

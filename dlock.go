@@ -253,7 +253,7 @@ func (l *Lock) waitSpec() waitSpec {
 	local := !l.cfg.noWatch && l.isLocal()
 	var q *queue
 	if local {
-		q = &queue{dir: filepath.Join(l.path, queueDir), lock: l.path, token: newToken()[:16], timeout: l.cfg.timeout}
+		q = &queue{dir: filepath.Join(l.path, queueDir), lock: l.path, token: newToken()[:16], held: -1, timeout: l.cfg.timeout}
 		l.mu.Lock()
 		l.queueTok = q.token
 		l.mu.Unlock()

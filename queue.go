@@ -16,11 +16,16 @@ package dlock
 //
 // The queue only decides who is woken, never who holds the lock: that is
 // still the compare-and-swap of the state entry, which any waiter may try
-// at any time (every waiter also polls). So a lost, stale or foreign
-// ticket can only delay a wake-up, never let two holders in. Tickets of
-// dead waiters on this host are removed by their successors; a ticket
-// left unchanged for TIMEOUT is removed too, and a live waiter that finds
-// its ticket gone takes a new one.
+// at any time (every waiter also polls; one behind others looks only at
+// its polls, not to take the lock from the first as it is handed over).
+// So a lost, stale or foreign ticket can only delay a wake-up, never let
+// two holders in. Tickets of dead waiters on this host are removed by
+// their successors, at once on Linux: a waiter keeps its ticket open, and
+// the close at its death is an event to the one behind (openTicket). A
+// ticket left unchanged for TIMEOUT is removed too, and a live waiter that
+// finds its ticket gone takes a new one. The waiter right behind the first
+// polls at the plain interval: a first waiter stopped (^Z) with the lock
+// free is passed over then.
 //
 //	PATH/queue/TIME.TOKEN.PID.HOSTID
 //
@@ -47,8 +52,11 @@ type queue struct {
 	dir     string    // PATH/queue; "" when not queueing
 	lock    string    // PATH
 	ticket  string    // our ticket's name, "" until taken
+	held    int       // our ticket, kept open while we wait (-1: not open)
 	token   string    // ours, 16 hex digits: see Lock.freshToken
 	pred    string    // the predecessor we watch
+	dead    string    // a predecessor known to have exited (a zombie passes kill(pid, 0))
+	second  bool      // pred was first in line when we last listed
 	since   time.Time // when we first saw pred there
 	timeout time.Duration
 	foreign []string // ticket names that are not tickets: passed over
@@ -77,12 +85,13 @@ func (q *queue) target(now time.Time) string {
 			}
 			continue
 		}
-		pred := ""
+		pred, ahead := "", 0
 		for _, n := range names {
 			if n < q.ticket && isTicket(n) && !slices.Contains(q.foreign, n) {
-				pred = n // the newest before ours
+				pred, ahead = n, ahead+1 // the newest before ours
 			}
 		}
+		q.second = ahead == 1
 		if pred == "" {
 			q.pred = ""
 			return q.lock
@@ -90,7 +99,7 @@ func (q *queue) target(now time.Time) string {
 		if pred != q.pred {
 			q.pred, q.since = pred, now
 		}
-		if !ticketDead(pred) && now.Sub(q.since) < q.timeout {
+		if !ticketDead(pred) && pred != q.dead && now.Sub(q.since) < q.timeout {
 			return filepath.Join(q.dir, pred)
 		}
 		// Dead or stuck: remove it. What rmdir refuses (a file, a
@@ -115,20 +124,24 @@ func (q *queue) predHolds(h Holder) bool {
 func (q *queue) join(now time.Time) bool {
 	id := self()
 	name := fmt.Sprintf("%020d.%s.%d.%s", max(now.UnixNano(), 0), q.token, id.pid, id.hostID)
-	if err := os.Mkdir(filepath.Join(q.dir, name), 0o755); err != nil {
+	path := filepath.Join(q.dir, name)
+	if err := os.Mkdir(path, 0o755); err != nil {
 		q.dir = ""
 		return false
 	}
-	q.ticket = name
+	closeTicket(q.held) // a ticket we lost
+	q.ticket, q.held = name, openTicket(path)
 	return true
 }
 
-// leave removes our ticket, waking our successor.
+// leave removes our ticket, waking our successor: the removal, then the
+// close, whose events come as one (see openTicket).
 func (q *queue) leave() {
 	if q.dir != "" && q.ticket != "" {
 		removeDir(filepath.Join(q.dir, q.ticket))
 	}
-	q.ticket = ""
+	closeTicket(q.held)
+	q.ticket, q.held = "", -1
 }
 
 // isTicket reports whether name looks like a ticket; anything else in the
@@ -142,6 +155,21 @@ func isTicket(name string) bool {
 // gone: no process has its pid. (Its start time is not in the ticket: a
 // reused pid keeps a dead ticket until it times out, which only delays a
 // wake-up; so kill(pid, 0) tells all that can be told.)
+// predProcess is the process of our predecessor's ticket, when it runs on
+// this host. (A ticket carries no start time: its watch may be of a pid
+// reused since, which only leaves the dead ticket to the next poll.)
+func (q *queue) predProcess() (Holder, bool) {
+	f := strings.Split(q.pred, ".")
+	if len(f) != 4 || f[3] != self().hostID || f[3] == "0" {
+		return Holder{}, false
+	}
+	pid, err := strconv.Atoi(f[2])
+	if err != nil || pid <= 0 {
+		return Holder{}, false
+	}
+	return Holder{PID: pid, HostID: f[3]}, true
+}
+
 func ticketDead(name string) bool {
 	f := strings.Split(name, ".")
 	pid, err := strconv.Atoi(f[2])
@@ -149,4 +177,10 @@ func ticketDead(name string) bool {
 		return false
 	}
 	return !pidAlive(pid)
+}
+
+// isTicketPath reports whether path is a ticket in a lock's queue.
+func isTicketPath(path string) bool {
+	dir, name := filepath.Split(path)
+	return isTicket(name) && filepath.Base(dir) == queueDir
 }

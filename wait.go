@@ -53,7 +53,7 @@ func wait(ctx context.Context, w waitSpec, start time.Time) error {
 		deadline = start.Add(w.patience)
 	}
 	wt := watch{}
-	var death *deathWatch
+	var death, predDeath *deathWatch // the holder's (first in line), our predecessor's
 	// Leaving the queue (which wakes the next waiter), unwatching and
 	// closing the pidfd: after an acquisition, done in the background,
 	// so that Lock returns as soon as the lock is held.
@@ -63,6 +63,7 @@ func wait(ctx context.Context, w waitSpec, start time.Time) error {
 		}
 		wt.close()
 		death.close()
+		predDeath.close()
 	}
 	acquired := false
 	defer func() {
@@ -80,8 +81,9 @@ func wait(ctx context.Context, w waitSpec, start time.Time) error {
 		first       bool      // first in line (or not queueing)
 		armFor      Holder    // the holder whose death watch is due at armAt
 		armAt       time.Time
-		evented     bool // woken by events, all of them known
-		predGone    bool // woken because a watched path went
+		timed       = true // woken by the timer for an attempt (or starting)
+		evented     bool   // woken by events, all of them known
+		predGone    bool   // woken because a watched path went
 	)
 	for {
 		// Watch first, then look: a change between the two is then either
@@ -115,6 +117,12 @@ func wait(ctx context.Context, w waitSpec, start time.Time) error {
 			watching = wt.set(paths)
 		}
 		first = w.queue == nil || len(paths) == 1 && paths[0] == w.queue.lock
+		if predDeath != nil { // (only ever behind others, in a queue)
+			if pred, ok := w.queue.predProcess(); first || !ok || !predDeath.watches(pred) {
+				predDeath.close()
+				predDeath = nil
+			}
+		}
 		hinted := evented && first && watching
 		evented = false
 		if !quick && hinted && w.tryEvent != nil {
@@ -134,11 +142,17 @@ func wait(ctx context.Context, w waitSpec, start time.Time) error {
 				}
 			}
 		}
-		skipLook := !quick && w.looked && !first && watching
-		w.looked = false
-		if skipLook {
+		// Behind others, PATH is for those ahead to watch: a look could
+		// take the lock from them as it is handed over. So, there, only
+		// a timer (the poll, the safety net) looks: not the Lock's own
+		// look just made, nor a wake-up to find our place in the queue
+		// (a predecessor exited).
+		skipLook := !quick && !first && watching && (w.looked || !timed)
+		if skipLook && w.looked {
 			seen, staleAt = w.seen, w.staleAt
-		} else if !quick {
+		}
+		w.looked, timed = false, false
+		if !skipLook && !quick {
 			ok, e, at, err := w.try()
 			if ok {
 				acquired = true
@@ -158,9 +172,12 @@ func wait(ctx context.Context, w waitSpec, start time.Time) error {
 		}
 		if !quick {
 			poll := w.poll
-			// (No state entry seen may be listings that missed it: then
-			// no event follows, and only a look finds it.)
-			if watching && w.local && !(seen.holder.Unknown && seen.name == "") {
+			// Not the slow poll when no state entry was seen (listings
+			// that missed it: no event follows, only a look finds it),
+			// nor right behind the first in line: a first waiter stopped
+			// (^Z) would hold up the line with the lock free.
+			if watching && w.local && !(seen.holder.Unknown && seen.name == "") &&
+				!(w.queue != nil && !first && w.queue.second) {
 				poll *= localPollFactor
 			}
 			nextAttempt = w.clock.Now().Add(poll*3/4 + rand.N(poll/4+1))
@@ -213,6 +230,7 @@ func wait(ctx context.Context, w waitSpec, start time.Time) error {
 		if next <= 0 {
 			// The holder turned stale since it was judged, or the poll is
 			// due: attempt now.
+			timed = true
 			continue
 		}
 		if !timer.Stop() {
@@ -235,12 +253,25 @@ func wait(ctx context.Context, w waitSpec, start time.Time) error {
 			now := w.clock.Now()
 			quick = now.Before(nextAttempt) && now.Before(staleAt) && (deadline.IsZero() || now.Before(deadline)) &&
 				(armIn >= 0 || checkPid && pidAlive(seen.holder.PID))
+			timed = !quick
 		case <-death.done():
 			death.markDead()
 			death.close()
 			death = nil
+		case <-predDeath.done():
+			w.queue.dead = w.queue.pred
+			predDeath.close()
+			predDeath = nil
 		case <-wt.events():
 			evented, predGone = wt.drain(w.hint)
+			// Our predecessor's ticket was closed but is still there: its
+			// waiter is exiting (see openTicket). kill(pid, 0) passes it
+			// until it is reaped, so watch it end.
+			if evented && !predGone && !first && predDeath == nil {
+				if pred, ok := w.queue.predProcess(); ok {
+					predDeath = watchDeath(pred)
+				}
+			}
 		}
 	}
 }

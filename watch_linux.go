@@ -50,7 +50,11 @@ func (h *inotifyHub) subscribe(path string, s *watch) (func(), bool) {
 	if h.broken || !h.open() {
 		return nil, false
 	}
-	wd, err := unix.InotifyAddWatch(h.fd, path, inotifyMask)
+	mask := uint32(inotifyMask)
+	if isTicketPath(path) {
+		mask |= unix.IN_CLOSE_NOWRITE // its waiter died (see openTicket)
+	}
+	wd, err := unix.InotifyAddWatch(h.fd, path, mask)
 	if err != nil {
 		return nil, false
 	}
@@ -162,5 +166,27 @@ func (h *inotifyHub) tellAll() {
 		for _, s := range subs {
 			s.notify("", true)
 		}
+	}
+}
+
+// openTicket opens our ticket in the queue and keeps it open while we
+// wait. When the process dies, the kernel closes it, and the close is an
+// event (IN_CLOSE_NOWRITE) to the waiter behind, who watches the ticket:
+// a killed waiter is passed over at once, at the cost of an open and a
+// close per wait, where a pidfd for each predecessor would cost a dozen
+// system calls and a goroutine. Leaving removes the ticket and then
+// closes it: the removal's events wait for the last close (the directory
+// lives on while open), so the successor wakes once. -1 if it cannot.
+func openTicket(path string) int {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1
+	}
+	return fd
+}
+
+func closeTicket(fd int) {
+	if fd >= 0 {
+		unix.Close(fd)
 	}
 }
