@@ -366,36 +366,21 @@ func TestKilledHolderReclaimedAtOnce(t *testing.T) {
 // A holder killed while a waiter waits for it is reclaimed at once: the
 // first waiter watches the holder's process (a pidfd, opened a tenth of
 // the poll interval after it first saw that holder). Nothing else could
-// wake it in time: it polls every 30 × 3 s, the holder's TIMEOUT is an
-// hour, and its PATIENCE 2 s.
+// wake it in time: it polls every 30 × 3 s (and checks the holder's pid
+// every 3 s), the holder's TIMEOUT is an hour, and it gives up after 2 s.
 func TestHolderKilledWhileWaitedForIsReclaimed(t *testing.T) {
 	if runtime.GOOS != "linux" || self().hostID == "0" {
 		t.Skip("needs pidfd (Linux) and a host identity")
 	}
 	path := filepath.Join(t.TempDir(), "lock")
 	h := startHolder(t, path, time.Hour)
-	l, _ := New(path, WithPollInterval(3*time.Second), WithPatience(2*time.Second))
-	blocked := make(chan struct{}, 1)
-	l.testBlocked = func() {
-		select {
-		case blocked <- struct{}{}:
-		default:
+	l, _ := New(path, WithPollInterval(3*time.Second))
+	lockWithin(t, l, 2*time.Second, func() {
+		if err := h.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
 		}
-	}
-	done := make(chan error, 1)
-	go func() { done <- l.Lock(context.Background()) }()
-	select {
-	case <-blocked:
-	case err := <-done:
-		t.Fatalf("Lock returned %v before the holder was killed", err)
-	}
-	if err := h.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	h.cmd.Wait()
-	if err := <-done; err != nil {
-		t.Fatalf("Lock while the holder was killed: %v", err)
-	}
+		h.cmd.Wait()
+	})
 	if l.Fence() != h.fence+1 {
 		t.Fatalf("fence %d after reclaiming fence %d", l.Fence(), h.fence)
 	}
