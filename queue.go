@@ -151,15 +151,11 @@ func isTicket(name string) bool {
 	return len(f) == 4 && len(f[0]) == 20 && isHex(f[1], 16, 16)
 }
 
-// ticketDead reports whether a ticket's waiter ran on this host and is
-// gone: no process has its pid. (Its start time is not in the ticket: a
-// reused pid keeps a dead ticket until it times out, which only delays a
-// wake-up; so kill(pid, 0) tells all that can be told.)
-// predProcess is the process of our predecessor's ticket, when it runs on
-// this host. (A ticket carries no start time: its watch may be of a pid
-// reused since, which only leaves the dead ticket to the next poll.)
-func (q *queue) predProcess() (Holder, bool) {
-	f := strings.Split(q.pred, ".")
+// ticketProcess is the process of a ticket's waiter, when it ran on this
+// host. (A ticket carries no start time: the pid may have been reused
+// since, which only leaves a dead ticket to a later look.)
+func ticketProcess(name string) (Holder, bool) {
+	f := strings.Split(name, ".")
 	if len(f) != 4 || f[3] != self().hostID || f[3] == "0" {
 		return Holder{}, false
 	}
@@ -170,13 +166,12 @@ func (q *queue) predProcess() (Holder, bool) {
 	return Holder{PID: pid, HostID: f[3]}, true
 }
 
+// ticketDead reports whether a ticket's waiter ran on this host and no
+// process has its pid. (An exiting or unreaped one still has it: the
+// waiter behind watches it end, see wait.)
 func ticketDead(name string) bool {
-	f := strings.Split(name, ".")
-	pid, err := strconv.Atoi(f[2])
-	if err != nil || pid <= 0 || f[3] != self().hostID || f[3] == "0" {
-		return false
-	}
-	return !pidAlive(pid)
+	h, ok := ticketProcess(name)
+	return ok && !pidAlive(h.PID)
 }
 
 // isTicketPath reports whether path is a ticket in a lock's queue.

@@ -118,7 +118,7 @@ func wait(ctx context.Context, w waitSpec, start time.Time) error {
 		}
 		first = w.queue == nil || len(paths) == 1 && paths[0] == w.queue.lock
 		if predDeath != nil { // (only ever behind others, in a queue)
-			if pred, ok := w.queue.predProcess(); first || !ok || !predDeath.watches(pred) {
+			if pred, ok := ticketProcess(w.queue.pred); first || !ok || !predDeath.watches(pred) {
 				predDeath.close()
 				predDeath = nil
 			}
@@ -268,7 +268,7 @@ func wait(ctx context.Context, w waitSpec, start time.Time) error {
 			// waiter is exiting (see openTicket). kill(pid, 0) passes it
 			// until it is reaped, so watch it end.
 			if evented && !predGone && !first && predDeath == nil {
-				if pred, ok := w.queue.predProcess(); ok {
+				if pred, ok := ticketProcess(w.queue.pred); ok {
 					predDeath = watchDeath(pred)
 				}
 			}
