@@ -88,25 +88,11 @@ func TestOverlayFS(t *testing.T) {
 	if err := a.Lock(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	blocked, done := make(chan struct{}, 10), make(chan error, 1)
-	b.testBlocked = func() { blocked <- struct{}{} }
-	go func() { done <- b.Lock(context.Background()) }()
-	select {
-	case <-blocked:
-	case err := <-done:
-		t.Fatalf("Lock = %v while held, want it to wait", err)
-	}
-	if err := a.Unlock(); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-done:
-		if err != nil {
+	lockWithin(t, b, 30*time.Second, func() {
+		if err := a.Unlock(); err != nil {
 			t.Fatal(err)
 		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("the waiter was not woken on the overlay")
-	}
+	})
 	b.Unlock()
 
 	l, _ := New(filepath.Join(merged, "baked"))
