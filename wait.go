@@ -180,7 +180,12 @@ func wait(ctx context.Context, w waitSpec, start time.Time) error {
 				!(w.queue != nil && !first && w.queue.second) {
 				poll *= localPollFactor
 			}
-			nextAttempt = w.clock.Now().Add(poll*3/4 + rand.N(poll/4+1))
+			// A wake-up that did not look may bring the next poll forward,
+			// never put it off: woken again and again (by closes of our
+			// predecessor's ticket), a waiter would never poll.
+			if at := w.clock.Now().Add(poll*3/4 + rand.N(poll/4+1)); !skipLook || nextAttempt.IsZero() || at.Before(nextAttempt) {
+				nextAttempt = at
+			}
 		}
 		quick = false
 		now := w.clock.Now()

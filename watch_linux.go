@@ -22,6 +22,15 @@ func newHub() hub { return &inotifyHub{} }
 const inotifyMask = unix.IN_CREATE | unix.IN_MOVED_TO | unix.IN_DELETE |
 	unix.IN_DELETE_SELF | unix.IN_MOVE_SELF | unix.IN_ONLYDIR | unix.IN_DONT_FOLLOW
 
+// maskFor is inotifyMask, and for a ticket in a queue its close too: its
+// waiter died (see openTicket).
+func maskFor(path string) uint32 {
+	if isTicketPath(path) {
+		return inotifyMask | unix.IN_CLOSE_NOWRITE
+	}
+	return inotifyMask
+}
+
 // inotifyGone: the watch of the directory has ended, or no longer
 // watches what is at its path.
 const inotifyGone = unix.IN_DELETE_SELF | unix.IN_MOVE_SELF | unix.IN_IGNORED | unix.IN_UNMOUNT
@@ -50,11 +59,7 @@ func (h *inotifyHub) subscribe(path string, s *watch) (func(), bool) {
 	if h.broken || !h.open() {
 		return nil, false
 	}
-	mask := uint32(inotifyMask)
-	if isTicketPath(path) {
-		mask |= unix.IN_CLOSE_NOWRITE // its waiter died (see openTicket)
-	}
-	wd, err := unix.InotifyAddWatch(h.fd, path, mask)
+	wd, err := unix.InotifyAddWatch(h.fd, path, maskFor(path))
 	if err != nil {
 		return nil, false
 	}
