@@ -64,6 +64,9 @@ const (
 	DefaultTimeout      = 10 * time.Second       // TIMEOUT, as in lockbydir
 	DefaultPollInterval = 100 * time.Millisecond // a waiter's fallback poll
 	DefaultPermissions  = fs.FileMode(0o755)     // of the lock directory
+	// DefaultMaxClockSkew bounds how far apart the clocks of two hosts
+	// sharing a lock may be (see WithMaxClockSkew).
+	DefaultMaxClockSkew = time.Minute
 )
 
 // Lock is a lock directory at one path, as seen by one holder.
@@ -118,6 +121,8 @@ type Lock struct {
 
 type config struct {
 	timeout  time.Duration
+	margin   time.Duration // the holder declares loss this long before a waiter may reclaim
+	maxSkew  time.Duration // how far another host's clock may be off ours
 	patience time.Duration // < 0: no limit
 	poll     time.Duration
 	refresh  time.Duration
@@ -163,6 +168,30 @@ func WithWatch(on bool) Option { return func(c *config) { c.noWatch = !on } }
 // default is TIMEOUT/3; it must be shorter than TIMEOUT.
 func WithRefresh(d time.Duration) Option { return func(c *config) { c.refresh = d } }
 
+// WithMargin sets MARGIN: how long before any waiter may reclaim the lock
+// its holder gives it up. Each acquisition has a deadline on the holder's
+// own clock: when its last successful refresh (or the acquiring rename) was
+// issued, plus TIMEOUT, minus MARGIN. At the deadline Lost is closed and
+// Do's context cancelled, whatever the filesystem is doing, so the work has
+// MARGIN to stop before a successor can start. MARGIN covers the rates of
+// two hosts' clocks drifting apart (parts per million) and the holder's
+// reaction; give it what your work needs to stop. The default is TIMEOUT/5;
+// REFRESH + MARGIN must be shorter than TIMEOUT.
+func WithMargin(d time.Duration) Option { return func(c *config) { c.margin = d } }
+
+// WithMaxClockSkew sets how far the wall clocks of the hosts sharing a lock
+// may be apart (default DefaultMaxClockSkew, a minute: NTP keeps hosts
+// within milliseconds, and an unsynchronised clock drifts seconds a day).
+// Clocks never decide whether a live holder may be reclaimed: a waiter
+// reclaims a holder it has seen unchanged for the holder's TIMEOUT on its
+// own clock. The skew bound lets a waiter that just arrived (a cron job
+// with PATIENCE 0) reclaim a long-dead lock at once, trusting the time the
+// holder wrote only once it is older than TIMEOUT plus this bound. A host
+// whose clock is off by more than the bound can have a live lock reclaimed
+// by a newcomer; a waiter that notices a holder's clock far off its own
+// logs it.
+func WithMaxClockSkew(d time.Duration) Option { return func(c *config) { c.maxSkew = d } }
+
 // WithClock sets the clock for every timer and timestamp the Lock uses.
 // Tests pass clock.NewMock() and advance time by hand.
 func WithClock(c clock.Clock) Option { return func(cf *config) { cf.clock = c } }
@@ -191,12 +220,17 @@ func New(path string, opts ...Option) (*Lock, error) {
 		poll:     DefaultPollInterval,
 		perm:     DefaultPermissions,
 		clock:    clock.New(),
+		margin:   -1,
+		maxSkew:  DefaultMaxClockSkew,
 	}
 	for _, o := range opts {
 		o(&cfg)
 	}
 	if cfg.refresh == 0 {
 		cfg.refresh = cfg.timeout / 3
+	}
+	if cfg.margin < 0 {
+		cfg.margin = min(cfg.timeout/5, (cfg.timeout-cfg.refresh)/2)
 	}
 	switch {
 	case path == "":
@@ -207,6 +241,10 @@ func New(path string, opts ...Option) (*Lock, error) {
 		return nil, fmt.Errorf("dlock: poll interval %v for %s must be positive", cfg.poll, path)
 	case cfg.refresh <= 0 || cfg.refresh >= cfg.timeout:
 		return nil, fmt.Errorf("dlock: refresh %v for %s must be positive and shorter than TIMEOUT %v", cfg.refresh, path, cfg.timeout)
+	case cfg.margin <= 0 || cfg.refresh+cfg.margin >= cfg.timeout:
+		return nil, fmt.Errorf("dlock: margin %v for %s must be positive, and with refresh %v shorter than TIMEOUT %v", cfg.margin, path, cfg.refresh, cfg.timeout)
+	case cfg.maxSkew < 0:
+		return nil, fmt.Errorf("dlock: maximum clock skew %v for %s must not be negative", cfg.maxSkew, path)
 	case cfg.clock == nil:
 		return nil, fmt.Errorf("dlock: nil clock for %s", path)
 	}
