@@ -13,12 +13,17 @@
 //	PATH/held.42.<token>.0.<times>...   held, fence 42
 //
 // While a Lock is held, a heartbeat refreshes it every REFRESH (default
-// TIMEOUT/3). A lock that has not been refreshed for its holder's TIMEOUT
-// is stale and the next waiter reclaims it; a lock whose holder ran on
-// the same host and whose process is gone is reclaimed at once. A holder
-// whose lock was reclaimed or removed learns it at its next heartbeat
-// (Lost is closed) or at Unlock (ErrLost): its late Unlock never frees
-// its successor's lock.
+// TIMEOUT/3). Each acquisition has a deadline on the holder's own clock:
+// when its last successful refresh was issued, plus TIMEOUT, minus MARGIN
+// (WithMargin). At the deadline the holder gives the lock up (Lost is
+// closed, Do's context cancelled) whatever its filesystem is doing: a
+// refresh stuck in a hung mount does not delay it. A waiter reclaims a
+// holder only once it has seen its entry unchanged for the holder's
+// TIMEOUT on its own clock, which is MARGIN after the holder's deadline
+// at the earliest; a lock whose holder ran on the same host and whose
+// process is gone is reclaimed at once. A holder whose lock was reclaimed
+// or removed learns it at its next heartbeat or at Unlock (ErrLost): its
+// late Unlock never frees its successor's lock.
 //
 // Waiters watch the directory (inotify on Linux, fsnotify elsewhere, one
 // instance per process shared by all its waits) and also poll, because a
@@ -27,16 +32,21 @@
 // # Guarantees and residual risk
 //
 // No two holders ever hold the same lock at once, as far as the
-// filesystem's rename is atomic (it is on local filesystems, NFS, SMB and
-// sshfs; some object-store FUSE mounts give no guarantee). A holder that
-// is paused past TIMEOUT (stopped, swapped out, a laptop asleep) keeps
-// running until its next heartbeat or its Unlock tells it the lock was
-// lost; meanwhile a successor may hold the lock. Only the resource can
+// filesystem's rename of a name is atomic (it is on local filesystems,
+// NFS, kernel SMB, sshfs and GlusterFS; some object-store FUSE mounts
+// give no guarantee). A holder is told it lost the lock MARGIN before
+// anyone else can take it, even when its filesystem hangs. A holder that
+// is itself paused (stopped, swapped out, a laptop asleep) runs no timer:
+// it keeps running until its timer or its next heartbeat tells it the lock
+// was lost; meanwhile a successor may hold the lock. Only the resource can
 // close that gap: pass Fence to it and have it refuse an older fence.
 //
 // Clocks decide only when a lock may be reclaimed, never whether two
-// holders can coexist. Across hosts, a holder whose clock runs behind the
-// waiter's by more than TIMEOUT can lose its lock early (and is told).
+// holders can coexist. A waiter that has watched a holder trusts only its
+// own clock. A newcomer trusts the time a holder wrote only once it is
+// older than TIMEOUT plus the clock-skew bound (WithMaxClockSkew, default
+// a minute): a holder whose clock is behind by more than that can lose
+// its lock to a newcomer early (and is told).
 //
 // # Platform notes
 //
@@ -80,28 +90,21 @@ type Lock struct {
 	path string
 	cfg  config
 
-	mu      sync.Mutex
-	busy    bool // a Lock or TryLock call is under way
-	held    bool // acquired and not yet unlocked (possibly lost)
-	isLost  bool
-	lostWhy string
-	lostCh  chan struct{}
-	epoch   uint64 // fence of the current or last acquisition
-	token   string
-	cur     string // our held entry's current name
-	seq     uint64
-	since   time.Time
-	beat    time.Time // last successful refresh, by our clock
-	timer   *clock.Timer
-
-	lastFree entry // the free entry we released last: tried first
-	event    entry // the newest state entry a watch event named, for tryEvent
-	// The entry this Lock has been seeing since seenSince (see staleAt).
-	seen      bool
-	seenName  string
-	seenSince time.Time
-	// Holder processes last found alive, and when.
-	alive [8]aliveAt
+	// mu guards what Lost, Fence and Unlock read: the holder's state and
+	// its deadline. It is never held across a system call, so they answer
+	// at once whatever the filesystem is doing.
+	mu       sync.Mutex
+	busy     bool // a Lock or TryLock call is under way
+	held     bool // acquired and not yet unlocked (possibly lost)
+	isLost   bool
+	lostWhy  string
+	lostCh   chan struct{}
+	epoch    uint64    // fence of the current or last acquisition
+	deadline time.Time // the acquisition's: last refresh issued + TIMEOUT - MARGIN
+	expiry   *clock.Timer
+	timer    *clock.Timer    // the heartbeat
+	pending  *pendingRelease // an Unlock's release not done yet (see settle)
+	event    entry           // the newest state entry a watch event named, for tryEvent
 	// While Lock waits in PATH's queue: the first half of the tokens of
 	// its attempts, as on its ticket, so that its successor can tell
 	// that it acquired (queue.predHolds).
@@ -109,6 +112,28 @@ type Lock struct {
 	// Whether PATH is on a local filesystem, and when that was asked.
 	localFS bool
 	localAt time.Time
+
+	// op serializes this Lock's filesystem operations (attempts,
+	// refreshes, releases, Break) and guards what only they use. A system
+	// call stuck in a hung mount holds it; nothing that must answer at
+	// once waits for it.
+	op     sync.Mutex
+	token  string
+	cur    string // our held entry's current name
+	seq    uint64
+	since  time.Time
+	issued time.Time // when the last successful refresh (or the acquiring rename) was issued
+
+	lastFree entry // the free entry we released last: tried first
+	// The entry (or picture of the directory) this Lock has been seeing
+	// since seenSince, last at seenLast (see staleAt).
+	seen      bool
+	seenName  string
+	seenSince time.Time
+	seenLast  time.Time
+	skewTold  string // the token whose clock offset was logged
+	// Holder processes last found alive, and when.
+	alive [8]aliveAt
 
 	// Test hooks: called when a waiter is about to block, after each
 	// heartbeat, and at steps of an attempt ("look": the clock is read,
@@ -259,11 +284,17 @@ func New(path string, opts ...Option) (*Lock, error) {
 func (l *Lock) Path() string { return l.path }
 
 // Lock acquires the lock. It returns nil once acquired; an error matching
-// ErrBusy (a *BusyError naming the holder) when PATIENCE ran out; an error
+// ErrBusy when PATIENCE ran out (a *BusyError naming the holder, unless an
+// attempt was still waiting for the filesystem then); an error
 // matching ctx.Err() when ctx is done first. Errors that waiting cannot fix
 // are returned at once: permission denied, a missing parent directory, a
 // read-only filesystem, no space, ErrNotLock (a file, a symlink or another
 // directory at the path), ErrCorrupt, and ErrHeld.
+//
+// Lock returns soon after ctx is done (or PATIENCE runs out) even when an
+// attempt is stuck in a filesystem that does not answer (a hung mount):
+// the attempt goes on in the background, and a lock it acquires then is
+// released at once.
 func (l *Lock) Lock(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("dlock: locking %s: %w", l.path, err)
@@ -273,22 +304,45 @@ func (l *Lock) Lock(ctx context.Context) error {
 	}
 	defer l.end()
 	start := l.cfg.clock.Now()
-	ok, seen, staleAt, err := l.try()
-	switch {
-	case ok || err != nil:
-		return err
-	case l.cfg.patience == 0:
-		return l.busyError(seen, start)
+	actx := ctx // what bounds an attempt: ctx, and PATIENCE
+	if l.cfg.patience > 0 {
+		var cancel context.CancelFunc
+		// The slack lets the last attempt at PATIENCE finish normally; it
+		// only ends an attempt stuck in the filesystem.
+		slack := min(l.cfg.poll, 100*time.Millisecond)
+		actx, cancel = l.cfg.clock.WithDeadline(ctx, start.Add(l.cfg.patience+slack))
+		defer cancel()
 	}
-	w := l.waitSpec()
-	w.looked, w.seen, w.staleAt = true, seen, staleAt
-	return wait(ctx, w, start)
+	o := l.attemptIn(actx, l.attempt)
+	switch {
+	case o.ok || o.err != nil:
+		return l.patienceSpent(ctx, o.err)
+	case l.cfg.patience == 0:
+		return l.busyError(o.seen, start)
+	}
+	w := l.waitSpec(actx)
+	w.looked, w.seen, w.staleAt = true, o.seen, o.staleAt
+	return l.patienceSpent(ctx, wait(ctx, w, start))
 }
 
-// waitSpec describes waiting for this Lock: on a local filesystem the
-// waiter queues and watches only its predecessor (queue.go).
-func (l *Lock) waitSpec() waitSpec {
-	local := !l.cfg.noWatch && l.isLocal()
+// patienceSpent turns an attempt that was given up when PATIENCE ran out
+// (not ctx) into an error matching ErrBusy.
+func (l *Lock) patienceSpent(ctx context.Context, err error) error {
+	var stuck *stuckError
+	if errors.As(err, &stuck) && ctx.Err() == nil {
+		return fmt.Errorf("dlock: locking %s: PATIENCE %v ran out while an attempt was still waiting for the filesystem (a hung mount?): %w",
+			l.path, l.cfg.patience, ErrBusy)
+	}
+	return err
+}
+
+// waitSpec describes waiting for this Lock, each attempt bounded by ctx:
+// on a local filesystem the waiter queues and watches only its
+// predecessor (queue.go).
+func (l *Lock) waitSpec(ctx context.Context) waitSpec {
+	l.mu.Lock()
+	local := !l.cfg.noWatch && l.localFS
+	l.mu.Unlock()
 	var q *queue
 	if local {
 		q = &queue{dir: filepath.Join(l.path, queueDir), lock: l.path, token: newToken()[:16], held: -1, timeout: l.cfg.timeout}
@@ -307,8 +361,14 @@ func (l *Lock) waitSpec() waitSpec {
 		blocked:  l.testBlocked,
 		busy:     l.busyError,
 		hint:     l.hint,
-		try:      l.try,
-		tryEvent: l.tryEvent,
+		try: func() (bool, entry, time.Time, error) {
+			o := l.attemptIn(ctx, l.attempt)
+			return o.ok, o.seen, o.staleAt, o.err
+		},
+		tryEvent: func() (bool, entry, time.Time, bool, error) {
+			o := l.attemptIn(ctx, l.tryEvent)
+			return o.ok, o.seen, o.staleAt, o.known, o.err
+		},
 	}
 }
 
@@ -317,15 +377,22 @@ func (l *Lock) waitSpec() waitSpec {
 // lock's directory while a process runs.
 const localRecheck = time.Minute
 
-// isLocal reports whether PATH is on a local filesystem (see isLocalFS).
-func (l *Lock) isLocal() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+// checkLocal asks again, when due, whether PATH is on a local filesystem
+// (see isLocalFS): after an attempt that found the lock busy, so that the
+// wait that follows knows. Called with l.op held: statfs may hang with
+// the mount.
+func (l *Lock) checkLocal() {
 	now := l.cfg.clock.Now()
-	if l.localAt.IsZero() || now.Sub(l.localAt) >= localRecheck || now.Before(l.localAt) {
-		l.localFS, l.localAt = isLocalFS(filepath.Dir(l.path)), now
+	l.mu.Lock()
+	due := l.localAt.IsZero() || now.Sub(l.localAt) >= localRecheck || now.Before(l.localAt)
+	l.mu.Unlock()
+	if !due || l.cfg.noWatch {
+		return
 	}
-	return l.localFS
+	local := isLocalFS(filepath.Dir(l.path))
+	l.mu.Lock()
+	l.localFS, l.localAt = local, now
+	l.mu.Unlock()
 }
 
 // watchPaths is paths, or none when watching is off.
@@ -355,78 +422,140 @@ func (l *Lock) hint(name string) {
 // if listed: but it is never reclaimed from here, only by an attempt
 // that lists. known is false when the events named no entry (then a full
 // attempt follows); seen is zero when the free entry was taken by
-// another first (its new entry comes with the next event).
-func (l *Lock) tryEvent() (ok bool, seen entry, staleAt time.Time, known bool, err error) {
+// another first (its new entry comes with the next event). Called with
+// l.op held.
+func (l *Lock) tryEvent() outcome {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	e := l.event
 	l.event = entry{}
+	l.mu.Unlock()
 	switch {
 	case e.name == "" || e.holder.Unknown && !e.free:
-		return false, entry{}, time.Time{}, false, nil
+		return outcome{}
 	case e.free:
-		ok, err := l.take(e, l.freshToken(), false)
-		return ok, entry{}, time.Time{}, true, err
+		l.mu.Lock()
+		token := l.freshToken()
+		l.mu.Unlock()
+		ok, err := l.take(e, token, false)
+		return outcome{ok: ok, known: true, err: err}
 	}
 	// The event came after the entry was made: it was there when the
 	// event was read, which is before now.
 	now := l.cfg.clock.Now()
 	at, _ := l.staleAt(now, now, e)
 	if !now.Before(at) {
-		return false, entry{}, time.Time{}, false, nil // stale: an attempt reclaims it
+		return outcome{} // stale: an attempt reclaims it
 	}
-	return false, e, at, true, nil
+	return outcome{seen: e, staleAt: at, known: true}
 }
 
 // TryLock makes one attempt to acquire the lock, reclaiming it if it is
 // stale. It returns (false, nil) when another holder has it, and an error
-// for anything waiting would not fix (see Lock).
+// for anything waiting would not fix (see Lock). TryLock waits for the
+// filesystem however long it takes: to bound one attempt on a mount that
+// may hang, use Lock with a context and WithPatience(0).
 func (l *Lock) TryLock() (bool, error) {
 	if err := l.begin(); err != nil {
 		return false, err
 	}
 	defer l.end()
-	ok, _, _, err := l.try()
-	return ok, err
+	o := l.attemptIn(nil, l.attempt)
+	return o.ok, o.err
 }
 
 // Unlock releases the lock. It returns ErrNotHeld if this Lock does not
 // hold it, and ErrLost if it was lost while held (reclaimed by another
-// holder, or removed): then Unlock leaves the current holder's lock alone.
+// holder, or removed, or its deadline passed): then Unlock leaves the
+// current holder's lock alone.
+//
+// Unlock returns by the acquisition's deadline at the latest, even if the
+// filesystem does not answer: a release still under way then finishes in
+// the background, and can only free this Lock's own entry (a successor's
+// has another name).
 func (l *Lock) Unlock() error {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	if !l.held {
+		l.mu.Unlock()
 		return fmt.Errorf("dlock: unlocking %s: %w", l.path, ErrNotHeld)
 	}
 	l.held = false
 	l.timer.Stop()
-	err := l.release()
+	l.expiry.Stop()
+	r := &pendingRelease{epoch: l.epoch, done: make(chan error, 1)}
+	l.pending = r
+	lost, why, epoch, deadline := l.isLost, l.lostWhy, l.epoch, l.deadline
+	l.mu.Unlock()
+	go l.settleNow()
+	if lost {
+		// Its entry may still be ours (a loss by the deadline): the release
+		// above frees it then, and otherwise fails harmlessly.
+		return l.lostError(epoch, why)
+	}
+	wait := deadline.Sub(l.cfg.clock.Now())
+	if wait <= 0 {
+		return l.lateUnlock(r, epoch)
+	}
+	err := errDeadline
+	t := l.cfg.clock.Timer(wait)
+	select {
+	case err = <-r.done:
+	case <-t.C:
+	}
+	t.Stop()
 	switch {
-	case l.isLost:
-		return l.lostError()
 	case err == nil:
-		l.logInfo("released lock", "fence", l.epoch)
+		l.logInfo("released lock", "fence", epoch)
 		return nil
 	case errors.Is(err, errGone):
-		l.markLost("it was reclaimed or removed while held")
-		return l.lostError()
+		why = "it was reclaimed or removed while held"
+	case err == errDeadline:
+		why = fmt.Sprintf("it could not be released before its deadline, TIMEOUT %v - MARGIN %v after its last refresh: the filesystem did not answer", l.cfg.timeout, l.cfg.margin)
+	default:
+		l.lose(epoch, "it could not be released")
+		return fmt.Errorf("dlock: releasing lock %s: %w (it becomes stale after TIMEOUT %v)", l.path, err, l.cfg.timeout)
 	}
-	l.markLost("it could not be released")
-	return fmt.Errorf("dlock: releasing lock %s: %w (it becomes stale after TIMEOUT %v)", l.path, err, l.cfg.timeout)
+	l.lose(epoch, why)
+	return l.lostError(epoch, why)
+}
+
+// lateUnlock is Unlock once the deadline has passed (the process was
+// paused, or its timers late): the lock counts as lost whatever the
+// release finds, which says only whether another took it meanwhile.
+func (l *Lock) lateUnlock(r *pendingRelease, epoch uint64) error {
+	why := fmt.Sprintf("its deadline, TIMEOUT %v - MARGIN %v after its last refresh, passed before Unlock", l.cfg.timeout, l.cfg.margin)
+	t := time.NewTimer(describeWait)
+	defer t.Stop()
+	select {
+	case err := <-r.done:
+		switch {
+		case err == nil:
+			why += ", and nobody had taken it (it is released)"
+		case errors.Is(err, errGone):
+			why += ", and it was reclaimed or removed"
+		default:
+			why += fmt.Sprintf(", and releasing it failed (%v)", err)
+		}
+	case <-t.C:
+		why += fmt.Sprintf(", and the filesystem did not answer its release within %v", describeWait)
+	}
+	l.lose(epoch, why)
+	return l.lostError(epoch, why)
 }
 
 // Do acquires the lock, runs fn and releases the lock. fn's context is
-// cancelled, with cause ErrLost, if the lock is lost while fn runs. Do
-// returns the error from Lock, or fn's error joined with Unlock's.
+// cancelled, with cause ErrLost, if the lock is lost while fn runs, at the
+// acquisition's deadline at the latest (see WithMargin). Do returns the
+// error from Lock, or fn's error joined with Unlock's.
 func (l *Lock) Do(ctx context.Context, fn func(ctx context.Context) error) error {
 	return Do(ctx, l, fn)
 }
 
 // Lost returns a channel that is closed when the lock, while held by this
 // Lock, is found reclaimed by another holder or removed (at a heartbeat
-// or at Unlock), or could not be refreshed for TIMEOUT. Each acquisition
-// has its own channel: call Lost after Lock returns.
+// or at Unlock), or when its deadline passes with no refresh done: TIMEOUT
+// - MARGIN after the last refresh was issued, whatever the filesystem is
+// doing (see WithMargin). Each acquisition has its own channel: call Lost
+// after Lock returns. Lost never waits for the filesystem.
 func (l *Lock) Lost() <-chan struct{} {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -439,7 +568,8 @@ func (l *Lock) Lost() <-chan struct{} {
 // remembers the largest fence it has seen can refuse a late holder's work.
 // Fences start from the creation time of the lock directory in
 // nanoseconds, so they keep rising even if the directory is deleted and
-// created anew (as long as clocks do not go back).
+// created anew (as long as clocks do not go back). Fence never waits for
+// the filesystem.
 func (l *Lock) Fence() uint64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -477,89 +607,20 @@ func (l *Lock) freshToken() string {
 	return t
 }
 
+// try is one attempt, waiting for the filesystem however long it takes.
 func (l *Lock) try() (bool, entry, time.Time, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.attempt()
-}
-
-// acquired records a successful acquisition and starts the heartbeat.
-// Called with l.mu held.
-func (l *Lock) acquired(epoch uint64, token, name string, now time.Time, how string) {
-	l.held, l.isLost, l.lostWhy = true, false, ""
-	l.lostCh = make(chan struct{})
-	l.epoch, l.token, l.cur, l.seq = epoch, token, name, 0
-	l.since, l.beat = now, now
-	l.seen = false
-	if l.timer == nil {
-		l.timer = l.cfg.clock.AfterFunc(l.cfg.refresh, l.heartbeat)
-	} else {
-		l.timer.Reset(l.cfg.refresh)
-	}
-	l.logInfo(how+" lock", "fence", epoch)
-}
-
-// heartbeat refreshes the held lock; it runs on the refresh timer.
-func (l *Lock) heartbeat() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if hook := l.testBeat; hook != nil {
-		defer hook()
-	}
-	if !l.held || l.isLost {
-		return
-	}
-	now := l.cfg.clock.Now()
-	err := l.refresh(now)
-	switch {
-	case err == nil:
-		l.timer.Reset(l.cfg.refresh)
-	case errors.Is(err, errGone):
-		l.markLost("it was reclaimed or removed while held")
-	case now.Sub(l.beat) >= l.cfg.timeout:
-		l.markLost(fmt.Sprintf("it could not be refreshed for TIMEOUT %v: %v", l.cfg.timeout, err))
-	default:
-		l.logWarn("refresh failed; retrying", "err", err)
-		l.timer.Reset(min(l.cfg.refresh, l.cfg.poll))
-	}
-}
-
-// markLost closes the Lost channel once. Called with l.mu held.
-func (l *Lock) markLost(why string) {
-	if l.isLost {
-		return
-	}
-	l.isLost, l.lostWhy = true, why
-	close(l.lostCh)
-	if l.timer != nil {
-		l.timer.Stop()
-	}
-	l.logWarn("lost lock", "reason", why, "fence", l.epoch)
-}
-
-// lostError describes a loss and who holds the lock now.
-func (l *Lock) lostError() error {
-	now := "the lock directory is gone"
-	if st, err := readState(l.path); err == nil && !st.missing {
-		switch {
-		case st.entries == 1 && st.e.free:
-			now = "it is free"
-		case st.entries == 1:
-			now = "it is held by " + st.e.holder.String()
-		default:
-			now = fmt.Sprintf("it holds %d state entries", st.entries)
-		}
-	}
-	return fmt.Errorf("dlock: %s: lock with fence %d was lost (%s); %s: %w", l.path, l.epoch, l.lostWhy, now, ErrLost)
+	o := l.attemptIn(nil, l.attempt)
+	return o.ok, o.seen, o.staleAt, o.err
 }
 
 func (l *Lock) busyError(seen entry, start time.Time) error {
 	now := l.cfg.clock.Now()
 	e := &BusyError{Path: l.path, Holder: seen.holder, Waited: now.Sub(start)}
-	if !seen.holder.Unknown {
+	switch {
+	case !seen.holder.Unknown:
 		e.Age = now.Sub(seen.holder.Beat)
-	} else if l.seen {
-		e.Age = now.Sub(l.seenSince)
+	case !seen.observed.IsZero():
+		e.Age = now.Sub(seen.observed)
 	}
 	return e
 }

@@ -17,8 +17,10 @@ var (
 	// ErrNotHeld means Unlock was called on a Lock that does not hold its lock.
 	ErrNotHeld = errors.New("lock is not held")
 
-	// ErrLost means the lock was reclaimed by another holder (after this
-	// holder failed to refresh it for TIMEOUT) or removed while it was held.
+	// ErrLost means the lock was reclaimed by another holder or removed
+	// while it was held, or that its deadline passed (no refresh succeeded
+	// for TIMEOUT - MARGIN, see WithMargin), after which another may
+	// reclaim it. The error is a *LostError.
 	ErrLost = errors.New("lock was lost")
 
 	// ErrHeld means Lock or TryLock was called on a Lock that already holds
@@ -83,6 +85,23 @@ func (e *BusyError) Error() string {
 	return fmt.Sprintf("dlock: %s: lock is busy: held by %s (refreshed %s ago, fence %d); waited %s",
 		e.Path, e.Holder, e.Age.Round(time.Millisecond), e.Holder.Fence, e.Waited.Round(time.Millisecond))
 }
+
+// LostError is the error Unlock returns when the lock was lost while held
+// (it matches ErrLost with errors.Is): why, and who holds it now as far as
+// one look could tell.
+type LostError struct {
+	Path  string // the lock's path
+	Fence uint64 // the fence of the acquisition that was lost
+	Why   string // why it counts as lost
+	Now   string // what the lock directory showed afterwards, for people
+}
+
+func (e *LostError) Error() string {
+	return fmt.Sprintf("dlock: %s: lost the lock (fence %d): %s; %s", e.Path, e.Fence, e.Why, e.Now)
+}
+
+// Is reports whether target is ErrLost.
+func (e *LostError) Is(target error) bool { return target == ErrLost }
 
 // Is reports whether target is ErrBusy.
 func (e *BusyError) Is(target error) bool { return target == ErrBusy }

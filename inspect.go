@@ -18,9 +18,16 @@ type Status struct {
 	Age time.Duration
 	// Dead reports that the holder ran on this host and its process is gone.
 	Dead bool
-	// Stale reports that the lock may be reclaimed now: its holder is dead,
-	// or has not refreshed it for its TIMEOUT.
+	// Stale reports that the lock may be reclaimed now, even by a process
+	// that has just looked: its holder is dead, or the refresh time it
+	// wrote is older than its TIMEOUT plus the clock-skew bound (see
+	// WithMaxClockSkew). A waiter that keeps watching reclaims a holder it
+	// saw unchanged for TIMEOUT, sooner.
 	Stale bool
+	// Entries is how many state entries the lock directory showed: 1, or
+	// for an unknown state (Holder.Unknown) 0 or more than one, which a
+	// listing that raced a change can show for a moment.
+	Entries int
 }
 
 // String describes the status in one line, for people.
@@ -30,6 +37,8 @@ func (s Status) String() string {
 		return fmt.Sprintf("%s: free (no lock directory yet)", s.Path)
 	case !s.Held:
 		return fmt.Sprintf("%s: free (last fence %d)", s.Path, s.Fence)
+	case s.Holder.Unknown && s.Entries > 1:
+		return fmt.Sprintf("%s: unknown state: it shows %d state entries (a change in progress, look again; if it lasts, the lock directory is damaged)", s.Path, s.Entries)
 	case s.Holder.Unknown:
 		return fmt.Sprintf("%s: held by %s", s.Path, s.Holder)
 	}
@@ -48,7 +57,9 @@ func (s Status) String() string {
 // Inspect reports the state of the lock directory at path without
 // changing anything: free or held, and by whom. A missing directory is a
 // free lock. A file, a symlink or a directory that is not a lock is
-// ErrNotLock; more than one state entry is ErrCorrupt.
+// ErrNotLock. A directory that shows no state entry, or more than one,
+// is an unknown state (a listing can race a change): Held, with an
+// unknown holder and Entries saying how many.
 func Inspect(path string) (Status, error) {
 	l, err := New(path)
 	if err != nil {
@@ -57,10 +68,10 @@ func Inspect(path string) (Status, error) {
 	return l.Status()
 }
 
-// Status is Inspect for this Lock's path, with this Lock's clock.
+// Status is Inspect for this Lock's path, with this Lock's clock. It
+// waits for nothing but its own look at the directory (not for a refresh
+// or release of this Lock that is stuck in a hung mount).
 func (l *Lock) Status() (Status, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	return l.status()
 }
 
@@ -73,11 +84,11 @@ func (l *Lock) status() (Status, error) {
 	if err := st.check(l.path); err != nil {
 		return s, err
 	}
-	s.Exists = !st.missing
+	s.Exists, s.Entries = !st.missing, st.entries
 	switch {
 	case st.missing:
-	case st.entries == 0:
-		s.Held, s.Holder = true, Holder{Unknown: true}
+	case st.entries != 1:
+		s.Held, s.Holder = true, Holder{Unknown: true, Entry: st.names}
 	case st.e.free:
 		s.Fence = st.e.epoch
 	default:
@@ -85,7 +96,7 @@ func (l *Lock) status() (Status, error) {
 		if !st.e.holder.Unknown {
 			s.Age = l.cfg.clock.Since(st.e.holder.Beat)
 			s.Dead = holderDead(st.e.holder)
-			s.Stale = s.Dead || s.Age >= st.e.holder.Timeout
+			s.Stale = s.Dead || s.Age >= st.e.holder.Timeout+l.cfg.maxSkew
 		}
 	}
 	return s, nil
@@ -104,14 +115,15 @@ func (l *Lock) Break(force bool) (Status, error) {
 		return Status{}, err
 	}
 	defer l.end()
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	l.op.Lock()
+	defer l.op.Unlock()
+	l.settle()
 	before, err := l.status()
 	if err != nil || !before.Held {
 		return before, err
 	}
 	if !before.Stale && !force {
-		return before, fmt.Errorf("dlock: not breaking %s: %w: held by %s, refreshed %s ago (TIMEOUT %s); use force to break a live lock",
+		return before, fmt.Errorf("dlock: not breaking %s: %w: held by %s, refreshed %s ago (TIMEOUT %s); only a forced break frees a live lock (dlock break -force)",
 			l.path, ErrBusy, before.Holder, before.Age.Round(time.Millisecond), before.Holder.Timeout)
 	}
 	st, err := readState(l.path)
@@ -122,8 +134,10 @@ func (l *Lock) Break(force bool) (Status, error) {
 		return before, err
 	}
 	switch {
-	case st.missing || st.e.free:
+	case st.missing || st.entries == 1 && st.e.free:
 		return before, nil // released meanwhile
+	case st.entries > 1:
+		return before, fmt.Errorf("dlock: not breaking %s: %w: it shows %d state entries (a change in progress, or a damaged lock): look again", l.path, ErrBusy, st.entries)
 	case st.entries == 0 && st.queue:
 		return before, noEntryError(l.path, 0)
 	case st.entries == 0:
@@ -142,9 +156,13 @@ func (l *Lock) Break(force bool) (Status, error) {
 		return before, fmt.Errorf("dlock: not breaking %s: %w: another process took it first", l.path, ErrBusy)
 	}
 	l.logWarn("broke lock", "holder", before.Holder.String(), "forced", force)
+	l.mu.Lock()
 	l.held = false
 	l.timer.Stop()
-	if err := l.release(); err != nil {
+	l.expiry.Stop()
+	epoch := l.epoch
+	l.mu.Unlock()
+	if err := l.release(epoch); err != nil {
 		return before, fmt.Errorf("dlock: breaking %s: releasing after the reclaim: %w", l.path, err)
 	}
 	return before, nil

@@ -35,9 +35,11 @@ package dlock
 //  4. PATH is never removed while it holds an entry. An empty PATH (a
 //     user's mkdir, a half-made lock of another tool) is removed with
 //     rmdir, itself a compare-and-swap, only after TIMEOUT unchanged.
-//     Listings can miss an entry being renamed, so seeing none never
-//     means free: it is an unknown holder, and a PATH that shows only the
-//     waiters' queue for TIMEOUT is reported corrupt, never repaired.
+//     Listings can miss an entry being renamed, or show its old and new
+//     names at once, so seeing none never means free and seeing two is
+//     never acted on: either is an unknown state, looked at again. A PATH
+//     that shows only the waiters' queue, or the same two entries, for
+//     TIMEOUT is reported corrupt, never repaired.
 //  5. After a failed rename, the target existing proves the rename happened
 //     (network filesystems may report an error for a rename that took
 //     effect): targets are names only this holder uses.
@@ -71,6 +73,7 @@ type dirState struct {
 	e       entry    // the state entry, when entries == 1
 	foreign []string // other names in PATH (the first few)
 	queue   bool     // PATH holds the waiters' queue directory
+	names   string   // the state entries' names, each followed by '/'
 }
 
 // readState lists PATH. A symlink or a file at PATH is ErrNotLock.
@@ -81,8 +84,10 @@ type dirState struct {
 // a row agree on the very same names: two for two entries (a renamed
 // entry's old name never comes back), four for none (misses come in runs
 // while renames follow each other). Even four can all miss it, so callers
-// take no entry for an unknown holder, look again later, and call it
-// corrupt only when it lasts.
+// take no entry, or two, for an unknown state, look again later, and call
+// it corrupt only when it lasts (invariant 4). On a distributed filesystem
+// (GlusterFS carries a rename out brick by brick) two names can show for
+// a while.
 func readState(path string) (dirState, error) {
 	var prevNames string
 	agree := 0
@@ -147,18 +152,26 @@ func readStateOnce(path string) (st dirState, names string, err error) {
 		b.WriteString(n)
 		b.WriteByte('/')
 	}
-	return st, b.String(), nil
+	st.names = b.String()
+	return st, st.names, nil
 }
 
-// check returns the error for a listing that no waiting can fix.
+// check returns the error for a listing that no waiting can fix: a
+// directory of things that are not a lock's. (Two state entries, or none,
+// may be a listing that raced a rename: callers look again.)
 func (st dirState) check(path string) error {
-	switch {
-	case st.entries > 1:
-		return fmt.Errorf("dlock: %s holds %d state entries, dlock writes one: %w", path, st.entries, ErrCorrupt)
-	case st.entries == 0 && len(st.foreign) > 0:
+	if st.entries == 0 && len(st.foreign) > 0 {
 		return fmt.Errorf("dlock: %s is a directory holding %q, not a lock directory: %w", path, st.foreign, ErrNotLock)
 	}
 	return nil
+}
+
+// manyEntriesError: PATH has shown the same two or more state entries for
+// unchanged. dlock writes one; a listing racing a rename can show two for
+// a moment, never for that long.
+func manyEntriesError(path string, n int, unchanged time.Duration) error {
+	return fmt.Errorf("dlock: %s has shown %d state entries for %v, and dlock writes one (copied or made by hand?); remove it once nobody uses it: %w",
+		path, n, unchanged, ErrCorrupt)
 }
 
 // noEntryError: PATH holds the waiters' queue but no state entry, seen
@@ -187,6 +200,9 @@ func move(dir, from, to string) error {
 	// separator: plain concatenation, not filepath.Join's Clean, on this
 	// hot path.
 	sep := string(os.PathSeparator)
+	if f := testMove.Load(); f != nil {
+		(*f)(from, to) // a test plays a hung mount here
+	}
 	isDir, statErr, err, done := checkAndRename(dir, from, to)
 	if !done {
 		isDir, statErr = isRealDir(dir)
@@ -259,6 +275,9 @@ func create(path, held, token string, perm fs.FileMode) (bool, error) {
 	}
 	return false, fmt.Errorf("dlock: creating lock %s: %w", path, err)
 }
+
+// testMove, set by tests only, runs before each transition's rename.
+var testMove atomic.Pointer[func(from, to string)]
 
 // testStaged, set by tests only, runs when create has made its stage.
 var testStaged atomic.Pointer[func(stage string)]
@@ -334,11 +353,13 @@ func removeEmpty(path string) error {
 
 // attempt makes one try at acquiring the lock. When another holds it, it
 // returns the entry seen and when that holder becomes stale. Called with
-// l.mu held.
-func (l *Lock) attempt() (ok bool, seen entry, staleAt time.Time, err error) {
+// l.op held.
+func (l *Lock) attempt() outcome {
 	now := l.cfg.clock.Now()
+	l.mu.Lock()
 	token := l.freshToken()
 	l.event = entry{} // a look supersedes what events said
+	l.mu.Unlock()
 	if l.testStep != nil {
 		l.testStep("look")
 	}
@@ -348,7 +369,7 @@ func (l *Lock) attempt() (ok bool, seen entry, staleAt time.Time, err error) {
 		e := l.lastFree
 		l.lastFree = entry{}
 		if ok, err := l.take(e, token, false); ok || err != nil {
-			return ok, entry{}, time.Time{}, err
+			return outcome{ok: ok, err: err}
 		}
 	}
 	for range 4 {
@@ -361,7 +382,7 @@ func (l *Lock) attempt() (ok bool, seen entry, staleAt time.Time, err error) {
 			err = st.check(l.path)
 		}
 		if err != nil {
-			return false, entry{}, time.Time{}, err
+			return outcome{err: err}
 		}
 		switch {
 		case st.missing:
@@ -375,50 +396,56 @@ func (l *Lock) attempt() (ok bool, seen entry, staleAt time.Time, err error) {
 					created = l.confirm(now)
 					sweepStages(l.path, now, l.cfg.timeout, stageMember)
 				}
-				return created, entry{}, time.Time{}, err
+				return outcome{ok: created, err: err}
 			}
-		case st.entries == 0:
+		case st.entries != 1:
 			// An empty directory, one left with only the waiters' queue,
-			// or listings that all missed the entry (see readState).
-			// Unknown holder, judged after TIMEOUT unchanged (invariant
-			// 4); a waiter looks again at its poll interval.
-			e := entry{name: "", holder: Holder{Unknown: true}}
+			// listings that all missed the entry, or that showed it under
+			// two names (see readState). An unknown state, judged after
+			// TIMEOUT unchanged (invariant 4); a waiter looks again at its
+			// poll interval.
+			e := entry{holder: Holder{Unknown: true, Entry: st.names}}
 			if at, _ := l.staleAt(now, seenAt, e); now.Before(at) {
-				return false, e, at, nil
+				e.observed = l.seenSince
+				return outcome{seen: e, staleAt: at}
 			}
-			if st.queue {
-				return false, entry{}, time.Time{}, noEntryError(l.path, l.cfg.timeout)
+			switch {
+			case st.entries > 1:
+				return outcome{err: manyEntriesError(l.path, st.entries, l.cfg.timeout)}
+			case st.queue:
+				return outcome{err: noEntryError(l.path, l.cfg.timeout)}
 			}
 			l.logWarn("removing empty lock directory", "unchanged for", l.cfg.timeout)
 			if err := removeEmpty(l.path); err != nil {
-				return false, entry{}, time.Time{}, err
+				return outcome{err: err}
 			}
 		case st.e.free:
 			if ok, err := l.take(st.e, token, false); ok || err != nil {
-				return ok, entry{}, time.Time{}, err
+				return outcome{ok: ok, err: err}
 			}
 		default:
 			at, why := l.staleAt(now, seenAt, st.e)
 			if now.Before(at) {
-				return false, st.e, at, nil
+				return outcome{seen: st.e, staleAt: at}
 			}
 			if ok, err := l.take(st.e, token, true); ok || err != nil {
 				if ok {
 					l.logWarn("reclaimed lock", "reason", why, "from", st.e.holder.String(), "entry", st.e.name)
 				}
-				return ok, entry{}, time.Time{}, err
+				return outcome{ok: ok, err: err}
 			}
 		}
 	}
 	// Four listings each raced with another process: report busy; the
 	// caller waits and tries again.
 	st, err := readState(l.path)
-	return false, st.e, time.Time{}, err
+	return outcome{seen: st.e, err: err}
 }
 
 // take moves the free or stale entry e to a new held entry of ours
 // (acquire or reclaim). false, nil means another process moved e first.
-// The new entry's times are read right before the rename.
+// The new entry's times, and the deadline's start, are read right before
+// the rename is issued.
 func (l *Lock) take(e entry, token string, reclaim bool) (bool, error) {
 	now := l.cfg.clock.Now()
 	epoch := e.epoch + 1
@@ -451,21 +478,30 @@ func (l *Lock) take(e entry, token string, reclaim bool) (bool, error) {
 
 // confirm is called right after an acquiring rename whose entry carries
 // the time now. If this process was paused between reading the clock and
-// the rename, others count the new entry as that much older, and may
-// reclaim it well before our first heartbeat: so it is refreshed at once.
-// If it is already gone, it was never ours to use: confirm reports false
-// and the attempt goes on. Called with l.mu held.
+// the rename (or the rename took long), the deadline, counted from now, is
+// that much nearer, and others count the new entry as that much older: so
+// it is refreshed at once. If it is already gone, it was never ours to
+// use: confirm reports false and the attempt goes on. Called with l.op
+// held.
 func (l *Lock) confirm(now time.Time) bool {
 	late := l.cfg.clock.Since(now)
 	if late < l.cfg.refresh {
 		return true
 	}
-	err := l.refresh(l.cfg.clock.Now())
-	if errors.Is(err, errGone) {
+	issued := l.cfg.clock.Now()
+	err := l.refresh(issued)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case errors.Is(err, errGone):
 		l.held = false
 		l.timer.Stop()
+		l.expiry.Stop()
 		l.logWarn("lock taken over while acquiring it", "paused for", late)
 		return false
+	case err == nil && !l.isLost:
+		l.deadline = issued.Add(l.cfg.timeout - l.cfg.margin)
+		l.expiry.Reset(l.deadline.Sub(l.cfg.clock.Now()))
 	}
 	return true // refreshed, or the heartbeat will retry
 }
@@ -473,23 +509,41 @@ func (l *Lock) confirm(now time.Time) bool {
 // staleAt returns when the entry e becomes reclaimable by this Lock, and
 // why. A holder is stale once it has not refreshed for its own TIMEOUT
 // (recorded in the entry, so a waiter with a shorter TIMEOUT cannot steal
-// early), measured two ways, whichever comes first:
-//   - by the refresh time the holder wrote with its clock, so that a new
-//     process can judge an old lock at once;
+// early), as this Lock can tell:
 //   - by how long this Lock has seen the very same entry unchanged on its
-//     own clock, so that a holder whose clock runs ahead (or a record that
-//     cannot be parsed) is still reclaimed.
+//     own clock. The entry was made by a rename the holder issued no
+//     later than that, so this never ends before the holder's deadline
+//     (lease.go), whatever the clocks say;
+//   - by the refresh time the holder wrote with its clock, once it is
+//     older than TIMEOUT plus the clock-skew bound (WithMaxClockSkew), so
+//     that a newcomer can judge a long-dead lock at once. A holder whose
+//     clock is behind ours by less than the bound is never reclaimed by
+//     this early.
 //
-// A holder on this host whose process is gone is stale at once.
+// A holder on this host whose process is gone is stale at once. For an
+// unknown state (e.Holder.Unknown: no entry, two, or one that does not
+// parse) only the observation counts, with this Lock's TIMEOUT.
 //
 // now is when the attempt began, seenAt when the listing that showed e
-// ended.
+// ended. Called with l.op held.
 func (l *Lock) staleAt(now, seenAt time.Time, e entry) (time.Time, string) {
+	key := e.name
+	if key == "" {
+		key = "?" + e.holder.Entry // a picture of the directory
+	}
 	// A clock that went back restarts the observation: "seen unchanged
 	// for TIMEOUT" must be TIMEOUT of this clock going forward.
-	if !l.seen || l.seenName != e.name || seenAt.Before(l.seenSince) {
-		l.seen, l.seenName, l.seenSince = true, e.name, seenAt
+	if !l.seen || l.seenName != key || seenAt.Before(l.seenSince) {
+		if !e.holder.Unknown {
+			var before time.Time // a look that did not show e yet
+			if l.seen && l.seenName != key {
+				before = l.seenLast
+			}
+			l.checkSkew(e.holder, before, seenAt)
+		}
+		l.seen, l.seenName, l.seenSince = true, key, seenAt
 	}
+	l.seenLast = seenAt
 	timeout := l.cfg.timeout
 	if !e.holder.Unknown {
 		timeout = e.holder.Timeout
@@ -498,16 +552,40 @@ func (l *Lock) staleAt(now, seenAt time.Time, e entry) (time.Time, string) {
 	// the real clock's monotonic reading for what we saw, wall time for
 	// the holder's record (which has no monotonic reading to compare).
 	left := timeout - now.Sub(l.seenSince)
-	why := "unchanged for its TIMEOUT"
+	why := "unchanged for its TIMEOUT, by our clock"
 	if !e.holder.Unknown {
-		if byBeat := timeout - now.Sub(e.holder.Beat); byBeat < left {
-			left, why = byBeat, "not refreshed for its TIMEOUT"
+		if byBeat := timeout + l.cfg.maxSkew - now.Sub(e.holder.Beat); byBeat < left {
+			left, why = byBeat, "not refreshed for its TIMEOUT plus the clock-skew bound, by its clock"
 		}
 		if left > 0 && l.holderDead(now, e) {
 			return now, "holder process is gone"
 		}
 	}
 	return now.Add(left), why
+}
+
+// checkSkew logs, once per holder, a holder whose clock is far off ours as
+// far as a waiter can tell: the refresh time it wrote is later than when
+// we saw its entry, or earlier than a look of ours (before) that did not
+// show the entry yet. Called with l.op held.
+func (l *Lock) checkSkew(h Holder, before, seenAt time.Time) {
+	if l.cfg.logger == nil || l.skewTold == h.Token {
+		return
+	}
+	tol := min(time.Second, l.cfg.maxSkew/2)
+	dir, off := "ahead of", h.Beat.Sub(seenAt)
+	if off <= tol {
+		if before.IsZero() {
+			return
+		}
+		dir, off = "behind", before.Sub(h.Beat)
+		if off <= tol {
+			return
+		}
+	}
+	l.skewTold = h.Token
+	l.logWarn("the holder's clock is far off this host's", "holder", h.String(), "its clock is at least "+off.Round(time.Millisecond).String(), dir+" ours",
+		"max clock skew", l.cfg.maxSkew)
 }
 
 // holderDead is holderDead for the entry e, asked again for the same
@@ -583,23 +661,24 @@ type aliveAt struct {
 	at  time.Time
 }
 
-// refresh renames our held entry to its next heartbeat name. Called with
-// l.mu held.
+// refresh renames our held entry to its next heartbeat name, issued at
+// now. Called with l.op held.
 func (l *Lock) refresh(now time.Time) error {
-	next := heldName(l.epoch, l.token, l.seq+1, l.since, now, l.cfg.timeout)
+	next := heldName(l.Fence(), l.token, l.seq+1, l.since, now, l.cfg.timeout)
 	if err := move(l.path, l.cur, next); err != nil {
 		return err
 	}
-	l.cur, l.seq, l.beat = next, l.seq+1, now
+	l.cur, l.seq, l.issued = next, l.seq+1, now
 	return nil
 }
 
-// release renames our held entry to free.E. Called with l.mu held.
-func (l *Lock) release() error {
-	free := freeName(l.epoch)
+// release renames our held entry, of fence epoch, to free.E. Called with
+// l.op held.
+func (l *Lock) release(epoch uint64) error {
+	free := freeName(epoch)
 	if err := move(l.path, l.cur, free); err != nil {
 		return err
 	}
-	l.lastFree = entry{name: free, free: true, epoch: l.epoch}
+	l.lastFree = entry{name: free, free: true, epoch: epoch}
 	return nil
 }

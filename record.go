@@ -45,6 +45,8 @@ type entry struct {
 	free   bool
 	epoch  uint64 // for free and held entries that parsed
 	holder Holder // for held entries (Unknown if it did not parse)
+	// For an unknown state an attempt returns: since when it was seen.
+	observed time.Time
 }
 
 func freeName(epoch uint64) string {

@@ -263,10 +263,10 @@ func (rw *RWLock) tryRead() (bool, entry, time.Time, error) {
 		return false, entry{}, time.Time{}, err
 	}
 	if !st.missing && st.entries == 1 && !st.e.free {
-		rw.writer.mu.Lock()
+		rw.writer.op.Lock()
 		now := rw.cfg.clock.Now()
 		at, _ := rw.writer.staleAt(now, now, st.e)
-		rw.writer.mu.Unlock()
+		rw.writer.op.Unlock()
 		if now.Before(at) {
 			return false, st.e, at, nil
 		}

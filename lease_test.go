@@ -1,0 +1,354 @@
+package dlock
+
+// The lease rule, on the mock clock: a holder whose filesystem hangs is
+// told at its deadline (last refresh issued + TIMEOUT - MARGIN), before any
+// waiter can reclaim; nothing a caller reads waits for the hung call; Lock
+// gives up when its context ends even inside a hung attempt, and a lock
+// that attempt acquires later is released; waiters never reclaim a live
+// holder whose clock is off by less than the skew bound.
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/benbjohnson/clock"
+)
+
+// hangRenames makes every transition whose rename matches block, as in a
+// hung mount, until the returned function is called (or the test ends).
+// entered receives once for each rename that blocks.
+func hangRenames(t *testing.T, match func(from, to string) bool) (entered <-chan string, thaw func()) {
+	t.Helper()
+	in := make(chan string, 100)
+	frozen := make(chan struct{})
+	var once sync.Once
+	thaw = func() { once.Do(func() { close(frozen) }) }
+	f := func(from, to string) {
+		if match(from, to) {
+			in <- to
+			<-frozen
+		}
+	}
+	testMove.Store(&f)
+	t.Cleanup(func() {
+		thaw()
+		testMove.Store(nil)
+	})
+	return in, thaw
+}
+
+// carries reports whether an entry name carries the acquisition token tok.
+func carries(name, tok string) bool {
+	e := parseEntry(name)
+	return !e.free && e.holder.Token == tok
+}
+
+// returnsSoon runs f and fails the test unless it returns within a
+// real-time safety limit (only a call that blocks reaches it).
+func returnsSoon[T any](t *testing.T, what string, f func() T) T {
+	t.Helper()
+	ch := make(chan T, 1)
+	go func() { ch <- f() }()
+	return waitFor(t, ch, what)
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// A holder whose refresh hangs in the filesystem is told at its deadline,
+// MARGIN before a waiter reclaims; Lost, Fence, Status and Unlock answer
+// at once meanwhile; when the hung refresh and release finally land, they
+// fail and leave the successor's lock alone.
+func TestHungRefreshToldAtDeadlineBeforeReclaim(t *testing.T) {
+	r := newRig(t)
+	a := r.lock(WithTimeout(3 * time.Second)) // REFRESH 1s, MARGIN 600ms
+	b := r.lock(WithTimeout(3 * time.Second))
+	start := r.clk.Now()
+	mustLock(t, a)
+	tok := a.token
+	entered, thaw := hangRenames(t, func(from, to string) bool { return carries(to, tok) || strings.HasPrefix(to, freePrefix) })
+	done := r.lockAsync(context.Background(), b)
+
+	r.clk.Add(time.Second)
+	waitFor(t, entered, "the holder's refresh to hang")
+	returnsSoon(t, "Lost during a hung refresh", a.Lost)
+	returnsSoon(t, "Fence during a hung refresh", a.Fence)
+	returnsSoon(t, "Status during a hung refresh", func() error { _, err := a.Status(); return err })
+
+	r.clk.Add(1400*time.Millisecond - time.Nanosecond)
+	if isClosed(a.Lost()) {
+		t.Fatal("Lost closed before the deadline")
+	}
+	r.clk.Add(time.Nanosecond)
+	waitFor(t, a.Lost(), "Lost at the deadline, with the refresh still hung")
+	told := r.clk.Now().Sub(start)
+	err := returnsSoon(t, "Unlock after the deadline", a.Unlock)
+	if !errors.Is(err, ErrLost) {
+		t.Fatalf("Unlock = %v, want ErrLost", err)
+	}
+
+	r.clk.Add(600*time.Millisecond - time.Nanosecond)
+	notYet(t, done, "before the holder's TIMEOUT")
+	r.clk.Add(time.Nanosecond)
+	if err := waitFor(t, done, "the waiter to reclaim at TIMEOUT"); err != nil {
+		t.Fatal(err)
+	}
+	acquired := r.clk.Now().Sub(start)
+	t.Logf("holder told at +%v, successor acquired at +%v (MARGIN %v)", told, acquired, a.cfg.margin)
+	if acquired-told < a.cfg.margin {
+		t.Fatalf("told %v before the successor acquired, want at least MARGIN %v", acquired-told, a.cfg.margin)
+	}
+
+	successor := r.entryName()
+	thaw() // the mount answers again: the late refresh and release fail
+	a.op.Lock()
+	a.op.Unlock()
+	a.settleNow()
+	if n := r.entryName(); n != successor {
+		t.Fatalf("the late calls changed the successor's entry %q to %q", successor, n)
+	}
+	if err := b.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Unlock returns by the deadline even if its release hangs; the release
+// that lands later frees the lock only if it is still this holder's.
+func TestHungReleaseUnlockReturnsByDeadline(t *testing.T) {
+	for _, reclaimed := range []bool{true, false} {
+		name := "reclaimed before the release lands"
+		if !reclaimed {
+			name = "the release lands late on an untouched entry"
+		}
+		t.Run(name, func(t *testing.T) {
+			r := newRig(t)
+			a := r.lock(WithTimeout(3 * time.Second))
+			mustLock(t, a)
+			free := freeName(a.Fence())
+			entered, thaw := hangRenames(t, func(from, to string) bool { return to == free })
+			unlocked := make(chan error, 1)
+			go func() { unlocked <- a.Unlock() }()
+			waitFor(t, entered, "the release to hang")
+			r.clk.Add(2400*time.Millisecond - time.Nanosecond)
+			notYet(t, unlocked, "before the deadline")
+			r.clk.Add(time.Nanosecond)
+			err := waitFor(t, unlocked, "Unlock at the deadline")
+			if !errors.Is(err, ErrLost) || !strings.Contains(err.Error(), "did not answer") {
+				t.Fatalf("Unlock = %v, want ErrLost saying the filesystem did not answer", err)
+			}
+			if !reclaimed {
+				thaw()
+				a.settleNow() // waits for the hung release to finish
+				if n := r.entryName(); n != free {
+					t.Fatalf("after the late release the entry is %q, want %q", n, free)
+				}
+				return
+			}
+			b := r.lock()
+			r.clk.Add(600 * time.Millisecond)
+			if ok, err := b.TryLock(); !ok || err != nil {
+				t.Fatalf("TryLock at the holder's TIMEOUT = %v, %v", ok, err)
+			}
+			successor := r.entryName()
+			thaw()
+			a.settleNow()
+			if n := r.entryName(); n != successor {
+				t.Fatalf("the late release changed the successor's entry %q to %q", successor, n)
+			}
+			b.Unlock()
+		})
+	}
+}
+
+// Lock returns when its context ends even while its attempt hangs in the
+// filesystem; the acquisition that attempt makes when the mount answers
+// is released at once, and the Lock can be used again.
+func TestLockGivesUpInsideAHungAttempt(t *testing.T) {
+	r := newRig(t)
+	w := r.lock()
+	mustLock(t, w)
+	if err := w.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	first := w.Fence()
+	entered, thaw := hangRenames(t, func(from, to string) bool { return strings.HasPrefix(to, heldPrefix) })
+	ctx, cancel := context.WithCancel(context.Background())
+	locked := make(chan error, 1)
+	go func() { locked <- w.Lock(ctx) }()
+	waitFor(t, entered, "the acquiring rename to hang")
+	cancel()
+	err := waitFor(t, locked, "Lock to return once its context ended")
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Lock = %v, want context.Canceled", err)
+	}
+	// Another call on the same Lock waits behind the hung one, and gives
+	// up with its own context too.
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	go func() { locked <- w.Lock(ctx2) }()
+	cancel2()
+	if err := waitFor(t, locked, "a second Lock to return"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("second Lock = %v, want context.Canceled", err)
+	}
+	if isClosed(w.Lost()) && w.Fence() != first {
+		t.Fatal("state changed while nothing was acquired")
+	}
+	thaw()
+	w.settleNow() // the abandoned attempt finished, and its lock was released
+	if e := parseEntry(r.entryName()); !e.free || e.epoch != first+1 {
+		t.Fatalf("after the late acquisition the entry is %q, want free.%d: released at once", e.name, first+1)
+	}
+	mustLock(t, w)
+	if w.Fence() != first+2 {
+		t.Fatalf("fence %d, want %d", w.Fence(), first+2)
+	}
+	w.Unlock()
+}
+
+// PATIENCE bounds an attempt that hangs too: Lock returns ErrBusy.
+func TestPatienceEndsAHungAttempt(t *testing.T) {
+	r := newRig(t)
+	a := r.lock()
+	mustLock(t, a)
+	a.Unlock()
+	w := r.lock(WithPatience(time.Second), WithPollInterval(50*time.Millisecond))
+	entered, _ := hangRenames(t, func(from, to string) bool { return strings.HasPrefix(to, heldPrefix) })
+	locked := make(chan error, 1)
+	go func() { locked <- w.Lock(context.Background()) }()
+	waitFor(t, entered, "the acquiring rename to hang")
+	r.clk.Add(time.Second)
+	notYet(t, locked, "at PATIENCE, with the attempt still hung (it gets the slack)")
+	r.clk.Add(50 * time.Millisecond)
+	if err := waitFor(t, locked, "Lock once PATIENCE ran out"); !errors.Is(err, ErrBusy) || !strings.Contains(err.Error(), "PATIENCE") {
+		t.Fatalf("Lock = %v, want ErrBusy saying PATIENCE ran out", err)
+	}
+}
+
+// offsetClock is the mock clock of a host whose wall clock is off by off.
+type offsetClock struct {
+	*clock.Mock
+	off time.Duration
+}
+
+func (c offsetClock) Now() time.Time                  { return c.Mock.Now().Add(c.off) }
+func (c offsetClock) Since(t time.Time) time.Duration { return c.Now().Sub(t) }
+func (c offsetClock) Until(t time.Time) time.Duration { return t.Sub(c.Now()) }
+func (c offsetClock) WithDeadline(p context.Context, d time.Time) (context.Context, context.CancelFunc) {
+	return c.Mock.WithDeadline(p, d.Add(-c.off))
+}
+
+// A live holder whose clock is behind or ahead of the waiters' by less
+// than the skew bound is never reclaimed: not by a waiter that watches it,
+// nor by newcomers judging the time it wrote. The holder's clock being
+// 2×TIMEOUT behind is the field report; with the default bound it holds.
+func TestSkewedLiveHolderNeverReclaimed(t *testing.T) {
+	const timeout = 3 * time.Second
+	for _, tc := range []struct {
+		name  string
+		off   time.Duration
+		bound time.Duration
+	}{
+		{"behind by half the bound", -5 * time.Second, 10 * time.Second},
+		{"behind by 0.99 of the bound", -9900 * time.Millisecond, 10 * time.Second},
+		{"behind by 2xTIMEOUT, default bound", -2 * timeout, DefaultMaxClockSkew},
+		{"ahead by 10x the bound", 100 * time.Second, 10 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t)
+			a := r.lock(WithClock(offsetClock{r.clk, tc.off}), WithTimeout(timeout))
+			var logs bytes.Buffer
+			w := r.lock(WithMaxClockSkew(tc.bound), WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+			mustLock(t, a)
+			done := r.lockAsync(context.Background(), w)
+			for i := 0; i < 10*int(timeout/time.Second); i++ {
+				r.clk.Add(time.Second)
+				waitFor(t, hooks[a].beats, "the holder's refresh")
+				fresh, _ := New(r.path, WithClock(r.clk), WithMaxClockSkew(tc.bound))
+				if ok, err := fresh.TryLock(); ok || err != nil {
+					t.Fatalf("at +%ds a newcomer's TryLock = %v, %v: it reclaimed a live holder", i+1, ok, err)
+				}
+				notYet(t, done, "while the holder refreshes")
+				if isClosed(a.Lost()) {
+					t.Fatalf("the holder lost its lock at +%ds", i+1)
+				}
+			}
+			if err := a.Unlock(); err != nil {
+				t.Fatal(err)
+			}
+			if err := waitFor(t, done, "the waiter after the release"); err != nil {
+				t.Fatal(err)
+			}
+			w.Unlock()
+			if abs(tc.off) >= 2*time.Second && !strings.Contains(logs.String(), "clock is far off") {
+				t.Errorf("the waiter did not log the holder's clock %v off; its log:\n%s", tc.off, logs.String())
+			}
+		})
+	}
+}
+
+func abs(d time.Duration) time.Duration { return max(d, -d) }
+
+// A dead holder on another host (here: a paused one) is reclaimed by a
+// waiter that watched it for TIMEOUT, and by a newcomer once the time it
+// wrote is older than TIMEOUT plus the bound, not before. Past the bound
+// the guarantee ends: a holder that far behind is reclaimed alive by a
+// newcomer, and learns it at its next refresh.
+func TestSkewBoundForNewcomers(t *testing.T) {
+	const timeout, bound = 3 * time.Second, 10 * time.Second
+	t.Run("dead holder", func(t *testing.T) {
+		r := newRig(t)
+		a := r.lock(WithTimeout(timeout))
+		mustLock(t, a)
+		pause(a)
+		w := r.lock(WithMaxClockSkew(bound))
+		done := r.lockAsync(context.Background(), w)
+		r.clk.Add(timeout)
+		if err := waitFor(t, done, "the watching waiter at TIMEOUT"); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Unlock(); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Unlock(); !errors.Is(err, ErrLost) {
+			t.Fatalf("the paused holder's late Unlock = %v, want ErrLost", err)
+		}
+		mustLock(t, a) // (a is the holder again, and dies again)
+		pause(a)
+		r.clk.Add(timeout + bound - time.Nanosecond)
+		fresh, _ := New(r.path, WithClock(r.clk), WithMaxClockSkew(bound))
+		if ok, _ := fresh.TryLock(); ok {
+			t.Fatal("a newcomer reclaimed before TIMEOUT plus the bound")
+		}
+		r.clk.Add(time.Nanosecond)
+		fresh, _ = New(r.path, WithClock(r.clk), WithMaxClockSkew(bound))
+		if ok, err := fresh.TryLock(); !ok || err != nil {
+			t.Fatalf("a newcomer at TIMEOUT plus the bound: TryLock = %v, %v", ok, err)
+		}
+		fresh.Unlock()
+	})
+	t.Run("live holder past the bound", func(t *testing.T) {
+		r := newRig(t)
+		a := r.lock(WithClock(offsetClock{r.clk, -(timeout + bound + time.Second)}), WithTimeout(timeout))
+		mustLock(t, a)
+		fresh, _ := New(r.path, WithClock(r.clk), WithMaxClockSkew(bound))
+		ok, err := fresh.TryLock()
+		t.Logf("a live holder %v behind, past the bound %v: a newcomer's TryLock = %v, %v", timeout+bound+time.Second, bound, ok, err)
+		if !ok {
+			t.Skip("not reclaimed: nothing to check")
+		}
+		r.clk.Add(time.Second)
+		waitFor(t, a.Lost(), "the holder to learn of the loss at its next refresh")
+		fresh.Unlock()
+	})
+}
