@@ -184,9 +184,9 @@ func (rw *RWLock) tryAcquire(mode int) (bool, error) {
 	var ok bool
 	var err error
 	if mode == modeRead {
-		ok, _, _, err = rw.tryRead()
+		ok, _, _, err = rw.tryRead(nil)
 	} else if ok, err = rw.writer.TryLock(); ok && err == nil {
-		if ok, _, _, err = rw.trySlots(); !ok || err != nil {
+		if ok, _, _, err = rw.trySlots(nil); !ok || err != nil {
 			rw.abandon()
 		}
 	}
@@ -213,7 +213,8 @@ func (rw *RWLock) acquire(ctx context.Context, mode int) error {
 		},
 	}
 	if mode == modeRead {
-		spec.what, spec.try = "read-locking "+rw.path, rw.tryRead
+		spec.what = "read-locking " + rw.path
+		spec.try = func() (bool, entry, time.Time, error) { return rw.tryRead(ctx) }
 		spec.paths = watchPaths(rw.cfg, append([]string{rw.writer.path}, slotPaths(rw.readers)...)...)
 		spec.patience = rw.cfg.patience
 		if err := rw.waitOrOnce(ctx, spec, start); err != nil {
@@ -225,7 +226,8 @@ func (rw *RWLock) acquire(ctx context.Context, mode int) error {
 		if err := rw.writer.Lock(ctx); err != nil {
 			return err
 		}
-		spec.what, spec.try = "write-locking "+rw.path+" (waiting for readers)", rw.trySlots
+		spec.what = "write-locking " + rw.path + " (waiting for readers)"
+		spec.try = func() (bool, entry, time.Time, error) { return rw.trySlots(ctx) }
 		spec.paths = watchPaths(rw.cfg, slotPaths(rw.readers)...)
 		spec.patience = rw.cfg.patience
 		if spec.patience > 0 {
@@ -254,7 +256,7 @@ func (rw *RWLock) waitOrOnce(ctx context.Context, spec waitSpec, start time.Time
 // tryRead takes a reader slot unless a writer holds or waits for the
 // writer lock. Looking at the writer lock first only keeps writers from
 // starving; safety comes from the slots, which a writer takes all of.
-func (rw *RWLock) tryRead() (bool, entry, time.Time, error) {
+func (rw *RWLock) tryRead(ctx context.Context) (bool, entry, time.Time, error) {
 	st, err := readState(rw.writer.path)
 	if err == nil {
 		err = st.check(rw.writer.path)
@@ -271,21 +273,21 @@ func (rw *RWLock) tryRead() (bool, entry, time.Time, error) {
 			return false, st.e, at, nil
 		}
 	}
-	return rw.readers.tryHeld()
+	return rw.readers.tryHeld(ctx)
 }
 
 // tryHeld is Semaphore.try for a container that does its own bookkeeping.
-func (s *Semaphore) tryHeld() (bool, entry, time.Time, error) {
+func (s *Semaphore) tryHeld(ctx context.Context) (bool, entry, time.Time, error) {
 	if err := s.begin(); err != nil {
 		return false, entry{}, time.Time{}, err
 	}
 	defer s.end()
-	return s.try()
+	return s.try(ctx)
 }
 
 // trySlots takes the reader slots in order, keeping those it has: a writer
 // gains slots as readers leave and never gives one back to a new reader.
-func (rw *RWLock) trySlots() (bool, entry, time.Time, error) {
+func (rw *RWLock) trySlots(ctx context.Context) (bool, entry, time.Time, error) {
 	if err := rw.readers.check(); err != nil {
 		return false, entry{}, time.Time{}, err
 	}
@@ -293,7 +295,7 @@ func (rw *RWLock) trySlots() (bool, entry, time.Time, error) {
 		if l.isHeld() {
 			continue
 		}
-		ok, seen, at, err := l.tryOnce()
+		ok, seen, at, err := l.tryOnce(ctx)
 		if !ok || err != nil {
 			return false, seen, at, err
 		}

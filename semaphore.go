@@ -83,7 +83,7 @@ func (s *Semaphore) Acquire(ctx context.Context) error {
 	}
 	defer s.end()
 	start := s.cfg.clock.Now()
-	ok, seen, _, err := s.try()
+	ok, seen, _, err := s.try(ctx)
 	switch {
 	case ok || err != nil:
 		return err
@@ -97,7 +97,8 @@ func (s *Semaphore) Acquire(ctx context.Context) error {
 	return wait(ctx, waitSpec{
 		what: "acquiring semaphore " + s.path, paths: watchPaths(s.cfg, paths...), clock: s.cfg.clock,
 		local:    !s.cfg.noWatch && isLocalFS(filepath.Dir(s.path)),
-		patience: s.cfg.patience, poll: s.cfg.poll, try: s.try, busy: s.busyError,
+		patience: s.cfg.patience, poll: s.cfg.poll, busy: s.busyError,
+		try:     func() (bool, entry, time.Time, error) { return s.try(ctx) },
 		blocked: s.testBlocked,
 	}, start)
 }
@@ -109,7 +110,7 @@ func (s *Semaphore) TryAcquire() (bool, error) {
 		return false, err
 	}
 	defer s.end()
-	ok, _, _, err := s.try()
+	ok, _, _, err := s.try(nil)
 	return ok, err
 }
 
@@ -190,8 +191,8 @@ func (s *Semaphore) end() {
 
 // try attempts every slot once, starting at a random one so that holders
 // spread over the slots. It returns the earliest time a seen holder goes
-// stale.
-func (s *Semaphore) try() (bool, entry, time.Time, error) {
+// stale. ctx, if not nil, can abandon an attempt stuck in the filesystem.
+func (s *Semaphore) try(ctx context.Context) (bool, entry, time.Time, error) {
 	if err := s.check(); err != nil {
 		return false, entry{}, time.Time{}, err
 	}
@@ -200,7 +201,7 @@ func (s *Semaphore) try() (bool, entry, time.Time, error) {
 	start := rand.N(s.n)
 	for k := range s.n {
 		i := (start + k) % s.n
-		ok, e, at, err := s.slots[i].tryOnce()
+		ok, e, at, err := s.slots[i].tryOnce(ctx)
 		if ok {
 			s.mu.Lock()
 			s.held = i
@@ -315,11 +316,13 @@ func checkContainer(dir, marker string, cfg *config, member func(string) bool) e
 }
 
 // tryOnce is one attempt at l, for a container that drives several locks:
-// it reports when the seen holder goes stale.
-func (l *Lock) tryOnce() (bool, entry, time.Time, error) {
+// it reports when the seen holder goes stale. ctx, if not nil, can abandon
+// an attempt stuck in the filesystem (see attemptIn).
+func (l *Lock) tryOnce(ctx context.Context) (bool, entry, time.Time, error) {
 	if err := l.begin(); err != nil {
 		return false, entry{}, time.Time{}, err
 	}
 	defer l.end()
-	return l.try()
+	o := l.attemptIn(ctx, l.attempt)
+	return o.ok, o.seen, o.staleAt, o.err
 }
