@@ -103,7 +103,14 @@ type Lock struct {
 	deadline time.Time // the acquisition's: last refresh issued + TIMEOUT - MARGIN
 	expiry   *clock.Timer
 	timer    *clock.Timer    // the heartbeat
-	pending  *pendingRelease // an Unlock's release not done yet (see settle)
+	// An Unlock's release not done yet, and where its result goes (see
+	// settle); the timer bounds Unlock's wait for it.
+	pending       bool
+	pendingEpoch  uint64
+	pendingReport bool
+	released      chan error
+	unlockMu      sync.Mutex // held by an Unlock: it owns released and unlockTimer
+	unlockTimer   *clock.Timer
 	event    entry           // the newest state entry a watch event named, for tryEvent
 	// While Lock waits in PATH's queue: the first half of the tokens of
 	// its attempts, as on its ticket, so that its successor can tell
@@ -313,7 +320,7 @@ func (l *Lock) Lock(ctx context.Context) error {
 		actx, cancel = l.cfg.clock.WithDeadline(ctx, start.Add(l.cfg.patience+slack))
 		defer cancel()
 	}
-	o := l.attemptIn(actx, l.attempt)
+	o := l.attemptIn(actx, byListing)
 	switch {
 	case o.ok || o.err != nil:
 		return l.patienceSpent(ctx, o.err)
@@ -328,6 +335,9 @@ func (l *Lock) Lock(ctx context.Context) error {
 // patienceSpent turns an attempt that was given up when PATIENCE ran out
 // (not ctx) into an error matching ErrBusy.
 func (l *Lock) patienceSpent(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
+	}
 	var stuck *stuckError
 	if errors.As(err, &stuck) && ctx.Err() == nil {
 		return fmt.Errorf("dlock: locking %s: PATIENCE %v ran out while an attempt was still waiting for the filesystem (a hung mount?): %w",
@@ -362,11 +372,11 @@ func (l *Lock) waitSpec(ctx context.Context) waitSpec {
 		busy:     l.busyError,
 		hint:     l.hint,
 		try: func() (bool, entry, time.Time, error) {
-			o := l.attemptIn(ctx, l.attempt)
+			o := l.attemptIn(ctx, byListing)
 			return o.ok, o.seen, o.staleAt, o.err
 		},
 		tryEvent: func() (bool, entry, time.Time, bool, error) {
-			o := l.attemptIn(ctx, l.tryEvent)
+			o := l.attemptIn(ctx, byEvent)
 			return o.ok, o.seen, o.staleAt, o.known, o.err
 		},
 	}
@@ -459,7 +469,7 @@ func (l *Lock) TryLock() (bool, error) {
 		return false, err
 	}
 	defer l.end()
-	o := l.attemptIn(nil, l.attempt)
+	o := l.attemptIn(nil, byListing)
 	return o.ok, o.err
 }
 
@@ -473,16 +483,14 @@ func (l *Lock) TryLock() (bool, error) {
 // the background, and can only free this Lock's own entry (a successor's
 // has another name).
 func (l *Lock) Unlock() error {
+	l.unlockMu.Lock()
+	defer l.unlockMu.Unlock()
 	l.mu.Lock()
 	if !l.held {
 		l.mu.Unlock()
 		return fmt.Errorf("dlock: unlocking %s: %w", l.path, ErrNotHeld)
 	}
-	l.held = false
-	l.timer.Stop()
-	l.expiry.Stop()
-	r := &pendingRelease{epoch: l.epoch, done: make(chan error, 1)}
-	l.pending = r
+	l.pend(l.epoch, true)
 	lost, why, epoch, deadline := l.isLost, l.lostWhy, l.epoch, l.deadline
 	l.mu.Unlock()
 	go l.settleNow()
@@ -493,18 +501,14 @@ func (l *Lock) Unlock() error {
 	}
 	wait := deadline.Sub(l.cfg.clock.Now())
 	if wait <= 0 {
-		return l.lateUnlock(r, epoch)
+		return l.lateUnlock(epoch)
 	}
-	err := errDeadline
-	t := l.cfg.clock.Timer(wait)
-	select {
-	case err = <-r.done:
-	case <-t.C:
-	}
-	t.Stop()
+	err := l.awaitRelease(wait)
 	switch {
 	case err == nil:
-		l.logInfo("released lock", "fence", epoch)
+		if l.cfg.logger != nil {
+			l.logInfo("released lock", "fence", epoch)
+		}
 		return nil
 	case errors.Is(err, errGone):
 		why = "it was reclaimed or removed while held"
@@ -518,15 +522,39 @@ func (l *Lock) Unlock() error {
 	return l.lostError(epoch, why)
 }
 
+// awaitRelease waits up to wait for the release Unlock asked for:
+// errDeadline if it did not come. Called with l.unlockMu held.
+func (l *Lock) awaitRelease(wait time.Duration) error {
+	if l.unlockTimer == nil {
+		l.unlockTimer = l.cfg.clock.Timer(wait)
+	} else {
+		l.unlockTimer.Reset(wait)
+	}
+	defer func() {
+		if !l.unlockTimer.Stop() {
+			select {
+			case <-l.unlockTimer.C:
+			default:
+			}
+		}
+	}()
+	select {
+	case err := <-l.released:
+		return err
+	case <-l.unlockTimer.C:
+		return errDeadline
+	}
+}
+
 // lateUnlock is Unlock once the deadline has passed (the process was
 // paused, or its timers late): the lock counts as lost whatever the
 // release finds, which says only whether another took it meanwhile.
-func (l *Lock) lateUnlock(r *pendingRelease, epoch uint64) error {
+func (l *Lock) lateUnlock(epoch uint64) error {
 	why := fmt.Sprintf("its deadline, TIMEOUT %v - MARGIN %v after its last refresh, passed before Unlock", l.cfg.timeout, l.cfg.margin)
 	t := time.NewTimer(describeWait)
 	defer t.Stop()
 	select {
-	case err := <-r.done:
+	case err := <-l.released:
 		switch {
 		case err == nil:
 			why += ", and nobody had taken it (it is released)"
@@ -609,7 +637,7 @@ func (l *Lock) freshToken() string {
 
 // try is one attempt, waiting for the filesystem however long it takes.
 func (l *Lock) try() (bool, entry, time.Time, error) {
-	o := l.attemptIn(nil, l.attempt)
+	o := l.attemptIn(nil, byListing)
 	return o.ok, o.seen, o.staleAt, o.err
 }
 

@@ -42,23 +42,49 @@ type outcome struct {
 	err     error
 }
 
-// pendingRelease is an Unlock's release that has not run yet: whoever
-// takes l.op next does it first (settle), so that no later attempt or
-// refresh of this Lock comes between an Unlock and its release.
-type pendingRelease struct {
-	epoch uint64
-	done  chan error // buffered: the release's result
+// A release pending (l.pending, of fence l.pendingEpoch) is an Unlock's
+// that has not run yet: whoever takes l.op next does it first (settle),
+// so that no later attempt or refresh of this Lock comes between an
+// Unlock and its release. Its result goes to l.released (buffered, one
+// per Lock): Unlock empties it before it asks for a release, and a
+// result nobody waited for (an Unlock that returned at the deadline, an
+// abandoned acquisition) is in it by the next Unlock, since it was sent
+// under l.op before the acquisition that Unlock ends.
+
+// pend asks for the release of the acquisition of fence epoch, and stops
+// its timers; report says Unlock waits for the result (then l.unlockMu is
+// held, so one Unlock at a time uses l.released). Called with l.mu held.
+func (l *Lock) pend(epoch uint64, report bool) {
+	l.held = false
+	l.timer.Stop()
+	l.expiry.Stop()
+	if report {
+		if l.released == nil {
+			l.released = make(chan error, 1)
+		}
+		select {
+		case <-l.released: // a result nobody waited for
+		default:
+		}
+	}
+	l.pending, l.pendingEpoch, l.pendingReport = true, epoch, report
 }
 
 // settle does a pending release. Called with l.op held, before anything
 // else is done under it.
 func (l *Lock) settle() {
 	l.mu.Lock()
-	r := l.pending
-	l.pending = nil
+	pending, epoch, report := l.pending, l.pendingEpoch, l.pendingReport
+	l.pending = false
 	l.mu.Unlock()
-	if r != nil {
-		r.done <- l.release(r.epoch)
+	if pending {
+		err := l.release(epoch)
+		if report {
+			select {
+			case l.released <- err:
+			default: // (never: emptied by pend)
+			}
+		}
 	}
 }
 
@@ -69,16 +95,23 @@ func (l *Lock) settleNow() {
 	l.settle()
 }
 
-// attemptIn runs f, an attempt, under l.op. With a ctx that can end, it
-// returns when ctx ends even if f is stuck in a system call: f then goes
-// on in the background, and if it acquires the lock, the lock is released
-// at once (and if it had not started, it never does). A nil ctx waits for
-// f however long it takes.
-func (l *Lock) attemptIn(ctx context.Context, f func() outcome) outcome {
+// The kinds of attempt attemptIn runs (a method value would cost an
+// allocation on every call).
+const (
+	byListing = iota // attempt
+	byEvent          // tryEvent
+)
+
+// attemptIn runs an attempt of the given kind under l.op. With a ctx that
+// can end, it returns when ctx ends even if the attempt is stuck in a
+// system call: it then goes on in the background, and if it acquires the
+// lock, the lock is released at once (and if it had not started, it never
+// does). A nil ctx waits for the attempt however long it takes.
+func (l *Lock) attemptIn(ctx context.Context, kind int) outcome {
 	if ctx == nil || ctx.Done() == nil {
 		l.op.Lock()
 		defer l.op.Unlock()
-		return l.opAttempt(f)
+		return l.opAttempt(kind)
 	}
 	res := make(chan outcome, 1)
 	abandoned := false // guarded by l.mu
@@ -91,7 +124,7 @@ func (l *Lock) attemptIn(ctx context.Context, f func() outcome) outcome {
 		if gone {
 			return
 		}
-		o := l.opAttempt(f)
+		o := l.opAttempt(kind)
 		l.mu.Lock()
 		if !abandoned {
 			res <- o // under l.mu: the caller sees it, or sees it abandoned
@@ -100,10 +133,7 @@ func (l *Lock) attemptIn(ctx context.Context, f func() outcome) outcome {
 		}
 		drop := o.ok
 		if drop {
-			l.held = false
-			l.timer.Stop()
-			l.expiry.Stop()
-			l.pending = &pendingRelease{epoch: l.epoch, done: make(chan error, 1)}
+			l.pend(l.epoch, false)
 		}
 		l.mu.Unlock()
 		if drop {
@@ -139,11 +169,16 @@ func (e *stuckError) Error() string {
 
 func (e *stuckError) Unwrap() error { return e.cause }
 
-// opAttempt is f with l.op held: a pending release first, and after a
-// busy lock, whether PATH is on a local filesystem (for the wait).
-func (l *Lock) opAttempt(f func() outcome) outcome {
+// opAttempt is an attempt with l.op held: a pending release first, and
+// after a busy lock, whether PATH is on a local filesystem (for the wait).
+func (l *Lock) opAttempt(kind int) outcome {
 	l.settle()
-	o := f()
+	var o outcome
+	if kind == byEvent {
+		o = l.tryEvent()
+	} else {
+		o = l.attempt()
+	}
 	if !o.ok && o.err == nil {
 		l.checkLocal()
 	}
@@ -170,7 +205,9 @@ func (l *Lock) acquired(epoch uint64, token, name string, issued time.Time, how 
 		l.expiry.Reset(expiry)
 	}
 	l.mu.Unlock()
-	l.logInfo(how+" lock", "fence", epoch)
+	if l.cfg.logger != nil {
+		l.logInfo(how+" lock", "fence", epoch)
+	}
 }
 
 // heartbeat refreshes the held lock; it runs on the refresh timer. A

@@ -323,6 +323,6 @@ func (l *Lock) tryOnce(ctx context.Context) (bool, entry, time.Time, error) {
 		return false, entry{}, time.Time{}, err
 	}
 	defer l.end()
-	o := l.attemptIn(ctx, l.attempt)
+	o := l.attemptIn(ctx, byListing)
 	return o.ok, o.seen, o.staleAt, o.err
 }
