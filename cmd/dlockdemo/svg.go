@@ -103,7 +103,7 @@ func (d *demo) svg(end time.Time, r results) string {
 			fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s" stroke-width="2"/>`+"\n", x(m.t), y-3, x(m.t), y+barH+3, c)
 			tw := textWidth(m.what, 10)
 			tx := math.Min(math.Max(x(m.t)+3, nextX), width-2-tw)
-			nextX = tx + tw + 6
+			nextX = tx + tw + 8
 			fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" fill="%s" font-size="10">%s</text>`+"\n", tx, y-2, c, m.what)
 		}
 	}
