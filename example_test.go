@@ -44,10 +44,9 @@ func Example() {
 func ExampleLock_Unlock() {
 	dir, _ := os.MkdirTemp("", "dlock-example")
 	defer os.RemoveAll(dir)
-	path := filepath.Join(dir, "nightly.lock")
+	l, _ := dlock.New(filepath.Join(dir, "nightly.lock"))
+	other, _ := dlock.New(l.Path()) // as another process would
 
-	l, _ := dlock.New(path)
-	other, _ := dlock.New(path)
 	nightly := func(ctx context.Context) (err error) {
 		if err := l.Lock(ctx); err != nil {
 			return err
