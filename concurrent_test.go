@@ -6,11 +6,13 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strconv"
@@ -28,7 +30,20 @@ func TestMain(m *testing.M) {
 	if role := os.Getenv("DLOCK_TEST_CHILD"); role != "" {
 		os.Exit(child(role))
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	// go test ./... hides a passing package's output (without -v): say on
+	// the terminal, if there is one, that the shared-filesystem tests were
+	// skipped and how to run them.
+	run := strings.Split(flag.Lookup("test.run").Value.String(), "/")[0]
+	selected, _ := regexp.MatchString(run, "TestSharedFSCounter")
+	if selected && (os.Getenv("DLOCK_SHAREDFS_M1") == "" || os.Getenv("DLOCK_SHAREDFS_M2") == "") {
+		out := io.Writer(os.Stderr)
+		if tty, err := os.OpenFile("/dev/tty", os.O_WRONLY, 0); err == nil && !testing.Verbose() {
+			out = tty // closed by the exit
+		}
+		fmt.Fprintln(out, `dlock: skipped the shared-filesystem tests (TestSharedFS*): run eval "$(sudo scripts/sharedfs.sh up)", then go test -run SharedFS . to run them`)
+	}
+	os.Exit(code)
 }
 
 func child(role string) int {

@@ -234,10 +234,11 @@ func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l }
 
 // WithPermissions sets the permission bits of a lock directory that this
 // Lock creates (default 0755, not reduced by the umask). Every holder needs
-// write permission on it: use 0777, or 0775 with a shared group, for a lock
-// that several users take. Do not set the sticky bit: the state entry is
-// one directory that changes hands, and in a sticky directory only its
-// creator could rename it.
+// write permission on it: use 0777 for a lock that any user takes, or 0770
+// for one that the members of a group take, in a directory of that group
+// with the setgid bit (so that the lock directory gets the group). Do not
+// set the sticky bit: the state entry is one directory that changes hands,
+// and in a sticky directory only its creator could rename it.
 func WithPermissions(perm fs.FileMode) Option {
 	return func(c *config) { c.perm = perm & fs.ModePerm }
 }

@@ -13,7 +13,9 @@ import (
 )
 
 // A lock around a job that must never run twice at once, on one host or
-// on many sharing a filesystem.
+// on many sharing a filesystem. Unlock's error is joined into the job's:
+// it is ErrLost if another process took the lock while the job ran, which
+// a bare defer l.Unlock() would throw away.
 func Example() {
 	dir, _ := os.MkdirTemp("", "dlock-example")
 	defer os.RemoveAll(dir)
@@ -22,18 +24,45 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	if err := l.Lock(context.Background()); err != nil {
-		log.Fatal(err)
+	nightly := func(ctx context.Context) (err error) {
+		if err := l.Lock(ctx); err != nil {
+			return err
+		}
+		defer func() { err = errors.Join(err, l.Unlock()) }()
+		fmt.Println("running the nightly job")
+		return nil
 	}
-	fmt.Println("running the nightly job")
-	if err := l.Unlock(); err != nil {
-		log.Fatal(err) // ErrLost: someone reclaimed the lock while we ran
+	if err := nightly(context.Background()); err != nil {
+		log.Fatal(err)
 	}
 	// Output: running the nightly job
 }
 
+// Unlock reports ErrLost when the lock was taken away while held: here
+// another process breaks it by force while the job runs, as dlock break
+// -force would.
+func ExampleLock_Unlock() {
+	dir, _ := os.MkdirTemp("", "dlock-example")
+	defer os.RemoveAll(dir)
+	l, _ := dlock.New(filepath.Join(dir, "nightly.lock"))
+	other, _ := dlock.New(l.Path()) // as another process would
+
+	nightly := func(ctx context.Context) (err error) {
+		if err := l.Lock(ctx); err != nil {
+			return err
+		}
+		defer func() { err = errors.Join(err, l.Unlock()) }()
+		other.Break(true) // the lock is taken away while the job runs
+		return nil
+	}
+	err := nightly(context.Background())
+	fmt.Println(errors.Is(err, dlock.ErrLost))
+	// Output: true
+}
+
 // Do runs a function while holding the lock; its context is cancelled if
-// the lock is lost.
+// the lock is lost, and Do returns the function's error joined with
+// Unlock's (ErrLost if the lock was lost).
 func ExampleLock_Do() {
 	dir, _ := os.MkdirTemp("", "dlock-example")
 	defer os.RemoveAll(dir)
@@ -58,16 +87,17 @@ func ExampleLock_TryLock() {
 
 	holder, _ := dlock.New(path)
 	holder.Lock(context.Background())
-	defer holder.Unlock()
 
 	other, _ := dlock.New(path)
 	ok, err := other.TryLock()
 	fmt.Println(ok, err)
 	st, _ := dlock.Inspect(path)
 	fmt.Println(st.Held, st.Holder.PID == os.Getpid())
+	fmt.Println(holder.Unlock())
 	// Output:
 	// false <nil>
 	// true true
+	// <nil>
 }
 
 // PATIENCE bounds the wait; the error names the holder.
@@ -78,7 +108,6 @@ func ExampleBusyError() {
 
 	holder, _ := dlock.New(path)
 	holder.Lock(context.Background())
-	defer holder.Unlock()
 
 	waiter, _ := dlock.New(path, dlock.WithPatience(50*time.Millisecond))
 	err := waiter.Lock(context.Background())
@@ -86,24 +115,52 @@ func ExampleBusyError() {
 	if errors.As(err, &busy) {
 		fmt.Println(errors.Is(err, dlock.ErrBusy), busy.Holder.PID == os.Getpid())
 	}
-	// Output: true true
+	fmt.Println(holder.Unlock())
+	// Output:
+	// true true
+	// <nil>
 }
 
 // The fence rises with every acquisition: hand it to the resource so that
 // it can refuse the work of a holder that was paused and lost the lock.
+// Here the resource is a variable that keeps the highest fence it took; a
+// table keeps it in a BIGINT column and makes the check part of the write:
+//
+//	UPDATE jobs SET result = $2, fence = $1 WHERE id = $3 AND fence <= $1
+//
+// refused if it changes no row.
 func ExampleLock_Fence() {
 	dir, _ := os.MkdirTemp("", "dlock-example")
 	defer os.RemoveAll(dir)
-	l, _ := dlock.New(filepath.Join(dir, "fenced.lock"))
+	path := filepath.Join(dir, "fenced.lock")
 
-	l.Lock(context.Background())
-	first := l.Fence()
-	l.Unlock()
-	l.Lock(context.Background())
-	fmt.Println(l.Fence() > first)
-	l.Unlock()
-	// e.g. UPDATE jobs SET ..., fence = $1 WHERE fence < $1
-	// Output: true
+	var stored uint64 // the resource's highest fence
+	write := func(fence uint64) error {
+		if fence < stored {
+			return fmt.Errorf("write with fence %d refused: %d wrote since", fence, stored)
+		}
+		stored = fence
+		return nil
+	}
+
+	paused, _ := dlock.New(path, dlock.WithTimeout(time.Second))
+	paused.Lock(context.Background())
+	late := paused.Fence()
+	// paused stops here for longer than TIMEOUT; another process breaks
+	// the lock, takes it and writes.
+	next, _ := dlock.New(path)
+	next.Break(true)
+	next.Lock(context.Background())
+	fmt.Println("next's write:", write(next.Fence()))
+	fmt.Println("next's Unlock:", next.Unlock())
+	// paused wakes up and writes: refused, and its Unlock says why.
+	fmt.Println("paused's write refused:", write(late) != nil)
+	fmt.Println("paused's Unlock is ErrLost:", errors.Is(paused.Unlock(), dlock.ErrLost))
+	// Output:
+	// next's write: <nil>
+	// next's Unlock: <nil>
+	// paused's write refused: true
+	// paused's Unlock is ErrLost: true
 }
 
 // A lock by name, in the per-user lock directory (or WithDir's).

@@ -19,13 +19,14 @@ const (
 	idle    state = iota // between critical sections
 	waiting              // for the lock
 	holding              // in a critical section, holding the lock
+	overlap              // in a critical section while another worker is in one (timeline only)
 	stale                // continued after its lock was reclaimed
 	stopped              // SIGSTOPped while holding
 	killed               // SIGKILLed while holding
 	done                 // finished its rounds (or exited)
 )
 
-var stateNames = [...]string{"idle", "waiting", "holding", "stale", "stopped", "killed", "done"}
+var stateNames = [...]string{"idle", "waiting", "holding", "overlap", "stale", "stopped", "killed", "done"}
 
 func (s state) String() string { return stateNames[s] }
 
@@ -75,8 +76,9 @@ type reclaim struct {
 type demo struct {
 	cfg                    config
 	dir                    string
-	out                    *os.File
+	out                    io.Writer
 	errOut                 io.Writer
+	cols                   func() int // the terminal's width
 	t0                     time.Time
 	w                      []*workerView
 	sections               []*section
@@ -101,8 +103,9 @@ type demo struct {
 	sceneTimer         <-chan time.Time
 }
 
-func newDemo(cfg config, dir string, out *os.File, errOut io.Writer) *demo {
-	d := &demo{cfg: cfg, dir: dir, out: out, errOut: errOut, killVictim: -1, stopVictim: -1}
+func newDemo(cfg config, dir string, out io.Writer, errOut io.Writer) *demo {
+	d := &demo{cfg: cfg, dir: dir, out: out, errOut: errOut, killVictim: -1, stopVictim: -1,
+		cols: func() int { return 80 }}
 	for range cfg.workers {
 		d.w = append(d.w, &workerView{})
 	}
@@ -121,6 +124,9 @@ func (d *demo) header() {
 	if d.stopVictim >= 0 {
 		fmt.Fprintf(d.out, "  w%d will stop (SIGSTOP) holding the lock: reclaimed after TIMEOUT\n", d.stopVictim)
 	}
+	if d.cfg.plain && !d.cfg.verbose {
+		fmt.Fprintln(d.out, "  what happens (-v: every critical section):")
+	}
 }
 
 // setState moves worker w to state s at t.
@@ -136,10 +142,18 @@ func (d *demo) setState(w int, s state, t time.Time) {
 	v.segs = append(v.segs, segment{s: s, from: t})
 }
 
-// logf prints a plain line (without a terminal).
-func (d *demo) logf(t time.Time, w int, format string, args ...any) {
+// story prints a plain line (without a terminal) of what the demo shows:
+// the start, the kill, the stop, the reclaims, the refused write.
+func (d *demo) story(t time.Time, w int, format string, args ...any) {
 	if d.cfg.plain {
 		fmt.Fprintf(d.out, "%7.3fs  w%d  %s\n", t.Sub(d.t0).Seconds(), w, fmt.Sprintf(format, args...))
+	}
+}
+
+// detail prints a plain line of the routine, only with -v.
+func (d *demo) detail(t time.Time, w int, format string, args ...any) {
+	if d.cfg.verbose {
+		d.story(t, w, format, args...)
 	}
 }
 
@@ -160,7 +174,9 @@ func (d *demo) handle(ev event) {
 	case "wait":
 		v.round, _ = strconv.Atoi(ev.arg)
 		v.waitT = ev.t
-		d.setState(ev.w, waiting, ev.t)
+		if !d.cfg.nolock { // without a lock there is nothing to wait for
+			d.setState(ev.w, waiting, ev.t)
+		}
 	case "enter":
 		fence, _ := strconv.ParseUint(ev.arg, 10, 64)
 		sec := &section{w: ev.w, fence: fence, waitT: v.waitT, enter: ev.t}
@@ -170,6 +186,7 @@ func (d *demo) handle(ev event) {
 		d.setState(ev.w, holding, ev.t)
 		d.entered++
 		d.progress()
+		first := d.entered == 1
 		note := ""
 		if p := d.pending; p != nil && p.w != ev.w {
 			how := "killed"
@@ -187,7 +204,18 @@ func (d *demo) handle(ev event) {
 			note = fmt.Sprintf(": RECLAIMED from w%d (%s %s ago)", p.w, how, fmtDur(r.after))
 			v.note = fmt.Sprintf("reclaimed from w%d", p.w)
 		}
-		d.logf(ev.t, ev.w, "holding   fence %s, round %d%s", d.fenceNo(fence), v.round+1, note)
+		switch {
+		case note != "":
+			d.story(ev.t, ev.w, "holding   fence %s, round %d%s", d.fenceNo(fence), v.round+1, note)
+		case first && d.cfg.nolock:
+			d.story(ev.t, ev.w, "inside    its critical section, without the lock")
+		case first:
+			d.story(ev.t, ev.w, "holding   fence %s = %d (fences start from the lock's creation time in ns)", d.fenceNo(fence), fence)
+		case d.cfg.nolock:
+			d.detail(ev.t, ev.w, "inside    round %d", v.round+1)
+		default:
+			d.detail(ev.t, ev.w, "holding   fence %s, round %d", d.fenceNo(fence), v.round+1)
+		}
 	case "killme":
 		t := time.Now() // before the kill: the section cannot outlast it
 		if v.cur != nil {
@@ -197,7 +225,11 @@ func (d *demo) handle(ev event) {
 		v.cmd.Kill()
 		d.setState(ev.w, killed, t)
 		v.note = "SIGKILL while holding"
-		d.logf(t, ev.w, "KILLED    with SIGKILL while holding the lock")
+		fence := "-"
+		if v.cur != nil {
+			fence = d.fenceNo(v.cur.fence)
+		}
+		d.story(t, ev.w, "KILLED    with SIGKILL while holding the lock (fence %s)", fence)
 	case "stop":
 		if v.cur != nil {
 			v.cur.stopped = true
@@ -208,7 +240,11 @@ func (d *demo) handle(ev event) {
 		d.contTimer = time.After(3*d.cfg.timeout + 2*time.Second)
 		d.setState(ev.w, stopped, ev.t)
 		v.note = "SIGSTOP while holding"
-		d.logf(ev.t, ev.w, "STOPPED   (SIGSTOP) while holding the lock; its TIMEOUT is %s", d.cfg.timeout)
+		fence := "-"
+		if v.cur != nil {
+			fence = d.fenceNo(v.cur.fence)
+		}
+		d.story(ev.t, ev.w, "STOPPED   (SIGSTOP) while holding the lock (fence %s); its TIMEOUT is %s", fence, d.cfg.timeout)
 	case "resume":
 		s := holding
 		if d.pending == nil || d.pending.w != ev.w {
@@ -216,7 +252,7 @@ func (d *demo) handle(ev event) {
 			v.note = "continued, lock reclaimed"
 		}
 		d.setState(ev.w, s, ev.t)
-		d.logf(ev.t, ev.w, "continued (SIGCONT), still inside its critical section")
+		d.story(ev.t, ev.w, "continued (SIGCONT), still inside its critical section")
 	case "commit":
 		if v.cur != nil {
 			v.cur.committed = true
@@ -232,7 +268,7 @@ func (d *demo) handle(ev event) {
 		v.marks = append(v.marks, mark{ev.t, "fenced"})
 		v.note = "late write refused: fence"
 		last, _ := strconv.ParseUint(ev.arg, 10, 64)
-		d.logf(ev.t, ev.w, "FENCED    its write refused: the counter was written with fence %s after its %s", d.fenceNo(last), d.fenceNo(v.cur.fence))
+		d.story(ev.t, ev.w, "FENCED    its write refused: the counter was written with fence %s after its %s", d.fenceNo(last), d.fenceNo(v.cur.fence))
 	case "exit":
 		if sec := v.cur; sec != nil && !sec.killed && !(sec.stopped && sec.fenced) {
 			sec.end, sec.normal = ev.t, true
@@ -246,13 +282,13 @@ func (d *demo) handle(ev event) {
 		d.losses = append(d.losses, ev.w)
 		v.marks = append(v.marks, mark{ev.t, "lost"})
 		v.note = "Unlock: ErrLost"
-		d.logf(ev.t, ev.w, "LOST      Unlock: %s", "lock was lost (ErrLost)")
+		d.story(ev.t, ev.w, "LOST      Unlock: %s", "lock was lost (ErrLost)")
 	case "error":
 		d.errors++
 		fmt.Fprintf(d.errOut, "dlockdemo: w%d: %s\n", ev.w, ev.arg)
 	case "done":
 		d.setState(ev.w, done, ev.t)
-		d.logf(ev.t, ev.w, "done      %d critical sections", v.sections)
+		d.detail(ev.t, ev.w, "done      %d critical sections", v.sections)
 	case "eof":
 		if v.state != killed {
 			if ev.code != 0 {
@@ -316,7 +352,7 @@ func (d *demo) resumeStopped(why string) {
 	if err := resume(v.cmd); err != nil {
 		fmt.Fprintf(d.errOut, "dlockdemo: continuing w%d: %v\n", d.stopVictim, err)
 	}
-	d.logf(time.Now(), d.stopVictim, "SIGCONT   sent (%s)", why)
+	d.story(time.Now(), d.stopVictim, "SIGCONT   sent (%s)", why)
 }
 
 func (d *demo) killAll() {
@@ -328,46 +364,88 @@ func (d *demo) killAll() {
 }
 
 // Timeline glyphs and their terminal colours.
-var glyph = map[state]string{idle: " ", waiting: ".", holding: "#", stale: "!", stopped: "Z", killed: "X", done: " "}
-var colour = map[state]string{waiting: "\x1b[2m", holding: "\x1b[32m", stale: "\x1b[35m", stopped: "\x1b[33m", killed: "\x1b[31m"}
+var glyph = map[state]string{idle: " ", waiting: ".", holding: "#", overlap: "&", stale: "!", stopped: "Z", killed: "X", done: " "}
+var colour = map[state]string{waiting: "\x1b[2m", holding: "\x1b[32m", overlap: "\x1b[1;41;37m", stale: "\x1b[35m", stopped: "\x1b[33m", killed: "\x1b[31m"}
 
 // rank orders states for a timeline cell that spans several.
-var rank = map[state]int{done: 0, idle: 1, waiting: 2, holding: 3, stale: 4, stopped: 5, killed: 6}
+var rank = map[state]int{done: 0, idle: 1, waiting: 2, holding: 3, overlap: 4, stale: 5, stopped: 6, killed: 7}
 
-// cells renders worker v's history from t0 to now in n cells.
-func (d *demo) cells(v *workerView, now time.Time, n int, span time.Duration) []state {
+// legendOrder is the order of the legends, which list only what the
+// picture shows.
+var legendOrder = []state{holding, overlap, waiting, stopped, killed, stale}
+
+// legendText says what a state means, in the terminal's legend and the SVG's.
+func (d *demo) legendText(s state) string {
+	switch s {
+	case holding:
+		if d.cfg.nolock {
+			return "in its critical section"
+		}
+		return "holding the lock"
+	case overlap:
+		return "OVERLAP: another worker is inside too"
+	case waiting:
+		return "waiting"
+	case stopped:
+		return "stopped"
+	case killed:
+		return "killed"
+	case stale:
+		return "running after its lock was reclaimed"
+	}
+	return s.String()
+}
+
+// span is a stretch of time.
+type span struct{ from, to time.Time }
+
+// cells renders worker v's history from t0 to now in n cells, with its
+// overlaps (ovl, see overlapSpans) over its critical sections.
+func (d *demo) cells(v *workerView, ovl []span, now time.Time, n int, total time.Duration) []state {
 	out := make([]state, n)
 	for i := range out {
 		out[i] = done
 	}
-	cell := span / time.Duration(n)
+	cell := total / time.Duration(n)
+	paint := func(s state, from, to time.Time) {
+		a := int(from.Sub(d.t0) / cell)
+		b := int(to.Sub(d.t0) / cell)
+		if s == killed {
+			b = a // a single X where it died
+		}
+		for i := max(a, 0); i <= b && i < n; i++ {
+			if rank[s] > rank[out[i]] {
+				out[i] = s
+			}
+		}
+	}
 	for _, s := range v.segs {
 		to := s.to
 		if to.IsZero() {
 			to = now
 		}
-		a := int(s.from.Sub(d.t0) / cell)
-		b := int(to.Sub(d.t0) / cell)
-		if s.s == killed {
-			b = a // a single X where it died
-		}
-		for i := max(a, 0); i <= b && i < n; i++ {
-			if rank[s.s] > rank[out[i]] {
-				out[i] = s.s
-			}
-		}
+		paint(s.s, s.from, to)
+	}
+	for _, o := range ovl {
+		paint(overlap, o.from, o.to)
 	}
 	return out
 }
 
-// render redraws the live timeline on the terminal. Every line is kept
-// narrower than the terminal, so that none wraps and the redraw stays
-// in place.
-func (d *demo) render(now time.Time) {
-	cols := termWidth(d.out)
+// render redraws the timeline on the terminal: live, or (final) the whole
+// run, from its start to its end, the time the summary gives. Every line
+// is kept narrower than the terminal, so that none wraps and the redraw
+// stays in place.
+func (d *demo) render(now time.Time, final bool) {
+	cols := d.cols()
 	width := min(60, max(cols-52, 10)) // timeline cells
 	elapsed := now.Sub(d.t0)
-	span := max(time.Duration(math.Ceil(elapsed.Seconds()))*time.Second, 5*time.Second)
+	// Live, the axis grows by whole seconds; at the end it is the run.
+	axis := max(time.Duration(math.Ceil(elapsed.Seconds()))*time.Second, 5*time.Second)
+	title := "timeline (live)"
+	if final {
+		axis, title = max(elapsed, time.Millisecond), "timeline of the whole run"
+	}
 	var b strings.Builder
 	if d.drawn > 0 {
 		fmt.Fprintf(&b, "\x1b[%dA", d.drawn)
@@ -382,10 +460,13 @@ func (d *demo) render(now time.Time) {
 		b.WriteString("\r\x1b[2K" + prefix + text + "\n")
 		lines++
 	}
-	line("", 0, fmt.Sprintf("        %-*s  %5.1fs of %s", width, "timeline", elapsed.Seconds(), span))
+	line("", 0, fmt.Sprintf("        %-*s  %s", width, title, fmtDur(elapsed)))
+	ovl := d.overlapSpans(now)
+	seen := map[state]bool{}
 	for i, v := range d.w {
 		row := fmt.Sprintf("  w%-3d|", i)
-		for _, s := range d.cells(v, now, width, span) {
+		for _, s := range d.cells(v, ovl[i], now, width, axis) {
+			seen[s] = true
 			if c := colour[s]; c != "" {
 				row += c + glyph[s] + "\x1b[0m"
 			} else {
@@ -393,26 +474,40 @@ func (d *demo) render(now time.Time) {
 			}
 		}
 		status := v.state.String()
-		if v.state == holding && v.cur != nil {
+		if v.state == holding && v.cur != nil && !d.cfg.nolock {
 			status += " " + d.fenceNo(v.cur.fence)
 		}
 		line(row+"| ", 7+width+2, fmt.Sprintf("%-12s %3d %s", status, v.sections, v.note))
 	}
-	line("", 0, "  # holding  . waiting  Z stopped  X killed  ! after its lock was reclaimed")
+	// The time axis, under the cells: its start and its end.
+	end := fmtDur(axis)
+	if axis%time.Second == 0 {
+		end = axis.String()
+	}
+	line("", 0, fmt.Sprintf("       0s%*s", max(width+1-2, len(end)), end))
+	var legend []string
+	for _, s := range legendOrder {
+		if seen[s] {
+			legend = append(legend, glyph[s]+" "+d.legendText(s))
+		}
+	}
+	line("", 0, "  "+strings.Join(legend, "  "))
 	d.drawn = lines
 	io.WriteString(d.out, b.String())
 }
 
-// results are the numbers of the summary.
-type results struct {
-	entered, committed, fenced, killed int
-	overlaps                           int
-	expected, got                      uint64
-	handoffs                           []time.Duration
+// overlapping is a time when two critical sections of different workers
+// were both under way.
+type overlapping struct {
+	a, b     *section
+	from, to time.Time
 }
 
-func (d *demo) results(now time.Time) results {
-	var r results
+// overlaps lists every pair of critical sections of different workers
+// that were under way at the same time, until now for those that have not
+// ended. A fenced section is left out: its holder had lost the lock and
+// the counter refused its write, so it changed nothing.
+func (d *demo) overlaps(now time.Time) []overlapping {
 	secs := slices.Clone(d.sections)
 	slices.SortFunc(secs, func(a, b *section) int { return a.enter.Compare(b.enter) })
 	endOf := func(s *section) time.Time {
@@ -421,6 +516,67 @@ func (d *demo) results(now time.Time) results {
 		}
 		return s.end
 	}
+	var out []overlapping
+	for i, s := range secs {
+		if s.fenced {
+			continue
+		}
+		// Sorted by entry: the first that enters after s ended ends the scan.
+		for _, t := range secs[i+1:] {
+			if !t.enter.Before(endOf(s)) {
+				break
+			}
+			if t.fenced || t.w == s.w {
+				continue
+			}
+			to := endOf(s)
+			if e := endOf(t); e.Before(to) {
+				to = e
+			}
+			out = append(out, overlapping{a: s, b: t, from: t.enter, to: to})
+		}
+	}
+	return out
+}
+
+// overlapSpans gives, per worker, the times it was in a critical section
+// while another worker was in one too, merged and in order.
+func (d *demo) overlapSpans(now time.Time) [][]span {
+	per := make([][]span, len(d.w))
+	for _, o := range d.overlaps(now) {
+		per[o.a.w] = append(per[o.a.w], span{o.from, o.to})
+		per[o.b.w] = append(per[o.b.w], span{o.from, o.to})
+	}
+	for w, spans := range per {
+		slices.SortFunc(spans, func(a, b span) int { return a.from.Compare(b.from) })
+		var merged []span
+		for _, s := range spans {
+			if n := len(merged); n > 0 && !s.from.After(merged[n-1].to) {
+				if s.to.After(merged[n-1].to) {
+					merged[n-1].to = s.to
+				}
+				continue
+			}
+			merged = append(merged, s)
+		}
+		per[w] = merged
+	}
+	return per
+}
+
+// results are the numbers of the summary.
+type results struct {
+	entered, committed, fenced, killed int
+	overlaps                           int
+	first                              *overlapping // the earliest overlap
+	expected, got                      uint64
+	handoffs                           []time.Duration
+}
+
+func (d *demo) results(now time.Time) results {
+	var r results
+	secs := slices.Clone(d.sections)
+	slices.SortFunc(secs, func(a, b *section) int { return a.enter.Compare(b.enter) })
 	for i, s := range secs {
 		r.entered++
 		switch {
@@ -431,18 +587,18 @@ func (d *demo) results(now time.Time) results {
 		case s.killed:
 			r.killed++
 		}
-		// A fenced section changed nothing: its holder had lost the lock,
-		// and the counter refused its write. It cannot overlap.
-		for _, t := range secs[i+1:] {
-			if !s.fenced && !t.fenced && t.enter.Before(endOf(s)) {
-				r.overlaps++
-			}
-		}
 		if i > 0 && !d.cfg.nolock {
 			p := secs[i-1]
 			if p.normal && p.w != s.w && s.waitT.Before(p.end) && !s.enter.Before(p.end) {
 				r.handoffs = append(r.handoffs, s.enter.Sub(p.end))
 			}
+		}
+	}
+	ovl := d.overlaps(now)
+	r.overlaps = len(ovl)
+	for i := range ovl {
+		if r.first == nil || ovl[i].from.Before(r.first.from) {
+			r.first = &ovl[i]
 		}
 	}
 	slices.Sort(r.handoffs)
@@ -455,9 +611,21 @@ func (d *demo) results(now time.Time) results {
 	return r
 }
 
+// tellFirstOverlap adds the first overlap, if any, to the story.
+func (d *demo) tellFirstOverlap(r results) {
+	o := r.first
+	if o == nil {
+		return
+	}
+	loss := ""
+	if o.a.committed && o.b.committed {
+		loss = fmt.Sprintf(": it read the counter before w%d wrote it, so one of their updates is lost", o.a.w)
+	}
+	d.story(o.from, o.b.w, "OVERLAP   entered while w%d was inside (since %.3fs)%s", o.a.w, o.a.enter.Sub(d.t0).Seconds(), loss)
+}
+
 // summary prints the results and reports whether a locked run was right.
-func (d *demo) summary(now time.Time) bool {
-	r := d.results(now)
+func (d *demo) summary(now time.Time, r results) bool {
 	o := d.out
 	mode := "with the lock"
 	if d.cfg.nolock {

@@ -5,8 +5,11 @@
 // while it holds the lock, and the lock is reclaimed at once; another stops
 // itself (SIGSTOP) while holding, the lock is reclaimed after TIMEOUT, and
 // when it is continued its late write is refused by the fence and its
-// Unlock reports ErrLost. A live timeline shows every worker; a summary
-// counts critical sections, overlaps, lost updates and hand-off latency.
+// Unlock reports ErrLost. On a terminal a live timeline shows every
+// worker; without one, the story (the kill, the stop, the reclaims, the
+// refused write) is printed line by line, and every critical section only
+// with -v. A summary counts critical sections, overlaps, lost updates and
+// hand-off latency.
 //
 //	go run ./cmd/dlockdemo            # the lock at work (about 15 seconds)
 //	go run ./cmd/dlockdemo -nolock    # the same workload without the lock
@@ -43,6 +46,7 @@ type config struct {
 	dir, svg        string
 	timeout, work   time.Duration
 	nolock, plain   bool
+	verbose         bool
 }
 
 func parent(args []string, stdout *os.File, stderr io.Writer) int {
@@ -57,17 +61,20 @@ func parent(args []string, stdout *os.File, stderr io.Writer) int {
 	fs.BoolVar(&cfg.nolock, "nolock", false, "run the same workload without the lock, to see lost updates and overlaps")
 	fs.StringVar(&cfg.svg, "svg", "", "save the timeline as an SVG picture in `FILE`")
 	fs.BoolVar(&cfg.plain, "plain", false, "print plain lines even on a terminal (the default without one)")
+	fs.BoolVar(&cfg.verbose, "v", false, "with plain lines, print every critical section, not only the story")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `Usage: dlockdemo [flags]
 
 Starts worker processes that compete for one lock to increment a shared
 counter, kills one while it holds the lock, stops another past TIMEOUT, and
-shows a timeline and a summary. The exit status is 1 if a locked run shows an
-overlap of critical sections or a wrong counter.
+shows a timeline (on a terminal; plain lines of the story without one) and a
+summary. The exit status is 1 if a locked run shows an overlap of critical
+sections or a wrong counter.
 
 Examples:
   dlockdemo                          # 6 workers, about 15 seconds
   dlockdemo -nolock                  # the same without the lock: lost updates
+  dlockdemo -v | less                # every critical section, line by line
   dlockdemo -dir /mnt/nfs/tmp        # on a shared filesystem
   dlockdemo -workers 3 -rounds 5 -timeout 500ms -svg timeline.svg
 
@@ -117,6 +124,7 @@ Flags:
 	}
 
 	d := newDemo(cfg, dir, stdout, stderr)
+	d.cols = func() int { return termWidth(stdout) }
 	// The scenes: worker 1 is killed holding the lock, worker 2 stops
 	// itself holding it (both only with the lock, and enough workers).
 	if !cfg.nolock && cfg.workers >= 2 {
@@ -177,7 +185,7 @@ Flags:
 			}
 			d.handle(ev)
 		case <-tick:
-			d.render(time.Now())
+			d.render(time.Now(), false)
 		case <-d.contTimer:
 			d.resumeStopped("nobody reclaimed the lock")
 		case <-d.sceneTimer:
@@ -195,11 +203,13 @@ Flags:
 	}
 	end := time.Now()
 	if !cfg.plain {
-		d.render(end)
+		d.render(end, true)
 	}
-	ok := d.summary(end)
+	r := d.results(end)
+	d.tellFirstOverlap(r)
+	ok := d.summary(end, r)
 	if cfg.svg != "" {
-		if err := os.WriteFile(cfg.svg, []byte(d.svg(end)), 0o644); err != nil {
+		if err := os.WriteFile(cfg.svg, []byte(d.svg(end, r)), 0o644); err != nil {
 			fmt.Fprintf(stderr, "dlockdemo: %v\n", err)
 			return 1
 		}
