@@ -979,3 +979,41 @@ func TestFutureHolderKeptWhileRefreshing(t *testing.T) {
 	}
 	w.Unlock()
 }
+
+// In a setgid directory of a shared group, a lock made with a group mode
+// keeps the group and the setgid bit down to its queue, so that every
+// member can queue (the chmod that undoes the umask once cleared it).
+func TestSetgidGroupDirectoryKeepsTheGroup(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("giving a directory to another group needs root")
+	}
+	const gid = 4242
+	parent := filepath.Join(t.TempDir(), "shared")
+	if err := os.Mkdir(parent, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(parent, -1, gid); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(parent, 0o770|fs.ModeSetgid); err != nil {
+		t.Fatal(err)
+	}
+	l, err := New(filepath.Join(parent, "lock"), WithPermissions(0o770))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Lock(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer l.Unlock()
+	for _, p := range []string{l.Path(), filepath.Join(l.Path(), queueDir)} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		if st.Gid != gid || fi.Mode()&fs.ModeSetgid == 0 || fi.Mode().Perm() != 0o770 {
+			t.Errorf("%s: group %d, mode %v; want group %d, setgid, 0770", p, st.Gid, fi.Mode(), gid)
+		}
+	}
+}

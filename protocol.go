@@ -243,7 +243,13 @@ func create(path, held, token string, perm fs.FileMode) (bool, error) {
 		(*f)(stage)
 	}
 	entry := filepath.Join(stage, held)
-	err := os.Chmod(stage, perm) // what the umask took away
+	// Give back what the umask took away, keeping the setgid bit the
+	// stage inherited from a group directory: without it, the queue made
+	// inside would get the creator's group, not the one the users share.
+	if fi, err := os.Lstat(stage); err == nil && fi.Mode()&fs.ModeSetgid != 0 {
+		perm |= fs.ModeSetgid
+	}
+	err := os.Chmod(stage, perm)
 	if err == nil {
 		err = os.Mkdir(entry, 0o755)
 	}
