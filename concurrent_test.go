@@ -141,40 +141,42 @@ func counterRounds(path, data string, rounds int) error {
 }
 
 // crowdRounds enters a semaphore (role "sem", size from DLOCK_N) or a
-// reader/writer lock (roles "read" and "write") rounds times. Inside, it
-// leaves a marker file in data and counts the markers there: more than N
-// holders of the semaphore, or a writer with anyone else, is a violation.
-// It returns the most holders it saw at once.
+// reader/writer lock (roles "read" and "write") rounds times, from
+// DLOCK_GOROUTINES goroutines sharing one value (through Do and RDo), or
+// from one (through Lock and Unlock). Inside, it leaves a marker file in
+// data and counts the markers there: more than N holders of the
+// semaphore, or a writer with anyone else, is a violation. It returns the
+// most holders it saw at once.
 func crowdRounds(role, path, data string, rounds int) (int, error) {
 	n, _ := strconv.Atoi(os.Getenv("DLOCK_N"))
+	g, _ := strconv.Atoi(os.Getenv("DLOCK_GOROUTINES"))
 	var l Locker
+	var do func(ctx context.Context, fn func(context.Context) error) error
 	var err error
 	switch role {
 	case "sem":
-		l, err = NewSemaphore(path, n, WithPollInterval(20*time.Millisecond))
+		var s *Semaphore
+		s, err = NewSemaphore(path, n, WithPollInterval(20*time.Millisecond))
+		l, do = s, s.Do
 	case "read", "write":
 		var rw *RWLock
 		rw, err = NewRWLock(path, WithPollInterval(20*time.Millisecond), WithMaxReaders(n))
-		l = rw
+		l, do = rw, rw.Do
 		if role == "read" {
-			l = rw.RLocker()
+			l, do = rw.RLocker(), rw.RDo
 		}
 	}
 	if err != nil {
 		return 0, err
 	}
-	most := 0
-	for i := 0; i < rounds; i++ {
-		if err := l.Lock(context.Background()); err != nil {
-			return most, err
-		}
-		marker := filepath.Join(data, fmt.Sprintf("%s-%d-%d", role, os.Getpid(), i))
+	inside := func(name string) (int, error) {
+		marker := filepath.Join(data, name)
 		if err := os.WriteFile(marker, nil, 0o644); err != nil {
-			return most, err
+			return 0, err
 		}
 		names, err := readNames(data)
 		if err != nil {
-			return most, err
+			return 0, err
 		}
 		writers := 0
 		for _, m := range names {
@@ -184,27 +186,69 @@ func crowdRounds(role, path, data string, rounds int) (int, error) {
 		}
 		switch {
 		case role == "sem" && len(names) > n:
-			return most, fmt.Errorf("VIOLATION: %d holders of a semaphore of %d: %q", len(names), n, names)
+			return 0, fmt.Errorf("VIOLATION: %d holders of a semaphore of %d: %q", len(names), n, names)
 		case role == "write" && len(names) != 1:
-			return most, fmt.Errorf("VIOLATION: a writer with others: %q", names)
+			return 0, fmt.Errorf("VIOLATION: a writer with others: %q", names)
 		case role == "read" && writers > 0:
-			return most, fmt.Errorf("VIOLATION: a reader with a writer: %q", names)
+			return 0, fmt.Errorf("VIOLATION: a reader with a writer: %q", names)
 		}
-		most = max(most, len(names))
 		time.Sleep(time.Millisecond) // work, so that holders can overlap
-		if err := os.Remove(marker); err != nil {
-			return most, err
-		}
-		if err := l.Unlock(); err != nil {
-			return most, err
-		}
+		return len(names), os.Remove(marker)
 	}
-	return most, nil
+	if g <= 1 {
+		most := 0
+		for i := 0; i < rounds; i++ {
+			if err := l.Lock(context.Background()); err != nil {
+				return most, err
+			}
+			m, err := inside(fmt.Sprintf("%s-%d-%d", role, os.Getpid(), i))
+			if err != nil {
+				return most, err
+			}
+			most = max(most, m)
+			if err := l.Unlock(); err != nil {
+				return most, err
+			}
+		}
+		return most, nil
+	}
+	var mu sync.Mutex
+	most := 0
+	var errs []error
+	var wg sync.WaitGroup
+	for k := range g {
+		wg.Go(func() {
+			for i := 0; i < rounds; i++ {
+				err := do(context.Background(), func(context.Context) error {
+					m, err := inside(fmt.Sprintf("%s-%d-%d-%d", role, os.Getpid(), k, i))
+					mu.Lock()
+					most = max(most, m)
+					mu.Unlock()
+					return err
+				})
+				if err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return most, errors.Join(errs...)
 }
 
 // runCrowd runs the given roles as processes and returns the most holders
 // at once that any of them saw.
 func runCrowd(t *testing.T, n int, rounds int, roles ...string) int {
+	t.Helper()
+	return runCrowdG(t, n, rounds, 1, roles...)
+}
+
+// runCrowdG is runCrowd with g goroutines in each process sharing one
+// semaphore or reader/writer lock value.
+func runCrowdG(t *testing.T, n, rounds, g int, roles ...string) int {
 	t.Helper()
 	dir := t.TempDir()
 	data := filepath.Join(dir, "inside")
@@ -213,7 +257,7 @@ func runCrowd(t *testing.T, n int, rounds int, roles ...string) int {
 	var outs []*strings.Builder
 	for _, role := range roles {
 		cmd := childCmd(t, role, "DLOCK_PATH="+filepath.Join(dir, "lock"), "DLOCK_DATA="+data,
-			"DLOCK_ROUNDS="+strconv.Itoa(rounds), "DLOCK_N="+strconv.Itoa(n))
+			"DLOCK_ROUNDS="+strconv.Itoa(rounds), "DLOCK_N="+strconv.Itoa(n), "DLOCK_GOROUTINES="+strconv.Itoa(g))
 		out := &strings.Builder{}
 		cmd.Stdout = out
 		if err := cmd.Start(); err != nil {
@@ -244,6 +288,26 @@ func TestSemaphoreProcessesNeverMoreThanN(t *testing.T) {
 
 // Readers and writers in separate processes: a writer is always alone,
 // and readers really overlap.
+// Three processes of four goroutines each, every process sharing one
+// Semaphore value of three through Do: never more than three inside, and
+// three at once do happen (goroutines of one value hold slots of their
+// own).
+func TestSemaphoreGoroutinesAndProcesses(t *testing.T) {
+	most := runCrowdG(t, 3, 15, 4, "sem", "sem", "sem")
+	if most != 3 {
+		t.Fatalf("most holders at once = %d, want exactly 3", most)
+	}
+}
+
+// Processes of four goroutines sharing one RWLock value each: readers of
+// one value overlap, a writer is alone.
+func TestRWLockGoroutinesAndProcesses(t *testing.T) {
+	most := runCrowdG(t, 8, 10, 4, "read", "read", "write")
+	if most < 2 {
+		t.Fatalf("readers never overlapped (most at once %d)", most)
+	}
+}
+
 func TestRWLockProcesses(t *testing.T) {
 	most := runCrowd(t, 8, 30, "read", "read", "read", "write", "read", "write")
 	if most < 2 {

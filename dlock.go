@@ -79,7 +79,8 @@ const (
 	DefaultMaxClockSkew = time.Minute
 )
 
-// Lock is a lock directory at one path, as seen by one holder.
+// Lock is a lock directory at one path, as seen by one holder. Make one
+// with New (or Named): a zero Lock cannot lock.
 //
 // A Lock is safe for concurrent use: any goroutine may Unlock it. It is not
 // reentrant: Lock on a Lock that holds (or is acquiring) returns ErrHeld at
@@ -102,7 +103,7 @@ type Lock struct {
 	epoch    uint64    // fence of the current or last acquisition
 	deadline time.Time // the acquisition's: last refresh issued + TIMEOUT - MARGIN
 	expiry   *clock.Timer
-	timer    *clock.Timer    // the heartbeat
+	timer    *clock.Timer // the heartbeat
 	// An Unlock's release not done yet, and where its result goes (see
 	// settle); the timer bounds Unlock's wait for it.
 	pending       bool
@@ -111,7 +112,7 @@ type Lock struct {
 	released      chan error
 	unlockMu      sync.Mutex // held by an Unlock: it owns released and unlockTimer
 	unlockTimer   *clock.Timer
-	event    entry           // the newest state entry a watch event named, for tryEvent
+	event         entry // the newest state entry a watch event named, for tryEvent
 	// While Lock waits in PATH's queue: the first half of the tokens of
 	// its attempts, as on its ticket, so that its successor can tell
 	// that it acquired (queue.predHolds).
@@ -246,7 +247,26 @@ func WithPermissions(perm fs.FileMode) Option {
 // New returns a Lock for the lock directory at path, which need not exist:
 // the first Lock creates it (its parent must exist). New does no I/O.
 // A relative path is made absolute now, so later chdirs do not move it.
+// Options that configure something else (WithDir, WithMaxReaders) are an
+// error here.
 func New(path string, opts ...Option) (*Lock, error) {
+	cfg, err := newConfig("lock", path, opts, 0)
+	if err != nil {
+		return nil, err
+	}
+	return newLock(path, cfg)
+}
+
+// What an option may configure besides a Lock, for newConfig.
+const (
+	allowDir     = 1 << iota // WithDir: Named, SingleInstance
+	allowReaders             // WithMaxReaders: NewRWLock
+)
+
+// newConfig applies opts to the defaults and checks them, for a kind of
+// lock at path; allow says which of the options that are not a Lock's
+// the kind takes.
+func newConfig(kind, path string, opts []Option, allow int) (config, error) {
 	cfg := config{
 		timeout:  DefaultTimeout,
 		patience: -1,
@@ -257,7 +277,9 @@ func New(path string, opts ...Option) (*Lock, error) {
 		maxSkew:  DefaultMaxClockSkew,
 	}
 	for _, o := range opts {
-		o(&cfg)
+		if o != nil {
+			o(&cfg)
+		}
 	}
 	if cfg.refresh == 0 {
 		cfg.refresh = cfg.timeout / 3
@@ -267,25 +289,39 @@ func New(path string, opts ...Option) (*Lock, error) {
 	}
 	switch {
 	case path == "":
-		return nil, errors.New("dlock: empty lock path")
+		return cfg, fmt.Errorf("dlock: empty %s path", kind)
 	case cfg.timeout <= 0:
-		return nil, fmt.Errorf("dlock: TIMEOUT %v for %s must be positive", cfg.timeout, path)
+		return cfg, fmt.Errorf("dlock: TIMEOUT %v for %s must be positive", cfg.timeout, path)
 	case cfg.poll <= 0:
-		return nil, fmt.Errorf("dlock: poll interval %v for %s must be positive", cfg.poll, path)
+		return cfg, fmt.Errorf("dlock: poll interval %v for %s must be positive", cfg.poll, path)
 	case cfg.refresh <= 0 || cfg.refresh >= cfg.timeout:
-		return nil, fmt.Errorf("dlock: refresh %v for %s must be positive and shorter than TIMEOUT %v", cfg.refresh, path, cfg.timeout)
+		return cfg, fmt.Errorf("dlock: refresh %v for %s must be positive and shorter than TIMEOUT %v", cfg.refresh, path, cfg.timeout)
 	case cfg.margin <= 0 || cfg.refresh+cfg.margin >= cfg.timeout:
-		return nil, fmt.Errorf("dlock: margin %v for %s must be positive, and with refresh %v shorter than TIMEOUT %v", cfg.margin, path, cfg.refresh, cfg.timeout)
+		return cfg, fmt.Errorf("dlock: margin %v for %s must be positive, and with refresh %v shorter than TIMEOUT %v", cfg.margin, path, cfg.refresh, cfg.timeout)
 	case cfg.maxSkew < 0:
-		return nil, fmt.Errorf("dlock: maximum clock skew %v for %s must not be negative", cfg.maxSkew, path)
+		return cfg, fmt.Errorf("dlock: maximum clock skew %v for %s must not be negative", cfg.maxSkew, path)
 	case cfg.clock == nil:
-		return nil, fmt.Errorf("dlock: nil clock for %s", path)
+		return cfg, fmt.Errorf("dlock: nil clock for %s", path)
+	case cfg.dir != "" && allow&allowDir == 0:
+		return cfg, fmt.Errorf("dlock: WithDir(%q) is for Named and SingleInstance, not for the %s %s (give the directory in the path)", cfg.dir, kind, path)
+	case cfg.readers != 0 && allow&allowReaders == 0:
+		return cfg, fmt.Errorf("dlock: WithMaxReaders(%d) is for NewRWLock, not for the %s %s", cfg.readers, kind, path)
 	}
+	return cfg, nil
+}
+
+// newLock is New with the options applied and checked.
+func newLock(path string, cfg config) (*Lock, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, fmt.Errorf("dlock: lock path %s: %w", path, err)
 	}
 	return &Lock{path: abs, cfg: cfg, lostCh: make(chan struct{})}, nil
+}
+
+// errZero is the error of a lock value made without its constructor.
+func errZero(kind, constructor string) error {
+	return fmt.Errorf("dlock: a zero %s cannot lock: make it with dlock.%s", kind, constructor)
 }
 
 // Path returns the lock directory's absolute path.
@@ -606,6 +642,9 @@ func (l *Lock) Fence() uint64 {
 }
 
 func (l *Lock) begin() error {
+	if l.cfg.clock == nil {
+		return errZero("Lock", "New")
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	switch {

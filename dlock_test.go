@@ -1043,10 +1043,11 @@ func TestListingsThatMissTheEntry(t *testing.T) {
 	}
 
 	// Entries hidden for good: ErrCorrupt after TIMEOUT, nothing touched.
-	b := r.lock(WithTimeout(2 * time.Second))
+	// (Unwatched: a watch event naming the holder's entry, late under
+	// load, is another picture, which restarts the waiter's observation.)
+	b := r.lock(WithTimeout(2*time.Second), WithWatch(false))
 	hide.Store(true)
 	done = r.lockAsync(context.Background(), b)
-	before, _ := readNames(filepath.Join(r.path, queueDir))
 	r.clk.Add(2*time.Second - time.Nanosecond)
 	notYet(t, done, "before TIMEOUT")
 	r.clk.Add(time.Nanosecond)
@@ -1057,9 +1058,6 @@ func TestListingsThatMissTheEntry(t *testing.T) {
 	hide.Store(false)
 	if e := parseEntry(r.entryName()); e.holder.Token != w.token {
 		t.Fatalf("entry %q is not the holder's any more", e.name)
-	}
-	if len(before) == 0 {
-		t.Fatal("the waiter never queued")
 	}
 	w.Unlock()
 }
@@ -1589,7 +1587,7 @@ func TestRWLock(t *testing.T) {
 	}
 	// A reader that stops refreshing is reclaimed at TIMEOUT, and a writer
 	// gets in.
-	pause(r3.readers.slots[r3.readers.Slot()])
+	pause(r3.readers.slots[r3.reads[0].slot])
 	w2 := mk()
 	r.clk.Add(time.Second)
 	if ok, err := w2.TryLock(); !ok || err != nil {
@@ -1647,6 +1645,149 @@ func TestWithWatchOffPolls(t *testing.T) {
 	notYet(t, done, "before the poll")
 	r.clk.Add(time.Second)
 	if err := waitFor(t, done, "the poll to find the lock free"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Values made without their constructors say so instead of panicking.
+func TestZeroValuesSaySo(t *testing.T) {
+	var l Lock
+	var s Semaphore
+	var rw RWLock
+	ctx := context.Background()
+	for name, err := range map[string]error{
+		"Lock.Lock":       l.Lock(ctx),
+		"Lock.TryLock":    second(l.TryLock()),
+		"Lock.Status":     second(l.Status()),
+		"Lock.Break":      second(l.Break(false)),
+		"Semaphore.Take":  second(s.Take(ctx)),
+		"Semaphore.Do":    s.Do(ctx, func(context.Context) error { return nil }),
+		"Semaphore.Lock":  s.Lock(ctx),
+		"RWLock.Lock":     rw.Lock(ctx),
+		"RWLock.RLock":    rw.RLock(ctx),
+		"RWLock.TryRLock": second(rw.TryRLock()),
+		"RWLock.TryLock":  second(rw.TryLock()),
+	} {
+		if err == nil || !strings.Contains(err.Error(), "zero") || !strings.Contains(err.Error(), "dlock.New") {
+			t.Errorf("%s on a zero value = %v, want an error naming its constructor", name, err)
+		}
+	}
+	if err := l.Unlock(); !errors.Is(err, ErrNotHeld) {
+		t.Errorf("Unlock of a zero Lock = %v, want ErrNotHeld", err)
+	}
+}
+
+func second[T any](_ T, err error) error { return err }
+
+// An option for another kind of lock is an error, naming the option and
+// the kind, rather than silently ignored.
+func TestOptionsForAnotherKindAreRefused(t *testing.T) {
+	dir := t.TempDir()
+	for name, err := range map[string]error{
+		"New WithDir":                 second(New(filepath.Join(dir, "l"), WithDir(dir))),
+		"New WithMaxReaders":          second(New(filepath.Join(dir, "l"), WithMaxReaders(4))),
+		"NewSemaphore WithMaxReaders": second(NewSemaphore(filepath.Join(dir, "s"), 2, WithMaxReaders(4))),
+		"NewSemaphore WithDir":        second(NewSemaphore(filepath.Join(dir, "s"), 2, WithDir(dir))),
+		"NewRWLock WithDir":           second(NewRWLock(filepath.Join(dir, "rw"), WithDir(dir))),
+		"Named WithMaxReaders":        second(Named("job", WithDir(dir), WithMaxReaders(4))),
+	} {
+		if err == nil || !strings.Contains(err.Error(), "With") {
+			t.Errorf("%s = %v, want an error naming the option", name, err)
+		}
+	}
+	if _, err := Named("job", WithDir(dir)); err != nil {
+		t.Errorf("Named with WithDir = %v", err)
+	}
+	if _, err := NewRWLock(filepath.Join(dir, "rw"), WithMaxReaders(4)); err != nil {
+		t.Errorf("NewRWLock with WithMaxReaders = %v", err)
+	}
+}
+
+// One Semaphore value serves many goroutines: each Take holds a slot of
+// its own; the one past n waits, and gets the slot a release frees.
+func TestSemaphoreSharedByGoroutines(t *testing.T) {
+	r := newRig(t)
+	s, err := NewSemaphore(r.path, 3, WithClock(r.clk), WithPollInterval(never), WithMaxClockSkew(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocked := make(chan struct{}, 10)
+	s.testBlocked = func() { blocked <- struct{}{} }
+	leases := make(chan *Lease, 3)
+	for range 3 {
+		go func() {
+			p, err := s.Take(context.Background())
+			if err != nil {
+				t.Error(err)
+			}
+			leases <- p
+		}()
+	}
+	slots := map[int]bool{}
+	var held []*Lease
+	for range 3 {
+		p := waitFor(t, leases, "a Take")
+		slots[p.Slot()] = true
+		held = append(held, p)
+	}
+	if len(slots) != 3 {
+		t.Fatalf("three Takes hold slots %v, want three distinct", slots)
+	}
+	if p, err := s.TryTake(); p != nil || err != nil {
+		t.Fatalf("TryTake with all slots held = %v, %v", p, err)
+	}
+	fourth := make(chan *Lease, 1)
+	go func() {
+		p, err := s.Take(context.Background())
+		if err != nil {
+			t.Error(err)
+		}
+		fourth <- p
+	}()
+	waitFor(t, blocked, "the fourth Take to wait")
+	freed := held[1].Slot()
+	if err := held[1].Release(); err != nil {
+		t.Fatal(err)
+	}
+	if p := waitFor(t, fourth, "the fourth Take after a release"); p.Slot() != freed {
+		t.Fatalf("the fourth Take got slot %d, want the freed %d", p.Slot(), freed)
+	}
+	if err := held[1].Release(); !errors.Is(err, ErrNotHeld) || !strings.Contains(err.Error(), "semaphore") {
+		t.Fatalf("a second Release of one lease = %v, want ErrNotHeld naming the semaphore", err)
+	}
+}
+
+// One RWLock value serves many goroutines: its readers overlap, and its
+// writer waits for them as for anyone's.
+func TestRWLockSharedByGoroutines(t *testing.T) {
+	r := newRig(t)
+	rw, err := NewRWLock(r.path, WithClock(r.clk), WithPollInterval(never), WithMaxReaders(4), WithMaxClockSkew(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if ok, err := rw.TryRLock(); !ok || err != nil {
+			t.Fatalf("reader %d of one value: TryRLock = %v, %v", i, ok, err)
+		}
+	}
+	if ok, err := rw.TryLock(); ok || err != nil {
+		t.Fatalf("TryLock with the value's own readers in = %v, %v", ok, err)
+	}
+	blocked := make(chan struct{}, 10)
+	rw.testBlocked = func() { blocked <- struct{}{} }
+	done := make(chan error, 1)
+	go func() { done <- rw.Lock(context.Background()) }()
+	waitFor(t, blocked, "the writer to wait for the value's readers")
+	for i := range 3 {
+		notYet(t, done, "readers still in")
+		if err := rw.RUnlock(); err != nil {
+			t.Fatalf("RUnlock %d: %v", i, err)
+		}
+	}
+	if err := waitFor(t, done, "the writer after the value's readers left"); err != nil {
+		t.Fatal(err)
+	}
+	if err := rw.Unlock(); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -72,6 +72,9 @@ func Inspect(path string) (Status, error) {
 // waits for nothing but its own look at the directory (not for a refresh
 // or release of this Lock that is stuck in a hung mount).
 func (l *Lock) Status() (Status, error) {
+	if l.cfg.clock == nil {
+		return Status{}, errZero("Lock", "New")
+	}
 	return l.status()
 }
 

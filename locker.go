@@ -34,9 +34,14 @@ func Do(ctx context.Context, l Locker, fn func(ctx context.Context) error) error
 	if err := l.Lock(ctx); err != nil {
 		return err
 	}
+	return runHeld(ctx, l.Lost(), fn, l.Unlock)
+}
+
+// runHeld runs fn, with a context cancelled (cause ErrLost) once lost is
+// closed, then calls release: fn's error joined with release's.
+func runHeld(ctx context.Context, lost <-chan struct{}, fn func(ctx context.Context) error, release func() error) error {
 	fnCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	lost := l.Lost()
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
@@ -50,5 +55,5 @@ func Do(ctx context.Context, l Locker, fn func(ctx context.Context) error) error
 	err := fn(fnCtx)
 	close(stop)
 	<-done
-	return errors.Join(err, l.Unlock())
+	return errors.Join(err, release())
 }

@@ -16,9 +16,9 @@ import (
 // in the directory WithDir gives. Any string is a valid name, and distinct
 // names are distinct locks.
 func Named(name string, opts ...Option) (*Lock, error) {
-	var cfg config
-	for _, o := range opts {
-		o(&cfg)
+	cfg, err := newConfig("named lock", name, opts, allowDir)
+	if err != nil {
+		return nil, err
 	}
 	dir := cfg.dir
 	if dir == "" {
@@ -28,7 +28,7 @@ func Named(name string, opts ...Option) (*Lock, error) {
 		}
 		dir = d
 	}
-	return New(filepath.Join(dir, NameToFile(name)), opts...)
+	return newLock(filepath.Join(dir, NameToFile(name)), cfg)
 }
 
 // WithDir sets the directory in which Named, and the single-instance

@@ -36,9 +36,14 @@ func WithMaxReaders(n int) Option { return func(c *config) { c.readers = n } }
 // cannot starve a writer. Dead readers and writers are reclaimed like any
 // Lock: after TIMEOUT, at once on the same host.
 //
-// An RWLock value is one holder, reading or writing; it is safe for
-// concurrent use. The RWLock itself is a Locker for writing; RLocker gives
-// one for reading.
+// One RWLock value serves many goroutines, as a sync.RWMutex does: each
+// RLock (or RDo) holds a reader slot of its own, and RUnlock gives one
+// back; a writer waits for the value's own readers as for anyone's, and
+// for the value's own writer: like a sync.RWMutex, it is not reentrant (a
+// goroutine that holds it and calls Lock waits for its context to end).
+// The RWLock itself is a Locker for writing;
+// RLocker gives one for reading. A zero RWLock is not usable: make one
+// with NewRWLock.
 type RWLock struct {
 	path    string
 	cfg     config
@@ -46,36 +51,39 @@ type RWLock struct {
 	readers *Semaphore
 
 	mu      sync.Mutex
-	mode    int // 0 none, modeRead, modeWrite
-	busy    bool
-	checked bool
+	writing bool          // a write hold
+	wturn   chan struct{} // full while one of this value's goroutines writes or is taking the write lock
+	reads   []*Lease      // the read holds, latest last
+	wslots  []*Lease      // the slots a writer holds or is taking
 	lostCh  chan struct{}
 	stop    chan struct{}
+
+	checkMu sync.Mutex // the container check: I/O, so not under mu
+	checked bool
 
 	testBlocked func()
 }
 
-const (
-	modeRead = 1 + iota
-	modeWrite
-)
-
 // NewRWLock returns a reader/writer lock at path. Options are those of New,
 // plus WithMaxReaders. It does no I/O.
 func NewRWLock(path string, opts ...Option) (*RWLock, error) {
-	w, err := New(filepath.Join(path, "writer"), opts...)
+	cfg, err := newConfig("reader/writer lock", path, opts, allowReaders)
 	if err != nil {
 		return nil, err
 	}
-	n := w.cfg.readers
+	n := cfg.readers
 	if n == 0 {
 		n = DefaultMaxReaders
 	}
-	r, err := NewSemaphore(filepath.Join(path, "readers"), n, opts...)
+	w, err := newLock(filepath.Join(path, "writer"), cfg)
 	if err != nil {
 		return nil, err
 	}
-	return &RWLock{path: filepath.Dir(w.path), cfg: w.cfg, writer: w, readers: r, lostCh: make(chan struct{})}, nil
+	r, err := newSemaphore(filepath.Join(path, "readers"), n, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &RWLock{path: filepath.Dir(w.path), cfg: w.cfg, writer: w, readers: r, lostCh: make(chan struct{}), wturn: make(chan struct{}, 1)}, nil
 }
 
 // Path returns the lock's absolute path.
@@ -83,45 +91,140 @@ func (rw *RWLock) Path() string { return rw.path }
 
 // RLock acquires the lock for reading, waiting as Lock does while a writer
 // holds the lock or waits for it, or while all reader slots are taken.
+// Goroutines may call RLock on one RWLock at once: each holds a reader
+// slot of its own.
 func (rw *RWLock) RLock(ctx context.Context) error {
-	return rw.acquire(ctx, modeRead)
+	_, err := rw.rlock(ctx)
+	return err
 }
 
 // TryRLock makes one attempt to acquire the lock for reading.
-func (rw *RWLock) TryRLock() (bool, error) { return rw.tryAcquire(modeRead) }
+func (rw *RWLock) TryRLock() (bool, error) {
+	if err := rw.check(); err != nil {
+		return false, err
+	}
+	slot, _, _, err := rw.tryRead(nil)
+	if slot < 0 || err != nil {
+		return false, err
+	}
+	rw.addRead(slot)
+	return true, nil
+}
 
-// RUnlock releases a read hold: ErrNotHeld if this RWLock does not hold
-// one, ErrLost if the reader slot was lost while held.
-func (rw *RWLock) RUnlock() error { return rw.release(modeRead) }
+// RUnlock releases a read hold (the latest, when several goroutines read
+// through this value: readers are alike): ErrNotHeld if this RWLock holds
+// none, ErrLost if the reader slot was lost while held.
+func (rw *RWLock) RUnlock() error {
+	rw.mu.Lock()
+	n := len(rw.reads)
+	if n == 0 {
+		rw.mu.Unlock()
+		return fmt.Errorf("dlock: read-unlocking %s: %w", rw.path, ErrNotHeld)
+	}
+	p := rw.reads[n-1]
+	rw.reads = rw.reads[:n-1]
+	rw.mu.Unlock()
+	return p.Release()
+}
 
 // Lock acquires the lock for writing: it waits for the writer lock, then
 // for every reader to leave.
-func (rw *RWLock) Lock(ctx context.Context) error { return rw.acquire(ctx, modeWrite) }
+func (rw *RWLock) Lock(ctx context.Context) error {
+	if err := rw.check(); err != nil {
+		return err
+	}
+	select {
+	case rw.wturn <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("dlock: write-locking %s: waiting for another writer of this RWLock: %w", rw.path, context.Cause(ctx))
+	}
+	err := rw.wlock(ctx)
+	if err != nil {
+		<-rw.wturn
+	}
+	return err
+}
 
 // TryLock makes one attempt to acquire the lock for writing: it fails if
 // anyone reads or writes.
-func (rw *RWLock) TryLock() (bool, error) { return rw.tryAcquire(modeWrite) }
+func (rw *RWLock) TryLock() (bool, error) {
+	if err := rw.check(); err != nil {
+		return false, err
+	}
+	select {
+	case rw.wturn <- struct{}{}:
+	default:
+		return false, nil // another goroutine of this value writes
+	}
+	ok, err := rw.writer.TryLock()
+	if ok && err == nil {
+		if ok, _, _, err = rw.trySlots(nil); !ok || err != nil {
+			rw.abandon()
+		}
+	}
+	ok = ok && err == nil
+	if ok {
+		rw.heldWrite()
+	} else {
+		<-rw.wturn
+	}
+	return ok, err
+}
 
 // Unlock releases a write hold: ErrNotHeld if this RWLock does not hold
 // one, ErrLost if any part of it was lost while held.
-func (rw *RWLock) Unlock() error { return rw.release(modeWrite) }
+func (rw *RWLock) Unlock() error {
+	rw.mu.Lock()
+	if !rw.writing {
+		rw.mu.Unlock()
+		return fmt.Errorf("dlock: write-unlocking %s: %w", rw.path, ErrNotHeld)
+	}
+	rw.writing = false
+	close(rw.stop)
+	slots := rw.wslots
+	rw.wslots = nil
+	rw.mu.Unlock()
+	// Every part is released; the writer lock's error (usually the same
+	// loss as the slots') speaks for them, or else the first slot's.
+	var first error
+	lost := 0
+	for i := len(slots) - 1; i >= 0; i-- {
+		if err := slots[i].Release(); err != nil {
+			lost++
+			first = err
+		}
+	}
+	err := rw.writer.Unlock()
+	<-rw.wturn
+	switch {
+	case err != nil:
+		return err
+	case first != nil:
+		return fmt.Errorf("%w (and %d reader slots in all)", first, lost)
+	}
+	return nil
+}
 
-// Lost is closed if the current hold (read or write) was lost: reclaimed by
-// another process or removed. Call it after the acquisition returns.
+// Lost is closed if the write hold, or else the latest read hold, was
+// lost: reclaimed by another process or removed. Call it after the
+// acquisition returns. (RDo gives each function the loss of its own.)
 func (rw *RWLock) Lost() <-chan struct{} {
 	rw.mu.Lock()
 	defer rw.mu.Unlock()
+	if !rw.writing && len(rw.reads) > 0 {
+		return rw.reads[len(rw.reads)-1].Lost()
+	}
 	return rw.lostCh
 }
 
 // Fence returns, for a write hold, the writer lock's fence, which rises
-// with every write acquisition; for a read hold, the fence of the reader
-// slot held.
+// with every write acquisition; for a read hold, the fence of the latest
+// reader slot held.
 func (rw *RWLock) Fence() uint64 {
 	rw.mu.Lock()
 	defer rw.mu.Unlock()
-	if rw.mode == modeRead {
-		return rw.readers.Fence()
+	if !rw.writing && len(rw.reads) > 0 {
+		return rw.reads[len(rw.reads)-1].Fence()
 	}
 	return rw.writer.Fence()
 }
@@ -131,9 +234,14 @@ func (rw *RWLock) Do(ctx context.Context, fn func(ctx context.Context) error) er
 	return Do(ctx, rw, fn)
 }
 
-// RDo acquires the lock for reading, runs fn and releases it.
+// RDo acquires the lock for reading with a reader slot of its own, runs
+// fn and releases that slot. Goroutines may call RDo on one RWLock at once.
 func (rw *RWLock) RDo(ctx context.Context, fn func(ctx context.Context) error) error {
-	return Do(ctx, rw.RLocker(), fn)
+	p, err := rw.rlock(ctx)
+	if err != nil {
+		return err
+	}
+	return runHeld(ctx, p.Lost(), fn, func() error { return rw.runlock(p) })
 }
 
 // RLocker returns a Locker whose Lock and Unlock are RLock and RUnlock.
@@ -147,15 +255,14 @@ func (r rlocker) Unlock() error                  { return r.rw.RUnlock() }
 func (r rlocker) Lost() <-chan struct{}          { return r.rw.Lost() }
 func (r rlocker) Fence() uint64                  { return r.rw.Fence() }
 
-func (rw *RWLock) begin() error {
-	rw.mu.Lock()
-	defer rw.mu.Unlock()
-	switch {
-	case rw.mode != 0:
-		return fmt.Errorf("dlock: locking %s: %w (call Unlock or RUnlock first)", rw.path, ErrHeld)
-	case rw.busy:
-		return fmt.Errorf("dlock: locking %s: %w (another goroutine is acquiring it)", rw.path, ErrHeld)
+// check makes sure PATH is a reader/writer lock (creating it if missing),
+// once per RWLock.
+func (rw *RWLock) check() error {
+	if rw.writer == nil {
+		return errZero("RWLock", "NewRWLock")
 	}
+	rw.checkMu.Lock()
+	defer rw.checkMu.Unlock()
 	err := errRetry
 	for i := 0; !rw.checked && errors.Is(err, errRetry) && i < 3; i++ {
 		err = checkContainer(rw.path, "rwlock."+strconv.Itoa(rw.readers.n), &rw.cfg, func(n string) bool {
@@ -166,80 +273,89 @@ func (rw *RWLock) begin() error {
 	if !rw.checked {
 		return err
 	}
-	rw.busy = true
 	return nil
 }
 
-func (rw *RWLock) end() {
-	rw.mu.Lock()
-	rw.busy = false
-	rw.mu.Unlock()
+// rlock takes a reader slot, waiting: the read hold's lease.
+func (rw *RWLock) rlock(ctx context.Context) (*Lease, error) {
+	if err := rw.check(); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("dlock: read-locking %s: %w", rw.path, err)
+	}
+	start := rw.cfg.clock.Now()
+	slot := -1
+	spec := rw.spec("read-locking "+rw.path, append([]string{rw.writer.path}, slotPaths(rw.readers)...), rw.cfg.patience)
+	spec.try = func() (bool, entry, time.Time, error) {
+		i, e, at, err := rw.tryRead(ctx)
+		if i >= 0 {
+			slot = i
+		}
+		return i >= 0, e, at, err
+	}
+	if err := rw.waitOrOnce(ctx, spec, start); err != nil {
+		return nil, err
+	}
+	return rw.addRead(slot), nil
 }
 
-func (rw *RWLock) tryAcquire(mode int) (bool, error) {
-	if err := rw.begin(); err != nil {
-		return false, err
-	}
-	defer rw.end()
-	var ok bool
-	var err error
-	if mode == modeRead {
-		ok, _, _, err = rw.tryRead(nil)
-	} else if ok, err = rw.writer.TryLock(); ok && err == nil {
-		if ok, _, _, err = rw.trySlots(nil); !ok || err != nil {
-			rw.abandon()
+// addRead records a read hold of slot.
+func (rw *RWLock) addRead(slot int) *Lease {
+	p := rw.readers.lease(slot)
+	rw.mu.Lock()
+	rw.reads = append(rw.reads, p)
+	rw.mu.Unlock()
+	return p
+}
+
+// runlock releases the read hold p (RDo's own).
+func (rw *RWLock) runlock(p *Lease) error {
+	rw.mu.Lock()
+	for i, q := range rw.reads {
+		if q == p {
+			rw.reads = append(rw.reads[:i], rw.reads[i+1:]...)
+			break
 		}
 	}
-	if ok && err == nil {
-		rw.held(mode)
-	}
-	return ok, err
+	rw.mu.Unlock()
+	return p.Release()
 }
 
-func (rw *RWLock) acquire(ctx context.Context, mode int) error {
+// wlock takes the writer lock, then every reader slot, all within one
+// PATIENCE.
+func (rw *RWLock) wlock(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("dlock: locking %s: %w", rw.path, err)
+		return fmt.Errorf("dlock: write-locking %s: %w", rw.path, err)
 	}
-	if err := rw.begin(); err != nil {
+	start := rw.cfg.clock.Now()
+	if err := rw.writer.Lock(ctx); err != nil {
 		return err
 	}
-	defer rw.end()
-	start := rw.cfg.clock.Now()
-	spec := waitSpec{
+	patience := rw.cfg.patience
+	if patience > 0 {
+		patience = max(rw.cfg.patience-rw.cfg.clock.Since(start), 0)
+	}
+	spec := rw.spec("write-locking "+rw.path+" (waiting for readers)", slotPaths(rw.readers), patience)
+	spec.try = func() (bool, entry, time.Time, error) { return rw.trySlots(ctx) }
+	if err := rw.waitOrOnce(ctx, spec, rw.cfg.clock.Now()); err != nil {
+		rw.abandon()
+		return err
+	}
+	rw.heldWrite()
+	return nil
+}
+
+// spec is what waiting for this RWLock needs.
+func (rw *RWLock) spec(what string, paths []string, patience time.Duration) waitSpec {
+	return waitSpec{
+		what: what, paths: watchPaths(rw.cfg, paths...), patience: patience,
 		clock: rw.cfg.clock, poll: rw.cfg.poll, blocked: rw.testBlocked,
 		local: !rw.cfg.noWatch && isLocalFS(filepath.Dir(rw.path)),
 		busy: func(seen entry, start time.Time) error {
 			return fmt.Errorf("dlock: %s: %w", rw.path, rw.writer.busyError(seen, start))
 		},
 	}
-	if mode == modeRead {
-		spec.what = "read-locking " + rw.path
-		spec.try = func() (bool, entry, time.Time, error) { return rw.tryRead(ctx) }
-		spec.paths = watchPaths(rw.cfg, append([]string{rw.writer.path}, slotPaths(rw.readers)...)...)
-		spec.patience = rw.cfg.patience
-		if err := rw.waitOrOnce(ctx, spec, start); err != nil {
-			return err
-		}
-	} else {
-		// The writer lock first, then every reader slot, all within one
-		// PATIENCE.
-		if err := rw.writer.Lock(ctx); err != nil {
-			return err
-		}
-		spec.what = "write-locking " + rw.path + " (waiting for readers)"
-		spec.try = func() (bool, entry, time.Time, error) { return rw.trySlots(ctx) }
-		spec.paths = watchPaths(rw.cfg, slotPaths(rw.readers)...)
-		spec.patience = rw.cfg.patience
-		if spec.patience > 0 {
-			spec.patience = max(rw.cfg.patience-rw.cfg.clock.Since(start), 0)
-		}
-		if err := rw.waitOrOnce(ctx, spec, rw.cfg.clock.Now()); err != nil {
-			rw.abandon()
-			return err
-		}
-	}
-	rw.held(mode)
-	return nil
 }
 
 func (rw *RWLock) waitOrOnce(ctx context.Context, spec waitSpec, start time.Time) error {
@@ -254,15 +370,16 @@ func (rw *RWLock) waitOrOnce(ctx context.Context, spec waitSpec, start time.Time
 }
 
 // tryRead takes a reader slot unless a writer holds or waits for the
-// writer lock. Looking at the writer lock first only keeps writers from
-// starving; safety comes from the slots, which a writer takes all of.
-func (rw *RWLock) tryRead(ctx context.Context) (bool, entry, time.Time, error) {
+// writer lock: the slot taken, or -1. Looking at the writer lock first
+// only keeps writers from starving; safety comes from the slots, which a
+// writer takes all of.
+func (rw *RWLock) tryRead(ctx context.Context) (int, entry, time.Time, error) {
 	st, err := readState(rw.writer.path)
 	if err == nil {
 		err = st.check(rw.writer.path)
 	}
 	if err != nil {
-		return false, entry{}, time.Time{}, err
+		return -1, entry{}, time.Time{}, err
 	}
 	if !st.missing && st.entries == 1 && !st.e.free {
 		rw.writer.op.Lock()
@@ -270,63 +387,65 @@ func (rw *RWLock) tryRead(ctx context.Context) (bool, entry, time.Time, error) {
 		at, _ := rw.writer.staleAt(now, now, st.e)
 		rw.writer.op.Unlock()
 		if now.Before(at) {
-			return false, st.e, at, nil
+			return -1, st.e, at, nil
 		}
 	}
-	return rw.readers.tryHeld(ctx)
-}
-
-// tryHeld is Semaphore.try for a container that does its own bookkeeping.
-func (s *Semaphore) tryHeld(ctx context.Context) (bool, entry, time.Time, error) {
-	if err := s.begin(); err != nil {
-		return false, entry{}, time.Time{}, err
-	}
-	defer s.end()
-	return s.try(ctx)
+	return rw.readers.try(ctx)
 }
 
 // trySlots takes the reader slots in order, keeping those it has: a writer
-// gains slots as readers leave and never gives one back to a new reader.
+// gains slots as readers leave and never gives one back to a new reader. A
+// slot held by a reader of this value is waited for like anyone's.
 func (rw *RWLock) trySlots(ctx context.Context) (bool, entry, time.Time, error) {
 	if err := rw.readers.check(); err != nil {
 		return false, entry{}, time.Time{}, err
 	}
-	for _, l := range rw.readers.slots {
-		if l.isHeld() {
+	for i := range rw.readers.slots {
+		rw.mu.Lock()
+		have := len(rw.wslots) > i
+		rw.mu.Unlock()
+		if have {
 			continue
 		}
-		ok, seen, at, err := l.tryOnce(ctx)
+		if !rw.readers.reserve(i) {
+			return false, entry{}, time.Time{}, nil // a reader of this value: its release wakes us
+		}
+		ok, seen, at, err := rw.readers.slots[i].tryOnce(ctx)
+		if errors.Is(err, ErrHeld) {
+			err = nil // released by a reader of this value a moment ago: its rename wakes us
+		}
 		if !ok || err != nil {
+			rw.readers.unreserve(i)
 			return false, seen, at, err
 		}
+		rw.mu.Lock()
+		rw.wslots = append(rw.wslots, rw.readers.lease(i))
+		rw.mu.Unlock()
 	}
 	return true, entry{}, time.Time{}, nil
 }
 
 // abandon releases whatever a failed write acquisition took.
 func (rw *RWLock) abandon() {
-	for _, l := range rw.readers.slots {
-		if l.isHeld() {
-			l.Unlock()
-		}
+	rw.mu.Lock()
+	slots := rw.wslots
+	rw.wslots = nil
+	rw.mu.Unlock()
+	for _, p := range slots {
+		p.Release()
 	}
 	rw.writer.Unlock()
 }
 
-// held records a successful acquisition and merges the Lost channels of
-// every lock it holds into one.
-func (rw *RWLock) held(mode int) {
-	var parts []<-chan struct{}
-	if mode == modeRead {
-		parts = append(parts, rw.readers.Lost())
-	} else {
-		parts = append(parts, rw.writer.Lost())
-		for _, l := range rw.readers.slots {
-			parts = append(parts, l.Lost())
-		}
-	}
+// heldWrite records a write hold and merges the Lost channels of every
+// lock it holds into one.
+func (rw *RWLock) heldWrite() {
+	parts := []<-chan struct{}{rw.writer.Lost()}
 	rw.mu.Lock()
-	rw.mode = mode
+	for _, p := range rw.wslots {
+		parts = append(parts, p.Lost())
+	}
+	rw.writing = true
 	rw.lostCh, rw.stop = make(chan struct{}), make(chan struct{})
 	lost, stop := rw.lostCh, rw.stop
 	rw.mu.Unlock()
@@ -341,48 +460,10 @@ func (rw *RWLock) held(mode int) {
 	}()
 }
 
-func (rw *RWLock) release(mode int) error {
-	rw.mu.Lock()
-	defer rw.mu.Unlock()
-	if rw.mode != mode {
-		what := map[int]string{modeRead: "read", modeWrite: "write"}[mode]
-		return fmt.Errorf("dlock: %s-unlocking %s: %w", what, rw.path, ErrNotHeld)
-	}
-	rw.mode = 0
-	close(rw.stop)
-	if mode == modeRead {
-		return rw.readers.Release()
-	}
-	// Every part is released; the writer lock's error (usually the same
-	// loss as the slots') speaks for them, or else the first slot's.
-	var first error
-	lost := 0
-	for i := len(rw.readers.slots) - 1; i >= 0; i-- {
-		if err := rw.readers.slots[i].Unlock(); err != nil {
-			lost++
-			first = err
-		}
-	}
-	if err := rw.writer.Unlock(); err != nil {
-		return err
-	}
-	if first != nil {
-		return fmt.Errorf("%w (and %d reader slots in all)", first, lost)
-	}
-	return nil
-}
-
 func slotPaths(s *Semaphore) []string {
 	var p []string
 	for _, l := range s.slots {
 		p = append(p, l.path)
 	}
 	return p
-}
-
-// isHeld reports whether l holds its lock.
-func (l *Lock) isHeld() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.held
 }

@@ -24,23 +24,68 @@ import (
 //	PATH/size.N      the semaphore's size
 //	PATH/slot.K/     K = 0..N-1: a lock directory, made on first use
 //
-// A Semaphore value is one holder: Acquire on a Semaphore that holds a
-// slot returns ErrHeld. It is safe for concurrent use. Semaphore
-// satisfies Locker (Lock, TryLock, Unlock are Acquire, TryAcquire,
-// Release).
+// One Semaphore value serves many goroutines: each Take (or Do) holds a
+// slot of its own, as a Lease that it releases, and waits while all n are
+// held, by this process or others. Acquire and Release (and the Locker
+// methods Lock, TryLock, Unlock) are the same for one holder per value,
+// like a Lock: Acquire while the value holds a slot through Acquire
+// returns ErrHeld. A zero Semaphore is not usable: make one with
+// NewSemaphore.
 type Semaphore struct {
 	path  string
 	n     int
 	cfg   config
 	slots []*Lock
 
-	mu      sync.Mutex
-	busy    bool
-	held    int // the slot held, or -1
+	mu       sync.Mutex
+	busy     bool   // an Acquire is under way
+	held     *Lease // the slot held through Acquire
+	reserved []bool // slots this value holds or is trying: its own holders skip them
+
+	checkMu sync.Mutex // the container check: I/O, so not under mu
 	checked bool
 
 	testBlocked func()
 }
+
+// A Lease is one holding of one slot of a Semaphore, got from Take or
+// TryTake. Many goroutines can each hold a lease of one Semaphore.
+type Lease struct {
+	s        *Semaphore
+	slot     int
+	released bool // guarded by s.mu
+}
+
+// Release gives the lease's slot back: ErrNotHeld if it was released
+// already, ErrLost if it was lost while held (reclaimed by another holder,
+// or removed, or its deadline passed).
+func (p *Lease) Release() error {
+	s := p.s
+	s.mu.Lock()
+	done := p.released
+	p.released = true
+	if !done {
+		// Free for this value's other holders now: one that tries the
+		// slot before its Unlock below finds it held and skips it, then
+		// the release's rename wakes it.
+		s.reserved[p.slot] = false
+	}
+	s.mu.Unlock()
+	if done {
+		return fmt.Errorf("dlock: releasing slot %d of semaphore %s: %w", p.slot, s.path, ErrNotHeld)
+	}
+	return s.slots[p.slot].Unlock()
+}
+
+// Lost is closed if the lease's slot is lost while held (see Lock.Lost).
+func (p *Lease) Lost() <-chan struct{} { return p.s.slots[p.slot].Lost() }
+
+// Fence returns the fence of the lease's slot. Fences rise with every
+// acquisition of that slot, not of the semaphore as a whole.
+func (p *Lease) Fence() uint64 { return p.s.slots[p.slot].Fence() }
+
+// Slot returns the index of the lease's slot.
+func (p *Lease) Slot() int { return p.slot }
 
 // maxSlots bounds n: every attempt may look at every slot.
 const maxSlots = 4096
@@ -48,17 +93,25 @@ const maxSlots = 4096
 // NewSemaphore returns a semaphore of size n at path. Options are those of
 // New; they apply to each slot. NewSemaphore does no I/O.
 func NewSemaphore(path string, n int, opts ...Option) (*Semaphore, error) {
-	if n < 1 || n > maxSlots {
-		return nil, fmt.Errorf("dlock: semaphore %s: size %d out of range 1..%d", path, n, maxSlots)
-	}
-	first, err := New(filepath.Join(path, "slot.0"), opts...)
+	cfg, err := newConfig("semaphore", path, opts, 0)
 	if err != nil {
 		return nil, err
 	}
-	s := &Semaphore{path: filepath.Dir(first.path), n: n, cfg: first.cfg, held: -1}
+	return newSemaphore(path, n, cfg)
+}
+
+func newSemaphore(path string, n int, cfg config) (*Semaphore, error) {
+	if n < 1 || n > maxSlots {
+		return nil, fmt.Errorf("dlock: semaphore %s: size %d out of range 1..%d", path, n, maxSlots)
+	}
+	first, err := newLock(filepath.Join(path, "slot.0"), cfg)
+	if err != nil {
+		return nil, err
+	}
+	s := &Semaphore{path: filepath.Dir(first.path), n: n, cfg: first.cfg, reserved: make([]bool, n)}
 	s.slots = append(s.slots, first)
 	for i := 1; i < n; i++ {
-		l, _ := New(filepath.Join(s.path, "slot."+strconv.Itoa(i)), opts...)
+		l, _ := newLock(filepath.Join(s.path, "slot."+strconv.Itoa(i)), cfg)
 		s.slots = append(s.slots, l)
 	}
 	return s, nil
@@ -70,95 +123,142 @@ func (s *Semaphore) Path() string { return s.path }
 // Size returns n, the most holders the semaphore lets in at once.
 func (s *Semaphore) Size() int { return s.n }
 
-// Acquire takes one slot, waiting as Lock does: it returns nil when a slot
-// is held, an error matching ErrBusy when PATIENCE ran out with all n
+// Take takes one slot, waiting as Lock does: it returns the Lease once a
+// slot is held, an error matching ErrBusy when PATIENCE ran out with all n
 // slots held, ctx's error when ctx is done, and at once an error that
-// waiting cannot fix.
-func (s *Semaphore) Acquire(ctx context.Context) error {
+// waiting cannot fix. Goroutines may call Take on one Semaphore at once:
+// each gets a slot of its own.
+func (s *Semaphore) Take(ctx context.Context) (*Lease, error) {
+	if s.slots == nil {
+		return nil, errZero("Semaphore", "NewSemaphore")
+	}
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("dlock: acquiring semaphore %s: %w", s.path, err)
+		return nil, fmt.Errorf("dlock: acquiring semaphore %s: %w", s.path, err)
 	}
-	if err := s.begin(); err != nil {
-		return err
-	}
-	defer s.end()
 	start := s.cfg.clock.Now()
-	ok, seen, _, err := s.try(ctx)
+	slot, seen, _, err := s.try(ctx)
 	switch {
-	case ok || err != nil:
-		return err
+	case slot >= 0 || err != nil:
+		return s.lease(slot), err
 	case s.cfg.patience == 0:
-		return s.busyError(seen, start)
+		return nil, s.busyError(seen, start)
 	}
 	paths := []string{s.path}
 	for _, l := range s.slots {
 		paths = append(paths, l.path)
 	}
-	return wait(ctx, waitSpec{
+	err = wait(ctx, waitSpec{
 		what: "acquiring semaphore " + s.path, paths: watchPaths(s.cfg, paths...), clock: s.cfg.clock,
 		local:    !s.cfg.noWatch && isLocalFS(filepath.Dir(s.path)),
 		patience: s.cfg.patience, poll: s.cfg.poll, busy: s.busyError,
-		try:     func() (bool, entry, time.Time, error) { return s.try(ctx) },
+		try: func() (bool, entry, time.Time, error) {
+			i, e, at, err := s.try(ctx)
+			if i >= 0 {
+				slot = i
+			}
+			return i >= 0, e, at, err
+		},
 		blocked: s.testBlocked,
 	}, start)
+	if err != nil {
+		return nil, err
+	}
+	return s.lease(slot), nil
 }
 
-// TryAcquire makes one attempt at every slot: (false, nil) when all n are
-// held.
+// TryTake makes one attempt at every slot: (nil, nil) when all n are held.
+func (s *Semaphore) TryTake() (*Lease, error) {
+	if s.slots == nil {
+		return nil, errZero("Semaphore", "NewSemaphore")
+	}
+	slot, _, _, err := s.try(nil)
+	return s.lease(slot), err
+}
+
+func (s *Semaphore) lease(slot int) *Lease {
+	if slot < 0 {
+		return nil
+	}
+	return &Lease{s: s, slot: slot}
+}
+
+// Acquire takes one slot for this value's one holder, as Take does: it
+// returns nil when a slot is held, and ErrHeld if this value already holds
+// one through Acquire (call Release first).
+func (s *Semaphore) Acquire(ctx context.Context) error {
+	if err := s.begin(); err != nil {
+		return err
+	}
+	p, err := s.Take(ctx)
+	s.end(p)
+	return err
+}
+
+// TryAcquire makes one attempt at every slot for this value's one holder:
+// (false, nil) when all n are held.
 func (s *Semaphore) TryAcquire() (bool, error) {
 	if err := s.begin(); err != nil {
 		return false, err
 	}
-	defer s.end()
-	ok, _, _, err := s.try(nil)
-	return ok, err
+	p, err := s.TryTake()
+	s.end(p)
+	return p != nil, err
 }
 
-// Release gives the slot back: ErrNotHeld if none is held, ErrLost if it
-// was reclaimed or removed while held.
+// Release gives back the slot Acquire took: ErrNotHeld if none is held,
+// ErrLost if it was reclaimed or removed while held.
 func (s *Semaphore) Release() error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.held < 0 {
+	p := s.held
+	s.held = nil
+	s.mu.Unlock()
+	if p == nil {
 		return fmt.Errorf("dlock: releasing semaphore %s: %w", s.path, ErrNotHeld)
 	}
-	l := s.slots[s.held]
-	s.held = -1
-	return l.Unlock()
+	return p.Release()
 }
 
-// Lost is closed if the held slot is reclaimed by another holder or
-// removed. Call it after Acquire returns.
+// Lost is closed if the slot Acquire took is reclaimed by another holder
+// or removed. Call it after Acquire returns.
 func (s *Semaphore) Lost() <-chan struct{} {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.held < 0 {
+	if s.held == nil {
 		return make(chan struct{})
 	}
-	return s.slots[s.held].Lost()
+	return s.held.Lost()
 }
 
-// Fence returns the fence of the held slot (0 if none). Fences rise with
-// every acquisition of that slot, not of the semaphore as a whole.
+// Fence returns the fence of the slot Acquire took (0 if none). Fences
+// rise with every acquisition of that slot, not of the semaphore as a
+// whole.
 func (s *Semaphore) Fence() uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.held < 0 {
+	if s.held == nil {
 		return 0
 	}
-	return s.slots[s.held].Fence()
+	return s.held.Fence()
 }
 
-// Slot returns the index of the held slot, or -1.
+// Slot returns the index of the slot Acquire took, or -1.
 func (s *Semaphore) Slot() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.held
+	if s.held == nil {
+		return -1
+	}
+	return s.held.slot
 }
 
-// Do acquires a slot, runs fn, and releases it, as Lock.Do does.
+// Do takes a slot of its own (Take), runs fn, and releases the slot, as
+// Lock.Do does. Goroutines may call Do on one Semaphore at once.
 func (s *Semaphore) Do(ctx context.Context, fn func(ctx context.Context) error) error {
-	return Do(ctx, s, fn)
+	p, err := s.Take(ctx)
+	if err != nil {
+		return err
+	}
+	return runHeld(ctx, p.Lost(), fn, p.Release)
 }
 
 // Lock is Acquire, so that a Semaphore is a Locker.
@@ -171,51 +271,78 @@ func (s *Semaphore) TryLock() (bool, error) { return s.TryAcquire() }
 func (s *Semaphore) Unlock() error { return s.Release() }
 
 func (s *Semaphore) begin() error {
+	if s.slots == nil {
+		return errZero("Semaphore", "NewSemaphore")
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
-	case s.held >= 0:
-		return fmt.Errorf("dlock: acquiring semaphore %s: %w (slot %d; call Release first)", s.path, ErrHeld, s.held)
+	case s.held != nil:
+		return fmt.Errorf("dlock: acquiring semaphore %s: %w (slot %d; call Release first)", s.path, ErrHeld, s.held.slot)
 	case s.busy:
-		return fmt.Errorf("dlock: acquiring semaphore %s: %w (another goroutine is acquiring it)", s.path, ErrHeld)
+		return fmt.Errorf("dlock: acquiring semaphore %s: %w (another goroutine is acquiring it with Acquire; use Take for many holders)", s.path, ErrHeld)
 	}
 	s.busy = true
 	return nil
 }
 
-func (s *Semaphore) end() {
+// end ends an Acquire that got p (nil if none).
+func (s *Semaphore) end(p *Lease) {
 	s.mu.Lock()
-	s.busy = false
+	s.busy, s.held = false, p
 	s.mu.Unlock()
 }
 
-// try attempts every slot once, starting at a random one so that holders
-// spread over the slots. It returns the earliest time a seen holder goes
-// stale. ctx, if not nil, can abandon an attempt stuck in the filesystem.
-func (s *Semaphore) try(ctx context.Context) (bool, entry, time.Time, error) {
+// reserve marks slot i as this value's (held or being tried), unless it
+// is already: other holders of this value then skip it.
+func (s *Semaphore) reserve(i int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.reserved[i] {
+		return false
+	}
+	s.reserved[i] = true
+	return true
+}
+
+func (s *Semaphore) unreserve(i int) {
+	s.mu.Lock()
+	s.reserved[i] = false
+	s.mu.Unlock()
+}
+
+// try attempts every slot this value does not hold once, starting at a
+// random one so that holders spread over the slots: the slot taken, or -1
+// and the earliest time a seen holder goes stale. ctx, if not nil, can
+// abandon an attempt stuck in the filesystem.
+func (s *Semaphore) try(ctx context.Context) (int, entry, time.Time, error) {
 	if err := s.check(); err != nil {
-		return false, entry{}, time.Time{}, err
+		return -1, entry{}, time.Time{}, err
 	}
 	var seen entry
 	var staleAt time.Time
 	start := rand.N(s.n)
 	for k := range s.n {
 		i := (start + k) % s.n
+		if !s.reserve(i) {
+			continue // held by another holder of this value: a release there wakes us
+		}
 		ok, e, at, err := s.slots[i].tryOnce(ctx)
 		if ok {
-			s.mu.Lock()
-			s.held = i
-			s.mu.Unlock()
-			return true, entry{}, time.Time{}, nil
+			return i, entry{}, time.Time{}, nil
+		}
+		s.unreserve(i)
+		if errors.Is(err, ErrHeld) {
+			continue // released by this value a moment ago: its rename wakes us
 		}
 		if err != nil {
-			return false, entry{}, time.Time{}, err
+			return -1, entry{}, time.Time{}, err
 		}
 		if staleAt.IsZero() || at.Before(staleAt) {
 			seen, staleAt = e, at
 		}
 	}
-	return false, seen, staleAt, nil
+	return -1, seen, staleAt, nil
 }
 
 func (s *Semaphore) busyError(seen entry, start time.Time) error {
@@ -230,8 +357,8 @@ func (s *Semaphore) busyError(seen entry, start time.Time) error {
 // check makes sure the directory is a semaphore of size n, creating it
 // (with its size, atomically) if it is missing. Once per Semaphore.
 func (s *Semaphore) check() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.checkMu.Lock()
+	defer s.checkMu.Unlock()
 	if s.checked {
 		return nil
 	}
