@@ -26,7 +26,7 @@ var (
 	// ErrHeld means Lock or TryLock was called on a Lock that already holds
 	// its lock, or while another goroutine is acquiring it with the same
 	// Lock. A Lock is not reentrant; use one Lock per holder.
-	ErrHeld = errors.New("lock is already held or being acquired by this Lock")
+	ErrHeld = errors.New("already held, or being acquired, through this value")
 
 	// ErrNotLock means something other than a dlock lock directory is at the
 	// path: a regular file, a symlink, or a directory holding files that are
