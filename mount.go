@@ -123,11 +123,15 @@ func unsafeFS(path string) error {
 	if os.Getenv(unsafeFSEnv) == "allow" {
 		return nil
 	}
+	real, existing := resolve(path)
+	if !maybeFUSE(existing) {
+		return nil // every filesystem refused here is a FUSE one
+	}
 	mounts, err := mountTable()
 	if err != nil || len(mounts) == 0 {
 		return nil // nothing known: Linux without /proc, or another OS
 	}
-	return checkMounts(mounts, path, resolve(path))
+	return checkMounts(mounts, path, real)
 }
 
 // checkMounts is unsafeFS on a given mount table; real is path with its
@@ -151,16 +155,16 @@ func checkMounts(mounts []mount, path, real string) error {
 }
 
 // resolve follows the symlinks of the longest part of path that exists,
-// and appends the rest.
-func resolve(path string) string {
+// and appends the rest; existing is that part, resolved.
+func resolve(path string) (real, existing string) {
 	path = filepath.Clean(path)
 	rest := ""
 	for dir := path; ; dir = filepath.Dir(dir) {
 		if r, err := filepath.EvalSymlinks(dir); err == nil {
-			return filepath.Join(r, rest)
+			return filepath.Join(r, rest), r
 		}
 		if filepath.Dir(dir) == dir {
-			return path
+			return path, dir
 		}
 		rest = filepath.Join(filepath.Base(dir), rest)
 	}

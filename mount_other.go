@@ -2,6 +2,8 @@
 
 package dlock
 
-// mountTable: only Linux's mount table is read. Elsewhere no mount is
-// known, so unsafeFS refuses nothing.
+// maybeFUSE and mountTable: only Linux's mount table is read. Elsewhere no
+// mount is known, so unsafeFS refuses nothing.
+func maybeFUSE(dir string) bool { return false }
+
 func mountTable() ([]mount, error) { return nil, nil }
