@@ -60,85 +60,45 @@ func runProbe(t *testing.T, fs sharedFS) {
 // with ErrUnsafeFS naming the mount, and nothing is created.
 func testSMBRefused(t *testing.T, fs sharedFS) {
 	d1, d2 := fs.dirs(t)
-	attempts := []struct {
+	opts := []Option{WithTimeout(fs.timeout)}
+	kinds := []struct {
+		name string
+		make func(path string) (Locker, error)
+	}{
+		{"Lock", func(p string) (Locker, error) { return New(p, opts...) }},
+		{"Named", func(p string) (Locker, error) { return Named("job", append(opts, WithDir(filepath.Dir(p)))...) }},
+		{"Semaphore", func(p string) (Locker, error) { return NewSemaphore(p, 3, opts...) }},
+		{"RWLock", func(p string) (Locker, error) { return NewRWLock(p, opts...) }},
+		{"RWLock.RLocker", func(p string) (Locker, error) {
+			rw, err := NewRWLock(p, opts...)
+			if err != nil {
+				return nil, err
+			}
+			return rw.RLocker(), nil
+		}},
+	}
+	type attempt struct {
 		name string
 		try  func(path string) error
-	}{
-		{"Lock", func(p string) error {
-			l, err := New(p, WithTimeout(fs.timeout))
+	}
+	var attempts []attempt
+	for _, k := range kinds {
+		attempts = append(attempts, attempt{k.name + ".Lock", func(p string) error {
+			l, err := k.make(p)
 			if err != nil {
 				return err
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			return l.Lock(ctx)
-		}},
-		{"TryLock", func(p string) error {
-			l, err := New(p, WithTimeout(fs.timeout))
+		}}, attempt{k.name + ".TryLock", func(p string) error {
+			l, err := k.make(p)
 			if err != nil {
 				return err
 			}
 			_, err = l.TryLock()
 			return err
-		}},
-		{"Named", func(p string) error {
-			l, err := Named("job", WithDir(filepath.Dir(p)), WithTimeout(fs.timeout), WithPatience(0))
-			if err != nil {
-				return err
-			}
-			return l.Lock(context.Background())
-		}},
-		{"Semaphore.Acquire", func(p string) error {
-			s, err := NewSemaphore(p, 3, WithTimeout(fs.timeout))
-			if err != nil {
-				return err
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			return s.Acquire(ctx)
-		}},
-		{"Semaphore.TryAcquire", func(p string) error {
-			s, err := NewSemaphore(p, 3, WithTimeout(fs.timeout))
-			if err != nil {
-				return err
-			}
-			_, err = s.TryAcquire()
-			return err
-		}},
-		{"RWLock.Lock", func(p string) error {
-			rw, err := NewRWLock(p, WithTimeout(fs.timeout))
-			if err != nil {
-				return err
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			return rw.Lock(ctx)
-		}},
-		{"RWLock.RLock", func(p string) error {
-			rw, err := NewRWLock(p, WithTimeout(fs.timeout))
-			if err != nil {
-				return err
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			return rw.RLock(ctx)
-		}},
-		{"RWLock.TryLock", func(p string) error {
-			rw, err := NewRWLock(p, WithTimeout(fs.timeout))
-			if err != nil {
-				return err
-			}
-			_, err = rw.TryLock()
-			return err
-		}},
-		{"RWLock.TryRLock", func(p string) error {
-			rw, err := NewRWLock(p, WithTimeout(fs.timeout))
-			if err != nil {
-				return err
-			}
-			_, err = rw.TryRLock()
-			return err
-		}},
+		}})
 	}
 	for i, dir := range []string{d1, d2} {
 		// The rig mounts at MOUNT and the share is MOUNT/SERVER/SHARE.
@@ -148,7 +108,11 @@ func testSMBRefused(t *testing.T, fs sharedFS) {
 			start := time.Now()
 			err := a.try(path)
 			took := time.Since(start)
-			t.Logf("mount %d, %s: after %s: %v", i+1, a.name, took.Round(time.Millisecond), err)
+			if a.name == attempts[0].name || !errors.Is(err, ErrUnsafeFS) {
+				t.Logf("mount %d, %s: after %s: %v", i+1, a.name, took.Round(time.Millisecond), err)
+			} else {
+				t.Logf("mount %d, %s: refused after %s", i+1, a.name, took.Round(time.Millisecond))
+			}
 			switch {
 			case !errors.Is(err, ErrUnsafeFS):
 				t.Errorf("mount %d, %s: %v, want ErrUnsafeFS", i+1, a.name, err)
