@@ -6,7 +6,7 @@
 //     only if at most one of the two renames succeeds;
 //   - mkdir of one name: exclusive only if exactly one of the two succeeds.
 //
-// It also times one uncontended rename, and one mkdir+rmdir, there.
+// It also times one uncontended rename, mkdir and rmdir there.
 //
 // Usage:
 //
@@ -106,11 +106,43 @@ func run(dir1, dir2 string, rounds int) error {
 	return nil
 }
 
+// tally counts the outcomes of racing rounds.
+type tally struct {
+	both, one, none int
+	lose            map[string]int // the losers' answers
+}
+
+// race sends both children one command at one instant (the command's
+// last word) and tallies the answers; it reports whether both won.
+func (t *tally) race(a, b *proc, wa, wb []string) bool {
+	at := strconv.FormatInt(time.Now().Add(3*time.Millisecond).UnixNano(), 10)
+	a.send(slices.Concat(wa, []string{at})...)
+	b.send(slices.Concat(wb, []string{at})...)
+	ra, rb := a.reply(), b.reply()
+	if t.lose == nil {
+		t.lose = map[string]int{}
+	}
+	switch {
+	case ra == "ok" && rb == "ok":
+		t.both++
+	case ra == "ok":
+		t.one++
+		t.lose[rb]++
+	case rb == "ok":
+		t.one++
+		t.lose[ra]++
+	default:
+		t.none++
+		t.lose[ra]++
+		t.lose[rb]++
+	}
+	return ra == "ok" && rb == "ok"
+}
+
 // renameRace: in each round A makes free.N, B sees it, then at one instant
 // A renames it to a.N and B renames it to b.N.
 func renameRace(a, b *proc, rounds int) error {
-	var both, one, none int
-	lose := map[string]int{}
+	var t tally
 	var example string
 	for n := range rounds {
 		src := fmt.Sprintf("free.%d", n)
@@ -120,110 +152,71 @@ func renameRace(a, b *proc, rounds int) error {
 		if r := b.do("see", src); r != "ok" {
 			return fmt.Errorf("%s through the second mount: %s", src, r)
 		}
-		at := strconv.FormatInt(time.Now().Add(3*time.Millisecond).UnixNano(), 10)
-		a.send("rename", src, fmt.Sprintf("a.%d", n), at)
-		b.send("rename", src, fmt.Sprintf("b.%d", n), at)
-		ra, rb := a.reply(), b.reply()
-		switch {
-		case ra == "ok" && rb == "ok":
-			both++
-			if example == "" {
-				example = fmt.Sprintf("round %d: both renames of %s succeeded; the directory then held [%s]", n, src, a.do("list"))
-			}
-		case ra == "ok" || rb == "ok":
-			one++
-			lose[loser(ra, rb)]++
-		default:
-			none++
-			lose[ra]++
-			lose[rb]++
+		both := t.race(a, b, []string{"rename", src, fmt.Sprintf("a.%d", n)}, []string{"rename", src, fmt.Sprintf("b.%d", n)})
+		if both && example == "" {
+			example = fmt.Sprintf("round %d: both renames of %s succeeded; the directory then held [%s]", n, src, a.do("list"))
 		}
 		if r := a.do("clear"); r != "ok" {
 			return fmt.Errorf("clearing round %d: %s", n, r)
 		}
 	}
 	verdict := "rename is a compare-and-swap here (in these rounds)"
-	if both > 0 {
+	if t.both > 0 {
 		verdict = "rename is NOT a compare-and-swap here"
 	}
-	fmt.Printf("rename of a vanished source: %d of %d rounds both won: %s\n", both, rounds, verdict)
-	fmt.Printf("  one won: %d, none won: %d; the losers' errors: %s\n", one, none, counts(lose))
+	fmt.Printf("rename of a vanished source: %d of %d rounds both won: %s\n", t.both, rounds, verdict)
+	fmt.Printf("  one won: %d, none won: %d; the losers' errors: %s\n", t.one, t.none, counts(t.lose))
 	if example != "" {
 		fmt.Printf("  e.g. %s\n", example)
 	}
 	return nil
 }
 
-// loser is the answer of the one that lost, when one of ra, rb is "ok".
-func loser(ra, rb string) string {
-	if ra == "ok" {
-		return rb
-	}
-	return ra
-}
-
 // mkdirRace: in each round A and B mkdir m.N at one instant.
 func mkdirRace(a, b *proc, rounds int) error {
-	var one, both, none int
-	lose := map[string]int{}
+	var t tally
 	for n := range rounds {
-		name := fmt.Sprintf("m.%d", n)
-		at := strconv.FormatInt(time.Now().Add(3*time.Millisecond).UnixNano(), 10)
-		a.send("mkdirat", name, at)
-		b.send("mkdirat", name, at)
-		ra, rb := a.reply(), b.reply()
-		switch {
-		case ra == "ok" && rb == "ok":
-			both++
-		case ra == "ok" || rb == "ok":
-			one++
-			lose[loser(ra, rb)]++
-		default:
-			none++
-			lose[ra]++
-			lose[rb]++
-		}
+		w := []string{"mkdirat", fmt.Sprintf("m.%d", n)}
+		t.race(a, b, w, w)
 		if r := a.do("clear"); r != "ok" {
 			return fmt.Errorf("clearing round %d: %s", n, r)
 		}
 	}
 	verdict := "mkdir is NOT exclusive here"
-	if both == 0 && none == 0 {
+	if t.both == 0 && t.none == 0 {
 		verdict = "one winner every time"
 	}
 	fmt.Printf("mkdir: exclusive in %d of %d (both won: %d, none won: %d): %s; the losers' errors: %s\n",
-		one, rounds, both, none, verdict, counts(lose))
+		t.one, rounds, t.both, t.none, verdict, counts(t.lose))
 	return nil
 }
 
 // costs times uncontended operations through the first mount, from this
-// process: one rename of a directory to a fresh name, one mkdir+rmdir.
+// process: mkdir of a fresh name, its rename to another fresh name, and
+// rmdir of that.
 func costs(dir string, samples int) error {
-	var ren, mk []time.Duration
+	var mk, ren, rm, mkrm []time.Duration
 	for i := range samples {
 		src, dst := filepath.Join(dir, fmt.Sprintf("c.%d", i)), filepath.Join(dir, fmt.Sprintf("d.%d", i))
+		t0 := time.Now()
 		if err := os.Mkdir(src, 0o755); err != nil {
 			return err
 		}
-		t := time.Now()
+		t1 := time.Now()
 		if err := os.Rename(src, dst); err != nil {
 			return err
 		}
-		ren = append(ren, time.Since(t))
+		t2 := time.Now()
 		if err := os.Remove(dst); err != nil {
 			return err
 		}
-		t = time.Now()
-		if err := os.Mkdir(src, 0o755); err != nil {
-			return err
-		}
-		if err := os.Remove(src); err != nil {
-			return err
-		}
-		mk = append(mk, time.Since(t))
+		t3 := time.Now()
+		mk, ren, rm = append(mk, t1.Sub(t0)), append(ren, t2.Sub(t1)), append(rm, t3.Sub(t2))
+		mkrm = append(mkrm, t1.Sub(t0)+t3.Sub(t2))
 	}
 	fmt.Printf("cost (uncontended, first mount, %d samples, median [min-max]): rename %s, mkdir+rmdir %s\n",
-		samples, summary(ren), summary(mk))
+		samples, summary(ren), summary(mkrm))
+	fmt.Printf("  mkdir %s, rmdir %s\n", summary(mk), summary(rm))
 	return nil
 }
 
