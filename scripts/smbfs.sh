@@ -46,130 +46,21 @@ export_dir=$state/share
 # the share as seen through mount N: MOUNT/SERVER/SHARE
 seen() { printf '%s/m%s/127.0.0.1/%s' "$state" "$1" "$share"; }
 
-# --- helpers (as in sharedfs.sh) ---------------------------------------------
-
-# is_mounted DIR: DIR is a mount point in /proc/self/mountinfo (works even
-# when the FUSE daemon died and stat(2) on DIR fails with ENOTCONN).
-is_mounted() {
-	local d=$1
-	d=${d//\\/\\134}; d=${d// /\\040}; d=${d//$'\t'/\\011}
-	awk -v d="$d" '$5 == d { f = 1 } END { exit !f }' /proc/self/mountinfo
-}
-
-# pid_is PID NAME: PID runs, is no zombie, and its executable is NAME.
-pid_is() {
-	local pid=$1 name=$2 exe
-	case $pid in '' | *[!0-9]*) return 1 ;; esac
-	[ -d "/proc/$pid" ] || return 1
-	exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 1
-	[ "${exe##*/}" = "$name" ] || return 1
-	[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ]
-}
-
-# pid_alive FILE NAME: the PID recorded in FILE is running as NAME.
-pid_alive() {
-	[ -s "$1" ] && pid_is "$(cat "$1")" "$2"
-}
-
-# group_left PGID NAME: PIDs of processes named NAME in process group PGID
-# (smbd forks one child per client connection into its own group).
-group_left() {
-	local pgid=$1 name=$2 f pid
-	for f in /proc/[0-9]*/stat; do
-		pid=${f#/proc/}; pid=${pid%/stat}
-		# field 5 is the process group; the name in field 2 may hold spaces
-		[ "$(sed 's/.*) //' "$f" 2>/dev/null | awk '{print $3}')" = "$pgid" ] || continue
-		pid_is "$pid" "$name" && echo "$pid"
-	done
-	return 0
-}
-
-# stop_pid FILE NAME [GROUP]: stop the process recorded in FILE (TERM, then
-# KILL); with GROUP, also what is left of its process group.
-stop_pid() {
-	local f=$1 name=$2 group=${3:-} pid i left
-	[ -s "$f" ] || return 0
-	pid=$(cat "$f")
-	if pid_alive "$f" "$name"; then
-		kill -TERM "$pid" 2>/dev/null || true
-		for i in $(seq 50); do
-			pid_alive "$f" "$name" || break
-			sleep 0.1
-		done
-		if pid_alive "$f" "$name"; then
-			say "$name (pid $pid) ignored SIGTERM; sending SIGKILL"
-			kill -KILL "$pid" 2>/dev/null || true
-			sleep 0.1
-		fi
-	fi
-	if [ -n "$group" ]; then
-		for i in $(seq 50); do
-			left=$(group_left "$pid" "$name")
-			[ -n "$left" ] || break
-			# shellcheck disable=SC2086
-			kill -TERM $left 2>/dev/null || true
-			sleep 0.1
-		done
-		left=$(group_left "$pid" "$name")
-		# shellcheck disable=SC2086
-		[ -z "$left" ] || kill -KILL $left 2>/dev/null || true
-	fi
-	rm -f "$f"
-}
-
-unmount() {
-	local m=$1
-	is_mounted "$m" || return 0
-	if ! fusermount3 -u "$m" 2>/dev/null; then
-		say "fusermount3 -u $m failed (busy?); detaching lazily with -uz"
-		fusermount3 -uz "$m" || die "cannot unmount $m"
-	fi
-}
+# is_mounted, pid_alive, started, stop_pid, unmount, require_fuse,
+# port_in_use, apt_install
+# shellcheck source=rig-lib.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/rig-lib.sh"
 
 require_root() {
 	[ "$(id -u)" -eq 0 ] || die "must run as root (it installs packages, runs smbd on port 445 and mounts FUSE filesystems)"
 }
 
-require_fuse() {
-	[ -c /dev/fuse ] || die "/dev/fuse is missing or not a character device: FUSE is not available here (container started without --device /dev/fuse?)"
-}
-
 ensure_packages() {
-	local missing=() created_policy=0 rc=0 apt
+	local missing=()
 	[ -x /usr/sbin/smbd ] || missing+=(samba)
 	command -v smbnetfs >/dev/null 2>&1 || missing+=(smbnetfs)
 	command -v fusermount3 >/dev/null 2>&1 || missing+=(fuse3)
-	[ ${#missing[@]} -eq 0 ] && return 0
-	command -v apt-get >/dev/null 2>&1 || die "missing ${missing[*]} and no apt-get to install them"
-	say "installing ${missing[*]} (apt-get)"
-	if [ ! -e /usr/sbin/policy-rc.d ]; then
-		# keep the distribution's smbd and nmbd from starting
-		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-		chmod 755 /usr/sbin/policy-rc.d
-		created_policy=1
-	fi
-	# wait for another apt-get instead of failing on its lock
-	apt=(apt-get -o DPkg::Lock::Timeout=300 install -y --no-install-recommends)
-	DEBIAN_FRONTEND=noninteractive "${apt[@]}" "${missing[@]}" >"$state/apt.log" 2>&1 || rc=$?
-	if [ $rc -ne 0 ]; then
-		say "apt-get install failed; running apt-get update and trying again"
-		rc=0
-		apt-get -o DPkg::Lock::Timeout=300 update >>"$state/apt.log" 2>&1 &&
-			DEBIAN_FRONTEND=noninteractive "${apt[@]}" "${missing[@]}" >>"$state/apt.log" 2>&1 || rc=$?
-	fi
-	[ $created_policy -eq 0 ] || rm -f /usr/sbin/policy-rc.d
-	if [ $rc -ne 0 ]; then
-		tail -n 5 "$state/apt.log" >&2
-		die "apt-get install ${missing[*]} failed (exit $rc; full log: $state/apt.log)"
-	fi
-}
-
-port_in_use() {
-	if command -v ss >/dev/null 2>&1; then
-		[ -n "$(ss -Hltn "sport = :$1" 2>/dev/null)" ]
-	else
-		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-	fi
+	[ ${#missing[@]} -eq 0 ] || apt_install "$state/apt.log" "${missing[@]}"
 }
 
 start_smbd() {
@@ -211,14 +102,16 @@ EOF
 	# process group of its own, where its per-connection children live too.
 	setsid /usr/sbin/smbd -F --no-process-group -s "$s/smb.conf" </dev/null >"$state/smbd.out" 2>&1 &
 	echo $! >"$pidfile"
-	for i in $(seq 100); do
+	started "$pidfile" smbd || true
+	for i in $(seq 300); do
 		pid_alive "$pidfile" smbd || break
 		if port_in_use 445; then return 0; fi
 		sleep 0.1
 	done
 	cat "$state/smbd.out" >&2
+	[ ! -f "$s/log/smbd.log" ] || tail -n 20 "$s/log/smbd.log" >&2
 	stop_pid "$pidfile" smbd group
-	die "smbd did not come up on 127.0.0.1:445 (logs: $state/smbd.out, $s/log)"
+	die "smbd did not come up on 127.0.0.1:445 within 30 s (logs: $state/smbd.out, $s/log)"
 }
 
 mount_one() {
@@ -231,6 +124,7 @@ mount_one() {
 	chmod 600 "$h/.smb/smbnetfs.conf"
 	HOME=$h setsid smbnetfs "$m" -f -o allow_other </dev/null >"$state/smbnetfs$n.log" 2>&1 &
 	echo $! >"$state/smbnetfs$n.pid"
+	started "$state/smbnetfs$n.pid" smbnetfs || true
 	# the share appears once smbnetfs has connected to the server
 	for i in $(seq 150); do
 		if is_mounted "$m" && [ -d "$(seen "$n")" ]; then return 0; fi
