@@ -46,102 +46,22 @@ m2=$state/m2
 
 # --- helpers ---------------------------------------------------------------
 
-# is_mounted DIR: DIR is a mount point in /proc/self/mountinfo (works even
-# when the FUSE daemon died and stat(2) on DIR fails with ENOTCONN).
-is_mounted() {
-	local d=$1
-	# mountinfo escapes space, tab, newline and backslash as octal.
-	d=${d//\\/\\134}; d=${d// /\\040}; d=${d//$'\t'/\\011}
-	awk -v d="$d" '$5 == d { f = 1 } END { exit !f }' /proc/self/mountinfo
-}
-
-# pid_alive FILE NAME: the PID recorded in FILE is running and its
-# executable is NAME (guards against a recycled PID).
-pid_alive() {
-	local f=$1 name=$2 pid exe
-	[ -s "$f" ] || return 1
-	pid=$(cat "$f")
-	case $pid in '' | *[!0-9]*) return 1 ;; esac
-	[ -d "/proc/$pid" ] || return 1
-	exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 1
-	[ "${exe##*/}" = "$name" ] || return 1
-	# a zombie is dead
-	[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ]
-}
-
-# stop_pid FILE NAME: stop the process recorded in FILE (TERM, then KILL).
-stop_pid() {
-	local f=$1 name=$2 pid i
-	if pid_alive "$f" "$name"; then
-		pid=$(cat "$f")
-		kill -TERM "$pid" 2>/dev/null || true
-		for i in $(seq 50); do
-			pid_alive "$f" "$name" || break
-			sleep 0.1
-		done
-		if pid_alive "$f" "$name"; then
-			say "$name (pid $pid) ignored SIGTERM; sending SIGKILL"
-			kill -KILL "$pid" 2>/dev/null || true
-			sleep 0.1
-		fi
-	fi
-	rm -f "$f"
-}
-
-unmount() {
-	local m=$1
-	is_mounted "$m" || return 0
-	if ! fusermount3 -u "$m" 2>/dev/null; then
-		say "fusermount3 -u $m failed (busy?); detaching lazily with -uz"
-		fusermount3 -uz "$m" || die "cannot unmount $m"
-	fi
-}
+# is_mounted, pid_alive, started, stop_pid, unmount, require_fuse,
+# port_in_use, apt_install
+# shellcheck source=rig-lib.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/rig-lib.sh"
 
 require_root() {
 	[ "$(id -u)" -eq 0 ] || die "must run as root (it installs packages, runs sshd and mounts FUSE filesystems)"
 }
 
-require_fuse() {
-	[ -c /dev/fuse ] || die "/dev/fuse is missing or not a character device: FUSE is not available here (container started without --device /dev/fuse?)"
-}
-
 ensure_packages() {
-	local missing=() created_policy=0 rc=0
+	local missing=()
 	[ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 	command -v sshfs >/dev/null 2>&1 || missing+=(sshfs)
 	command -v fusermount3 >/dev/null 2>&1 || missing+=(fuse3)
-	[ ${#missing[@]} -eq 0 ] && return 0
-	command -v apt-get >/dev/null 2>&1 || die "missing ${missing[*]} and no apt-get to install them"
-	say "installing ${missing[*]} (apt-get)"
-	if [ ! -e /usr/sbin/policy-rc.d ]; then
-		# keep the distribution's sshd from starting on port 22
-		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-		chmod 755 /usr/sbin/policy-rc.d
-		created_policy=1
-	fi
-	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" \
-		>"$state/apt.log" 2>&1 || rc=$?
-	if [ $rc -ne 0 ]; then
-		# a fresh machine may have no package lists yet
-		say "apt-get install failed; running apt-get update and trying again"
-		rc=0
-		apt-get update >>"$state/apt.log" 2>&1 &&
-			DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" \
-				>>"$state/apt.log" 2>&1 || rc=$?
-	fi
-	[ $created_policy -eq 0 ] || rm -f /usr/sbin/policy-rc.d
-	if [ $rc -ne 0 ]; then
-		tail -n 5 "$state/apt.log" >&2
-		die "apt-get install ${missing[*]} failed (exit $rc; full log: $state/apt.log; try 'apt-get update' first)"
-	fi
-}
-
-port_in_use() {
-	if command -v ss >/dev/null 2>&1; then
-		[ -n "$(ss -Hltn "sport = :$1" 2>/dev/null)" ]
-	else
-		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-	fi
+	# apt_install's policy-rc.d keeps the distribution's sshd off port 22
+	[ ${#missing[@]} -eq 0 ] || apt_install "$state/apt.log" "${missing[@]}"
 }
 
 start_sshd() {
@@ -173,6 +93,7 @@ EOF
 		# -D: stay in the foreground, so $! is sshd's own PID
 		setsid /usr/sbin/sshd -D -f "$state/sshd_config" -E "$state/sshd.log" </dev/null >/dev/null 2>&1 &
 		echo $! >"$pidfile"
+		started "$pidfile" sshd || true
 		for i in $(seq 50); do
 			pid_alive "$pidfile" sshd || break
 			if port_in_use "$port"; then
@@ -200,6 +121,7 @@ mount_one() {
 	mkdir -p "$m"
 	setsid sshfs -f "root@127.0.0.1:$export_dir" "$m" -o "$opts" </dev/null >"$state/sshfs$n.log" 2>&1 &
 	echo $! >"$state/sshfs$n.pid"
+	started "$state/sshfs$n.pid" sshfs || true
 	for i in $(seq 100); do
 		if mountpoint -q "$m"; then return 0; fi
 		if ! pid_alive "$state/sshfs$n.pid" sshfs; then
