@@ -131,6 +131,7 @@ type Lock struct {
 	seq    uint64
 	since  time.Time
 	issued time.Time // when the last successful refresh (or the acquiring rename) was issued
+	fsOKAt time.Time // when unsafeFS last found PATH's filesystem safe
 
 	lastFree entry // the free entry we released last: tried first
 	// The entry (or picture of the directory) this Lock has been seeing
@@ -673,6 +674,21 @@ func (l *Lock) freshToken() string {
 		t = l.queueTok + t[len(l.queueTok):]
 	}
 	return t
+}
+
+// checkFS refuses a filesystem where no lock can be safe (unsafeFS); a
+// safe answer is kept for localRecheck. Called with l.op held: it may
+// wait for a hung mount, as an attempt does.
+func (l *Lock) checkFS() error {
+	now := l.cfg.clock.Now()
+	if !l.fsOKAt.IsZero() && now.Sub(l.fsOKAt) < localRecheck && !now.Before(l.fsOKAt) {
+		return nil
+	}
+	if err := unsafeFS(l.path); err != nil {
+		return err
+	}
+	l.fsOKAt = now
+	return nil
 }
 
 // try is one attempt, waiting for the filesystem however long it takes.

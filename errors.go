@@ -38,6 +38,20 @@ var (
 	// state entry for TIMEOUT (someone removed the entry by hand). It is
 	// not touched; remove it by hand once nobody uses it.
 	ErrCorrupt = errors.New("lock directory is corrupt")
+
+	// ErrUnsafeFS means the lock's path is on a filesystem where dlock's
+	// compare-and-swap does not hold, so two processes could hold the lock at
+	// once: a FUSE client known to rename by handle or by copying, such as
+	// smbnetfs or GNOME's gvfs (SMB through libsmbclient), or s3fs. dlock
+	// refuses at once, before it creates anything; waiting will not help. The
+	// error names the mount, its type, and what to use instead (for SMB, the
+	// kernel's client: mount -t cifs).
+	//
+	// Only Linux is checked (the mount table in /proc/self/mountinfo). The
+	// environment variable DLOCK_UNSAFE_FS=allow turns the check off, for
+	// tests that show what goes wrong on such a filesystem (two holders at
+	// once); with it, dlock's guarantees do not hold there.
+	ErrUnsafeFS = errors.New("filesystem where no lock can be safe")
 )
 
 // Holder describes who holds a lock, as recorded in the lock itself.

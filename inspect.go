@@ -120,6 +120,9 @@ func (l *Lock) Break(force bool) (Status, error) {
 	defer l.end()
 	l.op.Lock()
 	defer l.op.Unlock()
+	if err := l.checkFS(); err != nil {
+		return Status{}, err
+	}
 	l.settle()
 	before, err := l.status()
 	if err != nil || !before.Held {

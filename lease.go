@@ -169,9 +169,13 @@ func (e *stuckError) Error() string {
 
 func (e *stuckError) Unwrap() error { return e.cause }
 
-// opAttempt is an attempt with l.op held: a pending release first, and
-// after a busy lock, whether PATH is on a local filesystem (for the wait).
+// opAttempt is an attempt with l.op held: on a filesystem where a lock can
+// be safe (checkFS), a pending release first, and after a busy lock,
+// whether PATH is on a local filesystem (for the wait).
 func (l *Lock) opAttempt(kind int) outcome {
+	if err := l.checkFS(); err != nil {
+		return outcome{err: err}
+	}
 	l.settle()
 	var o outcome
 	if kind == byEvent {

@@ -263,6 +263,12 @@ func (rw *RWLock) check() error {
 	}
 	rw.checkMu.Lock()
 	defer rw.checkMu.Unlock()
+	if rw.checked {
+		return nil
+	}
+	if err := unsafeFS(rw.path); err != nil {
+		return err
+	}
 	err := errRetry
 	for i := 0; !rw.checked && errors.Is(err, errRetry) && i < 3; i++ {
 		err = checkContainer(rw.path, "rwlock."+strconv.Itoa(rw.readers.n), &rw.cfg, func(n string) bool {

@@ -362,6 +362,9 @@ func (s *Semaphore) check() error {
 	if s.checked {
 		return nil
 	}
+	if err := unsafeFS(s.path); err != nil {
+		return err
+	}
 	for range 3 {
 		err := checkContainer(s.path, "size."+strconv.Itoa(s.n), &s.cfg, func(name string) bool {
 			return strings.HasPrefix(name, "slot.") || strings.HasPrefix(name, ".slot.")
