@@ -47,236 +47,326 @@ const localPollFactor = 30
 // of a network filesystem, which no watch sees), the moment the holder
 // seen becomes stale, or the PATIENCE deadline. All timers come from the
 // given clock.
+//
+// Each turn of the loop is a small state machine (waiter): choose what to
+// watch, watch it, look (or let events or timers tell), schedule the next
+// poll, then sleep until the next reason to wake. What one turn tells the
+// next is in the waiter's fields, each named for the rule that sets it.
 func wait(ctx context.Context, w waitSpec, start time.Time) error {
-	var deadline time.Time
-	if w.patience > 0 {
-		deadline = start.Add(w.patience)
-	}
-	wt := watch{}
-	var death, predDeath *deathWatch // the holder's (first in line), our predecessor's
-	// Leaving the queue (which wakes the next waiter), unwatching and
-	// closing the pidfd: after an acquisition, done in the background,
-	// so that Lock returns as soon as the lock is held.
-	leave := func() {
-		if w.queue != nil {
-			w.queue.leave()
-		}
-		wt.close()
-		death.close()
-		predDeath.close()
-	}
-	acquired := false
-	defer func() {
-		if !acquired {
-			leave()
-		}
-	}()
-	timer := w.clock.Timer(time.Hour)
-	defer timer.Stop()
-	var (
-		seen        entry
-		staleAt     time.Time
-		nextAttempt time.Time // when the next full poll is due
-		quick       bool      // no attempt this round (a timer for the pid or pidfd, or events told all)
-		first       bool      // first in line (or not queueing)
-		armFor      Holder    // the holder whose death watch is due at armAt
-		armAt       time.Time
-		timed       = true // woken by the timer for an attempt (or starting)
-		evented     bool   // woken by events, all of them known
-		predGone    bool   // woken because a watched path went
-	)
+	r := newWaiter(w, start)
+	defer r.stop()
 	for {
-		// Watch first, then look: a change between the two is then either
-		// seen by the look or delivered as an event.
-		paths := w.paths
-		afterPred := false // first in line, if the holder is our predecessor
-		if w.queue != nil {
-			// Woken by an event while first in line: a hand-off, most
-			// likely. Try at once; the queue is listed again at the next
-			// timer (our place in it does not change by itself).
-			switch {
-			case first && evented && wt.watched:
-				paths = []string{w.queue.lock}
-			case !first && predGone && w.queue.pred != "":
-				// Our predecessor left, most likely because it acquired:
-				// then we are first, which the attempt below checks
-				// without listing the queue (with many waiters, the
-				// listing is the costly part of a hand-off).
-				paths = []string{w.queue.lock}
-				afterPred = true
-			default:
-				paths = []string{w.queue.target(w.clock.Now())}
-			}
+		paths, afterPred := r.target()
+		paths, watching := r.watch(paths)
+		if ok, err := r.tryEvents(watching); ok || err != nil {
+			return err
 		}
-		predGone = false
-		watching := wt.set(paths)
-		// The predecessor left between the listing and the watch: look
-		// again now rather than at the next poll.
-		for i := 0; !watching && w.queue != nil && paths[0] != w.queue.lock && i < 3; i++ {
-			paths = []string{w.queue.target(w.clock.Now())}
-			watching = wt.set(paths)
+		ok, again, skipped, err := r.look(paths, watching, afterPred)
+		switch {
+		case ok || err != nil:
+			return err
+		case again:
+			continue
 		}
-		first = w.queue == nil || len(paths) == 1 && paths[0] == w.queue.lock
-		if predDeath != nil { // (only ever behind others, in a queue)
-			if pred, ok := ticketProcess(w.queue.pred); first || !ok || !predDeath.watches(pred) {
-				predDeath.close()
-				predDeath = nil
-			}
+		r.schedulePoll(watching, skipped)
+		now := r.w.clock.Now()
+		if !r.deadline.IsZero() && !now.Before(r.deadline) {
+			return r.w.busy(r.seen, start)
 		}
-		hinted := evented && first && watching
-		evented = false
-		if !quick && hinted && w.tryEvent != nil {
-			ok, e, at, known, err := w.tryEvent()
-			if ok {
-				acquired = true
-				go leave()
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			if known {
-				quick = true // no attempt: the events told what it would
-				if e.name != "" {
-					seen, staleAt = e, at
-				}
-			}
-		}
-		// Behind others, PATH is for those ahead to watch: a look could
-		// take the lock from them as it is handed over. So, there, only
-		// a timer (the poll, the safety net) looks: not the Lock's own
-		// look just made, nor a wake-up to find our place in the queue
-		// (a predecessor exited).
-		skipLook := !quick && !first && watching && (w.looked || !timed)
-		if skipLook && w.looked {
-			seen, staleAt = w.seen, w.staleAt
-		}
-		w.looked, timed = false, false
-		if !skipLook && !quick {
-			ok, e, at, err := w.try()
-			if ok {
-				acquired = true
-				go leave()
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			seen, staleAt = e, at
-			if afterPred && !w.queue.predHolds(seen.holder) {
-				continue // it left for another reason: find our place
-			}
-			if !watching && len(paths) > 0 && wt.set(paths) {
-				continue // watchable now (PATH was missing): look once more
-			}
-		}
-		if !quick {
-			poll := w.poll
-			// Not the slow poll when no state entry was seen (listings
-			// that missed it: no event follows, only a look finds it),
-			// nor right behind the first in line: a first waiter stopped
-			// (^Z) would hold up the line with the lock free.
-			if watching && w.local && !(seen.holder.Unknown && seen.name == "") &&
-				!(w.queue != nil && !first && w.queue.second) {
-				poll *= localPollFactor
-			}
-			// A wake-up that did not look may bring the next poll forward,
-			// never put it off: woken again and again (by closes of our
-			// predecessor's ticket), a waiter would never poll.
-			if at := w.clock.Now().Add(poll*3/4 + rand.N(poll/4+1)); !skipLook || nextAttempt.IsZero() || at.Before(nextAttempt) {
-				nextAttempt = at
-			}
-		}
-		quick = false
-		now := w.clock.Now()
-		if !deadline.IsZero() && !now.Before(deadline) {
-			return w.busy(seen, start)
-		}
-		next := nextAttempt.Sub(now)
-		// First in line, with a holder on this host: learn of its death at
-		// once (a pidfd on Linux), or else look at its pid at the plain
-		// poll interval, so that a holder killed without a word is not
-		// left for the slow poll. A pidfd costs a dozen system calls and a
-		// goroutine, which a holder about to hand over is not worth: it is
-		// opened once the holder has been seen for a tenth of the poll
-		// interval (and finds a holder that died meanwhile at once).
-		checkPid := false
-		armIn := time.Duration(-1)
-		if first && onThisHost(seen.holder) {
-			if !death.watches(seen.holder) {
-				death.close()
-				death = nil
-				if armFor.PID != seen.holder.PID || armFor.pstart != seen.holder.pstart || armAt.IsZero() {
-					armFor, armAt = seen.holder, now.Add(w.poll/10)
-				}
-				if now.Before(armAt) {
-					armIn = armAt.Sub(now)
-				} else {
-					death = watchDeath(seen.holder)
-				}
-			}
-			checkPid = death == nil && armIn < 0 && w.poll < next
-		} else {
-			death.close()
-			death = nil
-		}
-		if checkPid {
-			next = w.poll
-		}
-		if armIn >= 0 && armIn < next {
-			next = armIn
-		}
-		if !staleAt.IsZero() && staleAt.Sub(now) < next {
-			next = staleAt.Sub(now)
-		}
-		if !deadline.IsZero() && deadline.Sub(now) < next {
-			next = deadline.Sub(now)
-		}
+		next, checkPid, armIn := r.nextWake(now)
 		if next <= 0 {
 			// The holder turned stale since it was judged, or the poll is
 			// due: attempt now.
-			timed = true
+			r.timed = true
 			continue
 		}
-		if !timer.Stop() {
-			select {
-			case <-timer.C:
-			default:
-			}
+		if err := r.sleep(ctx, next, checkPid, armIn); err != nil {
+			return err
 		}
-		timer.Reset(next)
-		if w.blocked != nil {
-			w.blocked()
+	}
+}
+
+// waiter is one waiting acquisition, between the turns of wait's loop.
+type waiter struct {
+	w        waitSpec
+	start    time.Time
+	deadline time.Time // PATIENCE's end, or zero
+	timer    *clock.Timer
+	wt       watch
+	// The holder's death watch (first in line), our predecessor's.
+	death, predDeath *deathWatch
+	acquired         bool
+
+	seen        entry
+	staleAt     time.Time
+	nextAttempt time.Time // when the next full poll is due
+	quick       bool      // no attempt this turn (a timer for the pid or pidfd, or events told all)
+	first       bool      // first in line (or not queueing)
+	armFor      Holder    // the holder whose death watch is due at armAt
+	armAt       time.Time
+	timed       bool // woken by the timer for an attempt (or starting)
+	evented     bool // woken by events, all of them known
+	predGone    bool // woken because a watched path went
+}
+
+func newWaiter(w waitSpec, start time.Time) *waiter {
+	r := &waiter{w: w, start: start, timed: true, timer: w.clock.Timer(time.Hour)}
+	if w.patience > 0 {
+		r.deadline = start.Add(w.patience)
+	}
+	return r
+}
+
+// leave leaves the queue (which wakes the next waiter), unwatches and
+// closes the pidfds.
+func (r *waiter) leave() {
+	if r.w.queue != nil {
+		r.w.queue.leave()
+	}
+	r.wt.close()
+	r.death.close()
+	r.predDeath.close()
+}
+
+// won is an acquisition: leaving is done in the background, so that Lock
+// returns as soon as the lock is held.
+func (r *waiter) won() {
+	r.acquired = true
+	go r.leave()
+}
+
+func (r *waiter) stop() {
+	r.timer.Stop()
+	if !r.acquired {
+		r.leave()
+	}
+}
+
+// target chooses what to watch this turn: PATH, or in the queue our
+// predecessor's ticket. Watch first, then look: a change between the
+// two is then either seen by the look or delivered as an event.
+// afterPred: first in line, if the holder is our predecessor.
+func (r *waiter) target() (paths []string, afterPred bool) {
+	q := r.w.queue
+	if q == nil {
+		return r.w.paths, false
+	}
+	switch {
+	case r.first && r.evented && r.wt.watched:
+		// Woken by an event while first in line: a hand-off, most
+		// likely. Try at once; the queue is listed again at the next
+		// timer (our place in it does not change by itself).
+		return []string{q.lock}, false
+	case !r.first && r.predGone && q.pred != "":
+		// Our predecessor left, most likely because it acquired: then
+		// we are first, which the attempt checks without listing the
+		// queue (with many waiters, the listing is the costly part of a
+		// hand-off).
+		return []string{q.lock}, true
+	}
+	return []string{q.target(r.w.clock.Now())}, false
+}
+
+// watch watches paths (or, if our predecessor left meanwhile, the next
+// one's) and works out whether we are first in line.
+func (r *waiter) watch(paths []string) ([]string, bool) {
+	q := r.w.queue
+	r.predGone = false
+	watching := r.wt.set(paths)
+	// The predecessor left between the listing and the watch: look
+	// again now rather than at the next poll.
+	for i := 0; !watching && q != nil && paths[0] != q.lock && i < 3; i++ {
+		paths = []string{q.target(r.w.clock.Now())}
+		watching = r.wt.set(paths)
+	}
+	r.first = q == nil || len(paths) == 1 && paths[0] == q.lock
+	if r.predDeath != nil { // (only ever behind others, in a queue)
+		if pred, ok := ticketProcess(q.pred); r.first || !ok || !r.predDeath.watches(pred) {
+			r.predDeath.close()
+			r.predDeath = nil
 		}
+	}
+	return paths, watching
+}
+
+// tryEvents is the first waiter's reaction to events on PATH that named
+// the new entry (tryEvent): it may take a free entry, or learn the new
+// holder without a look.
+func (r *waiter) tryEvents(watching bool) (bool, error) {
+	hinted := r.evented && r.first && watching
+	r.evented = false
+	if r.quick || !hinted || r.w.tryEvent == nil {
+		return false, nil
+	}
+	ok, e, at, known, err := r.w.tryEvent()
+	switch {
+	case ok:
+		r.won()
+		return true, nil
+	case err != nil:
+		return false, err
+	case known:
+		r.quick = true // no attempt: the events told what it would
+		if e.name != "" {
+			r.seen, r.staleAt = e, at
+		}
+	}
+	return false, nil
+}
+
+// look makes an attempt, unless this turn needs none. Behind others,
+// PATH is for those ahead to watch: a look could take the lock from them
+// as it is handed over. So, there, only a timer (the poll, the safety
+// net) looks: not the Lock's own look just made, nor a wake-up to find
+// our place in the queue (a predecessor exited). again: start the next
+// turn at once; skipped: no look was made.
+func (r *waiter) look(paths []string, watching, afterPred bool) (ok, again, skipped bool, err error) {
+	w := &r.w
+	skipped = !r.quick && !r.first && watching && (w.looked || !r.timed)
+	if skipped && w.looked {
+		r.seen, r.staleAt = w.seen, w.staleAt
+	}
+	w.looked, r.timed = false, false
+	if skipped || r.quick {
+		return false, false, skipped, nil
+	}
+	ok, e, at, err := w.try()
+	switch {
+	case ok:
+		r.won()
+		return true, false, false, nil
+	case err != nil:
+		return false, false, false, err
+	}
+	r.seen, r.staleAt = e, at
+	if afterPred && !w.queue.predHolds(r.seen.holder) {
+		return false, true, false, nil // it left for another reason: find our place
+	}
+	if !watching && len(paths) > 0 && r.wt.set(paths) {
+		return false, true, false, nil // watchable now (PATH was missing): look once more
+	}
+	return false, false, false, nil
+}
+
+// schedulePoll sets when the next full poll is due, after a turn that
+// looked or could have.
+func (r *waiter) schedulePoll(watching, skipped bool) {
+	if r.quick {
+		r.quick = false
+		return
+	}
+	w := &r.w
+	poll := w.poll
+	// Not the slow poll when no state entry was seen (listings that
+	// missed it: no event follows, only a look finds it), nor right
+	// behind the first in line: a first waiter stopped (^Z) would hold up
+	// the line with the lock free.
+	if watching && w.local && !(r.seen.holder.Unknown && r.seen.name == "") &&
+		!(w.queue != nil && !r.first && w.queue.second) {
+		poll *= localPollFactor
+	}
+	// A wake-up that did not look may bring the next poll forward, never
+	// put it off: woken again and again (by closes of our predecessor's
+	// ticket), a waiter would never poll.
+	if at := w.clock.Now().Add(poll*3/4 + rand.N(poll/4+1)); !skipped || r.nextAttempt.IsZero() || at.Before(r.nextAttempt) {
+		r.nextAttempt = at
+	}
+}
+
+// nextWake is how long to sleep: until the poll, the seen holder's
+// staleness, PATIENCE's end, or (first in line, with a holder on this
+// host) the moment to open its death watch or to check its pid.
+func (r *waiter) nextWake(now time.Time) (next time.Duration, checkPid bool, armIn time.Duration) {
+	next = r.nextAttempt.Sub(now)
+	checkPid, armIn = r.armDeath(now, next)
+	if checkPid {
+		next = r.w.poll
+	}
+	if armIn >= 0 && armIn < next {
+		next = armIn
+	}
+	if !r.staleAt.IsZero() && r.staleAt.Sub(now) < next {
+		next = r.staleAt.Sub(now)
+	}
+	if !r.deadline.IsZero() && r.deadline.Sub(now) < next {
+		next = r.deadline.Sub(now)
+	}
+	return next, checkPid, armIn
+}
+
+// armDeath: first in line, with a holder on this host, learn of its death
+// at once (a pidfd on Linux), or else look at its pid at the plain poll
+// interval, so that a holder killed without a word is not left for the
+// slow poll. A pidfd costs a dozen system calls and a goroutine, which a
+// holder about to hand over is not worth: it is opened once the holder
+// has been seen for a tenth of the poll interval (and finds a holder that
+// died meanwhile at once). armIn is when to open it (-1: not waiting to).
+func (r *waiter) armDeath(now time.Time, next time.Duration) (checkPid bool, armIn time.Duration) {
+	armIn = -1
+	if !r.first || !onThisHost(r.seen.holder) {
+		r.death.close()
+		r.death = nil
+		return false, armIn
+	}
+	h := r.seen.holder
+	if !r.death.watches(h) {
+		r.death.close()
+		r.death = nil
+		if r.armFor.PID != h.PID || r.armFor.pstart != h.pstart || r.armAt.IsZero() {
+			r.armFor, r.armAt = h, now.Add(r.w.poll/10)
+		}
+		if now.Before(r.armAt) {
+			armIn = r.armAt.Sub(now)
+		} else {
+			r.death = watchDeath(h)
+		}
+	}
+	return r.death == nil && armIn < 0 && r.w.poll < next, armIn
+}
+
+// sleep waits for the next reason to wake: ctx, the timer, a death, or
+// watch events; it records which for the next turn.
+func (r *waiter) sleep(ctx context.Context, next time.Duration, checkPid bool, armIn time.Duration) error {
+	w := &r.w
+	if !r.timer.Stop() {
 		select {
-		case <-ctx.Done():
-			return fmt.Errorf("dlock: %s: gave up after %v waiting for %s: %w",
-				w.what, w.clock.Since(start).Round(time.Millisecond), seen.holder, context.Cause(ctx))
-		case <-timer.C:
-			// Woken only to open the death watch, or to check the
-			// holder's pid: no attempt unless one is due.
-			now := w.clock.Now()
-			quick = now.Before(nextAttempt) && now.Before(staleAt) && (deadline.IsZero() || now.Before(deadline)) &&
-				(armIn >= 0 || checkPid && pidAlive(seen.holder.PID))
-			timed = !quick
-		case <-death.done():
-			death.markDead()
-			death.close()
-			death = nil
-		case <-predDeath.done():
-			w.queue.dead = w.queue.pred
-			predDeath.close()
-			predDeath = nil
-		case <-wt.events():
-			evented, predGone = wt.drain(w.hint)
-			// Our predecessor's ticket was closed but is still there: its
-			// waiter is exiting (see openTicket). kill(pid, 0) passes it
-			// until it is reaped, so watch it end.
-			if evented && !predGone && !first && predDeath == nil {
-				if pred, ok := ticketProcess(w.queue.pred); ok {
-					predDeath = watchDeath(pred)
-				}
+		case <-r.timer.C:
+		default:
+		}
+	}
+	r.timer.Reset(next)
+	if w.blocked != nil {
+		w.blocked()
+	}
+	select {
+	case <-ctx.Done():
+		return fmt.Errorf("dlock: %s: gave up after %v waiting for %s: %w",
+			w.what, w.clock.Since(r.start).Round(time.Millisecond), r.seen.holder, context.Cause(ctx))
+	case <-r.timer.C:
+		// Woken only to open the death watch, or to check the holder's
+		// pid: no attempt unless one is due.
+		now := w.clock.Now()
+		r.quick = now.Before(r.nextAttempt) && now.Before(r.staleAt) && (r.deadline.IsZero() || now.Before(r.deadline)) &&
+			(armIn >= 0 || checkPid && pidAlive(r.seen.holder.PID))
+		r.timed = !r.quick
+	case <-r.death.done():
+		r.death.markDead()
+		r.death.close()
+		r.death = nil
+	case <-r.predDeath.done():
+		w.queue.dead = w.queue.pred
+		r.predDeath.close()
+		r.predDeath = nil
+	case <-r.wt.events():
+		r.evented, r.predGone = r.wt.drain(w.hint)
+		// Our predecessor's ticket was closed but is still there: its
+		// waiter is exiting (see openTicket). kill(pid, 0) passes it
+		// until it is reaped, so watch it end.
+		if r.evented && !r.predGone && !r.first && r.predDeath == nil {
+			if pred, ok := ticketProcess(w.queue.pred); ok {
+				r.predDeath = watchDeath(pred)
 			}
 		}
 	}
+	return nil
 }
