@@ -202,7 +202,10 @@ func TestJobDlockKilled(t *testing.T) {
 func TestJobSIGTERM(t *testing.T) {
 	t.Parallel()
 	lock := filepath.Join(t.TempDir(), "lock")
-	p, _, recorded := startJobRun(t, lock, "-timeout", "30")
+	p, _, recorded := startJobRun(t, lock, "-v", "-timeout", "30")
+	if !strings.Contains(p.stderr.String(), "child subreaper") {
+		t.Errorf("-v does not name the mechanism: %s", p.stderr)
+	}
 	next := nextHolder(t, lock, recorded)
 	start := time.Now()
 	p.cmd.Process.Signal(syscall.SIGTERM)

@@ -338,7 +338,7 @@ func TestBusyStatusBreakAndLoss(t *testing.T) {
 	if code := holder.wait(t, 10*time.Second); code != exitLost {
 		t.Fatalf("holder whose lock was broken: exit %d, want %d; stderr:\n%s", code, exitLost, holder.stderr)
 	}
-	if e := holder.stderr.String(); !strings.Contains(e, "lost the lock") || !strings.Contains(e, "SIGTERM") {
+	if e := holder.stderr.String(); !strings.Contains(e, "lost the lock") || !strings.Contains(e, "SIGTERM") || strings.Contains(e, ": lock was lost") {
 		t.Fatalf("holder's stderr: %q", e)
 	}
 	if code, out, _ := run(t, "break", lock); code != 0 || !strings.Contains(out, "nothing to break") {

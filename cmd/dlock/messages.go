@@ -32,6 +32,12 @@ func explain(err error, userPath string) string {
 		}
 	}
 	msg := err.Error()
+	if errors.Is(err, dlock.ErrNotLock) {
+		switch kind := containerKind(userPath); {
+		case kind != "":
+			msg += " (it is " + kind + ")"
+		}
+	}
 	for _, s := range []struct {
 		sentinel error
 		says     string
@@ -39,10 +45,9 @@ func explain(err error, userPath string) string {
 		{dlock.ErrNotLock, "not a lock directory"},
 		{dlock.ErrLost, "was lost"},
 	} {
-		if errors.Is(err, s.sentinel) && strings.HasSuffix(msg, ": "+s.sentinel.Error()) {
-			if rest := strings.TrimSuffix(msg, ": "+s.sentinel.Error()); strings.Contains(rest, s.says) {
-				msg = rest
-			}
+		tail := ": " + s.sentinel.Error()
+		if i := strings.LastIndex(msg, tail); errors.Is(err, s.sentinel) && i >= 0 && strings.Contains(msg[:i], s.says) {
+			msg = msg[:i] + msg[i+len(tail):]
 		}
 	}
 	return msg
@@ -99,4 +104,22 @@ func permissionHint(err error, userPath string) string {
 	return fmt.Sprintf("dlock: permission denied on the lock %s: every user of a lock needs write permission on %s, which is mode %04o%s; "+
 		"have its owner run chmod 0777 %s (or 0775 and a group all its users share), or create locks with -mode 0777",
 		userPath, dir, uint32(fi.Mode().Perm()), who, dir)
+}
+
+// containerKind names what a directory that is not a plain lock is, when
+// it is another kind of dlock lock, and the flag that takes it.
+func containerKind(path string) string {
+	names, err := os.ReadDir(path)
+	if err != nil {
+		return ""
+	}
+	for _, n := range names {
+		switch name := n.Name(); {
+		case strings.HasPrefix(name, "rwlock."):
+			return "a reader/writer lock: take it with -s or -x"
+		case strings.HasPrefix(name, "size."):
+			return "a semaphore: take it with -slots " + strings.TrimPrefix(name, "size.")
+		}
+	}
+	return ""
 }
