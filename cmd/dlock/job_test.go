@@ -139,42 +139,18 @@ func nextHolder(t *testing.T, lock, recorded string, flags ...string) *proc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	args := append(append([]string{"run", "-v"}, flags...), lock, "--", exe)
-	p := &proc{cmd: exec.Command(dlockBin(t), args...), stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd.Env = append(os.Environ(), checkerEnv+"="+recorded)
-	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		p.cmd.Wait()
-		p.code = exitStatus(p.cmd.ProcessState)
-		close(p.done)
-	}()
-	t.Cleanup(func() { p.cmd.Process.Kill(); <-p.done })
+	p := startEnv(t, []string{checkerEnv + "=" + recorded}, append(append([]string{"run", "-v"}, flags...), lock, "--", exe)...)
 	eventually(t, 10*time.Second, "the next holder to wait", func() bool { return strings.Contains(p.stderr.String(), "dlock run: locking") })
 	return p
 }
 
-// startJob starts "dlock run" of jobScript and waits for all its processes.
+// startJobRun starts "dlock run" of jobScript and waits for all its processes.
 func startJobRun(t *testing.T, lock string, flags ...string) (*proc, []procInfo, string) {
 	t.Helper()
 	dir := t.TempDir()
 	pids, ready, recorded := filepath.Join(dir, "pids"), filepath.Join(dir, "ready"), filepath.Join(dir, "recorded")
 	os.WriteFile(pids, nil, 0o644)
-	args := append(append([]string{"run"}, flags...), lock, "--", "sh", "-c", jobScript)
-	p := &proc{cmd: exec.Command(dlockBin(t), args...), stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd.Env = append(os.Environ(), "PIDS="+pids, "READY="+ready)
-	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		p.cmd.Wait()
-		p.code = exitStatus(p.cmd.ProcessState)
-		close(p.done)
-	}()
-	t.Cleanup(func() { p.cmd.Process.Kill(); <-p.done })
+	p := startEnv(t, []string{"PIDS=" + pids, "READY=" + ready}, append(append([]string{"run"}, flags...), lock, "--", "sh", "-c", jobScript)...)
 	procs := recordJob(t, pids, ready, recorded)
 	return p, procs, recorded
 }
