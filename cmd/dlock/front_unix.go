@@ -92,7 +92,7 @@ func runFront(c *runConfig, args []string, stderr io.Writer) int {
 				fmt.Fprintf(stderr, "dlock: forwarding %v to the supervisor: %v\n", sig, err)
 			}
 		case status := <-exited:
-			if orphans := stopOrphans(c.grace, 5*time.Second+c.grace); orphans > 0 {
+			if orphans := stopOrphans(sup.Process.Pid, c.grace, 5*time.Second+c.grace); orphans > 0 {
 				fmt.Fprintf(stderr, "dlock: the supervisor exited (status %d) leaving %d processes of the job: stopped them\n", status, orphans)
 			}
 			return status

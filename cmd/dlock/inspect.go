@@ -54,8 +54,12 @@ const breakHelp = `Frees the lock at PATH if its holder is gone (a process on th
 longer exists) or stale (it has not refreshed the lock for its TIMEOUT), and
 says what it did. A fresh lock is left alone (exit 75) unless -force is given:
 then its holder finds out at its next refresh that it lost the lock (a
-"dlock run" holder stops its COMMAND and exits 76). Breaking reclaims and then
+"dlock run" holder stops its job and exits 76). Breaking reclaims and then
 releases the lock, so fences keep rising; the directory is never deleted.
+Where the library can keep a broken lock held (Lock.BreakHold), -force holds
+it until the broken holder has stopped (its process is gone, on this host,
+or its TIMEOUT has passed), so that its job is dead before the next holder
+starts; otherwise the lock is free at once.
 
 Exit status: 0 when the lock is free now (broken, or it was free already);
 75 when a fresh lock was not broken; 1 for another error; 2 for a usage error.

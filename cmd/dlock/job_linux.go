@@ -48,6 +48,7 @@ type linuxJob struct {
 	cmd    *exec.Cmd
 	self   int  // this process's pid as /proc shows it
 	init   bool // this process is the init of the job's pid namespace
+	cg     *jobCgroup
 	exit   chan int
 	goneCh chan struct{}
 }
@@ -69,7 +70,20 @@ func startJob(cmd *exec.Cmd, c *runConfig) (job, error) {
 	if c.interactiveTTY {
 		cmd.SysProcAttr.Foreground, cmd.SysProcAttr.Ctty = true, 0
 	}
-	if err := cmd.Start(); err != nil {
+	if !j.init {
+		j.cg = newJobCgroup()
+	}
+	if j.cg != nil {
+		j.cg.attach(cmd.SysProcAttr)
+	}
+	err := cmd.Start()
+	if err != nil && j.cg != nil { // a kernel without CLONE_INTO_CGROUP
+		j.cg.remove()
+		j.cg = nil
+		cmd.SysProcAttr.UseCgroupFD = false
+		cmd.Process, err = nil, cmd.Start()
+	}
+	if err != nil {
 		return nil, err
 	}
 	go j.reap()
@@ -86,6 +100,9 @@ func (j *linuxJob) reap() {
 		case errors.Is(err, unix.EINTR):
 			continue
 		case err != nil: // ECHILD: the job is gone
+			if j.cg != nil {
+				j.cg.remove()
+			}
 			close(j.goneCh)
 			return
 		case pid == j.cmd.Process.Pid:
@@ -105,7 +122,11 @@ func (j *linuxJob) mechanism() string {
 	if j.init {
 		return "pid namespace (dlock's supervisor is its init: the job dies with it, even by SIGKILL) + process group"
 	}
-	return "child subreaper (dlock's supervisor, which holds the lock) + process group"
+	m := "child subreaper (dlock's supervisor, which holds the lock) + process group"
+	if j.cg != nil {
+		m += " + cgroup " + j.cg.dir
+	}
+	return m
 }
 
 func (j *linuxJob) pids() []int {
@@ -125,6 +146,9 @@ func (j *linuxJob) signal(sig syscall.Signal) {
 			unix.Kill(-1, syscall.SIGCONT)
 		}
 		return
+	}
+	if sig == syscall.SIGKILL && j.cg != nil {
+		j.cg.kill()
 	}
 	signalAll(descendants(j.self), sig)
 }
@@ -216,13 +240,16 @@ func descendants(pid int) []procInfo {
 }
 
 // stopOrphans stops the processes handed to this process (its child
-// subreaper) after the supervisor died without stopping its job: SIGTERM,
-// SIGKILL after grace, until none is left or within. It returns how many
-// there were.
-func stopOrphans(grace, within time.Duration) int {
+// subreaper) after the supervisor sup died without stopping its job:
+// SIGTERM, SIGKILL after grace, until none is left or within. It returns
+// how many there were.
+func stopOrphans(sup int, grace, within time.Duration) int {
 	self := os.Getpid()
+	cg := cgroupFor(sup)
+	defer os.Remove(cg) // once empty
 	first := descendants(self)
 	if len(first) == 0 {
+		killCgroup(cg) // whatever is left there
 		reapAll()
 		return 0
 	}
@@ -236,6 +263,7 @@ func stopOrphans(grace, within time.Duration) int {
 			break
 		}
 		if time.Now().After(killAt) {
+			killCgroup(cg)
 			signalAll(left, syscall.SIGKILL)
 		}
 		time.Sleep(20 * time.Millisecond)

@@ -291,3 +291,27 @@ func supervisorOf(t *testing.T, pid int) int {
 	t.Fatalf("no supervisor under dlock %d", pid)
 	return 0
 }
+
+func TestJobSupervisorKilled(t *testing.T) {
+	t.Parallel()
+	lock := filepath.Join(t.TempDir(), "lock")
+	p, procs, recorded := startJobRun(t, lock, "-timeout", "30", "-grace", "1")
+	next := nextHolder(t, lock, recorded)
+	// The supervisor, which holds the lock, SIGKILLed: its orphans go to
+	// the front process, which stops them; the lock is free at once for
+	// this host meanwhile (the window that -pidns closes).
+	sup := supervisorOf(t, p.cmd.Process.Pid)
+	start := time.Now()
+	syscall.Kill(sup, syscall.SIGKILL)
+	code := next.wait(t, 30*time.Second)
+	t.Logf("without -pidns, next holder's COMMAND %s after the supervisor's SIGKILL: exit %d: %s",
+		time.Since(start).Round(time.Millisecond), code, strings.TrimSpace(next.stdout.String()))
+	if code := p.wait(t, 20*time.Second); code != 128+int(syscall.SIGKILL) {
+		t.Errorf("front: exit %d, want the supervisor's 137; stderr:\n%s", code, p.stderr)
+	}
+	for _, q := range procs {
+		if procStart(q.pid) == q.start {
+			t.Errorf("job process %d outlived both dlock processes", q.pid)
+		}
+	}
+}

@@ -35,9 +35,11 @@ the job: when COMMAND exits, dlock keeps the lock (and refreshes it) until
 the job's last process has exited. With -stop-leftovers, dlock instead stops
 what is left of the job when COMMAND exits (SIGTERM, SIGKILL after -grace),
 then releases. On Linux, a supervising dlock process holds the lock and is
-the job's child subreaper, so it sees every process of the job; with
--pidns the job gets a pid namespace of its own. Elsewhere the job is
-COMMAND's process group. -v says which.
+the job's child subreaper, so it sees every process of the job (and, as
+root, puts the job in a cgroup of its own); with -pidns the job gets a pid
+namespace of its own, whose init is the supervisor: the only way to have
+the job die with the holder even when the holder itself is SIGKILLed.
+Elsewhere the job is COMMAND's process group. -v says which.
 
 Stopping the job: when the lock is lost, when dlock gets SIGINT, SIGTERM or
 SIGHUP, and when the dlock process you started dies (even by SIGKILL), every
