@@ -280,6 +280,29 @@ func TestJobPidNamespace(t *testing.T) {
 	expectAllGone(t, next, start)
 }
 
+func TestJobPidNamespaceUnprivileged(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("run as root, to run dlock as another user")
+	}
+	const nobody = 65534
+	if err := exec.Command("setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", "unshare", "-Upr", "--fork", "true").Run(); err != nil {
+		t.Skipf("no unprivileged user namespaces here: %v", err)
+	}
+	dir := t.TempDir()
+	os.Chmod(dir, 0o777)
+	os.Chmod(filepath.Dir(dir), 0o755)
+	os.Chmod(filepath.Dir(dlockBin(t)), 0o755)
+	cmd := exec.Command(dlockBin(t), "run", "-v", "-pidns", filepath.Join(dir, "lock"), "--", "sh", "-c", "id -u; id -g")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil || string(out) != "65534\n65534\n" || !strings.Contains(stderr.String(), "pid namespace") {
+		t.Fatalf("-pidns as uid %d: %v, stdout %q, stderr:\n%s", nobody, err, out, stderr.String())
+	}
+}
+
 // supervisorOf is the supervising child of the front process pid.
 func supervisorOf(t *testing.T, pid int) int {
 	t.Helper()
