@@ -203,8 +203,13 @@ func breakCmd(args []string, stdout, stderr io.Writer) int {
 		}
 		before, err = brk(true)
 	}
-	if holds && err == nil && before.Held && !before.Dead && !before.Stale {
-		waitBrokenHolder(l, before, stdout)
+	if holds && err == nil {
+		if before.Held && !before.Dead && !before.Stale {
+			waitBrokenHolder(before, stdout)
+		}
+		if uerr := l.Unlock(); uerr != nil && !errors.Is(uerr, dlock.ErrNotHeld) {
+			err = uerr
+		}
 	}
 	switch {
 	case errors.Is(err, dlock.ErrBusy) && before.Held && !*force:
@@ -242,12 +247,12 @@ type breakHolder interface {
 	BreakHold(force bool) (dlock.Status, error)
 }
 
-// waitBrokenHolder holds the lock just taken from a live holder until that
-// holder has had the time to notice and stop: until its process is gone
-// (on this host) or its TIMEOUT has passed, by which time its deadline
-// has told it to stop, and only then releases the lock. So the next
-// holder does not start while the broken holder's job still runs.
-func waitBrokenHolder(l *dlock.Lock, before dlock.Status, stdout io.Writer) {
+// waitBrokenHolder waits, while the lock just taken from a live holder is
+// held, until that holder has had the time to notice and stop: until its
+// process is gone (on this host) or its TIMEOUT has passed, by which time
+// its deadline has told it to stop. Released only then, the lock does not
+// pass to the next holder while the broken holder's job still runs.
+func waitBrokenHolder(before dlock.Status, stdout io.Writer) {
 	h := before.Holder
 	fmt.Fprintf(stdout, "%s: holding the lock until its broken holder (pid %d on host %s) has stopped, at most its TIMEOUT %s\n", before.Path, h.PID, h.Host, h.Timeout)
 	host, _ := os.Hostname()
@@ -261,5 +266,4 @@ func waitBrokenHolder(l *dlock.Lock, before dlock.Status, stdout io.Writer) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	l.Unlock()
 }
