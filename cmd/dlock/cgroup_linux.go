@@ -29,37 +29,34 @@ type jobCgroup struct {
 // cgroupFor is the path of the job cgroup of supervisor pid, in the
 // caller's cgroup v2 (the front and the supervisor share it).
 func cgroupFor(pid int) string {
-	mnt := cgroup2Mount()
+	mnt := firstLine("/proc/self/mountinfo", func(line string) (string, bool) {
+		// ... mount-point ... - fstype source options
+		pre, post, ok := strings.Cut(line, " - ")
+		if fields := strings.Fields(pre); ok && len(fields) >= 5 && strings.HasPrefix(post, "cgroup2 ") {
+			return fields[4], true
+		}
+		return "", false
+	})
 	if mnt == "" {
 		return ""
 	}
-	f, err := os.Open("/proc/self/cgroup")
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "0::"); ok {
-			return filepath.Join(mnt, rest, "dlock-run-"+strconv.Itoa(pid))
-		}
-	}
-	return ""
+	return firstLine("/proc/self/cgroup", func(line string) (string, bool) {
+		rest, ok := strings.CutPrefix(line, "0::")
+		return filepath.Join(mnt, rest, "dlock-run-"+strconv.Itoa(pid)), ok
+	})
 }
 
-// cgroup2Mount is where the cgroup v2 hierarchy is mounted, or "".
-func cgroup2Mount() string {
-	f, err := os.Open("/proc/self/mountinfo")
+// firstLine is what match makes of the first line of file it accepts, or "".
+func firstLine(file string, match func(string) (string, bool)) string {
+	f, err := os.Open(file)
 	if err != nil {
 		return ""
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		// ... mount-point ... - fstype source options
-		pre, post, ok := strings.Cut(sc.Text(), " - ")
-		if fields := strings.Fields(pre); ok && len(fields) >= 5 && strings.HasPrefix(post, "cgroup2 ") {
-			return fields[4]
+		if v, ok := match(sc.Text()); ok {
+			return v
 		}
 	}
 	return ""
