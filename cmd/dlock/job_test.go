@@ -338,3 +338,56 @@ func TestJobSupervisorKilled(t *testing.T) {
 		}
 	}
 }
+
+// TestJobDeadline freezes the holder's view of the lock (a read-only bind
+// mount in its own mount namespace: every refresh fails, as on a dead
+// mount) while a waiter sees the real directory: the holder is told at its
+// deadline, MARGIN = grace + slack before TIMEOUT, and its job must be dead
+// before the waiter takes the lock over.
+func TestJobDeadline(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for a mount namespace")
+	}
+	if _, err := exec.LookPath("nsenter"); err != nil {
+		t.Skip("needs unshare and nsenter (util-linux)")
+	}
+	dir := t.TempDir()
+	real, view := filepath.Join(dir, "real"), filepath.Join(dir, "view")
+	os.Mkdir(real, 0o755)
+	os.Mkdir(view, 0o755)
+	pids, ready, recorded := filepath.Join(dir, "pids"), filepath.Join(dir, "ready"), filepath.Join(dir, "recorded")
+	os.WriteFile(pids, nil, 0o644)
+	p := &proc{cmd: exec.Command("unshare", "-m", "--propagation", "private", "sh", "-c",
+		`mount --bind "$1" "$2" && exec "$3" run -v -timeout 3 -grace 0.5 "$2/lock" -- sh -c "$4"`, "sh", real, view, dlockBin(t), jobScript),
+		stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
+	p.cmd.Env = append(os.Environ(), "PIDS="+pids, "READY="+ready)
+	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.cmd.Wait(); p.code = exitStatus(p.cmd.ProcessState); close(p.done) }()
+	t.Cleanup(func() { p.cmd.Process.Kill(); <-p.done })
+	recordJob(t, pids, ready, recorded)
+	next := nextHolder(t, filepath.Join(real, "lock"), recorded)
+	frozen := time.Now()
+	if out, err := exec.Command("nsenter", "-t", strconv.Itoa(p.cmd.Process.Pid), "-m", "mount", "-o", "remount,bind,ro", view).CombinedOutput(); err != nil {
+		t.Fatalf("making the holder's view read-only: %v %s", err, out)
+	}
+	code := p.wait(t, 30*time.Second)
+	told := -1 * time.Second
+	for _, line := range strings.Split(p.stderr.String(), "\n") {
+		if strings.Contains(line, "stopping the job") && strings.Contains(line, "lost the lock") {
+			if i := strings.Index(line, "time="); i >= 0 {
+				if at, err := time.Parse(time.RFC3339Nano, strings.Fields(line[i+5:])[0]); err == nil {
+					told = at.Sub(frozen)
+				}
+			}
+		}
+	}
+	expectAllGone(t, next, frozen)
+	t.Logf("holder frozen at 0; told (stopping its job) at %s; holder exit %d; TIMEOUT 3s, MARGIN 0.8s", told.Round(time.Millisecond), code)
+	if code != exitLost {
+		t.Errorf("holder whose refreshes failed: exit %d, want %d; stderr:\n%s", code, exitLost, p.stderr)
+	}
+}
