@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/lockdir/dlock"
@@ -33,11 +35,18 @@ With -json, prints one JSON object per PATH, one per line (JSON Lines):
     entry                    the raw state entry name
   error            present only when PATH could not be read (not a lock, corrupt, ...)
 
-Exit status: 0; 1 if any PATH is not a lock or could not be read (it is
-reported on stderr, after the others); 2 for a usage error.
+Exit status, for scripts to branch on (with several PATHs, the first that
+applies):
+  4  a PATH is not a lock directory (a file, another directory) or is corrupt
+  1  a PATH could not be read (permission denied, I/O error)
+  3  a PATH is held (by a live holder, or a stale one: see "stale")
+  0  every PATH is free (a missing directory is a free lock)
+  2  a usage error
+Errors are reported on stderr, after the others.
 
 Examples:
   dlock status /var/lock/backup.lock
+  dlock status -q /var/lock/backup.lock; case $? in 0) echo free;; 3) echo held;; *) echo "not a lock";; esac
   dlock status -json /shared/locks/* | jq -r 'select(.held) | "\(.path) \(.holder.host) \(.holder.pid)"'
 `
 
@@ -45,8 +54,12 @@ const breakHelp = `Frees the lock at PATH if its holder is gone (a process on th
 longer exists) or stale (it has not refreshed the lock for its TIMEOUT), and
 says what it did. A fresh lock is left alone (exit 75) unless -force is given:
 then its holder finds out at its next refresh that it lost the lock (a
-"dlock run" holder stops its COMMAND and exits 76). Breaking reclaims and then
+"dlock run" holder stops its job and exits 76). Breaking reclaims and then
 releases the lock, so fences keep rising; the directory is never deleted.
+Where the library can keep a broken lock held (Lock.BreakHold), -force holds
+it until the broken holder has stopped (its process is gone, on this host,
+or its TIMEOUT has passed), so that its job is dead before the next holder
+starts; otherwise the lock is free at once.
 
 Exit status: 0 when the lock is free now (broken, or it was free already);
 75 when a fresh lock was not broken; 1 for another error; 2 for a usage error.
@@ -100,8 +113,9 @@ func toJSON(s dlock.Status) jsonStatus {
 }
 
 func statusCmd(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("status", "[-json] PATH...", statusHelp, stderr)
+	fs := newFlags("status", "[-json|-q] PATH...", statusHelp, stderr)
 	asJSON := fs.Bool("json", false, "print JSON, one object per PATH and line")
+	quiet := fs.Bool("q", false, "print nothing on stdout: only the exit status tells")
 	if code, stop := parseFlags(fs, args); stop {
 		return code
 	}
@@ -109,13 +123,17 @@ func statusCmd(args []string, stdout, stderr io.Writer) int {
 		return usageError(fs, "missing PATH")
 	}
 	var failed []error
+	held, notLock := false, false
 	enc := json.NewEncoder(stdout)
 	for _, path := range fs.Args() {
 		s, err := dlock.Inspect(path)
 		if err != nil {
-			failed = append(failed, err)
+			failed = append(failed, fmt.Errorf("%s", explain(err, path)))
+			notLock = notLock || errors.Is(err, dlock.ErrNotLock) || errors.Is(err, dlock.ErrCorrupt)
 		}
+		held = held || err == nil && s.Held
 		switch {
+		case *quiet:
 		case *asJSON:
 			j := toJSON(s)
 			if j.Path == "" {
@@ -135,8 +153,13 @@ func statusCmd(args []string, stdout, stderr io.Writer) int {
 	for _, err := range failed {
 		fmt.Fprintf(stderr, "%v\n", err)
 	}
-	if len(failed) > 0 {
+	switch {
+	case notLock:
+		return exitNotLock
+	case len(failed) > 0:
 		return exitError
+	case held:
+		return exitHeld
 	}
 	return 0
 }
@@ -154,12 +177,17 @@ func breakCmd(args []string, stdout, stderr io.Writer) int {
 	default:
 		return usageError(fs, "one PATH at a time (got %d)", fs.NArg())
 	}
-	l, err := dlock.New(fs.Arg(0))
+	path := fs.Arg(0)
+	l, err := dlock.New(path)
 	if err != nil {
-		fmt.Fprintf(stderr, "%v\n", err)
+		fmt.Fprintln(stderr, explain(err, path))
 		return exitError
 	}
-	before, err := l.Break(*force)
+	brk, holds := l.Break, false
+	if bh, ok := any(l).(breakHolder); ok && *force {
+		brk, holds = bh.BreakHold, true
+	}
+	before, err := brk(*force)
 	// Break compares the holder's state entry between two reads, and a
 	// live holder renames its entry at every refresh: a forced break can
 	// fail with ErrBusy although the holder is the same. Try again while
@@ -173,14 +201,25 @@ func breakCmd(args []string, stdout, stderr io.Writer) int {
 		if serr != nil || now.Holder.Token != before.Holder.Token {
 			break
 		}
-		before, err = l.Break(true)
+		before, err = brk(true)
+	}
+	if holds && err == nil {
+		if before.Held && !before.Dead && !before.Stale {
+			waitBrokenHolder(before, stdout)
+		}
+		if uerr := l.Unlock(); uerr != nil && !errors.Is(uerr, dlock.ErrNotHeld) {
+			err = uerr
+		}
 	}
 	switch {
+	case errors.Is(err, dlock.ErrBusy) && before.Held && !*force:
+		say(stderr, "not breaking %s: it is %s, TIMEOUT %s; use -force to break a live lock", path, describeHolder(before.Holder, before.Age), before.Holder.Timeout)
+		return exitBusy
 	case errors.Is(err, dlock.ErrBusy):
-		fmt.Fprintf(stderr, "%v\n", err)
+		fmt.Fprintln(stderr, strings.ReplaceAll(explain(err, path), "use force", "use -force"))
 		return exitBusy
 	case err != nil:
-		fmt.Fprintf(stderr, "%v\n", err)
+		fmt.Fprintln(stderr, explain(err, path))
 		return exitError
 	case !before.Exists:
 		fmt.Fprintf(stdout, "%s: free (no lock directory): nothing to break\n", before.Path)
@@ -199,4 +238,32 @@ func breakCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "%s: broke the lock %s (%s); it is free now\n", before.Path, describeHolder(before.Holder, before.Age), why)
 	}
 	return 0
+}
+
+// breakHolder is a lock whose forced break keeps the lock it reclaimed
+// held, until Unlock: a library hook (BreakHold) that this command uses
+// where the library has it.
+type breakHolder interface {
+	BreakHold(force bool) (dlock.Status, error)
+}
+
+// waitBrokenHolder waits, while the lock just taken from a live holder is
+// held, until that holder has had the time to notice and stop: until its
+// process is gone (on this host) or its TIMEOUT has passed, by which time
+// its deadline has told it to stop. Released only then, the lock does not
+// pass to the next holder while the broken holder's job still runs.
+func waitBrokenHolder(before dlock.Status, stdout io.Writer) {
+	h := before.Holder
+	fmt.Fprintf(stdout, "%s: holding the lock until its broken holder (pid %d on host %s) has stopped, at most its TIMEOUT %s\n", before.Path, h.PID, h.Host, h.Timeout)
+	host, _ := os.Hostname()
+	// Its process is watched only if it runs here: same host name, and
+	// alive now (a pid of another pid namespace would mean nothing).
+	local := h.Host != "" && strings.HasPrefix(host, h.Host) && processAlive(h.PID)
+	deadline := time.Now().Add(h.Timeout)
+	for time.Now().Before(deadline) {
+		if local && !processAlive(h.PID) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

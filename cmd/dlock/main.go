@@ -3,16 +3,18 @@
 // inspects or breaks such locks.
 //
 //	dlock run [flags] PATH -- COMMAND [ARGS...]
+//	dlock hold [flags] -pid PID PATH
+//	dlock release
 //	dlock status [-json] PATH...
 //	dlock break [-force] PATH
 //	dlock help | version
 //
-// Exit statuses: COMMAND's own status; 1 for an error of dlock's; 2 for a
-// usage error; 75 (EX_TEMPFAIL, -conflict-exit) when the lock was busy
-// for all of PATIENCE; 76 when the lock was lost while COMMAND ran;
+// Exit statuses of run: COMMAND's own status; 1 for an error of dlock's;
+// 2 for a usage error; 75 (EX_TEMPFAIL, -conflict-exit) when the lock was
+// busy for all of PATIENCE; 76 when the lock was lost while the job ran;
 // 126/127 when COMMAND could not be run or found; 128+N when COMMAND died
 // of signal N, or when signal N stopped dlock while it waited for the lock.
-// See README.md beside this file.
+// status: 0 free, 3 held, 4 not a lock. See README.md beside this file.
 package main
 
 import (
@@ -28,6 +30,8 @@ import (
 const (
 	exitError    = 1   // dlock could not do what was asked
 	exitUsage    = 2   // bad command line
+	exitHeld     = 3   // status: a PATH is held
+	exitNotLock  = 4   // status: a PATH is not a lock (or corrupt)
 	exitBusy     = 75  // EX_TEMPFAIL: the lock is held by another (run's default -conflict-exit; break without -force)
 	exitLost     = 76  // the lock was lost while COMMAND ran
 	exitCantExec = 126 // COMMAND was found but could not be started
@@ -37,7 +41,9 @@ const (
 const usage = `dlock: guard a command with a lock that works on shared filesystems
 
 Usage:
-  dlock run [flags] PATH -- COMMAND [ARGS...]   run COMMAND while holding the lock at PATH
+  dlock run [flags] PATH -- COMMAND [ARGS...]   run COMMAND (and all it starts) while holding the lock at PATH
+  dlock hold [flags] -pid PID PATH              hold the lock while process PID lives (the rest of a script)
+  dlock release                                 release what "dlock hold" holds, before the script ends
   dlock status [-json] PATH...                  show whether locks are free or held, and by whom
   dlock break [-force] PATH                     free a lock whose holder is gone or stale
   dlock help [SUBCOMMAND]                       show this help, or a subcommand's
@@ -60,6 +66,14 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case "run":
 		return runCmd(rest, stderr)
+	case "hold":
+		return holdCmd(rest, stdout, stderr)
+	case "release":
+		return releaseCmd(rest, stdout, stderr)
+	case superviseCmd:
+		return superviseMain(rest, stderr)
+	case holderCmd:
+		return holderMain(rest, stderr)
 	case "status":
 		return statusCmd(rest, stdout, stderr)
 	case "break":
@@ -70,7 +84,7 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 	case "help", "-h", "-help", "--help":
 		if len(rest) > 0 {
 			switch rest[0] {
-			case "run", "status", "break":
+			case "run", "hold", "release", "status", "break":
 				return dispatch([]string{rest[0], "-h"}, stdout, stdout)
 			}
 			fmt.Fprintf(stderr, "dlock: no help for %q\n\n%s", rest[0], usage)
@@ -132,6 +146,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (int, bool) {
 
 // usageError reports a bad command line with a pointer to -h.
 func usageError(fs *flag.FlagSet, format string, args ...any) int {
-	fmt.Fprintf(fs.Output(), "%s: %s\nRun '%s -h' for usage.\n", fs.Name(), fmt.Sprintf(format, args...), fs.Name())
+	fmt.Fprintf(fs.Output(), "%s: %s\n", fs.Name(), fmt.Sprintf(format, args...))
+	helpers[fs].short()
 	return exitUsage
 }

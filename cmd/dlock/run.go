@@ -17,119 +17,169 @@ import (
 	"github.com/lockdir/dlock"
 )
 
-const runHelp = `Runs COMMAND while holding the lock at PATH, then releases the lock.
-PATH is a directory that dlock creates on first use (its parent must exist);
-put it on the filesystem that every competing process sees: a local disk for
-one host, an NFS/SMB/sshfs mount or a shared volume for many.
+const runHelp = `Runs COMMAND while holding the lock at PATH, and releases the lock once
+COMMAND and every process it started have exited. PATH is a directory that
+dlock creates on first use (its parent must exist); put it on the filesystem
+that every competing process sees: a local disk for one host, an NFS/SMB/sshfs
+mount or a shared volume for many. Flags go before or right after PATH.
+With -c, COMMAND is a shell command line, run by sh -c.
 
 COMMAND gets the environment variables DLOCK_PATH (the lock's absolute path)
 and DLOCK_FENCE (the fencing token, a number that rises on every acquisition:
 hand it to the resource so that it can refuse a late holder's writes).
 
-Signals: SIGINT, SIGTERM and SIGHUP are forwarded to COMMAND, and the lock is
-released once COMMAND exits. (A Ctrl-C typed in a terminal reaches COMMAND
-directly as well, so COMMAND may see it twice.) While dlock is still waiting
-for the lock they cancel the wait: nothing is left behind, exit 128+N.
-If dlock itself dies, even by SIGKILL, Linux kills COMMAND at once (parent
-death signal); on other systems COMMAND keeps running while the lock goes
-stale after TIMEOUT (on Windows COMMAND is killed: it runs in a job object).
+The job. COMMAND and everything it starts (children, "cmd &", nohup, even
+processes that setsid and fork twice) are the job. As with flock(1), whose
+lock lasts while any child holds the descriptor, the lock lasts as long as
+the job: when COMMAND exits, dlock keeps the lock (and refreshes it) until
+the job's last process has exited. With -stop-leftovers, dlock instead stops
+what is left of the job when COMMAND exits (SIGTERM, SIGKILL after -grace),
+then releases. On Linux, a supervising dlock process holds the lock and is
+the job's child subreaper, so it sees every process of the job (and, as
+root, puts the job in a cgroup of its own); with -pidns the job gets a pid
+namespace of its own, whose init is the supervisor: the only way to have
+the job die with the holder even when the holder itself is SIGKILLed.
+Elsewhere the job is COMMAND's process group. -v says which.
 
-If the lock is lost while COMMAND runs (another process reclaimed it after
-dlock failed to refresh it for TIMEOUT, or it was broken or removed; dlock
-notices within TIMEOUT/3), dlock says so, sends COMMAND SIGTERM, then SIGKILL
-after -grace, and exits 76.
+Stopping the job: when the lock is lost, when dlock gets SIGINT, SIGTERM or
+SIGHUP, and when the dlock process you started dies (even by SIGKILL), every
+process of the job gets the signal (SIGTERM when the lock is lost or dlock
+died), then SIGKILL after -grace, and only then is the lock released. While
+dlock still waits for the lock, a signal cancels the wait: exit 128+N.
+
+-grace and TIMEOUT. A holder that cannot refresh its lock is told it lost it
+at its deadline, MARGIN before any other process may take it over (TIMEOUT
+after its last refresh). dlock sets MARGIN to -grace plus a reaction slack of
+TIMEOUT/10 (at least 100ms), so that the job is dead before a successor can
+start. -grace defaults to TIMEOUT/5 (2s for the default 10s); the refresh
+period is TIMEOUT/3, and -grace + slack + TIMEOUT/3 must stay below TIMEOUT:
+a longer -grace needs a longer -timeout.
 
 Exit status:
   COMMAND's status    COMMAND ran (128+N if it died of signal N)
-  75                  the lock was busy for all of PATIENCE (-conflict-exit)
-  76                  the lock was lost while COMMAND ran
+  75                  the lock was busy for all of PATIENCE (-conflict-exit, -E)
+  76                  the lock was lost while the job ran
   126, 127            COMMAND could not be started, or was not found
   128+N               signal N (INT 130, TERM 143, HUP 129) cancelled the wait
   1, 2                another error; a usage error
 
 Examples:
   # cron: run the backup unless the last one still runs (quietly skip then)
-  dlock run -q -patience 0 /var/lock/backup.lock -- /usr/local/bin/backup
+  dlock run -q -n /var/lock/backup.lock -- /usr/local/bin/backup
 
   # every replica runs this; one migrates, the others wait, then find nothing to do
-  dlock run -timeout 30s /shared/locks/migrate -- ./migrate up
+  dlock run -timeout 30 /shared/locks/migrate -- ./migrate up
 
   # wait at most 5 minutes, then give up with status 1 instead of 75
-  dlock run -patience 5m -conflict-exit 1 /mnt/nfs/locks/report -- make report
+  dlock run -w 300 -E 1 /mnt/nfs/locks/report -- make report
+
+  # many readers or one writer; at most 4 at once
+  dlock run -s /shared/locks/db -- ./report
+  dlock run -x /shared/locks/db -- ./migrate
+  dlock run -slots 4 /shared/locks/encoders -c 'ffmpeg -i "$IN" "$OUT"'
 
   # the command can pass the fencing token on
-  dlock run /shared/locks/db -- sh -c 'psql -v fence="$DLOCK_FENCE" -f job.sql'
+  dlock run /shared/locks/db -c 'psql -v fence="$DLOCK_FENCE" -f job.sql'
 `
 
-// patienceFlag is PATIENCE: a duration, or "forever" (any negative value).
-type patienceFlag time.Duration
-
-func (p *patienceFlag) String() string {
-	if *p < 0 {
-		return "forever"
-	}
-	return time.Duration(*p).String()
+// runConfig is a parsed "dlock run" command line.
+type runConfig struct {
+	lockFlags
+	grace          time.Duration
+	graceSet       bool
+	stopLeftovers  bool
+	pidns          bool
+	shellCmd       string
+	shellCmdSet    bool
+	path           string
+	argv           []string
+	prog           string // argv[0] found in PATH
+	margin         time.Duration
+	refresh        time.Duration
+	interactiveTTY bool // set by the front process: give the job the terminal
 }
 
-func (p *patienceFlag) Set(s string) error {
-	if s == "forever" || s == "inf" {
-		*p = -1
+// reactionSlack is what dlock adds to -grace for MARGIN: the time from the
+// deadline to the job's last process being gone, beyond the grace itself:
+// waking up, listing the job and signalling it (milliseconds), the kernel
+// finishing SIGKILLed processes (milliseconds, unless one is stuck in a
+// hung filesystem, which nothing can stop), and the drift between two
+// hosts' clock rates over TIMEOUT (parts per million). TIMEOUT/10 leaves a
+// loaded machine two orders of magnitude to spare; 100ms is the floor for
+// short TIMEOUTs.
+func reactionSlack(timeout time.Duration) time.Duration {
+	return max(timeout/10, 100*time.Millisecond)
+}
+
+// minTimeout is the shortest TIMEOUT (rounded up to 100ms) that leaves
+// room for grace: grace + reactionSlack(T) + T/3 < T.
+func minTimeout(grace time.Duration) time.Duration {
+	t := (grace + 100*time.Millisecond) * 3 / 2 // slack 100ms: T < 1s
+	if t >= time.Second {
+		t = grace * 30 / 17 // slack T/10
+	}
+	return (t/(100*time.Millisecond) + 1) * 100 * time.Millisecond
+}
+
+// parseRun parses and checks a "dlock run" command line.
+func parseRun(args []string, stderr io.Writer) (*runConfig, int, bool) {
+	fs := newFlags("run", "[flags] PATH [flags] -- COMMAND [ARGS...] | -c 'SHELL COMMAND'", runHelp, stderr)
+	c := &runConfig{}
+	c.lockFlags.register(fs)
+	fs.Var(secondsFlag{d: &c.grace, set: &c.graceSet}, "grace", "`seconds` the job gets between SIGTERM and SIGKILL when it is stopped (default TIMEOUT/5)")
+	fs.BoolVar(&c.stopLeftovers, "stop-leftovers", false, "when COMMAND exits, stop what is left of the job (SIGTERM, SIGKILL after -grace) and release, instead of holding the lock until it exits")
+	fs.BoolVar(&c.pidns, "pidns", false, "Linux: run the job in a pid namespace of its own, whose end the kernel makes the end of every process in it (root, or unprivileged user namespaces)")
+	fs.Func("c", "`shell command`: run it with sh -c instead of COMMAND [ARGS...], as flock -c", func(s string) error {
+		c.shellCmd, c.shellCmdSet = s, true
 		return nil
+	})
+	rest, code, stop := parseInterspersed(fs, args)
+	if stop {
+		return nil, code, true
 	}
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		return errors.New(`want a duration such as 0, 30s or 5m, or "forever"`)
+	if msg := c.lockFlags.check(); msg != "" {
+		return nil, usageError(fs, "%s", msg), true
 	}
-	*p = patienceFlag(max(d, -1))
-	return nil
+	if !c.graceSet {
+		c.grace = c.timeout / 5
+	}
+	c.refresh = c.timeout / 3
+	c.margin = c.grace + reactionSlack(c.timeout)
+	switch {
+	case len(rest) == 0:
+		return nil, usageError(fs, "missing PATH and COMMAND"), true
+	case c.grace < 0:
+		return nil, usageError(fs, "-grace %v: must not be negative", c.grace), true
+	case c.margin+c.refresh >= c.timeout:
+		// Longest grace that fits, and shortest TIMEOUT for this grace:
+		// grace + max(T/10, 100ms) + T/3 < T.
+		fit := c.timeout - c.refresh - reactionSlack(c.timeout)
+		hint := fmt.Sprintf("give -timeout %s or more", minTimeout(c.grace))
+		if fit > 0 {
+			hint = fmt.Sprintf("give -grace below %s, or -timeout %s or more", fit.Round(time.Millisecond), minTimeout(c.grace))
+		}
+		return nil, usageError(fs, "-grace %v with -timeout %v cannot work: the job must be stopped within MARGIN = grace + reaction slack %v, and MARGIN + the refresh period %v must be shorter than TIMEOUT; %s",
+			c.grace, c.timeout, reactionSlack(c.timeout), c.refresh.Round(time.Millisecond), hint), true
+	}
+	c.path, c.argv = rest[0], rest[1:]
+	switch {
+	case c.shellCmdSet && len(c.argv) > 0:
+		return nil, usageError(fs, "-c and COMMAND %q: give one", c.argv[0]), true
+	case c.shellCmdSet:
+		c.argv = []string{"sh", "-c", c.shellCmd}
+	case len(c.argv) == 0:
+		return nil, usageError(fs, "missing COMMAND after PATH %s", c.path), true
+	}
+	return c, 0, false
 }
 
 func runCmd(args []string, stderr io.Writer) int {
-	fs := newFlags("run", "[flags] PATH -- COMMAND [ARGS...]", runHelp, stderr)
-	timeout := fs.Duration("timeout", dlock.DefaultTimeout, "`TIMEOUT`: a lock not refreshed this long is stale and may be reclaimed by another")
-	patience := patienceFlag(-1)
-	fs.Var(&patience, "patience", "`PATIENCE`: how long to wait for a busy lock before giving up: 0 means one attempt, \"forever\" no limit")
-	poll := fs.Duration("poll", dlock.DefaultPollInterval, "how often to look at a busy lock (bounds the hand-off delay on network filesystems)")
-	conflictExit := fs.Int("conflict-exit", exitBusy, "exit `status` when the lock stayed busy for all of PATIENCE")
-	grace := fs.Duration("grace", 5*time.Second, "after losing the lock, how long COMMAND gets between SIGTERM and SIGKILL")
-	quiet := fs.Bool("q", false, "quiet: say nothing when the lock is busy")
-	verbose := fs.Bool("v", false, "verbose: log waiting, acquiring, releasing and signals to stderr")
-	if code, stop := parseFlags(fs, args); stop {
+	c, code, stop := parseRun(args, stderr)
+	if stop {
 		return code
 	}
-	rest := fs.Args()
-	switch {
-	case len(rest) == 0:
-		return usageError(fs, "missing PATH and COMMAND")
-	case *timeout <= 0:
-		return usageError(fs, "-timeout %v: must be positive", *timeout)
-	case *poll <= 0:
-		return usageError(fs, "-poll %v: must be positive", *poll)
-	case *grace < 0:
-		return usageError(fs, "-grace %v: must not be negative", *grace)
-	case *conflictExit < 0 || *conflictExit > 255:
-		return usageError(fs, "-conflict-exit %d: must be 0 to 255", *conflictExit)
-	}
-	path, argv := rest[0], rest[1:]
-	if len(argv) > 0 && argv[0] == "--" {
-		argv = argv[1:]
-	}
-	if len(argv) == 0 {
-		return usageError(fs, "missing COMMAND after PATH %s (flags go before PATH)", path)
-	}
-
-	var log *slog.Logger
-	if *verbose {
-		log = slog.New(slog.NewTextHandler(stderr, nil))
-	}
-	logf := func(msg string, args ...any) {
-		if log != nil {
-			log.Info("dlock run: "+msg, args...)
-		}
-	}
-
 	// Find COMMAND before waiting for the lock: no use queueing for a typo.
-	prog, err := exec.LookPath(argv[0])
+	prog, err := exec.LookPath(c.argv[0])
 	if err != nil && !errors.Is(err, exec.ErrDot) {
 		fmt.Fprintf(stderr, "dlock: %v\n", err)
 		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, iofs.ErrNotExist) {
@@ -137,14 +187,54 @@ func runCmd(args []string, stderr io.Writer) int {
 		}
 		return exitCantExec
 	}
+	c.prog = prog
+	return runFront(c, args, stderr)
+}
 
-	opts := []dlock.Option{dlock.WithTimeout(*timeout), dlock.WithPatience(time.Duration(patience)), dlock.WithPollInterval(*poll)}
-	if log != nil {
-		opts = append(opts, dlock.WithLogger(log))
+// superviseCmd is the hidden subcommand of the supervising process that
+// the front process (the one the user started) runs on unix systems.
+const superviseCmd = "__supervise"
+
+// superviseMain is the supervising process: args are "fg" or "bg" (whether
+// the job gets the terminal), then the user's "dlock run" arguments.
+func superviseMain(args []string, stderr io.Writer) int {
+	if len(args) < 1 {
+		return exitUsage
 	}
-	l, err := dlock.New(path, opts...)
+	c, code, stop := parseRun(args[1:], stderr)
+	if stop {
+		return code
+	}
+	c.interactiveTTY = args[0] == "fg"
+	prog, err := exec.LookPath(c.argv[0])
+	if err != nil && !errors.Is(err, exec.ErrDot) {
+		fmt.Fprintf(stderr, "dlock: %v\n", err)
+		return exitNotFound
+	}
+	c.prog = prog
+	return supervise(c, frontGone(), stderr)
+}
+
+// supervise takes the lock, runs the job and stops it when it must, and
+// releases the lock once the job's last process has exited. frontDied is
+// closed when the process the user started has died (nil: it is this one).
+func supervise(c *runConfig, frontDied <-chan struct{}, stderr io.Writer) int {
+	var log *slog.Logger
+	if c.verbose {
+		log = slog.New(slog.NewTextHandler(stderr, nil))
+	}
+	logf := func(msg string, args ...any) {
+		if log != nil {
+			log.Info("dlock run: "+msg, args...)
+		}
+	}
+	extra := []dlock.Option{dlock.WithMargin(c.margin)}
+	if log != nil {
+		extra = append(extra, dlock.WithLogger(log))
+	}
+	l, abs, err := c.open(c.path, extra...)
 	if err != nil {
-		fmt.Fprintf(stderr, "%v\n", err)
+		fmt.Fprintln(stderr, explain(err, c.path))
 		return exitError
 	}
 
@@ -152,91 +242,135 @@ func runCmd(args []string, stderr io.Writer) int {
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 
-	// Wait for the lock; a signal cancels the wait.
+	// Wait for the lock; a signal, or the death of the front process,
+	// cancels the wait.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	locked := make(chan error, 1)
-	logf("locking", "path", l.Path(), "patience", patience.String())
+	logf("locking", "path", abs, "kind", c.kind(), "patience", patienceFlag{d: &c.patience}.String(),
+		"timeout", c.timeout, "grace", c.grace, "margin", c.margin)
 	go func() { locked <- l.Lock(ctx) }()
-	select {
-	case err = <-locked:
-	case sig := <-sigs:
-		logf("signal while waiting for the lock: giving up", "signal", sig)
+	gaveUp := func(why string, status int) int {
+		logf(why + ": giving up the wait")
 		cancel()
 		if err := <-locked; err == nil { // acquired as we cancelled
 			if err := l.Unlock(); err != nil {
-				fmt.Fprintf(stderr, "%v\n", err)
+				fmt.Fprintln(stderr, explain(err, c.path))
 			}
 		}
-		return 128 + signum(sig)
+		return status
+	}
+	select {
+	case err = <-locked:
+	case sig := <-sigs:
+		return gaveUp("signal "+sig.String(), 128+signum(sig))
+	case <-frontDied:
+		return gaveUp("the dlock process that started this one died", exitError)
 	}
 	var busy *dlock.BusyError
 	switch {
 	case errors.As(err, &busy):
-		if !*quiet {
-			fmt.Fprintf(stderr, "dlock: %s is busy: %s; gave up after %s\n", busy.Path, describeHolder(busy.Holder, busy.Age), busy.Waited.Round(time.Millisecond))
+		if !c.quiet {
+			say(stderr, "%s is busy: %s; gave up after %s", c.path, describeHolder(busy.Holder, busy.Age), busy.Waited.Round(time.Millisecond))
 		}
-		return *conflictExit
+		return c.conflictExit
 	case err != nil:
-		fmt.Fprintf(stderr, "%v\n", err)
+		fmt.Fprintln(stderr, explain(err, c.path))
 		return exitError
 	}
 
-	// Holding the lock: run COMMAND.
-	cmd := exec.Command(prog, argv[1:]...)
-	cmd.Args[0] = argv[0]
+	// Holding the lock: run the job.
+	name := c.argv[0]
+	cmd := exec.Command(c.prog, c.argv[1:]...)
+	cmd.Args[0] = name
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.Env = append(os.Environ(), "DLOCK_PATH="+l.Path(), "DLOCK_FENCE="+strconv.FormatUint(l.Fence(), 10))
-	waited, err := startChild(cmd)
+	cmd.Env = append(os.Environ(), "DLOCK_PATH="+abs, "DLOCK_FENCE="+strconv.FormatUint(l.Fence(), 10))
+	j, err := startJob(cmd, c)
 	if err != nil {
-		fmt.Fprintf(stderr, "dlock: starting %s: %v\n", argv[0], err)
+		fmt.Fprintf(stderr, "dlock: starting %s: %v\n", name, err)
 		if err := l.Unlock(); err != nil {
-			fmt.Fprintf(stderr, "%v\n", err)
+			fmt.Fprintln(stderr, explain(err, c.path))
 		}
 		return exitCantExec
 	}
-	logf("started command", "pid", cmd.Process.Pid, "fence", l.Fence())
+	logf("started command", "pid", cmd.Process.Pid, "fence", l.Fence(), "job", j.mechanism())
 
 	lost := l.Lost()
 	wasLost := false
+	status := -1
+	cmdExit, gone := j.commandExit(), j.gone()
 	var kill <-chan time.Time
+	var rekill *time.Ticker
+	var rekillC <-chan time.Time
+	stopping := false
+	stop := func(sig syscall.Signal, why string) {
+		if stopping {
+			return
+		}
+		stopping = true
+		if pids := j.pids(); len(pids) > 0 || status < 0 {
+			logf("stopping the job", "why", why, "signal", sig, "processes", pids, "grace", c.grace)
+		}
+		j.signal(sig)
+		kill = time.After(c.grace)
+	}
 loop:
 	for {
 		select {
 		case sig := <-sigs:
-			logf("forwarding signal", "signal", sig, "pid", cmd.Process.Pid)
-			if err := forward(cmd.Process, sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
-				fmt.Fprintf(stderr, "dlock: forwarding %v to %s: %v\n", sig, argv[0], err)
-			}
+			s, _ := sig.(syscall.Signal)
+			stop(s, "dlock got "+sig.String())
+		case <-frontDied:
+			frontDied = nil
+			stop(syscall.SIGTERM, "the dlock process that started this one died")
 		case <-lost:
 			lost, wasLost = nil, true
-			fmt.Fprintf(stderr, "dlock: lost the lock %s while %s (pid %d) ran: stopping it (SIGTERM, SIGKILL after %s)\n",
-				l.Path(), argv[0], cmd.Process.Pid, *grace)
-			if err := forward(cmd.Process, syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
-				fmt.Fprintf(stderr, "dlock: stopping %s: %v\n", argv[0], err)
+			say(stderr, "lost the %s %s while %s (pid %d) ran: stopping the job (SIGTERM, SIGKILL after %s)", c.kind(), c.path, name, cmd.Process.Pid, c.grace)
+			stop(syscall.SIGTERM, "lost the lock")
+		case status = <-cmdExit:
+			cmdExit = nil
+			logf("command exited", "status", status)
+			if pids := j.pids(); len(pids) > 0 {
+				if c.stopLeftovers {
+					stop(syscall.SIGTERM, "COMMAND exited (-stop-leftovers)")
+				} else {
+					logf("holding the lock until the rest of the job exits", "processes", pids)
+				}
 			}
-			kill = time.After(*grace)
 		case <-kill:
 			kill = nil
-			fmt.Fprintf(stderr, "dlock: %s (pid %d) still runs %s after SIGTERM: sending SIGKILL\n", argv[0], cmd.Process.Pid, *grace)
-			_ = cmd.Process.Kill()
-		case <-waited:
+			if pids := j.pids(); len(pids) > 0 {
+				say(stderr, "the job of %s still runs %s after it was told to stop (pids %v): sending SIGKILL", name, c.grace, pids)
+			}
+			j.signal(syscall.SIGKILL)
+			// A process forking while it was signalled can leave a child
+			// that the signal missed: kill again until the job is gone.
+			rekill = time.NewTicker(50 * time.Millisecond)
+			rekillC = rekill.C
+		case <-rekillC:
+			j.signal(syscall.SIGKILL)
+		case <-gone:
 			break loop
 		}
 	}
-	status := exitStatus(cmd.ProcessState)
-	logf("command exited", "status", status)
+	if rekill != nil {
+		rekill.Stop()
+	}
+	if status < 0 {
+		status = <-cmdExit
+	}
+	logf("job gone", "status", status)
 
 	err = l.Unlock()
 	switch {
 	case wasLost || errors.Is(err, dlock.ErrLost):
 		if err != nil {
-			fmt.Fprintf(stderr, "%v\n", err)
+			fmt.Fprintln(stderr, explain(err, c.path))
 		}
-		fmt.Fprintf(stderr, "dlock: %s exited with status %d, but the lock was lost while it ran: exit %d\n", argv[0], status, exitLost)
+		say(stderr, "%s exited with status %d, but the lock was lost while the job ran: exit %d", name, status, exitLost)
 		return exitLost
 	case err != nil:
-		fmt.Fprintf(stderr, "%v\n", err)
+		fmt.Fprintln(stderr, explain(err, c.path))
 		if status == 0 {
 			return exitError
 		}

@@ -1,0 +1,118 @@
+//go:build unix
+
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// runFront is the process the user started. It starts the supervising
+// process, which takes the lock, runs the job and holds the lock until the
+// job is gone; this one forwards signals to it and exits with its status.
+//
+// Why two processes: the lock records the pid of the process that holds
+// it, and a waiter on this host takes the lock over at once when that
+// process is gone. If the process that the user (or cron, or a timeout)
+// kills with SIGKILL held the lock, the lock would pass on while the job
+// still ran. The supervisor notices this process's death (a pipe whose
+// other end only this process holds reaches EOF), stops the job, waits
+// for its last process, and only then releases the lock and exits.
+//
+// The supervisor runs in a process group of its own, so that a signal to
+// this process's group (a terminal's Ctrl-C, kill -9 -PGID) does not reach
+// it, and the job in another one. If the supervisor itself dies, the job's
+// processes are handed to this process (a child subreaper too, on
+// Linux), which stops them.
+func runFront(c *runConfig, args []string, stderr io.Writer) int {
+	exe, err := os.Executable()
+	if err != nil {
+		fmt.Fprintf(stderr, "dlock: cannot find its own executable to start the supervisor: %v\n", err)
+		return exitError
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		fmt.Fprintf(stderr, "dlock: %v\n", err)
+		return exitError
+	}
+	defer w.Close()
+	fg := "bg"
+	pgrp, _ := unix.Getpgid(0)
+	if tp, err := unix.IoctlGetInt(0, unix.TIOCGPGRP); err == nil && tp == pgrp {
+		fg = "fg" // in the foreground of a terminal: the job gets it
+	}
+	sup := exec.Command(exe, append([]string{superviseCmd, fg}, args...)...)
+	sup.Stdin, sup.Stdout, sup.Stderr = os.Stdin, os.Stdout, os.Stderr
+	sup.ExtraFiles = []*os.File{r}
+	sup.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if c.pidns {
+		if err := pidnsAttr(sup.SysProcAttr); err != nil {
+			fmt.Fprintf(stderr, "dlock: -pidns: %v\n", err)
+			return exitError
+		}
+	}
+	becomeSubreaper()
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	if err := sup.Start(); err != nil {
+		r.Close()
+		if c.pidns {
+			fmt.Fprintf(stderr, "dlock: -pidns: cannot make a pid namespace here (%v): run without -pidns, or as root, or where unprivileged user namespaces are allowed\n", err)
+		} else {
+			fmt.Fprintf(stderr, "dlock: starting the supervisor %s: %v\n", exe, err)
+		}
+		return exitError
+	}
+	r.Close()
+	// Started: from here on this process stays in the background of the
+	// terminal while the job has it, and takes it back at the end.
+	signal.Ignore(syscall.SIGTTOU)
+	if fg == "fg" {
+		defer unix.IoctlSetPointerInt(0, unix.TIOCSPGRP, pgrp)
+	}
+
+	exited := make(chan int, 1)
+	go func() {
+		sup.Wait()
+		exited <- exitStatus(sup.ProcessState)
+	}()
+	for {
+		select {
+		case sig := <-sigs:
+			if err := sup.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
+				fmt.Fprintf(stderr, "dlock: forwarding %v to the supervisor: %v\n", sig, err)
+			}
+		case status := <-exited:
+			if orphans := stopOrphans(sup.Process.Pid, c.grace, 5*time.Second+c.grace); orphans > 0 {
+				fmt.Fprintf(stderr, "dlock: the supervisor exited (status %d) leaving %d processes of the job: stopped them\n", status, orphans)
+			}
+			return status
+		}
+	}
+}
+
+// frontGone is closed when the front process has died: the pipe it
+// passed as descriptor 3 reaches EOF.
+func frontGone() <-chan struct{} {
+	done := make(chan struct{})
+	syscall.CloseOnExec(3)
+	f := os.NewFile(3, "front")
+	if f == nil {
+		close(done)
+		return done
+	}
+	go func() {
+		io.Copy(io.Discard, f)
+		close(done)
+	}()
+	return done
+}
