@@ -132,6 +132,9 @@ type Lock struct {
 	since  time.Time
 	issued time.Time // when the last successful refresh (or the acquiring rename) was issued
 	fsOKAt time.Time // when unsafeFS last found PATH's filesystem safe
+	// The mode of an empty lock directory made by hand that this Lock
+	// removed: the one it creates in its place keeps it.
+	createPerm fs.FileMode
 
 	lastFree entry // the free entry we released last: tried first
 	// The entry (or picture of the directory) this Lock has been seeing

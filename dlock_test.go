@@ -1791,3 +1791,30 @@ func TestRWLockSharedByGoroutines(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// An empty lock directory made by hand (mkdir -m 0777, for several users)
+// is an unknown holder, removed after TIMEOUT unchanged; the lock made in
+// its place keeps its mode, not the default 0755.
+func TestHandMadeLockDirectoryKeepsItsMode(t *testing.T) {
+	r := newRig(t)
+	if err := os.Mkdir(r.path, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(r.path, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	l := r.lock(WithTimeout(time.Second))
+	done := r.lockAsync(context.Background(), l)
+	r.clk.Add(time.Second)
+	if err := waitFor(t, done, "the lock after TIMEOUT of an empty directory"); err != nil {
+		t.Fatal(err)
+	}
+	defer l.Unlock()
+	fi, err := os.Stat(r.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o777 {
+		t.Fatalf("the lock made in place of a 0777 directory has mode %v, want 0777", fi.Mode().Perm())
+	}
+}

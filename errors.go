@@ -31,7 +31,7 @@ var (
 	// ErrNotLock means something other than a dlock lock directory is at the
 	// path: a regular file, a symlink, or a directory holding files that are
 	// not a lock's. dlock never changes or removes it; waiting will not help.
-	ErrNotLock = errors.New("not a dlock lock directory")
+	ErrNotLock = errors.New("not a lock directory")
 
 	// ErrCorrupt means the lock directory holds more than one state entry,
 	// which dlock never writes, or has shown its waiters' queue and no

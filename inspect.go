@@ -113,7 +113,17 @@ func (l *Lock) status() (Status, error) {
 // directory. It returns the status found before breaking. A fresh lock
 // without force is an error matching ErrBusy; so is an unknown holder (an
 // empty or unreadable lock directory), which only force breaks.
-func (l *Lock) Break(force bool) (Status, error) {
+func (l *Lock) Break(force bool) (Status, error) { return l.breakLock(force, false) }
+
+// BreakHold is Break that keeps the lock it reclaimed: on success with
+// Status.Held, l holds the lock (heartbeating, with its own deadline) as
+// after Lock, until Unlock. A tool that takes a lock from a live holder
+// keeps others out until that holder has noticed and stopped (at its next
+// refresh, at its deadline at the latest). If the lock was free or
+// released meanwhile, l holds nothing.
+func (l *Lock) BreakHold(force bool) (Status, error) { return l.breakLock(force, true) }
+
+func (l *Lock) breakLock(force, hold bool) (Status, error) {
 	if err := l.begin(); err != nil {
 		return Status{}, err
 	}
@@ -162,6 +172,9 @@ func (l *Lock) Break(force bool) (Status, error) {
 		return before, fmt.Errorf("dlock: not breaking %s: %w: another process took it first", l.path, ErrBusy)
 	}
 	l.logWarn("broke lock", "holder", before.Holder.String(), "forced", force)
+	if hold {
+		return before, nil
+	}
 	l.mu.Lock()
 	l.held = false
 	l.timer.Stop()

@@ -128,7 +128,7 @@ func readStateOnce(path string) (st dirState, names string, err error) {
 			if fi.Mode()&fs.ModeSymlink != 0 {
 				what = "a symlink"
 			}
-			return st, "", fmt.Errorf("dlock: %s is %s, not a lock directory: %w", path, what, ErrNotLock)
+			return st, "", fmt.Errorf("dlock: %s is %s: %w", path, what, ErrNotLock)
 		}
 		return st, "", fmt.Errorf("dlock: reading lock %s: %w", path, err)
 	}
@@ -161,7 +161,7 @@ func readStateOnce(path string) (st dirState, names string, err error) {
 // may be a listing that raced a rename: callers look again.)
 func (st dirState) check(path string) error {
 	if st.entries == 0 && len(st.foreign) > 0 {
-		return fmt.Errorf("dlock: %s is a directory holding %q, not a lock directory: %w", path, st.foreign, ErrNotLock)
+		return fmt.Errorf("dlock: %s is a directory holding %q: %w", path, st.foreign, ErrNotLock)
 	}
 	return nil
 }
@@ -237,7 +237,16 @@ func move(dir, from, to string) error {
 func create(path, held, token string, perm fs.FileMode) (bool, error) {
 	stage := stagePath(path, "new", token[:16])
 	if err := os.Mkdir(stage, perm); err != nil {
-		return false, fmt.Errorf("dlock: creating lock %s: %w", path, err)
+		// (The error names the stage, a name of ours: say it in the
+		// user's words.)
+		parent := filepath.Dir(path)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return false, fmt.Errorf("dlock: creating lock %s: its parent directory %s does not exist: %w", path, parent, fs.ErrNotExist)
+		case errors.Is(err, fs.ErrPermission):
+			return false, fmt.Errorf("dlock: creating lock %s: no permission to create it in %s: %w", path, parent, fs.ErrPermission)
+		}
+		return false, fmt.Errorf("dlock: creating lock %s in %s: %w", path, parent, errors.Unwrap(err))
 	}
 	if f := testStaged.Load(); f != nil {
 		(*f)(stage)
@@ -395,7 +404,11 @@ func (l *Lock) attempt() outcome {
 			now := l.cfg.clock.Now()
 			epoch := uint64(now.UnixNano()) // fences never go back, even if PATH was deleted
 			name := heldName(epoch, token, 0, now, now, l.cfg.timeout)
-			created, err := create(l.path, name, token, l.cfg.perm)
+			perm := l.cfg.perm
+			if l.createPerm != 0 {
+				perm = l.createPerm
+			}
+			created, err := create(l.path, name, token, perm)
 			if err != nil || created {
 				if created {
 					l.acquired(epoch, token, name, now, "created")
@@ -422,6 +435,11 @@ func (l *Lock) attempt() outcome {
 				return outcome{err: noEntryError(l.path, l.cfg.timeout)}
 			}
 			l.logWarn("removing empty lock directory", "unchanged for", l.cfg.timeout)
+			// Made by hand, perhaps with a mode for several users: the
+			// lock made in its place keeps that mode.
+			if fi, err := os.Lstat(l.path); err == nil && fi.IsDir() {
+				l.createPerm = fi.Mode() & (fs.ModePerm | fs.ModeSetgid)
+			}
 			if err := removeEmpty(l.path); err != nil {
 				return outcome{err: err}
 			}
