@@ -150,6 +150,11 @@ func holderMain(args []string, stderr io.Writer) int {
 			say(stderr, "%s is busy: %s; gave up after %s", path, describeHolder(busy.Holder, busy.Age), busy.Waited.Round(time.Millisecond))
 		}
 		return lf.conflictExit
+	case errors.Is(err, dlock.ErrBusy): // PATIENCE ran out inside an attempt the filesystem never answered
+		if !lf.quiet {
+			fmt.Fprintln(stderr, explain(err, path))
+		}
+		return lf.conflictExit
 	case err != nil:
 		fmt.Fprintln(stderr, explain(err, path))
 		return exitError

@@ -274,6 +274,11 @@ func supervise(c *runConfig, frontDied <-chan struct{}, stderr io.Writer) int {
 			say(stderr, "%s is busy: %s; gave up after %s", c.path, describeHolder(busy.Holder, busy.Age), busy.Waited.Round(time.Millisecond))
 		}
 		return c.conflictExit
+	case errors.Is(err, dlock.ErrBusy): // PATIENCE ran out inside an attempt the filesystem never answered
+		if !c.quiet {
+			fmt.Fprintln(stderr, explain(err, c.path))
+		}
+		return c.conflictExit
 	case err != nil:
 		fmt.Fprintln(stderr, explain(err, c.path))
 		return exitError
