@@ -242,8 +242,10 @@ func (r *waiter) look(paths []string, watching, afterPred bool) (ok, again, skip
 	if afterPred && !w.queue.predHolds(r.seen.holder) {
 		return false, true, false, nil // it left for another reason: find our place
 	}
-	if !watching && len(paths) > 0 && r.wt.set(paths) {
-		return false, true, false, nil // watchable now (PATH was missing): look once more
+	if !watching && len(paths) > 0 {
+		if _, added := r.wt.update(paths); added {
+			return false, true, false, nil // watchable now (PATH was missing): look once more
+		}
 	}
 	return false, false, false, nil
 }

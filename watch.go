@@ -40,8 +40,8 @@ var theHub = newHub()
 type watch struct {
 	c       chan struct{} // signalled when something happened
 	paths   []string
-	cancel  []func()
-	watched bool // every one of paths is watched
+	cancel  []func() // by path: nil where it could not be watched
+	watched bool     // every one of paths is watched
 
 	mu    sync.Mutex
 	names []string // names of entries created, for hints (the newest few)
@@ -69,42 +69,59 @@ func (s *watch) notify(name string, gone bool) {
 	}
 }
 
-// set makes the watch cover exactly paths, and reports whether it does.
+// set makes the watch cover paths, as far as they can be watched, and
+// reports whether every one is.
 func (s *watch) set(paths []string) bool {
+	all, _ := s.update(paths)
+	return all
+}
+
+// update is set that also reports whether it subscribed a path it did not
+// watch a moment ago: a look is then due, since a change made before the
+// subscription sent no event. For the same paths it keeps the
+// subscriptions it has and only tries again those that failed (a
+// directory that did not exist yet): a path watched all along loses no
+// event. (Dropping them all to subscribe afresh lost, between the two, the
+// release a waiter was waiting for.)
+func (s *watch) update(paths []string) (all, added bool) {
 	if len(paths) == 0 {
-		return false // watching is off
+		return false, false // watching is off
 	}
 	s.mu.Lock()
 	gone := s.gone
 	s.gone = false
 	s.mu.Unlock()
-	if s.watched && !gone && slices.Equal(s.paths, paths) {
-		return true
-	}
 	if s.c == nil {
 		s.c = make(chan struct{}, 1)
 	}
-	s.close()
-	// What the old watches said (until close ended them) is of paths
-	// no longer watched: a look at the new ones follows. Kept, it would
-	// tell a waiter that its new predecessor had left.
-	s.mu.Lock()
-	s.gone, s.names, s.over = false, nil, false
-	s.mu.Unlock()
-	select {
-	case <-s.c:
-	default:
+	if gone || !slices.Equal(s.paths, paths) {
+		s.close()
+		// What the old watches said (until close ended them) is of paths
+		// no longer watched: a look at the new ones follows. Kept, it
+		// would tell a waiter that its new predecessor had left.
+		s.mu.Lock()
+		s.gone, s.names, s.over = false, nil, false
+		s.mu.Unlock()
+		select {
+		case <-s.c:
+		default:
+		}
+		s.paths = append(s.paths[:0], paths...)
+		s.cancel = append(s.cancel[:0], make([]func(), len(paths))...)
 	}
-	s.paths, s.watched = append(s.paths[:0], paths...), true
-	for _, p := range paths {
+	s.watched = true
+	for i, p := range s.paths {
+		if s.cancel[i] != nil {
+			continue
+		}
 		cancel, ok := theHub.subscribe(p, s)
 		if !ok {
 			s.watched = false
 			continue
 		}
-		s.cancel = append(s.cancel, cancel)
+		s.cancel[i], added = cancel, true
 	}
-	return s.watched
+	return s.watched, added
 }
 
 // events returns the channel signalled on changes; nil (never ready) when
@@ -134,7 +151,9 @@ func (s *watch) drain(hint func(string)) (complete, gone bool) {
 // close ends the subscriptions.
 func (s *watch) close() {
 	for _, cancel := range s.cancel {
-		cancel()
+		if cancel != nil {
+			cancel()
+		}
 	}
 	s.paths, s.cancel, s.watched = s.paths[:0], s.cancel[:0], false
 }

@@ -84,3 +84,45 @@ func TestWakeUpsDoNotPutOffThePoll(t *testing.T) {
 	r.clk.Add(100 * time.Millisecond)
 	waitFor(t, looks, "the waiter to poll within its interval")
 }
+
+// A wait watching two directories, one not made yet, keeps the watch of
+// the other while it tries again for the missing one: an event it has
+// heard (a release it waits for) is not thrown away. Dropping every
+// watch to subscribe afresh lost it, and a writer of an RWLock waiting
+// for its last reader slept forever (TestRWLock's flake under load).
+func TestWatchKeepsWatchedPathsWhileOthersAreMissing(t *testing.T) {
+	dir := t.TempDir()
+	here, later := filepath.Join(dir, "here"), filepath.Join(dir, "later")
+	if err := os.Mkdir(here, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var w watch
+	defer w.close()
+	paths := []string{here, later}
+	if w.set(paths) {
+		t.Fatal("a missing directory counted as watched")
+	}
+	if err := os.Mkdir(filepath.Join(here, "free.1"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, w.events(), "the event of the watched directory")
+	w.notify("", false) // (put the signal back, as if not yet taken)
+	if all, added := w.update(paths); all || added {
+		t.Fatalf("update with the directory still missing = %v, %v", all, added)
+	}
+	select {
+	case <-w.events():
+	default:
+		t.Fatal("trying again for the missing directory threw away what the watched one said")
+	}
+	if err := os.Mkdir(later, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if all, added := w.update(paths); !all || !added {
+		t.Fatalf("update once both exist = %v, %v; want both watched, one newly", all, added)
+	}
+	if err := os.Mkdir(filepath.Join(here, "free.2"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, w.events(), "an event of the directory watched all along")
+}
