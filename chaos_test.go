@@ -118,6 +118,21 @@ func chaosWorker() int {
 			os.Exit(1)
 		}
 	}
+	// A process the machine did not run for a while (a loaded CPU) is a
+	// paused process, whether or not chaos stopped it: its timers could
+	// not fire, and only fencing helps it (the residual risk). It says so
+	// in its first journal, as a stall from..to, for the checker.
+	go func() {
+		const tick = 5 * time.Millisecond
+		last := monoNow()
+		for range time.Tick(tick) {
+			now := monoNow()
+			if time.Duration(now-last) >= chaosLapse/2 {
+				rec(journals[0], "stall", 0, strconv.FormatInt(last, 10))
+			}
+			last = now
+		}
+	}()
 	for ctx.Err() == nil {
 		i := rand.IntN(chaosLocks)
 		l, j := locks[i], journals[i]
@@ -207,6 +222,7 @@ type chaosReport struct {
 	killReclaims     int
 	maxKillReclaim   time.Duration
 	pauses           int
+	stalls           int // of them, stalls the workers measured (a loaded CPU)
 	longPauses       int
 	pausedReclaimed  int           // holdings reclaimed while their process was stopped
 	losses           int           // holdings told of a loss
@@ -243,6 +259,15 @@ func checkChaos(journals [][]chaosRec, stops []chaosStop, kills []chaosKill, kil
 	enters := make([][]*chaosHolding, len(journals)) // per lock
 	bad := func(format string, args ...any) {
 		rep.violations = append(rep.violations, fmt.Sprintf(format, args...))
+	}
+	// Stalls the workers measured are stops too (see chaosWorker).
+	for _, recs := range journals {
+		for _, r := range recs {
+			if from, err := strconv.ParseInt(r.res, 10, 64); r.kind == "stall" && err == nil {
+				stops = append(stops, chaosStop{pid: r.pid, from: from, to: r.mono})
+				rep.stalls++
+			}
+		}
 	}
 	rep.pauses = len(stops)
 	for _, s := range stops {
@@ -302,6 +327,7 @@ func checkChaos(journals [][]chaosRec, stops []chaosStop, kills []chaosKill, kil
 				case "lost":
 					h.lost = true
 				}
+			case "stall": // counted above
 			case "error":
 				bad("lock %d: pid %d: Lock failed: %s", lock, r.pid, r.res)
 			default:
@@ -426,9 +452,9 @@ func cmpU64(a, b uint64) int {
 }
 
 func (r chaosReport) String() string {
-	return fmt.Sprintf("acquisitions=%d kills=%d kill-reclaims=%d (max %v, bound %v, %d too late to judge; kill to next enter max %v) pauses=%d (past TIMEOUT-REFRESH: %d) reclaimed-while-paused=%d losses-told=%d (without a long stop: %d) excused-overlaps=%d violations=%d",
+	return fmt.Sprintf("acquisitions=%d kills=%d kill-reclaims=%d (max %v, bound %v, %d too late to judge; kill to next enter max %v) pauses=%d (stalls measured: %d; past TIMEOUT-REFRESH: %d) reclaimed-while-paused=%d losses-told=%d (without a long stop: %d) excused-overlaps=%d violations=%d",
 		r.acquisitions, r.kills, r.killReclaims, r.maxKillReclaim.Round(time.Millisecond), chaosReclaimBound, r.endedUnreclaimed, r.maxKillToEnter.Round(time.Millisecond),
-		r.pauses, r.longPauses, r.pausedReclaimed, r.losses, r.unexplainedLoss, r.excusedOverlaps, len(r.violations))
+		r.pauses, r.stalls, r.longPauses, r.pausedReclaimed, r.losses, r.unexplainedLoss, r.excusedOverlaps, len(r.violations))
 }
 
 type chaosProc struct {
