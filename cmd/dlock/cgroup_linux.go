@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 
@@ -12,8 +11,10 @@ import (
 )
 
 // Where dlock may create cgroups (root, or a delegated cgroup v2 subtree),
-// the job runs in a cgroup of its own, "dlock-run-PID" (PID: the
-// supervisor's) beside the supervisor's cgroup's processes: COMMAND is
+// the job runs in a cgroup of its own, "dlock-run-ID" (ID: random, made
+// by the front process and passed in runIDEnv; not a pid, which another
+// host's pid namespace sharing the cgroup hierarchy gives again) beside
+// the supervisor's cgroup's processes: COMMAND is
 // started straight into it (clone3's CLONE_INTO_CGROUP), so no process of
 // the job is ever outside it. cgroup.kill (Linux 5.14) then SIGKILLs the
 // whole job at once, with no race against a process forking, and the
@@ -26,9 +27,12 @@ type jobCgroup struct {
 	fd  int
 }
 
-// cgroupFor is the path of the job cgroup of supervisor pid, in the
-// caller's cgroup v2 (the front and the supervisor share it).
-func cgroupFor(pid int) string {
+// cgroupFor is the path of the cgroup of the job id, in the caller's
+// cgroup v2 (the front and the supervisor share it).
+func cgroupFor(id string) string {
+	if id == "" {
+		return ""
+	}
 	mnt := firstLine("/proc/self/mountinfo", func(line string) (string, bool) {
 		// ... mount-point ... - fstype source options
 		pre, post, ok := strings.Cut(line, " - ")
@@ -42,7 +46,7 @@ func cgroupFor(pid int) string {
 	}
 	return firstLine("/proc/self/cgroup", func(line string) (string, bool) {
 		rest, ok := strings.CutPrefix(line, "0::")
-		return filepath.Join(mnt, rest, "dlock-run-"+strconv.Itoa(pid)), ok
+		return filepath.Join(mnt, rest, "dlock-run-"+id), ok
 	})
 }
 
@@ -64,7 +68,7 @@ func firstLine(file string, match func(string) (string, bool)) string {
 
 // newJobCgroup makes the job's cgroup, if this process may.
 func newJobCgroup() *jobCgroup {
-	dir := cgroupFor(os.Getpid())
+	dir := cgroupFor(os.Getenv(runIDEnv))
 	if dir == "" || unix.Access(filepath.Dir(dir), unix.W_OK) != nil {
 		return nil
 	}

@@ -3,6 +3,8 @@
 package main
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -51,6 +53,8 @@ func runFront(c *runConfig, args []string, stderr io.Writer) int {
 	}
 	sup := exec.Command(exe, append([]string{superviseCmd, fg}, args...)...)
 	sup.Stdin, sup.Stdout, sup.Stderr = os.Stdin, os.Stdout, os.Stderr
+	id := newRunID()
+	sup.Env = append(os.Environ(), runIDEnv+"="+id)
 	sup.ExtraFiles = []*os.File{r}
 	sup.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if c.pidns {
@@ -92,7 +96,7 @@ func runFront(c *runConfig, args []string, stderr io.Writer) int {
 				fmt.Fprintf(stderr, "dlock: forwarding %v to the supervisor: %v\n", sig, err)
 			}
 		case status := <-exited:
-			if orphans := stopOrphans(sup.Process.Pid, c.grace, 5*time.Second+c.grace); orphans > 0 {
+			if orphans := stopOrphans(id, c.grace, 5*time.Second+c.grace); orphans > 0 {
 				fmt.Fprintf(stderr, "dlock: the supervisor exited (status %d) leaving %d processes of the job: stopped them\n", status, orphans)
 			}
 			return status
@@ -115,4 +119,14 @@ func frontGone() <-chan struct{} {
 		close(done)
 	}()
 	return done
+}
+
+// runIDEnv passes the job's id from the front process to the supervisor.
+const runIDEnv = "DLOCK_RUN_ID"
+
+// newRunID is a job id: 64 random bits.
+func newRunID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }

@@ -29,7 +29,7 @@ func pidnsAttr(*syscall.SysProcAttr) error {
 }
 
 // stopOrphans: without a subreaper, orphans go to init; nothing to do.
-func stopOrphans(sup int, grace, within time.Duration) int { return 0 }
+func stopOrphans(id string, grace, within time.Duration) int { return 0 }
 
 func startJob(cmd *exec.Cmd, c *runConfig) (job, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -240,12 +240,12 @@ func descendants(pid int) []procInfo {
 }
 
 // stopOrphans stops the processes handed to this process (its child
-// subreaper) after the supervisor sup died without stopping its job:
+// subreaper) after the supervisor of job id died without stopping it:
 // SIGTERM, SIGKILL after grace, until none is left or within. It returns
 // how many there were.
-func stopOrphans(sup int, grace, within time.Duration) int {
+func stopOrphans(id string, grace, within time.Duration) int {
 	self := os.Getpid()
-	cg := cgroupFor(sup)
+	cg := cgroupFor(id)
 	defer os.Remove(cg) // once empty
 	first := descendants(self)
 	if len(first) == 0 {
