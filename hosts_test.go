@@ -496,7 +496,21 @@ func (r *hostsRig) load(get func(string) string) {
 		h.mount, h.dev, h.srvDev = v("MOUNT"), v("DEV"), v("SERVER_DEV")
 		h.sshfsPID, _ = strconv.Atoi(v("SSHFS_PID"))
 		h.sessionPID, _ = strconv.Atoi(v("SESSION_PID"))
+		// A remount since the variables were exported left newer PIDs in
+		// the state directory.
+		if pid, err := readPIDFile(filepath.Join(r.state, "sshfs-"+h.key+".pid")); err == nil {
+			h.sshfsPID = pid
+			h.sessionPID, _ = readPIDFile(filepath.Join(r.state, "session-"+h.key+".pid"))
+		}
 	}
+}
+
+func readPIDFile(file string) (int, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(string(b)))
 }
 
 // remount gives host h a fresh mount (scripts/hosts.sh remount), after a
