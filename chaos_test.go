@@ -564,6 +564,21 @@ func runChaos(t *testing.T, dur time.Duration, dir string, lockDirs []string) {
 			continue
 		}
 		switch a := rng.IntN(10); {
+		case freezePID > 0 && (a == 9 || freezes == 0 && time.Until(deadline) < dur/2):
+			// Freeze the second mount past TIMEOUT (at least once a run),
+			// then thaw it.
+			d := chaosTimeout + time.Duration(100+rng.IntN(900))*time.Millisecond
+			from := monoNow()
+			syscall.Kill(freezePID, syscall.SIGSTOP)
+			time.Sleep(d) // the freeze
+			syscall.Kill(freezePID, syscall.SIGCONT)
+			to := monoNow()
+			for pid, q := range procs {
+				if q.dir == 1 {
+					stops = append(stops, chaosStop{pid: pid, from: from, to: to})
+				}
+			}
+			freezes++
 		case a < 4: // SIGKILL, and a replacement
 			at := monoNow()
 			p.cmd.Process.Kill()
@@ -598,19 +613,6 @@ func runChaos(t *testing.T, dur time.Duration, dir string, lockDirs []string) {
 				}()
 			}
 			start()
-		case a == 9 && freezePID > 0: // freeze the second mount past TIMEOUT, then thaw it
-			d := chaosTimeout + time.Duration(100+rng.IntN(900))*time.Millisecond
-			from := monoNow()
-			syscall.Kill(freezePID, syscall.SIGSTOP)
-			time.Sleep(d) // the freeze
-			syscall.Kill(freezePID, syscall.SIGCONT)
-			to := monoNow()
-			for pid, q := range procs {
-				if q.dir == 1 {
-					stops = append(stops, chaosStop{pid: pid, from: from, to: to})
-				}
-			}
-			freezes++
 		default: // SIGSTOP for a while: past TIMEOUT or well short of it
 			d := time.Duration(10+rng.IntN(int(chaosLapse.Milliseconds()/2))) * time.Millisecond
 			if a >= 6 {

@@ -49,18 +49,18 @@ func init() {
 	}
 }
 
-// offsetClock is the real clock read off by off: its times are written into
+// realOffsetClock is the real clock read off by off: its times are written into
 // the lock (the skew other hosts see); durations and timers are the real
 // clock's, as a host whose clock is set wrong still counts seconds right.
-type offsetClock struct {
+type realOffsetClock struct {
 	clock.Clock
 	off time.Duration
 }
 
-func (c offsetClock) Now() time.Time                  { return c.Clock.Now().Add(c.off) }
-func (c offsetClock) Since(t time.Time) time.Duration { return c.Now().Sub(t) }
-func (c offsetClock) Until(t time.Time) time.Duration { return t.Sub(c.Now()) }
-func (c offsetClock) WithDeadline(parent context.Context, d time.Time) (context.Context, context.CancelFunc) {
+func (c realOffsetClock) Now() time.Time                  { return c.Clock.Now().Add(c.off) }
+func (c realOffsetClock) Since(t time.Time) time.Duration { return c.Now().Sub(t) }
+func (c realOffsetClock) Until(t time.Time) time.Duration { return t.Sub(c.Now()) }
+func (c realOffsetClock) WithDeadline(parent context.Context, d time.Time) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(parent, c.Until(d))
 }
 
@@ -91,7 +91,7 @@ func childOptions() []Option {
 		WithPollInterval(envDuration("DLOCK_HOSTS_POLL", 100*time.Millisecond)),
 	}
 	if d := envDuration("DLOCK_HOSTS_SKEW", 0); d != 0 {
-		opts = append(opts, WithClock(offsetClock{clock.New(), d}))
+		opts = append(opts, WithClock(realOffsetClock{clock.New(), d}))
 	}
 	if d := envDuration("DLOCK_HOSTS_MAXSKEW", -1); d >= 0 {
 		opts = append(opts, WithMaxClockSkew(d))
@@ -709,9 +709,10 @@ type faultTimeline struct {
 }
 
 // verdict: the holder told strictly before the successor acquired, by at
-// least margin; or never told, having kept the lock and released it
-// before the successor acquired.
-func (tl faultTimeline) verdict(margin time.Duration) (bool, string) {
+// least need; or never told, having kept the lock and released it before
+// the successor acquired.
+func (tl faultTimeline) verdict(need, margin time.Duration) (bool, string) {
+	gap := time.Duration(tl.acquired - tl.told)
 	switch {
 	case tl.acquired == 0:
 		return false, "the successor never acquired"
@@ -719,17 +720,21 @@ func (tl faultTimeline) verdict(margin time.Duration) (bool, string) {
 		return true, "the holder kept the lock through the fault and released it"
 	case tl.told == 0:
 		return false, "the holder was never told"
-	case time.Duration(tl.acquired-tl.told) >= margin:
+	case gap > 0 && gap >= need && gap < margin:
+		return true, "before the successor, by less than MARGIN"
+	case gap > 0 && gap >= need:
 		return true, ""
-	case tl.told < tl.acquired:
+	case gap > 0:
 		return false, "told, but by less than MARGIN"
 	}
 	return false, "told only after the successor acquired"
 }
 
-func (tl faultTimeline) print(t *testing.T, mode, fault string, margin time.Duration) {
+// print prints the figures and judges them: need is how long before the
+// successor the holder must have been told.
+func (tl faultTimeline) print(t *testing.T, mode, fault string, need, margin time.Duration) {
 	t.Helper()
-	ok, why := tl.verdict(margin)
+	ok, why := tl.verdict(need, margin)
 	gap := "-"
 	if tl.told != 0 && tl.acquired != 0 {
 		gap = fmt.Sprintf("%+.3fs", time.Duration(tl.acquired-tl.told).Seconds())
@@ -826,7 +831,7 @@ func TestHostsFaults(t *testing.T) {
 				tl.released = l.mono()
 			}
 		}
-		tl.print(t, "lib", f.name, margin)
+		tl.print(t, "lib", f.name, margin, margin)
 		figure(t, "     %-18s holder's Unlock: %s; successor's check: %s", "", lineRest(unlocked), lineRest(checkSuccessor(t, waiter)))
 	})
 }
@@ -915,8 +920,8 @@ func flockFreed(t *testing.T, file string) <-chan int64 {
 // takes an flock on a local file and records its start; the successor,
 // `dlock run` on host B, runs one that records its start. told is when
 // the holder's COMMAND (with its children) was dead (its flock free),
-// acquired when the successor's COMMAND started. Pass: dead first, by
-// MARGIN.
+// acquired when the successor's COMMAND started. Pass: dead first (the
+// MARGIN, printed beside, is what dlock run had to stop COMMAND in).
 func TestHostsFaultsCLI(t *testing.T) {
 	r := needHostsRig(t)
 	timeout := hostsTimeout(t)
@@ -961,7 +966,7 @@ func TestHostsFaultsCLI(t *testing.T) {
 				tl.told = 0
 			}
 		}
-		tl.print(t, "cli", f.name, margin)
+		tl.print(t, "cli", f.name, 0, margin) // COMMAND dead before the successor's starts
 		waiter.stdin.Close()
 		code := <-waitDone(holder, 30*time.Second)
 		wcode := <-waitDone(waiter, 30*time.Second)

@@ -19,7 +19,7 @@ import (
 
 // Clock skew between hosts. The holder runs on another "host" (pid and UTS
 // namespaces of its own, so that no pid check applies) with its clock read
-// off by an offset (DLOCK_HOSTS_SKEW, see offsetClock); the waiters are
+// off by an offset (DLOCK_HOSTS_SKEW, see realOffsetClock); the waiters are
 // this test process, on the same local directory. A Linux kernel has one
 // realtime clock for all namespaces: the offset is the only way to skew
 // it per process. Figures are printed on one clock (CLOCK_MONOTONIC).

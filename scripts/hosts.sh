@@ -331,7 +331,7 @@ do_up() {
 		print_exports
 		return 0
 	fi
-	if [ -d "$state" ] || [ -e "/run/netns/$ns_srv" ]; then
+	if [ -n "$(ls -A "$state" 2>/dev/null)" ] || [ -e "/run/netns/$ns_srv" ]; then
 		say "cleaning up leftovers of $state"
 		do_down
 	fi
