@@ -107,7 +107,9 @@ func hostsChild(role string) int {
 		return commandChild()
 	case "command-child":
 		commandRecord("child-start", os.Getpid())
-		select {} // until killed
+		for {
+			time.Sleep(time.Hour) // until killed (select{} would be a deadlock)
+		}
 	}
 	fmt.Fprintf(os.Stderr, "unknown DLOCK_HOSTS_CHILD %q\n", role)
 	return 2
