@@ -68,73 +68,27 @@ mount_of() { echo "$state/m$1"; }
 
 # --- helpers ---------------------------------------------------------------
 
-# mounted DIR: DIR is a mount point in /proc/self/mountinfo (also when its
-# FUSE daemon is gone and stat(2) fails with ENOTCONN).
-mounted() {
-	local d=$1
-	d=${d//\\/\\134}; d=${d// /\\040}; d=${d//$'\t'/\\011}
-	awk -v d="$d" '$5 == d { f = 1 } END { exit !f }' /proc/self/mountinfo
-}
+# is_mounted, pid_alive, started, stop_pid, require_fuse, apt_install
+# shellcheck source=rig-lib.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/rig-lib.sh"
 
-# running FILE EXE: the PID in FILE is alive (not a zombie) and runs EXE.
-running() {
-	local pid
-	pid=$(cat "$1" 2>/dev/null) || return 1
-	case $pid in '' | *[!0-9]*) return 1 ;; esac
-	[ "$(readlink "/proc/$pid/exe" 2>/dev/null)" != "" ] || return 1
-	[ "$(basename "$(readlink "/proc/$pid/exe")")" = "$2" ] || return 1
-	! grep -q '^State:[[:space:]]*Z' "/proc/$pid/status" 2>/dev/null
-}
-
-# started FILE: the PID in FILE is alive, whatever it runs yet (right
-# after a start it may still be setsid or nsenter on its way to exec).
-started() {
-	local pid
-	pid=$(cat "$1" 2>/dev/null) || return 1
-	[ -e "/proc/$pid" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$pid/status" 2>/dev/null
-}
-
-# halt FILE EXE: end the process in FILE (SIGCONT in case a test stopped
-# it, SIGTERM, SIGKILL after 5 s), then forget it.
+# halt FILE EXE: SIGCONT (a test may have stopped it), then stop_pid.
 halt() {
-	local pid n=0
-	if running "$1" "$2"; then
-		pid=$(cat "$1")
-		kill -CONT "$pid" 2>/dev/null || true
-		kill -TERM "$pid" 2>/dev/null || true
-		while running "$1" "$2" && [ $n -lt 50 ]; do sleep 0.1; n=$((n + 1)); done
-		if running "$1" "$2"; then
-			say "$2 (pid $pid) outlived SIGTERM by 5 s: SIGKILL"
-			kill -KILL "$pid" 2>/dev/null || true
-			sleep 0.1
-		fi
-	fi
-	rm -f "$1"
+	if pid_alive "$1" "$2"; then kill -CONT "$(cat "$1")" 2>/dev/null || true; fi
+	stop_pid "$1" "$2"
 }
 
 in_ns() { local ns=$1; shift; nsenter --net="/run/netns/$ns" "$@"; }
 
 install_missing() {
-	local want=() made_policy=0 rc=0
+	local want=()
 	[ -x /usr/sbin/sshd ] || want+=(openssh-server)
 	command -v sshfs >/dev/null 2>&1 || want+=(sshfs)
 	command -v fusermount3 >/dev/null 2>&1 || want+=(fuse3)
 	command -v ip >/dev/null 2>&1 && command -v tc >/dev/null 2>&1 || want+=(iproute2)
 	command -v nsenter >/dev/null 2>&1 && command -v unshare >/dev/null 2>&1 || want+=(util-linux)
-	[ ${#want[@]} -gt 0 ] || return 0
-	command -v apt-get >/dev/null 2>&1 || die "${want[*]} missing, and no apt-get to install them"
-	say "installing ${want[*]} with apt-get"
-	if [ ! -e /usr/sbin/policy-rc.d ]; then
-		# no distribution sshd on port 22, please
-		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-		chmod 755 /usr/sbin/policy-rc.d
-		made_policy=1
-	fi
-	apt() { DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 "$@" >>"$state/apt.log" 2>&1; }
-	apt install -y --no-install-recommends "${want[@]}" ||
-		{ say "apt-get install failed: apt-get update, then again"; apt update && apt install -y --no-install-recommends "${want[@]}"; } || rc=$?
-	[ $made_policy -eq 0 ] || rm -f /usr/sbin/policy-rc.d
-	[ $rc -eq 0 ] || { tail -n 5 "$state/apt.log" >&2; die "apt-get install ${want[*]} failed (log: $state/apt.log)"; }
+	# apt_install's policy-rc.d keeps the distribution's sshd off port 22
+	[ ${#want[@]} -eq 0 ] || apt_install "$state/apt.log" "${want[@]}"
 }
 
 # make_net: the server's namespace and one per host, each host linked to
@@ -186,8 +140,9 @@ EOF
 	/usr/sbin/sshd -t -f "$state/sshd_config" || die "sshd rejects $state/sshd_config"
 	setsid nsenter --net="/run/netns/$ns_srv" /usr/sbin/sshd -D -f "$state/sshd_config" -E "$state/sshd.log" </dev/null >/dev/null 2>&1 &
 	echo $! >"$state/sshd.pid"
+	started "$state/sshd.pid" sshd || die "sshd exited at once (log: $state/sshd.log)"
 	for n in $(seq 50); do
-		started "$state/sshd.pid" || break
+		pid_alive "$state/sshd.pid" sshd || break
 		if [ -n "$(in_ns "$ns_srv" ss -Hltn "sport = :$port" 2>/dev/null)" ]; then
 			: >"$state/known_hosts"
 			for h in a b; do
@@ -237,6 +192,7 @@ mount_host() {
 	setsid nsenter --net="/run/netns/$(ns_of "$h")" sshfs -f "root@$(net_of "$h").1:$export_dir" "$m" -o "$opts" \
 		</dev/null >>"$state/sshfs-$h.log" 2>&1 &
 	echo $! >"$state/sshfs-$h.pid"
+	started "$state/sshfs-$h.pid" sshfs || { cat "$state/sshfs-$h.log" >&2; die "sshfs for host $h exited at once (log: $state/sshfs-$h.log)"; }
 	for n in $(seq 100); do
 		if mountpoint -q "$m"; then
 			for n in $(seq 50); do
@@ -247,7 +203,7 @@ mount_host() {
 			say "warning: found no server session for host $h's mount"
 			return 0
 		fi
-		started "$state/sshfs-$h.pid" || { cat "$state/sshfs-$h.log" >&2; die "sshfs for host $h exited before mounting (log: $state/sshfs-$h.log)"; }
+		pid_alive "$state/sshfs-$h.pid" sshfs || { cat "$state/sshfs-$h.log" >&2; die "sshfs for host $h exited before mounting (log: $state/sshfs-$h.log)"; }
 		sleep 0.1
 	done
 	die "sshfs for host $h did not mount $m within 10 s (log: $state/sshfs-$h.log)"
@@ -258,7 +214,7 @@ unmount_host() {
 	local h=$1 m
 	m=$(mount_of "$h")
 	if [ -f "$state/sshfs-$h.pid" ]; then kill -CONT "$(cat "$state/sshfs-$h.pid")" 2>/dev/null || true; fi
-	if mounted "$m"; then
+	if is_mounted "$m"; then
 		fusermount3 -u "$m" 2>/dev/null || fusermount3 -uz "$m" 2>/dev/null || umount -l "$m" || die "cannot unmount $m"
 	fi
 	halt "$state/sshfs-$h.pid" sshfs
@@ -302,9 +258,9 @@ print_exports() {
 
 all_up() {
 	local h
-	running "$state/sshd.pid" sshd || return 1
+	pid_alive "$state/sshd.pid" sshd || return 1
 	for h in a b; do
-		running "$state/sshfs-$h.pid" sshfs && mountpoint -q "$(mount_of $h)" || return 1
+		pid_alive "$state/sshfs-$h.pid" sshfs && mountpoint -q "$(mount_of $h)" || return 1
 	done
 }
 
@@ -317,7 +273,7 @@ do_down() {
 	halt "$state/sshd.pid" sshd
 	drop_net
 	for h in a b; do
-		! mounted "$(mount_of $h)" || die "$(mount_of $h) is still mounted; not removing $state"
+		! is_mounted "$(mount_of $h)" || die "$(mount_of $h) is still mounted; not removing $state"
 	done
 	rm -rf --one-file-system "$state"
 	say "down: unmounted, stopped sshfs and sshd, deleted the namespaces, removed $state"
@@ -325,7 +281,7 @@ do_down() {
 
 do_up() {
 	[ "$(id -u)" -eq 0 ] || die "must run as root (namespaces, sshd, FUSE mounts, packages)"
-	[ -c /dev/fuse ] || die "/dev/fuse is missing: no FUSE here"
+	require_fuse
 	if [ -d "$state" ] && all_up; then
 		say "already up in $state"
 		print_exports
@@ -350,7 +306,7 @@ do_up() {
 }
 
 do_remount() {
-	[ -d "$state" ] && running "$state/sshd.pid" sshd || die "not up in $state (run '$prog up' first)"
+	[ -d "$state" ] && pid_alive "$state/sshd.pid" sshd || die "not up in $state (run '$prog up' first)"
 	heal "$host"
 	unmount_host "$host"
 	mount_host "$host"
@@ -362,15 +318,15 @@ do_status() {
 	local rc=0 h
 	[ -d "$state" ] || { echo "down (no $state)"; return 3; }
 	echo "state:  $state"
-	if running "$state/sshd.pid" sshd; then
+	if pid_alive "$state/sshd.pid" sshd; then
 		echo "sshd:   pid $(cat "$state/sshd.pid") in netns $ns_srv, port $port"
 	else
 		echo "sshd:   NOT running"; rc=1
 	fi
 	for h in a b; do
-		if running "$state/sshfs-$h.pid" sshfs && mountpoint -q "$(mount_of $h)"; then
+		if pid_alive "$state/sshfs-$h.pid" sshfs && mountpoint -q "$(mount_of $h)"; then
 			echo "host $h: $(mount_of $h) mounted from netns $(ns_of $h) ($(net_of $h).2), sshfs pid $(cat "$state/sshfs-$h.pid"), server session $(cat "$state/session-$h.pid" 2>/dev/null || echo '?')"
-		elif mounted "$(mount_of $h)"; then
+		elif is_mounted "$(mount_of $h)"; then
 			echo "host $h: BROKEN mount at $(mount_of $h)"; rc=1
 		else
 			echo "host $h: not mounted"; rc=1
