@@ -68,7 +68,8 @@ mount_of() { echo "$state/m$1"; }
 
 # --- helpers ---------------------------------------------------------------
 
-# is_mounted, pid_alive, started, stop_pid, require_fuse, apt_install
+# is_mounted, pid_alive, started, stop_pid, require_fuse, apt_install,
+# write_sshd_config
 # shellcheck source=rig-lib.sh
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/rig-lib.sh"
 
@@ -117,27 +118,9 @@ drop_net() {
 }
 
 start_sshd() {
-	local usepam=no n
-	case $(awk -F: '$1 == "root" { print $2 }' /etc/shadow 2>/dev/null) in
-	'!'*) usepam=yes ;; # a locked root logs in with a key only through PAM
-	esac
+	local n
 	mkdir -p /run/sshd
-	cat >"$state/sshd_config" <<EOF
-ListenAddress $(net_of a).1
-ListenAddress $(net_of b).1
-Port $port
-HostKey $state/host_key
-PidFile $state/sshd.daemon.pid
-AuthorizedKeysFile $state/client_key.pub
-PermitRootLogin prohibit-password
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-StrictModes no
-UsePAM $usepam
-Subsystem sftp internal-sftp
-LogLevel ERROR
-EOF
-	/usr/sbin/sshd -t -f "$state/sshd_config" || die "sshd rejects $state/sshd_config"
+	write_sshd_config "$state" "$port" "$(net_of a).1" "$(net_of b).1"
 	setsid nsenter --net="/run/netns/$ns_srv" /usr/sbin/sshd -D -f "$state/sshd_config" -E "$state/sshd.log" </dev/null >/dev/null 2>&1 &
 	echo $! >"$state/sshd.pid"
 	started "$state/sshd.pid" sshd || die "sshd exited at once (log: $state/sshd.log)"
