@@ -198,8 +198,8 @@ func commandRecord(kind string, pid int) {
 // DLOCK_HOSTS_FLOCK (a local file; its children inherit it, so the flock
 // is free once all of them are dead), records "start", and runs until its
 // stdin ends (then "end", exit 0) or a signal ("term", exit 143). With
-// DLOCK_HOSTS_CMD_CHILD=1 it starts a child that ignores nothing and
-// records "child-start".
+// DLOCK_HOSTS_CMD_CHILD=1 it starts a child that handles no signal
+// (SIGTERM kills it) and records "child-start".
 func commandChild() int {
 	f, err := os.OpenFile(os.Getenv("DLOCK_HOSTS_FLOCK"), os.O_RDWR|os.O_CREATE, 0o644)
 	if err == nil {
@@ -937,13 +937,20 @@ func TestHostsFaultsCLI(t *testing.T) {
 		runArgs := func(path string) []string {
 			return []string{bin, "run", "-v", "-timeout", timeout.String(), "-poll", "100ms", path, "--", os.Args[0], "-test.run=^$"}
 		}
-		holder := startOnHost(t, r.a.aHost, []string{"DLOCK_HOSTS_CHILD=command", "DLOCK_HOSTS_REC=" + recA, "DLOCK_HOSTS_FLOCK=" + flockA},
+		// The holder's job: COMMAND and a child of its (unless
+		// DLOCK_HOSTS_CMD_CHILD=0); the successor's: COMMAND alone, which
+		// ends when its stdin does.
+		withChild := "DLOCK_HOSTS_CMD_CHILD=1"
+		if os.Getenv("DLOCK_HOSTS_CMD_CHILD") == "0" {
+			withChild = "DLOCK_HOSTS_CMD_CHILD=0"
+		}
+		holder := startOnHost(t, r.a.aHost, []string{"DLOCK_HOSTS_CHILD=command", "DLOCK_HOSTS_REC=" + recA, "DLOCK_HOSTS_FLOCK=" + flockA, withChild},
 			runArgs(filepath.Join(dA, "lock"))...)
 		if waitRecord(recA, "start", 30*time.Second) == 0 {
 			t.Fatalf("the holder's COMMAND on host A never started: %s", holder.stderrText())
 		}
 		dead := flockFreed(t, flockA)
-		waiter := startOnHost(t, r.b.aHost, []string{"DLOCK_HOSTS_CHILD=command", "DLOCK_HOSTS_REC=" + recB, "DLOCK_HOSTS_FLOCK=" + flockB},
+		waiter := startOnHost(t, r.b.aHost, []string{"DLOCK_HOSTS_CHILD=command", "DLOCK_HOSTS_REC=" + recB, "DLOCK_HOSTS_FLOCK=" + flockB, "DLOCK_HOSTS_CMD_CHILD=0"},
 			runArgs(filepath.Join(dB, "lock"))...)
 		if _, ok := waiter.wait("", true, 30*time.Second); !ok { // -v: its first log line is "locking"
 			t.Fatalf("dlock run on host B said nothing: %v", waiter.exitErr)
@@ -975,7 +982,9 @@ func TestHostsFaultsCLI(t *testing.T) {
 		lost, _ := holder.wait("dlock: lost the lock", true, 0)
 		figure(t, "     %-18s holder's dlock run: exit %d, said lost at %s; successor's: exit %d", "", code, since(tl.fault, lost.read), wcode)
 		if wcode != 0 {
-			t.Errorf("the successor's dlock run exited %d: %s", wcode, waiter.stderrText())
+			recs := commandRecords(recB)
+			t.Errorf("the successor's dlock run exited %d (its COMMAND: started %s, ended %s, SIGTERMed %s: anything else is a kill from outside); its log:\n%s",
+				wcode, since(tl.fault, recs["start"]), since(tl.fault, recs["end"]), since(tl.fault, recs["term"]), waiter.stderrText())
 		}
 	})
 }
