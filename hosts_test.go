@@ -983,8 +983,16 @@ func TestHostsFaultsCLI(t *testing.T) {
 		figure(t, "     %-18s holder's dlock run: exit %d, said lost at %s; successor's: exit %d", "", code, since(tl.fault, lost.read), wcode)
 		if wcode != 0 {
 			recs := commandRecords(recB)
-			t.Errorf("the successor's dlock run exited %d (its COMMAND: started %s, ended %s, SIGTERMed %s: anything else is a kill from outside); its log:\n%s",
-				wcode, since(tl.fault, recs["start"]), since(tl.fault, recs["end"]), since(tl.fault, recs["term"]), waiter.stderrText())
+			job := func(p *hostProc) string { // how dlock run -v described the job
+				for _, f := range strings.Split(p.stderrText(), "\n") {
+					if _, after, ok := strings.Cut(f, `msg="dlock run: started command" `); ok {
+						return after
+					}
+				}
+				return "(not logged)"
+			}
+			t.Errorf("the successor's dlock run exited %d (its COMMAND: started %s, ended %s, SIGTERMed %s: anything else is a kill from outside)\n\tholder's job: %s\n\tsuccessor's job: %s\nthe successor's log:\n%s",
+				wcode, since(tl.fault, recs["start"]), since(tl.fault, recs["end"]), since(tl.fault, recs["term"]), job(holder), job(waiter), waiter.stderrText())
 		}
 	})
 }
