@@ -116,8 +116,9 @@ func hostsChild(role string) int {
 	return 2
 }
 
-// lockChild takes the lock at DLOCK_HOSTS_PATH and says so ("held" or
-// "acquired FENCE"), says "lost" when Lost closes and "beat" after each
+// lockChild takes the lock at DLOCK_HOSTS_PATH and says so ("acquired
+// FENCE"), says "lost LATE" when Lost closes (LATE: nanoseconds since the
+// acquisition's deadline) and "beat" after each
 // heartbeat, then obeys its stdin: "check" says whether the lock is still
 // its own ("check LOST MINE"), "unlock" unlocks ("unlock ok|lost|err:..."),
 // "exit" or the end of stdin ends it. A holder must get the lock at once;
@@ -150,7 +151,12 @@ func lockChild(role string) int {
 	lost := l.Lost()
 	go func() {
 		<-lost
-		childSay("lost")
+		// And how long after the acquisition's deadline (negative: told
+		// before it, by an ENOENT).
+		l.mu.Lock()
+		deadline := l.deadline
+		l.mu.Unlock()
+		childSay("lost", time.Since(deadline).Nanoseconds())
 	}()
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {
@@ -709,13 +715,33 @@ type faultTimeline struct {
 	told        int64 // the holder was told (Lost closed; under dlock run: its COMMAND dead)
 	acquired    int64 // the successor acquired (under dlock run: its COMMAND started)
 	released    int64 // the holder released normally (Unlock ok), if it did
+	deadline    int64 // the holder's deadline when it was told, if known
 }
+
+// lostLatency is how long after its deadline a holder may be told (the
+// timer firing, the goroutine that reads Lost running) and still count as
+// told at its deadline.
+const lostLatency = 50 * time.Millisecond
 
 // verdict: the holder told strictly before the successor acquired, by at
 // least need; or never told, having kept the lock and released it before
-// the successor acquired.
+// the successor acquired. A holder told at its deadline (within
+// lostLatency) passes if that deadline was at least need before the
+// successor acquired: MARGIN is the library's promise from the deadline,
+// and it covers the holder's reaction.
 func (tl faultTimeline) verdict(need, margin time.Duration) (bool, string) {
 	gap := time.Duration(tl.acquired - tl.told)
+	late := time.Duration(tl.told - tl.deadline)
+	switch {
+	case tl.told != 0 && tl.acquired != 0 && gap > 0 && gap < need && tl.deadline != 0 && late > 0:
+		switch {
+		case late > lostLatency:
+			return false, fmt.Sprintf("told %v after its deadline", late.Round(time.Millisecond))
+		case time.Duration(tl.acquired-tl.deadline) < need:
+			return false, "its deadline was less than MARGIN before the successor acquired"
+		}
+		return true, fmt.Sprintf("told %v after its deadline, which was %v before the successor acquired", late.Round(time.Millisecond), time.Duration(tl.acquired-tl.deadline).Round(time.Millisecond))
+	}
 	switch {
 	case tl.acquired == 0:
 		return false, "the successor never acquired"
@@ -753,8 +779,12 @@ func (tl faultTimeline) print(t *testing.T, mode, fault string, need, margin tim
 	if why != "" {
 		verdict += " (" + why + ")"
 	}
-	figure(t, "%-4s %-18s fault +0.000s heal %-8s told %-8s acquired %-8s gap %-8s MARGIN %v  %s",
-		mode, fault, heal, since(tl.fault, tl.told), since(tl.fault, tl.acquired), gap, margin, verdict)
+	deadline := ""
+	if tl.deadline != 0 {
+		deadline = " (deadline " + since(tl.fault, tl.deadline) + ")"
+	}
+	figure(t, "%-4s %-18s fault +0.000s heal %-8s told %-8s acquired %-8s gap %-8s MARGIN %v  %s%s",
+		mode, fault, heal, since(tl.fault, tl.told), since(tl.fault, tl.acquired), gap, margin, verdict, deadline)
 	if !ok {
 		t.Errorf("%s %s: %s", mode, fault, why)
 	}
@@ -824,6 +854,10 @@ func TestHostsFaults(t *testing.T) {
 		}
 		if l, ok := holder.wait("lost", false, 10*time.Second); ok {
 			tl.told = l.mono()
+			if f := strings.Fields(l.text); len(f) == 3 {
+				late, _ := strconv.ParseInt(f[2], 10, 64)
+				tl.deadline = tl.told - late
+			}
 		}
 		if !f.unlockDuring {
 			holder.send("unlock") // (a second time is ErrNotHeld: the first answer counts)
@@ -976,7 +1010,7 @@ func TestHostsFaultsCLI(t *testing.T) {
 				tl.told = 0
 			}
 		}
-		tl.print(t, "cli", f.name, 0, margin) // COMMAND dead before the successor's starts
+		tl.print(t, "cli", f.name, 0, runMargin(holder, margin)) // the job dead before the successor's COMMAND starts
 		waiter.stdin.Close()
 		code := <-waitDone(holder, 30*time.Second)
 		wcode := <-waitDone(waiter, 30*time.Second)
@@ -996,6 +1030,19 @@ func TestHostsFaultsCLI(t *testing.T) {
 				wcode, since(tl.fault, recs["start"]), since(tl.fault, recs["end"]), since(tl.fault, recs["term"]), job(holder), job(waiter), waiter.stderrText())
 		}
 	})
+}
+
+// runMargin is the MARGIN dlock run -v says it gave its lock (it sizes its
+// own to fit -grace), or def.
+func runMargin(p *hostProc, def time.Duration) time.Duration {
+	for _, f := range strings.Fields(p.stderrText()) {
+		if v, ok := strings.CutPrefix(f, "margin="); ok {
+			if d, err := time.ParseDuration(v); err == nil {
+				return d
+			}
+		}
+	}
+	return def
 }
 
 // waitDone sends p's exit status once it has exited (-1 if it did not
