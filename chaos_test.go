@@ -463,6 +463,7 @@ type chaosProc struct {
 	stderr *strings.Builder
 	done   chan struct{}
 	err    error
+	dir    int // the index of its lock directory in lockDirs
 }
 
 // TestChaos runs chaosProcs workers on chaosLocks locks for
@@ -516,6 +517,14 @@ func runChaos(t *testing.T, dur time.Duration, dir string, lockDirs []string) {
 		}
 		dur = time.Duration(secs * float64(time.Second))
 	}
+	// On a rig that names the sshfs process of the second mount
+	// (scripts/hosts.sh), the chaos also freezes that mount, then thaws it:
+	// every worker on it is as good as stopped meanwhile.
+	freezePID := 0
+	if len(lockDirs) > 1 {
+		freezePID, _ = strconv.Atoi(os.Getenv("DLOCK_SHAREDFS_SSHFS2_PID"))
+	}
+	freezes := 0
 	var mu sync.Mutex
 	procs := map[int]*chaosProc{}
 	var all []*chaosProc
@@ -524,8 +533,8 @@ func runChaos(t *testing.T, dur time.Duration, dir string, lockDirs []string) {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), "DLOCK_CHAOS_CHILD=worker", "DLOCK_CHAOS_DIR="+dir,
 			"DLOCK_CHAOS_LOCKS="+lockDirs[started%len(lockDirs)])
+		p := &chaosProc{cmd: cmd, stderr: &strings.Builder{}, done: make(chan struct{}), dir: started % len(lockDirs)}
 		started++
-		p := &chaosProc{cmd: cmd, stderr: &strings.Builder{}, done: make(chan struct{})}
 		cmd.Stderr = p.stderr
 		stdin, err := cmd.StdinPipe()
 		if err != nil {
@@ -581,6 +590,21 @@ func runChaos(t *testing.T, dur time.Duration, dir string, lockDirs []string) {
 			continue
 		}
 		switch a := rng.IntN(10); {
+		case freezePID > 0 && (a == 9 || freezes == 0 && time.Until(deadline) < dur/2):
+			// Freeze the second mount past TIMEOUT (at least once a run),
+			// then thaw it.
+			d := chaosTimeout + time.Duration(100+rng.IntN(900))*time.Millisecond
+			from := monoNow()
+			syscall.Kill(freezePID, syscall.SIGSTOP)
+			time.Sleep(d) // the freeze
+			syscall.Kill(freezePID, syscall.SIGCONT)
+			to := monoNow()
+			for pid, q := range procs {
+				if q.dir == 1 {
+					stops = append(stops, chaosStop{pid: pid, from: from, to: to})
+				}
+			}
+			freezes++
 		case a < 4: // SIGKILL, and a replacement
 			at := monoNow()
 			p.cmd.Process.Kill()
@@ -666,9 +690,9 @@ func runChaos(t *testing.T, dur time.Duration, dir string, lockDirs []string) {
 		ks = append(ks, *k)
 	}
 	rep := checkChaos(journals, stops, ks, killedAt, end)
-	t.Logf("chaos totals: holders SIGKILLed=%d, %v", killedProcs, rep)
+	t.Logf("chaos totals: holders SIGKILLed=%d, mount freezes=%d, %v", killedProcs, freezes, rep)
 	if testing.Verbose() {
-		fmt.Printf("chaos totals: holders SIGKILLed=%d, %v\n", killedProcs, rep)
+		fmt.Printf("chaos totals: holders SIGKILLed=%d, mount freezes=%d, %v\n", killedProcs, freezes, rep)
 	}
 	for i, v := range rep.violations {
 		if i == 20 {

@@ -1,4 +1,4 @@
-# rig-lib.sh - helpers of the rig scripts (sharedfs.sh, smbfs.sh), sourced
+# rig-lib.sh - helpers of the rig scripts (sharedfs.sh, smbfs.sh, hosts.sh), sourced
 # by them. The caller defines say and die.
 
 # is_mounted DIR: DIR is a mount point in /proc/self/mountinfo (works even
@@ -138,4 +138,36 @@ apt_install() {
 		tail -n 5 "$log" >&2
 		die "apt-get install $* failed (exit $rc; full log: $log)"
 	fi
+}
+
+# write_sshd_config STATE PORT ADDR...: STATE/sshd_config for a private sshd
+# listening on each ADDR at PORT, with the throwaway keys in STATE, root
+# logins by key only and the in-process SFTP server (so that the session
+# serving a mount is one "sshd: root@internal-sftp" process); checked with
+# sshd -t.
+write_sshd_config() {
+	local state=$1 port=$2 usepam=no a
+	shift 2
+	# sshd refuses key logins to a locked account ('!' password) unless PAM
+	# decides; with PAM it works.
+	case $(awk -F: '$1 == "root" {print $2}' /etc/shadow 2>/dev/null) in
+	'!'*) usepam=yes ;;
+	esac
+	{
+		for a in "$@"; do echo "ListenAddress $a"; done
+		cat <<EOF
+Port $port
+HostKey $state/host_key
+PidFile $state/sshd.daemon.pid
+AuthorizedKeysFile $state/client_key.pub
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+StrictModes no
+UsePAM $usepam
+Subsystem sftp internal-sftp
+LogLevel ERROR
+EOF
+	} >"$state/sshd_config"
+	/usr/sbin/sshd -t -f "$state/sshd_config" || die "sshd rejects $state/sshd_config"
 }

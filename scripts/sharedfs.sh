@@ -47,7 +47,7 @@ m2=$state/m2
 # --- helpers ---------------------------------------------------------------
 
 # is_mounted, pid_alive, started, stop_pid, unmount, require_fuse,
-# port_in_use, apt_install
+# port_in_use, apt_install, write_sshd_config
 # shellcheck source=rig-lib.sh
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/rig-lib.sh"
 
@@ -65,31 +65,12 @@ ensure_packages() {
 }
 
 start_sshd() {
-	local port tries pidfile=$state/sshd.pid usepam=no i
-	# sshd refuses key logins to a locked account ('!' password) unless PAM
-	# decides; with PAM it works.
-	case $(awk -F: '$1 == "root" {print $2}' /etc/shadow 2>/dev/null) in
-	'!'*) usepam=yes ;;
-	esac
+	local port tries pidfile=$state/sshd.pid i
 	mkdir -p /run/sshd
 	for tries in 1 2 3 4 5; do
 		port=$((20000 + RANDOM % 40000))
 		port_in_use "$port" && continue
-		cat >"$state/sshd_config" <<EOF
-ListenAddress 127.0.0.1
-Port $port
-HostKey $state/host_key
-PidFile $state/sshd.daemon.pid
-AuthorizedKeysFile $state/client_key.pub
-PermitRootLogin prohibit-password
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-StrictModes no
-UsePAM $usepam
-Subsystem sftp internal-sftp
-LogLevel ERROR
-EOF
-		/usr/sbin/sshd -t -f "$state/sshd_config" || die "sshd rejects $state/sshd_config"
+		write_sshd_config "$state" "$port" 127.0.0.1
 		# -D: stay in the foreground, so $! is sshd's own PID
 		setsid /usr/sbin/sshd -D -f "$state/sshd_config" -E "$state/sshd.log" </dev/null >/dev/null 2>&1 &
 		echo $! >"$pidfile"
