@@ -113,12 +113,14 @@ type lockFlags struct {
 	exclusive    bool
 	slots        int
 	mode         iofs.FileMode
+	maxSkew      time.Duration
 	quiet        bool
 	verbose      bool
 }
 
 func (lf *lockFlags) register(fs *flag.FlagSet) {
 	lf.timeout, lf.patience, lf.poll, lf.conflictExit = dlock.DefaultTimeout, -1, dlock.DefaultPollInterval, exitBusy
+	lf.maxSkew = dlock.DefaultMaxClockSkew
 	fs.Var(secondsFlag{d: &lf.timeout}, "timeout", "`TIMEOUT` in seconds (or 500ms, 2m): a lock not refreshed this long is stale and may be reclaimed by another")
 	pf := patienceFlag{d: &lf.patience}
 	fs.Var(pf, "patience", "`PATIENCE` in seconds: how long to wait for a busy lock; 0 is one attempt, \"forever\" no limit")
@@ -131,6 +133,7 @@ func (lf *lockFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&lf.exclusive, "x", false, "exclusive: the writer of a reader/writer lock (every user of PATH passes -s or -x)")
 	fs.IntVar(&lf.slots, "slots", 0, "`N`: a semaphore: at most N holders at once (every user of PATH passes the same N)")
 	fs.Var(modeFlag{m: &lf.mode}, "mode", "permission `bits` of a lock directory dlock creates (default 0755; 0777 or 0775 for a lock shared between users)")
+	fs.Var(secondsFlag{d: &lf.maxSkew}, "max-clock-skew", "`seconds` the clocks of the hosts sharing PATH may be apart (default 60): a new waiter trusts a holder's written time only once it is older than TIMEOUT plus this")
 	fs.BoolVar(&lf.quiet, "q", false, "quiet: say nothing when the lock is busy")
 	fs.BoolVar(&lf.verbose, "v", false, "verbose: log waiting, acquiring, releasing, signals and the job's processes to stderr")
 }
@@ -145,6 +148,8 @@ func (lf *lockFlags) check() string {
 		return fmt.Sprintf("-timeout %v: must be positive", lf.timeout)
 	case lf.poll <= 0:
 		return fmt.Sprintf("-poll %v: must be positive", lf.poll)
+	case lf.maxSkew < 0:
+		return fmt.Sprintf("-max-clock-skew %v: must not be negative", lf.maxSkew)
 	case lf.conflictExit < 0 || lf.conflictExit > 255:
 		return fmt.Sprintf("-conflict-exit %d: must be 0 to 255", lf.conflictExit)
 	case lf.shared && lf.exclusive:
@@ -172,7 +177,7 @@ func (lf *lockFlags) kind() string {
 
 // open makes the Locker the flags ask for at path.
 func (lf *lockFlags) open(path string, extra ...dlock.Option) (dlock.Locker, string, error) {
-	opts := []dlock.Option{dlock.WithTimeout(lf.timeout), dlock.WithPatience(lf.patience), dlock.WithPollInterval(lf.poll)}
+	opts := []dlock.Option{dlock.WithTimeout(lf.timeout), dlock.WithPatience(lf.patience), dlock.WithPollInterval(lf.poll), dlock.WithMaxClockSkew(lf.maxSkew)}
 	if lf.mode != 0 {
 		opts = append(opts, dlock.WithPermissions(lf.mode))
 	} else if m, ok := premadeMode(path); ok && lf.slots == 0 && !lf.shared && !lf.exclusive {
