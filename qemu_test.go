@@ -50,9 +50,12 @@ func init() {
 var guestStart = time.Now()
 
 // guestSay prints one marked line on the console, with the guest's own
-// monotonic time since the role started (g=...), for reference only.
+// monotonic time since the role started (g=...) and its wall clock
+// (wall=, in Unix nanoseconds), from which the host measures the guest's
+// clock offset and rate.
 func guestSay(format string, args ...any) {
-	line := qemuMarker + fmt.Sprintf(format, args...) + fmt.Sprintf(" g=%.3fs\n", time.Since(guestStart).Seconds())
+	now := time.Now()
+	line := qemuMarker + fmt.Sprintf(format, args...) + fmt.Sprintf(" g=%.3fs wall=%d\n", now.Sub(guestStart).Seconds(), now.UnixNano())
 	os.Stdout.WriteString(line)
 }
 
@@ -66,6 +69,8 @@ func qemuRole(role string) int {
 	switch role {
 	case "qemu-hold":
 		return guestHold(path, timeout)
+	case "qemu-wait":
+		return guestWait(path, timeout)
 	case "qemu-run":
 		return guestRun(path, timeout)
 	case "qemu-counter":
@@ -81,7 +86,7 @@ func qemuRole(role string) int {
 // skew it was given.
 func guestHold(path string, timeout time.Duration) int {
 	hold, _ := time.ParseDuration(os.Getenv("DLOCK_HOLD"))
-	guestSay("clock wall=%d", time.Now().UnixNano())
+	guestSay("clock")
 	l, err := New(path, WithTimeout(timeout), WithWatch(false))
 	if err == nil {
 		err = l.Lock(context.Background())
@@ -92,6 +97,11 @@ func guestHold(path string, timeout time.Duration) int {
 	}
 	lost := l.Lost() // taken now: on a stuck mount, Lost itself may block
 	guestSay("held fence=%d", l.Fence())
+	go func() { // for the host to follow the guest's clock
+		for range time.Tick(time.Second) {
+			guestSay("tick")
+		}
+	}()
 	select {
 	case <-lost:
 		guestSay("lost")
@@ -100,6 +110,32 @@ func guestHold(path string, timeout time.Duration) int {
 	}
 	err = l.Unlock()
 	guestSay("unlock errlost=%v err=%v", errors.Is(err, ErrLost), err)
+	return 0
+}
+
+// guestWait waits for the lock directory to appear, then waits for the
+// lock, says when it has it, and keeps it for DLOCK_HOLD.
+func guestWait(path string, timeout time.Duration) int {
+	hold, _ := time.ParseDuration(os.Getenv("DLOCK_HOLD"))
+	for {
+		if _, err := os.Stat(path); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	l, err := New(path, WithTimeout(timeout), WithWatch(false))
+	if err != nil {
+		guestSay("error %v", err)
+		return 1
+	}
+	guestSay("waiting")
+	if err := l.Lock(context.Background()); err != nil {
+		guestSay("error %v", err)
+		return 1
+	}
+	guestSay("acquired fence=%d", l.Fence())
+	time.Sleep(hold)
+	guestSay("unlock err=%v", l.Unlock())
 	return 0
 }
 
@@ -238,7 +274,7 @@ func (g *lineLog) read(rd io.Reader, raw io.Writer) {
 		at := time.Now()
 		text := strings.TrimRight(sc.Text(), "\r")
 		fmt.Fprintf(raw, "%s %s\n", at.Format("15:04:05.000000"), text)
-		if testing.Verbose() && (strings.Contains(text, qemuMarker) || strings.Contains(text, "dlock") || strings.Contains(text, "nfs")) {
+		if testing.Verbose() && !strings.Contains(text, qemuMarker+"tick") && (strings.Contains(text, qemuMarker) || strings.Contains(text, "dlock") || strings.Contains(text, "nfs")) {
 			fmt.Printf("    %-8s %8.3fs | %s\n", g.who, at.Sub(g.t0).Seconds(), text)
 		}
 		g.mu.Lock()
@@ -279,6 +315,27 @@ func (g *lineLog) find(event string, d time.Duration) (stamped, bool) {
 	}
 }
 
+// last returns the last marked line of event seen so far.
+func (g *lineLog) last(event string) stamped {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for i := len(g.all) - 1; i >= 0; i-- {
+		if _, rest, ok := strings.Cut(g.all[i].text, qemuMarker); ok && (rest == event || strings.HasPrefix(rest, event+" ")) {
+			return g.all[i]
+		}
+	}
+	return stamped{}
+}
+
+// msg is a marked line without its marker and the guest's times.
+func msg(l stamped) string {
+	_, rest, _ := strings.Cut(l.text, qemuMarker)
+	if i := strings.LastIndex(rest, " g="); i >= 0 {
+		rest = rest[:i]
+	}
+	return rest
+}
+
 // field returns the value of name=value in a marked line.
 func field(line, name string) string {
 	for _, f := range strings.Fields(line) {
@@ -299,17 +356,18 @@ type qemuGuest struct {
 // qemuBootWithin bounds a boot to the first marked line: about 5-10 s here.
 const qemuBootWithin = 120 * time.Second
 
-// boot starts a guest named name with env on its kernel command line
-// (NAME=VALUE words without spaces reach its /init as environment), and
-// the extra qemu arguments. The guest is killed at cleanup if still up.
-func (r qemuRig) boot(t *testing.T, name string, env []string, extra ...string) *qemuGuest {
+// boot starts a guest named name on the user-mode network 10.0.NET.0/24
+// (its address .15, this host's loopback .2), with env on its kernel
+// command line (NAME=VALUE words without spaces reach its /init as
+// environment), and the extra qemu arguments. The guest is killed at cleanup if still up.
+func (r qemuRig) boot(t *testing.T, name string, net int, env []string, extra ...string) *qemuGuest {
 	t.Helper()
 	run := filepath.Join(r.state, "run")
 	os.MkdirAll(run, 0o755)
 	id := name + "-" + newToken()[:6]
 	g := &qemuGuest{lineLog: newLineLog(name), mon: filepath.Join(run, id+".mon")}
 	cmdline := []string{"console=ttyS0", "panic=-1", "quiet", "loglevel=4",
-		"DLOCK_NFS_PORT=" + r.port, "DLOCK_GUEST_NAME=" + name}
+		"DLOCK_NFS_PORT=" + r.port, "DLOCK_GUEST_NAME=" + name, fmt.Sprintf("DLOCK_GUEST_NET=10.0.%d", net)}
 	for _, e := range env {
 		if strings.ContainsAny(e, " \t\n\"") {
 			t.Fatalf("kernel command line word %q has a space or quote", e)
@@ -320,10 +378,8 @@ func (r qemuRig) boot(t *testing.T, name string, env []string, extra ...string) 
 		"-serial", "stdio", "-monitor", "unix:" + g.mon + ",server,nowait",
 		"-pidfile", filepath.Join(run, id+".pid"),
 		"-kernel", filepath.Join(r.state, "vmlinuz"), "-initrd", filepath.Join(r.state, "initrd.gz"),
-		"-append", strings.Join(cmdline, " ")}, extra...)
-	if !strings.Contains(strings.Join(extra, " "), "-netdev") {
-		args = append(args, "-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0")
-	}
+		"-append", strings.Join(cmdline, " "),
+		"-netdev", fmt.Sprintf("user,id=n0,net=10.0.%d.0/24", net), "-device", "virtio-net-pci,netdev=n0"}, extra...)
 	g.cmd = exec.Command("qemu-system-x86_64", args...)
 	stdin, err := g.cmd.StdinPipe() // kept open: the console's input
 	if err != nil {
@@ -456,6 +512,29 @@ func (e *entryLog) lastBefore(at time.Time) stamped {
 	return last
 }
 
+// offset is how far the guest's wall clock was ahead of this host's when
+// it wrote a marked line (less the console's delay, a few milliseconds).
+func offset(l stamped) time.Duration {
+	ns, err := strconv.ParseInt(field(l.text, "wall"), 10, 64)
+	if err != nil {
+		return 0
+	}
+	return time.Unix(0, ns).Sub(l.at)
+}
+
+// clockRate says how the guest's clock ran between two of its lines,
+// against this host's: its offset at both, and its rate in parts per
+// million off this host's.
+func clockRate(a, b stamped) string {
+	d := b.at.Sub(a.at)
+	if a.at.IsZero() || b.at.IsZero() || d <= 0 {
+		return "guest clock: not measured"
+	}
+	drift := offset(b) - offset(a)
+	return fmt.Sprintf("guest clock offset %+.3fs, then %+.3fs %.1fs later (rate %+.0f ppm of this host's)",
+		offset(a).Seconds(), offset(b).Seconds(), d.Seconds(), float64(drift)/float64(d)*1e6)
+}
+
 // rel formats at relative to origin, or "never".
 func rel(at, origin time.Time) string {
 	if at.IsZero() {
@@ -478,40 +557,55 @@ func marginOf(t *testing.T, d time.Duration) time.Duration {
 }
 
 // A holder in a guest whose link is cut for 3×TIMEOUT: it must be told the
-// lock is lost at least MARGIN before the successor on the server's
-// directory acquires it.
+// lock is lost at least MARGIN before the successor acquires it. The
+// successor is a process on the server's exported directory, or a process
+// in a second guest (on a user-mode network of its own, so that the two
+// NFS clients have addresses of their own).
 func TestQemuNFSPartition(t *testing.T) {
 	r := needQemu(t)
+	t.Run("successor-on-server", func(t *testing.T) { qemuPartition(t, r, false) })
+	t.Run("successor-in-guest", func(t *testing.T) { qemuPartition(t, r, true) })
+}
+
+func qemuPartition(t *testing.T, r qemuRig, inGuest bool) {
 	name, host := r.dir(t)
 	path := filepath.Join(host, "lock")
-	g := r.boot(t, "holder", []string{"DLOCK_QEMU_ROLE=qemu-hold", "DLOCK_PATH=/m1/" + name + "/lock",
-		"DLOCK_TIMEOUT=" + qemuTimeout.String(), "DLOCK_HOLD=300s"})
+	env := []string{"DLOCK_PATH=/m1/" + name + "/lock", "DLOCK_TIMEOUT=" + qemuTimeout.String(), "DLOCK_HOLD=300s"}
+	g := r.boot(t, "holder", 2, append([]string{"DLOCK_QEMU_ROLE=qemu-hold"}, env...))
+	var w *qemuGuest
+	if inGuest {
+		w = r.boot(t, "waiter", 3, append([]string{"DLOCK_QEMU_ROLE=qemu-wait"}, env...))
+	}
 	held := g.must(t, "held", qemuBootWithin)
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	entries := watchEntries(ctx, path)
 
-	// The successor waits on this host from now on.
+	// The successor waits from now on.
 	acquired := make(chan time.Time, 1)
-	succ, err := New(path, WithTimeout(qemuTimeout))
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		wctx, cancel := context.WithTimeout(ctx, 10*qemuTimeout)
-		defer cancel()
-		if err := succ.Lock(wctx); err != nil {
-			t.Logf("successor: %v", err)
-			acquired <- time.Time{}
-			return
+	if inGuest {
+		w.must(t, "waiting", qemuBootWithin)
+		go func() {
+			l, _ := w.find("acquired", 60*time.Second+10*qemuTimeout)
+			acquired <- l.at
+		}()
+	} else {
+		succ, err := New(path, WithTimeout(qemuTimeout))
+		if err != nil {
+			t.Fatal(err)
 		}
-		acquired <- time.Now()
-	}()
-	defer func() {
-		if succ.held {
+		go func() {
+			wctx, cancel := context.WithTimeout(ctx, 60*time.Second+10*qemuTimeout)
+			defer cancel()
+			if err := succ.Lock(wctx); err != nil {
+				t.Logf("successor: %v", err)
+				acquired <- time.Time{}
+				return
+			}
+			acquired <- time.Now()
 			succ.Unlock()
-		}
-	}()
+		}()
+	}
 
 	// Cut the link right after a refresh the server saw.
 	if !entries.next(2 * qemuTimeout) {
@@ -526,12 +620,17 @@ func TestQemuNFSPartition(t *testing.T) {
 
 	margin := marginOf(t, qemuTimeout)
 	gap := acq.Sub(told.at)
-	t.Logf("partition: TIMEOUT %v, MARGIN %v; times from the cut (host clock):", qemuTimeout, margin)
+	where := "on the server"
+	if inGuest {
+		where = "in a second guest"
+	}
+	t.Logf("partition, successor %s: TIMEOUT %v, MARGIN %v; times from the cut (host clock):", where, qemuTimeout, margin)
 	t.Logf("  holder held since %s; last refresh seen on the server %s; link cut 0; healed %s",
 		rel(held.at, cut), rel(beat.at, cut), rel(heal, cut))
 	t.Logf("  holder told (Lost) %s; successor acquired %s; gap %.3fs (want >= MARGIN %v)",
 		rel(told.at, cut), rel(acq, cut), gap.Seconds(), margin)
-	t.Logf("  holder's Unlock: %s", strings.TrimPrefix(unlock.text, qemuMarker))
+	t.Logf("  holder's Unlock: %s", msg(unlock))
+	t.Logf("  holder's %s", clockRate(held, g.last("tick")))
 	switch {
 	case acq.IsZero():
 		t.Errorf("the successor never acquired the lock of a holder cut off for 3×TIMEOUT")
@@ -555,7 +654,7 @@ func TestQemuNFSRunPartition(t *testing.T) {
 	r := needQemu(t)
 	name, host := r.dir(t)
 	path := filepath.Join(host, "lock")
-	g := r.boot(t, "holder", []string{"DLOCK_QEMU_ROLE=qemu-run", "DLOCK_PATH=/m1/" + name + "/lock",
+	g := r.boot(t, "holder", 2, []string{"DLOCK_QEMU_ROLE=qemu-run", "DLOCK_PATH=/m1/" + name + "/lock",
 		"DLOCK_TIMEOUT=" + qemuTimeout.String()})
 	started := g.must(t, "cmd-start", qemuBootWithin)
 	ctx, stop := context.WithCancel(context.Background())
@@ -602,7 +701,7 @@ func TestQemuNFSRunPartition(t *testing.T) {
 	t.Logf("  holder's COMMAND started %s; last refresh seen on the server %s; link cut 0; healed %s",
 		rel(started.at, cut), rel(beat.at, cut), rel(heal, cut))
 	t.Logf("  holder's COMMAND ended (TERM) %s; holder's dlock run exited %s (%s); successor's COMMAND started %s",
-		rel(end.at, cut), rel(exit.at, cut), strings.TrimPrefix(exit.text, qemuMarker), rel(succStart.at, cut))
+		rel(end.at, cut), rel(exit.at, cut), msg(exit), rel(succStart.at, cut))
 	switch {
 	case !succOK:
 		t.Errorf("the successor's COMMAND never started")
@@ -640,11 +739,10 @@ func TestQemuNFSSkew(t *testing.T) {
 			name, host := r.dir(t)
 			path := filepath.Join(host, "lock")
 			base := time.Now().UTC().Add(c.offset).Format("2006-01-02T15:04:05")
-			g := r.boot(t, "holder", []string{"DLOCK_QEMU_ROLE=qemu-hold", "DLOCK_PATH=/m1/" + name + "/lock",
+			g := r.boot(t, "holder", 2, []string{"DLOCK_QEMU_ROLE=qemu-hold", "DLOCK_PATH=/m1/" + name + "/lock",
 				"DLOCK_TIMEOUT=" + qemuTimeout.String(), "DLOCK_HOLD=300s"}, "-rtc", "base="+base)
 			clk := g.must(t, "clock", qemuBootWithin)
-			ns, _ := strconv.ParseInt(field(clk.text, "wall"), 10, 64)
-			skew := time.Unix(0, ns).Sub(clk.at)
+			skew := offset(clk)
 			held := g.must(t, "held", qemuBootWithin)
 
 			var logs strings.Builder
@@ -686,10 +784,12 @@ func TestQemuNFSSkew(t *testing.T) {
 				waiter.Unlock()
 			}
 			lost, _ := g.find("lost", 0)
+			last := g.last("tick")
 			t.Logf("skew %s: guest clock set %v from this host's, measured %+.3fs; bound %v; TIMEOUT %v; from the holder's acquisition (host clock):",
 				c.name, c.offset, skew.Seconds(), qemuMaxSkew, qemuTimeout)
 			t.Logf("  waiter (3×TIMEOUT) acquired %s; first fresh waiter (every 0.5 s) acquired %s; holder told lost %s",
 				rel(waited, held.at), rel(fresh, held.at), rel(lost.at, held.at))
+			t.Logf("  %s", clockRate(clk, last))
 			logMu.Lock()
 			for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
 				if line != "" {
@@ -729,13 +829,13 @@ func TestQemuNFSCounter(t *testing.T) {
 		rounds = n
 	}
 	name, _ := r.dir(t)
-	g := r.boot(t, "counter", []string{"DLOCK_QEMU_ROLE=qemu-counter", "DLOCK_MOUNTS=2", "DLOCK_LOCK=" + name + "/lock",
+	g := r.boot(t, "counter", 2, []string{"DLOCK_QEMU_ROLE=qemu-counter", "DLOCK_MOUNTS=2", "DLOCK_LOCK=" + name + "/lock",
 		"DLOCK_PROCS=" + strconv.Itoa(procs), "DLOCK_ROUNDS=" + strconv.Itoa(rounds), "DLOCK_TIMEOUT=10s"})
 	up := g.must(t, "up", qemuBootWithin)
 	res := g.must(t, "counter", 30*time.Minute)
 	want := strconv.Itoa(procs * rounds)
 	t.Logf("counter in one guest, two NFSv4 mounts: %d processes × %d rounds: %s (%.1fs from boot to the result)",
-		procs, rounds, strings.TrimPrefix(res.text, qemuMarker), res.at.Sub(up.at).Seconds())
+		procs, rounds, msg(res), res.at.Sub(up.at).Seconds())
 	if field(res.text, "got") != want || field(res.text, "failed") != "0" {
 		t.Errorf("counter: %s, want got=%s failed=0", res.text, want)
 	}
