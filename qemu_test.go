@@ -110,7 +110,14 @@ func guestHold(path string, timeout time.Duration) int {
 	}
 	err = l.Unlock()
 	guestSay("unlock errlost=%v err=%v", errors.Is(err, ErrLost), err)
+	linger()
 	return 0
+}
+
+// linger keeps a guest up after its role has said all: the host may still
+// need its monitor (to heal the link), and kills it when done.
+func linger() {
+	time.Sleep(24 * time.Hour)
 }
 
 // guestWait waits for the lock directory to appear, then waits for the
@@ -136,6 +143,7 @@ func guestWait(path string, timeout time.Duration) int {
 	guestSay("acquired fence=%d", l.Fence())
 	time.Sleep(hold)
 	guestSay("unlock err=%v", l.Unlock())
+	linger()
 	return 0
 }
 
@@ -160,6 +168,7 @@ func guestRun(path string, timeout time.Duration) int {
 		return 1
 	}
 	guestSay("run-exit %d", code)
+	linger()
 	return 0
 }
 
