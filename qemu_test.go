@@ -616,13 +616,7 @@ func qemuPartition(t *testing.T, r qemuRig, inGuest bool) {
 		}()
 	}
 
-	// Cut the link right after a refresh the server saw.
-	if !entries.next(2 * qemuTimeout) {
-		t.Fatalf("no refresh of the holder seen on the server within %v", 2*qemuTimeout)
-	}
-	cut := g.monitor(t, "set_link n0 off")
-	beat := entries.lastBefore(cut)
-	heal := g.monitor(t, sleepUntil(cut.Add(3*qemuTimeout), "set_link n0 on"))
+	beat, cut, heal := cutAfterRefresh(t, g, entries)
 	told, toldOK := g.find("lost", 60*time.Second)
 	acq := <-acquired
 	unlock, _ := g.find("unlock", 30*time.Second)
@@ -635,7 +629,7 @@ func qemuPartition(t *testing.T, r qemuRig, inGuest bool) {
 	}
 	t.Logf("partition, successor %s: TIMEOUT %v, MARGIN %v; times from the cut (host clock):", where, qemuTimeout, margin)
 	t.Logf("  holder held since %s; last refresh seen on the server %s; link cut 0; healed %s",
-		rel(held.at, cut), rel(beat.at, cut), rel(heal, cut))
+		rel(held.at, cut), rel(beat, cut), rel(heal, cut))
 	t.Logf("  holder told (Lost) %s; successor acquired %s; gap %.3fs (want >= MARGIN %v)",
 		rel(told.at, cut), rel(acq, cut), gap.Seconds(), margin)
 	t.Logf("  holder's Unlock: %s", msg(unlock))
@@ -651,10 +645,19 @@ func qemuPartition(t *testing.T, r qemuRig, inGuest bool) {
 	}
 }
 
-// sleepUntil waits until at, then returns s (for a fault's scheduled end).
-func sleepUntil(at time.Time, s string) string {
-	time.Sleep(time.Until(at))
-	return s
+// cutAfterRefresh cuts the guest's link right after a refresh of its lock
+// that the server saw, and heals it 3×TIMEOUT later. It returns when that
+// last refresh was seen, when the link was cut and when it was healed.
+func cutAfterRefresh(t *testing.T, g *qemuGuest, entries *entryLog) (beat, cut, heal time.Time) {
+	t.Helper()
+	if !entries.next(2 * qemuTimeout) {
+		t.Fatalf("no refresh of the holder seen on the server within %v", 2*qemuTimeout)
+	}
+	cut = g.monitor(t, "set_link n0 off")
+	beat = entries.lastBefore(cut).at
+	time.Sleep(time.Until(cut.Add(3 * qemuTimeout))) // the partition's length
+	heal = g.monitor(t, "set_link n0 on")
+	return beat, cut, heal
 }
 
 // Under dlock run, the holder's COMMAND (in the guest whose link is cut)
@@ -692,12 +695,7 @@ func TestQemuNFSRunPartition(t *testing.T) {
 	go func() { s.read(out, raw); close(read) }()
 	defer func() { succ.Process.Kill(); <-read; succ.Wait() }()
 
-	if !entries.next(2 * qemuTimeout) {
-		t.Fatalf("no refresh of the holder seen on the server within %v", 2*qemuTimeout)
-	}
-	cut := g.monitor(t, "set_link n0 off")
-	beat := entries.lastBefore(cut)
-	heal := g.monitor(t, sleepUntil(cut.Add(3*qemuTimeout), "set_link n0 on"))
+	beat, cut, heal := cutAfterRefresh(t, g, entries)
 	exit, exitOK := g.find("run-exit", 60*time.Second)
 	end, endOK := g.find("cmd-end", 0)
 	succStart, succOK := s.find("cmd-start", 30*time.Second)
@@ -708,7 +706,7 @@ func TestQemuNFSRunPartition(t *testing.T) {
 	}
 	t.Logf("dlock run across a partition: TIMEOUT %v, MARGIN %v; times from the cut (host clock):", qemuTimeout, marginOf(t, qemuTimeout))
 	t.Logf("  holder's COMMAND started %s; last refresh seen on the server %s; link cut 0; healed %s",
-		rel(started.at, cut), rel(beat.at, cut), rel(heal, cut))
+		rel(started.at, cut), rel(beat, cut), rel(heal, cut))
 	t.Logf("  holder's COMMAND ended (TERM) %s; holder's dlock run exited %s (%s); successor's COMMAND started %s",
 		rel(end.at, cut), rel(exit.at, cut), msg(exit), rel(succStart.at, cut))
 	switch {
