@@ -39,49 +39,18 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 gdir=$state/ganesha
 gpid=$gdir/ganesha.pid
 
-# running FILE EXE: the PID in FILE is alive, not a zombie, and runs EXE.
-running() {
-	local pid
-	pid=$(cat "$1" 2>/dev/null) || return 1
-	case $pid in '' | *[!0-9]*) return 1 ;; esac
-	[ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = "$2" ] || return 1
-	[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ]
-}
-
-# halt FILE EXE: TERM the process in FILE (KILL after 5 s), forget the file.
-halt() {
-	local i
-	if running "$1" "$2"; then
-		kill -TERM "$(cat "$1")" 2>/dev/null || true
-		for i in $(seq 50); do running "$1" "$2" || break; sleep 0.1; done
-		if running "$1" "$2"; then
-			say "${2##*/} (pid $(cat "$1")) ignored SIGTERM; sending SIGKILL"
-			kill -KILL "$(cat "$1")" 2>/dev/null || true
-		fi
-	fi
-	rm -f "$1"
-}
+# shellcheck source=rig-lib.sh
+. "$(dirname "$0")/rig-lib.sh"
 
 install_missing() {
-	local need=() made_policy=0 rc=0
+	local need=()
 	command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
-	[ -x /bin/busybox ] && file -L /bin/busybox 2>/dev/null | grep -q 'statically linked' || need+=(busybox-static)
+	command -v file >/dev/null || need+=(file)
+	{ [ -x /bin/busybox ] && file -L /bin/busybox | grep -q 'statically linked'; } || need+=(busybox-static)
 	command -v depmod >/dev/null || need+=(kmod)
 	command -v cpio >/dev/null || need+=(cpio)
 	command -v ganesha.nfsd >/dev/null || need+=(nfs-ganesha nfs-ganesha-vfs)
-	command -v file >/dev/null || need+=(file)
-	[ ${#need[@]} -gt 0 ] || return 0
-	say "installing ${need[*]} (apt-get)"
-	if [ ! -e /usr/sbin/policy-rc.d ]; then
-		# keep the distribution's services (ganesha, rpcbind) from starting
-		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-		chmod 755 /usr/sbin/policy-rc.d
-		made_policy=1
-	fi
-	{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-		--no-install-recommends "${need[@]}"; } >"$state/apt.log" 2>&1 || rc=$?
-	[ $made_policy -eq 0 ] || rm -f /usr/sbin/policy-rc.d
-	[ $rc -eq 0 ] || { tail -n 5 "$state/apt.log" >&2; die "apt-get install ${need[*]} failed (log: $state/apt.log)"; }
+	[ ${#need[@]} -eq 0 ] || apt_install "$state/apt.log" "${need[@]}"
 }
 
 # fetch_kernel: Debian's cloud kernel, from the package its meta-package
@@ -165,14 +134,8 @@ EOF
 }
 
 start_ganesha() {
-	local exe
-	exe=$(readlink -f "$(command -v ganesha.nfsd)")
-	if running "$gpid" "$exe"; then
-		return 0
-	fi
-	if [ -n "$(ss -Hltn "sport = :$port" 2>/dev/null)" ]; then
-		die "port $port on 127.0.0.1 is taken by someone else: set QEMU_NFS_PORT"
-	fi
+	pid_alive "$gpid" ganesha.nfsd && return 0
+	port_in_use "$port" && die "port $port on 127.0.0.1 is taken by someone else: set QEMU_NFS_PORT"
 	mkdir -p "$gdir/recov" "$state/export" /var/run/ganesha
 	cat >"$gdir/ganesha.conf" <<EOF
 NFS_CORE_PARAM {
@@ -207,11 +170,13 @@ EOF
 		-N NIV_EVENT </dev/null >>"$gdir/ganesha.out" 2>&1 &
 	echo $! >"$gpid"
 	local i
-	for i in $(seq 100); do
-		[ -n "$(ss -Hltn "sport = :$port" 2>/dev/null)" ] && return 0
-		running "$gpid" "$exe" || break
-		sleep 0.1
-	done
+	if started "$gpid" ganesha.nfsd; then
+		for i in $(seq 100); do
+			port_in_use "$port" && return 0
+			pid_alive "$gpid" ganesha.nfsd || break
+			sleep 0.1
+		done
+	fi
 	tail -n 20 "$gdir/ganesha.log" >&2 2>/dev/null || true
 	die "ganesha did not come up on 127.0.0.1:$port (log: $gdir/ganesha.log)"
 }
@@ -229,21 +194,18 @@ do_up() {
 }
 
 do_down() {
-	local f qemu
+	local f
 	[ -d "$state" ] || return 0
-	qemu=$(readlink -f "$(command -v qemu-system-x86_64 || echo /nonexistent)")
 	for f in "$state"/run/*.pid; do
-		[ -e "$f" ] && halt "$f" "$qemu"
+		[ -e "$f" ] && stop_pid "$f" qemu-system-x86_64
 	done
-	[ -e "$gpid" ] && halt "$gpid" "$(readlink -f "$(command -v ganesha.nfsd || echo /nonexistent)")"
+	stop_pid "$gpid" ganesha.nfsd
 	rm -rf --one-file-system "$state"
 	say "down"
 }
 
 do_status() {
-	local exe
-	exe=$(readlink -f "$(command -v ganesha.nfsd || echo /nonexistent)")
-	if running "$gpid" "$exe" && [ -s "$state/initrd.gz" ]; then
+	if pid_alive "$gpid" ganesha.nfsd && [ -s "$state/initrd.gz" ]; then
 		echo "up: ganesha pid $(cat "$gpid"), 127.0.0.1:$port, $state"
 		return 0
 	fi
@@ -259,8 +221,10 @@ run)
 	trap do_down EXIT
 	eval "$(do_up)"
 	start=$SECONDS
-	"$state/bin/dlock.test" -test.v -test.count=1 -test.timeout=30m -test.run "${QEMU_TEST_RUN:-^TestQemu}"
-	say "tests took $((SECONDS - start)) s"
+	rc=0
+	"$state/bin/dlock.test" -test.v -test.count=1 -test.timeout=30m -test.run "${QEMU_TEST_RUN:-^TestQemu}" || rc=$?
+	say "tests took $((SECONDS - start)) s (exit $rc)"
+	exit $rc
 	;;
 *)
 	say "usage: $prog up|down|status|run [STATEDIR]"
