@@ -56,93 +56,26 @@ volname() { printf 'gluster-dlock-%s' "$1"; }
 mnt() { printf '%s/%s/m%s' "$state" "$1" "$2"; }
 gcli() { gluster --glusterd-sock="$sock" --mode=script "$@"; }
 
-# --- helpers (as in sharedfs.sh) --------------------------------------------
+# --- helpers ---------------------------------------------------------------
 
-# is_mounted DIR: DIR is a mount point in /proc/self/mountinfo (works even
-# when the FUSE client died and stat(2) on DIR fails with ENOTCONN).
-is_mounted() {
-	local d=$1
-	d=${d//\\/\\134}; d=${d// /\\040}; d=${d//$'\t'/\\011}
-	awk -v d="$d" '$5 == d { f = 1 } END { exit !f }' /proc/self/mountinfo
-}
+# is_mounted, pid_alive, stop_pid, require_fuse, port_in_use, apt_install
+# shellcheck source=rig-lib.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/rig-lib.sh"
 
-# pid_alive FILE: the PID recorded in FILE is running and is one of
-# GlusterFS's programs (glusterd, glusterfs and the bricks are all the
-# glusterfsd executable), which guards against a recycled PID.
-pid_alive() {
-	local f=$1 pid exe
-	[ -s "$f" ] || return 1
-	pid=$(cat "$f")
-	case $pid in '' | *[!0-9]*) return 1 ;; esac
-	[ -d "/proc/$pid" ] || return 1
-	exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 1
-	[ "${exe##*/}" = glusterfsd ] || return 1
-	[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ]
-}
-
-# stop_pid FILE: stop the process recorded in FILE (TERM, then KILL).
-stop_pid() {
-	local f=$1 pid i
-	if pid_alive "$f"; then
-		pid=$(cat "$f")
-		kill -TERM "$pid" 2>/dev/null || true
-		for i in $(seq 50); do
-			pid_alive "$f" || break
-			sleep 0.1
-		done
-		if pid_alive "$f"; then
-			say "pid $pid ($f) ignored SIGTERM; sending SIGKILL"
-			kill -KILL "$pid" 2>/dev/null || true
-			sleep 0.1
-		fi
-	fi
-	rm -f "$f"
-}
+# All of GlusterFS's programs (glusterd, the glusterfs clients, the bricks)
+# are the one executable glusterfsd: pid_alive and stop_pid check for it.
+gx=glusterfsd
 
 require_root() {
 	[ "$(id -u)" -eq 0 ] || die "must run as root (it installs packages, runs glusterd and mounts FUSE filesystems)"
 }
 
-require_fuse() {
-	[ -c /dev/fuse ] || die "/dev/fuse is missing or not a character device: FUSE is not available here (container started without --device /dev/fuse?)"
-}
-
 ensure_packages() {
-	local missing=() created_policy=0 rc=0
+	local missing=()
 	command -v glusterd >/dev/null 2>&1 || missing+=(glusterfs-server)
 	command -v glusterfs >/dev/null 2>&1 || missing+=(glusterfs-client)
-	[ ${#missing[@]} -eq 0 ] && return 0
-	command -v apt-get >/dev/null 2>&1 || die "missing ${missing[*]} and no apt-get to install them"
-	say "installing ${missing[*]} (apt-get)"
-	if [ ! -e /usr/sbin/policy-rc.d ]; then
-		# keep the distribution's glusterd service from starting
-		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-		chmod 755 /usr/sbin/policy-rc.d
-		created_policy=1
-	fi
-	# DPkg::Lock::Timeout: wait for another apt-get instead of failing
-	DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y --no-install-recommends \
-		"${missing[@]}" >"$state/apt.log" 2>&1 || rc=$?
-	if [ $rc -ne 0 ]; then
-		say "apt-get install failed; running apt-get update and trying again"
-		rc=0
-		apt-get -o DPkg::Lock::Timeout=300 update >>"$state/apt.log" 2>&1 &&
-			DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y --no-install-recommends \
-				"${missing[@]}" >>"$state/apt.log" 2>&1 || rc=$?
-	fi
-	[ $created_policy -eq 0 ] || rm -f /usr/sbin/policy-rc.d
-	if [ $rc -ne 0 ]; then
-		tail -n 5 "$state/apt.log" >&2
-		die "apt-get install ${missing[*]} failed (exit $rc; full log: $state/apt.log)"
-	fi
-}
-
-port_in_use() {
-	if command -v ss >/dev/null 2>&1; then
-		[ -n "$(ss -Hltn "sport = :$1" 2>/dev/null)" ]
-	else
-		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-	fi
+	# apt_install's policy-rc.d keeps the distribution's glusterd from starting
+	[ ${#missing[@]} -eq 0 ] || apt_install "$state/apt.log" "${missing[@]}"
 }
 
 start_glusterd() {
@@ -167,7 +100,7 @@ EOF
 	glusterd -f "$gd/glusterd.vol" -p "$state/glusterd.pid" --log-file="$state/log/glusterd.log" </dev/null ||
 		die "glusterd failed to start (log: $state/log/glusterd.log)"
 	for i in $(seq 100); do
-		if pid_alive "$state/glusterd.pid" && gcli pool list >/dev/null 2>&1; then return 0; fi
+		if pid_alive "$state/glusterd.pid" $gx && gcli pool list >/dev/null 2>&1; then return 0; fi
 		sleep 0.1
 	done
 	tail -n 5 "$state/log/glusterd.log" >&2 || true
@@ -204,7 +137,7 @@ mount_one() {
 	die "$m did not mount within 10 s (log: $state/log/$kind-m$n.log)"
 }
 
-unmount() {
+gl_unmount() {
 	local m=$1
 	is_mounted "$m" || return 0
 	if ! umount "$m" 2>/dev/null; then
@@ -228,10 +161,10 @@ print_exports() {
 # fully_up: glusterd and all four clients alive, every mount answering.
 fully_up() {
 	local kind n
-	pid_alive "$state/glusterd.pid" || return 1
+	pid_alive "$state/glusterd.pid" $gx || return 1
 	for kind in $kinds; do
 		for n in 1 2; do
-			pid_alive "$state/$kind-m$n.pid" && mountpoint -q "$(mnt "$kind" "$n")" || return 1
+			pid_alive "$state/$kind-m$n.pid" $gx && mountpoint -q "$(mnt "$kind" "$n")" || return 1
 		done
 	done
 }
@@ -243,12 +176,16 @@ do_down() {
 	[ -d "$state" ] || { say "nothing is up in $state"; return 0; }
 	for kind in $kinds; do
 		for n in 1 2; do
-			if is_mounted "$(mnt "$kind" "$n")"; then any=1; unmount "$(mnt "$kind" "$n")"; fi
-			pid_alive "$state/$kind-m$n.pid" && any=1
-			stop_pid "$state/$kind-m$n.pid"
+			if is_mounted "$(mnt "$kind" "$n")"; then any=1; gl_unmount "$(mnt "$kind" "$n")"; fi
+			pid_alive "$state/$kind-m$n.pid" $gx && any=1
+			stop_pid "$state/$kind-m$n.pid" $gx
 		done
 	done
-	if pid_alive "$state/glusterd.pid"; then
+	# glusterd's children (bricks, self-heal daemon): their pid files, kept
+	# before a volume stop removes them
+	mkdir -p "$state/children"
+	[ ! -d "$gd/run" ] || find "$gd/run" -name '*.pid' -type f -exec cp {} "$state/children/" \;
+	if pid_alive "$state/glusterd.pid" $gx; then
 		any=1
 		for kind in $kinds; do
 			# stopping a volume stops its bricks (and the self-heal daemon with the last replica)
@@ -256,14 +193,11 @@ do_down() {
 			gcli volume delete "$(volname "$kind")" >/dev/null 2>&1 || true
 		done
 	fi
-	# whatever glusterd started and did not stop: bricks, self-heal daemon
-	if [ -d "$gd/run" ]; then
-		while IFS= read -r f; do
-			pid_alive "$f" && { any=1; say "stopping leftover $(basename "$f" .pid)"; }
-			stop_pid "$f"
-		done < <(find "$gd/run" -name '*.pid' -type f)
-	fi
-	stop_pid "$state/glusterd.pid"
+	# they exit with the volume stop (stop_pid waits), or are stopped here
+	for f in "$state"/children/*.pid; do
+		[ ! -e "$f" ] || stop_pid "$f" $gx
+	done
+	stop_pid "$state/glusterd.pid" $gx
 	for kind in $kinds; do
 		for n in 1 2; do
 			is_mounted "$(mnt "$kind" "$n")" && die "$(mnt "$kind" "$n") is still mounted; not removing $state"
@@ -307,7 +241,7 @@ do_status() {
 		return 3
 	fi
 	echo "state:    $state"
-	if pid_alive "$state/glusterd.pid"; then
+	if pid_alive "$state/glusterd.pid" $gx; then
 		echo "glusterd: running, pid $(cat "$state/glusterd.pid"), port $port"
 		for kind in $kinds; do
 			echo "$(volname "$kind"): $(gcli volume info "$(volname "$kind")" 2>/dev/null | awk -F': ' '/^Status/ {s=$2} /^Type/ {t=$2} END {print (s ? t ", " s : "missing")}')"
@@ -318,7 +252,7 @@ do_status() {
 	for kind in $kinds; do
 		for n in 1 2; do
 			m=$(mnt "$kind" "$n")
-			if pid_alive "$state/$kind-m$n.pid" && mountpoint -q "$m"; then
+			if pid_alive "$state/$kind-m$n.pid" $gx && mountpoint -q "$m"; then
 				echo "$kind m$n: mounted at $m (glusterfs pid $(cat "$state/$kind-m$n.pid"))"
 			elif is_mounted "$m"; then
 				echo "$kind m$n: BROKEN mount at $m (client gone?)"; rc=1
