@@ -261,13 +261,7 @@ do_status() {
 			fi
 		done
 	done
-	[ $rc -eq 0 ] && echo "status: up" || echo "status: partly up (run '$prog down' or '$prog up')"
-	return $rc
+	status_summary $rc
 }
 
-case $cmd in
-up) do_up ;;
-down) require_root; do_down ;;
-status) do_status ;;
-*) usage ;;
-esac
+dispatch "$cmd"

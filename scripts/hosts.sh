@@ -315,14 +315,10 @@ do_status() {
 			echo "host $h: not mounted"; rc=1
 		fi
 	done
-	if [ $rc -eq 0 ]; then echo "status: up"; else echo "status: partly up (run '$prog down' or '$prog up')"; fi
-	return $rc
+	status_summary $rc
 }
 
 case $cmd in
-up) do_up ;;
-down) [ "$(id -u)" -eq 0 ] || die "must run as root"; do_down ;;
-remount) [ "$(id -u)" -eq 0 ] || die "must run as root"; do_remount ;;
-status) do_status ;;
-*) usage ;;
+remount) require_root; do_remount ;;
+*) dispatch "$cmd" ;;
 esac

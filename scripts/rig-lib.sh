@@ -1,5 +1,6 @@
-# rig-lib.sh - helpers of the rig scripts (sharedfs.sh, smbfs.sh, hosts.sh), sourced
-# by them. The caller defines say and die.
+# rig-lib.sh - helpers of the rig scripts (sharedfs.sh, smbfs.sh, glusterfs.sh,
+# hosts.sh, qemu-nfs.sh), sourced by them. The caller defines prog, say, die,
+# usage and its do_up, do_down and do_status.
 
 # is_mounted DIR: DIR is a mount point in /proc/self/mountinfo (works even
 # when the FUSE daemon died and stat(2) on DIR fails with ENOTCONN).
@@ -170,4 +171,27 @@ LogLevel ERROR
 EOF
 	} >"$state/sshd_config"
 	/usr/sbin/sshd -t -f "$state/sshd_config" || die "sshd rejects $state/sshd_config"
+}
+
+# require_root: the rig's setting up and tearing down need root (a rig
+# script may say why in its own).
+require_root() {
+	[ "$(id -u)" -eq 0 ] || die "must run as root"
+}
+
+# status_summary RC: the last line of a status report, for a rig whose
+# parts were all up (RC 0) or not; returns RC.
+status_summary() {
+	if [ "$1" -eq 0 ]; then echo "status: up"; else echo "status: partly up (run '$prog down' or '$prog up')"; fi
+	return "$1"
+}
+
+# dispatch CMD: the commands every rig has: up, down (as root), status.
+dispatch() {
+	case $1 in
+	up) do_up ;;
+	down) require_root; do_down ;;
+	status) do_status ;;
+	*) usage ;;
+	esac
 }
