@@ -12,6 +12,7 @@ import (
 
 func TestMain(m *testing.M) {
 	maybeWorker() // worker processes are this test binary run again
+	maybePeer()
 	os.Exit(m.Run())
 }
 

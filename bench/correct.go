@@ -1,0 +1,241 @@
+package main
+
+// The correctness checks of the alternatives, counted: a counter kept
+// under the lock by processes split across mounts, the stale-reclaim race
+// and the late release. Each drives peers (peer.go) directly.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// verdict is one correctness cell: bad out of n, or not applicable.
+type verdict struct {
+	Bad, N int
+	NA     string // why the case cannot be expressed ("" if it ran)
+	Note   string
+}
+
+func (v verdict) String() string {
+	if v.NA != "" {
+		return "n/a"
+	}
+	return fmt.Sprintf("%d/%d", v.Bad, v.N)
+}
+
+// mountPath is the lock path name on the i-th of dirs (workers alternate).
+func mountPath(dirs []string, i int, name string) string {
+	return filepath.Join(dirs[i%len(dirs)], name)
+}
+
+// counterCheck: procs peers, split across dirs, each adds 1 to a counter
+// kept on local disk (markDir) iters times under the lock. Inside, an
+// O_EXCL marker (also on local disk) detects two holders at once. Returns
+// lost updates and overlaps (the verdict counts both, out of procs*iters).
+func counterCheck(impl string, dirs []string, name, markDir string, procs, iters int) (lost, overlaps int, err error) {
+	counter := filepath.Join(markDir, name+".count")
+	marker := filepath.Join(markDir, name+".inside")
+	if err := os.WriteFile(counter, []byte("0"), 0o644); err != nil {
+		return 0, 0, err
+	}
+	peers := make([]*peerProc, procs)
+	defer func() {
+		for _, p := range peers {
+			if p != nil {
+				p.Close()
+			}
+		}
+	}()
+	for i := range peers {
+		if peers[i], err = startPeer(impl, mountPath(dirs, i, name), 0); err != nil {
+			return 0, 0, err
+		}
+	}
+	var mu sync.Mutex
+	var firstErr error
+	var wg sync.WaitGroup
+	for _, p := range peers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range iters {
+				if err := p.Lock(context.Background()); err != nil {
+					mu.Lock()
+					firstErr = cmp(firstErr, err)
+					mu.Unlock()
+					return
+				}
+				f, err := os.OpenFile(marker, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+				mine := err == nil
+				if mine {
+					f.Close()
+				} else {
+					mu.Lock()
+					overlaps++
+					mu.Unlock()
+				}
+				b, _ := os.ReadFile(counter)
+				n, _ := strconv.Atoi(string(b))
+				time.Sleep(200 * time.Microsecond) // widen the window a lost update needs
+				os.WriteFile(counter, []byte(strconv.Itoa(n+1)), 0o644)
+				if mine {
+					os.Remove(marker)
+				}
+				if err := p.Unlock(); err != nil {
+					mu.Lock()
+					firstErr = cmp(firstErr, err)
+					mu.Unlock()
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b, _ := os.ReadFile(counter)
+	n, _ := strconv.Atoi(string(b))
+	return procs*iters - n, overlaps, firstErr
+}
+
+func cmp(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+// errNeverReclaims: the waiters did not get a paused holder's lock.
+var errNeverReclaims = errors.New("waiters never got the paused holder's lock")
+
+// pausedHolder starts a peer on path, has it acquire, and stops the
+// process that holds the lock (SIGSTOP). kill ends it for good.
+func pausedHolder(impl, path string, stale time.Duration) (p *peerProc, pid int, kill func(), err error) {
+	if p, err = startPeer(impl, path, stale); err != nil {
+		return nil, 0, nil, err
+	}
+	if err := p.Lock(context.Background()); err != nil {
+		p.Close()
+		return nil, 0, nil, err
+	}
+	pid, err = p.holderPid()
+	if err != nil || pid <= 0 {
+		p.Close()
+		return nil, 0, nil, fmt.Errorf("%s: holder's pid: %v", impl, err)
+	}
+	syscall.Kill(pid, syscall.SIGSTOP)
+	return p, pid, func() {
+		syscall.Kill(pid, syscall.SIGKILL)
+		syscall.Kill(pid, syscall.SIGCONT)
+		p.kill()
+		<-p.done
+	}, nil
+}
+
+// staleRace is one round: a holder paused past the stale time while two
+// waiters (on different mounts) reclaim. Each waiter, once it holds,
+// makes an O_EXCL marker on local disk and holds for hold. two: both held
+// at once.
+func staleRace(impl string, dirs []string, name, markDir string, stale, hold time.Duration) (two bool, err error) {
+	_, _, kill, err := pausedHolder(impl, mountPath(dirs, 0, name), stale)
+	if err != nil {
+		return false, err
+	}
+	defer kill()
+	marker := filepath.Join(markDir, name+".inside")
+	type res struct {
+		overlap bool
+		err     error
+	}
+	ch := make(chan res, 2)
+	var ws [2]*peerProc
+	for i := range ws {
+		if ws[i], err = startPeer(impl, mountPath(dirs, i+1, name), stale); err != nil {
+			return false, err
+		}
+		defer ws[i].Close()
+	}
+	for _, w := range ws {
+		go func() {
+			if err := w.Lock(context.Background()); err != nil {
+				ch <- res{err: err}
+				return
+			}
+			f, err := os.OpenFile(marker, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+			if err == nil {
+				f.Close()
+			}
+			time.Sleep(hold)
+			if err == nil {
+				os.Remove(marker)
+			}
+			w.Unlock()
+			ch <- res{overlap: err != nil}
+		}()
+	}
+	deadline := time.After(3*stale + 2*hold + 5*time.Second)
+	for range 2 {
+		select {
+		case r := <-ch:
+			if r.err != nil {
+				return false, r.err
+			}
+			two = two || r.overlap
+		case <-deadline:
+			for _, w := range ws {
+				w.kill()
+			}
+			return false, errNeverReclaims
+		}
+	}
+	return two, nil
+}
+
+// lateRelease is one round: a paused holder's lock is taken over by a
+// waiter; then the holder wakes and releases. deleted: a third process
+// could then acquire while the successor still held (the late release
+// deleted the successor's lock). lateErr: what the holder's release said.
+func lateRelease(impl string, dirs []string, name string, stale time.Duration) (deleted bool, lateErr error, err error) {
+	h, pid, kill, err := pausedHolder(impl, mountPath(dirs, 0, name), stale)
+	if err != nil {
+		return false, nil, err
+	}
+	defer kill()
+	w, err := startPeer(impl, mountPath(dirs, 1, name), stale)
+	if err != nil {
+		return false, nil, err
+	}
+	defer w.Close()
+	x, err := startPeer(impl, mountPath(dirs, 2, name), stale)
+	if err != nil {
+		return false, nil, err
+	}
+	defer x.Close()
+	got := make(chan error, 1)
+	go func() { got <- w.Lock(context.Background()) }()
+	select {
+	case err := <-got:
+		if err != nil {
+			return false, nil, err
+		}
+	case <-time.After(3*stale + 5*time.Second):
+		w.kill()
+		return false, nil, errNeverReclaims
+	}
+	syscall.Kill(pid, syscall.SIGCONT)
+	lateErr = h.Unlock()
+	ok, err := x.try()
+	if err != nil {
+		return false, lateErr, err
+	}
+	if ok {
+		x.Unlock()
+	}
+	w.Unlock()
+	return ok, lateErr, nil
+}
