@@ -39,6 +39,7 @@ type altConfig struct {
 	opsDur      time.Duration // server-operation counting windows
 	cntProcs    int           // counter check: processes ...
 	cntIters    int           // ... and increments each
+	cntLimit    time.Duration // ... stopped after this long
 	staleRounds int
 	lateRounds  int
 	parallel    int // rounds of one impl run at once
@@ -50,12 +51,12 @@ func altSizes(quick bool) altConfig {
 	if quick {
 		return altConfig{quick: true, uncRounds: 3, uncTarget: 15 * time.Millisecond, rounds: 1,
 			warm: 200 * time.Millisecond, dur: 600 * time.Millisecond, herdDur: 800 * time.Millisecond,
-			opsDur: time.Second, cntProcs: 2, cntIters: 15, staleRounds: 1, lateRounds: 1, parallel: 1,
+			opsDur: time.Second, cntProcs: 2, cntIters: 15, cntLimit: 20 * time.Second, staleRounds: 1, lateRounds: 1, parallel: 1,
 			stale: 2 * time.Second, herdN: 16}
 	}
 	return altConfig{uncRounds: 9, uncTarget: 60 * time.Millisecond, rounds: 2,
 		warm: 300 * time.Millisecond, dur: 1500 * time.Millisecond, herdDur: 2500 * time.Millisecond,
-		opsDur: 3 * time.Second, cntProcs: 4, cntIters: 60, staleRounds: 12, lateRounds: 8, parallel: 4,
+		opsDur: 3 * time.Second, cntProcs: 4, cntIters: 60, cntLimit: 60 * time.Second, staleRounds: 12, lateRounds: 8, parallel: 4,
 		stale: 2 * time.Second, herdN: 64}
 }
 
@@ -326,6 +327,13 @@ func altFS(cfg altConfig, f *fsRun, tmp string, prog func(string, ...any)) {
 	}
 
 	warn := func(format string, args ...any) { note(format, args...) }
+	if f.Name == "sshfs-default" {
+		// A name freed through one mount still answers EEXIST through the
+		// other for about 20 s: a hand-off across them waits out the cache,
+		// and the short trials below would see none.
+		note("hand-off, throughput and server operations not measured: with sshfs's default caching a release through one mount is seen through the other only after its ~20 s attribute cache")
+		cfg.rounds = 0
+	}
 	// Hand-off (2 processes, one on each mount) and throughput (8).
 	hs := map[string][2][]float64{}
 	tp := map[string][]float64{}
@@ -405,12 +413,12 @@ func altFS(cfg altConfig, f *fsRun, tmp string, prog func(string, ...any)) {
 	}
 
 	// Operations at the sftp server, per acquisition and per waiting second.
-	if f.Shared {
+	if f.Shared && cfg.rounds > 0 {
 		for _, impl := range altOps {
 			prog("server operations: %s", impl)
 			t := trial{impl: impl, paths: path("ops", impl), mode: modeBaton, n: 2,
 				hold: time.Millisecond, warm: cfg.warm, dur: cfg.opsDur, warn: warn}
-			n, res, err := countOps(cfg, t)
+			n, which, res, err := countOps(cfg, t)
 			if err != nil {
 				note("server operations %s: %v", impl, err)
 				continue
@@ -419,16 +427,18 @@ func altFS(cfg altConfig, f *fsRun, tmp string, prog func(string, ...any)) {
 			for _, w := range res {
 				acq += w.Acq
 			}
+			prog("  %d acquisitions, %d operations: %s", acq, n, which)
 			if acq > 0 {
 				f.set("ops_acq", impl, round3(float64(n)/float64(acq)))
 			}
 			t = trial{impl: impl, paths: path("opsidle", impl), n: 2, idle: true,
 				warm: cfg.warm, dur: cfg.opsDur, warn: warn}
-			n, _, err = countOps(cfg, t)
+			n, which, _, err = countOps(cfg, t)
 			if err != nil {
 				note("server operations (waiting) %s: %v", impl, err)
 				continue
 			}
+			prog("  waiting %v: %d operations: %s", cfg.opsDur, n, which)
 			f.set("ops_wait_s", impl, round3(float64(n)/cfg.opsDur.Seconds()))
 		}
 	}
@@ -448,10 +458,13 @@ func altFS(cfg altConfig, f *fsRun, tmp string, prog func(string, ...any)) {
 		go func() {
 			defer wg.Done()
 			name := fmt.Sprintf("counter-%s", impl)
-			lost, over, err := counterCheck(impl, f.Dirs, name, marks, cfg.cntProcs, cfg.cntIters)
-			v := verdict{Bad: lost + over, N: cfg.cntProcs * cfg.cntIters, Note: fmt.Sprintf("%d lost, %d overlaps", lost, over)}
+			done, lost, over, err := counterCheck(impl, f.Dirs, name, marks, cfg.cntProcs, cfg.cntIters, cfg.cntLimit)
+			v := verdict{Bad: lost, Both: over, N: done, cnt: true}
+			if want := cfg.cntProcs * cfg.cntIters; done < want {
+				v.Note = fmt.Sprintf("stopped after %v with %d of %d increments done", cfg.cntLimit, done, want)
+			}
 			if err != nil {
-				v.Note += "; " + err.Error()
+				v.Note = strings.TrimPrefix(v.Note+"; "+err.Error(), "; ")
 			}
 			mu.Lock()
 			f.check("counter", impl, v)
@@ -503,6 +516,8 @@ func roundsCheck(cfg altConfig, which string, rounds int, impl string, dirs []st
 			switch {
 			case errors.Is(err, errNeverReclaims):
 				v.NA = "a paused holder's lock is never reclaimed"
+			case errors.Is(err, errNoExclusion):
+				v.NA = "no exclusion across the mounts to begin with"
 			case err != nil:
 				errs = append(errs, err.Error())
 			default:
@@ -560,7 +575,7 @@ var fsSyscalls = map[string]bool{
 
 // countOps runs t while strace counts the filesystem system calls of the
 // rig's sftp server sessions in t's measuring window.
-func countOps(cfg altConfig, t trial) (int, []workerResult, error) {
+func countOps(cfg altConfig, t trial) (int, string, []workerResult, error) {
 	var state string
 	for _, c := range []string{"coherent", "default"} {
 		if strings.HasPrefix(t.paths[0], cfg.rigState+"-"+c+"/") {
@@ -569,17 +584,18 @@ func countOps(cfg altConfig, t trial) (int, []workerResult, error) {
 	}
 	b, err := os.ReadFile(filepath.Join(state, "sshd.pid"))
 	if err != nil {
-		return 0, nil, err
+		return 0, "", nil, err
 	}
 	root, _ := strconv.Atoi(strings.TrimSpace(string(b)))
 	pids := descendants(root)
 	if len(pids) == 0 {
-		return 0, nil, fmt.Errorf("no sftp session under sshd %d", root)
+		return 0, "", nil, fmt.Errorf("no sftp session under sshd %d", root)
 	}
 	out := filepath.Join(os.TempDir(), fmt.Sprintf("dlockbench-strace-%d.txt", os.Getpid()))
 	defer os.Remove(out)
 	var st *exec.Cmd
 	var count int
+	var which string
 	var stErr error
 	t.window = func() func() {
 		args := []string{"-c", "-f", "-qq", "-o", out}
@@ -594,22 +610,23 @@ func countOps(cfg altConfig, t trial) (int, []workerResult, error) {
 		return func() {
 			st.Process.Signal(syscall.SIGINT)
 			st.Wait()
-			count, stErr = parseStraceCount(out)
+			count, which, stErr = parseStraceCount(out)
 		}
 	}
 	res, err := t.run()
 	if err == nil {
 		err = stErr
 	}
-	return count, res, err
+	return count, which, res, err
 }
 
-func parseStraceCount(name string) (int, error) {
+func parseStraceCount(name string) (int, string, error) {
 	b, err := os.ReadFile(name)
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	n := 0
+	var parts []string
 	for _, line := range strings.Split(string(b), "\n") {
 		f := strings.Fields(line)
 		if len(f) < 5 || !fsSyscalls[f[len(f)-1]] {
@@ -618,9 +635,10 @@ func parseStraceCount(name string) (int, error) {
 		// % time, seconds, usecs/call, calls, [errors,] syscall
 		if c, err := strconv.Atoi(f[3]); err == nil {
 			n += c
+			parts = append(parts, fmt.Sprintf("%s %d", f[len(f)-1], c))
 		}
 	}
-	return n, nil
+	return n, strings.Join(parts, ", "), nil
 }
 
 // descendants lists the processes below pid.

@@ -63,7 +63,7 @@ func writeAltMarkdown(name string, r *altReport) error {
 	p("Hand-off: 2 processes (on a shared filesystem one on each mount), the holder holds 1 ms, p50/p99 from the release to the next holder's return. ")
 	p("acq/s: 8 processes acquiring as fast as they can. CPU: all processes' CPU per acquisition with %d waiters (local filesystems). ", r.HerdN)
 	p("Server ops: system calls of the sftp server that touch the filesystem (strace -c -f of its sessions), per acquisition in the hand-off and per second of one waiter blocked on a lock held through the other mount. ")
-	p("Counter: %d processes (split across the mounts) × %d increments of a counter on local disk, bad = lost updates + times two were inside at once (O_EXCL marker). ", r.CntProcs, r.CntIts)
+	p("Counter: %d processes (split across the mounts) × %d increments of a counter on local disk, counting lost updates and the times two were inside at once (an O_EXCL marker on local disk), out of the increments done. ", r.CntProcs, r.CntIts)
 	p("Stale race: a holder is paused (SIGSTOP) past the stale time (%v for all that have one) while two waiters reclaim; bad = rounds in which both held at once. ", r.Stale)
 	p("Late release: the paused holder's lock is taken over, then it wakes and releases; bad = rounds in which a third process could then acquire while the successor held. ")
 	p("n/a: the peer cannot express the case (it never reclaims a paused holder's lock). Locks are the libraries' own; nothing is changed in them.\n\n")
@@ -76,7 +76,7 @@ func writeAltMarkdown(name string, r *altReport) error {
 		} else {
 			cols = append(cols, "server ops/acq", "server ops/s waiting")
 		}
-		cols = append(cols, "counter bad", "stale race: two held", "late release: successor deleted")
+		cols = append(cols, "counter", "stale race: two held", "late release: successor deleted")
 		p("| %s |\n|%s\n", strings.Join(cols, " | "), strings.Repeat("---|", len(cols)))
 		for _, impl := range altRows {
 			row := []string{"`" + impl + "`", cell(f, "unc_us", impl), cell(f, "p50_ms", impl), cell(f, "p99_ms", impl), cell(f, "acq8", impl)}
@@ -91,7 +91,7 @@ func writeAltMarkdown(name string, r *altReport) error {
 				s := "–"
 				if ok {
 					s = v.String()
-					if v.NA == "" && v.Bad > 0 {
+					if v.bad() {
 						s = "**" + s + "**"
 					}
 				}
@@ -105,11 +105,15 @@ func writeAltMarkdown(name string, r *altReport) error {
 			}
 		}
 		p("\n")
+		for _, t := range altTargets(f) {
+			p("- %s %s\n", t.verdict, t.text)
+		}
+		p("\n")
 		var notes []string
 		for _, c := range []string{"counter", "stale", "late"} {
 			for _, impl := range altRows {
-				if v, ok := f.Checks[c][impl]; ok && v.Note != "" && (v.Bad > 0 || strings.Contains(v.Note, "failed") || c == "late") {
-					notes = append(notes, fmt.Sprintf("%s `%s`: %s", c, impl, v.Note))
+				if v, ok := f.Checks[c][impl]; ok && (v.Note != "" || v.NA != "") {
+					notes = append(notes, fmt.Sprintf("%s `%s`: %s", c, impl, strings.TrimPrefix(v.NA+"; "+v.Note, "; ")))
 				}
 			}
 		}
@@ -161,7 +165,7 @@ func writeAltSVG(name string, r *altReport) error {
 			}
 			bad := false
 			for _, c := range f.Checks {
-				if v, ok := c[impl]; ok && v.NA == "" && v.Bad > 0 {
+				if v, ok := c[impl]; ok && v.bad() {
 					bad = true
 				}
 			}
@@ -248,4 +252,80 @@ func writeAlternatives(dir string, r *altReport) error {
 		return fmt.Errorf("rsvg-convert: %v: %s", err, out)
 	}
 	return nil
+}
+
+// lockPeers are the lock-file libraries of the table (not dlock, floors
+// or the pipe).
+func lockPeers() []string {
+	var out []string
+	for _, impl := range altRows {
+		if isForeign(impl) && impl != implPipe {
+			out = append(out, impl)
+		}
+	}
+	return out
+}
+
+// altTargets judges dlock on one filesystem against the floors measured
+// in the same run and against the peers.
+func altTargets(f *fsRun) []target {
+	var out []target
+	add := func(ok, have bool, text string) {
+		v := "MISS"
+		switch {
+		case !have:
+			v = "n/a "
+		case ok:
+			v = "met "
+		}
+		out = append(out, target{"**" + strings.TrimSpace(v) + "**", text})
+	}
+	m := func(metric, impl string) (float64, bool) { v, ok := f.Metrics[metric][impl]; return v, ok }
+	d, okD := m("unc_us", implDlock)
+	c, okC := m("unc_us", implFloorChecked)
+	add(d <= 2*c, okD && okC, fmt.Sprintf("uncontended: dlock ≤ 2× floor-checked (%s vs %s µs)", fmtNum(d), fmtNum(c)))
+	// beaten lists the peers whose metric is better than dlock's.
+	beaten := func(metric string, higher bool) (list []string, have bool) {
+		d, ok := m(metric, implDlock)
+		if !ok {
+			return nil, false
+		}
+		for _, impl := range lockPeers() {
+			v, ok := m(metric, impl)
+			if ok && ((higher && v > d) || (!higher && v < d)) {
+				list = append(list, fmt.Sprintf("%s %s", impl, fmtNum(v)))
+			}
+		}
+		return list, true
+	}
+	for _, x := range []struct {
+		metric, what string
+		higher       bool
+	}{
+		{"unc_us", "uncontended µs", false}, {"p50_ms", "hand-off p50 ms", false},
+		{"acq8", "acq/s with 8", true}, {"cpu_ms", "CPU ms per acquisition", false},
+		{"ops_wait_s", "server operations per waiting second", false},
+	} {
+		list, have := beaten(x.metric, x.higher)
+		d, _ := m(x.metric, implDlock)
+		text := fmt.Sprintf("%s: dlock (%s) ahead of every lock-file peer", x.what, fmtNum(d))
+		if len(list) > 0 {
+			text += "; not of: " + strings.Join(list, ", ")
+		}
+		add(len(list) == 0, have, text)
+	}
+	bad := []string{}
+	have := false
+	for _, c := range []string{"counter", "stale", "late"} {
+		for _, impl := range []string{implDlock, implDlockRun} {
+			if v, ok := f.Checks[c][impl]; ok {
+				have = true
+				if v.bad() {
+					bad = append(bad, fmt.Sprintf("%s %s %s", impl, c, v))
+				}
+			}
+		}
+	}
+	add(len(bad) == 0, have, "correctness: dlock and dlock-run 0 lost, 0 both in, 0 double holds, 0 deleted successors "+strings.Join(bad, ", "))
+	return out
 }
