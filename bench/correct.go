@@ -134,6 +134,9 @@ var errNeverReclaims = errors.New("waiters never got the paused holder's lock")
 // it, before the late holder did anything.
 var errNoExclusion = errors.New("the lock does not exclude across these mounts")
 
+// Note: "early" is judged against stale/2: every lock here that reclaims
+// at all waits for the stale time first.
+
 // pausedHolder starts a peer on path, has it acquire, and stops the
 // process that holds the lock (SIGSTOP). kill ends it for good.
 func pausedHolder(impl, path string, stale time.Duration) (p *peerProc, pid int, kill func(), err error) {
@@ -170,8 +173,8 @@ func staleRace(impl string, dirs []string, name, markDir string, stale, hold tim
 	defer kill()
 	marker := filepath.Join(markDir, name+".inside")
 	type res struct {
-		overlap bool
-		err     error
+		overlap, early bool
+		err            error
 	}
 	ch := make(chan res, 2)
 	var ws [2]*peerProc
@@ -181,12 +184,16 @@ func staleRace(impl string, dirs []string, name, markDir string, stale, hold tim
 		}
 		defer ws[i].Close()
 	}
+	start := time.Now()
 	for _, w := range ws {
 		go func() {
 			if err := w.Lock(context.Background()); err != nil {
 				ch <- res{err: err}
 				return
 			}
+			// Long before the stale time: the holder's lock did not
+			// exclude this waiter at all (flock across sshfs mounts).
+			early := time.Since(start) < stale/2
 			f, err := os.OpenFile(marker, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
 			if err == nil {
 				f.Close()
@@ -196,23 +203,35 @@ func staleRace(impl string, dirs []string, name, markDir string, stale, hold tim
 				os.Remove(marker)
 			}
 			w.Unlock()
-			ch <- res{overlap: err != nil}
+			ch <- res{overlap: err != nil, early: early}
 		}()
 	}
+	// Only the first reclaim must come in time: a second waiter that is
+	// still waiting when it expires (behind a mount's cache) did not
+	// overlap the first, whose hold has ended by then.
 	deadline := time.After(2*stale + 2*hold + 3*time.Second)
-	for range 2 {
+	for got := 0; got < 2; got++ {
 		select {
 		case r := <-ch:
 			if r.err != nil {
 				return false, r.err
+			}
+			if r.early {
+				err = errNoExclusion
 			}
 			two = two || r.overlap
 		case <-deadline:
 			for _, w := range ws {
 				w.kill()
 			}
-			return false, errNeverReclaims
+			if got == 0 {
+				return false, errNeverReclaims
+			}
+			got = 2
 		}
+	}
+	if err != nil {
+		return false, err
 	}
 	return two, nil
 }
@@ -232,17 +251,22 @@ func lateRelease(impl string, dirs []string, name string, stale time.Duration) (
 		return false, nil, err
 	}
 	defer w.Close()
-	x, err := startPeer(impl, mountPath(dirs, 2, name), stale)
+	x, err := startPeer(impl, mountPath(dirs, 1, name), stale) // on the successor's mount
 	if err != nil {
 		return false, nil, err
 	}
 	defer x.Close()
 	got := make(chan error, 1)
+	start := time.Now()
 	go func() { got <- w.Lock(context.Background()) }()
 	select {
 	case err := <-got:
 		if err != nil {
 			return false, nil, err
+		}
+		if time.Since(start) < stale/2 {
+			w.Unlock()
+			return false, nil, errNoExclusion
 		}
 	case <-time.After(2*stale + 3*time.Second):
 		w.kill()

@@ -55,7 +55,7 @@ def make(impl, config, path, stale):
         def try_():
             try:
                 lk.acquire(timeout=0, fail_when_locked=True)
-            except portalocker.exceptions.LockException:
+            except portalocker.exceptions.BaseLockException:
                 raise Busy()
 
         return lock, try_, lk.release
