@@ -172,6 +172,17 @@ func TestAlternativesTiny(t *testing.T) {
 	if v := f.Checks["stale"][implDlock]; v.N != 1 || v.bad() {
 		t.Errorf("dlock's stale race: %v %s %s", v, v.NA, v.Note)
 	}
+	// Locks that reclaim must have run the rounds; kernel locks cannot.
+	for _, c := range []string{"stale", "late"} {
+		for _, impl := range []string{implDlock, "lockbydir-tuned", "proper-lockfile-tuned"} {
+			if v := f.Checks[c][impl]; v.N != 1 {
+				t.Errorf("%s %s on tmpfs: %v %s %s", c, impl, v, v.NA, v.Note)
+			}
+		}
+		if v := f.Checks[c][implFlock]; v.NA == "" {
+			t.Errorf("%s flock on tmpfs: %v, want n/a", c, v)
+		}
+	}
 	dir := t.TempDir()
 	if err := writeAlternatives(dir, rep); err != nil {
 		t.Fatal(err)

@@ -139,21 +139,22 @@ var errNoExclusion = errors.New("the lock does not exclude across these mounts")
 
 // pausedHolder starts a peer on path, has it acquire, and stops the
 // process that holds the lock (SIGSTOP). kill ends it for good.
-func pausedHolder(impl, path string, stale time.Duration) (p *peerProc, pid int, kill func(), err error) {
+func pausedHolder(impl, path string, stale time.Duration) (p *peerProc, pid int, at time.Time, kill func(), err error) {
 	if p, err = startPeer(impl, path, stale); err != nil {
-		return nil, 0, nil, err
+		return nil, 0, at, nil, err
 	}
 	if err := p.Lock(context.Background()); err != nil {
 		p.Close()
-		return nil, 0, nil, err
+		return nil, 0, at, nil, err
 	}
+	at = time.Now()
 	pid, err = p.holderPid()
 	if err != nil || pid <= 0 {
 		p.Close()
-		return nil, 0, nil, fmt.Errorf("%s: holder's pid: %v", impl, err)
+		return nil, 0, at, nil, fmt.Errorf("%s: holder's pid: %v", impl, err)
 	}
 	syscall.Kill(pid, syscall.SIGSTOP)
-	return p, pid, func() {
+	return p, pid, at, func() {
 		syscall.Kill(pid, syscall.SIGKILL)
 		syscall.Kill(pid, syscall.SIGCONT)
 		p.kill()
@@ -166,7 +167,7 @@ func pausedHolder(impl, path string, stale time.Duration) (p *peerProc, pid int,
 // makes an O_EXCL marker on local disk and holds for hold. two: both held
 // at once.
 func staleRace(impl string, dirs []string, name, markDir string, stale, hold time.Duration) (two bool, err error) {
-	_, _, kill, err := pausedHolder(impl, mountPath(dirs, 0, name), stale)
+	_, _, start, kill, err := pausedHolder(impl, mountPath(dirs, 0, name), stale)
 	if err != nil {
 		return false, err
 	}
@@ -184,15 +185,15 @@ func staleRace(impl string, dirs []string, name, markDir string, stale, hold tim
 		}
 		defer ws[i].Close()
 	}
-	start := time.Now()
 	for _, w := range ws {
 		go func() {
 			if err := w.Lock(context.Background()); err != nil {
 				ch <- res{err: err}
 				return
 			}
-			// Long before the stale time: the holder's lock did not
-			// exclude this waiter at all (flock across sshfs mounts).
+			// Long before the stale time (counted from the holder's
+			// acquisition): the holder's lock did not exclude this
+			// waiter at all (flock across sshfs mounts).
 			early := time.Since(start) < stale/2
 			f, err := os.OpenFile(marker, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
 			if err == nil {
@@ -241,7 +242,7 @@ func staleRace(impl string, dirs []string, name, markDir string, stale, hold tim
 // could then acquire while the successor still held (the late release
 // deleted the successor's lock). lateErr: what the holder's release said.
 func lateRelease(impl string, dirs []string, name string, stale time.Duration) (deleted bool, lateErr error, err error) {
-	h, pid, kill, err := pausedHolder(impl, mountPath(dirs, 0, name), stale)
+	h, pid, start, kill, err := pausedHolder(impl, mountPath(dirs, 0, name), stale)
 	if err != nil {
 		return false, nil, err
 	}
@@ -257,7 +258,6 @@ func lateRelease(impl string, dirs []string, name string, stale time.Duration) (
 	}
 	defer x.Close()
 	got := make(chan error, 1)
-	start := time.Now()
 	go func() { got <- w.Lock(context.Background()) }()
 	select {
 	case err := <-got:
