@@ -224,8 +224,13 @@ func versions(cfg altConfig) []string {
 			}
 		}
 	}
-	if out, err := exec.Command("git", "-C", cfg.repo, "describe", "--always", "--dirty").Output(); err == nil {
-		v = append(v, "dlock "+strings.TrimSpace(string(out)))
+	if out, err := exec.Command("git", "-C", cfg.repo, "describe", "--always").Output(); err == nil {
+		d := "dlock " + strings.TrimSpace(string(out))
+		// Changed code (not docs) makes the figures not the commit's.
+		if st, err := exec.Command("git", "-C", cfg.repo, "status", "--porcelain", "--", "*.go", "bench/peers").Output(); err == nil && len(st) > 0 {
+			d += " with uncommitted code changes"
+		}
+		v = append(v, d)
 	}
 	py := os.Getenv(pythonEnv)
 	if out, err := exec.Command(py, "-c", `import sys

@@ -116,7 +116,7 @@ func writeAltMarkdown(name string, r *altReport) error {
 		for _, c := range []string{"counter", "stale", "late"} {
 			for _, impl := range altRows {
 				if v, ok := f.Checks[c][impl]; ok && (v.Note != "" || v.NA != "") {
-					notes = append(notes, fmt.Sprintf("%s `%s`: %s", c, impl, strings.TrimPrefix(v.NA+"; "+v.Note, "; ")))
+					notes = append(notes, fmt.Sprintf("%s `%s`: %s", c, impl, strings.Trim(v.NA+"; "+v.Note, "; ")))
 				}
 			}
 		}
@@ -140,7 +140,7 @@ func writeAltMarkdown(name string, r *altReport) error {
 // release and its hand-off p50, on one log time axis; a lock that failed a
 // correctness check on that filesystem is marked.
 func writeAltSVG(name string, r *altReport) error {
-	impls := append(slices.Clone(altTuned), implFloorChecked, implFloorWatch)
+	impls := append(slices.Clone(altTuned), implFloorChecked, implFloorMkdir, implFloorWatch)
 	const left, right, top, rowH, width = 300, 30, 70, 17, 920
 	plotW := float64(width - left - right)
 	lo, hi := 1.0, 1e7 // µs
