@@ -5,7 +5,6 @@ package main
 // one run; writes a Markdown table and an SVG chart (and a PNG of it).
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -704,5 +703,3 @@ func descendants(pid int) []int {
 	}
 	return out
 }
-
-var _ = context.Background

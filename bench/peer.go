@@ -38,13 +38,12 @@ import (
 // (peers/python/peer.py and peers/node/peer.js say which); the plain name
 // is the library's documented defaults.
 const (
-	implDlockRun  = "dlock-run" // the CLI: dlock run PATH -- COMMAND, a process per acquisition
-	implPipe      = "null"      // a Python peer that does nothing: the cost of the protocol itself
-	peerEnv       = "DLOCKBENCH_PEER"
-	peersDirEnv   = "DLOCKBENCH_PEERS"
-	pythonEnv     = "DLOCKBENCH_PYTHON"
-	dlockBinEnv   = "DLOCKBENCH_DLOCK_BIN"
-	peerStaleNone = 0
+	implDlockRun = "dlock-run" // the CLI: dlock run PATH -- COMMAND, a process per acquisition
+	implPipe     = "null"      // a Python peer that does nothing: the cost of the protocol itself
+	peerEnv      = "DLOCKBENCH_PEER"
+	peersDirEnv  = "DLOCKBENCH_PEERS"
+	pythonEnv    = "DLOCKBENCH_PYTHON"
+	dlockBinEnv  = "DLOCKBENCH_DLOCK_BIN"
 )
 
 // pythonPeers and nodePeers are the peers in other languages; a name with
