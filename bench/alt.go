@@ -137,16 +137,24 @@ func runAlternatives(cfg altConfig) (*altReport, error) {
 	for _, name := range cfg.fss {
 		var dirs []string
 		var rigDown func()
-		shared := strings.HasPrefix(name, "sshfs")
+		shared := strings.HasPrefix(name, "sshfs") || name == "glusterfs"
 		switch name {
 		case "tmpfs":
 			dirs = []string{"/dev/shm"}
 		case "ext4":
 			dirs = []string{os.TempDir()}
-		case "sshfs-coherent", "sshfs-default":
-			m, down, err := sshfsUp(cfg, strings.TrimPrefix(name, "sshfs-"))
+		case "sshfs-coherent", "sshfs-default", "glusterfs":
+			script, state, env := "sharedfs.sh", cfg.rigState+"-"+strings.TrimPrefix(name, "sshfs-"), "SHAREDFS_CACHE="+strings.TrimPrefix(name, "sshfs-")
+			if name == "glusterfs" {
+				// A distribute volume over 3 bricks, mounted twice.
+				script, state, env = "glusterfs.sh", cfg.rigState+"-gluster", "GLUSTER_VOLUME=distribute"
+			}
+			m, down, err := rigUp(cfg, script, state, env)
 			if err != nil {
-				return nil, err
+				// A rig that cannot start here is a note, not the end of the run.
+				prog("=== %s: not measured: %v", name, err)
+				rep.FS = append(rep.FS, &fsRun{Name: name, Notes: []string{fmt.Sprintf("not measured: %v", err)}})
+				continue
 			}
 			dirs = m
 			defer down()
@@ -248,30 +256,33 @@ print("Python %d.%d.%d" % sys.version_info[:3], *["%s %s" % (p, version(p)) for 
 	return v
 }
 
-// sshfsUp brings up the two-mount sshfs rig with cache mode cache.
-func sshfsUp(cfg altConfig, cache string) ([]string, func(), error) {
-	script := filepath.Join(cfg.repo, "scripts", "sharedfs.sh")
-	state := cfg.rigState + "-" + cache
+// rigUp brings up a two-mount rig of scripts/ (sharedfs.sh, glusterfs.sh)
+// in state, with env added to the environment.
+func rigUp(cfg altConfig, script, state, env string) ([]string, func(), error) {
+	script = filepath.Join(cfg.repo, "scripts", script)
+	if _, err := os.Stat(script); err != nil {
+		return nil, nil, err
+	}
 	cmd := exec.Command("bash", script, "up", state)
-	cmd.Env = append(os.Environ(), "SHAREDFS_CACHE="+cache)
+	cmd.Env = append(os.Environ(), env)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	var once sync.Once
 	down := func() { once.Do(func() { rigDown(script, state) }) }
 	if err != nil {
 		down()
-		return nil, nil, fmt.Errorf("sharedfs.sh up: %w", err)
+		return nil, nil, fmt.Errorf("%s up: %w", filepath.Base(script), err)
 	}
-	env := map[string]string{}
+	exports := map[string]string{}
 	for _, line := range strings.Split(string(out), "\n") {
 		if k, v, ok := strings.Cut(strings.TrimPrefix(line, "export "), "="); ok {
-			env[k] = strings.Trim(v, `'"`)
+			exports[k] = strings.Trim(v, `'"`)
 		}
 	}
-	m1, m2 := env["DLOCK_SHAREDFS_M1"], env["DLOCK_SHAREDFS_M2"]
+	m1, m2 := exports["DLOCK_SHAREDFS_M1"], exports["DLOCK_SHAREDFS_M2"]
 	if m1 == "" || m2 == "" {
 		down()
-		return nil, nil, fmt.Errorf("sharedfs.sh up printed no mounts: %q", out)
+		return nil, nil, fmt.Errorf("%s up printed no mounts: %q", filepath.Base(script), out)
 	}
 	return []string{m1, m2}, down, nil
 }
@@ -440,7 +451,7 @@ func altFS(cfg altConfig, f *fsRun, tmp string, prog func(string, ...any)) {
 	}
 
 	// Operations at the sftp server, per acquisition and per waiting second.
-	if f.Shared && cfg.rounds > 0 {
+	if strings.HasPrefix(f.Name, "sshfs") && cfg.rounds > 0 {
 		for _, impl := range altOps {
 			prog("server operations: %s", impl)
 			t := trial{impl: impl, paths: path("ops", impl), mode: modeBaton, n: 2,

@@ -72,6 +72,10 @@ func writeAltMarkdown(name string, r *altReport) error {
 	p("n/a: the peer cannot express the case (it never reclaims a paused holder's lock, or does not exclude across the mounts to begin with). †: some trial of this lock on this filesystem found two holders at once, so its speed figures are of a lock that did not exclude. Locks are the libraries' own; nothing is changed in them.\n\n")
 	for _, f := range r.FS {
 		p("## %s\n\n", f.Name)
+		if len(f.Metrics) == 0 && len(f.Checks) == 0 {
+			p("%s\n\n", strings.Join(f.Notes, "; "))
+			continue
+		}
 		cpu := fmt.Sprintf("CPU ms/acq, %d waiting", r.HerdN)
 		cols := []string{"impl", "uncontended µs", "hand-off p50 ms", "p99 ms", "acq/s, 8"}
 		if !f.Shared {
@@ -174,7 +178,9 @@ func writeAltSVG(name string, r *altReport) error {
 			}
 			pn.rows = append(pn.rows, row{impl, u, h * 1e3, bad})
 		}
-		panels = append(panels, pn)
+		if len(pn.rows) > 0 {
+			panels = append(panels, pn)
+		}
 	}
 	height := top + 40
 	for _, pn := range panels {
