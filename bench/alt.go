@@ -519,6 +519,14 @@ func altFS(cfg altConfig, f *fsRun, tmp string, prog func(string, ...any)) {
 		}()
 	}
 	wg.Wait()
+	// A lock whose counter went wrong did not exclude here: its speed
+	// figures (and its defaults', the same lock) are marked too.
+	for impl, v := range f.Checks["counter"] {
+		if v.bad() {
+			f.Viol[impl] = true
+			f.Viol[strings.TrimSuffix(impl, "-tuned")] = true
+		}
+	}
 	for _, c := range []string{"counter", "stale", "late"} {
 		for _, impl := range altTuned {
 			v := f.Checks[c][impl]
