@@ -128,6 +128,10 @@ func writeAltMarkdown(name string, r *altReport) error {
 		if len(notes) > 0 {
 			p("<details><summary>notes (%d)</summary>\n\n", len(notes))
 			for _, n := range notes {
+				// Paths of this machine say nothing to a reader: name the mount.
+				for i, d := range f.Dirs {
+					n = strings.ReplaceAll(n, d, fmt.Sprintf("MOUNT%d", i+1))
+				}
 				p("- %s\n", strings.ReplaceAll(n, "\n", " "))
 			}
 			p("\n</details>\n\n")
