@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 
 func TestMain(m *testing.M) {
 	maybeWorker() // worker processes are this test binary run again
+	maybePeer()
 	os.Exit(m.Run())
 }
 
@@ -127,4 +129,72 @@ func BenchmarkUncontended(b *testing.B) {
 			}
 		})
 	}
+}
+
+// TestAlternativesTiny runs -alternatives on tmpfs with tiny sizes: every
+// peer starts, takes part in every row, and the outputs are written. It
+// needs the peers installed (.ci/run does it; bench/README.md says how).
+func TestAlternativesTiny(t *testing.T) {
+	if _, err := os.Stat("peers/node/node_modules/proper-lockfile"); err != nil {
+		t.Skip("proper-lockfile not installed (cd peers/node && npm ci): skipping the alternatives")
+	}
+	if err := exec.Command("/usr/bin/python3", "-c", "import portalocker, locket, filelock").Run(); err != nil {
+		t.Skip("python3-portalocker, python3-locket, python3-filelock not installed: skipping the alternatives")
+	}
+	if fi, err := os.Stat("/dev/shm"); err != nil || !fi.IsDir() {
+		t.Skip("no /dev/shm")
+	}
+	cfg := altConfig{quick: true, fss: []string{"tmpfs"}, repo: "..", rigState: filepath.Join(t.TempDir(), "rig"),
+		uncRounds: 2, uncTarget: 5 * time.Millisecond, rounds: 1,
+		warm: 100 * time.Millisecond, dur: 300 * time.Millisecond, herdDur: 300 * time.Millisecond,
+		opsDur: 300 * time.Millisecond, cntProcs: 2, cntIters: 5, cntLimit: 20 * time.Second,
+		staleRounds: 1, lateRounds: 1, parallel: 1, stale: 2 * time.Second, herdN: 4}
+	rep, err := runAlternatives(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := rep.FS[0]
+	for _, impl := range altHandoff {
+		if _, ok := f.Metrics["p50_ms"][impl]; !ok {
+			t.Errorf("no hand-off figure for %s; notes: %q", impl, f.Notes)
+		}
+	}
+	for _, impl := range altTuned {
+		if v, ok := f.Checks["counter"][impl]; !ok || v.N == 0 || v.bad() {
+			t.Errorf("counter %s on tmpfs: %v (%s)", impl, v, v.Note)
+		}
+		for _, c := range []string{"stale", "late"} {
+			if _, ok := f.Checks[c][impl]; !ok {
+				t.Errorf("no %s verdict for %s", c, impl)
+			}
+		}
+	}
+	if v := f.Checks["stale"][implDlock]; v.N != 1 || v.bad() {
+		t.Errorf("dlock's stale race: %v %s %s", v, v.NA, v.Note)
+	}
+	// Locks that reclaim must have run the rounds; kernel locks cannot.
+	for _, c := range []string{"stale", "late"} {
+		for _, impl := range []string{implDlock, "lockbydir-tuned", "proper-lockfile-tuned"} {
+			if v := f.Checks[c][impl]; v.N != 1 {
+				t.Errorf("%s %s on tmpfs: %v %s %s", c, impl, v, v.NA, v.Note)
+			}
+		}
+		if v := f.Checks[c][implFlock]; v.NA == "" {
+			t.Errorf("%s flock on tmpfs: %v, want n/a", c, v)
+		}
+	}
+	dir := t.TempDir()
+	if err := writeAlternatives(dir, rep); err != nil {
+		t.Fatal(err)
+	}
+	md, _ := os.ReadFile(filepath.Join(dir, "alternatives.md"))
+	for _, s := range []string{"## tmpfs", "`proper-lockfile-tuned`", "`lockbydir`", "Versions:"} {
+		if !bytes.Contains(md, []byte(s)) {
+			t.Errorf("alternatives.md lacks %q", s)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "alternatives.svg")); !bytes.HasPrefix(b, []byte("<svg")) {
+		t.Errorf("bad SVG: %.80s", b)
+	}
+	t.Logf("\n%s", md)
 }

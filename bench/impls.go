@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"time"
 
 	"github.com/gofrs/flock"
 	"github.com/lockdir/dlock"
@@ -55,6 +58,11 @@ func newLocker(impl, path, etcd string) (locker, error) {
 		return flockLocker{flock.New(path)}, nil
 	case implFloorWatch:
 		return newFloorWatch(path)
+	case implDlockRun:
+		return newRunLocker(path, 0)
+	}
+	if isForeign(impl) {
+		return startPeer(impl, path, 0)
 	}
 	return nil, fmt.Errorf("no contended implementation %q", impl)
 }
@@ -69,6 +77,10 @@ type op struct {
 	impl  string
 	run   func() error
 	close func()
+	note  string // how this filesystem made the op differ from its description, or ""
+	// batch, if set, runs n ops in one go and says how long they took
+	// (peers time their own loop, without the protocol's round trips).
+	batch func(n int) (time.Duration, error)
 }
 
 // newOp prepares the uncontended operation of impl on a fresh path in dir
@@ -150,12 +162,25 @@ func newOp(impl, dir, etcd string) (*op, error) {
 		if err := os.Mkdir(a, 0o755); err != nil {
 			return nil, err
 		}
+		// Where RENAME_NOREPLACE is refused (sshfs, some NFS servers) dlock
+		// falls back to plain rename(2), and so does this floor.
+		rename := func(from, to string) error {
+			return unix.Renameat2(unix.AT_FDCWD, from, unix.AT_FDCWD, to, unix.RENAME_NOREPLACE)
+		}
+		if err := rename(a, b); errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.ENOTSUP) {
+			rename = unix.Rename
+			o.note = "RENAME_NOREPLACE refused here: plain rename(2), as dlock does"
+		} else if err != nil {
+			return nil, err
+		} else if err := unix.Rename(b, a); err != nil {
+			return nil, err
+		}
 		step := func(from, to string) error {
 			var stx unix.Statx_t
 			if err := unix.Statx(unix.AT_FDCWD, path, unix.AT_SYMLINK_NOFOLLOW, unix.STATX_TYPE, &stx); err != nil {
 				return err
 			}
-			return unix.Renameat2(unix.AT_FDCWD, from, unix.AT_FDCWD, to, unix.RENAME_NOREPLACE)
+			return rename(from, to)
 		}
 		o.run = func() error {
 			if err := step(a, b); err != nil {
@@ -170,8 +195,38 @@ func newOp(impl, dir, etcd string) (*op, error) {
 			}
 			return unix.Rmdir(path)
 		}
+	case implDlockRun:
+		bin := os.Getenv(dlockBinEnv)
+		if bin == "" {
+			return nil, fmt.Errorf("dlock-run: %s is not set", dlockBinEnv)
+		}
+		o.run = func() error {
+			out, err := exec.Command(bin, "run", path, "--", "true").CombinedOutput()
+			if err != nil {
+				return fmt.Errorf("dlock run: %v: %s", err, out)
+			}
+			return nil
+		}
 	default:
-		return nil, fmt.Errorf("unknown implementation %q", impl)
+		if !isForeign(impl) {
+			return nil, fmt.Errorf("unknown implementation %q", impl)
+		}
+		p, err := startPeer(impl, path, 0)
+		if err != nil {
+			return nil, err
+		}
+		o.close = func() { p.Close() }
+		o.batch = p.bench
+		o.run = func() error { _, err := p.bench(1); return err }
+		if impl == implPipe { // the protocol's own cost: two round trips
+			o.batch = nil
+			o.run = func() error {
+				if err := p.Lock(context.Background()); err != nil {
+					return err
+				}
+				return p.Unlock()
+			}
+		}
 	}
 	return o, nil
 }

@@ -14,11 +14,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 )
 
 func main() {
 	maybeWorker()
+	maybePeer()
 	quick := flag.Bool("quick", false, "a run of under a minute")
 	asJSON := flag.Bool("json", false, "print the results as a JSON array")
 	dir := flag.String("dir", os.TempDir(), "directory (and so filesystem) to put the locks in")
@@ -28,7 +31,26 @@ func main() {
 	implList := flag.String("impls", "", "contended implementations to run (comma-separated; default all; leaving out etcd also leaves it out of uncontended)")
 	etcd := flag.Bool("etcd", true, "measure etcdlock too (uncontended and hand-off), against an etcd started in this process")
 	etcdEndpoint := flag.String("etcd-endpoint", "", "measure etcdlock against the etcd at this client URL instead of starting one")
+	alt := flag.Bool("alternatives", false, "measure dlock against the lock libraries users pick instead, on every filesystem, and write docs/alternatives.{md,svg,png}")
+	altOut := flag.String("out", "../docs", "with -alternatives: the directory to write into")
+	altFS := flag.String("fs", "tmpfs,ext4,sshfs-coherent,sshfs-default,glusterfs", "with -alternatives: filesystems (sshfs-* need root and /dev/fuse)")
+	rigState := flag.String("rig-state", filepath.Join(os.TempDir(), "dlockbench-sfs"), "with -alternatives: state directory prefix of the sshfs rig (scripts/sharedfs.sh)")
 	flag.Parse()
+
+	if *alt {
+		cfg := altSizes(*quick)
+		cfg.out, cfg.repo, cfg.rigState, cfg.progress = *altOut, "..", *rigState, os.Stderr
+		cfg.fss = strings.Split(*altFS, ",")
+		rep, err := runAlternatives(cfg)
+		if err == nil {
+			err = writeAlternatives(cfg.out, rep)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 
 	cfg := fullConfig()
 	if *quick {

@@ -134,6 +134,9 @@ func run(cfg config) (*report, error) {
 			return nil, err
 		}
 		defer o.close()
+		if o.note != "" {
+			warn("%s: %s", impl, o.note)
+		}
 		for range max(batch(impl)/10, 5) { // warm up; dlock creates its directory here
 			if err := o.run(); err != nil {
 				return nil, fmt.Errorf("%s: %w", impl, err)

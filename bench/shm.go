@@ -101,12 +101,14 @@ func sleepUntil(t int64) {
 	}
 }
 
-// cpuNow returns this process's user+system CPU time and how many context
-// switches (voluntary and not) its threads made.
+// cpuNow returns the user+system CPU time of this process and of its
+// children that have exited (the dlock CLI of dlock-run), and how many
+// context switches (voluntary and not) this process's threads made.
 func cpuNow() (time.Duration, int64) {
-	var ru unix.Rusage
+	var ru, ch unix.Rusage
 	unix.Getrusage(unix.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), ru.Nvcsw + ru.Nivcsw
+	unix.Getrusage(unix.RUSAGE_CHILDREN, &ch)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano() + ch.Utime.Nano() + ch.Stime.Nano()), ru.Nvcsw + ru.Nivcsw
 }
 
 // futex(2) operations (shared, not FUTEX_PRIVATE_FLAG).

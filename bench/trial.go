@@ -14,7 +14,8 @@ import (
 // trial is one run of n worker processes contending for one lock.
 type trial struct {
 	impl    string
-	path    string // the lock
+	path    string   // the lock
+	paths   []string // if set: worker i uses paths[i%len(paths)] (the same lock through other mounts)
 	mode    string
 	n       int
 	hold    time.Duration
@@ -24,6 +25,9 @@ type trial struct {
 	profile string // directory for per-worker CPU profiles, or ""
 	etcd    string // etcd's client URL, for the etcd implementation
 	warn    func(format string, args ...any)
+	// window, if set, is called when the measuring window opens; what it
+	// returns, when the window closes.
+	window func() func()
 }
 
 var shmSeq atomic.Int64
@@ -52,7 +56,11 @@ func (t trial) run() ([]workerResult, error) {
 	outs := make([]*bytes.Buffer, t.n)
 	errs := make([]*bytes.Buffer, t.n)
 	for i := range t.n {
-		job := workerJob{Impl: t.impl, Path: t.path, Shm: shmPath, Index: i, Mode: t.mode, Hold: t.hold, Etcd: t.etcd}
+		path := t.path
+		if len(t.paths) > 0 {
+			path = t.paths[i%len(t.paths)]
+		}
+		job := workerJob{Impl: t.impl, Path: path, Shm: shmPath, Index: i, Mode: t.mode, Hold: t.hold, Etcd: t.etcd}
 		if t.idle {
 			job.Mode, job.WaitHeld = modeSpin, true
 			if i == 0 {
@@ -100,6 +108,12 @@ func (t trial) run() ([]workerResult, error) {
 	s.store64(offT0, t0)
 	s.store64(offT1, t1)
 	s.store(offGo, 1)
+	if t.window != nil {
+		sleepUntil(t0)
+		end := t.window()
+		sleepUntil(t1)
+		end()
+	}
 	sleepUntil(t1 + int64(20*time.Millisecond))
 	s.store(offStop, 1)
 	s.wake(offCount)

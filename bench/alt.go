@@ -1,0 +1,724 @@
+package main
+
+// -alternatives: dlock side by side with the lock libraries users would
+// pick instead, on every filesystem here, for speed and correctness, in
+// one run; writes a Markdown table and an SVG chart (and a PNG of it).
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// altConfig sizes an -alternatives run.
+type altConfig struct {
+	quick    bool
+	out      string   // directory for alternatives.md/.svg/.png
+	fss      []string // filesystems to run on
+	repo     string   // the dlock checkout (for cmd/dlock and scripts/)
+	rigState string   // state directory of the sshfs rig
+	progress io.Writer
+
+	uncRounds   int
+	uncTarget   time.Duration // an uncontended batch lasts about this long
+	rounds      int           // hand-off and throughput trials per impl
+	warm, dur   time.Duration
+	herdDur     time.Duration
+	opsDur      time.Duration // server-operation counting windows
+	cntProcs    int           // counter check: processes ...
+	cntIters    int           // ... and increments each
+	cntLimit    time.Duration // ... stopped after this long
+	staleRounds int
+	lateRounds  int
+	parallel    int // rounds of one impl run at once
+	stale       time.Duration
+	herdN       int
+}
+
+func altSizes(quick bool) altConfig {
+	if quick {
+		return altConfig{quick: true, uncRounds: 3, uncTarget: 15 * time.Millisecond, rounds: 1,
+			warm: 200 * time.Millisecond, dur: 600 * time.Millisecond, herdDur: 800 * time.Millisecond,
+			opsDur: time.Second, cntProcs: 2, cntIters: 15, cntLimit: 20 * time.Second, staleRounds: 1, lateRounds: 1, parallel: 1,
+			stale: 2 * time.Second, herdN: 16}
+	}
+	return altConfig{uncRounds: 9, uncTarget: 50 * time.Millisecond, rounds: 2,
+		warm: 300 * time.Millisecond, dur: 1500 * time.Millisecond, herdDur: 2 * time.Second,
+		opsDur: 2 * time.Second, cntProcs: 4, cntIters: 60, cntLimit: 40 * time.Second, staleRounds: 12, lateRounds: 8, parallel: 4,
+		stale: 2 * time.Second, herdN: 64}
+}
+
+// The implementations of each row. Peers' plain names are their
+// defaults; "-tuned" their fair settings.
+var (
+	altUncontended = []string{implDlock, implDlockRun, implFlock, "portalocker", "locket", "filelock", "softfilelock",
+		"lockbydir", "proper-lockfile", "proper-lockfile-tuned", implFloorChecked, implFloorMkdir, implPipe}
+	altHandoff = []string{implDlock, implDlockPoll, implDlockRun, implFlock, "portalocker", "portalocker-tuned", "locket",
+		"filelock", "filelock-tuned", "softfilelock", "softfilelock-tuned", "lockbydir", "lockbydir-tuned",
+		"proper-lockfile", "proper-lockfile-tuned", implFloorWatch}
+	altTuned = []string{implDlock, implDlockRun, implFlock, "portalocker-tuned", "locket", "filelock-tuned",
+		"softfilelock-tuned", "lockbydir-tuned", "proper-lockfile-tuned"}
+	altOps = []string{implDlock, implDlockRun, implFlock, "portalocker", "portalocker-tuned", "locket", "filelock", "filelock-tuned",
+		"softfilelock", "softfilelock-tuned", "lockbydir", "lockbydir-tuned", "proper-lockfile", "proper-lockfile-tuned"}
+)
+
+// fsRun is what one filesystem gave.
+type fsRun struct {
+	Name    string
+	Dirs    []string `json:"-"`
+	Shared  bool
+	Metrics map[string]map[string]float64 // metric -> impl -> value
+	Checks  map[string]map[string]verdict // check -> impl -> verdict
+	Viol    map[string]bool               // impl: some speed trial found two holders at once
+	Notes   []string
+}
+
+func (f *fsRun) set(metric, impl string, v float64) {
+	if f.Metrics[metric] == nil {
+		f.Metrics[metric] = map[string]float64{}
+	}
+	f.Metrics[metric][impl] = v
+}
+
+func (f *fsRun) check(name, impl string, v verdict) {
+	if f.Checks[name] == nil {
+		f.Checks[name] = map[string]verdict{}
+	}
+	f.Checks[name][impl] = v
+}
+
+// altReport is a whole -alternatives run.
+type altReport struct {
+	Started          time.Time
+	Elapsed          time.Duration
+	Machine          string
+	LoadStart, Load  string
+	Versions         []string
+	Command          string
+	FS               []*fsRun
+	Quick            bool
+	Stale            time.Duration
+	HerdN            int
+	CntProcs, CntIts int
+}
+
+func runAlternatives(cfg altConfig) (*altReport, error) {
+	prog := func(format string, args ...any) {
+		if cfg.progress != nil {
+			fmt.Fprintf(cfg.progress, format+"\n", args...)
+		}
+	}
+	rep := &altReport{Started: time.Now(), Machine: machine(), LoadStart: loadavg(), Quick: cfg.quick,
+		Stale: cfg.stale, HerdN: cfg.herdN, CntProcs: cfg.cntProcs, CntIts: cfg.cntIters}
+	rep.Command = "cd bench && go run . -alternatives"
+	if cfg.quick {
+		rep.Command += " -quick"
+	}
+	tmp, err := os.MkdirTemp("", "dlockbench-alt-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	if err := altEnv(cfg, tmp); err != nil {
+		return nil, err
+	}
+	rep.Versions = versions(cfg)
+	for _, name := range cfg.fss {
+		var dirs []string
+		var rigDown func()
+		shared := strings.HasPrefix(name, "sshfs") || name == "glusterfs"
+		switch name {
+		case "tmpfs":
+			dirs = []string{"/dev/shm"}
+		case "ext4":
+			dirs = []string{os.TempDir()}
+		case "sshfs-coherent", "sshfs-default", "glusterfs":
+			script, state, env := "sharedfs.sh", cfg.rigState+"-"+strings.TrimPrefix(name, "sshfs-"), "SHAREDFS_CACHE="+strings.TrimPrefix(name, "sshfs-")
+			if name == "glusterfs" {
+				// A distribute volume over 3 bricks, mounted twice.
+				script, state, env = "glusterfs.sh", cfg.rigState+"-gluster", "GLUSTER_VOLUME=distribute"
+			}
+			m, down, err := rigUp(cfg, script, state, env)
+			if err != nil {
+				// A rig that cannot start here is a note, not the end of the run.
+				prog("=== %s: not measured: %v", name, err)
+				rep.FS = append(rep.FS, &fsRun{Name: name, Notes: []string{fmt.Sprintf("not measured: %v", err)}})
+				continue
+			}
+			dirs = m
+			defer down()
+			rigDown = down
+		default:
+			return nil, fmt.Errorf("no filesystem %q (want tmpfs, ext4, sshfs-coherent, sshfs-default)", name)
+		}
+		base := make([]string, len(dirs))
+		sub := fmt.Sprintf("dlockbench-alt-%d", os.Getpid())
+		for i, d := range dirs {
+			base[i] = filepath.Join(d, sub)
+		}
+		if err := os.Mkdir(base[0], 0o755); err != nil {
+			return nil, err
+		}
+		f := &fsRun{Name: name, Dirs: base, Shared: shared, Metrics: map[string]map[string]float64{}, Checks: map[string]map[string]verdict{}, Viol: map[string]bool{}}
+		if got := fsName(base[0]); !shared && got != name {
+			f.Notes = append(f.Notes, fmt.Sprintf("%s is %s here", dirs[0], got))
+		}
+		prog("=== %s: %s", name, strings.Join(base, " and "))
+		altFS(cfg, f, tmp, prog)
+		os.RemoveAll(base[0])
+		rep.FS = append(rep.FS, f)
+		if rigDown != nil {
+			rigDown()
+		}
+	}
+	rep.Load = loadavg()
+	rep.Elapsed = time.Since(rep.Started)
+	return rep, nil
+}
+
+// altEnv builds the dlock CLI and tells the workers and peers where
+// everything is.
+func altEnv(cfg altConfig, tmp string) error {
+	bin := filepath.Join(tmp, "dlock")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/dlock")
+	build.Dir = cfg.repo
+	if out, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build ./cmd/dlock: %v: %s", err, out)
+	}
+	peers, err := filepath.Abs("peers")
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(peers, "node", "node_modules", "proper-lockfile")); err != nil {
+		return fmt.Errorf("proper-lockfile is not installed: cd bench/peers/node && npm ci")
+	}
+	py := "/usr/bin/python3" // Debian's, with python3-portalocker & co.
+	if _, err := os.Stat(py); err != nil {
+		py = "python3"
+	}
+	os.Setenv(dlockBinEnv, bin)
+	os.Setenv(peersDirEnv, peers)
+	os.Setenv(pythonEnv, py)
+	return nil
+}
+
+func loadavg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+func versions(cfg altConfig) []string {
+	var v []string
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, d := range bi.Deps {
+			if d.Path == "github.com/gofrs/flock" {
+				v = append(v, "gofrs/flock "+d.Version)
+			}
+		}
+	}
+	if out, err := exec.Command("git", "-C", cfg.repo, "describe", "--always").Output(); err == nil {
+		d := "dlock " + strings.TrimSpace(string(out))
+		// Changed code (not docs) makes the figures not the commit's.
+		if st, err := exec.Command("git", "-C", cfg.repo, "status", "--porcelain", "--", "*.go", "bench/peers").Output(); err == nil && len(st) > 0 {
+			d += " with uncommitted code changes"
+		}
+		v = append(v, d)
+	}
+	py := os.Getenv(pythonEnv)
+	if out, err := exec.Command(py, "-c", `import sys
+from importlib.metadata import version
+print("Python %d.%d.%d" % sys.version_info[:3], *["%s %s" % (p, version(p)) for p in ("portalocker", "locket", "filelock")], sep=", ")`).Output(); err == nil {
+		v = append(v, strings.TrimSpace(string(out)))
+	}
+	if out, err := exec.Command("node", "--version").Output(); err == nil {
+		v = append(v, "Node "+strings.TrimSpace(string(out)))
+	}
+	if b, err := os.ReadFile(filepath.Join(os.Getenv(peersDirEnv), "node", "node_modules", "proper-lockfile", "package.json")); err == nil {
+		var pj struct{ Version string }
+		json.Unmarshal(b, &pj)
+		v = append(v, "proper-lockfile "+pj.Version)
+	}
+	return v
+}
+
+// rigUp brings up a two-mount rig of scripts/ (sharedfs.sh, glusterfs.sh)
+// in state, with env added to the environment.
+func rigUp(cfg altConfig, script, state, env string) ([]string, func(), error) {
+	script = filepath.Join(cfg.repo, "scripts", script)
+	if _, err := os.Stat(script); err != nil {
+		return nil, nil, err
+	}
+	cmd := exec.Command("bash", script, "up", state)
+	cmd.Env = append(os.Environ(), env)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	var once sync.Once
+	down := func() { once.Do(func() { rigDown(script, state) }) }
+	if err != nil {
+		down()
+		return nil, nil, fmt.Errorf("%s up: %w", filepath.Base(script), err)
+	}
+	exports := map[string]string{}
+	for _, line := range strings.Split(string(out), "\n") {
+		if k, v, ok := strings.Cut(strings.TrimPrefix(line, "export "), "="); ok {
+			exports[k] = strings.Trim(v, `'"`)
+		}
+	}
+	m1, m2 := exports["DLOCK_SHAREDFS_M1"], exports["DLOCK_SHAREDFS_M2"]
+	if m1 == "" || m2 == "" {
+		down()
+		return nil, nil, fmt.Errorf("%s up printed no mounts: %q", filepath.Base(script), out)
+	}
+	return []string{m1, m2}, down, nil
+}
+
+func rigDown(script, state string) {
+	c := exec.Command("bash", script, "down", state)
+	c.Stderr = os.Stderr
+	c.Run()
+}
+
+// altFS measures every row on one filesystem.
+func altFS(cfg altConfig, f *fsRun, tmp string, prog func(string, ...any)) {
+	note := func(format string, args ...any) {
+		msg := fmt.Sprintf(format, args...)
+		prog("  note: %s", msg)
+		f.Notes = append(f.Notes, msg)
+	}
+	seq := 0
+	path := func(what, impl string) []string {
+		seq++
+		out := make([]string, len(f.Dirs))
+		for i, d := range f.Dirs {
+			out[i] = filepath.Join(d, fmt.Sprintf("%s-%d-%s", what, seq, impl))
+		}
+		return out
+	}
+
+	// Uncontended, in one process on the first mount.
+	prog("uncontended: %d rounds", cfg.uncRounds)
+	ops := map[string]*op{}
+	sizes := map[string]int{}
+	var uncImpls []string
+	for _, impl := range altUncontended {
+		o, err := newOp(impl, f.Dirs[0], "")
+		if err != nil {
+			note("uncontended %s: %v", impl, err)
+			continue
+		}
+		defer o.close()
+		if o.note != "" {
+			note("%s: %s", impl, o.note)
+		}
+		d, err := runBatch(o, 3)
+		if err != nil {
+			note("uncontended %s: %v", impl, err)
+			continue
+		}
+		sizes[impl] = max(3, min(2000, int(cfg.uncTarget/max(d/3, time.Microsecond))))
+		ops[impl] = o
+		uncImpls = append(uncImpls, impl)
+	}
+	samples := map[string][]float64{}
+	for r := range cfg.uncRounds {
+		for _, impl := range rotate(uncImpls, r) {
+			d, err := runBatch(ops[impl], sizes[impl])
+			if err != nil {
+				note("uncontended %s: %v", impl, err)
+				continue
+			}
+			samples[impl] = append(samples[impl], float64(d.Nanoseconds())/1e3/float64(sizes[impl]))
+		}
+	}
+	for impl, v := range samples {
+		slices.Sort(v)
+		f.set("unc_us", impl, round3(quantile(v, 0.5)))
+		// Their tuning only shortens the poll: uncontended, it is the same lock.
+		if slices.Contains([]string{"portalocker", "filelock", "softfilelock", "lockbydir"}, impl) {
+			f.set("unc_us", impl+"-tuned", round3(quantile(v, 0.5)))
+		}
+	}
+
+	warn := func(format string, args ...any) {
+		msg := fmt.Sprintf(format, args...)
+		if strings.Contains(msg, "MUTUAL EXCLUSION BROKEN") {
+			impl, _, _ := strings.Cut(msg, ",")
+			f.Viol[impl] = true
+		}
+		note("%s", msg)
+	}
+	if f.Name == "sshfs-default" {
+		// A name freed through one mount still answers EEXIST through the
+		// other for about 20 s: a hand-off across them waits out the cache,
+		// and the short trials below would see none.
+		note("hand-off, throughput and server operations not measured: with sshfs's default caching a release through one mount is seen through the other only after its ~20 s attribute cache")
+		cfg.rounds = 0
+	}
+	// Hand-off (2 processes, one on each mount) and throughput (8).
+	hs := map[string][2][]float64{}
+	tp := map[string][]float64{}
+	for r := range cfg.rounds {
+		for _, impl := range rotate(altHandoff, r) {
+			if impl == implFloorWatch && f.Shared {
+				continue // inotify sees nothing done through the other mount
+			}
+			prog("round %d/%d: hand-off, 2 processes, %s", r+1, cfg.rounds, impl)
+			t := trial{impl: impl, paths: path("handoff", impl), mode: modeBaton, n: 2,
+				hold: time.Millisecond, warm: cfg.warm, dur: cfg.dur, warn: warn}
+			res, err := t.run()
+			if err != nil {
+				note("hand-off %s: %v", impl, err)
+				continue
+			}
+			var lat []float64
+			for _, w := range res {
+				for _, ns := range w.Lat {
+					lat = append(lat, float64(ns)/1e6)
+				}
+			}
+			if len(lat) == 0 {
+				note("hand-off %s: no hand-off within %v", impl, cfg.dur)
+				continue
+			}
+			slices.Sort(lat)
+			h := hs[impl]
+			h[0], h[1] = append(h[0], quantile(lat, 0.5)), append(h[1], quantile(lat, 0.99))
+			hs[impl] = h
+		}
+		for _, impl := range rotate(altTuned, r) {
+			prog("round %d/%d: throughput, 8 processes, %s", r+1, cfg.rounds, impl)
+			t := trial{impl: impl, paths: path("throughput", impl), mode: modeSpin, n: 8,
+				warm: cfg.warm, dur: cfg.dur, warn: warn}
+			res, err := t.run()
+			if err != nil {
+				note("throughput %s: %v", impl, err)
+				continue
+			}
+			acq := 0
+			for _, w := range res {
+				acq += w.Acq
+			}
+			tp[impl] = append(tp[impl], float64(acq)/cfg.dur.Seconds())
+		}
+	}
+	for impl, h := range hs {
+		slices.Sort(h[0])
+		slices.Sort(h[1])
+		f.set("p50_ms", impl, round3(quantile(h[0], 0.5)))
+		f.set("p99_ms", impl, round3(quantile(h[1], 0.5)))
+	}
+	for impl, v := range tp {
+		slices.Sort(v)
+		f.set("acq8", impl, round3(quantile(v, 0.5)))
+	}
+
+	// CPU per acquisition with a herd of waiters (local filesystems).
+	if !f.Shared {
+		for _, impl := range altTuned {
+			prog("herd CPU, %d processes, %s", cfg.herdN, impl)
+			t := trial{impl: impl, paths: path("herd", impl), mode: modeBaton, n: cfg.herdN,
+				hold: time.Millisecond, warm: cfg.warm, dur: cfg.herdDur, warn: warn}
+			res, err := t.run()
+			if err != nil {
+				note("herd %s: %v", impl, err)
+				continue
+			}
+			var cpu int64
+			acq := 0
+			for _, w := range res {
+				cpu += w.CPU
+				acq += w.Acq
+			}
+			if acq > 0 {
+				f.set("cpu_ms", impl, round3(float64(cpu)/1e6/float64(acq)))
+			}
+		}
+	}
+
+	// Operations at the sftp server, per acquisition and per waiting second.
+	if strings.HasPrefix(f.Name, "sshfs") && cfg.rounds > 0 {
+		for _, impl := range altOps {
+			prog("server operations: %s", impl)
+			t := trial{impl: impl, paths: path("ops", impl), mode: modeBaton, n: 2,
+				hold: time.Millisecond, warm: cfg.warm, dur: cfg.opsDur, warn: warn}
+			n, which, res, err := countOps(cfg, t)
+			if err != nil {
+				note("server operations %s: %v", impl, err)
+				continue
+			}
+			acq := 0
+			for _, w := range res {
+				acq += w.Acq
+			}
+			prog("  %d acquisitions, %d operations: %s", acq, n, which)
+			if acq > 0 {
+				f.set("ops_acq", impl, round3(float64(n)/float64(acq)))
+			}
+			t = trial{impl: impl, paths: path("opsidle", impl), n: 2, idle: true,
+				warm: cfg.warm, dur: cfg.opsDur, warn: warn}
+			n, which, _, err = countOps(cfg, t)
+			if err != nil {
+				note("server operations (waiting) %s: %v", impl, err)
+				continue
+			}
+			prog("  waiting %v: %d operations: %s", cfg.opsDur, n, which)
+			f.set("ops_wait_s", impl, round3(float64(n)/cfg.opsDur.Seconds()))
+		}
+	}
+
+	// Correctness: every implementation at once, rounds in parallel.
+	marks, err := os.MkdirTemp(tmp, "marks-")
+	if err != nil {
+		note("correctness: %v", err)
+		return
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	prog("correctness: counter (%d×%d), stale race (%d rounds), late release (%d rounds)",
+		cfg.cntProcs, cfg.cntIters, cfg.staleRounds, cfg.lateRounds)
+	for _, impl := range altTuned {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			name := fmt.Sprintf("counter-%s", impl)
+			done, lost, over, err := counterCheck(impl, f.Dirs, name, marks, cfg.cntProcs, cfg.cntIters, cfg.cntLimit)
+			v := verdict{Bad: lost, Both: over, N: done, cnt: true}
+			if want := cfg.cntProcs * cfg.cntIters; done < want {
+				v.Note = fmt.Sprintf("stopped after %v with %d of %d increments done", cfg.cntLimit, done, want)
+			}
+			if err != nil {
+				v.Note = strings.TrimPrefix(v.Note+"; "+err.Error(), "; ")
+			}
+			mu.Lock()
+			f.check("counter", impl, v)
+			mu.Unlock()
+			for _, c := range []struct {
+				name   string
+				rounds int
+			}{{"stale", cfg.staleRounds}, {"late", cfg.lateRounds}} {
+				v := roundsCheck(cfg, c.name, c.rounds, impl, f.Dirs, marks)
+				mu.Lock()
+				f.check(c.name, impl, v)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	// A lock whose counter went wrong did not exclude here: its speed
+	// figures (and its defaults', the same lock) are marked too.
+	for impl, v := range f.Checks["counter"] {
+		if v.bad() {
+			f.Viol[impl] = true
+			f.Viol[strings.TrimSuffix(impl, "-tuned")] = true
+		}
+	}
+	for _, c := range []string{"counter", "stale", "late"} {
+		for _, impl := range altTuned {
+			v := f.Checks[c][impl]
+			prog("  %s %s: %s %s %s", c, impl, v, v.NA, v.Note)
+		}
+	}
+}
+
+// roundsCheck runs rounds of the stale race or the late release, parallel
+// at a time, each on a fresh lock.
+func roundsCheck(cfg altConfig, which string, rounds int, impl string, dirs []string, marks string) verdict {
+	var mu sync.Mutex
+	v := verdict{}
+	lateErrs, errs := 0, []string{}
+	sem := make(chan struct{}, cfg.parallel)
+	var wg sync.WaitGroup
+	for r := range rounds {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			name := fmt.Sprintf("%s-%d-%s", which, r, impl)
+			var bad bool
+			var lateErr, err error
+			if which == "stale" {
+				bad, err = staleRace(impl, dirs, name, marks, cfg.stale, 300*time.Millisecond)
+			} else {
+				bad, lateErr, err = lateRelease(impl, dirs, name, cfg.stale)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case errors.Is(err, errNeverReclaims):
+				v.NA = "a paused holder's lock is never reclaimed"
+			case errors.Is(err, errNoExclusion):
+				v.NA = "no exclusion across the mounts to begin with"
+			case err != nil:
+				errs = append(errs, err.Error())
+			default:
+				v.N++
+				if bad {
+					v.Bad++
+				}
+				if lateErr != nil {
+					lateErrs++
+				}
+			}
+		}()
+		if v.NA != "" {
+			break
+		}
+	}
+	wg.Wait()
+	if v.NA != "" {
+		v.Bad, v.N = 0, 0
+	}
+	if which == "late" && v.N > 0 {
+		v.Note = fmt.Sprintf("the late release reported an error %d times", lateErrs)
+	}
+	if len(errs) > 0 {
+		v.Note = strings.TrimPrefix(v.Note+"; "+fmt.Sprintf("%d rounds failed, the first: %s", len(errs), errs[0]), "; ")
+	}
+	return v
+}
+
+// runBatch runs n of o's operations.
+func runBatch(o *op, n int) (time.Duration, error) {
+	if o.batch != nil {
+		return o.batch(n)
+	}
+	start := time.Now()
+	for range n {
+		if err := o.run(); err != nil {
+			return 0, err
+		}
+	}
+	return time.Since(start), nil
+}
+
+// fsSyscalls are the system calls of the sftp server that are filesystem
+// operations (SFTP requests), as opposed to its transport.
+var fsSyscalls = map[string]bool{
+	"mkdir": true, "mkdirat": true, "rmdir": true, "unlink": true, "unlinkat": true,
+	"rename": true, "renameat": true, "renameat2": true, "stat": true, "lstat": true,
+	"newfstatat": true, "statx": true, "open": true, "openat": true, "getdents64": true,
+	"utimensat": true, "utimes": true, "fsync": true, "link": true, "linkat": true,
+	"symlink": true, "symlinkat": true, "readlink": true, "readlinkat": true,
+	"pread64": true, "pwrite64": true, "truncate": true, "ftruncate": true, "fchmod": true, "chmod": true,
+	"fchmodat": true, "fchown": true, "chown": true, "fchownat": true, "lchown": true, "statfs": true, "fstatfs": true,
+}
+
+// countOps runs t while strace counts the filesystem system calls of the
+// rig's sftp server sessions in t's measuring window.
+func countOps(cfg altConfig, t trial) (int, string, []workerResult, error) {
+	var state string
+	for _, c := range []string{"coherent", "default"} {
+		if strings.HasPrefix(t.paths[0], cfg.rigState+"-"+c+"/") {
+			state = cfg.rigState + "-" + c
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(state, "sshd.pid"))
+	if err != nil {
+		return 0, "", nil, err
+	}
+	root, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	pids := descendants(root)
+	if len(pids) == 0 {
+		return 0, "", nil, fmt.Errorf("no sftp session under sshd %d", root)
+	}
+	out := filepath.Join(os.TempDir(), fmt.Sprintf("dlockbench-strace-%d.txt", os.Getpid()))
+	defer os.Remove(out)
+	var st *exec.Cmd
+	var count int
+	var which string
+	var stErr error
+	t.window = func() func() {
+		args := []string{"-c", "-f", "-qq", "-o", out}
+		for _, p := range pids {
+			args = append(args, "-p", strconv.Itoa(p))
+		}
+		st = exec.Command("strace", args...)
+		if stErr = st.Start(); stErr != nil {
+			return func() {}
+		}
+		time.Sleep(50 * time.Millisecond) // attached
+		return func() {
+			st.Process.Signal(syscall.SIGINT)
+			st.Wait()
+			count, which, stErr = parseStraceCount(out)
+		}
+	}
+	res, err := t.run()
+	if err == nil {
+		err = stErr
+	}
+	return count, which, res, err
+}
+
+func parseStraceCount(name string) (int, string, error) {
+	b, err := os.ReadFile(name)
+	if err != nil {
+		return 0, "", err
+	}
+	n := 0
+	var parts []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 || !fsSyscalls[f[len(f)-1]] {
+			continue
+		}
+		// % time, seconds, usecs/call, calls, [errors,] syscall
+		if c, err := strconv.Atoi(f[3]); err == nil {
+			n += c
+			parts = append(parts, fmt.Sprintf("%s %d", f[len(f)-1], c))
+		}
+	}
+	return n, strings.Join(parts, ", "), nil
+}
+
+// descendants lists the processes below pid.
+func descendants(pid int) []int {
+	parent := map[int]int{}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(s[i+1:])
+		if len(f) > 1 {
+			pp, _ := strconv.Atoi(f[1])
+			parent[p] = pp
+		}
+	}
+	var out []int
+	for p := range parent {
+		for q := parent[p]; q != 0; q = parent[q] {
+			if q == pid {
+				out = append(out, p)
+				break
+			}
+		}
+	}
+	return out
+}

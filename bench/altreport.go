@@ -1,0 +1,350 @@
+package main
+
+import (
+	"fmt"
+	"html"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// altRows is the order of the table's rows.
+var altRows = []string{implDlock, implDlockPoll, implDlockRun, implFlock,
+	"portalocker", "portalocker-tuned", "locket", "filelock", "filelock-tuned",
+	"softfilelock", "softfilelock-tuned", "lockbydir", "lockbydir-tuned",
+	"proper-lockfile", "proper-lockfile-tuned", implFloorChecked, implFloorMkdir, implFloorWatch, implPipe}
+
+// altWhat says what each row is.
+var altWhat = map[string]string{
+	implDlock:               "dlock, default options",
+	implDlockPoll:           "dlock, watching off (polls every 100 ms, as across hosts)",
+	implDlockRun:            "`dlock run PATH -- CMD` from a shell: a dlock process per acquisition",
+	implFlock:               "gofrs/flock (flock(2))",
+	"portalocker":           "portalocker.Lock (flock; check_interval 0.25 s)",
+	"portalocker-tuned":     "portalocker.Lock, check_interval 1 ms",
+	"locket":                "locket.lock_file (blocking flock)",
+	"filelock":              "filelock.FileLock (flock; poll 50 ms)",
+	"filelock-tuned":        "filelock.FileLock, poll 1 ms",
+	"softfilelock":          "filelock.SoftFileLock (O_EXCL file; poll 50 ms)",
+	"softfilelock-tuned":    "filelock.SoftFileLock, poll 1 ms",
+	"lockbydir":             "lockbydir algorithm (mkdir; poll 30 ms; TIMEOUT 10 s)",
+	"lockbydir-tuned":       "lockbydir algorithm, poll 1 ms",
+	"proper-lockfile":       "proper-lockfile (mkdir; stale 10 s; realpath; retry every 100 ms)",
+	"proper-lockfile-tuned": "proper-lockfile, retry every 1 ms, realpath false, onCompromised logs",
+	implFloorChecked:        "floor: dlock's system calls alone (statx + rename, twice)",
+	implFloorMkdir:          "floor: mkdir + rmdir",
+	implFloorWatch:          "floor: rename hand-off with inotify waiters, no checks",
+	implPipe:                "no lock: the pipe to a Python peer, one round trip per Lock and per Unlock (uncontended column: what the pipe adds to every peer's hand-off and acq/s)",
+}
+
+func cell(f *fsRun, metric, impl string) string {
+	v, ok := f.Metrics[metric][impl]
+	if !ok {
+		return "–"
+	}
+	if f.Viol[impl] {
+		return fmtNum(v) + "†"
+	}
+	return fmtNum(v)
+}
+
+// writeAltMarkdown writes the table of an -alternatives run.
+func writeAltMarkdown(name string, r *altReport) error {
+	var b strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	p("# dlock and the alternatives\n\n")
+	p("Written by `%s` on %s (%s).  \n", r.Command, r.Started.UTC().Format("2006-01-02 15:04 MST"), r.Elapsed.Round(time.Second))
+	p("Machine: %s; load average %s at the start, %s at the end (other jobs ran: speed figures are noisy, compare within a column).  \n", r.Machine, r.LoadStart, r.Load)
+	p("Versions: %s.\n\n", strings.Join(r.Versions, "; "))
+	p("Rows: plain names are each library with its documented defaults; `-tuned` the same library with its poll interval at 1 ms ")
+	p("(and proper-lockfile without realpath, onCompromised logging). Python and Node peers run in their own processes behind a pipe: ")
+	p("the `%s` row's uncontended figure is what the pipe adds to each of their hand-offs and acquisitions. Uncontended is one process in a loop inside the library's own language (a `-tuned` row that only shortens the poll shows its default's figure). ", implPipe)
+	p("Hand-off: 2 processes (on a shared filesystem one on each mount), the holder holds 1 ms, p50/p99 from the release to the next holder's return. ")
+	p("acq/s: 8 processes acquiring as fast as they can. CPU: all processes' CPU per acquisition with %d waiters (local filesystems). ", r.HerdN)
+	p("Server ops: system calls of the sftp server that touch the filesystem (strace -c -f of its sessions), per acquisition in the hand-off and per second of one waiter blocked on a lock held through the other mount. ")
+	p("Counter: %d processes (split across the mounts) × %d increments of a counter on local disk, counting lost updates and the times two were inside at once (an O_EXCL marker on local disk), out of the increments done. ", r.CntProcs, r.CntIts)
+	p("Stale race: a holder is paused (SIGSTOP) past the stale time (%v for all that have one) while two waiters reclaim; bad = rounds in which both held at once. ", r.Stale)
+	p("Late release: the paused holder's lock is taken over, then it wakes and releases; bad = rounds in which a third process could then acquire while the successor held. ")
+	p("n/a: the peer cannot express the case (it never reclaims a paused holder's lock, or does not exclude across the mounts to begin with). †: some trial of this lock on this filesystem found two holders at once, so its speed figures are of a lock that did not exclude. Locks are the libraries' own; nothing is changed in them.\n\n")
+	for _, f := range r.FS {
+		p("## %s\n\n", f.Name)
+		if len(f.Metrics) == 0 && len(f.Checks) == 0 {
+			p("%s\n\n", strings.Join(f.Notes, "; "))
+			continue
+		}
+		cpu := fmt.Sprintf("CPU ms/acq, %d waiting", r.HerdN)
+		cols := []string{"impl", "uncontended µs", "hand-off p50 ms", "p99 ms", "acq/s, 8"}
+		if !f.Shared {
+			cols = append(cols, cpu)
+		} else {
+			cols = append(cols, "server ops/acq", "server ops/s waiting")
+		}
+		cols = append(cols, "counter", "stale race: two held", "late release: successor deleted")
+		p("| %s |\n|%s\n", strings.Join(cols, " | "), strings.Repeat("---|", len(cols)))
+		for _, impl := range altRows {
+			row := []string{"`" + impl + "`", cell(f, "unc_us", impl), cell(f, "p50_ms", impl), cell(f, "p99_ms", impl), cell(f, "acq8", impl)}
+			if !f.Shared {
+				row = append(row, cell(f, "cpu_ms", impl))
+			} else {
+				row = append(row, cell(f, "ops_acq", impl), cell(f, "ops_wait_s", impl))
+			}
+			any := false
+			for _, c := range []string{"counter", "stale", "late"} {
+				v, ok := f.Checks[c][impl]
+				s := "–"
+				if ok {
+					s = v.String()
+					if v.bad() {
+						s = "**" + s + "**"
+					}
+				}
+				row = append(row, s)
+			}
+			for _, x := range row[1:] {
+				any = any || x != "–"
+			}
+			if any {
+				p("| %s |\n", strings.Join(row, " | "))
+			}
+		}
+		p("\n")
+		for _, t := range altTargets(f) {
+			p("- %s %s\n", t.verdict, t.text)
+		}
+		p("\n")
+		var notes []string
+		for _, c := range []string{"counter", "stale", "late"} {
+			for _, impl := range altRows {
+				if v, ok := f.Checks[c][impl]; ok && (v.Note != "" || v.NA != "") {
+					notes = append(notes, fmt.Sprintf("%s `%s`: %s", c, impl, strings.Trim(v.NA+"; "+v.Note, "; ")))
+				}
+			}
+		}
+		notes = append(notes, f.Notes...)
+		if len(notes) > 0 {
+			p("<details><summary>notes (%d)</summary>\n\n", len(notes))
+			for _, n := range notes {
+				// Paths of this machine say nothing to a reader: name the mount.
+				for i, d := range f.Dirs {
+					n = strings.ReplaceAll(n, d, fmt.Sprintf("MOUNT%d", i+1))
+				}
+				p("- %s\n", strings.ReplaceAll(n, "\n", " "))
+			}
+			p("\n</details>\n\n")
+		}
+	}
+	p("## The rows\n\n| impl | what |\n|---|---|\n")
+	for _, impl := range altRows {
+		p("| `%s` | %s |\n", impl, altWhat[impl])
+	}
+	return os.WriteFile(name, []byte(b.String()), 0o644)
+}
+
+// writeAltSVG draws, per filesystem, each lock's uncontended acquire +
+// release and its hand-off p50, on one log time axis; a lock that failed a
+// correctness check on that filesystem is marked.
+func writeAltSVG(name string, r *altReport) error {
+	impls := append(slices.Clone(altTuned), implFloorChecked, implFloorMkdir, implFloorWatch)
+	const left, right, top, rowH, width = 300, 30, 70, 17, 920
+	plotW := float64(width - left - right)
+	lo, hi := 1.0, 1e7 // µs
+	x := func(us float64) float64 {
+		us = math.Max(us, lo)
+		return left + plotW*(math.Log10(us)-math.Log10(lo))/(math.Log10(hi)-math.Log10(lo))
+	}
+	type row struct {
+		label    string
+		unc, p50 float64
+		bad      bool
+	}
+	type panel struct {
+		title string
+		rows  []row
+	}
+	var panels []panel
+	for _, f := range r.FS {
+		pn := panel{title: f.Name}
+		for _, impl := range impls {
+			u, okU := f.Metrics["unc_us"][impl]
+			h, okH := f.Metrics["p50_ms"][impl]
+			if !okU && !okH {
+				continue
+			}
+			bad := false
+			for _, c := range f.Checks {
+				if v, ok := c[impl]; ok && v.bad() {
+					bad = true
+				}
+			}
+			pn.rows = append(pn.rows, row{impl, u, h * 1e3, bad})
+		}
+		if len(pn.rows) > 0 {
+			panels = append(panels, pn)
+		}
+	}
+	height := top + 40
+	for _, pn := range panels {
+		height += 26 + rowH*len(pn.rows)
+	}
+	var b strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	p(`<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="11">`+"\n", width, height)
+	p(`<rect width="100%%" height="100%%" fill="white"/>` + "\n")
+	p(`<text x="10" y="20" font-size="15" font-weight="bold">dlock and the alternatives: time per uncontended acquire+release and per hand-off (p50), log scale</text>` + "\n")
+	p(`<text x="10" y="37" fill="#555">%s — %s; load %s → %s</text>`+"\n", html.EscapeString(r.Started.UTC().Format("2006-01-02 15:04 MST")), html.EscapeString(r.Machine), r.LoadStart, r.Load)
+	p(`<rect x="10" y="46" width="12" height="9" fill="#1f77b4"/><text x="26" y="55">uncontended</text>`)
+	p(`<rect x="110" y="46" width="12" height="9" fill="#ff7f0e"/><text x="126" y="55">hand-off p50 (2 processes; across the two mounts on sshfs)</text>`)
+	p(`<text x="460" y="55" fill="#d62728">✗ = lost updates, two holders, or a deleted successor on that filesystem</text>` + "\n")
+	y := top
+	grid := func(y0, y1 int) {
+		for v := lo; v <= hi; v *= 10 {
+			p(`<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#e3e3e3"/>`+"\n", x(v), y0, x(v), y1)
+		}
+	}
+	for _, pn := range panels {
+		p(`<text x="10" y="%d" font-size="13" font-weight="bold">%s</text>`+"\n", y+14, html.EscapeString(pn.title))
+		y0 := y + 20
+		grid(y0, y0+rowH*len(pn.rows))
+		for i, rw := range pn.rows {
+			yy := y0 + i*rowH
+			lbl := html.EscapeString(rw.label)
+			if rw.bad {
+				lbl += ` <tspan fill="#d62728">✗</tspan>`
+			}
+			p(`<text x="%d" y="%d" text-anchor="end">%s</text>`+"\n", left-6, yy+12, lbl)
+			if rw.unc > 0 {
+				p(`<rect x="%d" y="%d" width="%.1f" height="6" fill="#1f77b4"/>`+"\n", left, yy+2, x(rw.unc)-left)
+				p(`<text x="%.1f" y="%d" font-size="8" fill="#1f77b4">%s</text>`+"\n", x(rw.unc)+2, yy+8, fmtDur(rw.unc))
+			}
+			if rw.p50 > 0 {
+				p(`<rect x="%d" y="%d" width="%.1f" height="6" fill="#ff7f0e"/>`+"\n", left, yy+9, x(rw.p50)-left)
+				p(`<text x="%.1f" y="%d" font-size="8" fill="#c25e00">%s</text>`+"\n", x(rw.p50)+2, yy+16, fmtDur(rw.p50))
+			}
+		}
+		y = y0 + rowH*len(pn.rows) + 6
+	}
+	for v := lo; v <= hi; v *= 10 {
+		p(`<text x="%.1f" y="%d" text-anchor="middle" fill="#555">%s</text>`+"\n", x(v), y+12, fmtDur(v))
+	}
+	p(`<text x="10" y="%d" fill="#555">%s (docs/alternatives.md has every row and the counts)</text>`+"\n", y+30, html.EscapeString(r.Command))
+	b.WriteString("</svg>\n")
+	return os.WriteFile(name, []byte(b.String()), 0o644)
+}
+
+// fmtDur writes microseconds as µs, ms or s.
+func fmtDur(us float64) string {
+	switch {
+	case us >= 1e6:
+		return fmt.Sprintf("%gs", round3(us/1e6))
+	case us >= 1e3:
+		return fmt.Sprintf("%gms", round3(us/1e3))
+	}
+	return fmt.Sprintf("%gµs", round3(us))
+}
+
+// writeAlternatives writes alternatives.md, .svg and (with rsvg-convert)
+// .png into dir.
+func writeAlternatives(dir string, r *altReport) error {
+	if err := writeAltMarkdown(filepath.Join(dir, "alternatives.md"), r); err != nil {
+		return err
+	}
+	svg := filepath.Join(dir, "alternatives.svg")
+	if err := writeAltSVG(svg, r); err != nil {
+		return err
+	}
+	if _, err := exec.LookPath("rsvg-convert"); err != nil {
+		fmt.Fprintln(os.Stderr, "bench: no rsvg-convert (librsvg2-bin): alternatives.png not written")
+		return nil
+	}
+	out, err := exec.Command("rsvg-convert", "-o", filepath.Join(dir, "alternatives.png"), svg).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("rsvg-convert: %v: %s", err, out)
+	}
+	return nil
+}
+
+// lockPeers are the lock-file libraries of the table (not dlock, floors
+// or the pipe).
+func lockPeers() []string {
+	var out []string
+	for _, impl := range altRows {
+		if isForeign(impl) && impl != implPipe {
+			out = append(out, impl)
+		}
+	}
+	return out
+}
+
+// altTargets judges dlock on one filesystem against the floors measured
+// in the same run and against the peers.
+func altTargets(f *fsRun) []target {
+	var out []target
+	add := func(ok, have bool, text string) {
+		v := "MISS"
+		switch {
+		case !have:
+			v = "n/a "
+		case ok:
+			v = "met "
+		}
+		out = append(out, target{"**" + strings.TrimSpace(v) + "**", text})
+	}
+	m := func(metric, impl string) (float64, bool) { v, ok := f.Metrics[metric][impl]; return v, ok }
+	d, okD := m("unc_us", implDlock)
+	c, okC := m("unc_us", implFloorChecked)
+	add(d <= 2*c, okD && okC, fmt.Sprintf("uncontended: dlock ≤ 2× floor-checked (%s vs %s µs)", fmtNum(d), fmtNum(c)))
+	// beaten lists the peers whose metric is better than dlock's.
+	beaten := func(metric string, higher bool) (list []string, have bool) {
+		d, ok := m(metric, implDlock)
+		if !ok {
+			return nil, false
+		}
+		for _, impl := range lockPeers() {
+			if f.Viol[impl] {
+				continue // its figures are of a lock that did not exclude
+			}
+			v, ok := m(metric, impl)
+			if ok && ((higher && v > d) || (!higher && v < d)) {
+				list = append(list, fmt.Sprintf("%s %s", impl, fmtNum(v)))
+			}
+		}
+		return list, true
+	}
+	for _, x := range []struct {
+		metric, what string
+		higher       bool
+	}{
+		{"unc_us", "uncontended µs", false}, {"p50_ms", "hand-off p50 ms", false},
+		{"acq8", "acq/s with 8", true}, {"cpu_ms", "CPU ms per acquisition", false},
+		{"ops_wait_s", "server operations per waiting second", false},
+	} {
+		list, have := beaten(x.metric, x.higher)
+		if !have {
+			continue
+		}
+		d, _ := m(x.metric, implDlock)
+		text := fmt.Sprintf("%s: dlock (%s) ahead of every lock-file peer that excluded", x.what, fmtNum(d))
+		if len(list) > 0 {
+			text += "; not of: " + strings.Join(list, ", ")
+		}
+		add(len(list) == 0, have, text)
+	}
+	bad := []string{}
+	have := false
+	for _, c := range []string{"counter", "stale", "late"} {
+		for _, impl := range []string{implDlock, implDlockRun} {
+			if v, ok := f.Checks[c][impl]; ok {
+				have = true
+				if v.bad() {
+					bad = append(bad, fmt.Sprintf("%s %s %s", impl, c, v))
+				}
+			}
+		}
+	}
+	add(len(bad) == 0, have, "correctness: dlock and dlock-run 0 lost, 0 both in, 0 double holds, 0 deleted successors "+strings.Join(bad, ", "))
+	return out
+}

@@ -1,0 +1,439 @@
+package main
+
+// Peers: the lock libraries users would pick instead of dlock, each run
+// as a process of its own that speaks a line protocol on stdin/stdout
+// (peers/python/peer.py, peers/node/peer.js, and this binary in peer mode
+// for the Go ones). A command a line, an answer a line:
+//
+//	lock    -> ok | err MSG      wait for the lock
+//	try     -> ok | busy | err   one attempt
+//	unlock  -> ok | err MSG
+//	bench N -> ok NS             N uncontended lock+unlock inside the peer
+//	pid     -> ok PID            the process that holds the lock (to pause it)
+//
+// The correctness checks drive peers directly; the contended speed trials
+// put a peer behind a worker (peerLocker), which pays one pipe round trip
+// per Lock and per Unlock (measured as the "pipe" row of the report).
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/gofrs/flock"
+	"github.com/lockdir/dlock"
+)
+
+// Peer implementation names. "-tuned" marks a peer's fair settings
+// (peers/python/peer.py and peers/node/peer.js say which); the plain name
+// is the library's documented defaults.
+const (
+	implDlockRun = "dlock-run" // the CLI: dlock run PATH -- COMMAND, a process per acquisition
+	implPipe     = "null"      // a Python peer that does nothing: the cost of the protocol itself
+	peerEnv      = "DLOCKBENCH_PEER"
+	peersDirEnv  = "DLOCKBENCH_PEERS"
+	pythonEnv    = "DLOCKBENCH_PYTHON"
+	dlockBinEnv  = "DLOCKBENCH_DLOCK_BIN"
+)
+
+// pythonPeers and nodePeers are the peers in other languages; a name with
+// "-tuned" appended is the same library with its tuned settings.
+var (
+	pythonPeers = []string{implPipe, "portalocker", "locket", "filelock", "softfilelock", "lockbydir"}
+	nodePeers   = []string{"proper-lockfile"}
+)
+
+// peerLang tells which runtime serves impl: "python", "node", "go" (this
+// binary in peer mode) or "" if impl is not a peer.
+func peerLang(impl string) string {
+	base, _ := strings.CutSuffix(impl, "-tuned")
+	for _, p := range pythonPeers {
+		if base == p {
+			return "python"
+		}
+	}
+	for _, p := range nodePeers {
+		if base == p {
+			return "node"
+		}
+	}
+	switch impl {
+	case implDlock, implDlockPoll, implFlock, implDlockRun:
+		return "go"
+	}
+	return ""
+}
+
+// isForeign: impl runs in another language, behind a pipe.
+func isForeign(impl string) bool { l := peerLang(impl); return l == "python" || l == "node" }
+
+// peerJob is what this binary gets in peerEnv when it is a Go peer.
+type peerJob struct {
+	Impl  string
+	Path  string
+	Stale time.Duration // TIMEOUT for dlock; 0: the default
+}
+
+// peerCommand is the command line that starts impl's peer on path.
+// stale is the stale time / TIMEOUT (0: the library's default).
+func peerCommand(impl, path string, stale time.Duration) (*exec.Cmd, error) {
+	base, tuned := strings.CutSuffix(impl, "-tuned")
+	config := "default"
+	if tuned {
+		config = "tuned"
+	}
+	dir := os.Getenv(peersDirEnv)
+	var args []string
+	switch peerLang(impl) {
+	case "python":
+		py := os.Getenv(pythonEnv)
+		if py == "" {
+			py = "python3"
+		}
+		args = []string{py, filepath.Join(dir, "python", "peer.py"), base, config, path}
+	case "node":
+		args = []string{"node", filepath.Join(dir, "node", "peer.js"), base, config, path}
+	case "go":
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, err
+		}
+		js, _ := json.Marshal(peerJob{Impl: impl, Path: path, Stale: stale})
+		cmd := exec.Command(exe)
+		cmd.Env = append(os.Environ(), peerEnv+"="+string(js))
+		return cmd, nil
+	default:
+		return nil, fmt.Errorf("no peer %q", impl)
+	}
+	if stale > 0 {
+		args = append(args, strconv.FormatFloat(stale.Seconds(), 'f', -1, 64))
+	}
+	return exec.Command(args[0], args[1:]...), nil
+}
+
+// errBusy is a "try" that found the lock held.
+var errBusy = errors.New("busy")
+
+// peerProc is a running peer.
+type peerProc struct {
+	impl   string
+	cmd    *exec.Cmd
+	in     io.WriteCloser
+	out    *bufio.Reader
+	stderr *strings.Builder
+	done   chan struct{} // closed when the process exited
+}
+
+// startPeer starts impl's peer on path and waits until it is ready.
+func startPeer(impl, path string, stale time.Duration) (*peerProc, error) {
+	cmd, err := peerCommand(impl, path, stale)
+	if err != nil {
+		return nil, err
+	}
+	p := &peerProc{impl: impl, cmd: cmd, stderr: new(strings.Builder), done: make(chan struct{})}
+	cmd.Stderr = p.stderr
+	if p.in, err = cmd.StdinPipe(); err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	p.out = bufio.NewReader(stdout)
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("%s: %w", impl, err)
+	}
+	go func() { cmd.Wait(); close(p.done) }()
+	line, err := p.out.ReadString('\n')
+	if strings.TrimSpace(line) != "ready" {
+		p.kill()
+		<-p.done
+		return nil, fmt.Errorf("%s peer did not start (%q, %v): %s", impl, line, err, p.stderr.String())
+	}
+	return p, nil
+}
+
+// call sends one command and returns what follows "ok".
+func (p *peerProc) call(cmd string) (string, error) {
+	if _, err := io.WriteString(p.in, cmd+"\n"); err != nil {
+		return "", fmt.Errorf("%s peer: %s: %w", p.impl, cmd, err)
+	}
+	line, err := p.out.ReadString('\n')
+	if err != nil {
+		return "", fmt.Errorf("%s peer: %s: %v (peer's stderr: %s)", p.impl, cmd, err, strings.TrimSpace(p.stderr.String()))
+	}
+	line = strings.TrimSpace(line)
+	switch {
+	case line == "ok":
+		return "", nil
+	case strings.HasPrefix(line, "ok "):
+		return line[3:], nil
+	case line == "busy":
+		return "", errBusy
+	}
+	return "", fmt.Errorf("%s peer: %s: %s", p.impl, cmd, strings.TrimPrefix(line, "err "))
+}
+
+func (p *peerProc) Lock(context.Context) error { _, err := p.call("lock"); return err }
+func (p *peerProc) Unlock() error              { _, err := p.call("unlock"); return err }
+
+// try is one attempt: true if it acquired.
+func (p *peerProc) try() (bool, error) {
+	_, err := p.call("try")
+	if errors.Is(err, errBusy) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// holderPid is the process that holds (or would hold) the lock.
+func (p *peerProc) holderPid() (int, error) {
+	s, err := p.call("pid")
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(s)
+}
+
+// bench runs n uncontended lock+unlock inside the peer.
+func (p *peerProc) bench(n int) (time.Duration, error) {
+	s, err := p.call(fmt.Sprintf("bench %d", n))
+	if err != nil {
+		return 0, err
+	}
+	ns, err := strconv.ParseInt(s, 10, 64)
+	return time.Duration(ns), err
+}
+
+// cpu is the CPU time the peer's process has used so far: the sum of its
+// threads' run times (/proc/PID/task/*/schedstat, in ns), or 0.
+func (p *peerProc) cpu() int64 {
+	return procCPU(p.cmd.Process.Pid)
+}
+
+func procCPU(pid int) int64 {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
+	var sum int64
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(b))
+		if len(f) > 0 {
+			v, _ := strconv.ParseInt(f[0], 10, 64)
+			sum += v
+		}
+	}
+	return sum
+}
+
+func (p *peerProc) kill() {
+	if p.cmd.Process != nil {
+		p.cmd.Process.Signal(syscall.SIGCONT)
+		p.cmd.Process.Kill()
+	}
+}
+
+// Close ends the peer: stdin closed, then killed if it lingers.
+func (p *peerProc) Close() error {
+	p.in.Close()
+	select {
+	case <-p.done:
+	case <-time.After(2 * time.Second):
+		p.kill()
+		<-p.done
+	}
+	return nil
+}
+
+// maybePeer serves the line protocol with a Go lock, if this process was
+// started as a Go peer, and exits.
+func maybePeer() {
+	s := os.Getenv(peerEnv)
+	if s == "" {
+		return
+	}
+	var job peerJob
+	if err := json.Unmarshal([]byte(s), &job); err != nil {
+		fmt.Fprintln(os.Stderr, "peer:", err)
+		os.Exit(2)
+	}
+	if err := servePeer(job, os.Stdin, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "peer:", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+// goPeerLock is a Go lock as the protocol needs it.
+type goPeerLock interface {
+	locker
+	TryLock() (bool, error)
+}
+
+func newGoPeerLock(job peerJob) (goPeerLock, int, error) {
+	pid := os.Getpid()
+	switch job.Impl {
+	case implDlock, implDlockPoll:
+		opts := []dlock.Option{dlock.WithWatch(job.Impl == implDlock)}
+		if job.Stale > 0 {
+			opts = append(opts, dlock.WithTimeout(job.Stale))
+		}
+		l, err := dlock.New(job.Path, opts...)
+		return l, pid, err
+	case implFlock:
+		return flockPeer{flockLocker{flock.New(job.Path)}}, pid, nil
+	case implDlockRun:
+		l, err := newRunLocker(job.Path, job.Stale)
+		return l, 0, err
+	}
+	return nil, 0, fmt.Errorf("no Go peer %q", job.Impl)
+}
+
+type flockPeer struct{ flockLocker }
+
+func (f flockPeer) TryLock() (bool, error) { return f.f.TryLock() }
+
+func servePeer(job peerJob, in io.Reader, out io.Writer) error {
+	l, pid, err := newGoPeerLock(job)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriter(out)
+	fmt.Fprintln(w, "ready")
+	w.Flush()
+	sc := bufio.NewScanner(in)
+	ctx := context.Background()
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 0 {
+			continue
+		}
+		ans := "ok"
+		var err error
+		switch f[0] {
+		case "lock":
+			err = l.Lock(ctx)
+		case "try":
+			var ok bool
+			if ok, err = l.TryLock(); err == nil && !ok {
+				ans = "busy"
+			}
+		case "unlock":
+			err = l.Unlock()
+		case "bench":
+			n, _ := strconv.Atoi(f[1])
+			start := time.Now()
+			for range n {
+				if err = l.Lock(ctx); err == nil {
+					err = l.Unlock()
+				}
+				if err != nil {
+					break
+				}
+			}
+			ans = fmt.Sprintf("ok %d", time.Since(start).Nanoseconds())
+		case "pid":
+			p := pid
+			if r, ok := l.(*runLocker); ok {
+				p = r.pid()
+			}
+			ans = fmt.Sprintf("ok %d", p)
+		case "quit":
+			return nil
+		default:
+			err = fmt.Errorf("unknown command %q", f[0])
+		}
+		if err != nil {
+			ans = "err " + strings.ReplaceAll(err.Error(), "\n", " ")
+		}
+		fmt.Fprintln(w, ans)
+		w.Flush()
+	}
+	return sc.Err()
+}
+
+// runLocker is the CLI as a shell user calls it: Lock starts
+// `dlock run PATH -- sh -c 'echo; read x'` and returns once COMMAND runs
+// (it printed its line); Unlock ends COMMAND and waits for dlock to exit.
+type runLocker struct {
+	bin, path string
+	stale     time.Duration
+	cmd       *exec.Cmd
+	in        io.WriteCloser
+}
+
+func newRunLocker(path string, stale time.Duration) (*runLocker, error) {
+	bin := os.Getenv(dlockBinEnv)
+	if bin == "" {
+		return nil, fmt.Errorf("dlock-run: %s is not set (the bench builds ./cmd/dlock)", dlockBinEnv)
+	}
+	return &runLocker{bin: bin, path: path, stale: stale}, nil
+}
+
+func (r *runLocker) pid() int {
+	if r.cmd == nil || r.cmd.Process == nil {
+		return 0
+	}
+	return r.cmd.Process.Pid
+}
+
+func (r *runLocker) start(patience string) (bool, error) {
+	args := []string{"run", "-q", "-patience", patience}
+	if r.stale > 0 {
+		args = append(args, "-timeout", r.stale.String())
+	}
+	args = append(args, r.path, "--", "sh", "-c", "echo; read x")
+	cmd := exec.Command(r.bin, args...)
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return false, err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return false, err
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		return false, err
+	}
+	if _, err := bufio.NewReader(out).ReadString('\n'); err != nil {
+		err := cmd.Wait()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) && ee.ExitCode() == 75 {
+			return false, nil
+		}
+		return false, fmt.Errorf("dlock run: %v: %s", err, strings.TrimSpace(stderr.String()))
+	}
+	r.cmd, r.in = cmd, in
+	return true, nil
+}
+
+func (r *runLocker) Lock(context.Context) error { _, err := r.start("forever"); return err }
+func (r *runLocker) TryLock() (bool, error)     { return r.start("0") }
+
+func (r *runLocker) Unlock() error {
+	if r.cmd == nil {
+		return errors.New("dlock run: not held")
+	}
+	r.in.Write([]byte("\n"))
+	r.in.Close()
+	err := r.cmd.Wait()
+	r.cmd = nil
+	if err != nil {
+		return fmt.Errorf("dlock run: %w", err)
+	}
+	return nil
+}
