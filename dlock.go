@@ -143,6 +143,7 @@ type Lock struct {
 	seenName  string
 	seenSince time.Time
 	seenLast  time.Time
+	seenHeld  entry  // the entry seen, when it is a holder's that parsed
 	skewTold  string // the token whose clock offset was logged
 	// Holder processes last found alive, and when.
 	alive [8]aliveAt

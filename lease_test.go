@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -351,4 +352,55 @@ func TestSkewBoundForNewcomers(t *testing.T) {
 		waitFor(t, a.Lost(), "the holder to learn of the loss at its next refresh")
 		fresh.Unlock()
 	})
+}
+
+// countListings counts the listings of path (through the test hook).
+func countListings(t *testing.T, path string) *atomic.Int64 {
+	n := new(atomic.Int64)
+	f := func(p string, names []string) []string {
+		if p == path {
+			n.Add(1)
+		}
+		return names
+	}
+	testListing.Store(&f)
+	t.Cleanup(func() { testListing.Store(nil) })
+	return n
+}
+
+// A waiter that polls a held lock (a network filesystem: no events) looks
+// at the very entry it watches rather than listing the directory on every
+// poll, and takes the free entry the holder releases to, still without a
+// listing: a listing costs a network filesystem's server a dozen
+// operations or more, the look one.
+func TestPollingWaiterDoesNotListAnUnchangedLock(t *testing.T) {
+	const poll = 100 * time.Millisecond
+	r := newRig(t)
+	a := r.lock(WithTimeout(time.Hour))
+	w := r.lock(WithWatch(false), WithPollInterval(poll))
+	mustLock(t, a)
+	listings := countListings(t, r.path)
+	done := r.lockAsync(context.Background(), w)
+	before := listings.Load()
+	for i := 0; i < 10; i++ {
+		r.clk.Add(poll)
+		waitFor(t, hooks[w].blocked, "the waiter's next poll")
+	}
+	if n := listings.Load() - before; n != 0 {
+		t.Fatalf("10 polls of an unchanged lock listed it %d times, want 0", n)
+	}
+	if err := a.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	r.clk.Add(poll)
+	if err := waitFor(t, done, "the waiter at its next poll after the release"); err != nil {
+		t.Fatal(err)
+	}
+	if n := listings.Load() - before; n != 0 {
+		t.Fatalf("the hand-off listed the lock %d times, want 0 (free.E is known)", n)
+	}
+	if w.Fence() != a.Fence()+1 {
+		t.Fatalf("fence %d, want %d", w.Fence(), a.Fence()+1)
+	}
+	w.Unlock()
 }

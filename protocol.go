@@ -387,6 +387,9 @@ func (l *Lock) attempt() outcome {
 			return outcome{ok: ok, err: err}
 		}
 	}
+	if o, done := l.attemptWatched(now, token); done {
+		return o
+	}
 	for range 4 {
 		st, err := readState(l.path)
 		// What the listing shows was there when it ended: an entry seen
@@ -464,6 +467,32 @@ func (l *Lock) attempt() outcome {
 	// caller waits and tries again.
 	st, err := readState(l.path)
 	return outcome{seen: st.e, err: err}
+}
+
+// attemptWatched is the attempt of a waiter that has been watching a
+// holder's entry. The entry can only go by a transition, and a name never
+// comes back once gone, so if it is still there nothing has changed: one
+// lstat on a network filesystem's server instead of a listing's dozen or
+// more operations, on every poll. Once it is gone, the holder of epoch E
+// most likely released to free.E, which is tried before a listing. done
+// is false when a listing must look (or the holder is stale: the listing
+// reclaims it). Called with l.op held.
+func (l *Lock) attemptWatched(now time.Time, token string) (o outcome, done bool) {
+	e := l.seenHeld
+	if !l.seen || e.name == "" || l.seenName != e.name {
+		return outcome{}, false
+	}
+	if ok, err := isRealDir(l.path + string(os.PathSeparator) + e.name); ok && err == nil {
+		seenAt := l.cfg.clock.Now()
+		if at, _ := l.staleAt(now, seenAt, e); now.Before(at) {
+			return outcome{seen: e, staleAt: at}, true
+		}
+		return outcome{}, false
+	}
+	if ok, err := l.take(entry{name: freeName(e.epoch), free: true, epoch: e.epoch}, token, false); ok || err != nil {
+		return outcome{ok: ok, err: err}, true
+	}
+	return outcome{}, false
 }
 
 // take moves the free or stale entry e to a new held entry of ours
@@ -566,6 +595,10 @@ func (l *Lock) staleAt(now, seenAt time.Time, e entry) (time.Time, string) {
 			l.checkSkew(e.holder, before, seenAt)
 		}
 		l.seen, l.seenName, l.seenSince = true, key, seenAt
+		l.seenHeld = entry{}
+		if !e.holder.Unknown && !e.free {
+			l.seenHeld = e
+		}
 	}
 	l.seenLast = seenAt
 	timeout := l.cfg.timeout
