@@ -740,26 +740,28 @@ func TestCorruptHolderRecords(t *testing.T) {
 		{"timeout at the maximum int64", corruptField(now, 5, "9223372036854775807"), false},
 		{"fence at the maximum uint64", corruptField(now, 0, "18446744073709551615"), false},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			r := newRig(t)
-			os.MkdirAll(filepath.Join(r.path, tc.entry), 0o755)
-			w := r.lock(WithTimeout(time.Second))
-			st, err := w.Status()
-			if err != nil || !st.Held || st.Holder.Unknown || st.Stale != tc.stale {
-				t.Fatalf("Status = %+v, %v; want held, stale %v", st, err, tc.stale)
-			}
-			_ = st.String()
-			ok, err := w.TryLock()
-			if ok != tc.stale || err != nil {
-				t.Fatalf("TryLock = %v, %v; want %v", ok, err, tc.stale)
-			}
-			if ok {
-				if w.Fence() == 0 {
-					t.Fatal("fence 0 after a reclaim")
+		for _, skew := range []time.Duration{0, DefaultMaxClockSkew} {
+			t.Run(fmt.Sprintf("%s, skew bound %v", tc.name, skew), func(t *testing.T) {
+				r := newRig(t)
+				os.MkdirAll(filepath.Join(r.path, tc.entry), 0o755)
+				w := r.lock(WithTimeout(time.Second), WithMaxClockSkew(skew))
+				st, err := w.Status()
+				if err != nil || !st.Held || st.Holder.Unknown || st.Stale != tc.stale {
+					t.Fatalf("Status = %+v, %v; want held, stale %v", st, err, tc.stale)
 				}
-				w.Unlock()
-			}
-		})
+				_ = st.String()
+				ok, err := w.TryLock()
+				if ok != tc.stale || err != nil {
+					t.Fatalf("TryLock = %v, %v; want %v", ok, err, tc.stale)
+				}
+				if ok {
+					if w.Fence() == 0 {
+						t.Fatal("fence 0 after a reclaim")
+					}
+					w.Unlock()
+				}
+			})
+		}
 	}
 }
 

@@ -99,7 +99,7 @@ func (l *Lock) status() (Status, error) {
 		if !st.e.holder.Unknown {
 			s.Age = l.cfg.clock.Since(st.e.holder.Beat)
 			s.Dead = holderDead(st.e.holder)
-			s.Stale = s.Dead || s.Age >= st.e.holder.Timeout+l.cfg.maxSkew
+			s.Stale = s.Dead || s.Age >= trustAfter(st.e.holder.Timeout, l.cfg.maxSkew)
 		}
 	}
 	return s, nil

@@ -48,6 +48,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -611,7 +612,7 @@ func (l *Lock) staleAt(now, seenAt time.Time, e entry) (time.Time, string) {
 	left := timeout - now.Sub(l.seenSince)
 	why := "unchanged for its TIMEOUT, by our clock"
 	if !e.holder.Unknown {
-		if byBeat := timeout + l.cfg.maxSkew - now.Sub(e.holder.Beat); byBeat < left {
+		if byBeat := trustAfter(timeout, l.cfg.maxSkew) - now.Sub(e.holder.Beat); byBeat < left {
 			left, why = byBeat, "not refreshed for its TIMEOUT plus the clock-skew bound, by its clock"
 		}
 		if left > 0 && l.holderDead(now, e) {
@@ -619,6 +620,17 @@ func (l *Lock) staleAt(now, seenAt time.Time, e entry) (time.Time, string) {
 		}
 	}
 	return now.Add(left), why
+}
+
+// trustAfter is how old a holder's written refresh time must be before a
+// newcomer may trust it: its TIMEOUT plus the clock-skew bound, saturated
+// (a record may carry any TIMEOUT up to the largest duration, and the sum
+// must not wrap round to a negative age that reclaims a live holder).
+func trustAfter(timeout, maxSkew time.Duration) time.Duration {
+	if timeout > math.MaxInt64-maxSkew {
+		return math.MaxInt64
+	}
+	return timeout + maxSkew
 }
 
 // checkSkew logs, once per holder, a holder whose clock is far off ours as
