@@ -695,12 +695,6 @@ func (l *Lock) checkFS() error {
 	return nil
 }
 
-// try is one attempt, waiting for the filesystem however long it takes.
-func (l *Lock) try() (bool, entry, time.Time, error) {
-	o := l.attemptIn(nil, byListing)
-	return o.ok, o.seen, o.staleAt, o.err
-}
-
 func (l *Lock) busyError(seen entry, start time.Time) error {
 	now := l.cfg.clock.Now()
 	e := &BusyError{Path: l.path, Holder: seen.holder, Waited: now.Sub(start)}

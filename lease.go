@@ -243,8 +243,7 @@ func (l *Lock) heartbeat() {
 	now := l.cfg.clock.Now()
 	switch {
 	case err == nil:
-		l.deadline = issued.Add(l.cfg.timeout - l.cfg.margin)
-		l.expiry.Reset(l.deadline.Sub(now))
+		l.extend(issued)
 		l.timer.Reset(max(l.cfg.refresh-now.Sub(issued), 0))
 	case errors.Is(err, errGone):
 		l.markLost("it was reclaimed or removed while held")
@@ -252,6 +251,13 @@ func (l *Lock) heartbeat() {
 		l.logWarn("refresh failed; retrying", "err", err, "deadline in", l.deadline.Sub(now))
 		l.timer.Reset(min(l.cfg.refresh, l.cfg.poll))
 	}
+}
+
+// extend moves the deadline to TIMEOUT - MARGIN after a refresh issued at
+// issued that succeeded. Called with l.mu held.
+func (l *Lock) extend(issued time.Time) {
+	l.deadline = issued.Add(l.cfg.timeout - l.cfg.margin)
+	l.expiry.Reset(l.deadline.Sub(l.cfg.clock.Now()))
 }
 
 // expire gives the lock up when its deadline has passed; it runs on the

@@ -404,3 +404,41 @@ func TestPollingWaiterDoesNotListAnUnchangedLock(t *testing.T) {
 	}
 	w.Unlock()
 }
+
+// A polling waiter that looks only at the entry it watches still sees
+// every refresh of a live holder: it never reclaims it, and lists the
+// lock only when the entry it watched has gone.
+func TestPollingWaiterFollowsRefreshes(t *testing.T) {
+	const poll = 100 * time.Millisecond
+	r := newRig(t)
+	a := r.lock(WithTimeout(time.Second), WithRefresh(300*time.Millisecond))
+	w := r.lock(WithWatch(false), WithPollInterval(poll))
+	mustLock(t, a)
+	listings := countListings(t, r.path)
+	done := r.lockAsync(context.Background(), w)
+	before := listings.Load()
+	beats := 0
+	for i := 1; i <= 50; i++ { // 5 s: five TIMEOUTs of a live holder
+		r.clk.Add(poll)
+		if i%3 == 0 { // a refresh every 300 ms
+			waitFor(t, hooks[a].beats, "the holder's refresh")
+			beats++
+		}
+		waitFor(t, hooks[w].blocked, "the waiter's next poll")
+		notYet(t, done, "a live holder refreshing")
+	}
+	if isClosed(a.Lost()) {
+		t.Fatal("the live holder lost its lock")
+	}
+	if n := listings.Load() - before; n == 0 || n > int64(2*beats) {
+		t.Fatalf("%d listings for %d refreshes in 50 polls: want some, at most two a refresh", n, beats)
+	}
+	if err := a.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	r.clk.Add(poll)
+	if err := waitFor(t, done, "the waiter after the release"); err != nil {
+		t.Fatal(err)
+	}
+	w.Unlock()
+}

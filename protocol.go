@@ -554,8 +554,7 @@ func (l *Lock) confirm(now time.Time) bool {
 		l.logWarn("lock taken over while acquiring it", "paused for", late)
 		return false
 	case err == nil && !l.isLost:
-		l.deadline = issued.Add(l.cfg.timeout - l.cfg.margin)
-		l.expiry.Reset(l.deadline.Sub(l.cfg.clock.Now()))
+		l.extend(issued)
 	}
 	return true // refreshed, or the heartbeat will retry
 }

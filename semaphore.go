@@ -53,7 +53,9 @@ type Semaphore struct {
 type Lease struct {
 	s        *Semaphore
 	slot     int
-	released bool // guarded by s.mu
+	fence    uint64
+	lost     <-chan struct{} // this acquisition's: the slot may pass to another later
+	released bool            // guarded by s.mu
 }
 
 // Release gives the lease's slot back: ErrNotHeld if it was released
@@ -78,11 +80,12 @@ func (p *Lease) Release() error {
 }
 
 // Lost is closed if the lease's slot is lost while held (see Lock.Lost).
-func (p *Lease) Lost() <-chan struct{} { return p.s.slots[p.slot].Lost() }
+func (p *Lease) Lost() <-chan struct{} { return p.lost }
 
-// Fence returns the fence of the lease's slot. Fences rise with every
-// acquisition of that slot, not of the semaphore as a whole.
-func (p *Lease) Fence() uint64 { return p.s.slots[p.slot].Fence() }
+// Fence returns the fence of the lease's acquisition of its slot. Fences
+// rise with every acquisition of that slot, not of the semaphore as a
+// whole.
+func (p *Lease) Fence() uint64 { return p.fence }
 
 // Slot returns the index of the lease's slot.
 func (p *Lease) Slot() int { return p.slot }
@@ -179,7 +182,8 @@ func (s *Semaphore) lease(slot int) *Lease {
 	if slot < 0 {
 		return nil
 	}
-	return &Lease{s: s, slot: slot}
+	l := s.slots[slot]
+	return &Lease{s: s, slot: slot, fence: l.Fence(), lost: l.Lost()}
 }
 
 // Acquire takes one slot for this value's one holder, as Take does: it
