@@ -1818,3 +1818,43 @@ func TestHandMadeLockDirectoryKeepsItsMode(t *testing.T) {
 		t.Fatalf("the lock made in place of a 0777 directory has mode %v, want 0777", fi.Mode().Perm())
 	}
 }
+
+// An RDo's reader slot is its own: an RUnlock by another goroutine of the
+// same value releases that goroutine's RLock, never the running RDo's.
+func TestRUnlockNeverReleasesAnRDo(t *testing.T) {
+	r := newRig(t)
+	mk := func() *RWLock {
+		rw, err := NewRWLock(r.path, WithClock(r.clk), WithPollInterval(never), WithMaxReaders(2), WithMaxClockSkew(0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rw
+	}
+	rw, writer := mk(), mk()
+	if ok, err := rw.TryRLock(); !ok || err != nil {
+		t.Fatalf("TryRLock = %v, %v", ok, err)
+	}
+	inside, leave, done := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+	go func() {
+		done <- rw.RDo(context.Background(), func(context.Context) error {
+			close(inside)
+			<-leave
+			return nil
+		})
+	}()
+	waitFor(t, inside, "the RDo's function")
+	if err := rw.RUnlock(); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := writer.TryLock(); ok || err != nil {
+		t.Fatalf("a writer's TryLock while an RDo runs = %v, %v: its reader slot was released", ok, err)
+	}
+	close(leave)
+	if err := waitFor(t, done, "the RDo"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := writer.TryLock(); !ok || err != nil {
+		t.Fatalf("the writer's TryLock after the readers left = %v, %v", ok, err)
+	}
+	writer.Unlock()
+}

@@ -94,7 +94,10 @@ func (rw *RWLock) Path() string { return rw.path }
 // Goroutines may call RLock on one RWLock at once: each holds a reader
 // slot of its own.
 func (rw *RWLock) RLock(ctx context.Context) error {
-	_, err := rw.rlock(ctx)
+	p, err := rw.rlock(ctx)
+	if err == nil {
+		rw.addRead(p.slot)
+	}
 	return err
 }
 
@@ -241,7 +244,7 @@ func (rw *RWLock) RDo(ctx context.Context, fn func(ctx context.Context) error) e
 	if err != nil {
 		return err
 	}
-	return runHeld(ctx, p.Lost(), fn, func() error { return rw.runlock(p) })
+	return runHeld(ctx, p.Lost(), fn, p.Release)
 }
 
 // RLocker returns a Locker whose Lock and Unlock are RLock and RUnlock.
@@ -303,29 +306,17 @@ func (rw *RWLock) rlock(ctx context.Context) (*Lease, error) {
 	if err := rw.waitOrOnce(ctx, spec, start); err != nil {
 		return nil, err
 	}
-	return rw.addRead(slot), nil
+	return rw.readers.lease(slot), nil
 }
 
-// addRead records a read hold of slot.
-func (rw *RWLock) addRead(slot int) *Lease {
+// addRead records a read hold of slot for RUnlock, Lost and Fence. (RDo's
+// holds are its own: an RUnlock of another goroutine must never release
+// one.)
+func (rw *RWLock) addRead(slot int) {
 	p := rw.readers.lease(slot)
 	rw.mu.Lock()
 	rw.reads = append(rw.reads, p)
 	rw.mu.Unlock()
-	return p
-}
-
-// runlock releases the read hold p (RDo's own).
-func (rw *RWLock) runlock(p *Lease) error {
-	rw.mu.Lock()
-	for i, q := range rw.reads {
-		if q == p {
-			rw.reads = append(rw.reads[:i], rw.reads[i+1:]...)
-			break
-		}
-	}
-	rw.mu.Unlock()
-	return p.Release()
 }
 
 // wlock takes the writer lock, then every reader slot, all within one
