@@ -353,37 +353,41 @@ func (l *Lock) Lock(ctx context.Context) error {
 	}
 	defer l.end()
 	start := l.cfg.clock.Now()
-	actx := ctx // what bounds an attempt: ctx, and PATIENCE
-	if l.cfg.patience > 0 {
-		var cancel context.CancelFunc
-		// The slack lets the last attempt at PATIENCE finish normally; it
-		// only ends an attempt stuck in the filesystem.
-		slack := min(l.cfg.poll, 100*time.Millisecond)
-		actx, cancel = l.cfg.clock.WithDeadline(ctx, start.Add(l.cfg.patience+slack))
-		defer cancel()
-	}
+	actx, cancel := l.cfg.attemptContext(ctx, start)
+	defer cancel()
 	o := l.attemptIn(actx, byListing)
 	switch {
 	case o.ok || o.err != nil:
-		return l.patienceSpent(ctx, o.err)
+		return l.cfg.patienceSpent(ctx, l.path, o.err)
 	case l.cfg.patience == 0:
 		return l.busyError(o.seen, start)
 	}
 	w := l.waitSpec(actx)
 	w.looked, w.seen, w.staleAt = true, o.seen, o.staleAt
-	return l.patienceSpent(ctx, wait(ctx, w, start))
+	return l.cfg.patienceSpent(ctx, l.path, wait(ctx, w, start))
 }
 
-// patienceSpent turns an attempt that was given up when PATIENCE ran out
-// (not ctx) into an error matching ErrBusy.
-func (l *Lock) patienceSpent(ctx context.Context, err error) error {
+// attemptContext is what bounds each attempt of a wait begun at start:
+// ctx, and PATIENCE. The slack lets the last attempt at PATIENCE finish
+// normally; it only ends an attempt stuck in the filesystem.
+func (c config) attemptContext(ctx context.Context, start time.Time) (context.Context, context.CancelFunc) {
+	if c.patience <= 0 {
+		return ctx, func() {}
+	}
+	slack := min(c.poll, 100*time.Millisecond)
+	return c.clock.WithDeadline(ctx, start.Add(c.patience+slack))
+}
+
+// patienceSpent turns an attempt on path that was given up when PATIENCE
+// ran out (not ctx) into an error matching ErrBusy.
+func (c config) patienceSpent(ctx context.Context, path string, err error) error {
 	if err == nil {
 		return nil
 	}
 	var stuck *stuckError
 	if errors.As(err, &stuck) && ctx.Err() == nil {
-		return fmt.Errorf("dlock: locking %s: PATIENCE %v ran out while an attempt was still waiting for the filesystem (a hung mount?): %w",
-			l.path, l.cfg.patience, ErrBusy)
+		return fmt.Errorf("dlock: %s: PATIENCE %v ran out while an attempt was still waiting for the filesystem (a hung mount?): %w",
+			path, c.patience, ErrBusy)
 	}
 	return err
 }

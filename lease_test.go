@@ -224,7 +224,7 @@ func TestPatienceEndsAHungAttempt(t *testing.T) {
 	mustLock(t, a)
 	a.Unlock()
 	w := r.lock(WithPatience(time.Second), WithPollInterval(50*time.Millisecond))
-	entered, _ := hangRenames(t, func(from, to string) bool { return strings.HasPrefix(to, heldPrefix) })
+	entered, thaw := hangRenames(t, func(from, to string) bool { return strings.HasPrefix(to, heldPrefix) })
 	locked := make(chan error, 1)
 	go func() { locked <- w.Lock(context.Background()) }()
 	waitFor(t, entered, "the acquiring rename to hang")
@@ -234,6 +234,9 @@ func TestPatienceEndsAHungAttempt(t *testing.T) {
 	if err := waitFor(t, locked, "Lock once PATIENCE ran out"); !errors.Is(err, ErrBusy) || !strings.Contains(err.Error(), "PATIENCE") {
 		t.Fatalf("Lock = %v, want ErrBusy saying PATIENCE ran out", err)
 	}
+	thaw()
+	w.op.Lock() // the abandoned attempt is done, and released what it took
+	w.op.Unlock()
 }
 
 // offsetClock is the mock clock of a host whose wall clock is off by off.
@@ -441,4 +444,31 @@ func TestPollingWaiterFollowsRefreshes(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.Unlock()
+}
+
+// PATIENCE bounds an attempt of a semaphore that hangs, too.
+func TestPatienceEndsAHungSemaphoreAttempt(t *testing.T) {
+	r := newRig(t)
+	s, err := NewSemaphore(r.path, 1, WithClock(r.clk), WithPatience(time.Second), WithPollInterval(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := s.Take(context.Background()) // (the slot exists, and is free)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Release()
+	entered, thaw := hangRenames(t, func(from, to string) bool { return strings.HasPrefix(to, heldPrefix) })
+	got := make(chan error, 1)
+	go func() { _, err := s.Take(context.Background()); got <- err }()
+	waitFor(t, entered, "the acquiring rename to hang")
+	r.clk.Add(time.Second)
+	notYet(t, got, "at PATIENCE, with the attempt still hung")
+	r.clk.Add(50 * time.Millisecond)
+	if err := waitFor(t, got, "Take once PATIENCE ran out"); !errors.Is(err, ErrBusy) || !strings.Contains(err.Error(), "PATIENCE") {
+		t.Fatalf("Take = %v, want ErrBusy saying PATIENCE ran out", err)
+	}
+	thaw()
+	s.slots[0].op.Lock() // the abandoned attempt is done, and released what it took
+	s.slots[0].op.Unlock()
 }

@@ -294,17 +294,19 @@ func (rw *RWLock) rlock(ctx context.Context) (*Lease, error) {
 		return nil, fmt.Errorf("dlock: read-locking %s: %w", rw.path, err)
 	}
 	start := rw.cfg.clock.Now()
+	actx, cancel := rw.cfg.attemptContext(ctx, start)
+	defer cancel()
 	slot := -1
 	spec := rw.spec("read-locking "+rw.path, append([]string{rw.writer.path}, slotPaths(rw.readers)...), rw.cfg.patience)
 	spec.try = func() (bool, entry, time.Time, error) {
-		i, e, at, err := rw.tryRead(ctx)
+		i, e, at, err := rw.tryRead(actx)
 		if i >= 0 {
 			slot = i
 		}
 		return i >= 0, e, at, err
 	}
 	if err := rw.waitOrOnce(ctx, spec, start); err != nil {
-		return nil, err
+		return nil, rw.cfg.patienceSpent(ctx, rw.path, err)
 	}
 	return rw.readers.lease(slot), nil
 }
@@ -326,6 +328,8 @@ func (rw *RWLock) wlock(ctx context.Context) error {
 		return fmt.Errorf("dlock: write-locking %s: %w", rw.path, err)
 	}
 	start := rw.cfg.clock.Now()
+	actx, cancel := rw.cfg.attemptContext(ctx, start)
+	defer cancel()
 	if err := rw.writer.Lock(ctx); err != nil {
 		return err
 	}
@@ -334,10 +338,10 @@ func (rw *RWLock) wlock(ctx context.Context) error {
 		patience = max(rw.cfg.patience-rw.cfg.clock.Since(start), 0)
 	}
 	spec := rw.spec("write-locking "+rw.path+" (waiting for readers)", slotPaths(rw.readers), patience)
-	spec.try = func() (bool, entry, time.Time, error) { return rw.trySlots(ctx) }
+	spec.try = func() (bool, entry, time.Time, error) { return rw.trySlots(actx) }
 	if err := rw.waitOrOnce(ctx, spec, rw.cfg.clock.Now()); err != nil {
 		rw.abandon()
-		return err
+		return rw.cfg.patienceSpent(ctx, rw.path, err)
 	}
 	rw.heldWrite()
 	return nil

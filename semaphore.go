@@ -139,10 +139,12 @@ func (s *Semaphore) Take(ctx context.Context) (*Lease, error) {
 		return nil, fmt.Errorf("dlock: acquiring semaphore %s: %w", s.path, err)
 	}
 	start := s.cfg.clock.Now()
-	slot, seen, _, err := s.try(ctx)
+	actx, cancel := s.cfg.attemptContext(ctx, start)
+	defer cancel()
+	slot, seen, _, err := s.try(actx)
 	switch {
 	case slot >= 0 || err != nil:
-		return s.lease(slot), err
+		return s.lease(slot), s.cfg.patienceSpent(ctx, s.path, err)
 	case s.cfg.patience == 0:
 		return nil, s.busyError(seen, start)
 	}
@@ -155,7 +157,7 @@ func (s *Semaphore) Take(ctx context.Context) (*Lease, error) {
 		local:    !s.cfg.noWatch && isLocalFS(filepath.Dir(s.path)),
 		patience: s.cfg.patience, poll: s.cfg.poll, busy: s.busyError,
 		try: func() (bool, entry, time.Time, error) {
-			i, e, at, err := s.try(ctx)
+			i, e, at, err := s.try(actx)
 			if i >= 0 {
 				slot = i
 			}
@@ -164,7 +166,7 @@ func (s *Semaphore) Take(ctx context.Context) (*Lease, error) {
 		blocked: s.testBlocked,
 	}, start)
 	if err != nil {
-		return nil, err
+		return nil, s.cfg.patienceSpent(ctx, s.path, err)
 	}
 	return s.lease(slot), nil
 }
