@@ -7,7 +7,6 @@ import (
 	"io"
 	iofs "io/fs"
 	"math"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -178,13 +177,10 @@ func (lf *lockFlags) kind() string {
 // open makes the Locker the flags ask for at path.
 func (lf *lockFlags) open(path string, extra ...dlock.Option) (dlock.Locker, string, error) {
 	opts := []dlock.Option{dlock.WithTimeout(lf.timeout), dlock.WithPatience(lf.patience), dlock.WithPollInterval(lf.poll), dlock.WithMaxClockSkew(lf.maxSkew)}
+	// (An empty directory made by hand, mkdir -m 0777, is made anew by the
+	// library with its own mode, not the default.)
 	if lf.mode != 0 {
 		opts = append(opts, dlock.WithPermissions(lf.mode))
-	} else if m, ok := premadeMode(path); ok && lf.slots == 0 && !lf.shared && !lf.exclusive {
-		// An empty directory made by hand (mkdir -m 0777) is, after
-		// TIMEOUT unchanged, removed and made anew by the library: with
-		// its own mode, not the default 0755.
-		opts = append(opts, dlock.WithPermissions(m))
 	}
 	opts = append(opts, extra...)
 	switch {
@@ -209,18 +205,6 @@ func (lf *lockFlags) open(path string, extra ...dlock.Option) (dlock.Locker, str
 		return nil, "", err
 	}
 	return l, l.Path(), nil
-}
-
-// premadeMode is the mode of path if it is an empty directory.
-func premadeMode(path string) (iofs.FileMode, bool) {
-	fi, err := os.Lstat(path)
-	if err != nil || !fi.IsDir() {
-		return 0, false
-	}
-	if names, err := os.ReadDir(path); err != nil || len(names) > 0 {
-		return 0, false
-	}
-	return fi.Mode().Perm(), true
 }
 
 // parseInterspersed parses args, accepting flags after the first operand
