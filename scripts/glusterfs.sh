@@ -26,9 +26,8 @@
 # Everything is cleaned up by recorded PIDs, never by process name.
 set -euo pipefail
 
-prog=${0##*/}
-say() { printf '%s: %s\n' "$prog" "$*" >&2; }
-die() { say "error: $*"; exit 1; }
+# shellcheck source=rig-lib.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/rig-lib.sh"
 
 usage() {
 	cat >&2 <<EOF
@@ -59,8 +58,6 @@ gcli() { gluster --glusterd-sock="$sock" --mode=script "$@"; }
 # --- helpers ---------------------------------------------------------------
 
 # is_mounted, pid_alive, stop_pid, require_fuse, port_in_use, apt_install
-# shellcheck source=rig-lib.sh
-. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/rig-lib.sh"
 
 # All of GlusterFS's programs (glusterd, the glusterfs clients, the bricks)
 # are the one executable glusterfsd: pid_alive and stop_pid check for it.

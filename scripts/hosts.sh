@@ -28,9 +28,8 @@
 # cleaned up by recorded PIDs, never by process name.
 set -euo pipefail
 
-prog=${0##*/}
-say() { printf '%s: %s\n' "$prog" "$*" >&2; }
-die() { say "error: $*"; exit 1; }
+# shellcheck source=rig-lib.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/rig-lib.sh"
 
 usage() {
 	cat >&2 <<EOF
@@ -70,8 +69,6 @@ mount_of() { echo "$state/m$1"; }
 
 # is_mounted, pid_alive, started, stop_pid, require_fuse, apt_install,
 # write_sshd_config
-# shellcheck source=rig-lib.sh
-. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/rig-lib.sh"
 
 # halt FILE EXE: SIGCONT (a test may have stopped it), then stop_pid.
 halt() {

@@ -24,9 +24,8 @@
 # the guests' that the tests write to STATEDIR/run/*.pid.
 set -euo pipefail
 
-prog=${0##*/}
-say() { printf '%s: %s\n' "$prog" "$*" >&2; }
-die() { say "error: $*"; exit 1; }
+# shellcheck source=rig-lib.sh
+. "$(dirname "$0")/rig-lib.sh"
 
 cmd=${1:-}
 [ $# -le 2 ] || { say "usage: $prog up|down|status|run [STATEDIR]"; exit 2; }
@@ -39,8 +38,6 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 gdir=$state/ganesha
 gpid=$gdir/ganesha.pid
 
-# shellcheck source=rig-lib.sh
-. "$(dirname "$0")/rig-lib.sh"
 
 install_missing() {
 	local need=()

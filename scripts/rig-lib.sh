@@ -1,6 +1,10 @@
 # rig-lib.sh - helpers of the rig scripts (sharedfs.sh, smbfs.sh, glusterfs.sh,
-# hosts.sh, qemu-nfs.sh), sourced by them. The caller defines prog, say, die,
-# usage and its do_up, do_down and do_status.
+# hosts.sh, qemu-nfs.sh), sourced by them first. The caller defines usage and
+# its do_up, do_down and do_status.
+
+prog=${0##*/}
+say() { printf '%s: %s\n' "$prog" "$*" >&2; }
+die() { say "error: $*"; exit 1; }
 
 # is_mounted DIR: DIR is a mount point in /proc/self/mountinfo (works even
 # when the FUSE daemon died and stat(2) on DIR fails with ENOTCONN).

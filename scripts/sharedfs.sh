@@ -20,9 +20,8 @@
 # Everything is cleaned up by recorded PIDs, never by process name.
 set -euo pipefail
 
-prog=${0##*/}
-say() { printf '%s: %s\n' "$prog" "$*" >&2; }
-die() { say "error: $*"; exit 1; }
+# shellcheck source=rig-lib.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/rig-lib.sh"
 
 usage() {
 	cat >&2 <<EOF
@@ -48,8 +47,6 @@ m2=$state/m2
 
 # is_mounted, pid_alive, started, stop_pid, unmount, require_fuse,
 # port_in_use, apt_install, write_sshd_config
-# shellcheck source=rig-lib.sh
-. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/rig-lib.sh"
 
 require_root() {
 	[ "$(id -u)" -eq 0 ] || die "must run as root (it installs packages, runs sshd and mounts FUSE filesystems)"

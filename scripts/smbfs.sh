@@ -23,9 +23,8 @@
 # Everything is cleaned up by recorded PIDs, never by process name.
 set -euo pipefail
 
-prog=${0##*/}
-say() { printf '%s: %s\n' "$prog" "$*" >&2; }
-die() { say "error: $*"; exit 1; }
+# shellcheck source=rig-lib.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/rig-lib.sh"
 
 usage() {
 	cat >&2 <<EOF
@@ -48,8 +47,6 @@ seen() { printf '%s/m%s/127.0.0.1/%s' "$state" "$1" "$share"; }
 
 # is_mounted, pid_alive, started, stop_pid, unmount, require_fuse,
 # port_in_use, apt_install
-# shellcheck source=rig-lib.sh
-. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/rig-lib.sh"
 
 require_root() {
 	[ "$(id -u)" -eq 0 ] || die "must run as root (it installs packages, runs smbd on port 445 and mounts FUSE filesystems)"
