@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lockdir/dlock/internal/fsys"
 )
 
 // The tests in this file use real processes: the test binary re-executes
@@ -174,7 +176,7 @@ func crowdRounds(role, path, data string, rounds int) (int, error) {
 		if err := os.WriteFile(marker, nil, 0o644); err != nil {
 			return 0, err
 		}
-		names, err := readNames(data)
+		names, err := fsys.ReadNames(data)
 		if err != nil {
 			return 0, err
 		}
@@ -481,7 +483,7 @@ func startWaiter(t *testing.T, path string, poll time.Duration) *holder {
 	t.Cleanup(func() { cmd.Process.Signal(syscall.SIGCONT); cmd.Process.Kill(); cmd.Wait() })
 	mark := fmt.Sprintf(".%d.", cmd.Process.Pid)
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) { // until it queues
-		names, _ := readNames(filepath.Join(path, queueDir))
+		names, _ := fsys.ReadNames(filepath.Join(path, queueDir))
 		if slices.ContainsFunc(names, func(n string) bool { return strings.Contains(n, mark) }) && holdsTicket(cmd.Process.Pid) {
 			break
 		}

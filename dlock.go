@@ -67,6 +67,7 @@ import (
 	"time"
 
 	"github.com/benbjohnson/clock"
+	"github.com/lockdir/dlock/internal/fsys"
 )
 
 // Defaults for the options.
@@ -131,7 +132,7 @@ type Lock struct {
 	seq    uint64
 	since  time.Time
 	issued time.Time // when the last successful refresh (or the acquiring rename) was issued
-	fsOKAt time.Time // when unsafeFS last found PATH's filesystem safe
+	fsOKAt time.Time // when fsys.Unsafe last found PATH's filesystem safe
 	// The mode of an empty lock directory made by hand that this Lock
 	// removed: the one it creates in its place keeps it.
 	createPerm fs.FileMode
@@ -428,13 +429,13 @@ func (l *Lock) waitSpec(ctx context.Context) waitSpec {
 	}
 }
 
-// localRecheck is how long the answer of isLocalFS is kept: a statfs on
+// localRecheck is how long the answer of fsys.IsLocal is kept: a statfs on
 // every contended Lock is wasted, but a filesystem can be mounted over the
 // lock's directory while a process runs.
 const localRecheck = time.Minute
 
 // checkLocal asks again, when due, whether PATH is on a local filesystem
-// (see isLocalFS): after an attempt that found the lock busy, so that the
+// (see fsys.IsLocal): after an attempt that found the lock busy, so that the
 // wait that follows knows. Called with l.op held: statfs may hang with
 // the mount.
 func (l *Lock) checkLocal() {
@@ -445,7 +446,7 @@ func (l *Lock) checkLocal() {
 	if !due || l.cfg.noWatch {
 		return
 	}
-	local := isLocalFS(filepath.Dir(l.path))
+	local := fsys.IsLocal(filepath.Dir(l.path))
 	l.mu.Lock()
 	l.localFS, l.localAt = local, now
 	l.mu.Unlock()
@@ -684,7 +685,7 @@ func (l *Lock) freshToken() string {
 	return t
 }
 
-// checkFS refuses a filesystem where no lock can be safe (unsafeFS); a
+// checkFS refuses a filesystem where no lock can be safe (fsys.Unsafe); a
 // safe answer is kept for localRecheck. Called with l.op held: it may
 // wait for a hung mount, as an attempt does.
 func (l *Lock) checkFS() error {
@@ -692,7 +693,7 @@ func (l *Lock) checkFS() error {
 	if !l.fsOKAt.IsZero() && now.Sub(l.fsOKAt) < localRecheck && !now.Before(l.fsOKAt) {
 		return nil
 	}
-	if err := unsafeFS(l.path); err != nil {
+	if err := fsys.Unsafe(l.path); err != nil {
 		return err
 	}
 	l.fsOKAt = now

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/benbjohnson/clock"
+	"github.com/lockdir/dlock/internal/fsys"
+	"github.com/lockdir/dlock/internal/watch"
 )
 
 // The tests in this file are deterministic: all time comes from a mock
@@ -107,7 +109,7 @@ func notYet(t *testing.T, done <-chan error, what string) {
 // entryName returns the single state entry in the lock directory.
 func (r *rig) entryName() string {
 	r.t.Helper()
-	names, err := readNames(r.path)
+	names, err := fsys.ReadNames(r.path)
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -519,11 +521,9 @@ func TestReleaseWakesWaiter(t *testing.T) {
 // eachHub runs f with each watcher this OS can use: on Linux, inotify
 // itself and fsnotify (which the other systems use).
 func eachHub(t *testing.T, f func(t *testing.T)) {
-	saved := theHub
-	t.Cleanup(func() { theHub = saved })
-	for _, h := range []hub{newHub(), &fsnotifyHub{}} {
-		t.Run(fmt.Sprintf("%T", h)[len("*dlock."):], func(t *testing.T) {
-			theHub = h
+	for _, name := range watch.Backends() {
+		t.Run(name, func(t *testing.T) {
+			t.Cleanup(watch.Use(name))
 			f(t)
 		})
 	}
@@ -545,7 +545,7 @@ func TestWaitersWakeInArrivalOrder(t *testing.T) {
 			waiters, dones = append(waiters, w), append(dones, r.lockAsync(context.Background(), w))
 			r.clk.Add(time.Microsecond) // tickets sort by arrival time
 		}
-		if names, err := readNames(filepath.Join(r.path, queueDir)); err != nil || len(names) != len(waiters) {
+		if names, err := fsys.ReadNames(filepath.Join(r.path, queueDir)); err != nil || len(names) != len(waiters) {
 			t.Fatalf("queue holds %q (%v), want %d tickets", names, err, len(waiters))
 		}
 		inTurn(t, holder, waiters, dones)
@@ -601,19 +601,8 @@ func TestWaiterWhosePredecessorGaveUpKeepsItsPlace(t *testing.T) {
 	})
 }
 
-// inotifySubscribers counts the waits subscribed to path, if h is the
-// inotify hub (watch_linux_test.go).
-var inotifySubscribers = func(h hub, path string) int { return 0 }
-
 // watchersOf counts the waits of this process that watch path.
-func watchersOf(path string) int {
-	if h, ok := theHub.(*fsnotifyHub); ok {
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		return len(h.paths[path])
-	}
-	return inotifySubscribers(theHub, path)
-}
+func watchersOf(path string) int { return watch.Subscribers(path) }
 
 // The first waiter learns of a new holder that took over in one rename
 // (from the event that names its entry, or from a listing if the events
@@ -668,7 +657,7 @@ func TestWaitersSurviveRemovedDirAndLostEvents(t *testing.T) {
 					r.t.Fatal(err)
 				}
 			}},
-			{"events lost", func(*rig) { theHub.overflow() }},
+			{"events lost", func(*rig) { watch.Overflow() }},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				r := newRig(t)
@@ -796,7 +785,7 @@ func TestBadPathsFailAtOnce(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(foreign, "data")); string(b) != "precious" {
 		t.Error("the foreign directory changed")
 	}
-	if names, _ := readNames(target); len(names) != 0 {
+	if names, _ := fsys.ReadNames(target); len(names) != 0 {
 		t.Errorf("the symlink's target gained %q", names)
 	}
 	if _, err := os.Lstat(filepath.Join(dir, "no")); err == nil {
@@ -942,7 +931,7 @@ func TestSemaphoreCreatorSweepsDeadStages(t *testing.T) {
 	if ok, err := s.TryAcquire(); !ok || err != nil {
 		t.Fatalf("TryAcquire = %v, %v", ok, err)
 	}
-	names, _ := readNames(filepath.Dir(r.path))
+	names, _ := fsys.ReadNames(filepath.Dir(r.path))
 	if len(names) != 1 {
 		t.Fatalf("beside the semaphore: %q, want nothing", names)
 	}
@@ -972,7 +961,7 @@ func TestCreatorWhoseStageWasSweptTriesAgain(t *testing.T) {
 	if e := parseEntry(r.entryName()); e.holder.Token != l.token {
 		t.Fatalf("entry %q is not the creator's", e.name)
 	}
-	names, _ := readNames(filepath.Dir(r.path))
+	names, _ := fsys.ReadNames(filepath.Dir(r.path))
 	if len(names) != 1 {
 		t.Fatalf("beside the lock: %q, want nothing", names)
 	}

@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lockdir/dlock/internal/fsys"
 	"golang.org/x/sys/unix"
 )
 
@@ -449,7 +450,7 @@ func TestLockDirectoryGoneWhileHeld(t *testing.T) {
 				r.t.Fatal(err)
 			}
 			return func(t *testing.T) {
-				if names, _ := readNames(r.path + ".moved"); !slices.Contains(names, held) {
+				if names, _ := fsys.ReadNames(r.path + ".moved"); !slices.Contains(names, held) {
 					t.Fatalf("the moved directory holds %q, want %q untouched", names, held)
 				}
 			}
@@ -466,7 +467,7 @@ func TestLockDirectoryGoneWhileHeld(t *testing.T) {
 			os.RemoveAll(r.path)
 			os.Mkdir(r.path, 0o755)
 			return func(t *testing.T) {
-				if names, _ := readNames(r.path); len(names) != 0 {
+				if names, _ := fsys.ReadNames(r.path); len(names) != 0 {
 					t.Fatalf("the holder wrote %q into a directory that is not its lock", names)
 				}
 			}

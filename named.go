@@ -8,7 +8,10 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
+
+	"github.com/lockdir/dlock/internal/fsys"
 )
 
 // Named returns a lock for a name rather than a path: the lock directory
@@ -103,4 +106,38 @@ func NameToFile(name string) string {
 	}
 	sum := sha256.Sum256([]byte(name))
 	return s[:cut] + "~" + hex.EncodeToString(sum[:])
+}
+
+// userTag names this user in the default directory's name, where the
+// temporary directory is shared by every user: the uid, where the OS has
+// one.
+func userTag() string {
+	if uid := os.Getuid(); uid >= 0 {
+		return strconv.Itoa(uid)
+	}
+	return "user"
+}
+
+// checkPrivateDir verifies that dir is a real directory and, where the OS
+// has owners and modes (Unix), that it is this user's and that nobody
+// else can write it. (On Windows the temporary directory is per user; its
+// ACLs are not inspected here.)
+func checkPrivateDir(dir string) error {
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return fmt.Errorf("dlock: lock directory %s: %w", dir, err)
+	}
+	if !fi.IsDir() || fi.Mode()&os.ModeSymlink != 0 {
+		return fmt.Errorf("dlock: lock directory %s is not a directory (a symlink or file planted there?): %w", dir, ErrNotLock)
+	}
+	uid, ok := fsys.Owner(fi)
+	switch {
+	case !ok:
+		return nil
+	case uid != os.Getuid():
+		return fmt.Errorf("dlock: lock directory %s is owned by uid %d, not by this user (%d): refusing it", dir, uid, os.Getuid())
+	case fi.Mode().Perm()&0o022 != 0:
+		return fmt.Errorf("dlock: lock directory %s is writable by others (mode %v): refusing it", dir, fi.Mode().Perm())
+	}
+	return nil
 }

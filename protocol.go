@@ -53,18 +53,17 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/lockdir/dlock/internal/fsys"
+	"github.com/lockdir/dlock/internal/proc"
 )
 
 var (
 	// errGone: the source entry of a transition no longer exists.
 	errGone = errors.New("state entry is gone")
-	// errNoExclusive: the OS has no rename that refuses an existing target.
-	errNoExclusive  = errors.New("exclusive rename not supported")
-	errNotDirectory = errors.New("not a directory")
 )
 
 // dirState is what one listing of the lock directory says.
@@ -115,7 +114,7 @@ var testListing atomic.Pointer[func(path string, names []string) []string]
 
 // readStateOnce is one listing; names joins the state entries' names.
 func readStateOnce(path string) (st dirState, names string, err error) {
-	list, err := readNames(path)
+	list, err := fsys.ReadNames(path)
 	if f := testListing.Load(); f != nil && err == nil {
 		list = (*f)(path, list)
 	}
@@ -204,11 +203,11 @@ func move(dir, from, to string) error {
 	if f := testMove.Load(); f != nil {
 		(*f)(from, to) // a test plays a hung mount here
 	}
-	isDir, statErr, err, done := checkAndRename(dir, from, to)
+	isDir, statErr, err, done := fsys.CheckAndRename(dir, from, to)
 	if !done {
-		isDir, statErr = isRealDir(dir)
+		isDir, statErr = fsys.IsRealDir(dir)
 		if statErr == nil && isDir {
-			err = renameEntry(dir+sep+from, dir+sep+to)
+			err = fsys.RenameEntry(dir+sep+from, dir+sep+to)
 		}
 	}
 	if statErr != nil || !isDir {
@@ -271,7 +270,7 @@ func create(path, held, token string, perm fs.FileMode) (bool, error) {
 		err = os.Chmod(queue, perm)
 	}
 	if err == nil {
-		if err = renameExclusive(stage, path); err == errNoExclusive {
+		if err = fsys.RenameNoReplace(stage, path); err == fsys.ErrNoExclusive {
 			err = os.Rename(stage, path) // refuses an existing directory (one Lstat early)
 		}
 		if err == nil {
@@ -285,7 +284,7 @@ func create(path, held, token string, perm fs.FileMode) (bool, error) {
 		return false, nil
 	}
 	if errors.Is(err, fs.ErrNotExist) {
-		if ok, _ := isRealDir(filepath.Dir(path)); ok {
+		if ok, _ := fsys.IsRealDir(filepath.Dir(path)); ok {
 			return false, nil // the stage was swept while we paused: again
 		}
 	}
@@ -315,7 +314,7 @@ func stagePath(path, kind, tok string) string {
 // listing of its parent. Failures are ignored: this is tidying.
 func sweepStages(path string, now time.Time, timeout time.Duration, member func(string) bool) {
 	dir, prefix := filepath.Dir(path), "."+filepath.Base(path)+".dlock-"
-	names, err := readNames(dir)
+	names, err := fsys.ReadNames(dir)
 	if err != nil {
 		return
 	}
@@ -331,7 +330,7 @@ func sweepStages(path string, now time.Time, timeout time.Duration, member func(
 			continue
 		}
 		ours := func() bool {
-			inside, err := readNames(stage)
+			inside, err := fsys.ReadNames(stage)
 			return err == nil && !slices.ContainsFunc(inside, func(c string) bool { return !member(c) })
 		}
 		if !ours() {
@@ -339,19 +338,19 @@ func sweepStages(path string, now time.Time, timeout time.Duration, member func(
 		}
 		if kind == "new" {
 			claimed := stagePath(path, "old", tok)
-			if renameEntry(stage, claimed) != nil {
+			if fsys.RenameEntry(stage, claimed) != nil {
 				continue
 			}
 			stage = claimed
 		}
-		inside, _ := readNames(stage) // again: its creator may have added to it
+		inside, _ := fsys.ReadNames(stage) // again: its creator may have added to it
 		for _, c := range inside {
 			p := filepath.Join(stage, c)
-			if ok, _ := isRealDir(p); ok && member(c) {
-				removeDir(p)
+			if ok, _ := fsys.IsRealDir(p); ok && member(c) {
+				fsys.RemoveDir(p)
 			}
 		}
-		removeDir(stage)
+		fsys.RemoveDir(stage)
 	}
 }
 
@@ -483,7 +482,7 @@ func (l *Lock) attemptWatched(now time.Time, token string) (o outcome, done bool
 	if !l.seen || e.name == "" || l.seenName != e.name {
 		return outcome{}, false
 	}
-	if ok, err := isRealDir(l.path + string(os.PathSeparator) + e.name); ok && err == nil {
+	if ok, err := fsys.IsRealDir(l.path + string(os.PathSeparator) + e.name); ok && err == nil {
 		seenAt := l.cfg.clock.Now()
 		if at, _ := l.staleAt(now, seenAt, e); now.Before(at) {
 			return outcome{seen: e, staleAt: at}, true
@@ -663,7 +662,7 @@ func (l *Lock) checkSkew(h Holder, before, seenAt time.Time) {
 // reclaim is tried (invariant 3).
 func (l *Lock) holderDead(now time.Time, e entry) bool {
 	k := aliveKey{e.holder.PID, e.holder.pstart, e.holder.HostID}
-	if seenDead(k) {
+	if k.host == self().hostID && proc.SeenDead(k.pid, k.pstart) {
 		return true
 	}
 	for _, a := range l.alive {
@@ -692,36 +691,6 @@ type aliveKey struct {
 	pid    int
 	pstart uint64
 	host   string
-}
-
-// deadSeen remembers the last processes of this host that a death watch
-// saw exit, so that a Lock's cached "alive" (holderDead) does not outlive
-// them: the waiter a death watch wakes reclaims at once.
-var deadSeen struct {
-	mu   sync.Mutex
-	keys [16]aliveKey
-	next int
-}
-
-func markDead(pid int, pstart uint64) {
-	deadSeen.mu.Lock()
-	defer deadSeen.mu.Unlock()
-	deadSeen.keys[deadSeen.next] = aliveKey{pid, pstart, self().hostID}
-	deadSeen.next = (deadSeen.next + 1) % len(deadSeen.keys)
-}
-
-func seenDead(k aliveKey) bool {
-	if k.pid <= 0 {
-		return false
-	}
-	deadSeen.mu.Lock()
-	defer deadSeen.mu.Unlock()
-	for _, d := range deadSeen.keys {
-		if d == k {
-			return true
-		}
-	}
-	return false
 }
 
 type aliveAt struct {

@@ -21,7 +21,7 @@ package dlock
 // So a lost, stale or foreign ticket can only delay a wake-up, never let
 // two holders in. Tickets of dead waiters on this host are removed by
 // their successors, at once on Linux: a waiter keeps its ticket open, and
-// the close at its death is an event to the one behind (openTicket). A
+// the close at its death is an event to the one behind (fsys.HoldOpen). A
 // ticket left unchanged for TIMEOUT is removed too, and a live waiter that
 // finds its ticket gone takes a new one. The waiter right behind the first
 // polls at the plain interval: a first waiter stopped (^Z) with the lock
@@ -43,6 +43,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/lockdir/dlock/internal/fsys"
+	"github.com/lockdir/dlock/internal/proc"
 )
 
 const queueDir = "queue"
@@ -73,7 +76,7 @@ func (q *queue) target(now time.Time) string {
 		return q.lock
 	}
 	for range 4 {
-		names, err := readNames(q.dir)
+		names, err := fsys.ReadNames(q.dir)
 		if err != nil {
 			q.dir = "" // no queue here (an older lock, or no access): watch PATH
 			return q.lock
@@ -105,7 +108,7 @@ func (q *queue) target(now time.Time) string {
 		// Dead or stuck: remove it. What rmdir refuses (a file, a
 		// directory with something in it) is not a ticket of ours: it
 		// stays, and is passed over.
-		if err := removeDir(filepath.Join(q.dir, pred)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := fsys.RemoveDir(filepath.Join(q.dir, pred)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			q.foreign = append(q.foreign, pred)
 		}
 		q.pred = ""
@@ -129,18 +132,18 @@ func (q *queue) join(now time.Time) bool {
 		q.dir = ""
 		return false
 	}
-	closeTicket(q.held) // a ticket we lost
-	q.ticket, q.held = name, openTicket(path)
+	fsys.CloseHeld(q.held) // a ticket we lost
+	q.ticket, q.held = name, fsys.HoldOpen(path)
 	return true
 }
 
 // leave removes our ticket, waking our successor: the removal, then the
-// close, whose events come as one (see openTicket).
+// close, whose events come as one (see fsys.HoldOpen).
 func (q *queue) leave() {
 	if q.dir != "" && q.ticket != "" {
-		removeDir(filepath.Join(q.dir, q.ticket))
+		fsys.RemoveDir(filepath.Join(q.dir, q.ticket))
 	}
-	closeTicket(q.held)
+	fsys.CloseHeld(q.held)
 	q.ticket, q.held = "", -1
 }
 
@@ -171,7 +174,7 @@ func ticketProcess(name string) (Holder, bool) {
 // waiter behind watches it end, see wait.)
 func ticketDead(name string) bool {
 	h, ok := ticketProcess(name)
-	return ok && !pidAlive(h.PID)
+	return ok && !proc.PIDAlive(h.PID)
 }
 
 // isTicketPath reports whether path is a ticket in a lock's queue.

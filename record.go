@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/lockdir/dlock/internal/proc"
 )
 
 // The state of a lock is the name of the single entry in its directory.
@@ -230,10 +232,10 @@ type identity struct {
 
 var self = sync.OnceValue(func() identity {
 	id := identity{pid: os.Getpid(), hostID: "0"}
-	id.start, _, _ = processStart(id.pid)
+	id.start, _, _ = proc.ProcessStart(id.pid)
 	name, _ := os.Hostname()
 	id.host = sanitizeHost(name)
-	if raw := hostIdentity(); raw != "" {
+	if raw := proc.HostIdentity(); raw != "" {
 		h := fnv.New64a()
 		h.Write([]byte(name + "\x00" + raw))
 		id.hostID = strconv.FormatUint(h.Sum64()|1, 16) // never "0"
@@ -254,7 +256,7 @@ func holderDead(h Holder) bool {
 	if !onThisHost(h) {
 		return false
 	}
-	start, alive, known := processStart(h.PID)
+	start, alive, known := proc.ProcessStart(h.PID)
 	if !known {
 		return false
 	}

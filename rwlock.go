@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/lockdir/dlock/internal/fsys"
 )
 
 // DefaultMaxReaders is how many readers an RWLock lets in at once unless
@@ -269,7 +271,7 @@ func (rw *RWLock) check() error {
 	if rw.checked {
 		return nil
 	}
-	if err := unsafeFS(rw.path); err != nil {
+	if err := fsys.Unsafe(rw.path); err != nil {
 		return err
 	}
 	err := errRetry
@@ -352,7 +354,7 @@ func (rw *RWLock) spec(what string, paths []string, patience time.Duration) wait
 	return waitSpec{
 		what: what, paths: watchPaths(rw.cfg, paths...), patience: patience,
 		clock: rw.cfg.clock, poll: rw.cfg.poll, blocked: rw.testBlocked,
-		local: !rw.cfg.noWatch && isLocalFS(filepath.Dir(rw.path)),
+		local: !rw.cfg.noWatch && fsys.IsLocal(filepath.Dir(rw.path)),
 		busy: func(seen entry, start time.Time) error {
 			return fmt.Errorf("dlock: %s: %w", rw.path, rw.writer.busyError(seen, start))
 		},

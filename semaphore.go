@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/lockdir/dlock/internal/fsys"
 )
 
 // Semaphore lets at most n holders in at once, across processes and
@@ -154,7 +156,7 @@ func (s *Semaphore) Take(ctx context.Context) (*Lease, error) {
 	}
 	err = wait(ctx, waitSpec{
 		what: "acquiring semaphore " + s.path, paths: watchPaths(s.cfg, paths...), clock: s.cfg.clock,
-		local:    !s.cfg.noWatch && isLocalFS(filepath.Dir(s.path)),
+		local:    !s.cfg.noWatch && fsys.IsLocal(filepath.Dir(s.path)),
 		patience: s.cfg.patience, poll: s.cfg.poll, busy: s.busyError,
 		try: func() (bool, entry, time.Time, error) {
 			i, e, at, err := s.try(actx)
@@ -368,7 +370,7 @@ func (s *Semaphore) check() error {
 	if s.checked {
 		return nil
 	}
-	if err := unsafeFS(s.path); err != nil {
+	if err := fsys.Unsafe(s.path); err != nil {
 		return err
 	}
 	for range 3 {
@@ -393,7 +395,7 @@ var errRetry = errors.New("retry")
 // marker if it is missing. Names for which member is true belong there;
 // any other name means it is not ours: ErrNotLock.
 func checkContainer(dir, marker string, cfg *config, member func(string) bool) error {
-	names, err := readNames(dir)
+	names, err := fsys.ReadNames(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		perm := cfg.perm
 		stage := stagePath(dir, "new", newToken()[:16])
@@ -403,7 +405,7 @@ func checkContainer(dir, marker string, cfg *config, member func(string) bool) e
 				err = os.Mkdir(filepath.Join(stage, marker), 0o755)
 			}
 			if err == nil {
-				if err = renameExclusive(stage, dir); err == errNoExclusive {
+				if err = fsys.RenameNoReplace(stage, dir); err == fsys.ErrNoExclusive {
 					err = os.Rename(stage, dir)
 				}
 			}

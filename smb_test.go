@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lockdir/dlock/internal/fsys"
 )
 
 // These tests need the SMB rig (scripts/smbfs.sh): one Samba share mounted
@@ -134,7 +136,7 @@ func testSMBRefused(t *testing.T, fs sharedFS) {
 		dirs = append(dirs, filepath.Join(export, filepath.Base(d1)))
 	}
 	for _, d := range dirs {
-		names, err := readNames(d)
+		names, err := fsys.ReadNames(d)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -148,17 +150,17 @@ func testSMBRefused(t *testing.T, fs sharedFS) {
 // same lock is taken: the refusal above was the check, not a broken mount.
 func testSMBAllowed(t *testing.T, fs sharedFS) {
 	d1, _ := fs.dirs(t)
-	t.Setenv(unsafeFSEnv, "allow")
+	t.Setenv(fsys.UnsafeEnv, "allow")
 	l, err := New(filepath.Join(d1, "job"), WithTimeout(fs.timeout))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ok, err := l.TryLock()
 	if !ok || err != nil {
-		t.Fatalf("TryLock with %s=allow: %v, %v", unsafeFSEnv, ok, err)
+		t.Fatalf("TryLock with %s=allow: %v, %v", fsys.UnsafeEnv, ok, err)
 	}
 	if err := l.Unlock(); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("with %s=allow: locked and unlocked %s", unsafeFSEnv, l.Path())
+	t.Logf("with %s=allow: locked and unlocked %s", fsys.UnsafeEnv, l.Path())
 }

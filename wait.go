@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/benbjohnson/clock"
+	"github.com/lockdir/dlock/internal/proc"
+	"github.com/lockdir/dlock/internal/watch"
 )
 
 // waitSpec is what a waiting acquisition needs: what to watch, and one
@@ -92,9 +94,9 @@ type waiter struct {
 	start    time.Time
 	deadline time.Time // PATIENCE's end, or zero
 	timer    *clock.Timer
-	wt       watch
+	wt       watch.Sub
 	// The holder's death watch (first in line), our predecessor's.
-	death, predDeath *deathWatch
+	death, predDeath *proc.DeathWatch
 	acquired         bool
 
 	seen        entry
@@ -123,9 +125,9 @@ func (r *waiter) leave() {
 	if r.w.queue != nil {
 		r.w.queue.leave()
 	}
-	r.wt.close()
-	r.death.close()
-	r.predDeath.close()
+	r.wt.Close()
+	r.death.Close()
+	r.predDeath.Close()
 }
 
 // won is an acquisition: leaving is done in the background, so that Lock
@@ -152,7 +154,7 @@ func (r *waiter) target() (paths []string, afterPred bool) {
 		return r.w.paths, false
 	}
 	switch {
-	case r.first && r.evented && r.wt.watched:
+	case r.first && r.evented && r.wt.Watched():
 		// Woken by an event while first in line: a hand-off, most
 		// likely. Try at once; the queue is listed again at the next
 		// timer (our place in it does not change by itself).
@@ -172,17 +174,17 @@ func (r *waiter) target() (paths []string, afterPred bool) {
 func (r *waiter) watch(paths []string) ([]string, bool) {
 	q := r.w.queue
 	r.predGone = false
-	watching := r.wt.set(paths)
+	watching := r.wt.Set(paths)
 	// The predecessor left between the listing and the watch: look
 	// again now rather than at the next poll.
 	for i := 0; !watching && q != nil && paths[0] != q.lock && i < 3; i++ {
 		paths = []string{q.target(r.w.clock.Now())}
-		watching = r.wt.set(paths)
+		watching = r.wt.Set(paths)
 	}
 	r.first = q == nil || len(paths) == 1 && paths[0] == q.lock
 	if r.predDeath != nil { // (only ever behind others, in a queue)
-		if pred, ok := ticketProcess(q.pred); r.first || !ok || !r.predDeath.watches(pred) {
-			r.predDeath.close()
+		if pred, ok := ticketProcess(q.pred); r.first || !ok || !r.predDeath.Watches(pred.PID, pred.pstart) {
+			r.predDeath.Close()
 			r.predDeath = nil
 		}
 	}
@@ -243,7 +245,7 @@ func (r *waiter) look(paths []string, watching, afterPred bool) (ok, again, skip
 		return false, true, false, nil // it left for another reason: find our place
 	}
 	if !watching && len(paths) > 0 {
-		if _, added := r.wt.update(paths); added {
+		if _, added := r.wt.Update(paths); added {
 			return false, true, false, nil // watchable now (PATH was missing): look once more
 		}
 	}
@@ -306,13 +308,13 @@ func (r *waiter) nextWake(now time.Time) (next time.Duration, checkPid bool, arm
 func (r *waiter) armDeath(now time.Time, next time.Duration) (checkPid bool, armIn time.Duration) {
 	armIn = -1
 	if !r.first || !onThisHost(r.seen.holder) {
-		r.death.close()
+		r.death.Close()
 		r.death = nil
 		return false, armIn
 	}
 	h := r.seen.holder
-	if !r.death.watches(h) {
-		r.death.close()
+	if !r.death.Watches(h.PID, h.pstart) {
+		r.death.Close()
 		r.death = nil
 		if r.armFor.PID != h.PID || r.armFor.pstart != h.pstart || r.armAt.IsZero() {
 			r.armFor, r.armAt = h, now.Add(r.w.poll/10)
@@ -320,7 +322,7 @@ func (r *waiter) armDeath(now time.Time, next time.Duration) (checkPid bool, arm
 		if now.Before(r.armAt) {
 			armIn = r.armAt.Sub(now)
 		} else {
-			r.death = watchDeath(h)
+			r.death = proc.WatchDeath(h.PID, h.pstart)
 		}
 	}
 	return r.death == nil && armIn < 0 && r.w.poll < next, armIn
@@ -349,24 +351,24 @@ func (r *waiter) sleep(ctx context.Context, next time.Duration, checkPid bool, a
 		// pid: no attempt unless one is due.
 		now := w.clock.Now()
 		r.quick = now.Before(r.nextAttempt) && now.Before(r.staleAt) && (r.deadline.IsZero() || now.Before(r.deadline)) &&
-			(armIn >= 0 || checkPid && pidAlive(r.seen.holder.PID))
+			(armIn >= 0 || checkPid && proc.PIDAlive(r.seen.holder.PID))
 		r.timed = !r.quick
-	case <-r.death.done():
-		r.death.markDead()
-		r.death.close()
+	case <-r.death.Done():
+		r.death.MarkDead()
+		r.death.Close()
 		r.death = nil
-	case <-r.predDeath.done():
+	case <-r.predDeath.Done():
 		w.queue.dead = w.queue.pred
-		r.predDeath.close()
+		r.predDeath.Close()
 		r.predDeath = nil
-	case <-r.wt.events():
-		r.evented, r.predGone = r.wt.drain(w.hint)
+	case <-r.wt.Events():
+		r.evented, r.predGone = r.wt.Drain(w.hint)
 		// Our predecessor's ticket was closed but is still there: its
-		// waiter is exiting (see openTicket). kill(pid, 0) passes it
+		// waiter is exiting (see fsys.HoldOpen). kill(pid, 0) passes it
 		// until it is reaped, so watch it end.
 		if r.evented && !r.predGone && !r.first && r.predDeath == nil {
 			if pred, ok := ticketProcess(w.queue.pred); ok {
-				r.predDeath = watchDeath(pred)
+				r.predDeath = proc.WatchDeath(pred.PID, pred.pstart)
 			}
 		}
 	}

@@ -1,7 +1,0 @@
-//go:build unix && !linux && !darwin
-
-package dlock
-
-// renameExclusive is not available here: callers fall back to rename(2),
-// which never replaces a non-empty directory.
-func renameExclusive(from, to string) error { return errNoExclusive }

@@ -1,0 +1,80 @@
+// Package fsys holds the directory system calls dlock's protocol is made
+// of, behind one contract, as go-internal's lockedfile/internal/filelock
+// does: this file states what each call does, and each OS's files supply
+// the unexported functions behind it (rename_*.go, dir_*.go, list_*.go,
+// local_*.go, mount_*.go).
+//
+// Nothing here knows what a lock is: the protocol (internal/lockdir)
+// decides what to rename and when; this package only does it with as few
+// system calls as the OS allows, and never follows a symlink at the path
+// it acts on.
+package fsys
+
+import (
+	"errors"
+	"io/fs"
+)
+
+// ErrNoExclusive is RenameNoReplace's answer where the OS, or the
+// filesystem, has no rename that refuses an existing target.
+var ErrNoExclusive = errors.New("exclusive rename not supported")
+
+// errNotDirectory: a symlink, junction or file where a directory must be.
+var errNotDirectory = errors.New("not a directory")
+
+// RenameNoReplace renames from to to, failing with an error matching
+// fs.ErrExist if to exists, even as an empty directory (which rename(2)
+// would replace): Linux RENAME_NOREPLACE, macOS RENAME_EXCL, Windows'
+// MoveFileEx. It returns ErrNoExclusive, having done nothing, where that
+// is not available; on Linux, once a filesystem has refused it, for the
+// rest of the process.
+func RenameNoReplace(from, to string) error { return renameExclusive(from, to) }
+
+// RenameEntry renames a lock's state entry to a name never used before
+// in its directory: RenameNoReplace where the OS has it, else rename(2)
+// (which never replaces a non-empty directory, and the protocol's names
+// are never reused). It does not look at the target first: the kernel's
+// answer is the compare-and-swap.
+func RenameEntry(from, to string) error { return renameEntry(from, to) }
+
+// CheckAndRename is IsRealDir(dir) then RenameEntry(dir/from, dir/to) in
+// two system calls and no allocation, where the OS allows (Linux: statx
+// and renameat2 on paths copied into a buffer on the stack). done is
+// false when it did nothing (another OS, paths too long, a call refused):
+// then the caller makes the portable calls.
+func CheckAndRename(dir, from, to string) (isDir bool, statErr, err error, done bool) {
+	return checkAndRename(dir, from, to)
+}
+
+// ReadNames lists the directory at path, without . and .., and without
+// following a symlink there: a symlink planted at path is an error, never
+// a listing of its target.
+func ReadNames(path string) ([]string, error) { return readNames(path) }
+
+// RemoveDir removes the empty directory at path: one rmdir, itself a
+// compare-and-swap (it fails on a directory that holds anything).
+func RemoveDir(path string) error { return removeDir(path) }
+
+// IsRealDir reports whether path is a directory, not following a symlink
+// (or junction) there.
+func IsRealDir(path string) (bool, error) { return isRealDir(path) }
+
+// IsLocal reports whether dir is on a local filesystem, where a watch
+// (inotify, kqueue, ...) hears every change. On a network or FUSE
+// filesystem it hears only what this host does through this mount, so
+// waiters there must poll.
+func IsLocal(dir string) bool { return isLocalFS(dir) }
+
+// HoldOpen opens the directory at path and keeps it open until
+// CloseHeld, where the OS's watcher reports the close of a directory
+// (inotify's IN_CLOSE_NOWRITE): the close at its owner's death is then
+// an event to whoever watches it. Elsewhere it returns -1 and opens
+// nothing.
+func HoldOpen(path string) int { return holdOpen(path) }
+
+// CloseHeld closes what HoldOpen opened; -1 is nothing.
+func CloseHeld(fd int) { closeHeld(fd) }
+
+// Owner returns the uid owning the file fi describes, where the OS has
+// owners and modes that mean what Unix's do; ok is false elsewhere.
+func Owner(fi fs.FileInfo) (uid int, ok bool) { return owner(fi) }

@@ -1,0 +1,7 @@
+//go:build unix && !linux && !darwin
+
+package fsys
+
+// renameExclusive is not available here: callers fall back to rename(2),
+// which never replaces a non-empty directory.
+func renameExclusive(from, to string) error { return ErrNoExclusive }

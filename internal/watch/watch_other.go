@@ -1,0 +1,8 @@
+//go:build !linux
+
+package watch
+
+// backends: fsnotify alone.
+var backends = []string{"fsnotify"}
+
+var newInotifyHub func() hub
