@@ -30,6 +30,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lockdir/dlock/internal/lockdir"
 	"golang.org/x/sys/unix"
 )
 
@@ -504,8 +505,8 @@ func TestSharedFSChaos(t *testing.T) {
 // it; -short makes it 3 s), journals in dir, the locks in lockDirs (one
 // directory seen through several paths), worker k using lockDirs[k%n].
 func runChaos(t *testing.T, dur time.Duration, dir string, lockDirs []string) {
-	if self().hostID == "0" {
-		t.Skip("no host identity: dead holders are not reclaimed at once")
+	if lockdir.Self().HostID == "0" {
+		t.Skip("no host lockdir.Identity: dead holders are not reclaimed at once")
 	}
 	if testing.Short() {
 		dur = 3 * time.Second

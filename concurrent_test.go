@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/lockdir/dlock/internal/fsys"
+	"github.com/lockdir/dlock/internal/lockdir"
 )
 
 // The tests in this file use real processes: the test binary re-executes
@@ -347,7 +348,7 @@ func TestSingleInstanceProcesses(t *testing.T) {
 	}
 	first.Process.Kill()
 	first.Wait()
-	if self().hostID == "0" {
+	if lockdir.Self().HostID == "0" {
 		return
 	}
 	_, out, _ = start()
@@ -425,8 +426,8 @@ func startHolder(t *testing.T, path string, timeout time.Duration) *holder {
 // A holder killed with SIGKILL on this host is reclaimed at once, long
 // before its TIMEOUT.
 func TestKilledHolderReclaimedAtOnce(t *testing.T) {
-	if self().hostID == "0" {
-		t.Skip("no host identity on this OS: dead holders wait for TIMEOUT")
+	if lockdir.Self().HostID == "0" {
+		t.Skip("no host lockdir.Identity on this OS: dead holders wait for TIMEOUT")
 	}
 	path := filepath.Join(t.TempDir(), "lock")
 	h := startHolder(t, path, time.Hour)
@@ -450,8 +451,8 @@ func TestKilledHolderReclaimedAtOnce(t *testing.T) {
 // wake it in time: it polls every 30 × 3 s (and checks the holder's pid
 // every 3 s), the holder's TIMEOUT is an hour, and it gives up after 2 s.
 func TestHolderKilledWhileWaitedForIsReclaimed(t *testing.T) {
-	if runtime.GOOS != "linux" || self().hostID == "0" {
-		t.Skip("needs pidfd (Linux) and a host identity")
+	if runtime.GOOS != "linux" || lockdir.Self().HostID == "0" {
+		t.Skip("needs pidfd (Linux) and a host lockdir.Identity")
 	}
 	path := filepath.Join(t.TempDir(), "lock")
 	h := startHolder(t, path, time.Hour)
@@ -483,7 +484,7 @@ func startWaiter(t *testing.T, path string, poll time.Duration) *holder {
 	t.Cleanup(func() { cmd.Process.Signal(syscall.SIGCONT); cmd.Process.Kill(); cmd.Wait() })
 	mark := fmt.Sprintf(".%d.", cmd.Process.Pid)
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) { // until it queues
-		names, _ := fsys.ReadNames(filepath.Join(path, queueDir))
+		names, _ := fsys.ReadNames(filepath.Join(path, lockdir.QueueDir))
 		if slices.ContainsFunc(names, func(n string) bool { return strings.Contains(n, mark) }) && holdsTicket(cmd.Process.Pid) {
 			break
 		}
@@ -515,7 +516,7 @@ func holdsTicket(pid int) bool {
 		return true
 	}
 	for _, fd := range fds {
-		if target, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name())); isTicketPath(target) {
+		if target, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name())); lockdir.IsTicketPath(target) {
 			return true
 		}
 	}
@@ -564,8 +565,8 @@ func lockWithin(t *testing.T, l *Lock, d time.Duration, then func()) {
 // its place at once and is woken when the one ahead acquires and leaves.
 // Nothing else could wake it in time: it polls every 30 × 3 s.
 func TestKilledWaiterDoesNotHoldUpTheLine(t *testing.T) {
-	if runtime.GOOS != "linux" || self().hostID == "0" {
-		t.Skip("needs pidfd (Linux) and a host identity")
+	if runtime.GOOS != "linux" || lockdir.Self().HostID == "0" {
+		t.Skip("needs pidfd (Linux) and a host lockdir.Identity")
 	}
 	path := filepath.Join(t.TempDir(), "lock")
 	h, _ := New(path)
@@ -646,7 +647,7 @@ func TestStoppedHolderLosesLockAndIsTold(t *testing.T) {
 func entryOf(t *testing.T, path string) string {
 	t.Helper()
 	st, err := readState(path)
-	if err != nil || st.entries != 1 {
+	if err != nil || st.Entries != 1 {
 		t.Fatalf("lock state %+v, %v", st, err)
 	}
 	return st.e.name
@@ -657,10 +658,10 @@ func entryOf(t *testing.T, path string) string {
 func TestTwoWaitersRaceToReclaim(t *testing.T) {
 	dir := t.TempDir()
 	old := time.Now().Add(-time.Hour)
-	elsewhere := identity{pid: 1, hostID: "e1", host: "elsewhere"}
+	elsewhere := lockdir.Identity{PID: 1, HostID: "e1", Host: "elsewhere"}
 	for i := 0; i < 1000; i++ {
 		path := filepath.Join(dir, strconv.Itoa(i))
-		os.MkdirAll(filepath.Join(path, formatHeld(uint64(i), newToken(), 0, old, old, time.Second, elsewhere)), 0o755)
+		os.MkdirAll(filepath.Join(path, lockdir.FormatHeld(uint64(i), lockdir.NewToken(), 0, old, old, time.Second, elsewhere)), 0o755)
 		var wg sync.WaitGroup
 		var won [2]bool
 		start := make(chan struct{})

@@ -68,6 +68,7 @@ import (
 
 	"github.com/benbjohnson/clock"
 	"github.com/lockdir/dlock/internal/fsys"
+	"github.com/lockdir/dlock/internal/lockdir"
 )
 
 // Defaults for the options.
@@ -116,7 +117,7 @@ type Lock struct {
 	event         entry // the newest state entry a watch event named, for tryEvent
 	// While Lock waits in PATH's queue: the first half of the tokens of
 	// its attempts, as on its ticket, so that its successor can tell
-	// that it acquired (queue.predHolds).
+	// that it acquired (lockdir.Queue.PredHolds).
 	queueTok string
 	// Whether PATH is on a local filesystem, and when that was asked.
 	localFS bool
@@ -395,16 +396,16 @@ func (c config) patienceSpent(ctx context.Context, path string, err error) error
 
 // waitSpec describes waiting for this Lock, each attempt bounded by ctx:
 // on a local filesystem the waiter queues and watches only its
-// predecessor (queue.go).
+// predecessor (lockdir.Queue).
 func (l *Lock) waitSpec(ctx context.Context) waitSpec {
 	l.mu.Lock()
 	local := !l.cfg.noWatch && l.localFS
 	l.mu.Unlock()
-	var q *queue
+	var q *lockdir.Queue
 	if local {
-		q = &queue{dir: filepath.Join(l.path, queueDir), lock: l.path, token: newToken()[:16], held: -1, timeout: l.cfg.timeout}
+		q = lockdir.NewQueue(l.path, lockdir.NewToken()[:16], l.cfg.timeout)
 		l.mu.Lock()
-		l.queueTok = q.token
+		l.queueTok = q.Token
 		l.mu.Unlock()
 	}
 	return waitSpec{
@@ -463,7 +464,7 @@ func watchPaths(cfg config, paths ...string) []string {
 // hint takes the name of a new entry from a watch event on PATH, in the
 // order of the events: the newest state entry is what tryEvent acts on.
 func (l *Lock) hint(name string) {
-	if !isStateName(name) {
+	if !lockdir.IsStateName(name) {
 		return
 	}
 	e := parseEntry(name)
@@ -557,7 +558,7 @@ func (l *Lock) Unlock() error {
 			l.logInfo("released lock", "fence", epoch)
 		}
 		return nil
-	case errors.Is(err, errGone):
+	case errors.Is(err, lockdir.ErrGone):
 		why = "it was reclaimed or removed while held"
 	case err == errDeadline:
 		why = fmt.Sprintf("it could not be released before its deadline, TIMEOUT %v - MARGIN %v after its last refresh: the filesystem did not answer", l.cfg.timeout, l.cfg.margin)
@@ -605,7 +606,7 @@ func (l *Lock) lateUnlock(epoch uint64) error {
 		switch {
 		case err == nil:
 			why += ", and nobody had taken it (it is released)"
-		case errors.Is(err, errGone):
+		case errors.Is(err, lockdir.ErrGone):
 			why += ", and it was reclaimed or removed"
 		default:
 			why += fmt.Sprintf(", and releasing it failed (%v)", err)
@@ -678,7 +679,7 @@ func (l *Lock) end() {
 // random bits per attempt, keeps every attempt's names new.) Called with
 // l.mu held.
 func (l *Lock) freshToken() string {
-	t := newToken()
+	t := lockdir.NewToken()
 	if l.queueTok != "" {
 		t = l.queueTok + t[len(l.queueTok):]
 	}

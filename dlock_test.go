@@ -17,6 +17,7 @@ import (
 
 	"github.com/benbjohnson/clock"
 	"github.com/lockdir/dlock/internal/fsys"
+	"github.com/lockdir/dlock/internal/lockdir"
 	"github.com/lockdir/dlock/internal/watch"
 )
 
@@ -115,7 +116,7 @@ func (r *rig) entryName() string {
 	}
 	var state []string
 	for _, n := range names {
-		if isStateName(n) {
+		if lockdir.IsStateName(n) {
 			state = append(state, n)
 		}
 	}
@@ -191,8 +192,8 @@ func TestLockUnlockAndFence(t *testing.T) {
 	if err := a.Unlock(); err != nil {
 		t.Fatal(err)
 	}
-	if n := r.entryName(); n != freeName(first) {
-		t.Fatalf("after Unlock the entry is %q, want %q", n, freeName(first))
+	if n := r.entryName(); n != lockdir.FreeName(first) {
+		t.Fatalf("after Unlock the entry is %q, want %q", n, lockdir.FreeName(first))
 	}
 	for i := 1; i <= 3; i++ {
 		for _, l := range []*Lock{b, a} {
@@ -545,7 +546,7 @@ func TestWaitersWakeInArrivalOrder(t *testing.T) {
 			waiters, dones = append(waiters, w), append(dones, r.lockAsync(context.Background(), w))
 			r.clk.Add(time.Microsecond) // tickets sort by arrival time
 		}
-		if names, err := fsys.ReadNames(filepath.Join(r.path, queueDir)); err != nil || len(names) != len(waiters) {
+		if names, err := fsys.ReadNames(filepath.Join(r.path, lockdir.QueueDir)); err != nil || len(names) != len(waiters) {
 			t.Fatalf("queue holds %q (%v), want %d tickets", names, err, len(waiters))
 		}
 		inTurn(t, holder, waiters, dones)
@@ -619,8 +620,8 @@ func TestFirstWaiterLearnsNewHolderFromEvent(t *testing.T) {
 		// The lock passes, in one rename, to a holder on another host
 		// with a TIMEOUT of 1s.
 		now := r.clk.Now()
-		next := formatHeld(holder.Fence()+1, newToken(), 0, now, now, time.Second,
-			identity{pid: 4242, hostID: "e1", host: "elsewhere"})
+		next := lockdir.FormatHeld(holder.Fence()+1, lockdir.NewToken(), 0, now, now, time.Second,
+			lockdir.Identity{PID: 4242, HostID: "e1", Host: "elsewhere"})
 		if err := os.Rename(filepath.Join(r.path, r.entryName()), filepath.Join(r.path, next)); err != nil {
 			t.Fatal(err)
 		}
@@ -874,24 +875,24 @@ func TestCreatorSweepsStagesOfDeadCreators(t *testing.T) {
 		}
 		os.Chtimes(p, old, old)
 	}
-	dead := stagePath(r.path, "new", "0123456789abcdef")
-	mk(dead, heldName(1, newToken(), 0, old, old, time.Second), queueDir)
-	claimed := stagePath(r.path, "old", "00000000000000aa") // a sweeper died too
+	dead := lockdir.StagePath(r.path, "new", "0123456789abcdef")
+	mk(dead, lockdir.HeldName(1, lockdir.NewToken(), 0, old, old, time.Second), lockdir.QueueDir)
+	claimed := lockdir.StagePath(r.path, "old", "00000000000000aa") // a sweeper died too
 	mk(claimed, "free.3")
-	fresh := stagePath(r.path, "new", "1111111111111111")
-	mk(fresh, queueDir)
+	fresh := lockdir.StagePath(r.path, "new", "1111111111111111")
+	mk(fresh, lockdir.QueueDir)
 	os.Chtimes(fresh, r.clk.Now(), r.clk.Now())
-	full := stagePath(r.path, "new", "2222222222222222")
+	full := lockdir.StagePath(r.path, "new", "2222222222222222")
 	mk(full, "free.1")
 	os.WriteFile(filepath.Join(full, "data"), []byte("precious"), 0o644)
 	os.Chtimes(full, old, old)
-	file := stagePath(r.path, "new", "3333333333333333")
+	file := lockdir.StagePath(r.path, "new", "3333333333333333")
 	os.WriteFile(file, []byte("precious"), 0o644)
 	target := filepath.Join(dir, "target")
 	mk(target, "free.1")
-	link := stagePath(r.path, "new", "4444444444444444")
+	link := lockdir.StagePath(r.path, "new", "4444444444444444")
 	os.Symlink(target, link)
-	other := stagePath(filepath.Join(dir, "other"), "new", "5555555555555555")
+	other := lockdir.StagePath(filepath.Join(dir, "other"), "new", "5555555555555555")
 	mk(other, "free.1")
 	odd := filepath.Join(dir, "."+filepath.Base(r.path)+".dlock-new-XYZ")
 	mk(odd)
@@ -921,7 +922,7 @@ func TestCreatorSweepsStagesOfDeadCreators(t *testing.T) {
 func TestSemaphoreCreatorSweepsDeadStages(t *testing.T) {
 	r := newRig(t)
 	old := r.clk.Now().Add(-2 * time.Second)
-	dead := stagePath(r.path, "new", "0123456789abcdef")
+	dead := lockdir.StagePath(r.path, "new", "0123456789abcdef")
 	os.MkdirAll(filepath.Join(dead, "size.3"), 0o755)
 	os.Chtimes(dead, old, old)
 	s, err := NewSemaphore(r.path, 3, WithClock(r.clk), WithPollInterval(never), WithTimeout(time.Second), WithMaxClockSkew(0))
@@ -945,14 +946,14 @@ func TestCreatorWhoseStageWasSweptTriesAgain(t *testing.T) {
 	swept := 0
 	f := func(stage string) {
 		if swept++; swept == 1 {
-			sweepStages(r.path, time.Now().Add(time.Hour), time.Second, stageMember) // real time: the stage's mtime is
+			lockdir.SweepStages(r.path, time.Now().Add(time.Hour), time.Second, lockdir.StageMember) // real time: the stage's mtime is
 			if _, err := os.Lstat(stage); !errors.Is(err, fs.ErrNotExist) {
 				t.Errorf("the stage was not swept: %v", err)
 			}
 		}
 	}
-	testStaged.Store(&f)
-	t.Cleanup(func() { testStaged.Store(nil) })
+	lockdir.TestStaged.Store(&f)
+	t.Cleanup(func() { lockdir.TestStaged.Store(nil) })
 	l := r.lock()
 	mustLock(t, l)
 	if swept != 2 {
@@ -991,10 +992,10 @@ func hideEntries(t *testing.T, path string) *atomic.Bool {
 		if p != path || !hide.Load() {
 			return names
 		}
-		return slices.DeleteFunc(names, isStateName)
+		return slices.DeleteFunc(names, lockdir.IsStateName)
 	}
-	testListing.Store(&f)
-	t.Cleanup(func() { testListing.Store(nil) })
+	lockdir.TestListing.Store(&f)
+	t.Cleanup(func() { lockdir.TestListing.Store(nil) })
 	return hide
 }
 
@@ -1063,8 +1064,8 @@ func ghostEntries(t *testing.T, path string) *atomic.Bool {
 		}
 		return append(slices.Clone(names), "free.1") // (names may be a pooled buffer)
 	}
-	testListing.Store(&f)
-	t.Cleanup(func() { testListing.Store(nil) })
+	lockdir.TestListing.Store(&f)
+	t.Cleanup(func() { lockdir.TestListing.Store(nil) })
 	return on
 }
 
@@ -1129,7 +1130,7 @@ func TestUnknownOrFutureHolderReclaimedAfterSeenTimeout(t *testing.T) {
 		{"garbage", func(r *rig) string { return "held.garbage" }},
 		{"future", func(r *rig) string {
 			future := r.clk.Now().Add(time.Hour)
-			return formatHeld(7, newToken(), 0, future, future, time.Second, identity{pid: 1, hostID: "abc", host: "elsewhere"})
+			return lockdir.FormatHeld(7, lockdir.NewToken(), 0, future, future, time.Second, lockdir.Identity{PID: 1, HostID: "abc", Host: "elsewhere"})
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1150,21 +1151,21 @@ func TestUnknownOrFutureHolderReclaimedAfterSeenTimeout(t *testing.T) {
 // A holder on this host whose process is gone, or whose pid now belongs to
 // another process, is reclaimed at once; a live one is not.
 func TestDeadHolderOnThisHostReclaimedAtOnce(t *testing.T) {
-	id := self()
-	if id.hostID == "0" || id.start == 0 {
-		t.Skip("this OS gives no host identity or process start time")
+	id := lockdir.Self()
+	if id.HostID == "0" || id.Start == 0 {
+		t.Skip("this OS gives no host lockdir.Identity or process start time")
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	if err := cmd.Run(); err != nil {
 		t.Fatal(err)
 	}
 	dead := id
-	dead.pid = cmd.Process.Pid
+	dead.PID = cmd.Process.Pid
 	reused := id
-	reused.start++
+	reused.Start++
 	for _, tc := range []struct {
 		name   string
-		holder identity
+		holder lockdir.Identity
 		want   bool
 	}{
 		{"exited", dead, true},
@@ -1174,7 +1175,7 @@ func TestDeadHolderOnThisHostReclaimedAtOnce(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newRig(t)
 			now := r.clk.Now()
-			os.MkdirAll(filepath.Join(r.path, formatHeld(5, newToken(), 0, now, now, time.Hour, tc.holder)), 0o755)
+			os.MkdirAll(filepath.Join(r.path, lockdir.FormatHeld(5, lockdir.NewToken(), 0, now, now, time.Hour, tc.holder)), 0o755)
 			ok, err := r.lock(WithPatience(0)).TryLock()
 			if ok != tc.want || err != nil {
 				t.Fatalf("TryLock = %v, %v; want %v", ok, err, tc.want)
@@ -1269,54 +1270,6 @@ func TestInspect(t *testing.T) {
 	if st, err = Inspect(r.path); err != nil || st.Held || st.Fence != a.Fence() {
 		t.Fatalf("Inspect after Unlock = %+v, %v", st, err)
 	}
-}
-
-func TestEntryNameRoundTrip(t *testing.T) {
-	since := time.Unix(0, 1_700_000_000_123_456_789)
-	id := identity{pid: 4242, start: 99, hostID: "1f", host: strings.Repeat("h", maxHostLen)}
-	name := formatHeld(1<<64-1, newToken(), 1<<64-1, since, since.Add(time.Hour), time.Duration(1<<63-1), id)
-	if len(name) > 255 {
-		t.Fatalf("longest held name is %d bytes", len(name))
-	}
-	e := parseEntry(name)
-	h := e.holder
-	if h.Unknown || h.PID != 4242 || h.pstart != 99 || !h.Since.Equal(since) || h.Host != id.host || e.epoch != 1<<64-1 {
-		t.Fatalf("parse(format) = %+v", e)
-	}
-	if s := sanitizeHost("a b/c\\d.é"); s != "a_b_c_d.__" {
-		t.Fatalf("sanitizeHost = %q", s)
-	}
-}
-
-// FuzzParseEntry: any name parses without panic, and whatever parses
-// formats back to the very same name (one name per state).
-func FuzzParseEntry(f *testing.F) {
-	now := time.Unix(0, 1_700_000_000_000_000_000)
-	f.Add(freeName(42))
-	f.Add(formatHeld(43, newToken(), 2, now, now, time.Second, identity{pid: 7, start: 8, hostID: "ab", host: "web-1.example.com"}))
-	f.Add("held.1.2.3")
-	f.Add("free.-1")
-	f.Add("held." + strings.Repeat(".", 300))
-	f.Fuzz(func(t *testing.T, name string) {
-		e := parseEntry(name)
-		switch {
-		case e.free:
-			if freeName(e.epoch) != name {
-				t.Fatalf("free %q re-formats as %q", name, freeName(e.epoch))
-			}
-		case !e.holder.Unknown:
-			h := e.holder
-			again := formatHeld(h.Fence, h.Token, h.Sequence, h.Since, h.Beat, h.Timeout,
-				identity{pid: h.PID, start: h.pstart, hostID: h.HostID, host: h.Host})
-			if again != name {
-				t.Fatalf("held %q re-formats as %q", name, again)
-			}
-		default:
-			if e.holder.Entry != name {
-				t.Fatalf("unknown holder lost its entry name")
-			}
-		}
-	})
 }
 
 func TestBreak(t *testing.T) {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/lockdir/dlock/internal/lockdir"
 )
 
 // Sentinel errors. Test for them with errors.Is: the errors this package
@@ -31,13 +33,13 @@ var (
 	// ErrNotLock means something other than a dlock lock directory is at the
 	// path: a regular file, a symlink, or a directory holding files that are
 	// not a lock's. dlock never changes or removes it; waiting will not help.
-	ErrNotLock = errors.New("not a lock directory")
+	ErrNotLock = lockdir.ErrNotLock
 
 	// ErrCorrupt means the lock directory holds more than one state entry,
 	// which dlock never writes, or has shown its waiters' queue and no
 	// state entry for TIMEOUT (someone removed the entry by hand). It is
 	// not touched; remove it by hand once nobody uses it.
-	ErrCorrupt = errors.New("lock directory is corrupt")
+	ErrCorrupt = lockdir.ErrCorrupt
 
 	// ErrUnsafeFS means the lock's path is on a filesystem where dlock's
 	// compare-and-swap does not hold, so two processes could hold the lock at

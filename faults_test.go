@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/lockdir/dlock/internal/fsys"
+	"github.com/lockdir/dlock/internal/lockdir"
 	"golang.org/x/sys/unix"
 )
 
@@ -540,7 +541,7 @@ func TestForeignFilesUntouched(t *testing.T) {
 			if len(f) == 0 {
 				continue
 			}
-			if name := f[0]; !isStateName(name) && name != "." && !strings.HasPrefix(name, queueDir) {
+			if name := f[0]; !lockdir.IsStateName(name) && name != "." && !strings.HasPrefix(name, lockdir.QueueDir) {
 				b.WriteString(line + "\n")
 			}
 		}
@@ -581,12 +582,12 @@ func TestForeignThingsInTheQueue(t *testing.T) {
 		holder, w1, w2 := r.lock(), r.lock(), r.lock()
 		mustLock(t, holder)
 		d1 := r.lockAsync(context.Background(), w1)
-		q := filepath.Join(r.path, queueDir)
+		q := filepath.Join(r.path, lockdir.QueueDir)
 		dead := 1 << 30 // above any pid_max: no such process
 		r.clk.Add(time.Microsecond)
-		dir := fmt.Sprintf("%020d.%016x.%d.%s", r.clk.Now().UnixNano(), 1, dead, self().hostID)
+		dir := fmt.Sprintf("%020d.%016x.%d.%s", r.clk.Now().UnixNano(), 1, dead, lockdir.Self().HostID)
 		r.clk.Add(time.Microsecond)
-		file := fmt.Sprintf("%020d.%016x.%d.%s", r.clk.Now().UnixNano(), 2, dead, self().hostID)
+		file := fmt.Sprintf("%020d.%016x.%d.%s", r.clk.Now().UnixNano(), 2, dead, lockdir.Self().HostID)
 		r.clk.Add(time.Microsecond)
 		if err := os.MkdirAll(filepath.Join(q, dir, "inside"), 0o755); err != nil {
 			t.Fatal(err)
@@ -675,10 +676,10 @@ func garbageReclaimedAfterTimeout(t *testing.T, r *rig) {
 // field i (0 fence, 1 token, 2 seq, 3 since, 4 beat, 5 timeout, 6 pid,
 // 7 pstart, 8 hostid, 9 host) replaced by v.
 func corruptField(now time.Time, i int, v string) string {
-	good := formatHeld(5, newToken(), 0, now, now, time.Second, identity{pid: 4242, start: 7, hostID: "e1", host: "elsewhere"})
-	f := strings.SplitN(strings.TrimPrefix(good, heldPrefix), ".", 10)
+	good := lockdir.FormatHeld(5, lockdir.NewToken(), 0, now, now, time.Second, lockdir.Identity{PID: 4242, Start: 7, HostID: "e1", Host: "elsewhere"})
+	f := strings.SplitN(strings.TrimPrefix(good, "held."), ".", 10)
 	f[i] = v
-	return heldPrefix + strings.Join(f, ".")
+	return "held." + strings.Join(f, ".")
 }
 
 // Huge and corrupt holder records: Inspect, TryLock and Lock never panic,
@@ -689,9 +690,9 @@ func TestCorruptHolderRecords(t *testing.T) {
 		return prefix + strings.Repeat(string(fill), 255-len(prefix))
 	}
 	cases := map[string]string{
-		"255 bytes of 9":          long255(heldPrefix, '9'),
-		"255 bytes of dots":       long255(heldPrefix, '.'),
-		"255 bytes, free":         long255(freePrefix, '1'),
+		"255 bytes of 9":          long255("held.", '9'),
+		"255 bytes of dots":       long255("held.", '.'),
+		"255 bytes, free":         long255("free.", '1'),
 		"255 bytes, long host":    corruptField(now, 9, strings.Repeat("h", 255-len(corruptField(now, 9, "")))),
 		"non-UTF-8 host":          corruptField(now, 9, "h\xff\xfe"),
 		"non-UTF-8 token":         corruptField(now, 1, strings.Repeat("\xc3", 32)),
@@ -836,7 +837,7 @@ func TestSymlinkSwappedInBetweenSteps(t *testing.T) {
 		if err := l.Unlock(); err != nil {
 			t.Fatal(err)
 		}
-		swap(t, freeName(l.Fence()))
+		swap(t, lockdir.FreeName(l.Fence()))
 		before := tree(t, target)
 		// A Lock that remembers nothing lists the path and refuses it.
 		fresh, _ := New(path)
@@ -892,7 +893,7 @@ func TestSymlinkSwappedInBetweenSteps(t *testing.T) {
 func TestClockJumpBackWaiterStillReclaims(t *testing.T) {
 	r := newRig(t)
 	now := r.clk.Now()
-	os.MkdirAll(filepath.Join(r.path, formatHeld(5, newToken(), 0, now, now, time.Second, identity{pid: 4242, hostID: "e1", host: "elsewhere"})), 0o755)
+	os.MkdirAll(filepath.Join(r.path, lockdir.FormatHeld(5, lockdir.NewToken(), 0, now, now, time.Second, lockdir.Identity{PID: 4242, HostID: "e1", Host: "elsewhere"})), 0o755)
 	w := r.lock()
 	if ok, err := w.TryLock(); ok || err != nil {
 		t.Fatalf("TryLock of a fresh lock = %v, %v", ok, err)
@@ -946,9 +947,9 @@ func TestClockJumpForwardWaiterReclaimsAndHolderIsTold(t *testing.T) {
 func TestFutureHolderKeptWhileRefreshing(t *testing.T) {
 	r := newRig(t)
 	future := r.clk.Now().Add(time.Hour)
-	id := identity{pid: 4242, hostID: "e1", host: "ahead"}
-	token := newToken()
-	cur := formatHeld(7, token, 0, future, future, time.Second, id)
+	id := lockdir.Identity{PID: 4242, HostID: "e1", Host: "ahead"}
+	token := lockdir.NewToken()
+	cur := lockdir.FormatHeld(7, token, 0, future, future, time.Second, id)
 	os.MkdirAll(filepath.Join(r.path, cur), 0o755)
 	w := r.lock(WithTimeout(time.Hour)) // the holder's TIMEOUT rules, not ours
 	st, err := w.Status()
@@ -960,7 +961,7 @@ func TestFutureHolderKeptWhileRefreshing(t *testing.T) {
 			t.Fatalf("beat %d: TryLock = %v, %v", seq, ok, err)
 		}
 		r.clk.Add(900 * time.Millisecond)
-		next := formatHeld(7, token, seq, future, future.Add(time.Duration(seq)*time.Second), time.Second, id)
+		next := lockdir.FormatHeld(7, token, seq, future, future.Add(time.Duration(seq)*time.Second), time.Second, id)
 		if err := os.Rename(filepath.Join(r.path, cur), filepath.Join(r.path, next)); err != nil {
 			t.Fatal(err)
 		}
@@ -1009,7 +1010,7 @@ func TestSetgidGroupDirectoryKeepsTheGroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Unlock()
-	for _, p := range []string{l.Path(), filepath.Join(l.Path(), queueDir)} {
+	for _, p := range []string{l.Path(), filepath.Join(l.Path(), lockdir.QueueDir)} {
 		fi, err := os.Stat(p)
 		if err != nil {
 			t.Fatal(err)

@@ -41,6 +41,7 @@ import (
 	"time"
 
 	"github.com/benbjohnson/clock"
+	"github.com/lockdir/dlock/internal/lockdir"
 )
 
 func init() {
@@ -548,7 +549,7 @@ func (r *hostsRig) remount(t *testing.T, h *rigHost) {
 // host B see it.
 func (r *hostsRig) dirs(t *testing.T) (string, string) {
 	t.Helper()
-	name := "t-" + strings.ReplaceAll(t.Name(), "/", "-") + "-" + newToken()[:8]
+	name := "t-" + strings.ReplaceAll(t.Name(), "/", "-") + "-" + lockdir.NewToken()[:8]
 	if err := os.Mkdir(filepath.Join(r.export, name), 0o755); err != nil {
 		t.Fatal(err)
 	}

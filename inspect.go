@@ -3,6 +3,8 @@ package dlock
 import (
 	"fmt"
 	"time"
+
+	"github.com/lockdir/dlock/internal/lockdir"
 )
 
 // Status is what a lock directory says about its lock at one moment.
@@ -84,14 +86,14 @@ func (l *Lock) status() (Status, error) {
 	if err != nil {
 		return s, err
 	}
-	if err := st.check(l.path); err != nil {
+	if err := st.Check(l.path); err != nil {
 		return s, err
 	}
-	s.Exists, s.Entries = !st.missing, st.entries
+	s.Exists, s.Entries = !st.Missing, st.Entries
 	switch {
-	case st.missing:
-	case st.entries != 1:
-		s.Held, s.Holder = true, Holder{Unknown: true, Entry: st.names}
+	case st.Missing:
+	case st.Entries != 1:
+		s.Held, s.Holder = true, Holder{Unknown: true, Entry: st.Names}
 	case st.e.free:
 		s.Fence = st.e.epoch
 	default:
@@ -144,27 +146,27 @@ func (l *Lock) breakLock(force, hold bool) (Status, error) {
 	}
 	st, err := readState(l.path)
 	if err == nil {
-		err = st.check(l.path)
+		err = st.Check(l.path)
 	}
 	if err != nil {
 		return before, err
 	}
 	switch {
-	case st.missing || st.entries == 1 && st.e.free:
+	case st.Missing || st.Entries == 1 && st.e.free:
 		return before, nil // released meanwhile
-	case st.entries > 1:
-		return before, fmt.Errorf("dlock: not breaking %s: %w: it shows %d state entries (a change in progress, or a damaged lock): look again", l.path, ErrBusy, st.entries)
-	case st.entries == 0 && st.queue:
-		return before, noEntryError(l.path, 0)
-	case st.entries == 0:
-		return before, removeEmpty(l.path)
+	case st.Entries > 1:
+		return before, fmt.Errorf("dlock: not breaking %s: %w: it shows %d state entries (a change in progress, or a damaged lock): look again", l.path, ErrBusy, st.Entries)
+	case st.Entries == 0 && st.Queue:
+		return before, lockdir.NoEntryError(l.path, 0)
+	case st.Entries == 0:
+		return before, lockdir.RemoveEmpty(l.path)
 	case st.e.holder.Unknown && st.e.name != before.Holder.Entry ||
 		!st.e.holder.Unknown && st.e.holder.Token != before.Holder.Token:
 		// (A heartbeat renames the entry but keeps its token: the same
 		// holder, and the reclaim below acts on its newest name.)
 		return before, fmt.Errorf("dlock: not breaking %s: %w: it changed hands while we looked (now %s)", l.path, ErrBusy, st.e.holder)
 	}
-	ok, err := l.take(st.e, newToken(), true)
+	ok, err := l.take(st.e, lockdir.NewToken(), true)
 	if err != nil {
 		return before, err
 	}

@@ -26,6 +26,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/lockdir/dlock/internal/lockdir"
 )
 
 // errDeadline: the acquisition's deadline passed before a release was done.
@@ -245,7 +247,7 @@ func (l *Lock) heartbeat() {
 	case err == nil:
 		l.extend(issued)
 		l.timer.Reset(max(l.cfg.refresh-now.Sub(issued), 0))
-	case errors.Is(err, errGone):
+	case errors.Is(err, lockdir.ErrGone):
 		l.markLost("it was reclaimed or removed while held")
 	default:
 		l.logWarn("refresh failed; retrying", "err", err, "deadline in", l.deadline.Sub(now))
@@ -330,14 +332,14 @@ func describeState(path string) string {
 			err = inner
 		}
 		return fmt.Sprintf("the lock directory cannot be read now (%v)", err)
-	case st.missing:
+	case st.Missing:
 		return "the lock directory is gone"
-	case st.entries == 1 && st.e.free:
+	case st.Entries == 1 && st.e.free:
 		return "it is free now"
-	case st.entries == 1:
+	case st.Entries == 1:
 		return "it is held by " + st.e.holder.String() + " now"
-	case st.entries == 0:
+	case st.Entries == 0:
 		return "it shows no state entry now"
 	}
-	return fmt.Sprintf("it shows %d state entries now", st.entries)
+	return fmt.Sprintf("it shows %d state entries now", st.Entries)
 }

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/benbjohnson/clock"
+	"github.com/lockdir/dlock/internal/lockdir"
 )
 
 // hangRenames makes every transition whose rename matches block, as in a
@@ -36,10 +37,10 @@ func hangRenames(t *testing.T, match func(from, to string) bool) (entered <-chan
 			<-frozen
 		}
 	}
-	testMove.Store(&f)
+	lockdir.TestMove.Store(&f)
 	t.Cleanup(func() {
 		thaw()
-		testMove.Store(nil)
+		lockdir.TestMove.Store(nil)
 	})
 	return in, thaw
 }
@@ -79,7 +80,7 @@ func TestHungRefreshToldAtDeadlineBeforeReclaim(t *testing.T) {
 	start := r.clk.Now()
 	mustLock(t, a)
 	tok := a.token
-	entered, thaw := hangRenames(t, func(from, to string) bool { return carries(to, tok) || strings.HasPrefix(to, freePrefix) })
+	entered, thaw := hangRenames(t, func(from, to string) bool { return carries(to, tok) || strings.HasPrefix(to, "free.") })
 	done := r.lockAsync(context.Background(), b)
 
 	r.clk.Add(time.Second)
@@ -137,7 +138,7 @@ func TestHungReleaseUnlockReturnsByDeadline(t *testing.T) {
 			r := newRig(t)
 			a := r.lock(WithTimeout(3 * time.Second))
 			mustLock(t, a)
-			free := freeName(a.Fence())
+			free := lockdir.FreeName(a.Fence())
 			entered, thaw := hangRenames(t, func(from, to string) bool { return to == free })
 			unlocked := make(chan error, 1)
 			go func() { unlocked <- a.Unlock() }()
@@ -184,7 +185,7 @@ func TestLockGivesUpInsideAHungAttempt(t *testing.T) {
 		t.Fatal(err)
 	}
 	first := w.Fence()
-	entered, thaw := hangRenames(t, func(from, to string) bool { return strings.HasPrefix(to, heldPrefix) })
+	entered, thaw := hangRenames(t, func(from, to string) bool { return strings.HasPrefix(to, "held.") })
 	ctx, cancel := context.WithCancel(context.Background())
 	locked := make(chan error, 1)
 	go func() { locked <- w.Lock(ctx) }()
@@ -224,7 +225,7 @@ func TestPatienceEndsAHungAttempt(t *testing.T) {
 	mustLock(t, a)
 	a.Unlock()
 	w := r.lock(WithPatience(time.Second), WithPollInterval(50*time.Millisecond))
-	entered, thaw := hangRenames(t, func(from, to string) bool { return strings.HasPrefix(to, heldPrefix) })
+	entered, thaw := hangRenames(t, func(from, to string) bool { return strings.HasPrefix(to, "held.") })
 	locked := make(chan error, 1)
 	go func() { locked <- w.Lock(context.Background()) }()
 	waitFor(t, entered, "the acquiring rename to hang")
@@ -366,8 +367,8 @@ func countListings(t *testing.T, path string) *atomic.Int64 {
 		}
 		return names
 	}
-	testListing.Store(&f)
-	t.Cleanup(func() { testListing.Store(nil) })
+	lockdir.TestListing.Store(&f)
+	t.Cleanup(func() { lockdir.TestListing.Store(nil) })
 	return n
 }
 
@@ -458,7 +459,7 @@ func TestPatienceEndsAHungSemaphoreAttempt(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.Release()
-	entered, thaw := hangRenames(t, func(from, to string) bool { return strings.HasPrefix(to, heldPrefix) })
+	entered, thaw := hangRenames(t, func(from, to string) bool { return strings.HasPrefix(to, "held.") })
 	got := make(chan error, 1)
 	go func() { _, err := s.Take(context.Background()); got <- err }()
 	waitFor(t, entered, "the acquiring rename to hang")

@@ -30,6 +30,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/lockdir/dlock/internal/lockdir"
 )
 
 // qemuMarker begins every line of the guest roles (and of the COMMANDs of
@@ -246,7 +248,7 @@ func needQemu(t *testing.T) qemuRig {
 // (under /m1, /m2), and its path on this host.
 func (r qemuRig) dir(t *testing.T) (string, string) {
 	t.Helper()
-	name := "t-" + strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()) + "-" + newToken()[:8]
+	name := "t-" + strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()) + "-" + lockdir.NewToken()[:8]
 	host := filepath.Join(r.export, name)
 	if err := os.Mkdir(host, 0o755); err != nil {
 		t.Fatal(err)
@@ -373,7 +375,7 @@ func (r qemuRig) boot(t *testing.T, name string, net int, env []string, extra ..
 	t.Helper()
 	run := filepath.Join(r.state, "run")
 	os.MkdirAll(run, 0o755)
-	id := name + "-" + newToken()[:6]
+	id := name + "-" + lockdir.NewToken()[:6]
 	g := &qemuGuest{lineLog: newLineLog(name), mon: filepath.Join(run, id+".mon")}
 	cmdline := []string{"console=ttyS0", "panic=-1", "quiet", "loglevel=4",
 		"DLOCK_NFS_PORT=" + r.port, "DLOCK_GUEST_NAME=" + name, fmt.Sprintf("DLOCK_GUEST_NET=10.0.%d", net)}
@@ -473,13 +475,13 @@ type entryLog struct {
 func watchEntries(ctx context.Context, path string) *entryLog {
 	e := &entryLog{changed: make(chan struct{}, 1)}
 	last := ""
-	if st, err := readState(path); err == nil && st.entries == 1 {
+	if st, err := readState(path); err == nil && st.Entries == 1 {
 		last = st.e.name
 		e.changes = append(e.changes, stamped{time.Now(), last})
 	}
 	go func() {
 		for ctx.Err() == nil {
-			if st, err := readState(path); err == nil && st.entries == 1 {
+			if st, err := readState(path); err == nil && st.Entries == 1 {
 				name := st.e.name
 				if name != last {
 					e.mu.Lock()

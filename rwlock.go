@@ -379,12 +379,12 @@ func (rw *RWLock) waitOrOnce(ctx context.Context, spec waitSpec, start time.Time
 func (rw *RWLock) tryRead(ctx context.Context) (int, entry, time.Time, error) {
 	st, err := readState(rw.writer.path)
 	if err == nil {
-		err = st.check(rw.writer.path)
+		err = st.Check(rw.writer.path)
 	}
 	if err != nil {
 		return -1, entry{}, time.Time{}, err
 	}
-	if !st.missing && st.entries == 1 && !st.e.free {
+	if !st.Missing && st.Entries == 1 && !st.e.free {
 		rw.writer.op.Lock()
 		now := rw.cfg.clock.Now()
 		at, _ := rw.writer.staleAt(now, now, st.e)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/lockdir/dlock/internal/fsys"
+	"github.com/lockdir/dlock/internal/lockdir"
 )
 
 // Semaphore lets at most n holders in at once, across processes and
@@ -398,7 +399,7 @@ func checkContainer(dir, marker string, cfg *config, member func(string) bool) e
 	names, err := fsys.ReadNames(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		perm := cfg.perm
-		stage := stagePath(dir, "new", newToken()[:16])
+		stage := lockdir.StagePath(dir, "new", lockdir.NewToken()[:16])
 		err := os.Mkdir(stage, perm)
 		if err == nil {
 			if err = os.Chmod(stage, perm); err == nil {
@@ -411,7 +412,7 @@ func checkContainer(dir, marker string, cfg *config, member func(string) bool) e
 			}
 			if err == nil {
 				kind, _, _ := strings.Cut(marker, ".")
-				sweepStages(dir, cfg.clock.Now(), cfg.timeout, func(n string) bool { return strings.HasPrefix(n, kind+".") })
+				lockdir.SweepStages(dir, cfg.clock.Now(), cfg.timeout, func(n string) bool { return strings.HasPrefix(n, kind+".") })
 				return nil
 			}
 			os.Remove(filepath.Join(stage, marker))

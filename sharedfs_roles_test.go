@@ -19,7 +19,7 @@ import (
 //   - DLOCK_TEST_ELSEWHERE=1 with any DLOCK_TEST_CHILD role: the child
 //     re-executes itself under `unshare --pid --fork --mount-proc`, so it
 //     plays its role on "another host": its own pid namespace, hence
-//     another host identity, so no waiter may judge it by its pid.
+//     another host lockdir.Identity, so no waiter may judge it by its pid.
 //     The process the parent started is unshare; the player is its only
 //     child, which the kernel kills with SIGKILL as unshare dies
 //     (--kill-child): SIGKILL unshare to kill the player.

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lockdir/dlock/internal/lockdir"
 )
 
 // These tests need a real shared filesystem: one export mounted twice, as
@@ -61,7 +63,7 @@ func needSharedFS(t *testing.T) sharedFS {
 // dirs returns a fresh directory of the export as seen through each mount.
 func (fs sharedFS) dirs(t *testing.T) (string, string) {
 	t.Helper()
-	name := "t-" + strings.ReplaceAll(t.Name(), "/", "-") + "-" + newToken()[:8]
+	name := "t-" + strings.ReplaceAll(t.Name(), "/", "-") + "-" + lockdir.NewToken()[:8]
 	d1 := filepath.Join(fs.m1, name)
 	if err := os.Mkdir(d1, 0o755); err != nil {
 		t.Fatal(err)
@@ -212,7 +214,7 @@ func settledEntry(t *testing.T, path string) string {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		st, err := readState(path)
-		if err == nil && st.entries == 1 {
+		if err == nil && st.Entries == 1 {
 			return st.e.name
 		}
 		if time.Now().After(deadline) {
@@ -270,13 +272,13 @@ func TestSharedFSDoubleReclaim(t *testing.T) {
 	const rounds = 20
 	racers := [2]*racer{startRacer(t, fs.timeout), startRacer(t, fs.timeout)}
 	old := time.Now().Add(-time.Hour)
-	elsewhere := identity{pid: 1, hostID: "e1", host: "elsewhere"}
+	elsewhere := lockdir.Identity{PID: 1, HostID: "e1", Host: "elsewhere"}
 	var wins [2]int
 	var errs []string
 	start := time.Now()
 	for r := range rounds {
 		name := strconv.Itoa(r)
-		stale := formatHeld(uint64(r+1), newToken(), 0, old, old, fs.timeout, elsewhere)
+		stale := lockdir.FormatHeld(uint64(r+1), lockdir.NewToken(), 0, old, old, fs.timeout, elsewhere)
 		if err := os.MkdirAll(filepath.Join(d1, name, stale), 0o755); err != nil {
 			t.Fatal(err)
 		}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/benbjohnson/clock"
+	"github.com/lockdir/dlock/internal/lockdir"
 	"github.com/lockdir/dlock/internal/proc"
 	"github.com/lockdir/dlock/internal/watch"
 )
@@ -17,8 +18,8 @@ import (
 type waitSpec struct {
 	what     string // for errors: "locking /x"
 	paths    []string
-	queue    *queue // for a single lock on a local filesystem, else nil
-	local    bool   // the filesystem is local: a watch sees every change
+	queue    *lockdir.Queue // for a single lock on a local filesystem, else nil
+	local    bool           // the filesystem is local: a watch sees every change
 	clock    clock.Clock
 	patience time.Duration // < 0: no limit
 	poll     time.Duration
@@ -123,7 +124,7 @@ func newWaiter(w waitSpec, start time.Time) *waiter {
 // closes the pidfds.
 func (r *waiter) leave() {
 	if r.w.queue != nil {
-		r.w.queue.leave()
+		r.w.queue.Leave()
 	}
 	r.wt.Close()
 	r.death.Close()
@@ -158,15 +159,15 @@ func (r *waiter) target() (paths []string, afterPred bool) {
 		// Woken by an event while first in line: a hand-off, most
 		// likely. Try at once; the queue is listed again at the next
 		// timer (our place in it does not change by itself).
-		return []string{q.lock}, false
-	case !r.first && r.predGone && q.pred != "":
+		return []string{q.Lock}, false
+	case !r.first && r.predGone && q.Pred != "":
 		// Our predecessor left, most likely because it acquired: then
 		// we are first, which the attempt checks without listing the
 		// queue (with many waiters, the listing is the costly part of a
 		// hand-off).
-		return []string{q.lock}, true
+		return []string{q.Lock}, true
 	}
-	return []string{q.target(r.w.clock.Now())}, false
+	return []string{q.Target(r.w.clock.Now())}, false
 }
 
 // watch watches paths (or, if our predecessor left meanwhile, the next
@@ -177,13 +178,13 @@ func (r *waiter) watch(paths []string) ([]string, bool) {
 	watching := r.wt.Set(paths)
 	// The predecessor left between the listing and the watch: look
 	// again now rather than at the next poll.
-	for i := 0; !watching && q != nil && paths[0] != q.lock && i < 3; i++ {
-		paths = []string{q.target(r.w.clock.Now())}
+	for i := 0; !watching && q != nil && paths[0] != q.Lock && i < 3; i++ {
+		paths = []string{q.Target(r.w.clock.Now())}
 		watching = r.wt.Set(paths)
 	}
-	r.first = q == nil || len(paths) == 1 && paths[0] == q.lock
+	r.first = q == nil || len(paths) == 1 && paths[0] == q.Lock
 	if r.predDeath != nil { // (only ever behind others, in a queue)
-		if pred, ok := ticketProcess(q.pred); r.first || !ok || !r.predDeath.Watches(pred.PID, pred.pstart) {
+		if pid, ok := lockdir.TicketPID(q.Pred); r.first || !ok || !r.predDeath.Watches(pid, 0) {
 			r.predDeath.Close()
 			r.predDeath = nil
 		}
@@ -241,7 +242,7 @@ func (r *waiter) look(paths []string, watching, afterPred bool) (ok, again, skip
 		return false, false, false, err
 	}
 	r.seen, r.staleAt = e, at
-	if afterPred && !w.queue.predHolds(r.seen.holder) {
+	if afterPred && !w.queue.PredHolds(knownToken(r.seen.holder)) {
 		return false, true, false, nil // it left for another reason: find our place
 	}
 	if !watching && len(paths) > 0 {
@@ -266,7 +267,7 @@ func (r *waiter) schedulePoll(watching, skipped bool) {
 	// behind the first in line: a first waiter stopped (^Z) would hold up
 	// the line with the lock free.
 	if watching && w.local && !(r.seen.holder.Unknown && r.seen.name == "") &&
-		!(w.queue != nil && !r.first && w.queue.second) {
+		!(w.queue != nil && !r.first && w.queue.Second) {
 		poll *= localPollFactor
 	}
 	// A wake-up that did not look may bring the next poll forward, never
@@ -358,7 +359,7 @@ func (r *waiter) sleep(ctx context.Context, next time.Duration, checkPid bool, a
 		r.death.Close()
 		r.death = nil
 	case <-r.predDeath.Done():
-		w.queue.dead = w.queue.pred
+		w.queue.Dead = w.queue.Pred
 		r.predDeath.Close()
 		r.predDeath = nil
 	case <-r.wt.Events():
@@ -367,8 +368,8 @@ func (r *waiter) sleep(ctx context.Context, next time.Duration, checkPid bool, a
 		// waiter is exiting (see fsys.HoldOpen). kill(pid, 0) passes it
 		// until it is reaped, so watch it end.
 		if r.evented && !r.predGone && !r.first && r.predDeath == nil {
-			if pred, ok := ticketProcess(w.queue.pred); ok {
-				r.predDeath = proc.WatchDeath(pred.PID, pred.pstart)
+			if pid, ok := lockdir.TicketPID(w.queue.Pred); ok {
+				r.predDeath = proc.WatchDeath(pid, 0)
 			}
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/lockdir/dlock/internal/fsys"
+	"github.com/lockdir/dlock/internal/lockdir"
 )
 
 // A waiter behind others that is woken again and again without looking
@@ -35,12 +36,12 @@ func TestWakeUpsDoNotPutOffThePoll(t *testing.T) {
 	for len(looks) > 0 {
 		<-looks
 	}
-	names, _ := fsys.ReadNames(filepath.Join(r.path, queueDir))
+	names, _ := fsys.ReadNames(filepath.Join(r.path, lockdir.QueueDir))
 	slices.Sort(names)
 	if len(names) != 2 {
 		t.Fatalf("queue holds %q, want two tickets", names)
 	}
-	pred := filepath.Join(r.path, queueDir, names[0])
+	pred := filepath.Join(r.path, lockdir.QueueDir, names[0])
 	for range 9 {
 		r.clk.Add(100 * time.Millisecond)
 		f, err := os.Open(pred)

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/lockdir/dlock/internal/lockdir"
 	"golang.org/x/sys/unix"
 )
 
@@ -28,7 +29,7 @@ const inotifyMask = unix.IN_CREATE | unix.IN_MOVED_TO | unix.IN_DELETE |
 // maskFor is inotifyMask, and for a ticket in a queue its close too: its
 // waiter died (see fsys.HoldOpen).
 func maskFor(path string) uint32 {
-	if isTicketPath(path) {
+	if lockdir.IsTicketPath(path) {
 		return inotifyMask | unix.IN_CLOSE_NOWRITE
 	}
 	return inotifyMask

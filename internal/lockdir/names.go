@@ -1,4 +1,4 @@
-package dlock
+package lockdir
 
 import (
 	"hash/fnv"
@@ -35,32 +35,49 @@ const (
 	freePrefix = "free."
 	heldPrefix = "held."
 
-	// maxHostLen keeps the longest possible held name under 255 bytes.
-	maxHostLen = 48
+	// MaxHostLen keeps the longest possible held name under 255 bytes.
+	MaxHostLen = 48
 	// maxEntryLen bounds what the parser looks at.
 	maxEntryLen = 255
 )
 
-// entry is a parsed state entry.
-type entry struct {
-	name   string
-	free   bool
-	epoch  uint64 // for free and held entries that parsed
-	holder Holder // for held entries (Unknown if it did not parse)
-	// For an unknown state an attempt returns: since when it was seen.
-	observed time.Time
+// Entry is a parsed state entry.
+type Entry struct {
+	Name   string
+	Free   bool
+	Epoch  uint64 // for free and held entries that parsed
+	Holder Holder // for held entries (Unknown if it did not parse)
 }
 
-func freeName(epoch uint64) string {
+// Holder is the owner record a held entry's name carries: the fields of
+// dlock's Holder, and the process start time it checks liveness by.
+type Holder struct {
+	PID      int
+	Host     string
+	HostID   string
+	Since    time.Time
+	Beat     time.Time
+	Timeout  time.Duration
+	Fence    uint64
+	Token    string
+	Entry    string // the raw state entry name
+	Unknown  bool   // the entry could not be parsed: nothing above is known
+	Sequence uint64
+	PStart   uint64 // process start time (OS-specific units; 0 unknown)
+}
+
+// FreeName is the free entry of fence epoch.
+func FreeName(epoch uint64) string {
 	return freePrefix + strconv.FormatUint(epoch, 10)
 }
 
-// heldName formats the state entry of a held lock for this process.
-func heldName(epoch uint64, token string, seq uint64, since, beat time.Time, timeout time.Duration) string {
-	return formatHeld(epoch, token, seq, since, beat, timeout, self())
+// HeldName formats the state entry of a held lock for this process.
+func HeldName(epoch uint64, token string, seq uint64, since, beat time.Time, timeout time.Duration) string {
+	return FormatHeld(epoch, token, seq, since, beat, timeout, Self())
 }
 
-func formatHeld(epoch uint64, token string, seq uint64, since, beat time.Time, timeout time.Duration, id identity) string {
+// FormatHeld is HeldName for the process id.
+func FormatHeld(epoch uint64, token string, seq uint64, since, beat time.Time, timeout time.Duration, id Identity) string {
 	b := make([]byte, 0, 200)
 	b = append(b, heldPrefix...)
 	b = strconv.AppendUint(b, epoch, 10)
@@ -75,40 +92,40 @@ func formatHeld(epoch uint64, token string, seq uint64, since, beat time.Time, t
 	b = append(b, '.')
 	b = strconv.AppendInt(b, int64(timeout), 10)
 	b = append(b, '.')
-	b = strconv.AppendInt(b, int64(id.pid), 10)
+	b = strconv.AppendInt(b, int64(id.PID), 10)
 	b = append(b, '.')
-	b = strconv.AppendUint(b, id.start, 10)
+	b = strconv.AppendUint(b, id.Start, 10)
 	b = append(b, '.')
-	b = append(b, id.hostID...)
+	b = append(b, id.HostID...)
 	b = append(b, '.')
-	b = append(b, id.host...)
+	b = append(b, id.Host...)
 	return string(b)
 }
 
-// isStateName reports whether name is a state entry (parsable or not).
-func isStateName(name string) bool {
+// IsStateName reports whether name is a state entry (parsable or not).
+func IsStateName(name string) bool {
 	return strings.HasPrefix(name, freePrefix) || strings.HasPrefix(name, heldPrefix)
 }
 
-// parseEntry parses a state entry name. It never fails: a name it cannot
+// Parse parses a state entry name. It never fails: a name it cannot
 // read is a held entry of an unknown holder.
-func parseEntry(name string) entry {
-	e := entry{name: name}
+func Parse(name string) Entry {
+	e := Entry{Name: name}
 	if len(name) <= maxEntryLen {
 		if rest, ok := strings.CutPrefix(name, freePrefix); ok {
 			if epoch, ok := parseDecimal(rest); ok {
-				e.free, e.epoch = true, epoch
+				e.Free, e.Epoch = true, epoch
 				return e
 			}
 		} else if rest, ok := strings.CutPrefix(name, heldPrefix); ok {
 			if h, ok := parseHeld(rest); ok {
 				h.Entry = name
-				e.epoch, e.holder = h.Fence, h
+				e.Epoch, e.Holder = h.Fence, h
 				return e
 			}
 		}
 	}
-	e.holder = Holder{Unknown: true, Entry: name}
+	e.Holder = Holder{Unknown: true, Entry: name}
 	return e
 }
 
@@ -126,10 +143,10 @@ func parseHeld(s string) (h Holder, ok bool) {
 	beat, ok4 = parseSigned(f[4])
 	timeout, ok5 = parseSigned(f[5])
 	pid, ok6 = parseSigned(f[6])
-	h.pstart, ok7 = parseDecimal(f[7])
+	h.PStart, ok7 = parseDecimal(f[7])
 	h.HostID, h.Host = f[8], f[9]
 	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6 && ok7) ||
-		!isHex(h.Token, 32, 32) || !isHex(h.HostID, 1, 16) || !validHost(h.Host) ||
+		!IsHex(h.Token, 32, 32) || !IsHex(h.HostID, 1, 16) || !validHost(h.Host) ||
 		timeout <= 0 || pid <= 0 || pid > 1<<31-1 {
 		return Holder{}, false
 	}
@@ -165,7 +182,8 @@ func parseSigned(s string) (int64, bool) {
 	return int64(u), true
 }
 
-func isHex(s string, min, max int) bool {
+// IsHex reports whether s is min to max lowercase hex digits.
+func IsHex(s string, min, max int) bool {
 	if len(s) < min || len(s) > max {
 		return false
 	}
@@ -179,7 +197,7 @@ func isHex(s string, min, max int) bool {
 }
 
 func validHost(s string) bool {
-	if s == "" || len(s) > maxHostLen {
+	if s == "" || len(s) > MaxHostLen {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
@@ -194,16 +212,16 @@ func hostChar(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.'
 }
 
-// sanitizeHost makes a host name safe for an entry name on every OS.
-func sanitizeHost(h string) string {
+// SanitizeHost makes a host name safe for an entry name on every OS.
+func SanitizeHost(h string) string {
 	b := []byte(h)
 	for i := range b {
 		if !hostChar(b[i]) {
 			b[i] = '_'
 		}
 	}
-	if len(b) > maxHostLen {
-		b = b[:maxHostLen]
+	if len(b) > MaxHostLen {
+		b = b[:MaxHostLen]
 	}
 	if len(b) == 0 {
 		return "unknown"
@@ -211,7 +229,8 @@ func sanitizeHost(h string) string {
 	return string(b)
 }
 
-func newToken() string {
+// NewToken is a fresh random acquisition token, 32 lowercase hex digits.
+func NewToken() string {
 	const hex = "0123456789abcdef"
 	var b [32]byte
 	a, c := rand.Uint64(), rand.Uint64()
@@ -222,46 +241,24 @@ func newToken() string {
 	return string(b[:])
 }
 
-// identity is who this process is, as written into held entries.
-type identity struct {
-	pid    int
-	start  uint64 // process start time, 0 if unknown
-	hostID string // "0" if the host cannot be identified exactly
-	host   string
+// Identity is who this process is, as written into held entries.
+type Identity struct {
+	PID    int
+	Start  uint64 // process start time, 0 if unknown
+	HostID string // "0" if the host cannot be identified exactly
+	Host   string
 }
 
-var self = sync.OnceValue(func() identity {
-	id := identity{pid: os.Getpid(), hostID: "0"}
-	id.start, _, _ = proc.ProcessStart(id.pid)
+// Self is this process's Identity, found once.
+var Self = sync.OnceValue(func() Identity {
+	id := Identity{PID: os.Getpid(), HostID: "0"}
+	id.Start, _, _ = proc.ProcessStart(id.PID)
 	name, _ := os.Hostname()
-	id.host = sanitizeHost(name)
+	id.Host = SanitizeHost(name)
 	if raw := proc.HostIdentity(); raw != "" {
 		h := fnv.New64a()
 		h.Write([]byte(name + "\x00" + raw))
-		id.hostID = strconv.FormatUint(h.Sum64()|1, 16) // never "0"
+		id.HostID = strconv.FormatUint(h.Sum64()|1, 16) // never "0"
 	}
 	return id
 })
-
-// onThisHost reports whether h ran on this host, in this pid namespace.
-func onThisHost(h Holder) bool {
-	id := self()
-	return !h.Unknown && id.hostID != "0" && h.HostID == id.hostID
-}
-
-// holderDead reports whether h is provably gone: it ran on this host (same
-// boot, same pid namespace) and its process no longer exists, is a zombie,
-// or is another process with the same pid.
-func holderDead(h Holder) bool {
-	if !onThisHost(h) {
-		return false
-	}
-	start, alive, known := proc.ProcessStart(h.PID)
-	if !known {
-		return false
-	}
-	if !alive {
-		return true
-	}
-	return start != 0 && h.pstart != 0 && start != h.pstart
-}

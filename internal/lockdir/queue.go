@@ -1,4 +1,4 @@
-package dlock
+package lockdir
 
 // The waiters' queue: predecessor-only wake-ups.
 //
@@ -48,88 +48,96 @@ import (
 	"github.com/lockdir/dlock/internal/proc"
 )
 
-const queueDir = "queue"
+const QueueDir = "queue"
 
-// queue is one waiter's place in a lock's queue.
-type queue struct {
-	dir     string    // PATH/queue; "" when not queueing
-	lock    string    // PATH
+// Queue is one waiter's place in a lock's queue.
+type Queue struct {
+	Dir     string    // PATH/queue; "" when not queueing
+	Lock    string    // PATH
 	ticket  string    // our ticket's name, "" until taken
 	held    int       // our ticket, kept open while we wait (-1: not open)
-	token   string    // ours, 16 hex digits: see Lock.freshToken
-	pred    string    // the predecessor we watch
-	dead    string    // a predecessor known to have exited (a zombie passes kill(pid, 0))
-	second  bool      // pred was first in line when we last listed
+	Token   string    // ours, 16 hex digits: a waiter's attempts use tokens it begins
+	Pred    string    // the predecessor we watch
+	Dead    string    // a predecessor known to have exited (a zombie passes kill(pid, 0))
+	Second  bool      // Pred was first in line when we last listed
 	since   time.Time // when we first saw pred there
 	timeout time.Duration
 	foreign []string // ticket names that are not tickets: passed over
 }
 
-// target returns the path this waiter should watch: its predecessor's
+// NewQueue is a waiter's place in the queue of the lock at path (none
+// yet: Target takes a ticket), with token, 16 hex digits, beginning every
+// token its attempts use. A ticket unchanged for timeout is passed over.
+func NewQueue(path, token string, timeout time.Duration) *Queue {
+	return &Queue{Dir: filepath.Join(path, QueueDir), Lock: path, Token: token, held: -1, timeout: timeout}
+}
+
+// Target returns the path this waiter should watch: its predecessor's
 // ticket, or PATH when it is first in line (or not queueing). It takes a
 // ticket if it has none (or lost it), and clears dead predecessors.
-func (q *queue) target(now time.Time) string {
-	if q.dir == "" {
-		return q.lock
+func (q *Queue) Target(now time.Time) string {
+	if q.Dir == "" {
+		return q.Lock
 	}
 	if q.ticket == "" && !q.join(now) { // join first: one listing then tells our place
-		return q.lock
+		return q.Lock
 	}
 	for range 4 {
-		names, err := fsys.ReadNames(q.dir)
+		names, err := fsys.ReadNames(q.Dir)
 		if err != nil {
-			q.dir = "" // no queue here (an older lock, or no access): watch PATH
-			return q.lock
+			q.Dir = "" // no queue here (an older lock, or no access): watch PATH
+			return q.Lock
 		}
 		slices.Sort(names)
 		if q.ticket == "" || !slices.Contains(names, q.ticket) {
 			if !q.join(now) {
-				return q.lock
+				return q.Lock
 			}
 			continue
 		}
 		pred, ahead := "", 0
 		for _, n := range names {
-			if n < q.ticket && isTicket(n) && !slices.Contains(q.foreign, n) {
+			if n < q.ticket && IsTicket(n) && !slices.Contains(q.foreign, n) {
 				pred, ahead = n, ahead+1 // the newest before ours
 			}
 		}
-		q.second = ahead == 1
+		q.Second = ahead == 1
 		if pred == "" {
-			q.pred = ""
-			return q.lock
+			q.Pred = ""
+			return q.Lock
 		}
-		if pred != q.pred {
-			q.pred, q.since = pred, now
+		if pred != q.Pred {
+			q.Pred, q.since = pred, now
 		}
-		if !ticketDead(pred) && pred != q.dead && now.Sub(q.since) < q.timeout {
-			return filepath.Join(q.dir, pred)
+		if !ticketDead(pred) && pred != q.Dead && now.Sub(q.since) < q.timeout {
+			return filepath.Join(q.Dir, pred)
 		}
 		// Dead or stuck: remove it. What rmdir refuses (a file, a
 		// directory with something in it) is not a ticket of ours: it
 		// stays, and is passed over.
-		if err := fsys.RemoveDir(filepath.Join(q.dir, pred)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := fsys.RemoveDir(filepath.Join(q.Dir, pred)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			q.foreign = append(q.foreign, pred)
 		}
-		q.pred = ""
+		q.Pred = ""
 	}
-	return q.lock
+	return q.Lock
 }
 
-// predHolds reports whether h, a holder just seen, is the predecessor we
-// watched: then it left the queue because it acquired, and we are first
-// in line. (A waiter's attempts use tokens begun by its ticket's token.)
-func (q *queue) predHolds(h Holder) bool {
-	f := strings.Split(q.pred, ".")
-	return len(f) == 4 && !h.Unknown && strings.HasPrefix(h.Token, f[1])
+// PredHolds reports whether the holder just seen, of acquisition token
+// token, is the predecessor we watched: then it left the queue because it
+// acquired, and we are first in line. (A waiter's attempts use tokens
+// begun by its ticket's token.)
+func (q *Queue) PredHolds(token string) bool {
+	f := strings.Split(q.Pred, ".")
+	return len(f) == 4 && token != "" && strings.HasPrefix(token, f[1])
 }
 
-func (q *queue) join(now time.Time) bool {
-	id := self()
-	name := fmt.Sprintf("%020d.%s.%d.%s", max(now.UnixNano(), 0), q.token, id.pid, id.hostID)
-	path := filepath.Join(q.dir, name)
+func (q *Queue) join(now time.Time) bool {
+	id := Self()
+	name := fmt.Sprintf("%020d.%s.%d.%s", max(now.UnixNano(), 0), q.Token, id.PID, id.HostID)
+	path := filepath.Join(q.Dir, name)
 	if err := os.Mkdir(path, 0o755); err != nil {
-		q.dir = ""
+		q.Dir = ""
 		return false
 	}
 	fsys.CloseHeld(q.held) // a ticket we lost
@@ -137,48 +145,48 @@ func (q *queue) join(now time.Time) bool {
 	return true
 }
 
-// leave removes our ticket, waking our successor: the removal, then the
+// Leave removes our ticket, waking our successor: the removal, then the
 // close, whose events come as one (see fsys.HoldOpen).
-func (q *queue) leave() {
-	if q.dir != "" && q.ticket != "" {
-		fsys.RemoveDir(filepath.Join(q.dir, q.ticket))
+func (q *Queue) Leave() {
+	if q.Dir != "" && q.ticket != "" {
+		fsys.RemoveDir(filepath.Join(q.Dir, q.ticket))
 	}
 	fsys.CloseHeld(q.held)
 	q.ticket, q.held = "", -1
 }
 
-// isTicket reports whether name looks like a ticket; anything else in the
+// IsTicket reports whether name looks like a ticket; anything else in the
 // queue directory is ignored.
-func isTicket(name string) bool {
+func IsTicket(name string) bool {
 	f := strings.Split(name, ".")
-	return len(f) == 4 && len(f[0]) == 20 && isHex(f[1], 16, 16)
+	return len(f) == 4 && len(f[0]) == 20 && IsHex(f[1], 16, 16)
 }
 
-// ticketProcess is the process of a ticket's waiter, when it ran on this
+// TicketPID is the process id of a ticket's waiter, when it ran on this
 // host. (A ticket carries no start time: the pid may have been reused
 // since, which only leaves a dead ticket to a later look.)
-func ticketProcess(name string) (Holder, bool) {
+func TicketPID(name string) (int, bool) {
 	f := strings.Split(name, ".")
-	if len(f) != 4 || f[3] != self().hostID || f[3] == "0" {
-		return Holder{}, false
+	if len(f) != 4 || f[3] != Self().HostID || f[3] == "0" {
+		return 0, false
 	}
 	pid, err := strconv.Atoi(f[2])
 	if err != nil || pid <= 0 {
-		return Holder{}, false
+		return 0, false
 	}
-	return Holder{PID: pid, HostID: f[3]}, true
+	return pid, true
 }
 
 // ticketDead reports whether a ticket's waiter ran on this host and no
 // process has its pid. (An exiting or unreaped one still has it: the
 // waiter behind watches it end, see wait.)
 func ticketDead(name string) bool {
-	h, ok := ticketProcess(name)
-	return ok && !proc.PIDAlive(h.PID)
+	pid, ok := TicketPID(name)
+	return ok && !proc.PIDAlive(pid)
 }
 
-// isTicketPath reports whether path is a ticket in a lock's queue.
-func isTicketPath(path string) bool {
+// IsTicketPath reports whether path is a ticket in a lock's queue.
+func IsTicketPath(path string) bool {
 	dir, name := filepath.Split(path)
-	return isTicket(name) && filepath.Base(dir) == queueDir
+	return IsTicket(name) && filepath.Base(dir) == QueueDir
 }

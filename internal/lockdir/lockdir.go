@@ -1,0 +1,380 @@
+// Package lockdir is dlock's on-disk protocol: the only code that
+// creates, renames or removes anything in a lock directory. It names the
+// entries (names.go), lists a lock directory (Read), makes the
+// transitions (Create, Move, RemoveEmpty, SweepStages) and keeps the
+// waiters' queue (queue.go). When to make which transition (waiting,
+// staleness, leases) is the dlock package's; how each system call is
+// made on each OS is internal/fsys's.
+//
+// A lock at PATH is a directory holding exactly one state entry, an empty
+// directory whose name is the lock's state (names.go gives the format):
+//
+//	free.E          unlocked; the last holder's fence was E
+//	held.E.T.S...   held by acquisition token T, fence E, heartbeat S
+//
+// Every transition renames that entry, and a rename succeeds only if its
+// exact source name still exists: each transition is a compare-and-swap
+// done by the filesystem.
+//
+//	create     stage/held.E0.T.0  ->  PATH   (PATH did not exist)
+//	acquire    free.E             ->  held.(E+1).T.0
+//	heartbeat  held.E.T.S         ->  held.E.T.(S+1)
+//	release    held.E.T.S         ->  free.E
+//	reclaim    held.E.T.S         ->  held.(E+1).T'.0   (stale or dead holder)
+//
+// Invariants, which every change here must keep:
+//
+//  1. PATH holds at most one state entry. Nothing here ever mkdirs inside an
+//     existing PATH; entries appear only by rename from another entry, or
+//     with PATH itself (create).
+//  2. A rename target is a name never used before in PATH: held names carry
+//     a fresh random token, and free.E is written only by the holder of
+//     epoch E. This matters because rename(2) silently replaces an empty
+//     directory, and entries are empty directories. Where the OS offers it
+//     (Linux RENAME_NOREPLACE, macOS RENAME_EXCL) the kernel checks it too.
+//  3. Safety never depends on clocks, mtimes or caches: they only decide
+//     when a waiter tries a reclaim, and a reclaim acting on an old
+//     listing fails because its source name is gone.
+//  4. PATH is never removed while it holds an entry. An empty PATH (a
+//     user's mkdir, a half-made lock of another tool) is removed with
+//     rmdir, itself a compare-and-swap, only after TIMEOUT unchanged.
+//     Listings can miss an entry being renamed, or show its old and new
+//     names at once, so seeing none never means free and seeing two is
+//     never acted on: either is an unknown state, looked at again. A PATH
+//     that shows only the waiters' queue, or the same two entries, for
+//     TIMEOUT is reported corrupt, never repaired.
+//  5. After a failed rename, the target existing proves the rename happened
+//     (network filesystems may report an error for a rename that took
+//     effect): targets are names only this holder uses.
+//
+// The spin model (model/dlock.pml) checks these transitions by their
+// names here: create (Create), acquire and reclaim (Move from free.E or
+// a stale held entry), heartbeat and release (Move of the holder's own
+// entry), remove-empty (RemoveEmpty).
+package lockdir
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/lockdir/dlock/internal/fsys"
+)
+
+var (
+	// ErrGone: the source entry of a transition no longer exists.
+	ErrGone = errors.New("state entry is gone")
+	// ErrNotLock is what errors about a path that is not a lock match:
+	// dlock's ErrNotLock.
+	ErrNotLock = errors.New("not a lock directory")
+	// ErrCorrupt is what errors about a lock directory no waiting can
+	// mend match: dlock's ErrCorrupt.
+	ErrCorrupt = errors.New("lock directory is corrupt")
+)
+
+// State is what one listing of the lock directory says.
+type State struct {
+	Missing bool     // PATH does not exist
+	Entries int      // how many state entries it holds
+	E       Entry    // the state entry, when Entries == 1
+	Foreign []string // other names in PATH (the first few)
+	Queue   bool     // PATH holds the waiters' queue directory
+	Names   string   // the state entries' names, each followed by '/'
+}
+
+// Read lists PATH. A symlink or a file at PATH is ErrNotLock.
+//
+// A listing taken while another process renames the entry may show it
+// twice, or not at all: readdir is not atomic against rename (seen on
+// ext4 and sshfs). So a count other than one stands only when listings in
+// a row agree on the very same names: two for two entries (a renamed
+// entry's old name never comes back), four for none (misses come in runs
+// while renames follow each other). Even four can all miss it, so callers
+// take no entry, or two, for an unknown state, look again later, and call
+// it corrupt only when it lasts (invariant 4). On a distributed filesystem
+// (GlusterFS carries a rename out brick by brick) two names can show for
+// a while.
+func Read(path string) (State, error) {
+	var prevNames string
+	agree := 0
+	for i := 0; ; i++ {
+		st, names, err := readOnce(path)
+		if err != nil || st.Missing || st.Entries == 1 {
+			return st, err
+		}
+		if i > 0 && names == prevNames {
+			agree++
+		} else {
+			agree = 0
+		}
+		if agree == 1 && st.Entries > 1 || agree == 3 || i == 8 {
+			return st, nil
+		}
+		prevNames = names
+	}
+}
+
+// TestListing, set by tests only, changes what listings of a lock
+// directory return: listings that miss a renamed entry.
+var TestListing atomic.Pointer[func(path string, names []string) []string]
+
+// readOnce is one listing; names joins the state entries' names.
+func readOnce(path string) (st State, names string, err error) {
+	list, err := fsys.ReadNames(path)
+	if f := TestListing.Load(); f != nil && err == nil {
+		list = (*f)(path, list)
+	}
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			st.Missing = true
+			return st, "", nil
+		}
+		if fi, lerr := os.Lstat(path); lerr == nil && !fi.IsDir() {
+			what := "a file"
+			if fi.Mode()&fs.ModeSymlink != 0 {
+				what = "a symlink"
+			}
+			return st, "", fmt.Errorf("dlock: %s is %s: %w", path, what, ErrNotLock)
+		}
+		return st, "", fmt.Errorf("dlock: reading lock %s: %w", path, err)
+	}
+	var b strings.Builder
+	slices.Sort(list)
+	for _, n := range list {
+		if n == QueueDir {
+			st.Queue = true
+			continue
+		}
+		if !IsStateName(n) {
+			if len(st.Foreign) < 4 {
+				st.Foreign = append(st.Foreign, n)
+			}
+			continue
+		}
+		st.Entries++
+		if st.Entries == 1 {
+			st.E = Parse(n)
+		}
+		b.WriteString(n)
+		b.WriteByte('/')
+	}
+	st.Names = b.String()
+	return st, st.Names, nil
+}
+
+// Check returns the error for a listing that no waiting can fix: a
+// directory of things that are not a lock's. (Two state entries, or none,
+// may be a listing that raced a rename: callers look again.)
+func (st State) Check(path string) error {
+	if st.Entries == 0 && len(st.Foreign) > 0 {
+		return fmt.Errorf("dlock: %s is a directory holding %q: %w", path, st.Foreign, ErrNotLock)
+	}
+	return nil
+}
+
+// ManyEntriesError: PATH has shown the same two or more state entries for
+// unchanged. dlock writes one; a listing racing a rename can show two for
+// a moment, never for that long.
+func ManyEntriesError(path string, n int, unchanged time.Duration) error {
+	return fmt.Errorf("dlock: %s has shown %d state entries for %v, and dlock writes one (copied or made by hand?); remove it once nobody uses it: %w",
+		path, n, unchanged, ErrCorrupt)
+}
+
+// NoEntryError: PATH holds the waiters' queue but no state entry, seen
+// for unchanged (zero: in listings in a row). Nobody can acquire it:
+// creating an entry in an existing PATH could let two holders in, and
+// dlock removes only empty directories.
+func NoEntryError(path string, unchanged time.Duration) error {
+	seen := ""
+	if unchanged > 0 {
+		seen = " for " + unchanged.String()
+	}
+	return fmt.Errorf("dlock: %s is a lock directory that has shown its waiters' Queue but no state Entry%s (removed by hand?); remove it once nobody uses it: %w",
+		path, seen, ErrCorrupt)
+}
+
+// Move performs one transition, renaming entry from to entry to in dir.
+// errGone means from no longer exists: another process moved it first.
+//
+// dir must still be a directory, not a symlink swapped in since we last
+// looked: renames go by path (an fd would keep acting on a lock directory
+// moved away), and a path through a symlink would rename entries in a
+// directory that is not the lock. (Whoever can swap dir can break the
+// lock anyway; this keeps dlock from acting on their target.)
+func Move(dir, from, to string) error {
+	// dir is absolute and clean (New made it so) and entry names have no
+	// separator: plain concatenation, not filepath.Join's Clean, on this
+	// hot path.
+	sep := string(os.PathSeparator)
+	if f := TestMove.Load(); f != nil {
+		(*f)(from, to) // a test plays a hung mount here
+	}
+	isDir, statErr, err, done := fsys.CheckAndRename(dir, from, to)
+	if !done {
+		isDir, statErr = fsys.IsRealDir(dir)
+		if statErr == nil && isDir {
+			err = fsys.RenameEntry(dir+sep+from, dir+sep+to)
+		}
+	}
+	if statErr != nil || !isDir {
+		if statErr == nil || errors.Is(statErr, fs.ErrNotExist) {
+			return ErrGone
+		}
+		return statErr
+	}
+	if err == nil {
+		return nil
+	}
+	dst := dir + sep + to
+	if errors.Is(err, fs.ErrExist) || errors.Is(err, syscall.ENOTEMPTY) {
+		return fmt.Errorf("dlock: %s already exists, which dlock never lets happen: %w", dst, ErrCorrupt)
+	}
+	if _, serr := os.Lstat(dst); serr == nil {
+		return nil // invariant 5: the rename took effect
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		return ErrGone
+	}
+	return err
+}
+
+// Create makes the lock directory at path, already holding the entry held.
+// It returns false, nil when another process created path first.
+func Create(path, held, token string, perm fs.FileMode) (bool, error) {
+	stage := StagePath(path, "new", token[:16])
+	if err := os.Mkdir(stage, perm); err != nil {
+		// (The error names the stage, a name of ours: say it in the
+		// user's words.)
+		parent := filepath.Dir(path)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return false, fmt.Errorf("dlock: creating lock %s: its parent directory %s does not exist: %w", path, parent, fs.ErrNotExist)
+		case errors.Is(err, fs.ErrPermission):
+			return false, fmt.Errorf("dlock: creating lock %s: no permission to Create it in %s: %w", path, parent, fs.ErrPermission)
+		}
+		return false, fmt.Errorf("dlock: creating lock %s in %s: %w", path, parent, errors.Unwrap(err))
+	}
+	if f := TestStaged.Load(); f != nil {
+		(*f)(stage)
+	}
+	Entry := filepath.Join(stage, held)
+	// Give back what the umask took away, keeping the setgid bit the
+	// stage inherited from a group directory: without it, the queue made
+	// inside would get the creator's group, not the one the users share.
+	if fi, err := os.Lstat(stage); err == nil && fi.Mode()&fs.ModeSetgid != 0 {
+		perm |= fs.ModeSetgid
+	}
+	err := os.Chmod(stage, perm)
+	if err == nil {
+		err = os.Mkdir(Entry, 0o755)
+	}
+	Queue := filepath.Join(stage, QueueDir)
+	if err == nil {
+		err = os.Mkdir(Queue, perm)
+	}
+	if err == nil {
+		err = os.Chmod(Queue, perm)
+	}
+	if err == nil {
+		if err = fsys.RenameNoReplace(stage, path); err == fsys.ErrNoExclusive {
+			err = os.Rename(stage, path) // refuses an existing directory (one Lstat early)
+		}
+		if err == nil {
+			return true, nil
+		}
+	}
+	os.Remove(Queue)
+	os.Remove(Entry)
+	os.Remove(stage)
+	if fi, lerr := os.Lstat(path); lerr == nil && fi.IsDir() {
+		return false, nil
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		if ok, _ := fsys.IsRealDir(filepath.Dir(path)); ok {
+			return false, nil // the stage was swept while we paused: again
+		}
+	}
+	return false, fmt.Errorf("dlock: creating lock %s: %w", path, err)
+}
+
+// TestMove, set by tests only, runs before each transition's rename.
+var TestMove atomic.Pointer[func(from, to string)]
+
+// TestStaged, set by tests only, runs when create has made its stage.
+var TestStaged atomic.Pointer[func(stage string)]
+
+// StagePath names a staging directory beside path: kind "new" while a
+// creator fills it, "old" once a sweep has claimed it.
+func StagePath(path, kind, tok string) string {
+	return filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".dlock-"+kind+"-"+tok)
+}
+
+// SweepStages removes what creators of path left beside it when they died
+// between making their staging directory and renaming it into place: a
+// directory named as stagePath names them, unchanged for timeout, holding
+// only empty directories whose names member accepts. Each is first claimed
+// by a rename, so a creator that was only paused finds its stage gone and
+// tries again, and then emptied with rmdir alone, which removes nothing
+// that holds anything. A leftover exists only where a creation failed, so
+// whoever creates path next sweeps: once in a lock path's life, one
+// listing of its parent. Failures are ignored: this is tidying.
+func SweepStages(path string, now time.Time, timeout time.Duration, member func(string) bool) {
+	dir, prefix := filepath.Dir(path), "."+filepath.Base(path)+".dlock-"
+	names, err := fsys.ReadNames(dir)
+	if err != nil {
+		return
+	}
+	for _, n := range names {
+		rest, ok := strings.CutPrefix(n, prefix)
+		kind, tok, _ := strings.Cut(rest, "-")
+		if !ok || kind != "new" && kind != "old" || !IsHex(tok, 16, 16) {
+			continue
+		}
+		stage := filepath.Join(dir, n)
+		fi, err := os.Lstat(stage)
+		if err != nil || !fi.IsDir() || now.Sub(fi.ModTime()) < timeout {
+			continue
+		}
+		ours := func() bool {
+			inside, err := fsys.ReadNames(stage)
+			return err == nil && !slices.ContainsFunc(inside, func(c string) bool { return !member(c) })
+		}
+		if !ours() {
+			continue
+		}
+		if kind == "new" {
+			claimed := StagePath(path, "old", tok)
+			if fsys.RenameEntry(stage, claimed) != nil {
+				continue
+			}
+			stage = claimed
+		}
+		inside, _ := fsys.ReadNames(stage) // again: its creator may have added to it
+		for _, c := range inside {
+			p := filepath.Join(stage, c)
+			if ok, _ := fsys.IsRealDir(p); ok && member(c) {
+				fsys.RemoveDir(p)
+			}
+		}
+		fsys.RemoveDir(stage)
+	}
+}
+
+// StageMember: what a lock's staging directory holds.
+func StageMember(name string) bool { return IsStateName(name) || name == QueueDir }
+
+// RemoveEmpty removes path if it is an empty directory (invariant 4).
+func RemoveEmpty(path string) error {
+	err := os.Remove(path)
+	if err == nil || errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrExist) || errors.Is(err, syscall.ENOTEMPTY) {
+		return nil // gone, or no longer empty: look again
+	}
+	return fmt.Errorf("dlock: removing empty lock directory %s: %w", path, err)
+}
