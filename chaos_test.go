@@ -506,7 +506,7 @@ func TestSharedFSChaos(t *testing.T) {
 // directory seen through several paths), worker k using lockDirs[k%n].
 func runChaos(t *testing.T, dur time.Duration, dir string, lockDirs []string) {
 	if lockdir.Self().HostID == "0" {
-		t.Skip("no host lockdir.Identity: dead holders are not reclaimed at once")
+		t.Skip("no host identity: dead holders are not reclaimed at once")
 	}
 	if testing.Short() {
 		dur = 3 * time.Second

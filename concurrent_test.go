@@ -427,7 +427,7 @@ func startHolder(t *testing.T, path string, timeout time.Duration) *holder {
 // before its TIMEOUT.
 func TestKilledHolderReclaimedAtOnce(t *testing.T) {
 	if lockdir.Self().HostID == "0" {
-		t.Skip("no host lockdir.Identity on this OS: dead holders wait for TIMEOUT")
+		t.Skip("no host identity on this OS: dead holders wait for TIMEOUT")
 	}
 	path := filepath.Join(t.TempDir(), "lock")
 	h := startHolder(t, path, time.Hour)
@@ -452,7 +452,7 @@ func TestKilledHolderReclaimedAtOnce(t *testing.T) {
 // every 3 s), the holder's TIMEOUT is an hour, and it gives up after 2 s.
 func TestHolderKilledWhileWaitedForIsReclaimed(t *testing.T) {
 	if runtime.GOOS != "linux" || lockdir.Self().HostID == "0" {
-		t.Skip("needs pidfd (Linux) and a host lockdir.Identity")
+		t.Skip("needs pidfd (Linux) and a host identity")
 	}
 	path := filepath.Join(t.TempDir(), "lock")
 	h := startHolder(t, path, time.Hour)
@@ -566,7 +566,7 @@ func lockWithin(t *testing.T, l *Lock, d time.Duration, then func()) {
 // Nothing else could wake it in time: it polls every 30 × 3 s.
 func TestKilledWaiterDoesNotHoldUpTheLine(t *testing.T) {
 	if runtime.GOOS != "linux" || lockdir.Self().HostID == "0" {
-		t.Skip("needs pidfd (Linux) and a host lockdir.Identity")
+		t.Skip("needs pidfd (Linux) and a host identity")
 	}
 	path := filepath.Join(t.TempDir(), "lock")
 	h, _ := New(path)

@@ -1153,7 +1153,7 @@ func TestUnknownOrFutureHolderReclaimedAfterSeenTimeout(t *testing.T) {
 func TestDeadHolderOnThisHostReclaimedAtOnce(t *testing.T) {
 	id := lockdir.Self()
 	if id.HostID == "0" || id.Start == 0 {
-		t.Skip("this OS gives no host lockdir.Identity or process start time")
+		t.Skip("this OS gives no host identity or process start time")
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	if err := cmd.Run(); err != nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/lockdir/dlock/internal/fsys"
+	"github.com/lockdir/dlock/internal/lockdir"
 )
 
 // DefaultMaxReaders is how many readers an RWLock lets in at once unless
@@ -274,9 +275,9 @@ func (rw *RWLock) check() error {
 	if err := fsys.Unsafe(rw.path); err != nil {
 		return err
 	}
-	err := errRetry
-	for i := 0; !rw.checked && errors.Is(err, errRetry) && i < 3; i++ {
-		err = checkContainer(rw.path, "rwlock."+strconv.Itoa(rw.readers.n), &rw.cfg, func(n string) bool {
+	err := lockdir.ErrRetry
+	for i := 0; !rw.checked && errors.Is(err, lockdir.ErrRetry) && i < 3; i++ {
+		err = lockdir.Container(rw.path, "reader/writer lock", "rwlock."+strconv.Itoa(rw.readers.n), rw.cfg.perm, rw.cfg.clock.Now(), rw.cfg.timeout, func(n string) bool {
 			return n == "writer" || n == "readers" || strings.HasPrefix(n, ".writer.") || strings.HasPrefix(n, ".readers.")
 		})
 		rw.checked = err == nil

@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -375,83 +373,18 @@ func (s *Semaphore) check() error {
 		return err
 	}
 	for range 3 {
-		err := checkContainer(s.path, "size."+strconv.Itoa(s.n), &s.cfg, func(name string) bool {
+		err := lockdir.Container(s.path, "semaphore", "size."+strconv.Itoa(s.n), s.cfg.perm, s.cfg.clock.Now(), s.cfg.timeout, func(name string) bool {
 			return strings.HasPrefix(name, "slot.") || strings.HasPrefix(name, ".slot.")
 		})
 		if err == nil {
 			s.checked = true
 			return nil
 		}
-		if !errors.Is(err, errRetry) {
+		if !errors.Is(err, lockdir.ErrRetry) {
 			return err
 		}
 	}
 	return fmt.Errorf("dlock: semaphore %s keeps changing under us", s.path)
-}
-
-var errRetry = errors.New("retry")
-
-// checkContainer makes sure dir is a dlock container (a semaphore or a
-// reader/writer lock) whose marker entry is marker, creating it with the
-// marker if it is missing. Names for which member is true belong there;
-// any other name means it is not ours: ErrNotLock.
-func checkContainer(dir, marker string, cfg *config, member func(string) bool) error {
-	names, err := fsys.ReadNames(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		perm := cfg.perm
-		stage := lockdir.StagePath(dir, "new", lockdir.NewToken()[:16])
-		err := os.Mkdir(stage, perm)
-		if err == nil {
-			if err = os.Chmod(stage, perm); err == nil {
-				err = os.Mkdir(filepath.Join(stage, marker), 0o755)
-			}
-			if err == nil {
-				if err = fsys.RenameNoReplace(stage, dir); err == fsys.ErrNoExclusive {
-					err = os.Rename(stage, dir)
-				}
-			}
-			if err == nil {
-				kind, _, _ := strings.Cut(marker, ".")
-				lockdir.SweepStages(dir, cfg.clock.Now(), cfg.timeout, func(n string) bool { return strings.HasPrefix(n, kind+".") })
-				return nil
-			}
-			os.Remove(filepath.Join(stage, marker))
-			os.Remove(stage)
-			if errors.Is(err, fs.ErrNotExist) {
-				return errRetry // our stage was swept while we paused (sweepStages)
-			}
-		}
-		if fi, lerr := os.Lstat(dir); lerr == nil && fi.IsDir() {
-			return errRetry // another process made it first
-		}
-		return fmt.Errorf("dlock: creating %s: %w", dir, err)
-	}
-	if err != nil {
-		if fi, lerr := os.Lstat(dir); lerr == nil && !fi.IsDir() {
-			return fmt.Errorf("dlock: %s is not a directory (a file or a symlink): %w", dir, ErrNotLock)
-		}
-		return fmt.Errorf("dlock: reading %s: %w", dir, err)
-	}
-	kind, _, _ := strings.Cut(marker, ".")
-	found := ""
-	for _, n := range names {
-		switch {
-		case strings.HasPrefix(n, kind+"."):
-			if found != "" {
-				return fmt.Errorf("dlock: %s has two markers %s and %s: %w", dir, found, n, ErrCorrupt)
-			}
-			found = n
-		case !member(n):
-			return fmt.Errorf("dlock: %s holds %q, which is not ours: %w", dir, n, ErrNotLock)
-		}
-	}
-	switch found {
-	case marker:
-		return nil
-	case "":
-		return fmt.Errorf("dlock: %s has no %s marker: %w", dir, kind, ErrNotLock)
-	}
-	return fmt.Errorf("dlock: %s is marked %s, not %s: opened with another size", dir, found, marker)
 }
 
 // tryOnce is one attempt at l, for a container that drives several locks:

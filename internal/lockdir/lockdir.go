@@ -196,7 +196,7 @@ func NoEntryError(path string, unchanged time.Duration) error {
 	if unchanged > 0 {
 		seen = " for " + unchanged.String()
 	}
-	return fmt.Errorf("dlock: %s is a lock directory that has shown its waiters' Queue but no state Entry%s (removed by hand?); remove it once nobody uses it: %w",
+	return fmt.Errorf("dlock: %s is a lock directory that has shown its waiters' queue but no state entry%s (removed by hand?); remove it once nobody uses it: %w",
 		path, seen, ErrCorrupt)
 }
 
@@ -248,6 +248,25 @@ func Move(dir, from, to string) error {
 // Create makes the lock directory at path, already holding the entry held.
 // It returns false, nil when another process created path first.
 func Create(path, held, token string, perm fs.FileMode) (bool, error) {
+	return createStaged(path, "lock", token, perm, []inside{{held, 0o755, false}, {QueueDir, perm, true}})
+}
+
+// inside is a directory createStaged makes in the stage: its name, its
+// mode, and whether it gets that mode past the umask (and the stage's
+// setgid bit), as the queue must for a lock shared by several users.
+type inside struct {
+	name  string
+	perm  fs.FileMode
+	chmod bool
+}
+
+// createStaged makes the directory path, of the kind what ("lock",
+// "semaphore", ...), already holding the empty directories ins: it fills
+// a staging directory beside path (StagePath), then renames it into
+// place, so nobody ever sees path half made. It returns false, nil when
+// another process created path first, or swept the stage while we paused:
+// look again.
+func createStaged(path, what, token string, perm fs.FileMode, ins []inside) (bool, error) {
 	stage := StagePath(path, "new", token[:16])
 	if err := os.Mkdir(stage, perm); err != nil {
 		// (The error names the stage, a name of ours: say it in the
@@ -255,16 +274,15 @@ func Create(path, held, token string, perm fs.FileMode) (bool, error) {
 		parent := filepath.Dir(path)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
-			return false, fmt.Errorf("dlock: creating lock %s: its parent directory %s does not exist: %w", path, parent, fs.ErrNotExist)
+			return false, fmt.Errorf("dlock: creating %s %s: its parent directory %s does not exist: %w", what, path, parent, fs.ErrNotExist)
 		case errors.Is(err, fs.ErrPermission):
-			return false, fmt.Errorf("dlock: creating lock %s: no permission to Create it in %s: %w", path, parent, fs.ErrPermission)
+			return false, fmt.Errorf("dlock: creating %s %s: no permission to create it in %s: %w", what, path, parent, fs.ErrPermission)
 		}
-		return false, fmt.Errorf("dlock: creating lock %s in %s: %w", path, parent, errors.Unwrap(err))
+		return false, fmt.Errorf("dlock: creating %s %s in %s: %w", what, path, parent, errors.Unwrap(err))
 	}
 	if f := TestStaged.Load(); f != nil {
 		(*f)(stage)
 	}
-	Entry := filepath.Join(stage, held)
 	// Give back what the umask took away, keeping the setgid bit the
 	// stage inherited from a group directory: without it, the queue made
 	// inside would get the creator's group, not the one the users share.
@@ -272,15 +290,18 @@ func Create(path, held, token string, perm fs.FileMode) (bool, error) {
 		perm |= fs.ModeSetgid
 	}
 	err := os.Chmod(stage, perm)
-	if err == nil {
-		err = os.Mkdir(Entry, 0o755)
-	}
-	Queue := filepath.Join(stage, QueueDir)
-	if err == nil {
-		err = os.Mkdir(Queue, perm)
-	}
-	if err == nil {
-		err = os.Chmod(Queue, perm)
+	made := 0
+	for _, in := range ins {
+		if err != nil {
+			break
+		}
+		p := filepath.Join(stage, in.name)
+		if err = os.Mkdir(p, in.perm); err == nil {
+			made++
+			if in.chmod {
+				err = os.Chmod(p, in.perm|perm&fs.ModeSetgid)
+			}
+		}
 	}
 	if err == nil {
 		if err = fsys.RenameNoReplace(stage, path); err == fsys.ErrNoExclusive {
@@ -290,8 +311,9 @@ func Create(path, held, token string, perm fs.FileMode) (bool, error) {
 			return true, nil
 		}
 	}
-	os.Remove(Queue)
-	os.Remove(Entry)
+	for _, in := range ins[:made] {
+		os.Remove(filepath.Join(stage, in.name))
+	}
 	os.Remove(stage)
 	if fi, lerr := os.Lstat(path); lerr == nil && fi.IsDir() {
 		return false, nil
@@ -301,7 +323,58 @@ func Create(path, held, token string, perm fs.FileMode) (bool, error) {
 			return false, nil // the stage was swept while we paused: again
 		}
 	}
-	return false, fmt.Errorf("dlock: creating lock %s: %w", path, err)
+	return false, fmt.Errorf("dlock: creating %s %s: %w", what, path, err)
+}
+
+// ErrRetry is Container's answer when the directory changed while it
+// looked (another process made it, or swept our stage): look again.
+var ErrRetry = errors.New("retry")
+
+// Container makes sure dir is a dlock container of the kind what
+// ("semaphore", "reader/writer lock"), whose marker entry is marker
+// (KIND.VALUE: "size.3"), creating it with the marker if it is missing;
+// now and timeout judge the stages a dead creator left (SweepStages).
+// Names for which member is true belong there; any other name means it
+// is not ours: ErrNotLock.
+func Container(dir, what, marker string, perm fs.FileMode, now time.Time, timeout time.Duration, member func(string) bool) error {
+	kind, _, _ := strings.Cut(marker, ".")
+	names, err := fsys.ReadNames(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		created, err := createStaged(dir, what, NewToken(), perm, []inside{{marker, 0o755, false}})
+		switch {
+		case err != nil:
+			return err
+		case !created:
+			return ErrRetry
+		}
+		SweepStages(dir, now, timeout, func(n string) bool { return strings.HasPrefix(n, kind+".") })
+		return nil
+	}
+	if err != nil {
+		if fi, lerr := os.Lstat(dir); lerr == nil && !fi.IsDir() {
+			return fmt.Errorf("dlock: %s is not a directory (a file or a symlink): %w", dir, ErrNotLock)
+		}
+		return fmt.Errorf("dlock: reading %s: %w", dir, err)
+	}
+	found := ""
+	for _, n := range names {
+		switch {
+		case strings.HasPrefix(n, kind+"."):
+			if found != "" {
+				return fmt.Errorf("dlock: %s has two markers %s and %s: %w", dir, found, n, ErrCorrupt)
+			}
+			found = n
+		case !member(n):
+			return fmt.Errorf("dlock: %s holds %q, which is not ours: %w", dir, n, ErrNotLock)
+		}
+	}
+	switch found {
+	case marker:
+		return nil
+	case "":
+		return fmt.Errorf("dlock: %s has no %s marker: %w", dir, kind, ErrNotLock)
+	}
+	return fmt.Errorf("dlock: %s is marked %s, not %s: opened with another size", dir, found, marker)
 }
 
 // TestMove, set by tests only, runs before each transition's rename.
