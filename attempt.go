@@ -5,6 +5,7 @@ package dlock
 // the lock directory is lockdir's; when it is tried again is wait.go's.
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -17,6 +18,17 @@ import (
 	"github.com/lockdir/dlock/internal/lockdir"
 	"github.com/lockdir/dlock/internal/proc"
 )
+
+// outcome is what one attempt found: acquired (ok), or the entry seen and
+// when its holder becomes stale, or an error. known is tryEvent's: the
+// events told what an attempt would have found.
+type outcome struct {
+	ok      bool
+	seen    entry
+	staleAt time.Time
+	known   bool
+	err     error
+}
 
 // attempt makes one try at acquiring the lock. When another holds it, it
 // returns the entry seen and when that holder becomes stale. Called with
@@ -439,4 +451,16 @@ func knownToken(h Holder) string {
 		return ""
 	}
 	return h.Token
+}
+
+// tryOnce is one attempt at l, for a container that drives several locks:
+// it reports when the seen holder goes stale. ctx, if not nil, can abandon
+// an attempt stuck in the filesystem (see attemptIn).
+func (l *Lock) tryOnce(ctx context.Context) (bool, entry, time.Time, error) {
+	if err := l.begin(); err != nil {
+		return false, entry{}, time.Time{}, err
+	}
+	defer l.end()
+	o := l.attemptIn(ctx, byListing)
+	return o.ok, o.seen, o.staleAt, o.err
 }

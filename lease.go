@@ -1,345 +1,45 @@
 package dlock
 
-// The holder's side of the lease: the deadline, the heartbeat, and losing
-// the lock.
-//
-// Each acquisition has a deadline on the holder's own clock: when its last
-// successful refresh (or the acquiring rename) was issued, plus TIMEOUT,
-// minus MARGIN. A waiter reclaims a holder only once it has seen its entry
-// unchanged for the holder's TIMEOUT on the waiter's own clock (or once the
-// time the holder wrote in it is older than TIMEOUT plus the clock-skew
-// bound, see staleAt). The entry it sees was made by a rename issued no
-// earlier than the holder's last refresh, so no waiter can reclaim before
-// the holder's deadline plus MARGIN, whatever the filesystem does: a rename
-// stuck in a hung mount that lands later shows a new entry, which a waiter
-// then watches afresh, and one that lands after a reclaim fails (its
-// source name is gone).
-//
-// At the deadline the holder gives up (Lost is closed, Do's context
-// cancelled) by a timer of its own, never by the answer of a system call:
-// nothing a caller reads (Lost, Fence, Unlock's bookkeeping) waits behind
-// the filesystem. l.mu guards that state and is never held across a system
-// call; l.op serializes the filesystem operations.
+import "fmt"
 
-import (
-	"context"
-	"errors"
-	"fmt"
-	"time"
-
-	"github.com/lockdir/dlock/internal/lockdir"
-)
-
-// errDeadline: the acquisition's deadline passed before a release was done.
-var errDeadline = errors.New("deadline passed")
-
-// outcome is what one attempt found: acquired (ok), or the entry seen and
-// when its holder becomes stale, or an error. known is tryEvent's: the
-// events told what an attempt would have found.
-type outcome struct {
-	ok      bool
-	seen    entry
-	staleAt time.Time
-	known   bool
-	err     error
+// A Lease is one holding of one slot of a Semaphore, got from Take or
+// TryTake. Many goroutines can each hold a lease of one Semaphore.
+type Lease struct {
+	s        *Semaphore
+	slot     int
+	fence    uint64
+	lost     <-chan struct{} // this acquisition's: the slot may pass to another later
+	released bool            // guarded by s.mu
 }
 
-// A release pending (l.pending, of fence l.pendingEpoch) is an Unlock's
-// that has not run yet: whoever takes l.op next does it first (settle),
-// so that no later attempt or refresh of this Lock comes between an
-// Unlock and its release. Its result goes to l.released (buffered, one
-// per Lock): Unlock empties it before it asks for a release, and a
-// result nobody waited for (an Unlock that returned at the deadline, an
-// abandoned acquisition) is in it by the next Unlock, since it was sent
-// under l.op before the acquisition that Unlock ends.
-
-// pend asks for the release of the acquisition of fence epoch, and stops
-// its timers; report says Unlock waits for the result (then l.unlockMu is
-// held, so one Unlock at a time uses l.released). Called with l.mu held.
-func (l *Lock) pend(epoch uint64, report bool) {
-	l.held = false
-	l.timer.Stop()
-	l.expiry.Stop()
-	if report {
-		if l.released == nil {
-			l.released = make(chan error, 1)
-		}
-		select {
-		case <-l.released: // a result nobody waited for
-		default:
-		}
+// Release gives the lease's slot back: ErrNotHeld if it was released
+// already, ErrLost if it was lost while held (reclaimed by another holder,
+// or removed, or its deadline passed).
+func (p *Lease) Release() error {
+	s := p.s
+	s.mu.Lock()
+	done := p.released
+	p.released = true
+	if !done {
+		// Free for this value's other holders now: one that tries the
+		// slot before its Unlock below finds it held and skips it, then
+		// the release's rename wakes it.
+		s.reserved[p.slot] = false
 	}
-	l.pending, l.pendingEpoch, l.pendingReport = true, epoch, report
+	s.mu.Unlock()
+	if done {
+		return fmt.Errorf("dlock: releasing slot %d of semaphore %s: %w", p.slot, s.path, ErrNotHeld)
+	}
+	return s.slots[p.slot].Unlock()
 }
 
-// settle does a pending release. Called with l.op held, before anything
-// else is done under it.
-func (l *Lock) settle() {
-	l.mu.Lock()
-	pending, epoch, report := l.pending, l.pendingEpoch, l.pendingReport
-	l.pending = false
-	l.mu.Unlock()
-	if pending {
-		err := l.release(epoch)
-		if report {
-			select {
-			case l.released <- err:
-			default: // (never: emptied by pend)
-			}
-		}
-	}
-}
+// Lost is closed if the lease's slot is lost while held (see Lock.Lost).
+func (p *Lease) Lost() <-chan struct{} { return p.lost }
 
-// settleNow takes l.op to do a pending release.
-func (l *Lock) settleNow() {
-	l.op.Lock()
-	defer l.op.Unlock()
-	l.settle()
-}
+// Fence returns the fence of the lease's acquisition of its slot. Fences
+// rise with every acquisition of that slot, not of the semaphore as a
+// whole.
+func (p *Lease) Fence() uint64 { return p.fence }
 
-// The kinds of attempt attemptIn runs (a method value would cost an
-// allocation on every call).
-const (
-	byListing = iota // attempt
-	byEvent          // tryEvent
-)
-
-// attemptIn runs an attempt of the given kind under l.op. With a ctx that
-// can end, it returns when ctx ends even if the attempt is stuck in a
-// system call: it then goes on in the background, and if it acquires the
-// lock, the lock is released at once (and if it had not started, it never
-// does). A nil ctx waits for the attempt however long it takes.
-func (l *Lock) attemptIn(ctx context.Context, kind int) outcome {
-	if ctx == nil || ctx.Done() == nil {
-		l.op.Lock()
-		defer l.op.Unlock()
-		return l.opAttempt(kind)
-	}
-	res := make(chan outcome, 1)
-	abandoned := false // guarded by l.mu
-	go func() {
-		l.op.Lock()
-		defer l.op.Unlock()
-		l.mu.Lock()
-		gone := abandoned
-		l.mu.Unlock()
-		if gone {
-			return
-		}
-		o := l.opAttempt(kind)
-		l.mu.Lock()
-		if !abandoned {
-			res <- o // under l.mu: the caller sees it, or sees it abandoned
-			l.mu.Unlock()
-			return
-		}
-		drop := o.ok
-		if drop {
-			l.pend(l.epoch, false)
-		}
-		l.mu.Unlock()
-		if drop {
-			l.logWarn("releasing a lock acquired after Lock gave up", "fence", l.Fence())
-			l.settle()
-		}
-	}()
-	select {
-	case o := <-res:
-		return o
-	case <-ctx.Done():
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	select {
-	case o := <-res:
-		return o
-	default:
-	}
-	abandoned = true
-	return outcome{err: &stuckError{path: l.path, cause: context.Cause(ctx)}}
-}
-
-// stuckError: Lock gave up while an attempt was waiting for the filesystem.
-type stuckError struct {
-	path  string
-	cause error
-}
-
-func (e *stuckError) Error() string {
-	return fmt.Sprintf("dlock: locking %s: gave up while an attempt was still waiting for the filesystem (a hung mount?): %v", e.path, e.cause)
-}
-
-func (e *stuckError) Unwrap() error { return e.cause }
-
-// opAttempt is an attempt with l.op held: on a filesystem where a lock can
-// be safe (checkFS), a pending release first, and after a busy lock,
-// whether PATH is on a local filesystem (for the wait).
-func (l *Lock) opAttempt(kind int) outcome {
-	if err := l.checkFS(); err != nil {
-		return outcome{err: err}
-	}
-	l.settle()
-	var o outcome
-	if kind == byEvent {
-		o = l.tryEvent()
-	} else {
-		o = l.attempt()
-	}
-	if !o.ok && o.err == nil {
-		l.checkLocal()
-	}
-	return o
-}
-
-// acquired records a successful acquisition whose rename was issued at
-// issued, and starts the heartbeat and the deadline. Called with l.op held.
-func (l *Lock) acquired(epoch uint64, token, name string, issued time.Time, how string) {
-	l.token, l.cur, l.seq, l.since, l.issued = token, name, 0, issued, issued
-	l.seen = false
-	l.mu.Lock()
-	l.held, l.isLost, l.lostWhy = true, false, ""
-	l.lostCh = make(chan struct{})
-	l.epoch = epoch
-	l.deadline = issued.Add(l.cfg.timeout - l.cfg.margin)
-	now := l.cfg.clock.Now()
-	beat, expiry := max(l.cfg.refresh-now.Sub(issued), 0), l.deadline.Sub(now)
-	if l.timer == nil {
-		l.timer = l.cfg.clock.AfterFunc(beat, l.heartbeat)
-		l.expiry = l.cfg.clock.AfterFunc(expiry, l.expire)
-	} else {
-		l.timer.Reset(beat)
-		l.expiry.Reset(expiry)
-	}
-	l.mu.Unlock()
-	if l.cfg.logger != nil {
-		l.logInfo(how+" lock", "fence", epoch)
-	}
-}
-
-// heartbeat refreshes the held lock; it runs on the refresh timer. A
-// refresh that succeeds moves the deadline to when it was issued plus
-// TIMEOUT - MARGIN; one that fails is retried, until the deadline gives
-// the lock up (expire).
-func (l *Lock) heartbeat() {
-	if hook := l.testBeat; hook != nil {
-		defer hook()
-	}
-	l.op.Lock()
-	defer l.op.Unlock()
-	l.settle()
-	l.mu.Lock()
-	active := l.held && !l.isLost
-	l.mu.Unlock()
-	if !active {
-		return
-	}
-	issued := l.cfg.clock.Now()
-	err := l.refresh(issued)
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if !l.held || l.isLost {
-		// Unlocked or given up meanwhile: Unlock's release acts on the
-		// newest name, which refresh recorded.
-		return
-	}
-	now := l.cfg.clock.Now()
-	switch {
-	case err == nil:
-		l.extend(issued)
-		l.timer.Reset(max(l.cfg.refresh-now.Sub(issued), 0))
-	case errors.Is(err, lockdir.ErrGone):
-		l.markLost("it was reclaimed or removed while held")
-	default:
-		l.logWarn("refresh failed; retrying", "err", err, "deadline in", l.deadline.Sub(now))
-		l.timer.Reset(min(l.cfg.refresh, l.cfg.poll))
-	}
-}
-
-// extend moves the deadline to TIMEOUT - MARGIN after a refresh issued at
-// issued that succeeded. Called with l.mu held.
-func (l *Lock) extend(issued time.Time) {
-	l.deadline = issued.Add(l.cfg.timeout - l.cfg.margin)
-	l.expiry.Reset(l.deadline.Sub(l.cfg.clock.Now()))
-}
-
-// expire gives the lock up when its deadline has passed; it runs on the
-// deadline timer, and waits for no system call.
-func (l *Lock) expire() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if !l.held || l.isLost || l.cfg.clock.Now().Before(l.deadline) {
-		return // released, lost already, or refreshed meanwhile
-	}
-	l.markLost(fmt.Sprintf("no refresh succeeded within TIMEOUT %v - MARGIN %v of the last one issued: the filesystem did not answer, or failed",
-		l.cfg.timeout, l.cfg.margin))
-}
-
-// markLost closes the Lost channel once. Called with l.mu held.
-func (l *Lock) markLost(why string) {
-	if l.isLost {
-		return
-	}
-	l.isLost, l.lostWhy = true, why
-	close(l.lostCh)
-	if l.timer != nil {
-		l.timer.Stop()
-		l.expiry.Stop()
-	}
-	l.logWarn("lost lock", "reason", why, "fence", l.epoch)
-}
-
-// lose is markLost for the acquisition of fence epoch, if it is still
-// this Lock's latest.
-func (l *Lock) lose(epoch uint64, why string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.epoch == epoch {
-		l.markLost(why)
-	}
-}
-
-// lostError describes a loss and, if the filesystem answers soon, who
-// holds the lock now.
-func (l *Lock) lostError(epoch uint64, why string) error {
-	return &LostError{Path: l.path, Fence: epoch, Why: why, Now: describeSoon(l.path)}
-}
-
-// describeWait bounds how long an error message waits to say who holds a
-// lock now: a lock lost to a hung mount must be reported without it.
-const describeWait = time.Second
-
-// describeSoon says what the lock directory at path shows now, or that the
-// filesystem did not answer within describeWait.
-func describeSoon(path string) string {
-	ch := make(chan string, 1)
-	go func() { ch <- describeState(path) }()
-	t := time.NewTimer(describeWait)
-	defer t.Stop()
-	select {
-	case s := <-ch:
-		return s
-	case <-t.C:
-		return fmt.Sprintf("who holds it now is unknown: the filesystem did not answer within %v", describeWait)
-	}
-}
-
-// describeState says what one look at the lock directory shows.
-func describeState(path string) string {
-	st, err := readState(path)
-	switch {
-	case err != nil:
-		if inner := errors.Unwrap(err); inner != nil {
-			err = inner
-		}
-		return fmt.Sprintf("the lock directory cannot be read now (%v)", err)
-	case st.Missing:
-		return "the lock directory is gone"
-	case st.Entries == 1 && st.e.free:
-		return "it is free now"
-	case st.Entries == 1:
-		return "it is held by " + st.e.holder.String() + " now"
-	case st.Entries == 0:
-		return "it shows no state entry now"
-	}
-	return fmt.Sprintf("it shows %d state entries now", st.Entries)
-}
+// Slot returns the index of the lease's slot.
+func (p *Lease) Slot() int { return p.slot }

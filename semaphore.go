@@ -49,48 +49,6 @@ type Semaphore struct {
 	testBlocked func()
 }
 
-// A Lease is one holding of one slot of a Semaphore, got from Take or
-// TryTake. Many goroutines can each hold a lease of one Semaphore.
-type Lease struct {
-	s        *Semaphore
-	slot     int
-	fence    uint64
-	lost     <-chan struct{} // this acquisition's: the slot may pass to another later
-	released bool            // guarded by s.mu
-}
-
-// Release gives the lease's slot back: ErrNotHeld if it was released
-// already, ErrLost if it was lost while held (reclaimed by another holder,
-// or removed, or its deadline passed).
-func (p *Lease) Release() error {
-	s := p.s
-	s.mu.Lock()
-	done := p.released
-	p.released = true
-	if !done {
-		// Free for this value's other holders now: one that tries the
-		// slot before its Unlock below finds it held and skips it, then
-		// the release's rename wakes it.
-		s.reserved[p.slot] = false
-	}
-	s.mu.Unlock()
-	if done {
-		return fmt.Errorf("dlock: releasing slot %d of semaphore %s: %w", p.slot, s.path, ErrNotHeld)
-	}
-	return s.slots[p.slot].Unlock()
-}
-
-// Lost is closed if the lease's slot is lost while held (see Lock.Lost).
-func (p *Lease) Lost() <-chan struct{} { return p.lost }
-
-// Fence returns the fence of the lease's acquisition of its slot. Fences
-// rise with every acquisition of that slot, not of the semaphore as a
-// whole.
-func (p *Lease) Fence() uint64 { return p.fence }
-
-// Slot returns the index of the lease's slot.
-func (p *Lease) Slot() int { return p.slot }
-
 // maxSlots bounds n: every attempt may look at every slot.
 const maxSlots = 4096
 
@@ -385,16 +343,4 @@ func (s *Semaphore) check() error {
 		}
 	}
 	return fmt.Errorf("dlock: semaphore %s keeps changing under us", s.path)
-}
-
-// tryOnce is one attempt at l, for a container that drives several locks:
-// it reports when the seen holder goes stale. ctx, if not nil, can abandon
-// an attempt stuck in the filesystem (see attemptIn).
-func (l *Lock) tryOnce(ctx context.Context) (bool, entry, time.Time, error) {
-	if err := l.begin(); err != nil {
-		return false, entry{}, time.Time{}, err
-	}
-	defer l.end()
-	o := l.attemptIn(ctx, byListing)
-	return o.ok, o.seen, o.staleAt, o.err
 }

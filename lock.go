@@ -1,59 +1,3 @@
-// Package dlock provides cross-process locks that work where flock(2)
-// does not: on network and shared filesystems (NFS, SMB, sshfs), between
-// containers sharing a volume, and between hosts.
-//
-// A lock is a directory at a path you choose. Inside it a single empty
-// entry, whose name is the lock's state, is renamed on every transition:
-// acquire, refresh, release, reclaim. A rename succeeds only if its exact
-// source name still exists, so every transition is an atomic
-// compare-and-swap done by the filesystem, and two processes can never
-// both hold the lock, however their calls interleave:
-//
-//	PATH/free.41                        unlocked
-//	PATH/held.42.<token>.0.<times>...   held, fence 42
-//
-// While a Lock is held, a heartbeat refreshes it every REFRESH (default
-// TIMEOUT/3). Each acquisition has a deadline on the holder's own clock:
-// when its last successful refresh was issued, plus TIMEOUT, minus MARGIN
-// (WithMargin). At the deadline the holder gives the lock up (Lost is
-// closed, Do's context cancelled) whatever its filesystem is doing: a
-// refresh stuck in a hung mount does not delay it. A waiter reclaims a
-// holder only once it has seen its entry unchanged for the holder's
-// TIMEOUT on its own clock, which is MARGIN after the holder's deadline
-// at the earliest; a lock whose holder ran on the same host and whose
-// process is gone is reclaimed at once. A holder whose lock was reclaimed
-// or removed learns it at its next heartbeat or at Unlock (ErrLost): its
-// late Unlock never frees its successor's lock.
-//
-// Waiters watch the directory (inotify on Linux, fsnotify elsewhere, one
-// instance per process shared by all its waits) and also poll, because a
-// watch sees nothing done by another client of a network filesystem.
-//
-// # Guarantees and residual risk
-//
-// No two holders ever hold the same lock at once, as far as the
-// filesystem's rename of a name is atomic (it is on local filesystems,
-// NFS, kernel SMB, sshfs and GlusterFS; some object-store FUSE mounts
-// give no guarantee). A holder is told it lost the lock MARGIN before
-// anyone else can take it, even when its filesystem hangs. A holder that
-// is itself paused (stopped, swapped out, a laptop asleep) runs no timer:
-// it keeps running until its timer or its next heartbeat tells it the lock
-// was lost; meanwhile a successor may hold the lock. Only the resource can
-// close that gap: pass Fence to it and have it refuse an older fence.
-//
-// Clocks decide only when a lock may be reclaimed, never whether two
-// holders can coexist. A waiter that has watched a holder trusts only its
-// own clock. A newcomer trusts the time a holder wrote only once it is
-// older than TIMEOUT plus the clock-skew bound (WithMaxClockSkew, default
-// a minute): a holder whose clock is behind by more than that can lose
-// its lock to a newcomer early (and is told).
-//
-// # Platform notes
-//
-// Linux gives everything, including RENAME_NOREPLACE and process start
-// times to tell a dead holder from a reused pid. macOS and Windows read
-// process start times too; the BSDs check only that the pid exists. On
-// other systems dead holders are reclaimed only after TIMEOUT.
 package dlock
 
 import (
@@ -61,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"log/slog"
 	"path/filepath"
 	"sync"
 	"time"
@@ -69,16 +12,6 @@ import (
 	"github.com/benbjohnson/clock"
 	"github.com/lockdir/dlock/internal/fsys"
 	"github.com/lockdir/dlock/internal/lockdir"
-)
-
-// Defaults for the options.
-const (
-	DefaultTimeout      = 10 * time.Second       // TIMEOUT, as in lockbydir
-	DefaultPollInterval = 100 * time.Millisecond // a waiter's fallback poll
-	DefaultPermissions  = fs.FileMode(0o755)     // of the lock directory
-	// DefaultMaxClockSkew bounds how far apart the clocks of two hosts
-	// sharing a lock may be (see WithMaxClockSkew).
-	DefaultMaxClockSkew = time.Minute
 )
 
 // Lock is a lock directory at one path, as seen by one holder. Make one
@@ -159,98 +92,6 @@ type Lock struct {
 	testStep    func(step string)
 }
 
-type config struct {
-	timeout  time.Duration
-	margin   time.Duration // the holder declares loss this long before a waiter may reclaim
-	maxSkew  time.Duration // how far another host's clock may be off ours
-	patience time.Duration // < 0: no limit
-	poll     time.Duration
-	refresh  time.Duration
-	perm     fs.FileMode
-	clock    clock.Clock
-	logger   *slog.Logger
-	noWatch  bool   // poll only
-	dir      string // for Named
-	readers  int    // for RWLock
-}
-
-// An Option configures a Lock.
-type Option func(*config)
-
-// WithTimeout sets TIMEOUT: a held lock not refreshed for d is stale and
-// may be reclaimed. The default is 10s. The holder's TIMEOUT is recorded
-// in the lock, and waiters judge staleness by it, not by their own. Keep
-// it well above a network filesystem's attribute-cache lifetime and above
-// the longest pause you expect a holder to survive.
-func WithTimeout(d time.Duration) Option { return func(c *config) { c.timeout = d } }
-
-// WithPatience sets PATIENCE: how long Lock waits before it gives up with
-// ErrBusy. 0 means a single attempt; a negative d, the default, means no
-// limit (ctx bounds the wait).
-func WithPatience(d time.Duration) Option { return func(c *config) { c.patience = d } }
-
-// WithPollInterval sets how often a waiter looks at the lock when no
-// filesystem event woke it, jittered to 3/4 to 1 of d. The default, 100ms,
-// bounds the hand-off latency on network filesystems, where a watch sees
-// nothing. On a local filesystem that is watched, a release wakes the next
-// waiter at once and waiters poll only every 30 intervals, as a safety net.
-func WithPollInterval(d time.Duration) Option { return func(c *config) { c.poll = d } }
-
-// WithWatch turns the watch of waiters on (the default) or off. Off, a
-// waiter polls at the poll interval and no more: use it where watches see
-// nothing anyway (a network filesystem written by other hosts). A process
-// uses one inotify instance (fsnotify watcher elsewhere) for all its
-// waits, made at its first wait and kept; if none can be made (128 per
-// user by default on Linux), its waiters poll.
-func WithWatch(on bool) Option { return func(c *config) { c.noWatch = !on } }
-
-// WithRefresh sets the heartbeat period while the lock is held. The
-// default is TIMEOUT/3; it must be shorter than TIMEOUT.
-func WithRefresh(d time.Duration) Option { return func(c *config) { c.refresh = d } }
-
-// WithMargin sets MARGIN: how long before any waiter may reclaim the lock
-// its holder gives it up. Each acquisition has a deadline on the holder's
-// own clock: when its last successful refresh (or the acquiring rename) was
-// issued, plus TIMEOUT, minus MARGIN. At the deadline Lost is closed and
-// Do's context cancelled, whatever the filesystem is doing, so the work has
-// MARGIN to stop before a successor can start. MARGIN covers the rates of
-// two hosts' clocks drifting apart (parts per million) and the holder's
-// reaction; give it what your work needs to stop. The default is TIMEOUT/5;
-// REFRESH + MARGIN must be shorter than TIMEOUT.
-func WithMargin(d time.Duration) Option { return func(c *config) { c.margin = d } }
-
-// WithMaxClockSkew sets how far the wall clocks of the hosts sharing a lock
-// may be apart (default DefaultMaxClockSkew, a minute: NTP keeps hosts
-// within milliseconds, and an unsynchronised clock drifts seconds a day).
-// Clocks never decide whether a live holder may be reclaimed: a waiter
-// reclaims a holder it has seen unchanged for the holder's TIMEOUT on its
-// own clock. The skew bound lets a waiter that just arrived (a cron job
-// with PATIENCE 0) reclaim a long-dead lock at once, trusting the time the
-// holder wrote only once it is older than TIMEOUT plus this bound. A host
-// whose clock is off by more than the bound can have a live lock reclaimed
-// by a newcomer; a waiter that notices a holder's clock far off its own
-// logs it.
-func WithMaxClockSkew(d time.Duration) Option { return func(c *config) { c.maxSkew = d } }
-
-// WithClock sets the clock for every timer and timestamp the Lock uses.
-// Tests pass clock.NewMock() and advance time by hand.
-func WithClock(c clock.Clock) Option { return func(cf *config) { cf.clock = c } }
-
-// WithLogger logs acquisitions and releases (Info), and reclaims, failed
-// refreshes and losses (Warn). The default logs nothing.
-func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
-
-// WithPermissions sets the permission bits of a lock directory that this
-// Lock creates (default 0755, not reduced by the umask). Every holder needs
-// write permission on it: use 0777 for a lock that any user takes, or 0770
-// for one that the members of a group take, in a directory of that group
-// with the setgid bit (so that the lock directory gets the group). Do not
-// set the sticky bit: the state entry is one directory that changes hands,
-// and in a sticky directory only its creator could rename it.
-func WithPermissions(perm fs.FileMode) Option {
-	return func(c *config) { c.perm = perm & fs.ModePerm }
-}
-
 // New returns a Lock for the lock directory at path, which need not exist:
 // the first Lock creates it (its parent must exist). New does no I/O.
 // A relative path is made absolute now, so later chdirs do not move it.
@@ -262,59 +103,6 @@ func New(path string, opts ...Option) (*Lock, error) {
 		return nil, err
 	}
 	return newLock(path, cfg)
-}
-
-// What an option may configure besides a Lock, for newConfig.
-const (
-	allowDir     = 1 << iota // WithDir: Named, SingleInstance
-	allowReaders             // WithMaxReaders: NewRWLock
-)
-
-// newConfig applies opts to the defaults and checks them, for a kind of
-// lock at path; allow says which of the options that are not a Lock's
-// the kind takes.
-func newConfig(kind, path string, opts []Option, allow int) (config, error) {
-	cfg := config{
-		timeout:  DefaultTimeout,
-		patience: -1,
-		poll:     DefaultPollInterval,
-		perm:     DefaultPermissions,
-		clock:    clock.New(),
-		margin:   -1,
-		maxSkew:  DefaultMaxClockSkew,
-	}
-	for _, o := range opts {
-		if o != nil {
-			o(&cfg)
-		}
-	}
-	if cfg.refresh == 0 {
-		cfg.refresh = cfg.timeout / 3
-	}
-	if cfg.margin < 0 {
-		cfg.margin = min(cfg.timeout/5, (cfg.timeout-cfg.refresh)/2)
-	}
-	switch {
-	case path == "":
-		return cfg, fmt.Errorf("dlock: empty %s path", kind)
-	case cfg.timeout <= 0:
-		return cfg, fmt.Errorf("dlock: TIMEOUT %v for %s must be positive", cfg.timeout, path)
-	case cfg.poll <= 0:
-		return cfg, fmt.Errorf("dlock: poll interval %v for %s must be positive", cfg.poll, path)
-	case cfg.refresh <= 0 || cfg.refresh >= cfg.timeout:
-		return cfg, fmt.Errorf("dlock: refresh %v for %s must be positive and shorter than TIMEOUT %v", cfg.refresh, path, cfg.timeout)
-	case cfg.margin <= 0 || cfg.refresh+cfg.margin >= cfg.timeout:
-		return cfg, fmt.Errorf("dlock: margin %v for %s must be positive, and with refresh %v shorter than TIMEOUT %v", cfg.margin, path, cfg.refresh, cfg.timeout)
-	case cfg.maxSkew < 0:
-		return cfg, fmt.Errorf("dlock: maximum clock skew %v for %s must not be negative", cfg.maxSkew, path)
-	case cfg.clock == nil:
-		return cfg, fmt.Errorf("dlock: nil clock for %s", path)
-	case cfg.dir != "" && allow&allowDir == 0:
-		return cfg, fmt.Errorf("dlock: WithDir(%q) is for Named and SingleInstance, not for the %s %s (give the directory in the path)", cfg.dir, kind, path)
-	case cfg.readers != 0 && allow&allowReaders == 0:
-		return cfg, fmt.Errorf("dlock: WithMaxReaders(%d) is for NewRWLock, not for the %s %s", cfg.readers, kind, path)
-	}
-	return cfg, nil
 }
 
 // newLock is New with the options applied and checked.
@@ -367,31 +155,6 @@ func (l *Lock) Lock(ctx context.Context) error {
 	w := l.waitSpec(actx)
 	w.looked, w.seen, w.staleAt = true, o.seen, o.staleAt
 	return l.cfg.patienceSpent(ctx, l.path, wait(ctx, w, start))
-}
-
-// attemptContext is what bounds each attempt of a wait begun at start:
-// ctx, and PATIENCE. The slack lets the last attempt at PATIENCE finish
-// normally; it only ends an attempt stuck in the filesystem.
-func (c config) attemptContext(ctx context.Context, start time.Time) (context.Context, context.CancelFunc) {
-	if c.patience <= 0 {
-		return ctx, func() {}
-	}
-	slack := min(c.poll, 100*time.Millisecond)
-	return c.clock.WithDeadline(ctx, start.Add(c.patience+slack))
-}
-
-// patienceSpent turns an attempt on path that was given up when PATIENCE
-// ran out (not ctx) into an error matching ErrBusy.
-func (c config) patienceSpent(ctx context.Context, path string, err error) error {
-	if err == nil {
-		return nil
-	}
-	var stuck *stuckError
-	if errors.As(err, &stuck) && ctx.Err() == nil {
-		return fmt.Errorf("dlock: %s: PATIENCE %v ran out while an attempt was still waiting for the filesystem (a hung mount?): %w",
-			path, c.patience, ErrBusy)
-	}
-	return err
 }
 
 // waitSpec describes waiting for this Lock, each attempt bounded by ctx:
