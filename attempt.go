@@ -21,14 +21,19 @@ import (
 
 // outcome is what one attempt found: acquired (ok), or the entry seen and
 // when its holder becomes stale, or an error. known is tryEvent's: the
-// events told what an attempt would have found.
+// events told what an attempt would have found. slot is a semaphore's:
+// the slot taken.
 type outcome struct {
 	ok      bool
+	slot    int
 	seen    entry
 	staleAt time.Time
 	known   bool
 	err     error
 }
+
+// failed is the outcome of an attempt that could not be made.
+func failed(err error) outcome { return outcome{slot: -1, err: err} }
 
 // attempt makes one try at acquiring the lock. When another holds it, it
 // returns the entry seen and when that holder becomes stale. Called with
@@ -456,11 +461,10 @@ func knownToken(h Holder) string {
 // tryOnce is one attempt at l, for a container that drives several locks:
 // it reports when the seen holder goes stale. ctx, if not nil, can abandon
 // an attempt stuck in the filesystem (see attemptIn).
-func (l *Lock) tryOnce(ctx context.Context) (bool, entry, time.Time, error) {
+func (l *Lock) tryOnce(ctx context.Context) outcome {
 	if err := l.begin(); err != nil {
-		return false, entry{}, time.Time{}, err
+		return failed(err)
 	}
 	defer l.end()
-	o := l.attemptIn(ctx, byListing)
-	return o.ok, o.seen, o.staleAt, o.err
+	return l.attemptIn(ctx, byListing)
 }

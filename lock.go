@@ -182,14 +182,8 @@ func (l *Lock) waitSpec(ctx context.Context) waitSpec {
 		blocked:  l.testBlocked,
 		busy:     l.busyError,
 		hint:     l.hint,
-		try: func() (bool, entry, time.Time, error) {
-			o := l.attemptIn(ctx, byListing)
-			return o.ok, o.seen, o.staleAt, o.err
-		},
-		tryEvent: func() (bool, entry, time.Time, bool, error) {
-			o := l.attemptIn(ctx, byEvent)
-			return o.ok, o.seen, o.staleAt, o.known, o.err
-		},
+		try:      func() outcome { return l.attemptIn(ctx, byListing) },
+		tryEvent: func() outcome { return l.attemptIn(ctx, byEvent) },
 	}
 }
 

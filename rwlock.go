@@ -109,11 +109,11 @@ func (rw *RWLock) TryRLock() (bool, error) {
 	if err := rw.check(); err != nil {
 		return false, err
 	}
-	slot, _, _, err := rw.tryRead(nil)
-	if slot < 0 || err != nil {
-		return false, err
+	o := rw.tryRead(nil)
+	if !o.ok || o.err != nil {
+		return false, o.err
 	}
-	rw.addRead(slot)
+	rw.addRead(o.slot)
 	return true, nil
 }
 
@@ -164,7 +164,8 @@ func (rw *RWLock) TryLock() (bool, error) {
 	}
 	ok, err := rw.writer.TryLock()
 	if ok && err == nil {
-		if ok, _, _, err = rw.trySlots(nil); !ok || err != nil {
+		o := rw.trySlots(nil)
+		if ok, err = o.ok, o.err; !ok || err != nil {
 			rw.abandon()
 		}
 	}
@@ -301,12 +302,12 @@ func (rw *RWLock) rlock(ctx context.Context) (*Lease, error) {
 	defer cancel()
 	slot := -1
 	spec := rw.spec("read-locking "+rw.path, append([]string{rw.writer.path}, slotPaths(rw.readers)...), rw.cfg.patience)
-	spec.try = func() (bool, entry, time.Time, error) {
-		i, e, at, err := rw.tryRead(actx)
-		if i >= 0 {
-			slot = i
+	spec.try = func() outcome {
+		o := rw.tryRead(actx)
+		if o.ok {
+			slot = o.slot
 		}
-		return i >= 0, e, at, err
+		return o
 	}
 	if err := rw.waitOrOnce(ctx, spec, start); err != nil {
 		return nil, rw.cfg.patienceSpent(ctx, rw.path, err)
@@ -341,7 +342,7 @@ func (rw *RWLock) wlock(ctx context.Context) error {
 		patience = max(rw.cfg.patience-rw.cfg.clock.Since(start), 0)
 	}
 	spec := rw.spec("write-locking "+rw.path+" (waiting for readers)", slotPaths(rw.readers), patience)
-	spec.try = func() (bool, entry, time.Time, error) { return rw.trySlots(actx) }
+	spec.try = func() outcome { return rw.trySlots(actx) }
 	if err := rw.waitOrOnce(ctx, spec, rw.cfg.clock.Now()); err != nil {
 		rw.abandon()
 		return rw.cfg.patienceSpent(ctx, rw.path, err)
@@ -363,12 +364,12 @@ func (rw *RWLock) spec(what string, paths []string, patience time.Duration) wait
 }
 
 func (rw *RWLock) waitOrOnce(ctx context.Context, spec waitSpec, start time.Time) error {
-	ok, seen, _, err := spec.try()
+	o := spec.try()
 	switch {
-	case ok || err != nil:
-		return err
+	case o.ok || o.err != nil:
+		return o.err
 	case spec.patience == 0:
-		return spec.busy(seen, start)
+		return spec.busy(o.seen, start)
 	}
 	return wait(ctx, spec, start)
 }
@@ -377,13 +378,13 @@ func (rw *RWLock) waitOrOnce(ctx context.Context, spec waitSpec, start time.Time
 // writer lock: the slot taken, or -1. Looking at the writer lock first
 // only keeps writers from starving; safety comes from the slots, which a
 // writer takes all of.
-func (rw *RWLock) tryRead(ctx context.Context) (int, entry, time.Time, error) {
+func (rw *RWLock) tryRead(ctx context.Context) outcome {
 	st, err := readState(rw.writer.path)
 	if err == nil {
 		err = st.Check(rw.writer.path)
 	}
 	if err != nil {
-		return -1, entry{}, time.Time{}, err
+		return failed(err)
 	}
 	if !st.Missing && st.Entries == 1 && !st.e.free {
 		rw.writer.op.Lock()
@@ -391,7 +392,7 @@ func (rw *RWLock) tryRead(ctx context.Context) (int, entry, time.Time, error) {
 		at, _ := rw.writer.staleAt(now, now, st.e)
 		rw.writer.op.Unlock()
 		if now.Before(at) {
-			return -1, st.e, at, nil
+			return outcome{slot: -1, seen: st.e, staleAt: at}
 		}
 	}
 	return rw.readers.try(ctx)
@@ -400,9 +401,9 @@ func (rw *RWLock) tryRead(ctx context.Context) (int, entry, time.Time, error) {
 // trySlots takes the reader slots in order, keeping those it has: a writer
 // gains slots as readers leave and never gives one back to a new reader. A
 // slot held by a reader of this value is waited for like anyone's.
-func (rw *RWLock) trySlots(ctx context.Context) (bool, entry, time.Time, error) {
+func (rw *RWLock) trySlots(ctx context.Context) outcome {
 	if err := rw.readers.check(); err != nil {
-		return false, entry{}, time.Time{}, err
+		return failed(err)
 	}
 	for i := range rw.readers.slots {
 		rw.mu.Lock()
@@ -412,21 +413,21 @@ func (rw *RWLock) trySlots(ctx context.Context) (bool, entry, time.Time, error) 
 			continue
 		}
 		if !rw.readers.reserve(i) {
-			return false, entry{}, time.Time{}, nil // a reader of this value: its release wakes us
+			return outcome{} // a reader of this value: its release wakes us
 		}
-		ok, seen, at, err := rw.readers.slots[i].tryOnce(ctx)
-		if errors.Is(err, ErrHeld) {
-			err = nil // released by a reader of this value a moment ago: its rename wakes us
+		o := rw.readers.slots[i].tryOnce(ctx)
+		if errors.Is(o.err, ErrHeld) {
+			o.err = nil // released by a reader of this value a moment ago: its rename wakes us
 		}
-		if !ok || err != nil {
+		if !o.ok || o.err != nil {
 			rw.readers.unreserve(i)
-			return false, seen, at, err
+			return o
 		}
 		rw.mu.Lock()
 		rw.wslots = append(rw.wslots, rw.readers.lease(i))
 		rw.mu.Unlock()
 	}
-	return true, entry{}, time.Time{}, nil
+	return outcome{ok: true}
 }
 
 // abandon releases whatever a failed write acquisition took.

@@ -100,27 +100,28 @@ func (s *Semaphore) Take(ctx context.Context) (*Lease, error) {
 	start := s.cfg.clock.Now()
 	actx, cancel := s.cfg.attemptContext(ctx, start)
 	defer cancel()
-	slot, seen, _, err := s.try(actx)
+	o := s.try(actx)
 	switch {
-	case slot >= 0 || err != nil:
-		return s.lease(slot), s.cfg.patienceSpent(ctx, s.path, err)
+	case o.ok || o.err != nil:
+		return s.lease(o.slot), s.cfg.patienceSpent(ctx, s.path, o.err)
 	case s.cfg.patience == 0:
-		return nil, s.busyError(seen, start)
+		return nil, s.busyError(o.seen, start)
 	}
+	slot := -1
 	paths := []string{s.path}
 	for _, l := range s.slots {
 		paths = append(paths, l.path)
 	}
-	err = wait(ctx, waitSpec{
+	err := wait(ctx, waitSpec{
 		what: "acquiring semaphore " + s.path, paths: watchPaths(s.cfg, paths...), clock: s.cfg.clock,
 		local:    !s.cfg.noWatch && fsys.IsLocal(filepath.Dir(s.path)),
 		patience: s.cfg.patience, poll: s.cfg.poll, busy: s.busyError,
-		try: func() (bool, entry, time.Time, error) {
-			i, e, at, err := s.try(actx)
-			if i >= 0 {
-				slot = i
+		try: func() outcome {
+			o := s.try(actx)
+			if o.ok {
+				slot = o.slot
 			}
-			return i >= 0, e, at, err
+			return o
 		},
 		blocked: s.testBlocked,
 	}, start)
@@ -135,8 +136,8 @@ func (s *Semaphore) TryTake() (*Lease, error) {
 	if s.slots == nil {
 		return nil, errZero("Semaphore", "NewSemaphore")
 	}
-	slot, _, _, err := s.try(nil)
-	return s.lease(slot), err
+	o := s.try(nil)
+	return s.lease(o.slot), o.err
 }
 
 func (s *Semaphore) lease(slot int) *Lease {
@@ -280,34 +281,33 @@ func (s *Semaphore) unreserve(i int) {
 // random one so that holders spread over the slots: the slot taken, or -1
 // and the earliest time a seen holder goes stale. ctx, if not nil, can
 // abandon an attempt stuck in the filesystem.
-func (s *Semaphore) try(ctx context.Context) (int, entry, time.Time, error) {
+func (s *Semaphore) try(ctx context.Context) outcome {
 	if err := s.check(); err != nil {
-		return -1, entry{}, time.Time{}, err
+		return failed(err)
 	}
-	var seen entry
-	var staleAt time.Time
+	busy := outcome{slot: -1}
 	start := rand.N(s.n)
 	for k := range s.n {
 		i := (start + k) % s.n
 		if !s.reserve(i) {
 			continue // held by another holder of this value: a release there wakes us
 		}
-		ok, e, at, err := s.slots[i].tryOnce(ctx)
-		if ok {
-			return i, entry{}, time.Time{}, nil
+		o := s.slots[i].tryOnce(ctx)
+		if o.ok {
+			return outcome{ok: true, slot: i}
 		}
 		s.unreserve(i)
-		if errors.Is(err, ErrHeld) {
+		if errors.Is(o.err, ErrHeld) {
 			continue // released by this value a moment ago: its rename wakes us
 		}
-		if err != nil {
-			return -1, entry{}, time.Time{}, err
+		if o.err != nil {
+			return failed(o.err)
 		}
-		if staleAt.IsZero() || at.Before(staleAt) {
-			seen, staleAt = e, at
+		if busy.staleAt.IsZero() || o.staleAt.Before(busy.staleAt) {
+			busy.seen, busy.staleAt = o.seen, o.staleAt
 		}
 	}
-	return -1, seen, staleAt, nil
+	return busy
 }
 
 func (s *Semaphore) busyError(seen entry, start time.Time) error {

@@ -23,11 +23,11 @@ type waitSpec struct {
 	clock    clock.Clock
 	patience time.Duration // < 0: no limit
 	poll     time.Duration
-	try      func() (ok bool, seen entry, staleAt time.Time, err error)
+	try      func() outcome
 	hint     func(name string) // told the names events carry; may be nil
 	// tryEvent, if not nil, replaces try for the first in line woken by
 	// events: see Lock.tryEvent.
-	tryEvent func() (ok bool, seen entry, staleAt time.Time, known bool, err error)
+	tryEvent func() outcome
 	blocked  func() // test hook; may be nil
 	busy     func(seen entry, start time.Time) error
 	// The attempt the caller made just before waiting, if it did: a
@@ -201,17 +201,17 @@ func (r *waiter) tryEvents(watching bool) (bool, error) {
 	if r.quick || !hinted || r.w.tryEvent == nil {
 		return false, nil
 	}
-	ok, e, at, known, err := r.w.tryEvent()
+	o := r.w.tryEvent()
 	switch {
-	case ok:
+	case o.ok:
 		r.won()
 		return true, nil
-	case err != nil:
-		return false, err
-	case known:
+	case o.err != nil:
+		return false, o.err
+	case o.known:
 		r.quick = true // no attempt: the events told what it would
-		if e.name != "" {
-			r.seen, r.staleAt = e, at
+		if o.seen.name != "" {
+			r.seen, r.staleAt = o.seen, o.staleAt
 		}
 	}
 	return false, nil
@@ -233,15 +233,15 @@ func (r *waiter) look(paths []string, watching, afterPred bool) (ok, again, skip
 	if skipped || r.quick {
 		return false, false, skipped, nil
 	}
-	ok, e, at, err := w.try()
+	o := w.try()
 	switch {
-	case ok:
+	case o.ok:
 		r.won()
 		return true, false, false, nil
-	case err != nil:
-		return false, false, false, err
+	case o.err != nil:
+		return false, false, false, o.err
 	}
-	r.seen, r.staleAt = e, at
+	r.seen, r.staleAt = o.seen, o.staleAt
 	if afterPred && !w.queue.PredHolds(knownToken(r.seen.holder)) {
 		return false, true, false, nil // it left for another reason: find our place
 	}
