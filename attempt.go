@@ -74,8 +74,8 @@ func (l *Lock) attempt() outcome {
 		switch {
 		case st.Missing:
 			now := l.cfg.clock.Now()
-			epoch := uint64(now.UnixNano()) // fences never go back, even if PATH was deleted
-			name := lockdir.HeldName(epoch, token, 0, now, now, l.cfg.timeout)
+			fence := uint64(now.UnixNano()) // fences never go back, even if PATH was deleted
+			name := lockdir.HeldName(fence, token, 0, now, now, l.cfg.timeout)
 			perm := l.cfg.perm
 			if l.createPerm != 0 {
 				perm = l.createPerm
@@ -83,7 +83,7 @@ func (l *Lock) attempt() outcome {
 			created, err := lockdir.Create(l.path, name, token, perm)
 			if err != nil || created {
 				if created {
-					l.acquired(epoch, token, name, now, "created")
+					l.acquired(fence, token, name, now, "created")
 					created = l.confirm(now)
 					lockdir.SweepStages(l.path, now, l.cfg.timeout, lockdir.StageMember)
 				}
@@ -142,7 +142,7 @@ func (l *Lock) attempt() outcome {
 // holder's entry. The entry can only go by a transition, and a name never
 // comes back once gone, so if it is still there nothing has changed: one
 // lstat on a network filesystem's server instead of a listing's dozen or
-// more operations, on every poll. Once it is gone, the holder of epoch E
+// more operations, on every poll. Once it is gone, the holder of fence E
 // most likely released to free.E, which is tried before a listing. done
 // is false when a listing must look (or the holder is stale: the listing
 // reclaims it). Called with l.op held.
@@ -158,7 +158,7 @@ func (l *Lock) attemptWatched(now time.Time, token string) (o outcome, done bool
 		}
 		return outcome{}, false
 	}
-	if ok, err := l.take(entry{name: lockdir.FreeName(e.epoch), free: true, epoch: e.epoch}, token, false); ok || err != nil {
+	if ok, err := l.take(entry{name: lockdir.FreeName(e.fence), free: true, fence: e.fence}, token, false); ok || err != nil {
 		return outcome{ok: ok, err: err}, true
 	}
 	return outcome{}, false
@@ -170,11 +170,11 @@ func (l *Lock) attemptWatched(now time.Time, token string) (o outcome, done bool
 // the rename is issued.
 func (l *Lock) take(e entry, token string, reclaim bool) (bool, error) {
 	now := l.cfg.clock.Now()
-	epoch := e.epoch + 1
+	fence := e.fence + 1
 	if e.holder.Unknown && !e.free {
-		epoch = max(uint64(now.UnixNano()), 1) // unknown epoch: seed afresh
+		fence = max(uint64(now.UnixNano()), 1) // unknown fence: seed afresh
 	}
-	name := lockdir.HeldName(epoch, token, 0, now, now, l.cfg.timeout)
+	name := lockdir.HeldName(fence, token, 0, now, now, l.cfg.timeout)
 	switch err := lockdir.Move(l.path, e.name, name); {
 	case err == nil:
 		if l.testStep != nil {
@@ -184,7 +184,7 @@ func (l *Lock) take(e entry, token string, reclaim bool) (bool, error) {
 		if reclaim {
 			how = "reclaimed"
 		}
-		l.acquired(epoch, token, name, now, how)
+		l.acquired(fence, token, name, now, how)
 		return l.confirm(now), nil
 	case errors.Is(err, lockdir.ErrGone):
 		return false, nil
@@ -324,14 +324,14 @@ func (l *Lock) checkSkew(h Holder, before, seenAt time.Time) {
 		"max clock skew", l.cfg.maxSkew)
 }
 
-// holderDead is holderDead for the entry e, asked again for the same
+// holderDead is provablyDead for the entry e, asked again for the same
 // holder process at most once per poll interval: a woken waiter need not
 // read /proc (tens of µs) on every event, nor for every new entry of a
 // holder it found alive a moment ago. The answer only decides when a
 // reclaim is tried (invariant 3).
 func (l *Lock) holderDead(now time.Time, e entry) bool {
 	k := aliveKey{e.holder.PID, e.holder.pstart, e.holder.HostID}
-	if k.host == lockdir.Self().HostID && proc.SeenDead(k.pid, k.pstart) {
+	if k.host == lockdir.Self().HostID && proc.KnownDead(k.pid, k.pstart) {
 		return true
 	}
 	for _, a := range l.alive {
@@ -339,7 +339,7 @@ func (l *Lock) holderDead(now time.Time, e entry) bool {
 			return false
 		}
 	}
-	if holderDead(e.holder) {
+	if provablyDead(e.holder) {
 		return true
 	}
 	oldest := 0
@@ -378,14 +378,14 @@ func (l *Lock) refresh(now time.Time) error {
 	return nil
 }
 
-// release renames our held entry, of fence epoch, to free.E. Called with
+// release renames our held entry, of the given fence E, to free.E. Called with
 // l.op held.
-func (l *Lock) release(epoch uint64) error {
-	free := lockdir.FreeName(epoch)
+func (l *Lock) release(fence uint64) error {
+	free := lockdir.FreeName(fence)
 	if err := lockdir.Move(l.path, l.cur, free); err != nil {
 		return err
 	}
-	l.lastFree = entry{name: free, free: true, epoch: epoch}
+	l.lastFree = entry{name: free, free: true, fence: fence}
 	return nil
 }
 
@@ -395,10 +395,10 @@ func onThisHost(h Holder) bool {
 	return !h.Unknown && id.HostID != "0" && h.HostID == id.HostID
 }
 
-// holderDead reports whether h is provably gone: it ran on this host (same
+// provablyDead reports whether h is provably gone: it ran on this host (same
 // boot, same pid namespace) and its process no longer exists, is a zombie,
 // or is another process with the same pid.
-func holderDead(h Holder) bool {
+func provablyDead(h Holder) bool {
 	if !onThisHost(h) {
 		return false
 	}
@@ -417,7 +417,7 @@ func holderDead(h Holder) bool {
 type entry struct {
 	name   string
 	free   bool
-	epoch  uint64 // for free and held entries that parsed
+	fence  uint64 // for free and held entries that parsed
 	holder Holder // for held entries (Unknown if it did not parse)
 	// For an unknown state an attempt returns: since when it was seen.
 	observed time.Time
@@ -425,7 +425,7 @@ type entry struct {
 
 // fromDir is the entry lockdir parsed.
 func fromDir(e lockdir.Entry) entry {
-	return entry{name: e.Name, free: e.Free, epoch: e.Epoch, holder: holderOf(e.Holder)}
+	return entry{name: e.Name, free: e.Free, fence: e.Fence, holder: holderOf(e.Holder)}
 }
 
 // parseEntry parses a state entry name (lockdir.Parse).

@@ -683,7 +683,7 @@ func TestTwoWaitersRaceToReclaim(t *testing.T) {
 		if won[0] == won[1] {
 			t.Fatalf("round %d: winners %v, want exactly one", i, won)
 		}
-		if e := parseEntry(entryOf(t, path)); e.epoch != uint64(i)+1 {
+		if e := parseEntry(entryOf(t, path)); e.fence != uint64(i)+1 {
 			t.Fatalf("round %d: entry %q", i, e.name)
 		}
 	}

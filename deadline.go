@@ -33,7 +33,7 @@ import (
 // errDeadline: the acquisition's deadline passed before a release was done.
 var errDeadline = errors.New("deadline passed")
 
-// A release pending (l.pending, of fence l.pendingEpoch) is an Unlock's
+// A release pending (l.pending, of fence l.pendingFence) is an Unlock's
 // that has not run yet: whoever takes l.op next does it first (settle),
 // so that no later attempt or refresh of this Lock comes between an
 // Unlock and its release. Its result goes to l.released (buffered, one
@@ -42,10 +42,10 @@ var errDeadline = errors.New("deadline passed")
 // abandoned acquisition) is in it by the next Unlock, since it was sent
 // under l.op before the acquisition that Unlock ends.
 
-// pend asks for the release of the acquisition of fence epoch, and stops
+// pend asks for the release of the acquisition with the given fence, and stops
 // its timers; report says Unlock waits for the result (then l.unlockMu is
 // held, so one Unlock at a time uses l.released). Called with l.mu held.
-func (l *Lock) pend(epoch uint64, report bool) {
+func (l *Lock) pend(fence uint64, report bool) {
 	l.held = false
 	l.timer.Stop()
 	l.expiry.Stop()
@@ -58,18 +58,18 @@ func (l *Lock) pend(epoch uint64, report bool) {
 		default:
 		}
 	}
-	l.pending, l.pendingEpoch, l.pendingReport = true, epoch, report
+	l.pending, l.pendingFence, l.pendingReport = true, fence, report
 }
 
 // settle does a pending release. Called with l.op held, before anything
 // else is done under it.
 func (l *Lock) settle() {
 	l.mu.Lock()
-	pending, epoch, report := l.pending, l.pendingEpoch, l.pendingReport
+	pending, fence, report := l.pending, l.pendingFence, l.pendingReport
 	l.pending = false
 	l.mu.Unlock()
 	if pending {
-		err := l.release(epoch)
+		err := l.release(fence)
 		if report {
 			select {
 			case l.released <- err:
@@ -124,7 +124,7 @@ func (l *Lock) attemptIn(ctx context.Context, kind int) outcome {
 		}
 		drop := o.ok
 		if drop {
-			l.pend(l.epoch, false)
+			l.pend(l.fence, false)
 		}
 		l.mu.Unlock()
 		if drop {
@@ -182,13 +182,13 @@ func (l *Lock) opAttempt(kind int) outcome {
 
 // acquired records a successful acquisition whose rename was issued at
 // issued, and starts the heartbeat and the deadline. Called with l.op held.
-func (l *Lock) acquired(epoch uint64, token, name string, issued time.Time, how string) {
+func (l *Lock) acquired(fence uint64, token, name string, issued time.Time, how string) {
 	l.token, l.cur, l.seq, l.since, l.issued = token, name, 0, issued, issued
 	l.seen = false
 	l.mu.Lock()
 	l.held, l.isLost, l.lostWhy = true, false, ""
 	l.lostCh = make(chan struct{})
-	l.epoch = epoch
+	l.fence = fence
 	l.deadline = issued.Add(l.cfg.timeout - l.cfg.margin)
 	now := l.cfg.clock.Now()
 	beat, expiry := max(l.cfg.refresh-now.Sub(issued), 0), l.deadline.Sub(now)
@@ -201,7 +201,7 @@ func (l *Lock) acquired(epoch uint64, token, name string, issued time.Time, how 
 	}
 	l.mu.Unlock()
 	if l.cfg.logger != nil {
-		l.logInfo(how+" lock", "fence", epoch)
+		l.logInfo(how+" lock", "fence", fence)
 	}
 }
 
@@ -274,23 +274,23 @@ func (l *Lock) markLost(why string) {
 		l.timer.Stop()
 		l.expiry.Stop()
 	}
-	l.logWarn("lost lock", "reason", why, "fence", l.epoch)
+	l.logWarn("lost lock", "reason", why, "fence", l.fence)
 }
 
-// lose is markLost for the acquisition of fence epoch, if it is still
+// lose is markLost for the acquisition with the given fence, if it is still
 // this Lock's latest.
-func (l *Lock) lose(epoch uint64, why string) {
+func (l *Lock) lose(fence uint64, why string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.epoch == epoch {
+	if l.fence == fence {
 		l.markLost(why)
 	}
 }
 
 // lostError describes a loss and, if the filesystem answers soon, who
 // holds the lock now.
-func (l *Lock) lostError(epoch uint64, why string) error {
-	return &LostError{Path: l.path, Fence: epoch, Why: why, Now: describeSoon(l.path)}
+func (l *Lock) lostError(fence uint64, why string) error {
+	return &LostError{Path: l.path, Fence: fence, Why: why, Now: describeSoon(l.path)}
 }
 
 // describeWait bounds how long an error message waits to say who holds a

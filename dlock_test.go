@@ -417,7 +417,7 @@ func TestHeartbeatKeepsLockAcrossTenTimeouts(t *testing.T) {
 		}
 	}
 	e := parseEntry(r.entryName())
-	if e.holder.Token != a.token || e.holder.Sequence != 30 || e.epoch != fence {
+	if e.holder.Token != a.token || e.holder.Sequence != 30 || e.fence != fence {
 		t.Fatalf("entry %+v after 30 heartbeats", e)
 	}
 	select {

@@ -95,12 +95,12 @@ func (l *Lock) status() (Status, error) {
 	case st.Entries != 1:
 		s.Held, s.Holder = true, Holder{Unknown: true, Entry: st.Names}
 	case st.e.free:
-		s.Fence = st.e.epoch
+		s.Fence = st.e.fence
 	default:
-		s.Held, s.Holder, s.Fence = true, st.e.holder, st.e.epoch
+		s.Held, s.Holder, s.Fence = true, st.e.holder, st.e.fence
 		if !st.e.holder.Unknown {
 			s.Age = l.cfg.clock.Since(st.e.holder.Beat)
-			s.Dead = holderDead(st.e.holder)
+			s.Dead = provablyDead(st.e.holder)
 			s.Stale = s.Dead || s.Age >= trustAfter(st.e.holder.Timeout, l.cfg.maxSkew)
 		}
 	}
@@ -181,9 +181,9 @@ func (l *Lock) breakLock(force, hold bool) (Status, error) {
 	l.held = false
 	l.timer.Stop()
 	l.expiry.Stop()
-	epoch := l.epoch
+	fence := l.fence
 	l.mu.Unlock()
-	if err := l.release(epoch); err != nil {
+	if err := l.release(fence); err != nil {
 		return before, fmt.Errorf("dlock: breaking %s: releasing after the reclaim: %w", l.path, err)
 	}
 	return before, nil

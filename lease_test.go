@@ -208,7 +208,7 @@ func TestLockGivesUpInsideAHungAttempt(t *testing.T) {
 	}
 	thaw()
 	w.settleNow() // the abandoned attempt finished, and its lock was released
-	if e := parseEntry(r.entryName()); !e.free || e.epoch != first+1 {
+	if e := parseEntry(r.entryName()); !e.free || e.fence != first+1 {
 		t.Fatalf("after the late acquisition the entry is %q, want free.%d: released at once", e.name, first+1)
 	}
 	mustLock(t, w)

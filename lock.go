@@ -35,14 +35,14 @@ type Lock struct {
 	isLost   bool
 	lostWhy  string
 	lostCh   chan struct{}
-	epoch    uint64    // fence of the current or last acquisition
+	fence    uint64    // fence of the current or last acquisition
 	deadline time.Time // the acquisition's: last refresh issued + TIMEOUT - MARGIN
 	expiry   *clock.Timer
 	timer    *clock.Timer // the heartbeat
 	// An Unlock's release not done yet, and where its result goes (see
 	// settle); the timer bounds Unlock's wait for it.
 	pending       bool
-	pendingEpoch  uint64
+	pendingFence  uint64
 	pendingReport bool
 	released      chan error
 	unlockMu      sync.Mutex // held by an Unlock: it owns released and unlockTimer
@@ -295,24 +295,24 @@ func (l *Lock) Unlock() error {
 		l.mu.Unlock()
 		return fmt.Errorf("dlock: unlocking %s: %w", l.path, ErrNotHeld)
 	}
-	l.pend(l.epoch, true)
-	lost, why, epoch, deadline := l.isLost, l.lostWhy, l.epoch, l.deadline
+	l.pend(l.fence, true)
+	lost, why, fence, deadline := l.isLost, l.lostWhy, l.fence, l.deadline
 	l.mu.Unlock()
 	go l.settleNow()
 	if lost {
 		// Its entry may still be ours (a loss by the deadline): the release
 		// above frees it then, and otherwise fails harmlessly.
-		return l.lostError(epoch, why)
+		return l.lostError(fence, why)
 	}
 	wait := deadline.Sub(l.cfg.clock.Now())
 	if wait <= 0 {
-		return l.lateUnlock(epoch)
+		return l.lateUnlock(fence)
 	}
 	err := l.awaitRelease(wait)
 	switch {
 	case err == nil:
 		if l.cfg.logger != nil {
-			l.logInfo("released lock", "fence", epoch)
+			l.logInfo("released lock", "fence", fence)
 		}
 		return nil
 	case errors.Is(err, lockdir.ErrGone):
@@ -320,11 +320,11 @@ func (l *Lock) Unlock() error {
 	case err == errDeadline:
 		why = fmt.Sprintf("it could not be released before its deadline, TIMEOUT %v - MARGIN %v after its last refresh: the filesystem did not answer", l.cfg.timeout, l.cfg.margin)
 	default:
-		l.lose(epoch, "it could not be released")
+		l.lose(fence, "it could not be released")
 		return fmt.Errorf("dlock: releasing lock %s: %w (it becomes stale after TIMEOUT %v)", l.path, err, l.cfg.timeout)
 	}
-	l.lose(epoch, why)
-	return l.lostError(epoch, why)
+	l.lose(fence, why)
+	return l.lostError(fence, why)
 }
 
 // awaitRelease waits up to wait for the release Unlock asked for:
@@ -354,7 +354,7 @@ func (l *Lock) awaitRelease(wait time.Duration) error {
 // lateUnlock is Unlock once the deadline has passed (the process was
 // paused, or its timers late): the lock counts as lost whatever the
 // release finds, which says only whether another took it meanwhile.
-func (l *Lock) lateUnlock(epoch uint64) error {
+func (l *Lock) lateUnlock(fence uint64) error {
 	why := fmt.Sprintf("its deadline, TIMEOUT %v - MARGIN %v after its last refresh, passed before Unlock", l.cfg.timeout, l.cfg.margin)
 	t := time.NewTimer(describeWait)
 	defer t.Stop()
@@ -371,8 +371,8 @@ func (l *Lock) lateUnlock(epoch uint64) error {
 	case <-t.C:
 		why += fmt.Sprintf(", and the filesystem did not answer its release within %v", describeWait)
 	}
-	l.lose(epoch, why)
-	return l.lostError(epoch, why)
+	l.lose(fence, why)
+	return l.lostError(fence, why)
 }
 
 // Do acquires the lock, runs fn and releases the lock. fn's context is
@@ -406,7 +406,7 @@ func (l *Lock) Lost() <-chan struct{} {
 func (l *Lock) Fence() uint64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.epoch
+	return l.fence
 }
 
 func (l *Lock) begin() error {

@@ -40,7 +40,7 @@ type Semaphore struct {
 
 	mu       sync.Mutex
 	busy     bool   // an Acquire is under way
-	held     *Lease // the slot held through Acquire
+	acquired *Lease // the slot Acquire took
 	reserved []bool // slots this value holds or is trying: its own holders skip them
 
 	checkMu sync.Mutex // the container check: I/O, so not under mu
@@ -175,8 +175,8 @@ func (s *Semaphore) TryAcquire() (bool, error) {
 // ErrLost if it was reclaimed or removed while held.
 func (s *Semaphore) Release() error {
 	s.mu.Lock()
-	p := s.held
-	s.held = nil
+	p := s.acquired
+	s.acquired = nil
 	s.mu.Unlock()
 	if p == nil {
 		return fmt.Errorf("dlock: releasing semaphore %s: %w", s.path, ErrNotHeld)
@@ -189,10 +189,10 @@ func (s *Semaphore) Release() error {
 func (s *Semaphore) Lost() <-chan struct{} {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.held == nil {
+	if s.acquired == nil {
 		return make(chan struct{})
 	}
-	return s.held.Lost()
+	return s.acquired.Lost()
 }
 
 // Fence returns the fence of the slot Acquire took (0 if none). Fences
@@ -201,20 +201,20 @@ func (s *Semaphore) Lost() <-chan struct{} {
 func (s *Semaphore) Fence() uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.held == nil {
+	if s.acquired == nil {
 		return 0
 	}
-	return s.held.Fence()
+	return s.acquired.Fence()
 }
 
 // Slot returns the index of the slot Acquire took, or -1.
 func (s *Semaphore) Slot() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.held == nil {
+	if s.acquired == nil {
 		return -1
 	}
-	return s.held.slot
+	return s.acquired.slot
 }
 
 // Do takes a slot of its own (Take), runs fn, and releases the slot, as
@@ -243,8 +243,8 @@ func (s *Semaphore) begin() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
-	case s.held != nil:
-		return fmt.Errorf("dlock: acquiring semaphore %s: %w (slot %d; call Release first)", s.path, ErrHeld, s.held.slot)
+	case s.acquired != nil:
+		return fmt.Errorf("dlock: acquiring semaphore %s: %w (slot %d; call Release first)", s.path, ErrHeld, s.acquired.slot)
 	case s.busy:
 		return fmt.Errorf("dlock: acquiring semaphore %s: %w (another goroutine is acquiring it with Acquire; use Take for many holders)", s.path, ErrHeld)
 	}
@@ -255,7 +255,7 @@ func (s *Semaphore) begin() error {
 // end ends an Acquire that got p (nil if none).
 func (s *Semaphore) end(p *Lease) {
 	s.mu.Lock()
-	s.busy, s.held = false, p
+	s.busy, s.acquired = false, p
 	s.mu.Unlock()
 }
 

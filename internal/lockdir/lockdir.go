@@ -29,7 +29,7 @@
 //     with PATH itself (create).
 //  2. A rename target is a name never used before in PATH: held names carry
 //     a fresh random token, and free.E is written only by the holder of
-//     epoch E. This matters because rename(2) silently replaces an empty
+//     fence E. This matters because rename(2) silently replaces an empty
 //     directory, and entries are empty directories. Where the OS offers it
 //     (Linux RENAME_NOREPLACE, macOS RENAME_EXCL) the kernel checks it too.
 //  3. Safety never depends on clocks, mtimes or caches: they only decide

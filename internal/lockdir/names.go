@@ -19,7 +19,7 @@ import (
 //	free.E
 //	held.E.TOKEN.SEQ.SINCE.BEAT.TIMEOUT.PID.PSTART.HOSTID.HOST
 //
-//	E        epoch, decimal: rises by one on every acquisition (the fence)
+//	E        fence, decimal: rises by one on every acquisition
 //	TOKEN    32 lowercase hex digits, random per acquisition
 //	SEQ      heartbeat count of this acquisition, decimal
 //	SINCE    acquisition time, Unix nanoseconds by the holder's clock
@@ -45,7 +45,7 @@ const (
 type Entry struct {
 	Name   string
 	Free   bool
-	Epoch  uint64 // for free and held entries that parsed
+	Fence  uint64 // for free and held entries that parsed
 	Holder Holder // for held entries (Unknown if it did not parse)
 }
 
@@ -66,21 +66,21 @@ type Holder struct {
 	PStart   uint64 // process start time (OS-specific units; 0 unknown)
 }
 
-// FreeName is the free entry of fence epoch.
-func FreeName(epoch uint64) string {
-	return freePrefix + strconv.FormatUint(epoch, 10)
+// FreeName is the free entry left by the holder of the given fence.
+func FreeName(fence uint64) string {
+	return freePrefix + strconv.FormatUint(fence, 10)
 }
 
 // HeldName formats the state entry of a held lock for this process.
-func HeldName(epoch uint64, token string, seq uint64, since, beat time.Time, timeout time.Duration) string {
-	return FormatHeld(epoch, token, seq, since, beat, timeout, Self())
+func HeldName(fence uint64, token string, seq uint64, since, beat time.Time, timeout time.Duration) string {
+	return FormatHeld(fence, token, seq, since, beat, timeout, Self())
 }
 
 // FormatHeld is HeldName for the process id.
-func FormatHeld(epoch uint64, token string, seq uint64, since, beat time.Time, timeout time.Duration, id Identity) string {
+func FormatHeld(fence uint64, token string, seq uint64, since, beat time.Time, timeout time.Duration, id Identity) string {
 	b := make([]byte, 0, 200)
 	b = append(b, heldPrefix...)
-	b = strconv.AppendUint(b, epoch, 10)
+	b = strconv.AppendUint(b, fence, 10)
 	b = append(b, '.')
 	b = append(b, token...)
 	b = append(b, '.')
@@ -113,14 +113,14 @@ func Parse(name string) Entry {
 	e := Entry{Name: name}
 	if len(name) <= maxEntryLen {
 		if rest, ok := strings.CutPrefix(name, freePrefix); ok {
-			if epoch, ok := parseDecimal(rest); ok {
-				e.Free, e.Epoch = true, epoch
+			if fence, ok := parseDecimal(rest); ok {
+				e.Free, e.Fence = true, fence
 				return e
 			}
 		} else if rest, ok := strings.CutPrefix(name, heldPrefix); ok {
 			if h, ok := parseHeld(rest); ok {
 				h.Entry = name
-				e.Epoch, e.Holder = h.Fence, h
+				e.Fence, e.Holder = h.Fence, h
 				return e
 			}
 		}

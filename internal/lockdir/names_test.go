@@ -15,7 +15,7 @@ func TestEntryNameRoundTrip(t *testing.T) {
 	}
 	e := Parse(name)
 	h := e.Holder
-	if h.Unknown || h.PID != 4242 || h.PStart != 99 || !h.Since.Equal(since) || h.Host != id.Host || e.Epoch != 1<<64-1 {
+	if h.Unknown || h.PID != 4242 || h.PStart != 99 || !h.Since.Equal(since) || h.Host != id.Host || e.Fence != 1<<64-1 {
 		t.Fatalf("parse(format) = %+v", e)
 	}
 	if s := SanitizeHost("a b/c\\d.é"); s != "a_b_c_d.__" {
@@ -36,8 +36,8 @@ func FuzzParseEntry(f *testing.F) {
 		e := Parse(name)
 		switch {
 		case e.Free:
-			if FreeName(e.Epoch) != name {
-				t.Fatalf("free %q re-formats as %q", name, FreeName(e.Epoch))
+			if FreeName(e.Fence) != name {
+				t.Fatalf("free %q re-formats as %q", name, FreeName(e.Fence))
 			}
 		case !e.Holder.Unknown:
 			h := e.Holder

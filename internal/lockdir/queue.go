@@ -55,7 +55,7 @@ type Queue struct {
 	Dir     string    // PATH/queue; "" when not queueing
 	Lock    string    // PATH
 	ticket  string    // our ticket's name, "" until taken
-	held    int       // our ticket, kept open while we wait (-1: not open)
+	open    int       // our ticket, kept open while we wait (-1: not open)
 	Token   string    // ours, 16 hex digits: a waiter's attempts use tokens it begins
 	Pred    string    // the predecessor we watch
 	Dead    string    // a predecessor known to have exited (a zombie passes kill(pid, 0))
@@ -69,7 +69,7 @@ type Queue struct {
 // yet: Target takes a ticket), with token, 16 hex digits, beginning every
 // token its attempts use. A ticket unchanged for timeout is passed over.
 func NewQueue(path, token string, timeout time.Duration) *Queue {
-	return &Queue{Dir: filepath.Join(path, QueueDir), Lock: path, Token: token, held: -1, timeout: timeout}
+	return &Queue{Dir: filepath.Join(path, QueueDir), Lock: path, Token: token, open: -1, timeout: timeout}
 }
 
 // Target returns the path this waiter should watch: its predecessor's
@@ -140,8 +140,8 @@ func (q *Queue) join(now time.Time) bool {
 		q.Dir = ""
 		return false
 	}
-	fsys.CloseHeld(q.held) // a ticket we lost
-	q.ticket, q.held = name, fsys.HoldOpen(path)
+	fsys.CloseHeld(q.open) // a ticket we lost
+	q.ticket, q.open = name, fsys.HoldOpen(path)
 	return true
 }
 
@@ -151,8 +151,8 @@ func (q *Queue) Leave() {
 	if q.Dir != "" && q.ticket != "" {
 		fsys.RemoveDir(filepath.Join(q.Dir, q.ticket))
 	}
-	fsys.CloseHeld(q.held)
-	q.ticket, q.held = "", -1
+	fsys.CloseHeld(q.open)
+	q.ticket, q.open = "", -1
 }
 
 // IsTicket reports whether name looks like a ticket; anything else in the

@@ -71,7 +71,7 @@ func (d *DeathWatch) done() <-chan struct{} {
 
 func (d *DeathWatch) markDead() {
 	if d != nil {
-		MarkDead(d.pid, d.start)
+		Died(d.pid, d.start)
 	}
 }
 

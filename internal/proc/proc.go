@@ -38,7 +38,7 @@ func (d *DeathWatch) Watches(pid int, pstart uint64) bool { return d.watches(pid
 // for a nil watch.
 func (d *DeathWatch) Done() <-chan struct{} { return d.done() }
 
-// MarkDead records the watched process as gone (see MarkDead).
+// MarkDead records the watched process as gone (see Died).
 func (d *DeathWatch) MarkDead() { d.markDead() }
 
 // Close ends the watch.
@@ -56,18 +56,18 @@ var deadSeen struct {
 	next int
 }
 
-// MarkDead records that the process pid of this host, started at pstart,
+// Died records that the process pid of this host, started at pstart,
 // has exited.
-func MarkDead(pid int, pstart uint64) {
+func Died(pid int, pstart uint64) {
 	deadSeen.mu.Lock()
 	defer deadSeen.mu.Unlock()
 	deadSeen.keys[deadSeen.next].pid, deadSeen.keys[deadSeen.next].pstart = pid, pstart
 	deadSeen.next = (deadSeen.next + 1) % len(deadSeen.keys)
 }
 
-// SeenDead reports whether MarkDead recorded the process pid of this
+// KnownDead reports whether Died recorded the process pid of this
 // host, started at pstart, lately.
-func SeenDead(pid int, pstart uint64) bool {
+func KnownDead(pid int, pstart uint64) bool {
 	if pid <= 0 {
 		return false
 	}
