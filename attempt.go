@@ -65,9 +65,6 @@ func (l *Lock) attempt() outcome {
 		// is seen from then on, not from before the listing (a pause
 		// there must not age it).
 		seenAt := l.cfg.clock.Now()
-		if err == nil {
-			err = st.Check(l.path)
-		}
 		if err != nil {
 			return outcome{err: err}
 		}
@@ -444,9 +441,13 @@ type dirState struct {
 	e entry // the state entry, when Entries == 1
 }
 
-// readState lists the lock directory at path (lockdir.Read).
+// readState lists the lock directory at path (lockdir.Read), and refuses
+// a directory no waiting can make a lock (State.Check).
 func readState(path string) (dirState, error) {
 	st, err := lockdir.Read(path)
+	if err == nil {
+		err = st.Check(path)
+	}
 	return dirState{st, fromDir(st.E)}, err
 }
 

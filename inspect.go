@@ -86,9 +86,6 @@ func (l *Lock) status() (Status, error) {
 	if err != nil {
 		return s, err
 	}
-	if err := st.Check(l.path); err != nil {
-		return s, err
-	}
 	s.Exists, s.Entries = !st.Missing, st.Entries
 	switch {
 	case st.Missing:
@@ -145,9 +142,6 @@ func (l *Lock) breakLock(force, hold bool) (Status, error) {
 			l.path, ErrBusy, before.Holder, before.Age.Round(time.Millisecond), before.Holder.Timeout)
 	}
 	st, err := readState(l.path)
-	if err == nil {
-		err = st.Check(l.path)
-	}
 	if err != nil {
 		return before, err
 	}

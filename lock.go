@@ -145,16 +145,12 @@ func (l *Lock) Lock(ctx context.Context) error {
 	start := l.cfg.clock.Now()
 	actx, cancel := l.cfg.attemptContext(ctx, start)
 	defer cancel()
-	o := l.attemptIn(actx, byListing)
-	switch {
-	case o.ok || o.err != nil:
-		return l.cfg.patienceSpent(ctx, l.path, o.err)
-	case l.cfg.patience == 0:
-		return l.busyError(o.seen, start)
+	first := waitSpec{
+		patience: l.cfg.patience,
+		busy:     l.busyError,
+		try:      func() outcome { return l.attemptIn(actx, byListing) },
 	}
-	w := l.waitSpec(actx)
-	w.looked, w.seen, w.staleAt = true, o.seen, o.staleAt
-	return l.cfg.patienceSpent(ctx, l.path, wait(ctx, w, start))
+	return acquire(ctx, l.cfg, l.path, first, func(w *waitSpec) { *w = l.waitSpec(actx) }, start)
 }
 
 // waitSpec describes waiting for this Lock, each attempt bounded by ctx:

@@ -309,8 +309,8 @@ func (rw *RWLock) rlock(ctx context.Context) (*Lease, error) {
 		}
 		return o
 	}
-	if err := rw.waitOrOnce(ctx, spec, start); err != nil {
-		return nil, rw.cfg.patienceSpent(ctx, rw.path, err)
+	if err := acquire(ctx, rw.cfg, rw.path, spec, rw.prepare, start); err != nil {
+		return nil, err
 	}
 	return rw.readers.lease(slot), nil
 }
@@ -343,35 +343,29 @@ func (rw *RWLock) wlock(ctx context.Context) error {
 	}
 	spec := rw.spec("write-locking "+rw.path+" (waiting for readers)", slotPaths(rw.readers), patience)
 	spec.try = func() outcome { return rw.trySlots(actx) }
-	if err := rw.waitOrOnce(ctx, spec, rw.cfg.clock.Now()); err != nil {
+	if err := acquire(ctx, rw.cfg, rw.path, spec, rw.prepare, rw.cfg.clock.Now()); err != nil {
 		rw.abandon()
-		return rw.cfg.patienceSpent(ctx, rw.path, err)
+		return err
 	}
 	rw.heldWrite()
 	return nil
 }
 
-// spec is what waiting for this RWLock needs.
+// spec is what an acquisition of this RWLock needs, watching paths if it
+// waits.
 func (rw *RWLock) spec(what string, paths []string, patience time.Duration) waitSpec {
 	return waitSpec{
 		what: what, paths: watchPaths(rw.cfg, paths...), patience: patience,
 		clock: rw.cfg.clock, poll: rw.cfg.poll, blocked: rw.testBlocked,
-		local: !rw.cfg.noWatch && fsys.IsLocal(filepath.Dir(rw.path)),
 		busy: func(seen entry, start time.Time) error {
 			return fmt.Errorf("dlock: %s: %w", rw.path, rw.writer.busyError(seen, start))
 		},
 	}
 }
 
-func (rw *RWLock) waitOrOnce(ctx context.Context, spec waitSpec, start time.Time) error {
-	o := spec.try()
-	switch {
-	case o.ok || o.err != nil:
-		return o.err
-	case spec.patience == 0:
-		return spec.busy(o.seen, start)
-	}
-	return wait(ctx, spec, start)
+// prepare fills in what only waiting needs (see acquire).
+func (rw *RWLock) prepare(w *waitSpec) {
+	w.local = !rw.cfg.noWatch && fsys.IsLocal(filepath.Dir(rw.path))
 }
 
 // tryRead takes a reader slot unless a writer holds or waits for the
@@ -380,9 +374,6 @@ func (rw *RWLock) waitOrOnce(ctx context.Context, spec waitSpec, start time.Time
 // writer takes all of.
 func (rw *RWLock) tryRead(ctx context.Context) outcome {
 	st, err := readState(rw.writer.path)
-	if err == nil {
-		err = st.Check(rw.writer.path)
-	}
 	if err != nil {
 		return failed(err)
 	}

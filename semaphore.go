@@ -100,21 +100,9 @@ func (s *Semaphore) Take(ctx context.Context) (*Lease, error) {
 	start := s.cfg.clock.Now()
 	actx, cancel := s.cfg.attemptContext(ctx, start)
 	defer cancel()
-	o := s.try(actx)
-	switch {
-	case o.ok || o.err != nil:
-		return s.lease(o.slot), s.cfg.patienceSpent(ctx, s.path, o.err)
-	case s.cfg.patience == 0:
-		return nil, s.busyError(o.seen, start)
-	}
 	slot := -1
-	paths := []string{s.path}
-	for _, l := range s.slots {
-		paths = append(paths, l.path)
-	}
-	err := wait(ctx, waitSpec{
-		what: "acquiring semaphore " + s.path, paths: watchPaths(s.cfg, paths...), clock: s.cfg.clock,
-		local:    !s.cfg.noWatch && fsys.IsLocal(filepath.Dir(s.path)),
+	w := waitSpec{
+		what: "acquiring semaphore " + s.path, clock: s.cfg.clock,
 		patience: s.cfg.patience, poll: s.cfg.poll, busy: s.busyError,
 		try: func() outcome {
 			o := s.try(actx)
@@ -124,9 +112,17 @@ func (s *Semaphore) Take(ctx context.Context) (*Lease, error) {
 			return o
 		},
 		blocked: s.testBlocked,
+	}
+	err := acquire(ctx, s.cfg, s.path, w, func(w *waitSpec) {
+		paths := []string{s.path}
+		for _, l := range s.slots {
+			paths = append(paths, l.path)
+		}
+		w.paths = watchPaths(s.cfg, paths...)
+		w.local = !s.cfg.noWatch && fsys.IsLocal(filepath.Dir(s.path))
 	}, start)
 	if err != nil {
-		return nil, s.cfg.patienceSpent(ctx, s.path, err)
+		return nil, err
 	}
 	return s.lease(slot), nil
 }
@@ -187,34 +183,35 @@ func (s *Semaphore) Release() error {
 // Lost is closed if the slot Acquire took is reclaimed by another holder
 // or removed. Call it after Acquire returns.
 func (s *Semaphore) Lost() <-chan struct{} {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.acquired == nil {
-		return make(chan struct{})
+	if p := s.current(); p != nil {
+		return p.Lost()
 	}
-	return s.acquired.Lost()
+	return make(chan struct{})
 }
 
 // Fence returns the fence of the slot Acquire took (0 if none). Fences
 // rise with every acquisition of that slot, not of the semaphore as a
 // whole.
 func (s *Semaphore) Fence() uint64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.acquired == nil {
-		return 0
+	if p := s.current(); p != nil {
+		return p.Fence()
 	}
-	return s.acquired.Fence()
+	return 0
 }
 
 // Slot returns the index of the slot Acquire took, or -1.
 func (s *Semaphore) Slot() int {
+	if p := s.current(); p != nil {
+		return p.Slot()
+	}
+	return -1
+}
+
+// current is the lease Acquire took, nil if none.
+func (s *Semaphore) current() *Lease {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.acquired == nil {
-		return -1
-	}
-	return s.acquired.slot
+	return s.acquired
 }
 
 // Do takes a slot of its own (Take), runs fn, and releases the slot, as

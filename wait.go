@@ -38,6 +38,27 @@ type waitSpec struct {
 	staleAt time.Time
 }
 
+// acquire makes an acquisition's first attempt, w.try, and if the lock
+// is busy and w.patience allows, waits (wait), with what waiting needs
+// besides (the watch's paths, the queue, whether the filesystem is
+// local) filled in by prepare only then: an acquisition that finds the
+// lock free pays for nothing more. An attempt on path given up when
+// PATIENCE ran out, not ctx, gives an error matching ErrBusy.
+func acquire(ctx context.Context, cfg config, path string, w waitSpec, prepare func(*waitSpec), start time.Time) error {
+	o := w.try()
+	switch {
+	case o.ok || o.err != nil:
+		return cfg.patienceSpent(ctx, path, o.err)
+	case w.patience == 0:
+		return w.busy(o.seen, start)
+	}
+	if prepare != nil {
+		prepare(&w)
+	}
+	w.looked, w.seen, w.staleAt = true, o.seen, o.staleAt
+	return cfg.patienceSpent(ctx, path, wait(ctx, w, start))
+}
+
 // localPollFactor: on a local filesystem that is watched, polling is only
 // a safety net: events report every change, timers every staleness, and a
 // pidfd (or a pid check) the death of a holder on this host. So it runs
