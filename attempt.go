@@ -52,8 +52,8 @@ func (l *Lock) attempt() outcome {
 	if l.lastFree.name != "" {
 		e := l.lastFree
 		l.lastFree = entry{}
-		if ok, err := l.take(e, token, false); ok || err != nil {
-			return outcome{ok: ok, err: err}
+		if o, done := took(l.take(e, token, false)); done {
+			return o
 		}
 	}
 	if o, done := l.attemptWatched(now, token); done {
@@ -68,71 +68,95 @@ func (l *Lock) attempt() outcome {
 		if err != nil {
 			return outcome{err: err}
 		}
-		switch {
-		case st.Missing:
-			now := l.cfg.clock.Now()
-			fence := uint64(now.UnixNano()) // fences never go back, even if PATH was deleted
-			name := lockdir.HeldName(fence, token, 0, now, now, l.cfg.timeout)
-			perm := l.cfg.perm
-			if l.createPerm != 0 {
-				perm = l.createPerm
-			}
-			created, err := lockdir.Create(l.path, name, token, perm)
-			if err != nil || created {
-				if created {
-					l.acquired(fence, token, name, now, "created")
-					created = l.confirm(now)
-					lockdir.SweepStages(l.path, now, l.cfg.timeout, lockdir.StageMember)
-				}
-				return outcome{ok: created, err: err}
-			}
-		case st.Entries != 1:
-			// An empty directory, one left with only the waiters' queue,
-			// listings that all missed the entry, or that showed it under
-			// two names (see readState). An unknown state, judged after
-			// TIMEOUT unchanged (invariant 4); a waiter looks again at its
-			// poll interval.
-			e := entry{holder: Holder{Unknown: true, Entry: st.Names}}
-			if at, _ := l.staleAt(now, seenAt, e); now.Before(at) {
-				e.observed = l.seenSince
-				return outcome{seen: e, staleAt: at}
-			}
-			switch {
-			case st.Entries > 1:
-				return outcome{err: lockdir.ManyEntriesError(l.path, st.Entries, l.cfg.timeout)}
-			case st.Queue:
-				return outcome{err: lockdir.NoEntryError(l.path, l.cfg.timeout)}
-			}
-			l.logWarn("removing empty lock directory", "unchanged for", l.cfg.timeout)
-			// Made by hand, perhaps with a mode for several users: the
-			// lock made in its place keeps that mode.
-			if fi, err := os.Lstat(l.path); err == nil && fi.IsDir() {
-				l.createPerm = fi.Mode() & (fs.ModePerm | fs.ModeSetgid)
-			}
-			if err := lockdir.RemoveEmpty(l.path); err != nil {
-				return outcome{err: err}
-			}
-		case st.e.free:
-			if ok, err := l.take(st.e, token, false); ok || err != nil {
-				return outcome{ok: ok, err: err}
-			}
-		default:
-			at, why := l.staleAt(now, seenAt, st.e)
-			if now.Before(at) {
-				return outcome{seen: st.e, staleAt: at}
-			}
-			if ok, err := l.take(st.e, token, true); ok || err != nil {
-				if ok {
-					l.logWarn("reclaimed lock", "reason", why, "from", st.e.holder.String(), "entry", st.e.name)
-				}
-				return outcome{ok: ok, err: err}
-			}
+		if o, done := l.actOn(st, now, seenAt, token); done {
+			return o
 		}
 	}
 	// Four listings each raced with another process: report busy; the
 	// caller waits and tries again.
 	st, err := readState(l.path)
 	return outcome{seen: st.e, err: err}
+}
+
+// actOn is what an attempt does with one listing, begun at now and
+// ended at seenAt. done is false when another process moved first (it
+// renamed, created or removed what the listing showed): list again.
+// Called with l.op held.
+func (l *Lock) actOn(st dirState, now, seenAt time.Time, token string) (o outcome, done bool) {
+	switch {
+	case st.Missing:
+		return l.createLock(token)
+	case st.Entries != 1:
+		return l.unknownState(st, now, seenAt)
+	case st.e.free:
+		return took(l.take(st.e, token, false))
+	}
+	at, why := l.staleAt(now, seenAt, st.e)
+	if now.Before(at) {
+		return outcome{seen: st.e, staleAt: at}, true
+	}
+	ok, err := l.take(st.e, token, true)
+	if ok {
+		l.logWarn("reclaimed lock", "reason", why, "from", st.e.holder.String(), "entry", st.e.name)
+	}
+	return took(ok, err)
+}
+
+// took is the outcome of a take: done unless another process moved the
+// entry first.
+func took(ok bool, err error) (outcome, bool) {
+	return outcome{ok: ok, err: err}, ok || err != nil
+}
+
+// createLock creates the lock directory, already held by us (create).
+// Called with l.op held.
+func (l *Lock) createLock(token string) (outcome, bool) {
+	now := l.cfg.clock.Now()
+	fence := uint64(now.UnixNano()) // fences never go back, even if PATH was deleted
+	name := lockdir.HeldName(fence, token, 0, now, now, l.cfg.timeout)
+	perm := l.cfg.perm
+	if l.createPerm != 0 {
+		perm = l.createPerm
+	}
+	created, err := lockdir.Create(l.path, name, token, perm)
+	if created {
+		l.acquired(fence, token, name, now, "created")
+		created = l.confirm(now)
+		lockdir.SweepStages(l.path, now, l.cfg.timeout, lockdir.StageMember)
+		return outcome{ok: created}, true
+	}
+	return outcome{err: err}, err != nil
+}
+
+// unknownState judges a listing without exactly one state entry: an
+// empty directory, one left with only the waiters' queue, listings that
+// all missed the entry, or that showed it under two names (see
+// lockdir.Read). It is an unknown state, judged after TIMEOUT unchanged
+// (invariant 4); a waiter looks again at its poll interval. Only an
+// empty directory is then removed (and the lock made afresh). Called
+// with l.op held.
+func (l *Lock) unknownState(st dirState, now, seenAt time.Time) (outcome, bool) {
+	e := entry{holder: Holder{Unknown: true, Entry: st.Names}}
+	if at, _ := l.staleAt(now, seenAt, e); now.Before(at) {
+		e.observed = l.seenSince
+		return outcome{seen: e, staleAt: at}, true
+	}
+	switch {
+	case st.Entries > 1:
+		return outcome{err: lockdir.ManyEntriesError(l.path, st.Entries, l.cfg.timeout)}, true
+	case st.Queue:
+		return outcome{err: lockdir.NoEntryError(l.path, l.cfg.timeout)}, true
+	}
+	l.logWarn("removing empty lock directory", "unchanged for", l.cfg.timeout)
+	// Made by hand, perhaps with a mode for several users: the lock made
+	// in its place keeps that mode.
+	if fi, err := os.Lstat(l.path); err == nil && fi.IsDir() {
+		l.createPerm = fi.Mode() & (fs.ModePerm | fs.ModeSetgid)
+	}
+	if err := lockdir.RemoveEmpty(l.path); err != nil {
+		return outcome{err: err}, true
+	}
+	return outcome{}, false
 }
 
 // attemptWatched is the attempt of a waiter that has been watching a
