@@ -255,7 +255,7 @@ func (l *Lock) confirm(now time.Time) bool {
 //   - by how long this Lock has seen the very same entry unchanged on its
 //     own clock. The entry was made by a rename the holder issued no
 //     later than that, so this never ends before the holder's deadline
-//     (lease.go), whatever the clocks say;
+//     (deadline.go), whatever the clocks say;
 //   - by the refresh time the holder wrote with its clock, once it is
 //     older than TIMEOUT plus the clock-skew bound (WithMaxClockSkew), so
 //     that a newcomer can judge a long-dead lock at once. A holder whose

@@ -25,7 +25,7 @@ func isRealDir(path string) (bool, error) {
 }
 
 // renameEntry renames one state entry to a name that was never used in the
-// lock directory (see protocol.go). It does not Lstat the target first as
+// lock directory (see internal/lockdir). It does not Lstat the target first as
 // os.Rename does: the kernel's answer is the compare-and-swap.
 func renameEntry(from, to string) error {
 	if err := renameExclusive(from, to); err != ErrNoExclusive {

@@ -47,10 +47,11 @@
 //     (network filesystems may report an error for a rename that took
 //     effect): targets are names only this holder uses.
 //
-// The spin model (model/dlock.pml) checks these transitions by their
-// names here: create (Create), acquire and reclaim (Move from free.E or
-// a stale held entry), heartbeat and release (Move of the holder's own
-// entry), remove-empty (RemoveEmpty).
+// The spin model (model/dlock.pml) checks acquire, heartbeat, release and
+// reclaim, each a Move; model/README.md maps its steps to the functions
+// that make them. Create and RemoveEmpty are not modelled: each is one
+// system call that fails unless PATH is missing (Create's rename) or
+// empty (rmdir).
 package lockdir
 
 import (
@@ -201,7 +202,7 @@ func NoEntryError(path string, unchanged time.Duration) error {
 }
 
 // Move performs one transition, renaming entry from to entry to in dir.
-// errGone means from no longer exists: another process moved it first.
+// ErrGone means from no longer exists: another process moved it first.
 //
 // dir must still be a directory, not a symlink swapped in since we last
 // looked: renames go by path (an fd would keep acting on a lock directory
@@ -380,7 +381,7 @@ func Container(dir, what, marker string, perm fs.FileMode, now time.Time, timeou
 // TestMove, set by tests only, runs before each transition's rename.
 var TestMove atomic.Pointer[func(from, to string)]
 
-// TestStaged, set by tests only, runs when create has made its stage.
+// TestStaged, set by tests only, runs when Create has made its stage.
 var TestStaged atomic.Pointer[func(stage string)]
 
 // StagePath names a staging directory beside path: kind "new" while a
@@ -391,7 +392,7 @@ func StagePath(path, kind, tok string) string {
 
 // SweepStages removes what creators of path left beside it when they died
 // between making their staging directory and renaming it into place: a
-// directory named as stagePath names them, unchanged for timeout, holding
+// directory named as StagePath names them, unchanged for timeout, holding
 // only empty directories whose names member accepts. Each is first claimed
 // by a rename, so a creator that was only paused finds its stage gone and
 // tries again, and then emptied with rmdir alone, which removes nothing
