@@ -1,4 +1,4 @@
-//go:build unix && !linux && !darwin
+//go:build aix || dragonfly || freebsd || hurd || illumos || netbsd || openbsd || solaris
 
 package fsys
 

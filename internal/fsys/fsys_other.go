@@ -1,0 +1,22 @@
+//go:build !linux
+
+package fsys
+
+// What only Linux has: elsewhere these do nothing, and their callers take
+// the portable way.
+
+// checkAndRename does nothing here: Move takes the portable calls.
+func checkAndRename(dir, from, to string) (isDir bool, statErr, err error, done bool) {
+	return false, nil, nil, false
+}
+
+// holdOpen and closeHeld: only inotify reports a directory's close;
+// elsewhere a dead waiter is passed over at a poll.
+func holdOpen(string) int { return -1 }
+func closeHeld(int)       {}
+
+// maybeFUSE and mountTable: only Linux's mount table is read. Elsewhere no
+// mount is known, so Unsafe refuses nothing.
+func maybeFUSE(dir string) bool { return false }
+
+func mountTable() ([]mount, error) { return nil, nil }
