@@ -145,12 +145,14 @@ func (l *Lock) Lock(ctx context.Context) error {
 	start := l.cfg.clock.Now()
 	actx, cancel := l.cfg.attemptContext(ctx, start)
 	defer cancel()
-	first := waitSpec{
-		patience: l.cfg.patience,
-		busy:     l.busyError,
-		try:      func() outcome { return l.attemptIn(actx, byListing) },
+	o := l.attemptIn(actx, byListing)
+	switch {
+	case o.ok || o.err != nil:
+		return l.cfg.patienceSpent(ctx, l.path, o.err)
+	case l.cfg.patience == 0:
+		return l.busyError(o.seen, start) // (no queue, no statfs for a single try)
 	}
-	return acquire(ctx, l.cfg, l.path, first, func(w *waitSpec) { *w = l.waitSpec(actx) }, start)
+	return waitBusy(ctx, l.cfg, l.path, o, start, func() waitSpec { return l.waitSpec(actx) })
 }
 
 // waitSpec describes waiting for this Lock, each attempt bounded by ctx:

@@ -300,16 +300,23 @@ func (rw *RWLock) rlock(ctx context.Context) (*Lease, error) {
 	start := rw.cfg.clock.Now()
 	actx, cancel := rw.cfg.attemptContext(ctx, start)
 	defer cancel()
-	slot := -1
-	spec := rw.spec("read-locking "+rw.path, append([]string{rw.writer.path}, slotPaths(rw.readers)...), rw.cfg.patience)
-	spec.try = func() outcome {
-		o := rw.tryRead(actx)
-		if o.ok {
-			slot = o.slot
-		}
-		return o
+	o := rw.tryRead(actx)
+	if o.ok || o.err != nil {
+		return rw.readers.lease(o.slot), rw.cfg.patienceSpent(ctx, rw.path, o.err)
 	}
-	if err := acquire(ctx, rw.cfg, rw.path, spec, rw.prepare, start); err != nil {
+	slot := -1
+	err := waitBusy(ctx, rw.cfg, rw.path, o, start, func() waitSpec {
+		w := rw.spec("read-locking "+rw.path, append([]string{rw.writer.path}, slotPaths(rw.readers)...), rw.cfg.patience)
+		w.try = func() outcome {
+			o := rw.tryRead(actx)
+			if o.ok {
+				slot = o.slot
+			}
+			return o
+		}
+		return w
+	})
+	if err != nil {
 		return nil, err
 	}
 	return rw.readers.lease(slot), nil
@@ -341,9 +348,16 @@ func (rw *RWLock) wlock(ctx context.Context) error {
 	if patience > 0 {
 		patience = max(rw.cfg.patience-rw.cfg.clock.Since(start), 0)
 	}
-	spec := rw.spec("write-locking "+rw.path+" (waiting for readers)", slotPaths(rw.readers), patience)
-	spec.try = func() outcome { return rw.trySlots(actx) }
-	if err := acquire(ctx, rw.cfg, rw.path, spec, rw.prepare, rw.cfg.clock.Now()); err != nil {
+	o := rw.trySlots(actx)
+	err := rw.cfg.patienceSpent(ctx, rw.path, o.err)
+	if !o.ok && o.err == nil {
+		err = waitBusy(ctx, rw.cfg, rw.path, o, rw.cfg.clock.Now(), func() waitSpec {
+			w := rw.spec("write-locking "+rw.path+" (waiting for readers)", slotPaths(rw.readers), patience)
+			w.try = func() outcome { return rw.trySlots(actx) }
+			return w
+		})
+	}
+	if err != nil {
 		rw.abandon()
 		return err
 	}
@@ -351,21 +365,16 @@ func (rw *RWLock) wlock(ctx context.Context) error {
 	return nil
 }
 
-// spec is what an acquisition of this RWLock needs, watching paths if it
-// waits.
+// spec is what waiting for this RWLock needs, watching paths.
 func (rw *RWLock) spec(what string, paths []string, patience time.Duration) waitSpec {
 	return waitSpec{
 		what: what, paths: watchPaths(rw.cfg, paths...), patience: patience,
 		clock: rw.cfg.clock, poll: rw.cfg.poll, blocked: rw.testBlocked,
+		local: !rw.cfg.noWatch && fsys.IsLocal(filepath.Dir(rw.path)),
 		busy: func(seen entry, start time.Time) error {
 			return fmt.Errorf("dlock: %s: %w", rw.path, rw.writer.busyError(seen, start))
 		},
 	}
-}
-
-// prepare fills in what only waiting needs (see acquire).
-func (rw *RWLock) prepare(w *waitSpec) {
-	w.local = !rw.cfg.noWatch && fsys.IsLocal(filepath.Dir(rw.path))
 }
 
 // tryRead takes a reader slot unless a writer holds or waits for the

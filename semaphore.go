@@ -100,27 +100,30 @@ func (s *Semaphore) Take(ctx context.Context) (*Lease, error) {
 	start := s.cfg.clock.Now()
 	actx, cancel := s.cfg.attemptContext(ctx, start)
 	defer cancel()
-	slot := -1
-	w := waitSpec{
-		what: "acquiring semaphore " + s.path, clock: s.cfg.clock,
-		patience: s.cfg.patience, poll: s.cfg.poll, busy: s.busyError,
-		try: func() outcome {
-			o := s.try(actx)
-			if o.ok {
-				slot = o.slot
-			}
-			return o
-		},
-		blocked: s.testBlocked,
+	o := s.try(actx)
+	if o.ok || o.err != nil {
+		return s.lease(o.slot), s.cfg.patienceSpent(ctx, s.path, o.err)
 	}
-	err := acquire(ctx, s.cfg, s.path, w, func(w *waitSpec) {
+	slot := -1
+	err := waitBusy(ctx, s.cfg, s.path, o, start, func() waitSpec {
 		paths := []string{s.path}
 		for _, l := range s.slots {
 			paths = append(paths, l.path)
 		}
-		w.paths = watchPaths(s.cfg, paths...)
-		w.local = !s.cfg.noWatch && fsys.IsLocal(filepath.Dir(s.path))
-	}, start)
+		return waitSpec{
+			what: "acquiring semaphore " + s.path, paths: watchPaths(s.cfg, paths...), clock: s.cfg.clock,
+			local:    !s.cfg.noWatch && fsys.IsLocal(filepath.Dir(s.path)),
+			patience: s.cfg.patience, poll: s.cfg.poll, busy: s.busyError,
+			try: func() outcome {
+				o := s.try(actx)
+				if o.ok {
+					slot = o.slot
+				}
+				return o
+			},
+			blocked: s.testBlocked,
+		}
+	})
 	if err != nil {
 		return nil, err
 	}

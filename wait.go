@@ -38,22 +38,17 @@ type waitSpec struct {
 	staleAt time.Time
 }
 
-// acquire makes an acquisition's first attempt, w.try, and if the lock
-// is busy and w.patience allows, waits (wait), with what waiting needs
-// besides (the watch's paths, the queue, whether the filesystem is
-// local) filled in by prepare only then: an acquisition that finds the
-// lock free pays for nothing more. An attempt on path given up when
-// PATIENCE ran out, not ctx, gives an error matching ErrBusy.
-func acquire(ctx context.Context, cfg config, path string, w waitSpec, prepare func(*waitSpec), start time.Time) error {
-	o := w.try()
-	switch {
-	case o.ok || o.err != nil:
-		return cfg.patienceSpent(ctx, path, o.err)
-	case w.patience == 0:
+// waitBusy is what every acquisition begun at start does once its first
+// attempt, o, found the lock at path busy: it answers busy at once for a
+// PATIENCE of 0, or else waits (wait) as spec says. spec is made only
+// then, and the callers make their first attempt without it, so that an
+// acquisition of a free lock pays for nothing more (a closure, a queue,
+// the statfs that says whether the filesystem is local). An attempt given
+// up when PATIENCE ran out, not ctx, gives an error matching ErrBusy.
+func waitBusy(ctx context.Context, cfg config, path string, o outcome, start time.Time, spec func() waitSpec) error {
+	w := spec()
+	if w.patience == 0 {
 		return w.busy(o.seen, start)
-	}
-	if prepare != nil {
-		prepare(&w)
 	}
 	w.looked, w.seen, w.staleAt = true, o.seen, o.staleAt
 	return cfg.patienceSpent(ctx, path, wait(ctx, w, start))
