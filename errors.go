@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lockdir/dlock/internal/fsys"
 	"github.com/lockdir/dlock/internal/lockdir"
 )
 
@@ -53,7 +54,7 @@ var (
 	// environment variable DLOCK_UNSAFE_FS=allow turns the check off, for
 	// tests that show what goes wrong on such a filesystem (two holders at
 	// once); with it, dlock's guarantees do not hold there.
-	ErrUnsafeFS = errors.New("filesystem where no lock can be safe")
+	ErrUnsafeFS = fsys.ErrUnsafe
 )
 
 // Holder describes who holds a lock, as recorded in the lock itself.
