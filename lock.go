@@ -296,7 +296,14 @@ func (l *Lock) Unlock() error {
 	l.pend(l.fence, true)
 	lost, why, fence, deadline := l.isLost, l.lostWhy, l.fence, l.deadline
 	l.mu.Unlock()
-	go l.settleNow()
+	// The release runs in another goroutine, and this one waits for it
+	// until the deadline: a rename stuck in a hung mount cannot be given
+	// up by the goroutine making it, and Unlock must return by the
+	// deadline. That hand-over is most of what Unlock costs beyond its
+	// two system calls (a thread woken now and then); offload reuses an
+	// idle goroutine, which at least spares starting one and growing its
+	// stack on every Unlock.
+	offload(l.settleNow)
 	if lost {
 		// Its entry may still be ours (a loss by the deadline): the release
 		// above frees it then, and otherwise fails harmlessly.
