@@ -12,6 +12,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,6 +21,7 @@ import (
 	"time"
 
 	"github.com/benbjohnson/clock"
+	"github.com/lockdir/dlock/internal/fsys"
 	"github.com/lockdir/dlock/internal/lockdir"
 )
 
@@ -472,4 +475,48 @@ func TestPatienceEndsAHungSemaphoreAttempt(t *testing.T) {
 	thaw()
 	s.slots[0].op.Lock() // the abandoned attempt is done, and released what it took
 	s.slots[0].op.Unlock()
+}
+
+// Where no rename can hang (a filesystem in memory), Unlock renames
+// itself instead of handing the release to another goroutine; elsewhere,
+// and whenever a test plays a hung mount, it keeps the hand-over that
+// lets it return by the deadline.
+func TestUnlockReleasesInlineOnlyInMemory(t *testing.T) {
+	shm := ""
+	if fsys.InMemory("/dev/shm") {
+		d, err := os.MkdirTemp("/dev/shm", "dlock-test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(d) })
+		shm = d
+	}
+	for _, dir := range []string{t.TempDir(), shm} {
+		if dir == "" {
+			continue
+		}
+		a, err := New(filepath.Join(dir, "lock"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustLock(t, a)
+		if got, want := a.releaseInline(), fsys.InMemory(dir); got != want {
+			t.Errorf("%s: releaseInline = %v, want %v (in memory: %v)", dir, got, want, want)
+		}
+		hang := func(from, to string) {}
+		lockdir.TestMove.Store(&hang)
+		if a.releaseInline() {
+			t.Errorf("%s: releaseInline while a test plays a hung mount", dir)
+		}
+		lockdir.TestMove.Store(nil)
+		if err := a.Unlock(); err != nil {
+			t.Fatal(err)
+		}
+		b, _ := New(filepath.Join(dir, "lock"))
+		if ok, err := b.TryLock(); !ok || err != nil {
+			t.Fatalf("%s: TryLock after Unlock = %v, %v", dir, ok, err)
+		}
+		b.Unlock()
+		t.Logf("%s: in memory %v, Unlock released inline %v", dir, fsys.InMemory(dir), fsys.InMemory(dir))
+	}
 }

@@ -65,6 +65,11 @@ func IsRealDir(path string) (bool, error) { return isRealDir(path) }
 // waiters there must poll.
 func IsLocal(dir string) bool { return isLocalFS(dir) }
 
+// InMemory reports whether dir is on a filesystem held in memory (tmpfs,
+// ramfs), where no system call waits for a device or a server: it cannot
+// hang as a network mount or a dying disk can. False where unknown.
+func InMemory(dir string) bool { return inMemory(dir) }
+
 // HoldOpen opens the directory at path and keeps it open until
 // CloseHeld, where the OS's watcher reports the close of a directory
 // (inotify's IN_CLOSE_NOWRITE): the close at its owner's death is then

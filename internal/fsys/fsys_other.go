@@ -15,6 +15,10 @@ func checkAndRename(dir, from, to string) (isDir bool, statErr, err error, done 
 func holdOpen(string) int { return -1 }
 func closeHeld(int)       {}
 
+// inMemory: only Linux's statfs is asked. Elsewhere no filesystem is
+// taken for one in memory, so Unlock always keeps its release abandonable.
+func inMemory(string) bool { return false }
+
 // maybeFUSE and mountTable: only Linux's mount table is read. Elsewhere no
 // mount is known, so Unsafe refuses nothing.
 func maybeFUSE(dir string) bool { return false }
