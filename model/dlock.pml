@@ -8,16 +8,15 @@
  * still exists (a compare-and-swap done by the filesystem), and every
  * rename target is a name never used before.
  *
- * Mapping of model steps to the Go code:
- *   look()      listing PATH to learn the entry name     readState (protocol.go)
- *   acquire     free.E     -> held.(E+1).T.0              acquire   (protocol.go), from Lock.Lock/TryLock (dlock.go)
- *   heartbeat   held.E.T.S -> held.E.T.(S+1)              heartbeat (protocol.go), fails => Lost closes
- *   release     held.E.T.S -> free.E                      release   (protocol.go), from Lock.Unlock (dlock.go); fails => ErrLost
- *   reclaim     held.E.T.S -> held.(E+1).T'.0             reclaim   (protocol.go), from Lock.Lock/TryLock when judged stale
+ * Mapping of model steps to the Go code (model/README.md has the table):
+ *   look()      listing PATH to learn the entry name     lockdir.Read (internal/lockdir), through readState (attempt.go)
+ *   acquire     free.E     -> held.(E+1).T.0              Lock.take of a free entry (attempt.go), a lockdir.Move
+ *   heartbeat   held.E.T.S -> held.E.T.(S+1)              Lock.refresh (attempt.go), from heartbeat (deadline.go); fails => Lost closes
+ *   release     held.E.T.S -> free.E                      Lock.release (attempt.go), from Lock.Unlock (lock.go); fails => ErrLost
+ *   reclaim     held.E.T.S -> held.(E+1).T'.0             Lock.take of a stale entry (attempt.go), when actOn judges it stale
  *   crash       the process stops forever (SIGKILL, power loss)
- * (Names as specified for issue 6. If protocol.go spells them otherwise -
- * e.g. acquire and reclaim as one take(e, token, now, reclaim), heartbeat's
- * rename as refresh - the renames are the same.)
+ * (acquire and reclaim are one take(e, token, reclaim) in the Go code;
+ * the renames are the same.)
  *
  * Abstractions:
  *  - Staleness is nondeterministic: any waiter may judge any held entry
@@ -59,7 +58,7 @@
  *               after a waiter's look() is still reclaimed by it.
  *  -DAMBIG      a rename that took effect may report an error (lost reply on
  *               a network filesystem); the caller then checks whether the
- *               target exists, in a later step (protocol.go move(),
+ *               target exists, in a later step (lockdir.Move,
  *               invariant 5). (a) (c) (d) and loss detection still hold, but
  *               a release can be reported as ErrLost although it happened
  *               (a waiter took free.E before the check): a false loss.
@@ -96,7 +95,7 @@
 #endif
 /* -DAMBIG: a rename that took effect may still report an error (a lost
  * reply on a network filesystem); the caller then looks whether the target
- * exists (protocol.go move(), invariant 5) in a separate, later step. */
+ * exists (lockdir.Move, invariant 5) in a separate, later step. */
 #ifdef AMBIG
 #define MAYBE_AMBIG(k) if :: skip :: pend = k fi
 #else
@@ -178,7 +177,7 @@ proctype P(byte me)
 		learned[me] = false
 	   }
 
-	/* acquire (protocol.go acquire; Lock.Lock/TryLock in dlock.go):
+	/* acquire (Lock.take in attempt.go; Lock.Lock/TryLock in lock.go):
 	 * rename free.E -> held.(E+1).T.0 */
 	:: atomic { IDLE && seen && okind == FREE && nacq < MAXACQ ->
 		if
@@ -195,7 +194,7 @@ proctype P(byte me)
 		check_inv()
 	   }
 
-	/* reclaim (protocol.go reclaim; from Lock.Lock/TryLock when the
+	/* reclaim (Lock.take in attempt.go; from Lock.Lock/TryLock when the
 	 * waiter judged its (old) look stale): held.E.T.S -> held.(E+1).T'.0 */
 	:: atomic { IDLE && seen && okind == HELD && nacq < MAXACQ ->
 #ifndef BROKEN
@@ -241,7 +240,7 @@ proctype P(byte me)
 	   }
 #endif
 
-	/* heartbeat (protocol.go heartbeat): held.E.T.S -> held.E.T.(S+1);
+	/* heartbeat (Lock.refresh in attempt.go, from heartbeat in deadline.go): held.E.T.S -> held.E.T.(S+1);
 	 * failure => the holder learns it lost the lock (Lost closes) */
 	:: atomic { holding[me] && pend == 0 && nhb < MAXHB ->
 		if
@@ -265,7 +264,7 @@ proctype P(byte me)
 		check_inv()
 	   }
 
-	/* release (protocol.go release; Lock.Unlock in dlock.go):
+	/* release (Lock.release in attempt.go; Lock.Unlock in lock.go):
 	 * held.E.T.S -> free.E; failure => ErrLost */
 	:: atomic { holding[me] && pend == 0 ->
 		if
@@ -293,7 +292,7 @@ proctype P(byte me)
 	   }
 
 #ifdef AMBIG
-	/* after an ambiguous error: Lstat the target (protocol.go move()).
+	/* after an ambiguous error: Lstat the target (lockdir.Move).
 	 * Our held name still there: the rename took effect, we hold. Gone:
 	 * errGone, i.e. not acquired / lost (it was ours, then reclaimed). */
 	:: atomic { pend == 1 ->
