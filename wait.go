@@ -99,7 +99,7 @@ func wait(ctx context.Context, w waitSpec, start time.Time) error {
 			r.timed = true
 			continue
 		}
-		if err := r.sleep(ctx, next, checkPid, armIn); err != nil {
+		if err := r.sleep(ctx, now.Add(next), checkPid, armIn); err != nil {
 			return err
 		}
 	}
@@ -345,9 +345,19 @@ func (r *waiter) armDeath(now time.Time, next time.Duration) (checkPid bool, arm
 	return r.death == nil && armIn < 0 && r.w.poll < next, armIn
 }
 
+// timerFired is a wake-up by the timer. Woken only to open the death
+// watch, or to check the holder's pid, the next turn makes no attempt
+// unless one is due.
+func (r *waiter) timerFired(checkPid bool, armIn time.Duration) {
+	now := r.w.clock.Now()
+	r.quick = now.Before(r.nextAttempt) && now.Before(r.staleAt) && (r.deadline.IsZero() || now.Before(r.deadline)) &&
+		(armIn >= 0 || checkPid && proc.PIDAlive(r.seen.holder.PID))
+	r.timed = !r.quick
+}
+
 // sleep waits for the next reason to wake: ctx, the timer, a death, or
 // watch events; it records which for the next turn.
-func (r *waiter) sleep(ctx context.Context, next time.Duration, checkPid bool, armIn time.Duration) error {
+func (r *waiter) sleep(ctx context.Context, wake time.Time, checkPid bool, armIn time.Duration) error {
 	w := &r.w
 	if !r.timer.Stop() {
 		select {
@@ -355,7 +365,18 @@ func (r *waiter) sleep(ctx context.Context, next time.Duration, checkPid bool, a
 		default:
 		}
 	}
-	r.timer.Reset(next)
+	// The timer is set for the time nextWake chose, not for its duration
+	// from now: time that passed since (a pause, or a mock clock moved
+	// on meanwhile) would put the wake-up off by as much, and the tick
+	// of the timer just drained may have been the one that counted. If
+	// that time has come, this is the wake-up (a mock clock's timer set
+	// for now would wait for the clock to move again).
+	d := wake.Sub(w.clock.Now())
+	if d <= 0 {
+		r.timerFired(checkPid, armIn)
+		return nil
+	}
+	r.timer.Reset(d)
 	if w.blocked != nil {
 		w.blocked()
 	}
@@ -364,12 +385,7 @@ func (r *waiter) sleep(ctx context.Context, next time.Duration, checkPid bool, a
 		return fmt.Errorf("dlock: %s: gave up after %v waiting for %s: %w",
 			w.what, w.clock.Since(r.start).Round(time.Millisecond), r.seen.holder, context.Cause(ctx))
 	case <-r.timer.C:
-		// Woken only to open the death watch, or to check the holder's
-		// pid: no attempt unless one is due.
-		now := w.clock.Now()
-		r.quick = now.Before(r.nextAttempt) && now.Before(r.staleAt) && (r.deadline.IsZero() || now.Before(r.deadline)) &&
-			(armIn >= 0 || checkPid && proc.PIDAlive(r.seen.holder.PID))
-		r.timed = !r.quick
+		r.timerFired(checkPid, armIn)
 	case <-r.death.Done():
 		r.death.MarkDead()
 		r.death.Close()
