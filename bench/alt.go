@@ -29,6 +29,7 @@ type altConfig struct {
 	repo     string   // the dlock checkout (for cmd/dlock and scripts/)
 	rigState string   // state directory of the sshfs rig
 	progress io.Writer
+	args     []string // the command line's arguments, for the report
 
 	uncRounds   int
 	uncTarget   time.Duration // an uncontended batch lasts about this long
@@ -41,22 +42,35 @@ type altConfig struct {
 	cntLimit    time.Duration // ... stopped after this long
 	staleRounds int
 	lateRounds  int
-	parallel    int // rounds of one impl run at once
+	parallel    int // stale and late rounds of one impl run at once, each its own lock and processes
 	stale       time.Duration
 	herdN       int
+	waitHold    [2]time.Duration // the poll hand-off: holds drawn from [lo, hi)
+	waitDur     time.Duration    // ... its window
+	groups      map[string]bool  // the groups of rows to measure (nil: all)
 }
 
+// altGroups are the groups of rows -rows can pick.
+var altGroups = []string{"unc", "handoff", "throughput", "herd", "wait", "ops", "counter", "stale", "late"}
+
+// does reports whether group is measured in this run.
+func (c altConfig) does(group string) bool { return c.groups == nil || c.groups[group] }
+
+// altSizes: -quick is CI's run; the full one writes docs/. -stale-rounds
+// 1000 (and -late-rounds) is the full count, for a hand run.
 func altSizes(quick bool) altConfig {
 	if quick {
 		return altConfig{quick: true, uncRounds: 3, uncTarget: 15 * time.Millisecond, rounds: 1,
 			warm: 200 * time.Millisecond, dur: 600 * time.Millisecond, herdDur: 800 * time.Millisecond,
-			opsDur: time.Second, cntProcs: 2, cntIters: 15, cntLimit: 20 * time.Second, staleRounds: 1, lateRounds: 1, parallel: 1,
-			stale: 2 * time.Second, herdN: 16}
+			opsDur: time.Second, cntProcs: 2, cntIters: 15, cntLimit: 20 * time.Second, staleRounds: 20, lateRounds: 20, parallel: 10,
+			stale: 2 * time.Second, herdN: 16,
+			waitHold: [2]time.Duration{50 * time.Millisecond, 250 * time.Millisecond}, waitDur: 2 * time.Second}
 	}
 	return altConfig{uncRounds: 9, uncTarget: 50 * time.Millisecond, rounds: 2,
 		warm: 300 * time.Millisecond, dur: 1500 * time.Millisecond, herdDur: 2 * time.Second,
-		opsDur: 2 * time.Second, cntProcs: 4, cntIters: 60, cntLimit: 40 * time.Second, staleRounds: 12, lateRounds: 8, parallel: 4,
-		stale: 2 * time.Second, herdN: 64}
+		opsDur: 2 * time.Second, cntProcs: 4, cntIters: 60, cntLimit: 40 * time.Second, staleRounds: 200, lateRounds: 100, parallel: 25,
+		stale: 2 * time.Second, herdN: 64,
+		waitHold: [2]time.Duration{50 * time.Millisecond, 250 * time.Millisecond}, waitDur: 5 * time.Second}
 }
 
 // The implementations of each row. Peers' plain names are their
@@ -69,6 +83,10 @@ var (
 		"proper-lockfile", "proper-lockfile-tuned", implFloorWatch}
 	altTuned = []string{implDlock, implDlockRun, implFlock, "portalocker-tuned", "locket", "filelock-tuned",
 		"softfilelock-tuned", "lockbydir-tuned", "proper-lockfile-tuned"}
+	// The poll hand-off (shared filesystems): the defaults, the tuned
+	// peers that exclude there, and dlock polling only.
+	altWait = []string{implDlock, implDlockPoll, "softfilelock", "softfilelock-tuned", "lockbydir", "lockbydir-tuned",
+		"proper-lockfile", "proper-lockfile-tuned", implFlock, "portalocker", "filelock"}
 	altOps = []string{implDlock, implDlockRun, implFlock, "portalocker", "portalocker-tuned", "locket", "filelock", "filelock-tuned",
 		"softfilelock", "softfilelock-tuned", "lockbydir", "lockbydir-tuned", "proper-lockfile", "proper-lockfile-tuned"}
 )
@@ -124,6 +142,9 @@ func runAlternatives(cfg altConfig) (*altReport, error) {
 	rep.Command = "cd bench && go run . -alternatives"
 	if cfg.quick {
 		rep.Command += " -quick"
+	}
+	if cfg.args != nil {
+		rep.Command = "cd bench && go run . " + strings.Join(cfg.args, " ")
 	}
 	tmp, err := os.MkdirTemp("", "dlockbench-alt-")
 	if err != nil {
@@ -311,11 +332,18 @@ func altFS(cfg altConfig, f *fsRun, tmp string, prog func(string, ...any)) {
 	}
 
 	// Uncontended, in one process on the first mount.
-	prog("uncontended: %d rounds", cfg.uncRounds)
 	ops := map[string]*op{}
 	sizes := map[string]int{}
 	var uncImpls []string
+	if cfg.does("unc") {
+		prog("uncontended: %d rounds", cfg.uncRounds)
+	} else {
+		cfg.uncRounds = 0
+	}
 	for _, impl := range altUncontended {
+		if cfg.uncRounds == 0 {
+			break
+		}
 		o, err := newOp(impl, f.Dirs[0], "")
 		if err != nil {
 			note("uncontended %s: %v", impl, err)
@@ -374,6 +402,9 @@ func altFS(cfg altConfig, f *fsRun, tmp string, prog func(string, ...any)) {
 	tp := map[string][]float64{}
 	for r := range cfg.rounds {
 		for _, impl := range rotate(altHandoff, r) {
+			if !cfg.does("handoff") {
+				break
+			}
 			if impl == implFloorWatch && f.Shared {
 				continue // inotify sees nothing done through the other mount
 			}
@@ -401,6 +432,9 @@ func altFS(cfg altConfig, f *fsRun, tmp string, prog func(string, ...any)) {
 			hs[impl] = h
 		}
 		for _, impl := range rotate(altTuned, r) {
+			if !cfg.does("throughput") {
+				break
+			}
 			prog("round %d/%d: throughput, 8 processes, %s", r+1, cfg.rounds, impl)
 			t := trial{impl: impl, paths: path("throughput", impl), mode: modeSpin, n: 8,
 				warm: cfg.warm, dur: cfg.dur, warn: warn}
@@ -428,7 +462,7 @@ func altFS(cfg altConfig, f *fsRun, tmp string, prog func(string, ...any)) {
 	}
 
 	// CPU per acquisition with a herd of waiters (local filesystems).
-	if !f.Shared {
+	if !f.Shared && cfg.does("herd") {
 		for _, impl := range altTuned {
 			prog("herd CPU, %d processes, %s", cfg.herdN, impl)
 			t := trial{impl: impl, paths: path("herd", impl), mode: modeBaton, n: cfg.herdN,
@@ -450,8 +484,41 @@ func altFS(cfg altConfig, f *fsRun, tmp string, prog func(string, ...any)) {
 		}
 	}
 
-	// Operations at the sftp server, per acquisition and per waiting second.
-	if strings.HasPrefix(f.Name, "sshfs") && cfg.rounds > 0 {
+	// The hand-off from a waiter that has waited (shared filesystems):
+	// holds drawn from waitHold, long against every poll interval, so that
+	// a release falls anywhere in the waiter's poll. The 1 ms hold above
+	// hands off mostly to a waiter whose first look is still under way
+	// (a look through sshfs takes milliseconds), which no poll delays.
+	if f.Shared && cfg.rounds > 0 && cfg.does("wait") {
+		for _, impl := range altWait {
+			prog("poll hand-off (holds %v-%v), 2 processes, %s", cfg.waitHold[0], cfg.waitHold[1], impl)
+			t := trial{impl: impl, paths: path("wait", impl), mode: modeBaton, n: 2,
+				hold: cfg.waitHold[0], holdMax: cfg.waitHold[1], warm: cfg.warm, dur: cfg.waitDur, warn: warn}
+			res, err := t.run()
+			if err != nil {
+				note("poll hand-off %s: %v", impl, err)
+				continue
+			}
+			var lat []float64
+			for _, w := range res {
+				for _, ns := range w.Lat {
+					lat = append(lat, float64(ns)/1e6)
+				}
+			}
+			if len(lat) < 5 {
+				note("poll hand-off %s: %d hand-offs within %v", impl, len(lat), cfg.waitDur)
+				continue
+			}
+			slices.Sort(lat)
+			f.set("wait_p50_ms", impl, round3(quantile(lat, 0.5)))
+			f.set("wait_p99_ms", impl, round3(quantile(lat, 0.99)))
+			f.set("wait_n", impl, float64(len(lat)))
+			prog("  %d hand-offs: p50 %.3g ms, p99 %.3g ms, max %.3g ms", len(lat), quantile(lat, 0.5), quantile(lat, 0.99), lat[len(lat)-1])
+		}
+	}
+
+	// Operations at the server, per acquisition and per waiting second.
+	if f.Shared && cfg.rounds > 0 && cfg.does("ops") {
 		for _, impl := range altOps {
 			prog("server operations: %s", impl)
 			t := trial{impl: impl, paths: path("ops", impl), mode: modeBaton, n: 2,
@@ -489,29 +556,37 @@ func altFS(cfg altConfig, f *fsRun, tmp string, prog func(string, ...any)) {
 	}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
-	prog("correctness: counter (%d×%d), stale race (%d rounds), late release (%d rounds)",
-		cfg.cntProcs, cfg.cntIters, cfg.staleRounds, cfg.lateRounds)
+	prog("correctness: counter (%d×%d), stale race (%d rounds), late release (%d rounds), %d rounds at once",
+		cfg.cntProcs, cfg.cntIters, cfg.staleRounds, cfg.lateRounds, cfg.parallel)
+	cstart := time.Now()
 	for _, impl := range altTuned {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			name := fmt.Sprintf("counter-%s", impl)
-			done, lost, over, err := counterCheck(impl, f.Dirs, name, marks, cfg.cntProcs, cfg.cntIters, cfg.cntLimit)
-			v := verdict{Bad: lost, Both: over, N: done, cnt: true}
-			if want := cfg.cntProcs * cfg.cntIters; done < want {
-				v.Note = fmt.Sprintf("stopped after %v with %d of %d increments done", cfg.cntLimit, done, want)
+			if cfg.does("counter") {
+				name := fmt.Sprintf("counter-%s", impl)
+				done, lost, over, err := counterCheck(impl, f.Dirs, name, marks, cfg.cntProcs, cfg.cntIters, cfg.cntLimit)
+				v := verdict{Bad: lost, Both: over, N: done, cnt: true}
+				if want := cfg.cntProcs * cfg.cntIters; done < want {
+					v.Note = fmt.Sprintf("stopped after %v with %d of %d increments done", cfg.cntLimit, done, want)
+				}
+				if err != nil {
+					v.Note = strings.TrimPrefix(v.Note+"; "+err.Error(), "; ")
+				}
+				mu.Lock()
+				f.check("counter", impl, v)
+				mu.Unlock()
 			}
-			if err != nil {
-				v.Note = strings.TrimPrefix(v.Note+"; "+err.Error(), "; ")
-			}
-			mu.Lock()
-			f.check("counter", impl, v)
-			mu.Unlock()
 			for _, c := range []struct {
 				name   string
 				rounds int
 			}{{"stale", cfg.staleRounds}, {"late", cfg.lateRounds}} {
+				if !cfg.does(c.name) || c.rounds == 0 {
+					continue
+				}
+				t0 := time.Now()
 				v := roundsCheck(cfg, c.name, c.rounds, impl, f.Dirs, marks)
+				prog("  %s %s: %s in %v", c.name, impl, v, time.Since(t0).Round(time.Second))
 				mu.Lock()
 				f.check(c.name, impl, v)
 				mu.Unlock()
@@ -519,6 +594,7 @@ func altFS(cfg altConfig, f *fsRun, tmp string, prog func(string, ...any)) {
 		}()
 	}
 	wg.Wait()
+	prog("correctness: %v", time.Since(cstart).Round(time.Second))
 	// A lock whose counter went wrong did not exclude here: its speed
 	// figures (and its defaults', the same lock) are marked too.
 	for impl, v := range f.Checks["counter"] {
@@ -535,55 +611,66 @@ func altFS(cfg altConfig, f *fsRun, tmp string, prog func(string, ...any)) {
 	}
 }
 
-// roundsCheck runs rounds of the stale race or the late release, parallel
-// at a time, each on a fresh lock.
+// roundsCheck runs rounds of the stale race or the late release, each on
+// a lock of its own with processes of its own. The first round runs alone
+// and decides whether the lock can express the case at all (n/a); the
+// others run parallel at a time, and one that goes wrong then (a waiter
+// that never got the lock under the load of the others, say) is a failed
+// round, said in the note, not an n/a.
 func roundsCheck(cfg altConfig, which string, rounds int, impl string, dirs []string, marks string) verdict {
 	var mu sync.Mutex
 	v := verdict{}
 	lateErrs, errs := 0, []string{}
-	sem := make(chan struct{}, cfg.parallel)
+	one := func(r int, grace time.Duration) error {
+		name := fmt.Sprintf("%s-%d-%s", which, r, impl)
+		var bad bool
+		var lateErr, err error
+		if which == "stale" {
+			bad, err = staleRace(impl, dirs, name, marks, cfg.stale, 300*time.Millisecond, grace)
+		} else {
+			bad, lateErr, err = lateRelease(impl, dirs, name, cfg.stale, grace)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			return err
+		}
+		v.N++
+		if bad {
+			v.Bad++
+		}
+		if lateErr != nil {
+			lateErrs++
+		}
+		return nil
+	}
+	err := one(0, 3*time.Second)
+	switch {
+	case errors.Is(err, errNeverReclaims):
+		return verdict{NA: "a paused holder's lock is never reclaimed"}
+	case errors.Is(err, errNoExclusion):
+		return verdict{NA: "no exclusion across the mounts to begin with"}
+	case err != nil:
+		errs = append(errs, "round 1: "+err.Error())
+	}
+	sem := make(chan struct{}, max(1, cfg.parallel))
 	var wg sync.WaitGroup
-	for r := range rounds {
+	for r := 1; r < rounds; r++ {
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			name := fmt.Sprintf("%s-%d-%s", which, r, impl)
-			var bad bool
-			var lateErr, err error
-			if which == "stale" {
-				bad, err = staleRace(impl, dirs, name, marks, cfg.stale, 300*time.Millisecond)
-			} else {
-				bad, lateErr, err = lateRelease(impl, dirs, name, cfg.stale)
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case errors.Is(err, errNeverReclaims):
-				v.NA = "a paused holder's lock is never reclaimed"
-			case errors.Is(err, errNoExclusion):
-				v.NA = "no exclusion across the mounts to begin with"
-			case err != nil:
-				errs = append(errs, err.Error())
-			default:
-				v.N++
-				if bad {
-					v.Bad++
-				}
-				if lateErr != nil {
-					lateErrs++
-				}
+			// Rounds at once load the machine: more time before a waiter
+			// that has not got the lock counts as never getting it.
+			if err := one(r, 15*time.Second); err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Sprintf("round %d: %v", r+1, err))
+				mu.Unlock()
 			}
 		}()
-		if v.NA != "" {
-			break
-		}
 	}
 	wg.Wait()
-	if v.NA != "" {
-		v.Bad, v.N = 0, 0
-	}
 	if which == "late" && v.N > 0 {
 		v.Note = fmt.Sprintf("the late release reported an error %d times", lateErrs)
 	}

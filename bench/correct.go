@@ -166,7 +166,10 @@ func pausedHolder(impl, path string, stale time.Duration) (p *peerProc, pid int,
 // waiters (on different mounts) reclaim. Each waiter, once it holds,
 // makes an O_EXCL marker on local disk and holds for hold. two: both held
 // at once.
-func staleRace(impl string, dirs []string, name, markDir string, stale, hold time.Duration) (two bool, err error) {
+//
+// grace is how long after 2×stale + 2×hold a waiter that has not got the
+// lock counts as never getting it.
+func staleRace(impl string, dirs []string, name, markDir string, stale, hold, grace time.Duration) (two bool, err error) {
 	_, _, start, kill, err := pausedHolder(impl, mountPath(dirs, 0, name), stale)
 	if err != nil {
 		return false, err
@@ -210,7 +213,7 @@ func staleRace(impl string, dirs []string, name, markDir string, stale, hold tim
 	// Only the first reclaim must come in time: a second waiter that is
 	// still waiting when it expires (behind a mount's cache) did not
 	// overlap the first, whose hold has ended by then.
-	deadline := time.After(2*stale + 2*hold + 3*time.Second)
+	deadline := time.After(2*stale + 2*hold + grace)
 	for got := 0; got < 2; got++ {
 		select {
 		case r := <-ch:
@@ -241,7 +244,8 @@ func staleRace(impl string, dirs []string, name, markDir string, stale, hold tim
 // waiter; then the holder wakes and releases. deleted: a third process
 // could then acquire while the successor still held (the late release
 // deleted the successor's lock). lateErr: what the holder's release said.
-func lateRelease(impl string, dirs []string, name string, stale time.Duration) (deleted bool, lateErr error, err error) {
+// grace: as for staleRace.
+func lateRelease(impl string, dirs []string, name string, stale, grace time.Duration) (deleted bool, lateErr error, err error) {
 	h, pid, start, kill, err := pausedHolder(impl, mountPath(dirs, 0, name), stale)
 	if err != nil {
 		return false, nil, err
@@ -268,7 +272,7 @@ func lateRelease(impl string, dirs []string, name string, stale time.Duration) (
 			w.Unlock()
 			return false, nil, errNoExclusion
 		}
-	case <-time.After(2*stale + 3*time.Second):
+	case <-time.After(2*stale + grace):
 		w.kill()
 		return false, nil, errNeverReclaims
 	}

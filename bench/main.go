@@ -15,6 +15,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -35,12 +36,35 @@ func main() {
 	altOut := flag.String("out", "../docs", "with -alternatives: the directory to write into")
 	altFS := flag.String("fs", "tmpfs,ext4,sshfs-coherent,sshfs-default,glusterfs", "with -alternatives: filesystems (sshfs-* need root and /dev/fuse)")
 	rigState := flag.String("rig-state", filepath.Join(os.TempDir(), "dlockbench-sfs"), "with -alternatives: state directory prefix of the sshfs rig (scripts/sharedfs.sh)")
+	staleRounds := flag.Int("stale-rounds", 0, "with -alternatives: rounds of the stale-reclaim race per lock and filesystem (0: the run's default, 200; -quick 20)")
+	lateRounds := flag.Int("late-rounds", 0, "with -alternatives: rounds of the late release per lock and filesystem (0: the run's default, 100; -quick 20)")
+	parallel := flag.Int("parallel", 0, "with -alternatives: stale and late rounds of one lock run at once (0: the run's default, 25; -quick 10)")
+	rows := flag.String("rows", "", "with -alternatives: measure only these groups of rows (comma-separated: "+strings.Join(altGroups, ",")+")")
 	flag.Parse()
 
 	if *alt {
 		cfg := altSizes(*quick)
 		cfg.out, cfg.repo, cfg.rigState, cfg.progress = *altOut, "..", *rigState, os.Stderr
 		cfg.fss = strings.Split(*altFS, ",")
+		for _, x := range []struct {
+			to   *int
+			from int
+		}{{&cfg.staleRounds, *staleRounds}, {&cfg.lateRounds, *lateRounds}, {&cfg.parallel, *parallel}} {
+			if x.from > 0 {
+				*x.to = x.from
+			}
+		}
+		if *rows != "" {
+			cfg.groups = map[string]bool{}
+			for _, g := range strings.Split(*rows, ",") {
+				if !slices.Contains(altGroups, g) {
+					fmt.Fprintf(os.Stderr, "bench: -rows: no group %q (want %s)\n", g, strings.Join(altGroups, ","))
+					os.Exit(2)
+				}
+				cfg.groups[g] = true
+			}
+		}
+		cfg.args = os.Args[1:]
 		rep, err := runAlternatives(cfg)
 		if err == nil {
 			err = writeAlternatives(cfg.out, rep)

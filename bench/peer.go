@@ -382,11 +382,26 @@ func newRunLocker(path string, stale time.Duration) (*runLocker, error) {
 	return &runLocker{bin: bin, path: path, stale: stale}, nil
 }
 
+// pid is the process that holds the lock: not the dlock process started
+// (the front, which only forwards signals and waits) but its child, the
+// supervisor, which took the lock and heartbeats it (cmd/dlock's
+// front_unix.go). Stopping the front would pause nothing.
 func (r *runLocker) pid() int {
 	if r.cmd == nil || r.cmd.Process == nil {
 		return 0
 	}
-	return r.cmd.Process.Pid
+	front := r.cmd.Process.Pid
+	// A child is listed under the thread that forked it.
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", front))
+	for _, t := range tasks {
+		b, _ := os.ReadFile(t)
+		if f := strings.Fields(string(b)); len(f) > 0 {
+			if sup, err := strconv.Atoi(f[0]); err == nil {
+				return sup
+			}
+		}
+	}
+	return front
 }
 
 func (r *runLocker) start(patience string) (bool, error) {

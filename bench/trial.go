@@ -19,7 +19,8 @@ type trial struct {
 	mode    string
 	n       int
 	hold    time.Duration
-	idle    bool // worker 0 holds the lock all along; worker 1 waits for it
+	holdMax time.Duration // if > hold: holds drawn uniformly from [hold, holdMax)
+	idle    bool          // worker 0 holds the lock all along; worker 1 waits for it
 	warm    time.Duration
 	dur     time.Duration
 	profile string // directory for per-worker CPU profiles, or ""
@@ -60,7 +61,7 @@ func (t trial) run() ([]workerResult, error) {
 		if len(t.paths) > 0 {
 			path = t.paths[i%len(t.paths)]
 		}
-		job := workerJob{Impl: t.impl, Path: path, Shm: shmPath, Index: i, Mode: t.mode, Hold: t.hold, Etcd: t.etcd}
+		job := workerJob{Impl: t.impl, Path: path, Shm: shmPath, Index: i, Mode: t.mode, Hold: t.hold, HoldMax: t.holdMax, Etcd: t.etcd}
 		if t.idle {
 			job.Mode, job.WaitHeld = modeSpin, true
 			if i == 0 {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"runtime/pprof"
 	"sync/atomic"
@@ -30,9 +31,10 @@ type workerJob struct {
 	Index    int
 	Mode     string
 	Hold     time.Duration
-	WaitHeld bool   // start only once the "hold" worker holds the lock
-	Profile  string // write a CPU profile of the measuring window here
-	Etcd     string // etcd's client URL, for the etcd implementation
+	HoldMax  time.Duration // if > Hold: each hold is drawn uniformly from [Hold, HoldMax)
+	WaitHeld bool          // start only once the "hold" worker holds the lock
+	Profile  string        // write a CPU profile of the measuring window here
+	Etcd     string        // etcd's client URL, for the etcd implementation
 }
 
 // cpuReporter is a locker whose work is done in another process (a peer):
@@ -176,8 +178,11 @@ func runWorker(job workerJob, res *workerResult) error {
 		c := s.add(offCount)
 		s.wake(offCount)
 		stop := s.load(offStop) != 0
-		if job.Hold > 0 && !stop {
-			time.Sleep(job.Hold)
+		if hold := job.Hold; hold > 0 && !stop {
+			if job.HoldMax > hold {
+				hold += rand.N(job.HoldMax - hold)
+			}
+			time.Sleep(hold)
 		}
 		s.store(offOwner, 0)
 		s.store(offReleaser, me)
