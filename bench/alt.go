@@ -5,10 +5,12 @@ package main
 // one run; writes a Markdown table and an SVG chart (and a PNG of it).
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -48,10 +50,25 @@ type altConfig struct {
 	waitHold    [2]time.Duration // the poll hand-off: holds drawn from [lo, hi)
 	waitDur     time.Duration    // ... its window
 	groups      map[string]bool  // the groups of rows to measure (nil: all)
+	impls       map[string]bool  // the implementations to measure (nil: all)
 }
 
 // altGroups are the groups of rows -rows can pick.
 var altGroups = []string{"unc", "handoff", "throughput", "herd", "wait", "ops", "counter", "stale", "late"}
+
+// pick is the implementations of list this run measures.
+func (c altConfig) pick(list []string) []string {
+	if c.impls == nil {
+		return list
+	}
+	var out []string
+	for _, impl := range list {
+		if c.impls[impl] {
+			out = append(out, impl)
+		}
+	}
+	return out
+}
 
 // does reports whether group is measured in this run.
 func (c altConfig) does(group string) bool { return c.groups == nil || c.groups[group] }
@@ -85,9 +102,9 @@ var (
 		"softfilelock-tuned", "lockbydir-tuned", "proper-lockfile-tuned"}
 	// The poll hand-off (shared filesystems): the defaults, the tuned
 	// peers that exclude there, and dlock polling only.
-	altWait = []string{implDlock, implDlockPoll, "softfilelock", "softfilelock-tuned", "lockbydir", "lockbydir-tuned",
+	altWait = []string{implDlock, implDlockPoll, implDlock5, "softfilelock", "softfilelock-tuned", "lockbydir", "lockbydir-tuned",
 		"proper-lockfile", "proper-lockfile-tuned", implFlock, "portalocker", "filelock"}
-	altOps = []string{implDlock, implDlockRun, implFlock, "portalocker", "portalocker-tuned", "locket", "filelock", "filelock-tuned",
+	altOps = []string{implDlock, implDlock5, implDlockRun, implFlock, "portalocker", "portalocker-tuned", "locket", "filelock", "filelock-tuned",
 		"softfilelock", "softfilelock-tuned", "lockbydir", "lockbydir-tuned", "proper-lockfile", "proper-lockfile-tuned"}
 )
 
@@ -95,6 +112,7 @@ var (
 type fsRun struct {
 	Name    string
 	Dirs    []string `json:"-"`
+	Rig     string   `json:"-"` // the rig's state directory (shared filesystems)
 	Shared  bool
 	Metrics map[string]map[string]float64 // metric -> impl -> value
 	Checks  map[string]map[string]verdict // check -> impl -> verdict
@@ -127,6 +145,7 @@ type altReport struct {
 	FS               []*fsRun
 	Quick            bool
 	Stale            time.Duration
+	WaitHold         [2]time.Duration
 	HerdN            int
 	CntProcs, CntIts int
 }
@@ -138,7 +157,7 @@ func runAlternatives(cfg altConfig) (*altReport, error) {
 		}
 	}
 	rep := &altReport{Started: time.Now(), Machine: machine(), LoadStart: loadavg(), Quick: cfg.quick,
-		Stale: cfg.stale, HerdN: cfg.herdN, CntProcs: cfg.cntProcs, CntIts: cfg.cntIters}
+		Stale: cfg.stale, WaitHold: cfg.waitHold, HerdN: cfg.herdN, CntProcs: cfg.cntProcs, CntIts: cfg.cntIters}
 	rep.Command = "cd bench && go run . -alternatives"
 	if cfg.quick {
 		rep.Command += " -quick"
@@ -158,6 +177,7 @@ func runAlternatives(cfg altConfig) (*altReport, error) {
 	for _, name := range cfg.fss {
 		var dirs []string
 		var rigDown func()
+		var rig string
 		shared := strings.HasPrefix(name, "sshfs") || name == "glusterfs"
 		switch name {
 		case "tmpfs":
@@ -170,6 +190,7 @@ func runAlternatives(cfg altConfig) (*altReport, error) {
 				// A distribute volume over 3 bricks, mounted twice.
 				script, state, env = "glusterfs.sh", cfg.rigState+"-gluster", "GLUSTER_VOLUME=distribute"
 			}
+			rig = state
 			m, down, err := rigUp(cfg, script, state, env)
 			if err != nil {
 				// A rig that cannot start here is a note, not the end of the run.
@@ -191,7 +212,7 @@ func runAlternatives(cfg altConfig) (*altReport, error) {
 		if err := os.Mkdir(base[0], 0o755); err != nil {
 			return nil, err
 		}
-		f := &fsRun{Name: name, Dirs: base, Shared: shared, Metrics: map[string]map[string]float64{}, Checks: map[string]map[string]verdict{}, Viol: map[string]bool{}}
+		f := &fsRun{Name: name, Dirs: base, Rig: rig, Shared: shared, Metrics: map[string]map[string]float64{}, Checks: map[string]map[string]verdict{}, Viol: map[string]bool{}}
 		if got := fsName(base[0]); !shared && got != name {
 			f.Notes = append(f.Notes, fmt.Sprintf("%s is %s here", dirs[0], got))
 		}
@@ -340,7 +361,7 @@ func altFS(cfg altConfig, f *fsRun, tmp string, prog func(string, ...any)) {
 	} else {
 		cfg.uncRounds = 0
 	}
-	for _, impl := range altUncontended {
+	for _, impl := range cfg.pick(altUncontended) {
 		if cfg.uncRounds == 0 {
 			break
 		}
@@ -401,7 +422,7 @@ func altFS(cfg altConfig, f *fsRun, tmp string, prog func(string, ...any)) {
 	hs := map[string][2][]float64{}
 	tp := map[string][]float64{}
 	for r := range cfg.rounds {
-		for _, impl := range rotate(altHandoff, r) {
+		for _, impl := range rotate(cfg.pick(altHandoff), r) {
 			if !cfg.does("handoff") {
 				break
 			}
@@ -431,7 +452,7 @@ func altFS(cfg altConfig, f *fsRun, tmp string, prog func(string, ...any)) {
 			h[0], h[1] = append(h[0], quantile(lat, 0.5)), append(h[1], quantile(lat, 0.99))
 			hs[impl] = h
 		}
-		for _, impl := range rotate(altTuned, r) {
+		for _, impl := range rotate(cfg.pick(altTuned), r) {
 			if !cfg.does("throughput") {
 				break
 			}
@@ -463,7 +484,7 @@ func altFS(cfg altConfig, f *fsRun, tmp string, prog func(string, ...any)) {
 
 	// CPU per acquisition with a herd of waiters (local filesystems).
 	if !f.Shared && cfg.does("herd") {
-		for _, impl := range altTuned {
+		for _, impl := range cfg.pick(altTuned) {
 			prog("herd CPU, %d processes, %s", cfg.herdN, impl)
 			t := trial{impl: impl, paths: path("herd", impl), mode: modeBaton, n: cfg.herdN,
 				hold: time.Millisecond, warm: cfg.warm, dur: cfg.herdDur, warn: warn}
@@ -490,10 +511,14 @@ func altFS(cfg altConfig, f *fsRun, tmp string, prog func(string, ...any)) {
 	// hands off mostly to a waiter whose first look is still under way
 	// (a look through sshfs takes milliseconds), which no poll delays.
 	if f.Shared && cfg.rounds > 0 && cfg.does("wait") {
-		for _, impl := range altWait {
+		for _, impl := range cfg.pick(altWait) {
 			prog("poll hand-off (holds %v-%v), 2 processes, %s", cfg.waitHold[0], cfg.waitHold[1], impl)
+			dur := cfg.waitDur
+			if f.Name == "glusterfs" {
+				dur *= 2 // a release is seen through the other mount after up to a second
+			}
 			t := trial{impl: impl, paths: path("wait", impl), mode: modeBaton, n: 2,
-				hold: cfg.waitHold[0], holdMax: cfg.waitHold[1], warm: cfg.warm, dur: cfg.waitDur, warn: warn}
+				hold: cfg.waitHold[0], holdMax: cfg.waitHold[1], warm: cfg.warm, dur: dur, warn: warn}
 			res, err := t.run()
 			if err != nil {
 				note("poll hand-off %s: %v", impl, err)
@@ -505,8 +530,8 @@ func altFS(cfg altConfig, f *fsRun, tmp string, prog func(string, ...any)) {
 					lat = append(lat, float64(ns)/1e6)
 				}
 			}
-			if len(lat) < 5 {
-				note("poll hand-off %s: %d hand-offs within %v", impl, len(lat), cfg.waitDur)
+			if len(lat) < 3 {
+				note("poll hand-off %s: %d hand-offs within %v", impl, len(lat), dur)
 				continue
 			}
 			slices.Sort(lat)
@@ -517,34 +542,61 @@ func altFS(cfg altConfig, f *fsRun, tmp string, prog func(string, ...any)) {
 		}
 	}
 
-	// Operations at the server, per acquisition and per waiting second.
+	// Operations at the server: per uncontended acquire+release, and per
+	// second of one waiter blocked on a lock held through the other mount.
 	if f.Shared && cfg.rounds > 0 && cfg.does("ops") {
-		for _, impl := range altOps {
+		for _, impl := range cfg.pick(altOps) {
 			prog("server operations: %s", impl)
-			t := trial{impl: impl, paths: path("ops", impl), mode: modeBaton, n: 2,
-				hold: time.Millisecond, warm: cfg.warm, dur: cfg.opsDur, warn: warn}
-			n, which, res, err := countOps(cfg, t)
+			c, err := newServerCounter(f)
 			if err != nil {
-				note("server operations %s: %v", impl, err)
-				continue
+				note("server operations: %v", err)
+				break
 			}
-			acq := 0
-			for _, w := range res {
-				acq += w.Acq
+			if impl != implDlock5 && impl != implDlockPoll {
+				o, err := newOp(impl, f.Dirs[0], "")
+				if err != nil {
+					note("server operations %s: %v", impl, err)
+					continue
+				}
+				n := 20
+				if impl == implDlockRun {
+					n = 5
+				}
+				runBatch(o, 1) // the lock exists: the count is of acquisitions only
+				var cnt int
+				var which string
+				if err = c.start(); err == nil {
+					_, err = runBatch(o, n)
+					var cerr error
+					cnt, which, cerr = c.stop()
+					err = cmp(err, cerr)
+				}
+				o.close()
+				if err != nil {
+					note("server operations %s: %v", impl, err)
+					continue
+				}
+				prog("  %d acquire+release: %d operations: %s", n, cnt, which)
+				f.set("ops_acq", impl, round3(float64(cnt)/float64(n)))
 			}
-			prog("  %d acquisitions, %d operations: %s", acq, n, which)
-			if acq > 0 {
-				f.set("ops_acq", impl, round3(float64(n)/float64(acq)))
-			}
-			t = trial{impl: impl, paths: path("opsidle", impl), n: 2, idle: true,
+			t := trial{impl: impl, paths: path("opsidle", impl), n: 2, idle: true,
 				warm: cfg.warm, dur: cfg.opsDur, warn: warn}
-			n, which, _, err = countOps(cfg, t)
-			if err != nil {
+			var cnt int
+			var which string
+			var cerr error
+			t.window = func() func() {
+				if cerr = c.start(); cerr != nil {
+					return func() {}
+				}
+				return func() { cnt, which, cerr = c.stop() }
+			}
+			_, err = t.run()
+			if err = cmp(err, cerr); err != nil {
 				note("server operations (waiting) %s: %v", impl, err)
 				continue
 			}
-			prog("  waiting %v: %d operations: %s", cfg.opsDur, n, which)
-			f.set("ops_wait_s", impl, round3(float64(n)/cfg.opsDur.Seconds()))
+			prog("  waiting %v: %d operations: %s", cfg.opsDur, cnt, which)
+			f.set("ops_wait_s", impl, round3(float64(cnt)/cfg.opsDur.Seconds()))
 		}
 	}
 
@@ -559,7 +611,7 @@ func altFS(cfg altConfig, f *fsRun, tmp string, prog func(string, ...any)) {
 	prog("correctness: counter (%d×%d), stale race (%d rounds), late release (%d rounds), %d rounds at once",
 		cfg.cntProcs, cfg.cntIters, cfg.staleRounds, cfg.lateRounds, cfg.parallel)
 	cstart := time.Now()
-	for _, impl := range altTuned {
+	for _, impl := range cfg.pick(altTuned) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -604,7 +656,7 @@ func altFS(cfg altConfig, f *fsRun, tmp string, prog func(string, ...any)) {
 		}
 	}
 	for _, c := range []string{"counter", "stale", "late"} {
-		for _, impl := range altTuned {
+		for _, impl := range cfg.pick(altTuned) {
 			v := f.Checks[c][impl]
 			prog("  %s %s: %s %s %s", c, impl, v, v.NA, v.Note)
 		}
@@ -706,51 +758,105 @@ var fsSyscalls = map[string]bool{
 	"fchmodat": true, "fchown": true, "chown": true, "fchownat": true, "lchown": true, "statfs": true, "fstatfs": true,
 }
 
-// countOps runs t while strace counts the filesystem system calls of the
-// rig's sftp server sessions in t's measuring window.
-func countOps(cfg altConfig, t trial) (int, string, []workerResult, error) {
-	var state string
-	for _, c := range []string{"coherent", "default"} {
-		if strings.HasPrefix(t.paths[0], cfg.rigState+"-"+c+"/") {
-			state = cfg.rigState + "-" + c
-		}
+// serverCounter counts the filesystem operations a rig's server does
+// between start and stop: the system calls of the sftp server's sessions
+// that touch the filesystem (strace -c -f), or GlusterFS's own count of
+// the file operations its bricks served (volume profile).
+type serverCounter struct {
+	start func() error
+	stop  func() (n int, which string, err error)
+}
+
+func newServerCounter(f *fsRun) (*serverCounter, error) {
+	if f.Name == "glusterfs" {
+		return glusterCounter(f.Rig)
 	}
-	b, err := os.ReadFile(filepath.Join(state, "sshd.pid"))
+	b, err := os.ReadFile(filepath.Join(f.Rig, "sshd.pid"))
 	if err != nil {
-		return 0, "", nil, err
+		return nil, err
 	}
 	root, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	pids := descendants(root)
-	if len(pids) == 0 {
-		return 0, "", nil, fmt.Errorf("no sftp session under sshd %d", root)
-	}
 	out := filepath.Join(os.TempDir(), fmt.Sprintf("dlockbench-strace-%d.txt", os.Getpid()))
-	defer os.Remove(out)
 	var st *exec.Cmd
-	var count int
-	var which string
-	var stErr error
-	t.window = func() func() {
+	c := &serverCounter{}
+	c.start = func() error {
+		pids := descendants(root)
+		if len(pids) == 0 {
+			return fmt.Errorf("no sftp session under sshd %d", root)
+		}
 		args := []string{"-c", "-f", "-qq", "-o", out}
 		for _, p := range pids {
 			args = append(args, "-p", strconv.Itoa(p))
 		}
 		st = exec.Command("strace", args...)
-		if stErr = st.Start(); stErr != nil {
-			return func() {}
+		if err := st.Start(); err != nil {
+			return err
 		}
-		time.Sleep(50 * time.Millisecond) // attached
-		return func() {
-			st.Process.Signal(syscall.SIGINT)
-			st.Wait()
-			count, which, stErr = parseStraceCount(out)
+		time.Sleep(100 * time.Millisecond) // attached
+		return nil
+	}
+	c.stop = func() (int, string, error) {
+		st.Process.Signal(syscall.SIGINT)
+		st.Wait()
+		defer os.Remove(out)
+		return parseStraceCount(out)
+	}
+	return c, nil
+}
+
+// glusterCounter reads the bricks' counts of file operations of the
+// distribute volume of the glusterfs.sh rig in state.
+func glusterCounter(state string) (*serverCounter, error) {
+	sock := filepath.Join(state, "glusterd", "run", "glusterd.socket")
+	const vol = "gluster-dlock-distribute"
+	cli := func(args ...string) ([]byte, error) {
+		out, err := exec.Command("gluster", append([]string{"--glusterd-sock=" + sock, "--mode=script", "volume", "profile", vol}, args...)...).CombinedOutput()
+		if err != nil {
+			return nil, fmt.Errorf("gluster volume profile %s %s: %v: %s", vol, strings.Join(args, " "), err, out)
+		}
+		return out, nil
+	}
+	if out, err := cli("info", "incremental"); err != nil || bytes.Contains(out, []byte("not started")) {
+		if _, err := cli("start"); err != nil {
+			return nil, err
 		}
 	}
-	res, err := t.run()
-	if err == nil {
-		err = stErr
+	return &serverCounter{
+		start: func() error { _, err := cli("info", "incremental"); return err },
+		stop: func() (int, string, error) {
+			out, err := cli("info", "incremental")
+			if err != nil {
+				return 0, "", err
+			}
+			return parseGlusterProfile(out)
+		},
+	}, nil
+}
+
+// parseGlusterProfile sums the calls of `volume profile VOL info
+// incremental` over the bricks, leaving out what a client sends when it
+// forgets an inode or closes a file (FORGET, RELEASE, RELEASEDIR).
+func parseGlusterProfile(out []byte) (int, string, error) {
+	calls := map[string]int{}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		fop := f[len(f)-1]
+		n, err := strconv.Atoi(f[len(f)-2])
+		if err != nil || strings.ToUpper(fop) != fop || fop == "FORGET" || fop == "RELEASE" || fop == "RELEASEDIR" {
+			continue
+		}
+		calls[fop] += n
 	}
-	return count, which, res, err
+	total := 0
+	var parts []string
+	for _, fop := range slices.Sorted(maps.Keys(calls)) {
+		total += calls[fop]
+		parts = append(parts, fmt.Sprintf("%s %d", fop, calls[fop]))
+	}
+	return total, strings.Join(parts, ", "), nil
 }
 
 func parseStraceCount(name string) (int, string, error) {

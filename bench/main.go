@@ -29,7 +29,7 @@ func main() {
 	svg := flag.String("svg", "", "write a bar chart of the ratios to this SVG file")
 	profile := flag.String("cpuprofile", "", "write CPU profiles of every worker of the contended trials (first round) to this directory")
 	only := flag.String("only", "", "measure only these groups (comma-separated: uncontended,handoff,throughput,herd,idle)")
-	implList := flag.String("impls", "", "contended implementations to run (comma-separated; default all; leaving out etcd also leaves it out of uncontended)")
+	implList := flag.String("impls", "", "contended implementations to run (comma-separated; default all; leaving out etcd also leaves it out of uncontended); with -alternatives, the rows to measure")
 	etcd := flag.Bool("etcd", true, "measure etcdlock too (uncontended and hand-off), against an etcd started in this process")
 	etcdEndpoint := flag.String("etcd-endpoint", "", "measure etcdlock against the etcd at this client URL instead of starting one")
 	alt := flag.Bool("alternatives", false, "measure dlock against the lock libraries users pick instead, on every filesystem, and write docs/alternatives.{md,svg,png}")
@@ -62,6 +62,12 @@ func main() {
 					os.Exit(2)
 				}
 				cfg.groups[g] = true
+			}
+		}
+		if *implList != "" {
+			cfg.impls = map[string]bool{}
+			for _, impl := range strings.Split(*implList, ",") {
+				cfg.impls[impl] = true
 			}
 		}
 		cfg.args = os.Args[1:]
