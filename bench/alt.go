@@ -120,6 +120,25 @@ type fsRun struct {
 	Notes   []string
 }
 
+// scrub names the mounts in notes, in place of this machine's paths.
+func (f *fsRun) scrub() {
+	sub := func(n string) string {
+		for i, d := range f.Dirs {
+			n = strings.ReplaceAll(n, d, fmt.Sprintf("MOUNT%d", i+1))
+		}
+		return strings.ReplaceAll(n, "\n", " ")
+	}
+	for i, n := range f.Notes {
+		f.Notes[i] = sub(n)
+	}
+	for _, c := range f.Checks {
+		for impl, v := range c {
+			v.Note, v.NA = sub(v.Note), sub(v.NA)
+			c[impl] = v
+		}
+	}
+}
+
 func (f *fsRun) set(metric, impl string, v float64) {
 	if f.Metrics[metric] == nil {
 		f.Metrics[metric] = map[string]float64{}
@@ -146,6 +165,7 @@ type altReport struct {
 	Quick            bool
 	Stale            time.Duration
 	WaitHold         [2]time.Duration
+	Parallel         int
 	HerdN            int
 	CntProcs, CntIts int
 }
@@ -157,7 +177,7 @@ func runAlternatives(cfg altConfig) (*altReport, error) {
 		}
 	}
 	rep := &altReport{Started: time.Now(), Machine: machine(), LoadStart: loadavg(), Quick: cfg.quick,
-		Stale: cfg.stale, WaitHold: cfg.waitHold, HerdN: cfg.herdN, CntProcs: cfg.cntProcs, CntIts: cfg.cntIters}
+		Stale: cfg.stale, WaitHold: cfg.waitHold, Parallel: cfg.parallel, HerdN: cfg.herdN, CntProcs: cfg.cntProcs, CntIts: cfg.cntIters}
 	rep.Command = "cd bench && go run . -alternatives"
 	if cfg.quick {
 		rep.Command += " -quick"
@@ -218,6 +238,7 @@ func runAlternatives(cfg altConfig) (*altReport, error) {
 		}
 		prog("=== %s: %s", name, strings.Join(base, " and "))
 		altFS(cfg, f, tmp, prog)
+		f.scrub()
 		os.RemoveAll(base[0])
 		rep.FS = append(rep.FS, f)
 		if rigDown != nil {
@@ -618,7 +639,7 @@ func altFS(cfg altConfig, f *fsRun, tmp string, prog func(string, ...any)) {
 			if cfg.does("counter") {
 				name := fmt.Sprintf("counter-%s", impl)
 				done, lost, over, err := counterCheck(impl, f.Dirs, name, marks, cfg.cntProcs, cfg.cntIters, cfg.cntLimit)
-				v := verdict{Bad: lost, Both: over, N: done, cnt: true}
+				v := verdict{Bad: lost, Both: over, N: done, Cnt: true}
 				if want := cfg.cntProcs * cfg.cntIters; done < want {
 					v.Note = fmt.Sprintf("stopped after %v with %d of %d increments done", cfg.cntLimit, done, want)
 				}

@@ -22,14 +22,14 @@ type verdict struct {
 	Both   int    // counter only: times two were inside at once (Bad is lost updates then)
 	NA     string // why the case cannot be expressed ("" if it ran)
 	Note   string
-	cnt    bool // a counter verdict
+	Cnt    bool `json:",omitempty"` // a counter verdict
 }
 
 func (v verdict) String() string {
 	if v.NA != "" {
 		return "n/a"
 	}
-	if v.cnt {
+	if v.Cnt {
 		return fmt.Sprintf("%d lost, %d both in / %d", v.Bad, v.Both, v.N)
 	}
 	return fmt.Sprintf("%d/%d", v.Bad, v.N)

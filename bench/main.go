@@ -39,6 +39,7 @@ func main() {
 	staleRounds := flag.Int("stale-rounds", 0, "with -alternatives: rounds of the stale-reclaim race per lock and filesystem (0: the run's default, 200; -quick 20)")
 	lateRounds := flag.Int("late-rounds", 0, "with -alternatives: rounds of the late release per lock and filesystem (0: the run's default, 100; -quick 20)")
 	parallel := flag.Int("parallel", 0, "with -alternatives: stale and late rounds of one lock run at once (0: the run's default, 25; -quick 10)")
+	from := flag.String("from", "", "with -alternatives: write the table and chart again from this alternatives.json of an earlier run, measuring nothing")
 	rows := flag.String("rows", "", "with -alternatives: measure only these groups of rows (comma-separated: "+strings.Join(altGroups, ",")+")")
 	flag.Parse()
 
@@ -71,7 +72,13 @@ func main() {
 			}
 		}
 		cfg.args = os.Args[1:]
-		rep, err := runAlternatives(cfg)
+		var rep *altReport
+		var err error
+		if *from != "" {
+			rep, err = readAltReport(*from)
+		} else {
+			rep, err = runAlternatives(cfg)
+		}
 		if err == nil {
 			err = writeAlternatives(cfg.out, rep)
 		}
