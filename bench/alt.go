@@ -586,10 +586,10 @@ func altFS(cfg altConfig, f *fsRun, tmp string, prog func(string, ...any)) {
 				runBatch(o, 1) // the lock exists: the count is of acquisitions only
 				var cnt int
 				var which string
-				if err = c.start(); err == nil {
+				if err = c.begin(); err == nil {
 					_, err = runBatch(o, n)
 					var cerr error
-					cnt, which, cerr = c.stop()
+					cnt, which, cerr = c.end()
 					err = cmp(err, cerr)
 				}
 				o.close()
@@ -606,18 +606,22 @@ func altFS(cfg altConfig, f *fsRun, tmp string, prog func(string, ...any)) {
 			var which string
 			var cerr error
 			t.window = func() func() {
-				if cerr = c.start(); cerr != nil {
+				if cerr = c.begin(); cerr != nil {
 					return func() {}
 				}
-				return func() { cnt, which, cerr = c.stop() }
+				return func() { cnt, which, cerr = c.end() }
 			}
 			_, err = t.run()
 			if err = cmp(err, cerr); err != nil {
 				note("server operations (waiting) %s: %v", impl, err)
 				continue
 			}
-			prog("  waiting %v: %d operations: %s", cfg.opsDur, cnt, which)
-			f.set("ops_wait_s", impl, round3(float64(cnt)/cfg.opsDur.Seconds()))
+			if c.counted < cfg.opsDur/4 {
+				note("server operations (waiting) %s: counted for %v only", impl, c.counted)
+				continue
+			}
+			prog("  waiting %v: %d operations: %s", c.counted.Round(time.Millisecond), cnt, which)
+			f.set("ops_wait_s", impl, round3(float64(cnt)/c.counted.Seconds()))
 		}
 	}
 
@@ -632,6 +636,11 @@ func altFS(cfg altConfig, f *fsRun, tmp string, prog func(string, ...any)) {
 	prog("correctness: counter (%d×%d), stale race (%d rounds), late release (%d rounds), %d rounds at once",
 		cfg.cntProcs, cfg.cntIters, cfg.staleRounds, cfg.lateRounds, cfg.parallel)
 	cstart := time.Now()
+	// Every lock's counter and first rounds, then (ahead) the other rounds.
+	var firsts sync.WaitGroup
+	ahead := make(chan struct{})
+	firsts.Add(len(cfg.pick(altTuned)))
+	go func() { firsts.Wait(); close(ahead) }()
 	for _, impl := range cfg.pick(altTuned) {
 		wg.Add(1)
 		go func() {
@@ -650,18 +659,29 @@ func altFS(cfg altConfig, f *fsRun, tmp string, prog func(string, ...any)) {
 				f.check("counter", impl, v)
 				mu.Unlock()
 			}
+			var checks []*roundsCheck
 			for _, c := range []struct {
 				name   string
 				rounds int
 			}{{"stale", cfg.staleRounds}, {"late", cfg.lateRounds}} {
-				if !cfg.does(c.name) || c.rounds == 0 {
-					continue
+				if cfg.does(c.name) && c.rounds > 0 {
+					checks = append(checks, &roundsCheck{cfg: cfg, which: c.name, impl: impl, rounds: c.rounds, dirs: f.Dirs, marks: marks})
 				}
-				t0 := time.Now()
-				v := roundsCheck(cfg, c.name, c.rounds, impl, f.Dirs, marks)
-				prog("  %s %s: %s in %v", c.name, impl, v, time.Since(t0).Round(time.Second))
+			}
+			var ok []bool
+			for _, c := range checks {
+				ok = append(ok, c.runFirst())
+			}
+			firsts.Done()
+			<-ahead
+			for i, c := range checks {
+				if ok[i] {
+					c.runRest()
+				}
+				v := c.verdict()
+				prog("  %s %s: %s in %v", c.which, impl, v, c.took.Round(time.Second))
 				mu.Lock()
-				f.check(c.name, impl, v)
+				f.check(c.which, impl, v)
 				mu.Unlock()
 			}
 		}()
@@ -684,51 +704,77 @@ func altFS(cfg altConfig, f *fsRun, tmp string, prog func(string, ...any)) {
 	}
 }
 
-// roundsCheck runs rounds of the stale race or the late release, each on
-// a lock of its own with processes of its own. The first round runs alone
-// and decides whether the lock can express the case at all (n/a); the
-// others run parallel at a time, and one that goes wrong then (a waiter
-// that never got the lock under the load of the others, say) is a failed
-// round, said in the note, not an n/a.
-func roundsCheck(cfg altConfig, which string, rounds int, impl string, dirs []string, marks string) verdict {
-	var mu sync.Mutex
-	v := verdict{}
-	lateErrs, errs := 0, []string{}
-	one := func(r int, grace time.Duration) error {
-		name := fmt.Sprintf("%s-%d-%s", which, r, impl)
-		var bad bool
-		var lateErr, err error
-		if which == "stale" {
-			bad, err = staleRace(impl, dirs, name, marks, cfg.stale, 300*time.Millisecond, grace)
-		} else {
-			bad, lateErr, err = lateRelease(impl, dirs, name, cfg.stale, grace)
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		if err != nil {
-			return err
-		}
-		v.N++
-		if bad {
-			v.Bad++
-		}
-		if lateErr != nil {
-			lateErrs++
-		}
-		return nil
+// roundsCheck is the rounds of the stale race or the late release of one
+// lock, each round on a lock of its own with processes of its own. The
+// first round decides whether the lock can express the case at all
+// (n/a): altFS runs every lock's first rounds together and only then the
+// others, parallel at a time, so that the load of many rounds never
+// decides an n/a. A later round that goes wrong (a waiter that did not
+// get the lock in time under that load, say) is a failed round, said in
+// the note.
+type roundsCheck struct {
+	cfg           altConfig
+	which, impl   string
+	rounds        int
+	dirs          []string
+	marks         string
+	mu            sync.Mutex
+	v             verdict
+	lateErrs      int
+	errs          []string
+	took          time.Duration
+	first, failed bool // the first round ran; it said n/a
+}
+
+// one runs round r; grace is how long past the stale time a waiter that
+// has not got the lock counts as never getting it.
+func (c *roundsCheck) one(r int, grace time.Duration) error {
+	name := fmt.Sprintf("%s-%d-%s", c.which, r, c.impl)
+	var bad bool
+	var lateErr, err error
+	if c.which == "stale" {
+		bad, err = staleRace(c.impl, c.dirs, name, c.marks, c.cfg.stale, 300*time.Millisecond, grace)
+	} else {
+		bad, lateErr, err = lateRelease(c.impl, c.dirs, name, c.cfg.stale, grace)
 	}
-	err := one(0, 3*time.Second)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	c.v.N++
+	if bad {
+		c.v.Bad++
+	}
+	if lateErr != nil {
+		c.lateErrs++
+	}
+	return nil
+}
+
+// runFirst runs the first round: false if the case is n/a for this lock.
+func (c *roundsCheck) runFirst() bool {
+	t0 := time.Now()
+	defer func() { c.took += time.Since(t0) }()
+	err := c.one(0, 3*time.Second)
 	switch {
 	case errors.Is(err, errNeverReclaims):
-		return verdict{NA: "a paused holder's lock is never reclaimed"}
+		c.v = verdict{NA: "a paused holder's lock is never reclaimed"}
 	case errors.Is(err, errNoExclusion):
-		return verdict{NA: "no exclusion across the mounts to begin with"}
+		c.v = verdict{NA: "no exclusion across the mounts to begin with"}
 	case err != nil:
-		errs = append(errs, "round 1: "+err.Error())
+		c.errs = append(c.errs, "round 1: "+err.Error())
 	}
-	sem := make(chan struct{}, max(1, cfg.parallel))
+	return c.v.NA == ""
+}
+
+// runRest runs the other rounds, parallel at a time.
+func (c *roundsCheck) runRest() {
+	t0 := time.Now()
+	defer func() { c.took += time.Since(t0) }()
+	sem := make(chan struct{}, max(1, c.cfg.parallel))
 	var wg sync.WaitGroup
-	for r := 1; r < rounds; r++ {
+	for r := 1; r < c.rounds; r++ {
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
@@ -736,19 +782,23 @@ func roundsCheck(cfg altConfig, which string, rounds int, impl string, dirs []st
 			defer func() { <-sem }()
 			// Rounds at once load the machine: more time before a waiter
 			// that has not got the lock counts as never getting it.
-			if err := one(r, 15*time.Second); err != nil {
-				mu.Lock()
-				errs = append(errs, fmt.Sprintf("round %d: %v", r+1, err))
-				mu.Unlock()
+			if err := c.one(r, 15*time.Second); err != nil {
+				c.mu.Lock()
+				c.errs = append(c.errs, fmt.Sprintf("round %d: %v", r+1, err))
+				c.mu.Unlock()
 			}
 		}()
 	}
 	wg.Wait()
-	if which == "late" && v.N > 0 {
-		v.Note = fmt.Sprintf("the late release reported an error %d times", lateErrs)
+}
+
+func (c *roundsCheck) verdict() verdict {
+	v := c.v
+	if c.which == "late" && v.N > 0 {
+		v.Note = fmt.Sprintf("the late release reported an error %d times", c.lateErrs)
 	}
-	if len(errs) > 0 {
-		v.Note = strings.TrimPrefix(v.Note+"; "+fmt.Sprintf("%d rounds failed, the first: %s", len(errs), errs[0]), "; ")
+	if len(c.errs) > 0 {
+		v.Note = strings.TrimPrefix(v.Note+"; "+fmt.Sprintf("%d rounds failed, the first: %s", len(c.errs), c.errs[0]), "; ")
 	}
 	return v
 }
@@ -786,6 +836,25 @@ var fsSyscalls = map[string]bool{
 type serverCounter struct {
 	start func() error
 	stop  func() (n int, which string, err error)
+	// Between the moments start returned and stop was called: under load
+	// the counter takes a while to start, so this can be well short of
+	// the window it was started in.
+	counted time.Duration
+	began   time.Time
+}
+
+// begin starts counting; end stops and says what was counted.
+func (c *serverCounter) begin() error {
+	if err := c.start(); err != nil {
+		return err
+	}
+	c.began = time.Now()
+	return nil
+}
+
+func (c *serverCounter) end() (int, string, error) {
+	c.counted = time.Since(c.began)
+	return c.stop()
 }
 
 func newServerCounter(f *fsRun) (*serverCounter, error) {
@@ -799,6 +868,7 @@ func newServerCounter(f *fsRun) (*serverCounter, error) {
 	root, _ := strconv.Atoi(strings.TrimSpace(string(b)))
 	out := filepath.Join(os.TempDir(), fmt.Sprintf("dlockbench-strace-%d.txt", os.Getpid()))
 	var st *exec.Cmd
+	var stderr bytes.Buffer
 	c := &serverCounter{}
 	c.start = func() error {
 		pids := descendants(root)
@@ -810,17 +880,35 @@ func newServerCounter(f *fsRun) (*serverCounter, error) {
 			args = append(args, "-p", strconv.Itoa(p))
 		}
 		st = exec.Command("strace", args...)
+		stderr.Reset()
+		st.Stderr = &stderr
 		if err := st.Start(); err != nil {
 			return err
 		}
-		time.Sleep(100 * time.Millisecond) // attached
+		// strace opens its output, then attaches: under load that can
+		// take a while, and a SIGINT before it would count nothing.
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			if _, err := os.Stat(out); err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				st.Process.Kill()
+				st.Wait()
+				return fmt.Errorf("strace did not start within 10s: %s", strings.TrimSpace(stderr.String()))
+			}
+		}
+		time.Sleep(200 * time.Millisecond) // attached
 		return nil
 	}
 	c.stop = func() (int, string, error) {
 		st.Process.Signal(syscall.SIGINT)
 		st.Wait()
 		defer os.Remove(out)
-		return parseStraceCount(out)
+		n, which, err := parseStraceCount(out)
+		if err != nil {
+			err = fmt.Errorf("strace %v: %v: %s", st.Args[1:], err, strings.TrimSpace(stderr.String()))
+		}
+		return n, which, err
 	}
 	return c, nil
 }

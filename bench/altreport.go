@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/lockdir/dlock"
 )
 
 // altRows is the order of the table's rows.
@@ -371,6 +373,15 @@ func altTargets(f *fsRun) []target {
 			text += "; not of: " + strings.Join(list, ", ")
 		}
 		add(len(list) == 0, have, text)
+	}
+	// Across the mounts of a shared filesystem a waiter learns of a
+	// release only by polling: released at a random moment, a jittered
+	// poll (75 to 100 % of the interval) finds it after about 44 % of the
+	// interval on average, plus the round trips of the release and the
+	// acquisition.
+	if w, ok := m("wait_p50_ms", implDlock); ok {
+		limit := 0.6 * float64(dlock.DefaultPollInterval.Milliseconds())
+		add(w <= limit, true, fmt.Sprintf("poll hand-off: dlock's p50 (%s ms) well inside its %v poll interval (≤ %s ms)", fmtNum(w), dlock.DefaultPollInterval, fmtNum(limit)))
 	}
 	// On a shared filesystem a waiter polls, and a shorter poll buys a
 	// quicker hand-off with more load on the server: compare what each
