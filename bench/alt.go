@@ -85,7 +85,7 @@ func altSizes(quick bool) altConfig {
 	}
 	return altConfig{uncRounds: 9, uncTarget: 50 * time.Millisecond, rounds: 2,
 		warm: 300 * time.Millisecond, dur: 1500 * time.Millisecond, herdDur: 2 * time.Second,
-		opsDur: 2 * time.Second, cntProcs: 4, cntIters: 60, cntLimit: 40 * time.Second, staleRounds: 200, lateRounds: 100, parallel: 25,
+		opsDur: 2 * time.Second, cntProcs: 4, cntIters: 60, cntLimit: 40 * time.Second, staleRounds: 100, lateRounds: 50, parallel: 25,
 		stale: 2 * time.Second, herdN: 64,
 		waitHold: [2]time.Duration{50 * time.Millisecond, 250 * time.Millisecond}, waitDur: 5 * time.Second}
 }
