@@ -79,9 +79,9 @@ func altSizes(quick bool) altConfig {
 	if quick {
 		return altConfig{quick: true, uncRounds: 3, uncTarget: 15 * time.Millisecond, rounds: 1,
 			warm: 200 * time.Millisecond, dur: 600 * time.Millisecond, herdDur: 800 * time.Millisecond,
-			opsDur: time.Second, cntProcs: 2, cntIters: 15, cntLimit: 20 * time.Second, staleRounds: 20, lateRounds: 20, parallel: 10,
+			opsDur: 2 * time.Second, cntProcs: 2, cntIters: 15, cntLimit: 20 * time.Second, staleRounds: 20, lateRounds: 20, parallel: 10,
 			stale: 2 * time.Second, herdN: 16,
-			waitHold: [2]time.Duration{50 * time.Millisecond, 250 * time.Millisecond}, waitDur: 2 * time.Second}
+			waitHold: [2]time.Duration{50 * time.Millisecond, 250 * time.Millisecond}, waitDur: 5 * time.Second}
 	}
 	return altConfig{uncRounds: 9, uncTarget: 50 * time.Millisecond, rounds: 2,
 		warm: 300 * time.Millisecond, dur: 1500 * time.Millisecond, herdDur: 2 * time.Second,
