@@ -22,7 +22,7 @@ import (
 // outcome is what one attempt found: acquired (ok), or the entry seen and
 // when its holder becomes stale, or an error. known is tryEvent's: the
 // events told what an attempt would have found. slot is a semaphore's:
-// the slot taken.
+// the slot taken, when ok (leaseOf).
 type outcome struct {
 	ok      bool
 	slot    int
@@ -31,9 +31,6 @@ type outcome struct {
 	known   bool
 	err     error
 }
-
-// failed is the outcome of an attempt that could not be made.
-func failed(err error) outcome { return outcome{slot: -1, err: err} }
 
 // attempt makes one try at acquiring the lock. When another holds it, it
 // returns the entry seen and when that holder becomes stale. Called with
@@ -488,7 +485,7 @@ func knownToken(h Holder) string {
 // an attempt stuck in the filesystem (see attemptIn).
 func (l *Lock) tryOnce(ctx context.Context) outcome {
 	if err := l.begin(); err != nil {
-		return failed(err)
+		return outcome{err: err}
 	}
 	defer l.end()
 	return l.attemptIn(ctx, byListing)

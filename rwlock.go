@@ -302,7 +302,7 @@ func (rw *RWLock) rlock(ctx context.Context) (*Lease, error) {
 	defer cancel()
 	o := rw.tryRead(actx)
 	if o.ok || o.err != nil {
-		return rw.readers.lease(o.slot), rw.cfg.patienceSpent(ctx, rw.path, o.err)
+		return rw.readers.leaseOf(o), rw.cfg.patienceSpent(ctx, rw.path, o.err)
 	}
 	slot := -1
 	err := waitBusy(ctx, rw.cfg, rw.path, o, start, func() waitSpec {
@@ -384,7 +384,7 @@ func (rw *RWLock) spec(what string, paths []string, patience time.Duration) wait
 func (rw *RWLock) tryRead(ctx context.Context) outcome {
 	st, err := readState(rw.writer.path)
 	if err != nil {
-		return failed(err)
+		return outcome{err: err}
 	}
 	if !st.Missing && st.Entries == 1 && !st.e.free {
 		rw.writer.op.Lock()
@@ -392,7 +392,7 @@ func (rw *RWLock) tryRead(ctx context.Context) outcome {
 		at, _ := rw.writer.staleAt(now, now, st.e)
 		rw.writer.op.Unlock()
 		if now.Before(at) {
-			return outcome{slot: -1, seen: st.e, staleAt: at}
+			return outcome{seen: st.e, staleAt: at}
 		}
 	}
 	return rw.readers.try(ctx)
@@ -403,7 +403,7 @@ func (rw *RWLock) tryRead(ctx context.Context) outcome {
 // slot held by a reader of this value is waited for like anyone's.
 func (rw *RWLock) trySlots(ctx context.Context) outcome {
 	if err := rw.readers.check(); err != nil {
-		return failed(err)
+		return outcome{err: err}
 	}
 	for i := range rw.readers.slots {
 		rw.mu.Lock()

@@ -102,7 +102,7 @@ func (s *Semaphore) Take(ctx context.Context) (*Lease, error) {
 	defer cancel()
 	o := s.try(actx)
 	if o.ok || o.err != nil {
-		return s.lease(o.slot), s.cfg.patienceSpent(ctx, s.path, o.err)
+		return s.leaseOf(o), s.cfg.patienceSpent(ctx, s.path, o.err)
 	}
 	slot := -1
 	err := waitBusy(ctx, s.cfg, s.path, o, start, func() waitSpec {
@@ -136,7 +136,15 @@ func (s *Semaphore) TryTake() (*Lease, error) {
 		return nil, errZero("Semaphore", "NewSemaphore")
 	}
 	o := s.try(nil)
-	return s.lease(o.slot), o.err
+	return s.leaseOf(o), o.err
+}
+
+// leaseOf is the lease an attempt took: nil unless it acquired.
+func (s *Semaphore) leaseOf(o outcome) *Lease {
+	if !o.ok {
+		return nil
+	}
+	return s.lease(o.slot)
 }
 
 func (s *Semaphore) lease(slot int) *Lease {
@@ -283,9 +291,9 @@ func (s *Semaphore) unreserve(i int) {
 // abandon an attempt stuck in the filesystem.
 func (s *Semaphore) try(ctx context.Context) outcome {
 	if err := s.check(); err != nil {
-		return failed(err)
+		return outcome{err: err}
 	}
-	busy := outcome{slot: -1}
+	var busy outcome
 	start := rand.N(s.n)
 	for k := range s.n {
 		i := (start + k) % s.n
@@ -301,7 +309,7 @@ func (s *Semaphore) try(ctx context.Context) outcome {
 			continue // released by this value a moment ago: its rename wakes us
 		}
 		if o.err != nil {
-			return failed(o.err)
+			return outcome{err: o.err}
 		}
 		if busy.staleAt.IsZero() || o.staleAt.Before(busy.staleAt) {
 			busy.seen, busy.staleAt = o.seen, o.staleAt
