@@ -500,7 +500,8 @@ func TestUnlockReleasesInlineOnlyInMemory(t *testing.T) {
 			t.Fatal(err)
 		}
 		mustLock(t, a)
-		if got, want := a.releaseInline(), fsys.InMemory(dir); got != want {
+		inline := a.releaseInline()
+		if got, want := inline, fsys.InMemory(dir); got != want {
 			t.Errorf("%s: releaseInline = %v, want %v (in memory: %v)", dir, got, want, want)
 		}
 		hang := func(from, to string) {}
@@ -517,6 +518,6 @@ func TestUnlockReleasesInlineOnlyInMemory(t *testing.T) {
 			t.Fatalf("%s: TryLock after Unlock = %v, %v", dir, ok, err)
 		}
 		b.Unlock()
-		t.Logf("%s: in memory %v, Unlock released inline %v", dir, fsys.InMemory(dir), fsys.InMemory(dir))
+		t.Logf("%s: in memory %v, Unlock released inline %v", dir, fsys.InMemory(dir), inline)
 	}
 }

@@ -52,7 +52,7 @@ const QueueDir = "queue"
 
 // Queue is one waiter's place in a lock's queue.
 type Queue struct {
-	Dir     string    // PATH/queue; "" when not queueing
+	dir     string    // PATH/queue; "" when not queueing
 	Lock    string    // PATH
 	ticket  string    // our ticket's name, "" until taken
 	open    int       // our ticket, kept open while we wait (-1: not open)
@@ -69,23 +69,23 @@ type Queue struct {
 // yet: Target takes a ticket), with token, 16 hex digits, beginning every
 // token its attempts use. A ticket unchanged for timeout is passed over.
 func NewQueue(path, token string, timeout time.Duration) *Queue {
-	return &Queue{Dir: filepath.Join(path, QueueDir), Lock: path, Token: token, open: -1, timeout: timeout}
+	return &Queue{dir: filepath.Join(path, QueueDir), Lock: path, Token: token, open: -1, timeout: timeout}
 }
 
 // Target returns the path this waiter should watch: its predecessor's
 // ticket, or PATH when it is first in line (or not queueing). It takes a
 // ticket if it has none (or lost it), and clears dead predecessors.
 func (q *Queue) Target(now time.Time) string {
-	if q.Dir == "" {
+	if q.dir == "" {
 		return q.Lock
 	}
 	if q.ticket == "" && !q.join(now) { // join first: one listing then tells our place
 		return q.Lock
 	}
 	for range 4 {
-		names, err := fsys.ReadNames(q.Dir)
+		names, err := fsys.ReadNames(q.dir)
 		if err != nil {
-			q.Dir = "" // no queue here (an older lock, or no access): watch PATH
+			q.dir = "" // no queue here (an older lock, or no access): watch PATH
 			return q.Lock
 		}
 		slices.Sort(names)
@@ -110,12 +110,12 @@ func (q *Queue) Target(now time.Time) string {
 			q.Pred, q.since = pred, now
 		}
 		if !ticketDead(pred) && pred != q.Dead && now.Sub(q.since) < q.timeout {
-			return filepath.Join(q.Dir, pred)
+			return filepath.Join(q.dir, pred)
 		}
 		// Dead or stuck: remove it. What rmdir refuses (a file, a
 		// directory with something in it) is not a ticket of ours: it
 		// stays, and is passed over.
-		if err := fsys.RemoveDir(filepath.Join(q.Dir, pred)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := fsys.RemoveDir(filepath.Join(q.dir, pred)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			q.foreign = append(q.foreign, pred)
 		}
 		q.Pred = ""
@@ -135,9 +135,9 @@ func (q *Queue) PredHolds(token string) bool {
 func (q *Queue) join(now time.Time) bool {
 	id := Self()
 	name := fmt.Sprintf("%020d.%s.%d.%s", max(now.UnixNano(), 0), q.Token, id.PID, id.HostID)
-	path := filepath.Join(q.Dir, name)
+	path := filepath.Join(q.dir, name)
 	if err := os.Mkdir(path, 0o755); err != nil {
-		q.Dir = ""
+		q.dir = ""
 		return false
 	}
 	fsys.CloseHeld(q.open) // a ticket we lost
@@ -148,8 +148,8 @@ func (q *Queue) join(now time.Time) bool {
 // Leave removes our ticket, waking our successor: the removal, then the
 // close, whose events come as one (see fsys.HoldOpen).
 func (q *Queue) Leave() {
-	if q.Dir != "" && q.ticket != "" {
-		fsys.RemoveDir(filepath.Join(q.Dir, q.ticket))
+	if q.dir != "" && q.ticket != "" {
+		fsys.RemoveDir(filepath.Join(q.dir, q.ticket))
 	}
 	fsys.CloseHeld(q.open)
 	q.ticket, q.open = "", -1
