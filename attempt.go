@@ -170,13 +170,15 @@ func (l *Lock) unknownState(st dirState, now, seenAt time.Time) (outcome, bool) 
 // showing a released entry, and the waiter would hear of the release
 // only at TIMEOUT. On NFS the look is made through a fresh open of PATH,
 // which revalidates it (fsys.LookFresh: one GETATTR when nothing
-// changed). Where even that may be cached (fsys.Caching.MayCache), the
-// waiter first tries to take free.E: a rename, which the server answers
-// (one LOOKUP while the lock is held), so a release is heard within a
-// poll whatever the client caches. A look that may have been cached
-// still proves that the entry existed when it was first seen (a name
-// never comes back), which is all that staleAt counts on; it is never
-// taken for the server's word on the holder's clock (checkSkew).
+// changed). Where even that may be cached (fsys.Caching.MayCache: FUSE
+// keeps a name it found for its entry timeout, sshfs for 20 s), the
+// waiter first looks for free.E: FUSE clients keep no name they did not
+// find (unless mounted with a negative timeout), so the server answers
+// that look while the lock is held, and a release is heard within a
+// poll. A look that may have been cached still proves that the entry
+// existed when it was first seen (a name never comes back), which is all
+// that staleAt counts on; it is never taken for the server's word on the
+// holder's clock (checkSkew).
 func (l *Lock) attemptWatched(now time.Time, token string) (o outcome, done bool) {
 	e := l.seenHeld
 	if !l.seen || e.name == "" || l.seenName != e.name {
@@ -184,8 +186,11 @@ func (l *Lock) attemptWatched(now time.Time, token string) (o outcome, done bool
 	}
 	free := entry{name: lockdir.FreeName(e.fence), free: true, fence: e.fence}
 	if l.caching.MayCache() {
-		if ok, err := l.take(free, token, false); ok || err != nil {
-			return outcome{ok: ok, err: err}, true
+		if ok, err := l.lookAt(free.name); ok && err == nil {
+			if ok, err := l.take(free, token, false); ok || err != nil {
+				return outcome{ok: ok, err: err}, true
+			}
+			return outcome{}, false // taken by another first: list
 		}
 	}
 	if ok, err := l.lookAt(e.name); ok && err == nil {
