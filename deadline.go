@@ -1,7 +1,8 @@
 package dlock
 
-// The holder's side of the lease: the deadline, the heartbeat, and losing
-// the lock.
+// The holder's side of the lease: what an acquisition starts (acquired,
+// confirm), the heartbeat and its refresh, the deadline, losing the lock,
+// and the release, which Unlock may leave pending.
 //
 // Each acquisition has a deadline on the holder's own clock: when its last
 // successful refresh (or the acquiring rename) was issued, plus TIMEOUT,
@@ -22,7 +23,6 @@ package dlock
 // call; l.op serializes the filesystem operations.
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -32,6 +32,216 @@ import (
 
 // errDeadline: the acquisition's deadline passed before a release was done.
 var errDeadline = errors.New("deadline passed")
+
+// acquired records a successful acquisition whose rename was issued at
+// issued, and starts the heartbeat and the deadline. Called with l.op held.
+func (l *Lock) acquired(fence uint64, token, name string, issued time.Time, how string) {
+	l.token, l.cur, l.seq, l.since, l.issued = token, name, 0, issued, issued
+	l.seen = false
+	l.mu.Lock()
+	l.held, l.isLost, l.lostWhy = true, false, ""
+	l.lostCh = make(chan struct{})
+	l.fence = fence
+	l.deadline = issued.Add(l.cfg.timeout - l.cfg.margin)
+	if l.timer == nil {
+		l.timer = l.cfg.clock.AfterFunc(time.Hour, l.heartbeat)
+		l.expiry = l.cfg.clock.AfterFunc(time.Hour, l.expire)
+	}
+	if now := l.cfg.clock.Now(); now.Sub(issued) < l.cfg.refresh {
+		l.timer.Reset(l.cfg.refresh - now.Sub(issued))
+		l.expiry.Reset(l.deadline.Sub(now))
+	} else {
+		// A late acquisition (a pause, or a rename that took long, as
+		// one held by an NFS server's grace period): confirm refreshes
+		// at once and arms the timers from that refresh. Armed now, the
+		// deadline's timer could fire while it refreshes, and give up a
+		// lock the refresh is making good.
+		l.timer.Stop()
+		l.expiry.Stop()
+	}
+	l.mu.Unlock()
+	if l.cfg.logger != nil {
+		l.logInfo(how+" lock", "fence", fence)
+	}
+}
+
+// confirm is called right after an acquiring rename whose entry carries
+// the time now. If this process was paused between reading the clock and
+// the rename, or the rename took long, the deadline counted from now is
+// that much nearer (or past), and others count the new entry as that much
+// older: so it is refreshed at once, and the deadline counted from that
+// refresh's issue (acquired armed no timer). The rule for an acquisition
+// that completes late, even past its own deadline:
+//   - refreshed, and the refresh's deadline is still ahead: held, from
+//     the refresh;
+//   - gone already: it was never ours to use (another reclaimed it):
+//     false, and the attempt goes on;
+//   - the refresh failed otherwise, or returned past its own deadline:
+//     held if the acquisition's deadline is still ahead (the heartbeat
+//     retries), else given up at once, released, and false: a lock
+//     past its deadline is never reported acquired.
+//
+// Called with l.op held.
+func (l *Lock) confirm(now time.Time) bool {
+	late := l.cfg.clock.Since(now)
+	if late < l.cfg.refresh {
+		return true
+	}
+	issued := l.cfg.clock.Now()
+	err := l.refresh(issued)
+	l.mu.Lock()
+	if errors.Is(err, lockdir.ErrGone) {
+		l.held = false
+		l.mu.Unlock()
+		l.logWarn("lock taken over while acquiring it", "paused for", late)
+		return false
+	}
+	if err == nil {
+		l.deadline = issued.Add(l.cfg.timeout - l.cfg.margin)
+	}
+	at := l.cfg.clock.Now()
+	if !at.Before(l.deadline) {
+		l.pend(l.fence, false)
+		l.mu.Unlock()
+		l.logWarn("giving up a lock acquired past its deadline", "acquiring took", at.Sub(now), "refresh", errString(err))
+		l.settle()
+		return false
+	}
+	l.expiry.Reset(l.deadline.Sub(at))
+	if err == nil {
+		l.timer.Reset(max(l.cfg.refresh-at.Sub(issued), 0))
+	} else {
+		l.logWarn("refresh failed; retrying", "err", err, "deadline in", l.deadline.Sub(at))
+		l.timer.Reset(min(l.cfg.refresh, l.cfg.poll))
+	}
+	l.mu.Unlock()
+	return true
+}
+
+// errString is err's text, or "ok".
+func errString(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	return err.Error()
+}
+
+// heartbeat refreshes the held lock; it runs on the refresh timer. A
+// refresh that succeeds moves the deadline to when it was issued plus
+// TIMEOUT - MARGIN; one that fails is retried, until the deadline gives
+// the lock up (expire).
+func (l *Lock) heartbeat() {
+	if hook := l.testBeat; hook != nil {
+		defer hook()
+	}
+	l.op.Lock()
+	defer l.op.Unlock()
+	l.settle()
+	l.mu.Lock()
+	active := l.held && !l.isLost
+	l.mu.Unlock()
+	if !active {
+		return
+	}
+	issued := l.cfg.clock.Now()
+	err := l.refresh(issued)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.held || l.isLost {
+		// Unlocked or given up meanwhile: Unlock's release acts on the
+		// newest name, which refresh recorded.
+		return
+	}
+	now := l.cfg.clock.Now()
+	switch {
+	case err == nil:
+		l.extend(issued)
+		l.timer.Reset(max(l.cfg.refresh-now.Sub(issued), 0))
+	case errors.Is(err, lockdir.ErrGone):
+		l.markLost("it was reclaimed or removed while held")
+	default:
+		l.logWarn("refresh failed; retrying", "err", err, "deadline in", l.deadline.Sub(now))
+		l.timer.Reset(min(l.cfg.refresh, l.cfg.poll))
+	}
+}
+
+// refresh renames our held entry to its next heartbeat name, issued at
+// now. Called with l.op held.
+func (l *Lock) refresh(now time.Time) error {
+	next := lockdir.HeldName(l.Fence(), l.token, l.seq+1, l.since, now, l.cfg.timeout)
+	if err := lockdir.Move(l.path, l.cur, next); err != nil {
+		return err
+	}
+	l.cur, l.seq, l.issued = next, l.seq+1, now
+	return nil
+}
+
+// extend moves the deadline to TIMEOUT - MARGIN after a refresh issued at
+// issued that succeeded. Called with l.mu held.
+func (l *Lock) extend(issued time.Time) {
+	l.deadline = issued.Add(l.cfg.timeout - l.cfg.margin)
+	l.expiry.Reset(l.deadline.Sub(l.cfg.clock.Now()))
+}
+
+// expire gives the lock up when its deadline has passed; it runs on the
+// deadline timer, and waits for no system call.
+func (l *Lock) expire() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.held || l.isLost || l.cfg.clock.Now().Before(l.deadline) {
+		return // released, lost already, or refreshed meanwhile
+	}
+	l.markLost(fmt.Sprintf("no refresh succeeded within TIMEOUT %v - MARGIN %v of the last one issued: the filesystem did not answer, or failed",
+		l.cfg.timeout, l.cfg.margin))
+}
+
+// markLost closes the Lost channel once. Called with l.mu held.
+func (l *Lock) markLost(why string) {
+	if l.isLost {
+		return
+	}
+	l.isLost, l.lostWhy = true, why
+	close(l.lostCh)
+	if l.timer != nil {
+		l.timer.Stop()
+		l.expiry.Stop()
+	}
+	l.logWarn("lost lock", "reason", why, "fence", l.fence)
+}
+
+// lose is markLost for the acquisition with the given fence, if it is still
+// this Lock's latest.
+func (l *Lock) lose(fence uint64, why string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.fence == fence {
+		l.markLost(why)
+	}
+}
+
+// lostAlready reports whether the acquisition an attempt just made was
+// lost before the attempt could report it (its deadline passed, or its
+// entry went, in the moments since confirm): then it is released, so that
+// no caller is told it holds a lock already lost. Called with l.op held.
+func (l *Lock) lostAlready() bool {
+	l.mu.Lock()
+	lost := l.isLost
+	if lost {
+		l.pend(l.fence, false)
+	}
+	l.mu.Unlock()
+	if lost {
+		l.logWarn("giving up a lock lost while acquiring it", "fence", l.Fence())
+		l.settle()
+	}
+	return lost
+}
+
+// lostError describes a loss and, if the filesystem answers soon, who
+// holds the lock now.
+func (l *Lock) lostError(fence uint64, why string) error {
+	return &LostError{Path: l.path, Fence: fence, Why: why, Now: describeSoon(l.path)}
+}
 
 // A release pending (l.pending, of fence l.pendingFence) is an Unlock's
 // that has not run yet: whoever takes l.op next does it first (settle),
@@ -86,277 +296,73 @@ func (l *Lock) settleNow() {
 	l.settle()
 }
 
-// The kinds of attempt attemptIn runs (a method value would cost an
-// allocation on every call).
-const (
-	byListing = iota // attempt
-	byEvent          // tryEvent
-)
-
-// attemptIn runs an attempt of the given kind under l.op. With a ctx that
-// can end, it returns when ctx ends even if the attempt is stuck in a
-// system call: it then goes on in the background, and if it acquires the
-// lock, the lock is released at once (and if it had not started, it never
-// does). A nil ctx waits for the attempt however long it takes.
-func (l *Lock) attemptIn(ctx context.Context, kind int) outcome {
-	if ctx == nil || ctx.Done() == nil {
-		l.op.Lock()
-		defer l.op.Unlock()
-		return l.opAttempt(kind)
-	}
-	res := make(chan outcome, 1)
-	abandoned := false // guarded by l.mu
-	offload(func() {
-		l.op.Lock()
-		defer l.op.Unlock()
-		l.mu.Lock()
-		gone := abandoned
-		l.mu.Unlock()
-		if gone {
-			return
-		}
-		o := l.opAttempt(kind)
-		l.mu.Lock()
-		if !abandoned {
-			res <- o // under l.mu: the caller sees it, or sees it abandoned
-			l.mu.Unlock()
-			return
-		}
-		drop := o.ok
-		if drop {
-			l.pend(l.fence, false)
-		}
-		l.mu.Unlock()
-		if drop {
-			l.logWarn("releasing a lock acquired after Lock gave up", "fence", l.Fence())
-			l.settle()
-		}
-	})
-	select {
-	case o := <-res:
-		return o
-	case <-ctx.Done():
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	select {
-	case o := <-res:
-		return o
-	default:
-	}
-	abandoned = true
-	return outcome{err: &stuckError{path: l.path, cause: context.Cause(ctx)}}
+// releaseInline reports whether Unlock may make its release rename
+// itself rather than hand it to another goroutine and wait for it until
+// the deadline: on a filesystem held in memory, where a rename cannot
+// hang. The hand-over is most of what an uncontended Unlock costs beyond
+// its system calls (a goroutine readied, now and then an idle thread
+// woken: about 8 µs on a 2-core VM, where the calls cost 7). A test that
+// plays a hung mount (lockdir.TestMove) makes even tmpfs hang, so it
+// gets the hand-over.
+func (l *Lock) releaseInline() bool {
+	return l.inMemory.Load() && lockdir.TestMove.Load() == nil
 }
 
-// stuckError: Lock gave up while an attempt was waiting for the filesystem.
-type stuckError struct {
-	path  string
-	cause error
-}
-
-func (e *stuckError) Error() string {
-	return fmt.Sprintf("dlock: locking %s: gave up while an attempt was still waiting for the filesystem (a hung mount?): %v", e.path, e.cause)
-}
-
-func (e *stuckError) Unwrap() error { return e.cause }
-
-// opAttempt is an attempt with l.op held: on a filesystem where a lock can
-// be safe (checkFS), a pending release first, and after a busy lock,
-// whether PATH is on a local filesystem (for the wait).
-func (l *Lock) opAttempt(kind int) outcome {
-	if err := l.checkFS(); err != nil {
-		return outcome{err: err}
-	}
-	l.settle()
-	var o outcome
-	if kind == byEvent {
-		o = l.tryEvent()
+// awaitRelease waits up to wait for the release Unlock asked for:
+// errDeadline if it did not come. Called with l.unlockMu held.
+func (l *Lock) awaitRelease(wait time.Duration) error {
+	if l.unlockTimer == nil {
+		l.unlockTimer = l.cfg.clock.Timer(wait)
 	} else {
-		o = l.attempt()
+		l.unlockTimer.Reset(wait)
 	}
-	switch {
-	case o.ok && l.lostAlready():
-		return outcome{} // given up and released: busy, try again
-	case !o.ok && o.err == nil:
-		l.checkLocal()
-	}
-	return o
-}
-
-// lostAlready reports whether the acquisition an attempt just made was
-// lost before the attempt could report it (its deadline passed, or its
-// entry went, in the moments since confirm): then it is released, so that
-// no caller is told it holds a lock already lost. Called with l.op held.
-func (l *Lock) lostAlready() bool {
-	l.mu.Lock()
-	lost := l.isLost
-	if lost {
-		l.pend(l.fence, false)
-	}
-	l.mu.Unlock()
-	if lost {
-		l.logWarn("giving up a lock lost while acquiring it", "fence", l.Fence())
-		l.settle()
-	}
-	return lost
-}
-
-// acquired records a successful acquisition whose rename was issued at
-// issued, and starts the heartbeat and the deadline. Called with l.op held.
-func (l *Lock) acquired(fence uint64, token, name string, issued time.Time, how string) {
-	l.token, l.cur, l.seq, l.since, l.issued = token, name, 0, issued, issued
-	l.seen = false
-	l.mu.Lock()
-	l.held, l.isLost, l.lostWhy = true, false, ""
-	l.lostCh = make(chan struct{})
-	l.fence = fence
-	l.deadline = issued.Add(l.cfg.timeout - l.cfg.margin)
-	if l.timer == nil {
-		l.timer = l.cfg.clock.AfterFunc(time.Hour, l.heartbeat)
-		l.expiry = l.cfg.clock.AfterFunc(time.Hour, l.expire)
-	}
-	if now := l.cfg.clock.Now(); now.Sub(issued) < l.cfg.refresh {
-		l.timer.Reset(l.cfg.refresh - now.Sub(issued))
-		l.expiry.Reset(l.deadline.Sub(now))
-	} else {
-		// A late acquisition (a pause, or a rename that took long, as
-		// one held by an NFS server's grace period): confirm refreshes
-		// at once and arms the timers from that refresh. Armed now, the
-		// deadline's timer could fire while it refreshes, and give up a
-		// lock the refresh is making good.
-		l.timer.Stop()
-		l.expiry.Stop()
-	}
-	l.mu.Unlock()
-	if l.cfg.logger != nil {
-		l.logInfo(how+" lock", "fence", fence)
+	defer func() {
+		if !l.unlockTimer.Stop() {
+			select {
+			case <-l.unlockTimer.C:
+			default:
+			}
+		}
+	}()
+	select {
+	case err := <-l.released:
+		return err
+	case <-l.unlockTimer.C:
+		return errDeadline
 	}
 }
 
-// heartbeat refreshes the held lock; it runs on the refresh timer. A
-// refresh that succeeds moves the deadline to when it was issued plus
-// TIMEOUT - MARGIN; one that fails is retried, until the deadline gives
-// the lock up (expire).
-func (l *Lock) heartbeat() {
-	if hook := l.testBeat; hook != nil {
-		defer hook()
-	}
-	l.op.Lock()
-	defer l.op.Unlock()
-	l.settle()
-	l.mu.Lock()
-	active := l.held && !l.isLost
-	l.mu.Unlock()
-	if !active {
-		return
-	}
-	issued := l.cfg.clock.Now()
-	err := l.refresh(issued)
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if !l.held || l.isLost {
-		// Unlocked or given up meanwhile: Unlock's release acts on the
-		// newest name, which refresh recorded.
-		return
-	}
-	now := l.cfg.clock.Now()
-	switch {
-	case err == nil:
-		l.extend(issued)
-		l.timer.Reset(max(l.cfg.refresh-now.Sub(issued), 0))
-	case errors.Is(err, lockdir.ErrGone):
-		l.markLost("it was reclaimed or removed while held")
-	default:
-		l.logWarn("refresh failed; retrying", "err", err, "deadline in", l.deadline.Sub(now))
-		l.timer.Reset(min(l.cfg.refresh, l.cfg.poll))
-	}
-}
-
-// extend moves the deadline to TIMEOUT - MARGIN after a refresh issued at
-// issued that succeeded. Called with l.mu held.
-func (l *Lock) extend(issued time.Time) {
-	l.deadline = issued.Add(l.cfg.timeout - l.cfg.margin)
-	l.expiry.Reset(l.deadline.Sub(l.cfg.clock.Now()))
-}
-
-// expire gives the lock up when its deadline has passed; it runs on the
-// deadline timer, and waits for no system call.
-func (l *Lock) expire() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if !l.held || l.isLost || l.cfg.clock.Now().Before(l.deadline) {
-		return // released, lost already, or refreshed meanwhile
-	}
-	l.markLost(fmt.Sprintf("no refresh succeeded within TIMEOUT %v - MARGIN %v of the last one issued: the filesystem did not answer, or failed",
-		l.cfg.timeout, l.cfg.margin))
-}
-
-// markLost closes the Lost channel once. Called with l.mu held.
-func (l *Lock) markLost(why string) {
-	if l.isLost {
-		return
-	}
-	l.isLost, l.lostWhy = true, why
-	close(l.lostCh)
-	if l.timer != nil {
-		l.timer.Stop()
-		l.expiry.Stop()
-	}
-	l.logWarn("lost lock", "reason", why, "fence", l.fence)
-}
-
-// lose is markLost for the acquisition with the given fence, if it is still
-// this Lock's latest.
-func (l *Lock) lose(fence uint64, why string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.fence == fence {
-		l.markLost(why)
-	}
-}
-
-// lostError describes a loss and, if the filesystem answers soon, who
-// holds the lock now.
-func (l *Lock) lostError(fence uint64, why string) error {
-	return &LostError{Path: l.path, Fence: fence, Why: why, Now: describeSoon(l.path)}
-}
-
-// describeWait bounds how long an error message waits to say who holds a
-// lock now: a lock lost to a hung mount must be reported without it.
-const describeWait = time.Second
-
-// describeSoon says what the lock directory at path shows now, or that the
-// filesystem did not answer within describeWait.
-func describeSoon(path string) string {
-	ch := make(chan string, 1)
-	go func() { ch <- describeState(path) }()
+// lateUnlock is Unlock once the deadline has passed (the process was
+// paused, or its timers late): the lock counts as lost whatever the
+// release finds, which says only whether another took it meanwhile.
+func (l *Lock) lateUnlock(fence uint64) error {
+	why := fmt.Sprintf("its deadline, TIMEOUT %v - MARGIN %v after its last refresh, passed before Unlock", l.cfg.timeout, l.cfg.margin)
 	t := time.NewTimer(describeWait)
 	defer t.Stop()
 	select {
-	case s := <-ch:
-		return s
+	case err := <-l.released:
+		switch {
+		case err == nil:
+			why += ", and nobody had taken it (it is released)"
+		case errors.Is(err, lockdir.ErrGone):
+			why += ", and it was reclaimed or removed"
+		default:
+			why += fmt.Sprintf(", and releasing it failed (%v)", err)
+		}
 	case <-t.C:
-		return fmt.Sprintf("who holds it now is unknown: the filesystem did not answer within %v", describeWait)
+		why += fmt.Sprintf(", and the filesystem did not answer its release within %v", describeWait)
 	}
+	l.lose(fence, why)
+	return l.lostError(fence, why)
 }
 
-// describeState says what one look at the lock directory shows.
-func describeState(path string) string {
-	st, err := readState(path)
-	switch {
-	case err != nil:
-		if inner := errors.Unwrap(err); inner != nil {
-			err = inner
-		}
-		return fmt.Sprintf("the lock directory cannot be read now (%v)", err)
-	case st.Missing:
-		return "the lock directory is gone"
-	case st.Entries == 1 && st.e.free:
-		return "it is free now"
-	case st.Entries == 1:
-		return "it is held by " + st.e.holder.String() + " now"
-	case st.Entries == 0:
-		return "it shows no state entry now"
+// release renames our held entry, of the given fence E, to free.E. Called with
+// l.op held.
+func (l *Lock) release(fence uint64) error {
+	free := lockdir.FreeName(fence)
+	if err := lockdir.Move(l.path, l.cur, free); err != nil {
+		return err
 	}
-	return fmt.Sprintf("it shows %d state entries now", st.Entries)
+	l.lastFree = entry{name: free, free: true, fence: fence}
+	return nil
 }

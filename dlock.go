@@ -198,84 +198,12 @@ func (l *Lock) waitSpec(ctx context.Context) waitSpec {
 	}
 }
 
-// localRecheck is how long the answer of fsys.CachingOf is kept: a statfs
-// on every contended Lock is wasted, but a filesystem can be mounted over
-// the lock's directory while a process runs.
-const localRecheck = time.Minute
-
-// checkLocal asks again, when due, how PATH's filesystem client caches
-// (fsys.CachingOf), and so whether it is local: after an attempt that
-// found the lock busy, so that the wait that follows knows. Called with
-// l.op held: statfs may hang with the mount.
-func (l *Lock) checkLocal() {
-	now := l.cfg.clock.Now()
-	l.mu.Lock()
-	due := l.localAt.IsZero() || now.Sub(l.localAt) >= localRecheck || now.Before(l.localAt)
-	l.mu.Unlock()
-	if !due {
-		return
-	}
-	l.caching = fsys.CachingOf(filepath.Dir(l.path))
-	if l.testCaching != nil {
-		l.caching = *l.testCaching
-	}
-	l.mu.Lock()
-	l.localFS, l.localAt = l.caching == fsys.Coherent, now
-	l.mu.Unlock()
-}
-
 // watchPaths is paths, or none when watching is off.
 func watchPaths(cfg config, paths ...string) []string {
 	if cfg.noWatch {
 		return nil
 	}
 	return paths
-}
-
-// hint takes the name of a new entry from a watch event on PATH, in the
-// order of the events: the newest state entry is what tryEvent acts on.
-func (l *Lock) hint(name string) {
-	if !lockdir.IsStateName(name) {
-		return
-	}
-	e := parseEntry(name)
-	l.mu.Lock()
-	l.event = e
-	l.mu.Unlock()
-}
-
-// tryEvent is what the first waiter in line does when woken by events on
-// PATH, instead of an attempt that lists PATH: the events named the
-// newest entry. A free entry is taken (the same compare-and-swap as any
-// attempt). A held one is the new holder, whose staleness is judged as
-// if listed: but it is never reclaimed from here, only by an attempt
-// that lists. known is false when the events named no entry (then a full
-// attempt follows); seen is zero when the free entry was taken by
-// another first (its new entry comes with the next event). Called with
-// l.op held.
-func (l *Lock) tryEvent() outcome {
-	l.mu.Lock()
-	e := l.event
-	l.event = entry{}
-	l.mu.Unlock()
-	switch {
-	case e.name == "" || e.holder.Unknown && !e.free:
-		return outcome{}
-	case e.free:
-		l.mu.Lock()
-		token := l.freshToken()
-		l.mu.Unlock()
-		ok, err := l.take(e, token, false)
-		return outcome{ok: ok, known: true, err: err}
-	}
-	// The event came after the entry was made: it was there when the
-	// event was read, which is before now.
-	now := l.cfg.clock.Now()
-	at, _ := l.staleAt(now, now, e)
-	if !now.Before(at) {
-		return outcome{} // stale: an attempt reclaims it
-	}
-	return outcome{seen: e, staleAt: at, known: true}
 }
 
 // TryLock makes one attempt to acquire the lock, reclaiming it if it is
@@ -360,54 +288,6 @@ func (l *Lock) Unlock() error {
 	return l.lostError(fence, why)
 }
 
-// awaitRelease waits up to wait for the release Unlock asked for:
-// errDeadline if it did not come. Called with l.unlockMu held.
-func (l *Lock) awaitRelease(wait time.Duration) error {
-	if l.unlockTimer == nil {
-		l.unlockTimer = l.cfg.clock.Timer(wait)
-	} else {
-		l.unlockTimer.Reset(wait)
-	}
-	defer func() {
-		if !l.unlockTimer.Stop() {
-			select {
-			case <-l.unlockTimer.C:
-			default:
-			}
-		}
-	}()
-	select {
-	case err := <-l.released:
-		return err
-	case <-l.unlockTimer.C:
-		return errDeadline
-	}
-}
-
-// lateUnlock is Unlock once the deadline has passed (the process was
-// paused, or its timers late): the lock counts as lost whatever the
-// release finds, which says only whether another took it meanwhile.
-func (l *Lock) lateUnlock(fence uint64) error {
-	why := fmt.Sprintf("its deadline, TIMEOUT %v - MARGIN %v after its last refresh, passed before Unlock", l.cfg.timeout, l.cfg.margin)
-	t := time.NewTimer(describeWait)
-	defer t.Stop()
-	select {
-	case err := <-l.released:
-		switch {
-		case err == nil:
-			why += ", and nobody had taken it (it is released)"
-		case errors.Is(err, lockdir.ErrGone):
-			why += ", and it was reclaimed or removed"
-		default:
-			why += fmt.Sprintf(", and releasing it failed (%v)", err)
-		}
-	case <-t.C:
-		why += fmt.Sprintf(", and the filesystem did not answer its release within %v", describeWait)
-	}
-	l.lose(fence, why)
-	return l.lostError(fence, why)
-}
-
 // Do acquires the lock, runs fn and releases the lock. fn's context is
 // cancelled, with cause ErrLost, if the lock is lost while fn runs, at the
 // acquisition's deadline at the latest (see WithMargin). Do returns the
@@ -462,46 +342,6 @@ func (l *Lock) end() {
 	l.mu.Lock()
 	l.busy, l.queueTok = false, ""
 	l.mu.Unlock()
-}
-
-// freshToken returns the token of a new attempt: random, and while
-// waiting in the queue, begun by the queue token. (The other half, 64
-// random bits per attempt, keeps every attempt's names new.) Called with
-// l.mu held.
-func (l *Lock) freshToken() string {
-	t := lockdir.NewToken()
-	if l.queueTok != "" {
-		t = l.queueTok + t[len(l.queueTok):]
-	}
-	return t
-}
-
-// checkFS refuses a filesystem where no lock can be safe (fsys.Unsafe); a
-// safe answer is kept for localRecheck. Called with l.op held: it may
-// wait for a hung mount, as an attempt does.
-func (l *Lock) checkFS() error {
-	now := l.cfg.clock.Now()
-	if !l.fsOKAt.IsZero() && now.Sub(l.fsOKAt) < localRecheck && !now.Before(l.fsOKAt) {
-		return nil
-	}
-	if err := fsys.Unsafe(l.path); err != nil {
-		return err
-	}
-	l.fsOKAt = now
-	l.inMemory.Store(fsys.InMemory(filepath.Dir(l.path)))
-	return nil
-}
-
-// releaseInline reports whether Unlock may make its release rename
-// itself rather than hand it to another goroutine and wait for it until
-// the deadline: on a filesystem held in memory, where a rename cannot
-// hang. The hand-over is most of what an uncontended Unlock costs beyond
-// its system calls (a goroutine readied, now and then an idle thread
-// woken: about 8 µs on a 2-core VM, where the calls cost 7). A test that
-// plays a hung mount (lockdir.TestMove) makes even tmpfs hang, so it
-// gets the hand-over.
-func (l *Lock) releaseInline() bool {
-	return l.inMemory.Load() && lockdir.TestMove.Load() == nil
 }
 
 func (l *Lock) busyError(seen entry, start time.Time) error {

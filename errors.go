@@ -122,3 +122,15 @@ func (e *LostError) Is(target error) bool { return target == ErrLost }
 
 // Is reports whether target is ErrBusy.
 func (e *BusyError) Is(target error) bool { return target == ErrBusy }
+
+// stuckError: Lock gave up while an attempt was waiting for the filesystem.
+type stuckError struct {
+	path  string
+	cause error
+}
+
+func (e *stuckError) Error() string {
+	return fmt.Sprintf("dlock: locking %s: gave up while an attempt was still waiting for the filesystem (a hung mount?): %v", e.path, e.cause)
+}
+
+func (e *stuckError) Unwrap() error { return e.cause }
