@@ -158,19 +158,6 @@ func (l *Lock) tryOnce(ctx context.Context) outcome {
 	return l.attemptIn(ctx, byListing)
 }
 
-// outcome is what one attempt found: acquired (ok), or the entry seen and
-// when its holder becomes stale, or an error. known is tryEvent's: the
-// events told what an attempt would have found. slot is a semaphore's:
-// the slot taken, when ok (leaseOf).
-type outcome struct {
-	ok      bool
-	slot    int
-	seen    entry
-	staleAt time.Time
-	known   bool
-	err     error
-}
-
 // attempt makes one try at acquiring the lock. When another holds it, it
 // returns the entry seen and when that holder becomes stale. Called with
 // l.op held.
@@ -447,4 +434,42 @@ func (l *Lock) tryEvent() outcome {
 		return outcome{} // stale: an attempt reclaims it
 	}
 	return outcome{seen: e, staleAt: at, known: true}
+}
+
+// try is an attempt of a waiting acquisition (Lock.Lock's), which ctx
+// can abandon.
+func (l *Lock) try(ctx context.Context) outcome { return l.attemptIn(ctx, byListing) }
+
+// tryHint is try for the first waiter in line woken by events that named
+// the new entry (see tryEvent).
+func (l *Lock) tryHint(ctx context.Context) outcome { return l.attemptIn(ctx, byEvent) }
+
+// waitSpec describes waiting for this Lock: on a local filesystem the
+// waiter queues and watches only its predecessor (lockdir.Queue).
+func (l *Lock) waitSpec() waitSpec {
+	l.mu.Lock()
+	local := !l.cfg.noWatch && l.localFS
+	l.mu.Unlock()
+	var q *lockdir.Queue
+	if local {
+		q = lockdir.NewQueue(l.path, lockdir.NewToken()[:16], l.cfg.timeout)
+		l.mu.Lock()
+		l.queueTok = q.Token
+		l.mu.Unlock()
+	}
+	return waitSpec{
+		what:     "locking " + l.path,
+		paths:    watchPaths(l.cfg, l.path),
+		queue:    q,
+		local:    local,
+		clock:    l.cfg.clock,
+		patience: l.cfg.patience,
+		poll:     l.cfg.poll,
+		blocked:  l.testBlocked,
+	}
+}
+
+// busyError is the error of Lock.Lock when PATIENCE ran out.
+func (l *Lock) busyError(seen entry, start time.Time) error {
+	return busyError(l.cfg.clock, l.path, seen, start)
 }

@@ -148,62 +148,12 @@ func (l *Lock) Path() string { return l.path }
 // the attempt goes on in the background, and a lock it acquires then is
 // released at once.
 func (l *Lock) Lock(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("dlock: locking %s: %w", l.path, err)
-	}
 	if err := l.begin(); err != nil {
 		return err
 	}
 	defer l.end()
-	start := l.cfg.clock.Now()
-	actx, cancel := l.cfg.attemptContext(ctx, start)
-	defer cancel()
-	o := l.attemptIn(actx, byListing)
-	switch {
-	case o.ok || o.err != nil:
-		return l.cfg.patienceSpent(ctx, l.path, o.err)
-	case l.cfg.patience == 0:
-		return l.busyError(o.seen, start) // (no queue, no statfs for a single try)
-	}
-	return waitBusy(ctx, l.cfg, l.path, o, start, func() waitSpec { return l.waitSpec(actx) })
-}
-
-// waitSpec describes waiting for this Lock, each attempt bounded by ctx:
-// on a local filesystem the waiter queues and watches only its
-// predecessor (lockdir.Queue).
-func (l *Lock) waitSpec(ctx context.Context) waitSpec {
-	l.mu.Lock()
-	local := !l.cfg.noWatch && l.localFS
-	l.mu.Unlock()
-	var q *lockdir.Queue
-	if local {
-		q = lockdir.NewQueue(l.path, lockdir.NewToken()[:16], l.cfg.timeout)
-		l.mu.Lock()
-		l.queueTok = q.Token
-		l.mu.Unlock()
-	}
-	return waitSpec{
-		what:     "locking " + l.path,
-		paths:    watchPaths(l.cfg, l.path),
-		queue:    q,
-		local:    local,
-		clock:    l.cfg.clock,
-		patience: l.cfg.patience,
-		poll:     l.cfg.poll,
-		blocked:  l.testBlocked,
-		busy:     l.busyError,
-		hint:     l.hint,
-		try:      func() outcome { return l.attemptIn(ctx, byListing) },
-		tryEvent: func() outcome { return l.attemptIn(ctx, byEvent) },
-	}
-}
-
-// watchPaths is paths, or none when watching is off.
-func watchPaths(cfg config, paths ...string) []string {
-	if cfg.noWatch {
-		return nil
-	}
-	return paths
+	_, err := acquire(ctx, l, acquisition{"locking", l.path, &l.cfg, l.cfg.clock.Now()})
+	return err
 }
 
 // TryLock makes one attempt to acquire the lock, reclaiming it if it is
@@ -342,18 +292,6 @@ func (l *Lock) end() {
 	l.mu.Lock()
 	l.busy, l.queueTok = false, ""
 	l.mu.Unlock()
-}
-
-func (l *Lock) busyError(seen entry, start time.Time) error {
-	now := l.cfg.clock.Now()
-	e := &BusyError{Path: l.path, Holder: seen.holder, Waited: now.Sub(start)}
-	switch {
-	case !seen.holder.Unknown:
-		e.Age = now.Sub(seen.holder.Beat)
-	case !seen.observed.IsZero():
-		e.Age = now.Sub(seen.observed)
-	}
-	return e
 }
 
 func (l *Lock) logInfo(msg string, args ...any) {

@@ -1,8 +1,6 @@
 package dlock
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -164,29 +162,4 @@ func newConfig(kind, path string, opts []Option, allow int) (config, error) {
 		return cfg, fmt.Errorf("dlock: WithMaxReaders(%d) is for NewRWLock, not for the %s %s", cfg.readers, kind, path)
 	}
 	return cfg, nil
-}
-
-// attemptContext is what bounds each attempt of a wait begun at start:
-// ctx, and PATIENCE. The slack lets the last attempt at PATIENCE finish
-// normally; it only ends an attempt stuck in the filesystem.
-func (c config) attemptContext(ctx context.Context, start time.Time) (context.Context, context.CancelFunc) {
-	if c.patience <= 0 {
-		return ctx, func() {}
-	}
-	slack := min(c.poll, 100*time.Millisecond)
-	return c.clock.WithDeadline(ctx, start.Add(c.patience+slack))
-}
-
-// patienceSpent turns an attempt on path that was given up when PATIENCE
-// ran out (not ctx) into an error matching ErrBusy.
-func (c config) patienceSpent(ctx context.Context, path string, err error) error {
-	if err == nil {
-		return nil
-	}
-	var stuck *stuckError
-	if errors.As(err, &stuck) && ctx.Err() == nil {
-		return fmt.Errorf("dlock: %s: PATIENCE %v ran out while an attempt was still waiting for the filesystem (a hung mount?): %w",
-			path, c.patience, ErrBusy)
-	}
-	return err
 }

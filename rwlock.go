@@ -294,32 +294,8 @@ func (rw *RWLock) rlock(ctx context.Context) (*Lease, error) {
 	if err := rw.check(); err != nil {
 		return nil, err
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("dlock: read-locking %s: %w", rw.path, err)
-	}
-	start := rw.cfg.clock.Now()
-	actx, cancel := rw.cfg.attemptContext(ctx, start)
-	defer cancel()
-	o := rw.tryRead(actx)
-	if o.ok || o.err != nil {
-		return rw.readers.leaseOf(o), rw.cfg.patienceSpent(ctx, rw.path, o.err)
-	}
-	slot := -1
-	err := waitBusy(ctx, rw.cfg, rw.path, o, start, func() waitSpec {
-		w := rw.spec("read-locking "+rw.path, append([]string{rw.writer.path}, slotPaths(rw.readers)...), rw.cfg.patience)
-		w.try = func() outcome {
-			o := rw.tryRead(actx)
-			if o.ok {
-				slot = o.slot
-			}
-			return o
-		}
-		return w
-	})
-	if err != nil {
-		return nil, err
-	}
-	return rw.readers.lease(slot), nil
+	o, err := acquire(ctx, reading{rw}, acquisition{"read-locking", rw.path, &rw.cfg, rw.cfg.clock.Now()})
+	return rw.readers.leaseOf(o), err
 }
 
 // addRead records a read hold of slot for RUnlock, Lost and Fence. (RDo's
@@ -339,25 +315,10 @@ func (rw *RWLock) wlock(ctx context.Context) error {
 		return fmt.Errorf("dlock: write-locking %s: %w", rw.path, err)
 	}
 	start := rw.cfg.clock.Now()
-	actx, cancel := rw.cfg.attemptContext(ctx, start)
-	defer cancel()
 	if err := rw.writer.Lock(ctx); err != nil {
 		return err
 	}
-	patience := rw.cfg.patience
-	if patience > 0 {
-		patience = max(rw.cfg.patience-rw.cfg.clock.Since(start), 0)
-	}
-	o := rw.trySlots(actx)
-	err := rw.cfg.patienceSpent(ctx, rw.path, o.err)
-	if !o.ok && o.err == nil {
-		err = waitBusy(ctx, rw.cfg, rw.path, o, rw.cfg.clock.Now(), func() waitSpec {
-			w := rw.spec("write-locking "+rw.path+" (waiting for readers)", slotPaths(rw.readers), patience)
-			w.try = func() outcome { return rw.trySlots(actx) }
-			return w
-		})
-	}
-	if err != nil {
+	if _, err := acquire(ctx, writing{rw}, acquisition{"write-locking", rw.path, &rw.cfg, start}); err != nil {
 		rw.abandon()
 		return err
 	}
@@ -365,16 +326,44 @@ func (rw *RWLock) wlock(ctx context.Context) error {
 	return nil
 }
 
+// reading is an RWLock's read acquisition as a target: a reader slot,
+// unless a writer holds or waits for the writer lock.
+type reading struct{ rw *RWLock }
+
+func (r reading) try(ctx context.Context) outcome { return r.rw.tryRead(ctx) }
+
+func (r reading) waitSpec() waitSpec {
+	rw := r.rw
+	return rw.spec("read-locking "+rw.path, append([]string{rw.writer.path}, slotPaths(rw.readers)...))
+}
+
+func (r reading) busyError(seen entry, start time.Time) error { return r.rw.busyError(seen, start) }
+
+// writing is an RWLock's write acquisition, once it holds the writer
+// lock, as a target: every reader slot.
+type writing struct{ rw *RWLock }
+
+func (w writing) try(ctx context.Context) outcome { return w.rw.trySlots(ctx) }
+
+func (w writing) waitSpec() waitSpec {
+	rw := w.rw
+	return rw.spec("write-locking "+rw.path+" (waiting for readers)", slotPaths(rw.readers))
+}
+
+func (w writing) busyError(seen entry, start time.Time) error { return w.rw.busyError(seen, start) }
+
 // spec is what waiting for this RWLock needs, watching paths.
-func (rw *RWLock) spec(what string, paths []string, patience time.Duration) waitSpec {
+func (rw *RWLock) spec(what string, paths []string) waitSpec {
 	return waitSpec{
-		what: what, paths: watchPaths(rw.cfg, paths...), patience: patience,
+		what: what, paths: watchPaths(rw.cfg, paths...), patience: rw.cfg.patience,
 		clock: rw.cfg.clock, poll: rw.cfg.poll, blocked: rw.testBlocked,
 		local: !rw.cfg.noWatch && fsys.IsLocal(filepath.Dir(rw.path)),
-		busy: func(seen entry, start time.Time) error {
-			return fmt.Errorf("dlock: %s: %w", rw.path, rw.writer.busyError(seen, start))
-		},
 	}
+}
+
+// busyError is the error of an acquisition that PATIENCE ran out on.
+func (rw *RWLock) busyError(seen entry, start time.Time) error {
+	return fmt.Errorf("dlock: %s: %w", rw.path, busyError(rw.cfg.clock, rw.writer.path, seen, start))
 }
 
 // tryRead takes a reader slot unless a writer holds or waits for the

@@ -94,40 +94,22 @@ func (s *Semaphore) Take(ctx context.Context) (*Lease, error) {
 	if s.slots == nil {
 		return nil, errZero("Semaphore", "NewSemaphore")
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("dlock: acquiring semaphore %s: %w", s.path, err)
+	o, err := acquire(ctx, s, acquisition{"acquiring semaphore", s.path, &s.cfg, s.cfg.clock.Now()})
+	return s.leaseOf(o), err
+}
+
+// waitSpec is what waiting for a slot watches: the semaphore directory
+// and every slot.
+func (s *Semaphore) waitSpec() waitSpec {
+	paths := []string{s.path}
+	for _, l := range s.slots {
+		paths = append(paths, l.path)
 	}
-	start := s.cfg.clock.Now()
-	actx, cancel := s.cfg.attemptContext(ctx, start)
-	defer cancel()
-	o := s.try(actx)
-	if o.ok || o.err != nil {
-		return s.leaseOf(o), s.cfg.patienceSpent(ctx, s.path, o.err)
+	return waitSpec{
+		what: "acquiring semaphore " + s.path, paths: watchPaths(s.cfg, paths...), clock: s.cfg.clock,
+		local:    !s.cfg.noWatch && fsys.IsLocal(filepath.Dir(s.path)),
+		patience: s.cfg.patience, poll: s.cfg.poll, blocked: s.testBlocked,
 	}
-	slot := -1
-	err := waitBusy(ctx, s.cfg, s.path, o, start, func() waitSpec {
-		paths := []string{s.path}
-		for _, l := range s.slots {
-			paths = append(paths, l.path)
-		}
-		return waitSpec{
-			what: "acquiring semaphore " + s.path, paths: watchPaths(s.cfg, paths...), clock: s.cfg.clock,
-			local:    !s.cfg.noWatch && fsys.IsLocal(filepath.Dir(s.path)),
-			patience: s.cfg.patience, poll: s.cfg.poll, busy: s.busyError,
-			try: func() outcome {
-				o := s.try(actx)
-				if o.ok {
-					slot = o.slot
-				}
-				return o
-			},
-			blocked: s.testBlocked,
-		}
-	})
-	if err != nil {
-		return nil, err
-	}
-	return s.lease(slot), nil
 }
 
 // TryTake makes one attempt at every slot: (nil, nil) when all n are held.
@@ -319,12 +301,7 @@ func (s *Semaphore) try(ctx context.Context) outcome {
 }
 
 func (s *Semaphore) busyError(seen entry, start time.Time) error {
-	now := s.cfg.clock.Now()
-	e := &BusyError{Path: s.path, Holder: seen.holder, Waited: now.Sub(start)}
-	if !seen.holder.Unknown {
-		e.Age = now.Sub(seen.holder.Beat)
-	}
-	return fmt.Errorf("dlock: semaphore %s: all %d slots are held: %w", s.path, s.n, e)
+	return fmt.Errorf("dlock: semaphore %s: all %d slots are held: %w", s.path, s.n, busyError(s.cfg.clock, s.path, seen, start))
 }
 
 // check makes sure the directory is a semaphore of size n, creating it
