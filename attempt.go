@@ -31,9 +31,10 @@ const (
 // can end, it returns when ctx ends even if the attempt is stuck in a
 // system call: it then goes on in the background, and if it acquires the
 // lock, the lock is released at once (and if it had not started, it never
-// does). A nil ctx waits for the attempt however long it takes.
+// does). A ctx that cannot end (context.Background) waits for the attempt
+// however long it takes, in this goroutine.
 func (l *Lock) attemptIn(ctx context.Context, kind int) outcome {
-	if ctx == nil || ctx.Done() == nil {
+	if ctx.Done() == nil {
 		l.op.Lock()
 		defer l.op.Unlock()
 		return l.opAttempt(kind)
@@ -148,8 +149,8 @@ func (l *Lock) checkLocal() {
 }
 
 // tryOnce is one attempt at l, for a container that drives several locks:
-// it reports when the seen holder goes stale. ctx, if not nil, can abandon
-// an attempt stuck in the filesystem (see attemptIn).
+// it reports when the seen holder goes stale. A ctx that can end can
+// abandon an attempt stuck in the filesystem (see attemptIn).
 func (l *Lock) tryOnce(ctx context.Context) outcome {
 	if err := l.begin(); err != nil {
 		return outcome{err: err}

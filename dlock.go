@@ -166,7 +166,7 @@ func (l *Lock) TryLock() (bool, error) {
 		return false, err
 	}
 	defer l.end()
-	o := l.attemptIn(nil, byListing)
+	o := l.try(context.Background())
 	return o.ok, o.err
 }
 

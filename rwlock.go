@@ -6,13 +6,11 @@ import (
 	"fmt"
 	"path/filepath"
 	"reflect"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/lockdir/dlock/internal/fsys"
-	"github.com/lockdir/dlock/internal/lockdir"
 )
 
 // DefaultMaxReaders is how many readers an RWLock lets in at once unless
@@ -61,8 +59,7 @@ type RWLock struct {
 	lostCh  chan struct{}
 	stop    chan struct{}
 
-	checkMu sync.Mutex // the container check: I/O, so not under mu
-	checked bool
+	box container
 
 	testBlocked func()
 }
@@ -109,7 +106,7 @@ func (rw *RWLock) TryRLock() (bool, error) {
 	if err := rw.check(); err != nil {
 		return false, err
 	}
-	o := rw.tryRead(nil)
+	o := rw.tryRead(context.Background())
 	if !o.ok || o.err != nil {
 		return false, o.err
 	}
@@ -164,7 +161,7 @@ func (rw *RWLock) TryLock() (bool, error) {
 	}
 	ok, err := rw.writer.TryLock()
 	if ok && err == nil {
-		o := rw.trySlots(nil)
+		o := rw.trySlots(context.Background())
 		if ok, err = o.ok, o.err; !ok || err != nil {
 			rw.abandon()
 		}
@@ -268,25 +265,9 @@ func (rw *RWLock) check() error {
 	if rw.writer == nil {
 		return errZero("RWLock", "NewRWLock")
 	}
-	rw.checkMu.Lock()
-	defer rw.checkMu.Unlock()
-	if rw.checked {
-		return nil
-	}
-	if err := fsys.Unsafe(rw.path); err != nil {
-		return err
-	}
-	err := lockdir.ErrRetry
-	for i := 0; !rw.checked && errors.Is(err, lockdir.ErrRetry) && i < 3; i++ {
-		err = lockdir.Container(rw.path, "reader/writer lock", "rwlock."+strconv.Itoa(rw.readers.n), rw.cfg.perm, rw.cfg.clock.Now(), rw.cfg.timeout, func(n string) bool {
-			return n == "writer" || n == "readers" || strings.HasPrefix(n, ".writer.") || strings.HasPrefix(n, ".readers.")
-		})
-		rw.checked = err == nil
-	}
-	if !rw.checked {
-		return err
-	}
-	return nil
+	return rw.box.open(rw.path, "reader/writer lock", "rwlock", rw.readers.n, rw.cfg, func(n string) bool {
+		return n == "writer" || n == "readers" || strings.HasPrefix(n, ".writer.") || strings.HasPrefix(n, ".readers.")
+	})
 }
 
 // rlock takes a reader slot, waiting: the read hold's lease.

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/lockdir/dlock/internal/fsys"
-	"github.com/lockdir/dlock/internal/lockdir"
 )
 
 // Semaphore lets at most n holders in at once, across processes and
@@ -43,8 +42,7 @@ type Semaphore struct {
 	acquired *Lease // the slot Acquire took
 	reserved []bool // slots this value holds or is trying: its own holders skip them
 
-	checkMu sync.Mutex // the container check: I/O, so not under mu
-	checked bool
+	box container
 
 	testBlocked func()
 }
@@ -117,7 +115,7 @@ func (s *Semaphore) TryTake() (*Lease, error) {
 	if s.slots == nil {
 		return nil, errZero("Semaphore", "NewSemaphore")
 	}
-	o := s.try(nil)
+	o := s.try(context.Background())
 	return s.leaseOf(o), o.err
 }
 
@@ -269,7 +267,7 @@ func (s *Semaphore) unreserve(i int) {
 
 // try attempts every slot this value does not hold once, starting at a
 // random one so that holders spread over the slots: the slot taken, or -1
-// and the earliest time a seen holder goes stale. ctx, if not nil, can
+// and the earliest time a seen holder goes stale. A ctx that can end can
 // abandon an attempt stuck in the filesystem.
 func (s *Semaphore) try(ctx context.Context) outcome {
 	if err := s.check(); err != nil {
@@ -307,25 +305,7 @@ func (s *Semaphore) busyError(seen entry, start time.Time) error {
 // check makes sure the directory is a semaphore of size n, creating it
 // (with its size, atomically) if it is missing. Once per Semaphore.
 func (s *Semaphore) check() error {
-	s.checkMu.Lock()
-	defer s.checkMu.Unlock()
-	if s.checked {
-		return nil
-	}
-	if err := fsys.Unsafe(s.path); err != nil {
-		return err
-	}
-	for range 3 {
-		err := lockdir.Container(s.path, "semaphore", "size."+strconv.Itoa(s.n), s.cfg.perm, s.cfg.clock.Now(), s.cfg.timeout, func(name string) bool {
-			return strings.HasPrefix(name, "slot.") || strings.HasPrefix(name, ".slot.")
-		})
-		if err == nil {
-			s.checked = true
-			return nil
-		}
-		if !errors.Is(err, lockdir.ErrRetry) {
-			return err
-		}
-	}
-	return fmt.Errorf("dlock: semaphore %s keeps changing under us", s.path)
+	return s.box.open(s.path, "semaphore", "size", s.n, s.cfg, func(name string) bool {
+		return strings.HasPrefix(name, "slot.") || strings.HasPrefix(name, ".slot.")
+	})
 }

@@ -1,0 +1,45 @@
+package dlock
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+
+	"github.com/lockdir/dlock/internal/fsys"
+	"github.com/lockdir/dlock/internal/lockdir"
+)
+
+// container is the check, once per value, that a Semaphore's or an
+// RWLock's directory is what it says (lockdir.Container), creating it,
+// marker and all, if it is missing.
+type container struct {
+	mu      sync.Mutex // the check is I/O: not under the value's own mutex
+	checked bool
+}
+
+// open checks the directory at path once: a container of the given kind
+// (for errors) marked by marker.N, whose members are the names member
+// accepts. Another process creating or removing it meanwhile is retried a
+// few times.
+func (c *container) open(path, kind, marker string, n int, cfg config, member func(name string) bool) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.checked {
+		return nil
+	}
+	if err := fsys.Unsafe(path); err != nil {
+		return err
+	}
+	for range 3 {
+		err := lockdir.Container(path, kind, marker+"."+strconv.Itoa(n), cfg.perm, cfg.clock.Now(), cfg.timeout, member)
+		if err == nil {
+			c.checked = true
+			return nil
+		}
+		if !errors.Is(err, lockdir.ErrRetry) {
+			return err
+		}
+	}
+	return fmt.Errorf("dlock: %s %s keeps changing under us", kind, path)
+}
