@@ -27,11 +27,44 @@ type Lock struct {
 	path string
 	cfg  config
 
-	// mu guards what Lost, Fence and Unlock read: the holder's state and
-	// its deadline. It is never held across a system call, so they answer
-	// at once whatever the filesystem is doing.
-	mu       sync.Mutex
-	busy     bool // a Lock or TryLock call is under way
+	// mu guards what Lost, Fence and Unlock read, and what an acquisition
+	// shares with its attempts. It is never held across a system call,
+	// so they answer at once whatever the filesystem is doing.
+	mu sync.Mutex
+	leaseState
+	callState
+
+	// op serializes this Lock's filesystem operations (attempts,
+	// refreshes, releases, Break) and guards what only they use. A system
+	// call stuck in a hung mount holds it; nothing that must answer at
+	// once waits for it.
+	op sync.Mutex
+	heldEntry
+	observation
+
+	// Where an Unlock's release reports (see settle); the timer bounds
+	// Unlock's wait for it.
+	unlockMu    sync.Mutex // held by an Unlock: it owns released and unlockTimer
+	released    chan error
+	unlockTimer *clock.Timer
+	// inMemory: PATH's filesystem is held in memory (fsys.InMemory), so
+	// Unlock renames in its own goroutine (see releaseInline). Set with
+	// fsOKAt, read by Unlock without l.op.
+	inMemory atomic.Bool
+
+	// Test hooks: called when a waiter is about to block, after each
+	// heartbeat, and at steps of an attempt ("look": the clock is read,
+	// the lock not yet listed; "taken": an acquiring rename just done),
+	// where a test plays a paused process.
+	testBlocked func()
+	testBeat    func()
+	testStep    func(step string)
+	testCaching *fsys.Caching // how PATH's client caches, as checkLocal finds it
+}
+
+// leaseState is the holder's side of an acquisition (deadline.go), as
+// Lost, Fence and Unlock read it: guarded by Lock.mu.
+type leaseState struct {
 	held     bool // acquired and not yet unlocked (possibly lost)
 	isLost   bool
 	lostWhy  string
@@ -40,15 +73,18 @@ type Lock struct {
 	deadline time.Time // the acquisition's: last refresh issued + TIMEOUT - MARGIN
 	expiry   *clock.Timer
 	timer    *clock.Timer // the heartbeat
-	// An Unlock's release not done yet, and where its result goes (see
-	// settle); the timer bounds Unlock's wait for it.
+	// An Unlock's release not done yet (see settle).
 	pending       bool
 	pendingFence  uint64
 	pendingReport bool
-	released      chan error
-	unlockMu      sync.Mutex // held by an Unlock: it owns released and unlockTimer
-	unlockTimer   *clock.Timer
-	event         entry // the newest state entry a watch event named, for tryEvent
+}
+
+// callState is what a Lock or TryLock call under way shares with its
+// attempts, which may run in another goroutine (attemptIn), and with the
+// watch's events: guarded by Lock.mu.
+type callState struct {
+	busy  bool  // a Lock or TryLock call is under way
+	event entry // the newest state entry a watch event named, for tryEvent
 	// While Lock waits in PATH's queue: the first half of the tokens of
 	// its attempts, as on its ticket, so that its successor can tell
 	// that it acquired (lockdir.Queue.PredHolds).
@@ -57,31 +93,30 @@ type Lock struct {
 	// (see caching).
 	localFS bool
 	localAt time.Time
+}
 
-	// op serializes this Lock's filesystem operations (attempts,
-	// refreshes, releases, Break) and guards what only they use. A system
-	// call stuck in a hung mount holds it; nothing that must answer at
-	// once waits for it.
-	op     sync.Mutex
-	token  string
-	cur    string // our held entry's current name
-	seq    uint64
-	since  time.Time
-	issued time.Time // when the last successful refresh (or the acquiring rename) was issued
+// heldEntry is this Lock's state entry as its transitions left it:
+// guarded by Lock.op.
+type heldEntry struct {
+	token    string
+	cur      string // our held entry's current name
+	seq      uint64
+	since    time.Time
+	issued   time.Time // when the last successful refresh (or the acquiring rename) was issued
+	lastFree entry     // the free entry we released last: tried first
+}
+
+// observation is what this Lock's attempts have found out about PATH and
+// its holders (attempt.go, stale.go): guarded by Lock.op.
+type observation struct {
 	fsOKAt time.Time // when fsys.Unsafe last found PATH's filesystem safe
 	// caching is how PATH's filesystem client may answer a look, asked
 	// with localFS: what a waiter's look between listings must be for
 	// the server to answer it (attemptWatched).
 	caching fsys.Caching
-	// inMemory: PATH's filesystem is held in memory (fsys.InMemory), so
-	// Unlock renames in its own goroutine (see releaseInline). Set with
-	// fsOKAt, read by Unlock without l.op.
-	inMemory atomic.Bool
 	// The mode of an empty lock directory made by hand that this Lock
 	// removed: the one it creates in its place keeps it.
 	createPerm fs.FileMode
-
-	lastFree entry // the free entry we released last: tried first
 	// The entry (or picture of the directory) this Lock has been seeing
 	// since seenSince, last at seenLast (see staleAt).
 	seen      bool
@@ -92,17 +127,19 @@ type Lock struct {
 	skewTold  string // the token whose clock offset was logged
 	behindTok string // the holder whose entries came late, behindN times in a row
 	behindN   int
-	// Holder processes last found alive, and when.
+	// Holder processes last found alive, and when (holderDead).
 	alive [8]aliveAt
+}
 
-	// Test hooks: called when a waiter is about to block, after each
-	// heartbeat, and at steps of an attempt ("look": the clock is read,
-	// the lock not yet listed; "taken": an acquiring rename just done),
-	// where a test plays a paused process.
-	testBlocked func()
-	testBeat    func()
-	testStep    func(step string)
-	testCaching *fsys.Caching // how PATH's client caches, as checkLocal finds it
+type aliveKey struct {
+	pid    int
+	pstart uint64
+	host   string
+}
+
+type aliveAt struct {
+	key aliveKey
+	at  time.Time
 }
 
 // New returns a Lock for the lock directory at path, which need not exist:
@@ -124,7 +161,7 @@ func newLock(path string, cfg config) (*Lock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dlock: lock path %s: %w", path, err)
 	}
-	return &Lock{path: abs, cfg: cfg, lostCh: make(chan struct{}), caching: fsys.Unknown}, nil
+	return &Lock{path: abs, cfg: cfg, leaseState: leaseState{lostCh: make(chan struct{})}, observation: observation{caching: fsys.Unknown}}, nil
 }
 
 // errZero is the error of a lock value made without its constructor.

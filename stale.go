@@ -164,14 +164,3 @@ func (l *Lock) holderDead(now time.Time, e entry) bool {
 	l.alive[oldest] = aliveAt{k, now}
 	return false
 }
-
-type aliveKey struct {
-	pid    int
-	pstart uint64
-	host   string
-}
-
-type aliveAt struct {
-	key aliveKey
-	at  time.Time
-}
