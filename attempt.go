@@ -176,7 +176,7 @@ func (l *Lock) attempt() outcome {
 	if l.lastFree.name != "" {
 		e := l.lastFree
 		l.lastFree = entry{}
-		if o, done := took(l.take(e, token, false)); done {
+		if o, done := takeDone(l.take(e, token, false)); done {
 			return o
 		}
 	}
@@ -213,7 +213,7 @@ func (l *Lock) actOn(st dirState, now, seenAt time.Time, token string) (o outcom
 	case st.Entries != 1:
 		return l.unknownState(st, now, seenAt)
 	case st.e.free:
-		return took(l.take(st.e, token, false))
+		return takeDone(l.take(st.e, token, false))
 	}
 	at, why := l.staleAt(now, seenAt, st.e)
 	if now.Before(at) {
@@ -223,12 +223,12 @@ func (l *Lock) actOn(st dirState, now, seenAt time.Time, token string) (o outcom
 	if ok {
 		l.logWarn("reclaimed lock", "reason", why, "from", st.e.holder.String(), "entry", st.e.name)
 	}
-	return took(ok, err)
+	return takeDone(ok, err)
 }
 
-// took is the outcome of a take: done unless another process moved the
+// takeDone is the outcome of a take: done unless another process moved the
 // entry first.
-func took(ok bool, err error) (outcome, bool) {
+func takeDone(ok bool, err error) (outcome, bool) {
 	return outcome{ok: ok, err: err}, ok || err != nil
 }
 

@@ -308,13 +308,13 @@ func (l *Lock) releaseInline() bool {
 	return l.inMemory.Load() && lockdir.TestMove.Load() == nil
 }
 
-// awaitRelease waits up to wait for the release Unlock asked for:
+// awaitRelease waits up to d for the release Unlock asked for:
 // errDeadline if it did not come. Called with l.unlockMu held.
-func (l *Lock) awaitRelease(wait time.Duration) error {
+func (l *Lock) awaitRelease(d time.Duration) error {
 	if l.unlockTimer == nil {
-		l.unlockTimer = l.cfg.clock.Timer(wait)
+		l.unlockTimer = l.cfg.clock.Timer(d)
 	} else {
-		l.unlockTimer.Reset(wait)
+		l.unlockTimer.Reset(d)
 	}
 	defer func() {
 		if !l.unlockTimer.Stop() {

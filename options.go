@@ -157,9 +157,19 @@ func newConfig(kind, path string, opts []Option, allow int) (config, error) {
 	case cfg.clock == nil:
 		return cfg, fmt.Errorf("dlock: nil clock for %s", path)
 	case cfg.dir != "" && allow&allowDir == 0:
-		return cfg, fmt.Errorf("dlock: WithDir(%q) is for Named and SingleInstance, not for the %s %s (give the directory in the path)", cfg.dir, kind, path)
+		return cfg, fmt.Errorf("dlock: WithDir(%q) is for dlock.Named and dlock.SingleInstance, not for the %s %s (give the directory in the path)", cfg.dir, kind, path)
 	case cfg.readers != 0 && allow&allowReaders == 0:
-		return cfg, fmt.Errorf("dlock: WithMaxReaders(%d) is for NewRWLock, not for the %s %s", cfg.readers, kind, path)
+		return cfg, fmt.Errorf("dlock: WithMaxReaders(%d) is for dlock.NewRWLock, not for the %s %s", cfg.readers, kind, path)
 	}
 	return cfg, nil
 }
+
+// WithDir sets the directory in which Named, and the single-instance
+// helpers, keep their locks. It must exist. Point it at a shared mount to
+// make named locks span hosts.
+func WithDir(dir string) Option { return func(c *config) { c.dir = dir } }
+
+// WithMaxReaders sets how many readers an RWLock lets in at once (default
+// 32). A writer takes a lock per reader slot, so larger values make
+// writing dearer. Every user of one RWLock must pass the same value.
+func WithMaxReaders(n int) Option { return func(c *config) { c.readers = n } }

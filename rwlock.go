@@ -17,11 +17,6 @@ import (
 // WithMaxReaders says otherwise.
 const DefaultMaxReaders = 32
 
-// WithMaxReaders sets how many readers an RWLock lets in at once (default
-// 32). A writer takes a lock per reader slot, so larger values make
-// writing dearer. Every user of one RWLock must pass the same value.
-func WithMaxReaders(n int) Option { return func(c *config) { c.readers = n } }
-
 // RWLock is a reader/writer lock across processes and hosts: many readers
 // or one writer. It is built only from Locks, whose compare-and-swap
 // renames make it safe on network filesystems too:
@@ -307,7 +302,7 @@ func (rw *RWLock) wlock(ctx context.Context) error {
 	return nil
 }
 
-// reading is an RWLock's read acquisition as a target: a reader slot,
+// reading is an RWLock's read acquisition as an acquirable: a reader slot,
 // unless a writer holds or waits for the writer lock.
 type reading struct{ rw *RWLock }
 
@@ -321,7 +316,7 @@ func (r reading) waitSpec() waitSpec {
 func (r reading) busyError(seen entry, start time.Time) error { return r.rw.busyError(seen, start) }
 
 // writing is an RWLock's write acquisition, once it holds the writer
-// lock, as a target: every reader slot.
+// lock, as an acquirable: every reader slot.
 type writing struct{ rw *RWLock }
 
 func (w writing) try(ctx context.Context) outcome { return w.rw.trySlots(ctx) }

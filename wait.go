@@ -13,11 +13,11 @@ import (
 	"github.com/lockdir/dlock/internal/watch"
 )
 
-// An acquisition's target: a Lock, a Semaphore (any free slot), an
+// What an acquisition acquires: a Lock, a Semaphore (any free slot), an
 // RWLock's reading (a reader slot) or writing (every slot). Acquiring any
 // of them is the same (acquire): one attempt, and if the target is busy,
 // waiting (wait), whose attempts are the target's too.
-type target interface {
+type acquirable interface {
 	// try makes one attempt, which ctx can abandon (see Lock.attemptIn):
 	// acquired, or the holder seen and when it becomes stale.
 	try(ctx context.Context) outcome
@@ -31,11 +31,11 @@ type target interface {
 	busyError(seen entry, start time.Time) error
 }
 
-// hinted is a target that learns from the names watch events carry (a
+// hinted is an acquirable that learns from the names watch events carry (a
 // Lock): the first waiter in line, woken by events, tries what they named
 // (tryHint) instead of listing.
 type hinted interface {
-	target
+	acquirable
 	hint(name string)
 	tryHint(ctx context.Context) outcome
 }
@@ -69,7 +69,7 @@ type acquisition struct {
 // attempt is bounded by ctx and PATIENCE (attemptContext); one given up
 // when PATIENCE ran out, not ctx, gives an error matching ErrBusy. The
 // outcome is the attempt's that acquired.
-func acquire(ctx context.Context, t target, a acquisition) (outcome, error) {
+func acquire(ctx context.Context, t acquirable, a acquisition) (outcome, error) {
 	if err := ctx.Err(); err != nil {
 		return outcome{}, fmt.Errorf("dlock: %s %s: %w", a.verb, a.path, err)
 	}
@@ -165,7 +165,7 @@ const localPollFactor = 30
 func wait(ctx context.Context, r *waiter) (outcome, error) {
 	defer r.stop()
 	for {
-		paths, afterPred := r.target()
+		paths, afterPred := r.aim()
 		paths, watching := r.watch(paths)
 		if err := r.tryEvents(watching); r.acquired || err != nil {
 			return r.got, err
@@ -238,7 +238,7 @@ const (
 
 // waiter is one waiting acquisition, between the turns of wait's loop.
 type waiter struct {
-	t        target
+	t        acquirable
 	events   hinted          // t, if it learns from events; else nil
 	hint     func(string)    // events.hint
 	ctx      context.Context // bounds each attempt
@@ -263,7 +263,7 @@ type waiter struct {
 
 // newWaiter is the wait for t after the acquisition's first attempt, o,
 // found it busy; ctx bounds each attempt.
-func newWaiter(ctx context.Context, t target, o outcome, start time.Time) *waiter {
+func newWaiter(ctx context.Context, t acquirable, o outcome, start time.Time) *waiter {
 	w := t.waitSpec()
 	r := &waiter{t: t, ctx: ctx, w: w, start: start, woke: wokeBegun, seen: o.seen, staleAt: o.staleAt, timer: w.clock.Timer(time.Hour)}
 	if h, ok := t.(hinted); ok {
@@ -300,11 +300,11 @@ func (r *waiter) stop() {
 	}
 }
 
-// target chooses what to watch this turn: PATH, or in the queue our
+// aim chooses what to watch this turn: PATH, or in the queue our
 // predecessor's ticket. Watch first, then look: a change between the
 // two is then either seen by the look or delivered as an event.
 // afterPred: first in line, if the holder is our predecessor.
-func (r *waiter) target() (paths []string, afterPred bool) {
+func (r *waiter) aim() (paths []string, afterPred bool) {
 	q := r.w.queue
 	if q == nil {
 		return r.w.paths, false
