@@ -256,9 +256,7 @@ func (l *Lock) lostError(fence uint64, why string) error {
 // its timers; report says Unlock waits for the result (then l.unlockMu is
 // held, so one Unlock at a time uses l.released). Called with l.mu held.
 func (l *Lock) pend(fence uint64, report bool) {
-	l.held = false
-	l.timer.Stop()
-	l.expiry.Stop()
+	l.disarm()
 	if report {
 		if l.released == nil {
 			l.released = make(chan error, 1)
@@ -269,6 +267,14 @@ func (l *Lock) pend(fence uint64, report bool) {
 		}
 	}
 	l.pending, l.pendingFence, l.pendingReport = true, fence, report
+}
+
+// disarm ends the holding: no heartbeat, no deadline. Called with l.mu
+// held.
+func (l *Lock) disarm() {
+	l.held = false
+	l.timer.Stop()
+	l.expiry.Stop()
 }
 
 // settle does a pending release. Called with l.op held, before anything

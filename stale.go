@@ -33,6 +33,31 @@ import (
 // now is when the attempt began, seenAt when the listing that showed e
 // ended. Called with l.op held.
 func (l *Lock) staleAt(now, seenAt time.Time, e entry) (time.Time, string) {
+	l.observe(seenAt, e)
+	timeout := l.cfg.timeout
+	if !e.holder.Unknown {
+		timeout = e.holder.Timeout
+	}
+	// Remaining durations, each from a difference of times of one kind:
+	// the real clock's monotonic reading for what we saw, wall time for
+	// the holder's record (which has no monotonic reading to compare).
+	left := timeout - now.Sub(l.seenSince)
+	why := "unchanged for its TIMEOUT, by our clock"
+	if !e.holder.Unknown {
+		if byBeat := trustAfter(timeout, l.cfg.maxSkew) - now.Sub(e.holder.Beat); byBeat < left {
+			left, why = byBeat, "not refreshed for its TIMEOUT plus the clock-skew bound, by its clock"
+		}
+		if left > 0 && l.holderDead(now, e) {
+			return now, "holder process is gone"
+		}
+	}
+	return now.Add(left), why
+}
+
+// observe records that a look ended at seenAt showed e: the observation
+// of e goes on if it was the entry seen last, or starts now. Called with
+// l.op held.
+func (l *Lock) observe(seenAt time.Time, e entry) {
 	key := e.name
 	if key == "" {
 		key = "?" + e.holder.Entry // a picture of the directory
@@ -60,24 +85,6 @@ func (l *Lock) staleAt(now, seenAt time.Time, e entry) (time.Time, string) {
 	if l.caching.MayCache() {
 		l.seenLast = time.Time{}
 	}
-	timeout := l.cfg.timeout
-	if !e.holder.Unknown {
-		timeout = e.holder.Timeout
-	}
-	// Remaining durations, each from a difference of times of one kind:
-	// the real clock's monotonic reading for what we saw, wall time for
-	// the holder's record (which has no monotonic reading to compare).
-	left := timeout - now.Sub(l.seenSince)
-	why := "unchanged for its TIMEOUT, by our clock"
-	if !e.holder.Unknown {
-		if byBeat := trustAfter(timeout, l.cfg.maxSkew) - now.Sub(e.holder.Beat); byBeat < left {
-			left, why = byBeat, "not refreshed for its TIMEOUT plus the clock-skew bound, by its clock"
-		}
-		if left > 0 && l.holderDead(now, e) {
-			return now, "holder process is gone"
-		}
-	}
-	return now.Add(left), why
 }
 
 // trustAfter is how old a holder's written refresh time must be before a
