@@ -173,10 +173,11 @@ const filesHelp = `PATH
   is not a lock: dlock refuses it and changes nothing.
 /proc/self/mountinfo
   Read on Linux to refuse filesystems where no lock can be safe.
-/sys/fs/cgroup/.../dlock-run-PID
+CGROUP/dlock-run-ID
   On Linux, where dlock may create cgroups (as root, or in a delegated cgroup
-  v2 subtree), the cgroup that holds the job of dlock run; removed when the
-  job has ended.
+  v2 subtree), the cgroup that holds the job of dlock run, beside dlock's own
+  cgroup CGROUP (under /sys/fs/cgroup); ID is random, one per run. It is
+  removed when the job has ended.
 `
 
 // lookupCommand is the subcommand called name, or nil.
