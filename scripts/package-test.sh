@@ -58,9 +58,9 @@ echo "man dlock: ok ($(wc -l <"$work/man.txt") lines)"
 
 # Completion, from where each shell finds it by itself.
 got=$(bash -c 'source /usr/share/bash-completion/completions/dlock
-  COMP_WORDS=(dlock run -ti); COMP_CWORD=2; _dlock; echo "${COMPREPLY[*]}"
+  COMP_WORDS=(dlock status -j); COMP_CWORD=2; _dlock; echo "${COMPREPLY[*]}"
   COMP_WORDS=(dlock st); COMP_CWORD=1; _dlock; echo "${COMPREPLY[*]}"')
-[ "$got" = $'-timeout\nstatus' ] || fail "bash completion: $got"
+[ "$got" = $'-json\nstatus' ] || fail "bash completion: $got"
 if [ -f /usr/share/bash-completion/bash_completion ]; then
   # bash-completion's loader finds it by the command's name.
   got=$(bash -c 'source /usr/share/bash-completion/bash_completion; __load_completion dlock && complete -p dlock' 2>&1) ||

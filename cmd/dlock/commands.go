@@ -289,8 +289,8 @@ func flagDocs(fs *flag.FlagSet) []flagDoc {
 		} else if arg == "value" {
 			arg = "VALUE"
 		}
-		def := f.DefValue
-		if def == "false" || def == "0" || def == "" || def == "0s" || strings.Contains(usage, "(default") {
+		def := f.DefValue // unless the usage says it in its own words
+		if def == "false" || def == "0" || def == "" || def == "0s" || strings.Contains(usage, "default ") {
 			def = ""
 		}
 		docs = append(docs, flagDoc{names: []string{f.Name}, arg: arg, def: def, usage: usage})
