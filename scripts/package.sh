@@ -61,6 +61,16 @@ rm "$stage/dlock-host"
 cp LICENSE CHANGELOG.md "$stage/"
 cp cmd/dlock/README.md "$stage/README.md"
 gzip -9n <CHANGELOG.md >"$stage/changelog.gz"
+# The Debian changelog of this package (the upstream one is changelog.gz).
+maintainer=$(sed -n 's/^maintainer: //p' packaging/nfpm.yaml)
+{
+  printf 'dlock (%s-1) unstable; urgency=medium\n\n' "$(printf %s "$version" | sed 's/-/~/')"
+  printf '  * Built from commit %s of https://github.com/lockdir/dlock;\n' "$(git rev-parse --short=12 HEAD)"
+  printf '    what changed is in /usr/share/doc/dlock/changelog.gz.\n\n'
+  printf ' -- %s  %s\n' "$maintainer" "$(LC_ALL=C date -u -R -d "@$(git log -1 --format=%ct HEAD)")"
+} | gzip -9n >"$stage/changelog.Debian.gz"
+printf '%s\n' "dlock: statically-linked-binary [usr/bin/dlock]" \
+  "dlock: initial-upload-closes-no-bugs *" >"$stage/lintian-overrides"   # not a package for the Debian archive
 {
   cat <<'HEAD'
 Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
