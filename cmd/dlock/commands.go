@@ -25,6 +25,10 @@ type command struct {
 	help     string   // the long help: "dlock help NAME", "dlock NAME -h", the man page
 	run      func(args []string, stdout, stderr io.Writer) int
 	hidden   bool // internal (the supervisor, the holder): in no help or completion
+	// flags lists the options of a subcommand whose parser is not a
+	// flag.FlagSet made by newFlags (a getopt-style one, say); nil: read
+	// them from the FlagSet (describeFlags).
+	flags func() []flagDoc
 }
 
 // topic is a part of the manual that is no subcommand: "dlock help TOPIC"
@@ -82,8 +86,8 @@ var topics = []*topic{
 
 // Global options, before any subcommand.
 var globalFlags = []flagDoc{
-	{names: []string{"V", "version"}, usage: `print the version, as "dlock version" does`},
-	{names: []string{"h", "help"}, usage: `show the help, as "dlock help" does`},
+	{names: []string{"-V", "-version"}, usage: `print the version, as "dlock version" does`},
+	{names: []string{"-h", "-help"}, usage: `show the help, as "dlock help" does`},
 }
 
 // oneLine is the manual's NAME line: what dlock is, in one line.
@@ -253,14 +257,11 @@ func synopsisText(c *command) string {
 
 // flagDoc describes one flag, for the help, the man page and completion.
 type flagDoc struct {
-	names []string // without dashes; the first is the main spelling
+	names []string // as typed, with their dashes ("-timeout", "-s", "--shared"); the first is the main one
 	arg   string   // the value's placeholder; "" for a boolean flag
 	def   string   // the default, "" when there is nothing to say
 	usage string
 }
-
-// spell is how a flag is written on the command line.
-func spell(name string) string { return "-" + name }
 
 // flagSets remembers the last FlagSet each subcommand's parser made, so
 // that describeFlags can read the flags it registered.
@@ -269,8 +270,12 @@ var flagSets = map[string]*flag.FlagSet{}
 // describeFlags lists the flags of subcommand c, as its own parser
 // registers them: it runs the parser with -h, its output discarded, and
 // reads the FlagSet that newFlags made. A subcommand without flags (or
-// whose parser makes none) has none.
+// whose parser makes none) has none; one with a parser of another kind
+// lists its own (command.flags).
 func describeFlags(c *command) []flagDoc {
+	if c.flags != nil {
+		return c.flags()
+	}
 	delete(flagSets, c.name)
 	c.run([]string{"-h"}, io.Discard, io.Discard)
 	if fs := flagSets[c.name]; fs != nil {
@@ -293,7 +298,7 @@ func flagDocs(fs *flag.FlagSet) []flagDoc {
 		if def == "false" || def == "0" || def == "" || def == "0s" || strings.Contains(usage, "default ") {
 			def = ""
 		}
-		docs = append(docs, flagDoc{names: []string{f.Name}, arg: arg, def: def, usage: usage})
+		docs = append(docs, flagDoc{names: []string{"-" + f.Name}, arg: arg, def: def, usage: usage})
 	})
 	return docs
 }
@@ -301,11 +306,7 @@ func flagDocs(fs *flag.FlagSet) []flagDoc {
 // writeFlags prints flags as "dlock NAME -h" shows them.
 func writeFlags(w io.Writer, docs []flagDoc) {
 	for _, d := range docs {
-		var spelled []string
-		for _, n := range d.names {
-			spelled = append(spelled, spell(n))
-		}
-		head := strings.Join(spelled, ", ")
+		head := strings.Join(d.names, ", ")
 		if d.arg != "" {
 			head += " " + d.arg
 		}

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -69,7 +70,7 @@ func TestBashCompletion(t *testing.T) {
 	_, valued := spelledFlags(describeFlags(lookupCommand("run")))
 	plainValued := "" // a flag of run that takes a value but has no hints
 	for _, f := range valued {
-		if _, hinted := valueHints[strings.TrimPrefix(f, "-")]; !hinted {
+		if _, hinted := valueHints[f]; !hinted {
 			plainValued = f
 			break
 		}
@@ -91,6 +92,8 @@ func TestBashCompletion(t *testing.T) {
 		// A flag's value: -mode's modes; nothing after another flag.
 		{words: []string{"dlock", "run", "-mode", ""}, want: []string{"0755", "0775", "0777"}},
 		{words: []string{"dlock", "run", "--mode", "07"}, want: []string{"0755", "0775", "0777"}},
+		{words: []string{"dlock", "run", "--mode", "=", ""}, want: []string{"0755", "0775", "0777"}},
+		{words: []string{"dlock", "run", "-w", "=", "5", "/tmp/l", "ech"}, has: []string{"echo"}},
 		{words: []string{"dlock", "run", plainValued, "-"}, want: nil},
 		// Flags after PATH, and after a flag's value.
 		{words: []string{"dlock", "run", "-w", "5", "/tmp/l", "-q"}, want: []string{"-q"}},
@@ -170,5 +173,56 @@ func TestZshCompletion(t *testing.T) {
 	out, err := exec.Command("zsh", "-f", "-c", `autoload -U compinit; compinit -u -d "$2/zcompdump"; source "$1"; print -r -- $_comps[dlock]`, "zsh", script, dir).CombinedOutput()
 	if err != nil || strings.TrimSpace(string(out)) != "_dlock" {
 		t.Errorf("zsh: compdef did not register _dlock: %v\n%s", err, out)
+	}
+}
+
+// A subcommand whose parser is no FlagSet (flock's getopt-style options)
+// lists its flags itself, with their dashes: they reach the completions
+// and the man page as they are typed.
+func TestCompletionOfASubcommandWithItsOwnFlags(t *testing.T) {
+	if _, err := exec.LookPath("bash"); err != nil {
+		t.Skip("no bash here")
+	}
+	saved := commands
+	t.Cleanup(func() { commands = saved })
+	commands = append(slices.Clone(saved), &command{
+		name: "gnu", synopsis: []string{"[options] FILE COMMAND"}, summary: "a getopt-style subcommand", help: "Test.\n",
+		run: func([]string, io.Writer, io.Writer) int { return 0 },
+		flags: func() []flagDoc {
+			return []flagDoc{
+				{names: []string{"-s", "--shared"}, usage: "get a shared lock"},
+				{names: []string{"-w", "--wait"}, arg: "secs", usage: "wait at most secs"},
+				{names: []string{"--stale-after"}, arg: "secs", usage: "TIMEOUT"},
+			}
+		},
+	})
+	script := writeCompletion(t, "bash")
+	for _, tc := range []struct {
+		words []string
+		want  []string
+	}{
+		{[]string{"dlock", "gnu", "--s"}, []string{"--shared", "--stale-after"}},
+		{[]string{"dlock", "gnu", "-"}, []string{"--shared", "--stale-after", "--wait", "-s", "-w"}},
+		{[]string{"dlock", "gnu", "--wait", "-"}, nil},
+		{[]string{"dlock", "gnu", "--wait=5", "-s", "--sh"}, []string{"--shared"}},
+		// bash splits --wait=5 into three words.
+		{[]string{"dlock", "gnu", "--wait", "=", "5", "-s", "--sh"}, []string{"--shared"}},
+	} {
+		if got := completeInBash(t, script, tc.words...); !slices.Equal(got, tc.want) {
+			t.Errorf("%q: completed %q, want %q", strings.Join(tc.words, " "), got, tc.want)
+		}
+	}
+	page := manPage()
+	for _, want := range []string{`.SS "dlock gnu"`, `\fB\-s\fR, \fB\-\-shared\fR`, `\fB\-\-stale\-after\fR \fIsecs\fR`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the man page lacks %q", want)
+		}
+	}
+	if _, err := exec.LookPath("fish"); err == nil {
+		fish := writeCompletion(t, "fish")
+		out, err := exec.Command("fish", "--no-config", "-c", `source $argv[1]; complete -C $argv[2]`, fish, "dlock gnu --sh").CombinedOutput()
+		if err != nil || !strings.HasPrefix(string(out), "--shared") {
+			t.Errorf("fish completes %q to %q (%v)", "dlock gnu --sh", out, err)
+		}
 	}
 }

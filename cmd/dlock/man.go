@@ -70,7 +70,7 @@ func writeManFlags(b *strings.Builder, docs []flagDoc) {
 	for _, d := range docs {
 		var spelled []string
 		for _, n := range d.names {
-			spelled = append(spelled, `\fB`+roffText(spell(n))+`\fR`)
+			spelled = append(spelled, `\fB`+roffText(n)+`\fR`)
 		}
 		head := strings.Join(spelled, ", ")
 		if d.arg != "" {

@@ -60,8 +60,8 @@ func TestManPageCoversTheHelp(t *testing.T) {
 		}
 		for _, d := range describeFlags(c) {
 			for _, n := range d.names {
-				if !strings.Contains(page, `\fB`+roffText(spell(n))+`\fR`) {
-					t.Errorf("dlock %s: flag %s missing", c.name, spell(n))
+				if !strings.Contains(page, `\fB`+roffText(n)+`\fR`) {
+					t.Errorf("dlock %s: flag %s missing", c.name, n)
 				}
 			}
 		}
