@@ -36,6 +36,10 @@ type libraryInfo struct {
 	Replace string `json:"replace,omitempty"` // a replace directive's target: a directory or a module@version
 }
 
+// version is the module version this binary was built from, or "devel":
+// the first word after "dlock" in "dlock version".
+func version() string { return readVersion().Version }
+
 // readVersion reads the build info of this binary.
 func readVersion() buildVersion {
 	v := buildVersion{Version: "devel", Go: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH}
