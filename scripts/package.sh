@@ -21,6 +21,7 @@ root=$(pwd)
 
 NFPM=github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.48.0
 goarch=${GOARCH:-$(go env GOARCH)}
+unset GOOS GOARCH   # the target's only for its binary: the tools run here
 dist=$root/dist
 stage=$dist/stage-$goarch
 rm -rf "$stage"
