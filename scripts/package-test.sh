@@ -5,11 +5,22 @@
 # dlock as a user would (run, status, hold/release, man dlock, the bash,
 # zsh and fish completions), removes it and checks that nothing it
 # installed is left behind. Refuses to touch a machine where a dlock
-# package is already installed.
+# package is already installed. Given the tarball and the .rpm too, it
+# unpacks the tarball into a prefix and tries it there, and, where rpm is
+# installed, installs the .rpm into a root of its own and removes it.
 #
-#   scripts/package-test.sh dist/dlock_*_amd64.deb
+#   scripts/package-test.sh dist/dlock_*_amd64.deb [dist/dlock-*-linux-amd64.tar.gz] [dist/dlock-*.x86_64.rpm]
 set -euo pipefail
-deb=${1:?usage: scripts/package-test.sh PACKAGE.deb}
+deb="" tarball="" rpmfile=""
+for f in "$@"; do
+  case $f in
+    *.deb) deb=$f ;;
+    *.tar.gz) tarball=$f ;;
+    *.rpm) rpmfile=$f ;;
+    *) echo "package-test: $f: not a .deb, .tar.gz or .rpm" >&2; exit 2 ;;
+  esac
+done
+[ -n "$deb" ] || { echo "usage: scripts/package-test.sh PACKAGE.deb [TARBALL.tar.gz] [PACKAGE.rpm]" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || { echo "package-test: needs root (dpkg -i)" >&2; exit 1; }
 if dpkg-query -W -f '${Status}' dlock 2>/dev/null | grep -q 'install ok'; then
   echo "package-test: a dlock package is installed already; not touching it" >&2
@@ -86,3 +97,40 @@ left=$(while read -r p; do if [ -e "$p" ] && ! grep -qxF "$p" "$work/before"; th
 ls /var/lib/dpkg/info/dlock.* >/dev/null 2>&1 && fail "dpkg's records of dlock are left: $(ls /var/lib/dpkg/info/dlock.*)"
 hash -r; command -v dlock >/dev/null && fail "dlock is still on PATH after dpkg -r: $(command -v dlock)"
 echo "dpkg -r: nothing left behind ($(wc -l <"$work/paths") paths checked)"
+
+# The tarball, unpacked into a prefix as the README says (-C /usr/local).
+if [ -n "$tarball" ]; then
+  prefix=$work/prefix
+  mkdir -p "$prefix"
+  tar -xzf "$tarball" -C "$prefix" --strip-components=1
+  [ "$(find "$prefix" -maxdepth 1 -mindepth 1 -printf '%f\n' | sort | tr '\n' ' ')" = "bin share " ] ||
+    fail "tarball: its top holds more than bin/ and share/: $(ls "$prefix")"
+  "$prefix/bin/dlock" -V | head -1 | grep -q '^dlock ' || fail "tarball: bin/dlock -V"
+  MANWIDTH=80 MANPAGER=cat man --warnings -M "$prefix/share/man" dlock >"$work/tman.txt" 2>"$work/tman.err" || fail "tarball: man: $(cat "$work/tman.err")"
+  [ ! -s "$work/tman.err" ] && grep -q 'EXIT STATUS' "$work/tman.txt" || fail "tarball: man -M PREFIX/share/man dlock: $(cat "$work/tman.err")"
+  got=$(bash -c 'source "$1"; COMP_WORDS=(dlock st); COMP_CWORD=1; _dlock; echo "${COMPREPLY[*]}"' bash "$prefix/share/bash-completion/completions/dlock")
+  [ "$got" = status ] || fail "tarball: bash completion: $got"
+  for f in share/zsh/site-functions/_dlock share/fish/vendor_completions.d/dlock.fish share/licenses/dlock/LICENSE share/doc/dlock/CHANGELOG.md; do
+    [ -s "$prefix/$f" ] || fail "tarball: no $f"
+  done
+  echo "tarball: ok (bin/dlock, man -M, bash completion, zsh, fish, license, changelog)"
+fi
+
+# The .rpm, into a root of its own (this is no RPM system): every file it
+# lists is installed, dlock runs, and rpm -e takes every file away.
+if [ -n "$rpmfile" ]; then
+  if command -v rpm >/dev/null; then
+    rroot=$work/rpmroot
+    mkdir -p "$rroot"
+    rpm -qlp "$rpmfile" 2>/dev/null >"$work/rpm.paths"
+    rpm -i --root="$rroot" --nodeps "$rpmfile" 2>"$work/rpm.err" || fail "rpm -i: $(cat "$work/rpm.err")"
+    while read -r p; do [ -e "$rroot$p" ] || fail "rpm -i: $p is not installed"; done <"$work/rpm.paths"
+    "$rroot/usr/bin/dlock" -V | head -1 | grep -q '^dlock ' || fail "rpm: /usr/bin/dlock -V"
+    [ "$(rpm -q --root="$rroot" --qf '%{LICENSE}' dlock 2>/dev/null)" = Apache-2.0 ] || fail "rpm: License is not Apache-2.0"
+    rpm -e --root="$rroot" dlock 2>"$work/rpm.err" || fail "rpm -e: $(cat "$work/rpm.err")"
+    while read -r p; do [ ! -e "$rroot$p" ] || fail "rpm -e left $p"; done <"$work/rpm.paths"
+    echo "rpm: ok ($(wc -l <"$work/rpm.paths") files installed into a root of its own and removed)"
+  else
+    echo "rpm: SKIPPED (no rpm here to install the .rpm with)"
+  fi
+fi
