@@ -100,7 +100,7 @@ between containers or hosts. A holder refreshes its lock every TIMEOUT/3; a
 lock whose holder died on this host is reclaimed at once, one whose holder
 stopped refreshing it (a crashed host, a hung process) after TIMEOUT.
 Durations are seconds when plain numbers (30, 0.5); Go's units work too
-(500ms, 2m). Flags start with one dash (-timeout) or two (--timeout).`
+(500ms, 2m). Flags start with one dash (-patience) or two (--patience).`
 
 const versionHelp = `Prints the version of dlock: the module version it was built from (a
 release tag, a pseudo-version of a commit, or "devel" for a build from a
