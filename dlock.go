@@ -107,7 +107,7 @@ type heldEntry struct {
 }
 
 // observation is what this Lock's attempts have found out about PATH and
-// its holders (attempt.go, stale.go): guarded by Lock.op.
+// its holders (attempt.go): guarded by Lock.op.
 type observation struct {
 	fsOKAt time.Time // when fsys.Unsafe last found PATH's filesystem safe
 	// caching is how PATH's filesystem client may answer a look, asked
