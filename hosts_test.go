@@ -47,7 +47,7 @@ import (
 // realOffsetClock is the real clock read off by off: its times are
 // written into the lock (the skew other hosts see); durations and timers
 // are the real clock's, as a host whose clock is set wrong still counts
-// seconds right. (lease_test.go's offsetClock is the mock clock's.)
+// seconds right. (deadline_test.go's offsetClock is the mock clock's.)
 type realOffsetClock struct {
 	clock.Clock
 	off time.Duration
