@@ -203,7 +203,7 @@ func (l *Lock) TryLock() (bool, error) {
 		return false, err
 	}
 	defer l.end()
-	o := l.try(context.Background())
+	o := tryNow(l)
 	return o.ok, o.err
 }
 

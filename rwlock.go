@@ -101,7 +101,7 @@ func (rw *RWLock) TryRLock() (bool, error) {
 	if err := rw.check(); err != nil {
 		return false, err
 	}
-	o := rw.tryRead(context.Background())
+	o := tryNow(reading{rw})
 	if !o.ok || o.err != nil {
 		return false, o.err
 	}

@@ -115,7 +115,7 @@ func (s *Semaphore) TryTake() (*Lease, error) {
 	if s.slots == nil {
 		return nil, errZero("Semaphore", "NewSemaphore")
 	}
-	o := s.try(context.Background())
+	o := tryNow(s)
 	return s.leaseOf(o), o.err
 }
 

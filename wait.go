@@ -86,6 +86,11 @@ func acquire(ctx context.Context, t acquirable, a acquisition) (outcome, error) 
 	return o, a.cfg.patienceSpent(ctx, a.path, err)
 }
 
+// tryNow is the one attempt of TryLock, TryTake and TryRLock: no context
+// or PATIENCE limits it, so it waits for the filesystem however long it
+// takes.
+func tryNow(t acquirable) outcome { return t.try(context.Background()) }
+
 // attemptContext is what bounds each attempt of a wait begun at start:
 // ctx, and PATIENCE. The slack lets the last attempt at PATIENCE finish
 // normally; it only ends an attempt stuck in the filesystem.
