@@ -1,5 +1,10 @@
 package dlock
 
+// What every acquisition does (acquire): one attempt, and if the lock is
+// busy, the wait (wait), a state machine whose turns begin with why the
+// waiter woke. What one attempt does is attempt.go's, and a Semaphore's
+// or an RWLock's own; what lockdir's queue decides is queue.go's.
+
 import (
 	"context"
 	"errors"
@@ -26,8 +31,8 @@ type acquirable interface {
 	// free one pays for nothing more (a queue, the statfs that says
 	// whether the filesystem is local).
 	waitSpec() waitSpec
-	// busyError is the error of an acquisition begun at start that PATIENCE
-	// ran out on, seen the holder last.
+	// busyError is the error when PATIENCE runs out on an acquisition
+	// begun at start, which last saw the holder seen.
 	busyError(seen entry, start time.Time) error
 }
 
