@@ -117,9 +117,14 @@ type lockFlags struct {
 	verbose      bool
 }
 
-func (lf *lockFlags) register(fs *flag.FlagSet) {
+// setDefaults gives the flags their defaults.
+func (lf *lockFlags) setDefaults() {
 	lf.timeout, lf.patience, lf.poll, lf.conflictExit = dlock.DefaultTimeout, -1, dlock.DefaultPollInterval, exitBusy
 	lf.maxSkew = dlock.DefaultMaxClockSkew
+}
+
+func (lf *lockFlags) register(fs *flag.FlagSet) {
+	lf.setDefaults()
 	fs.Var(secondsFlag{d: &lf.timeout}, "timeout", "`TIMEOUT` in seconds (or 500ms, 2m): a lock not refreshed this long is stale and may be reclaimed by another")
 	pf := patienceFlag{d: &lf.patience}
 	fs.Var(pf, "patience", "`PATIENCE` in seconds: how long to wait for a busy lock; 0 is one attempt, \"forever\" no limit")

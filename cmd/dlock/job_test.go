@@ -232,22 +232,26 @@ func TestJobOutlivesCommand(t *testing.T) {
 	lock := filepath.Join(t.TempDir(), "lock")
 	dir := t.TempDir()
 	gone, release := filepath.Join(dir, "bg"), filepath.Join(dir, "release")
-	// COMMAND exits at once; its background child holds the lock until
-	// the test lets it go.
-	p := start(t, "run", lock, "--", "sh", "-c", `(while [ ! -e "$1" ]; do sleep 0.01; done; touch "$2") & exit 5`, "sh", release, gone)
-	eventually(t, 10*time.Second, "COMMAND to exit and its child to keep the lock", func() bool {
-		_, st, _ := status(t, lock)
-		return len(st) == 1 && st[0].Held && !fileExists(gone)
-	})
+	// COMMAND exits at once, and so does dlock, with its status, as
+	// flock does; its background child holds the lock until the test
+	// lets it go.
+	p := start(t, "run", lock, "--", "sh", "-c", `(while [ ! -e "$1" ]; do sleep 0.01; done; touch "$2") >/dev/null 2>&1 & exit 5`, "sh", release, gone)
+	if code := p.wait(t, 10*time.Second); code != 5 {
+		t.Fatalf("exit %d, want COMMAND's 5 at once", code)
+	}
+	if _, st, _ := status(t, lock); len(st) != 1 || !st[0].Held || fileExists(gone) {
+		t.Fatalf("after COMMAND exited, with its child running: %+v, want the lock held", st)
+	}
 	if code, _, _ := run(t, "run", "-n", lock, "--", "true"); code != exitBusy {
 		t.Fatalf("lock taken while the job's child ran: exit %d", code)
 	}
 	os.WriteFile(release, nil, 0o644)
-	if code := p.wait(t, 10*time.Second); code != 5 {
-		t.Fatalf("exit %d, want COMMAND's 5", code)
-	}
+	eventually(t, 10*time.Second, "the lock to be released after the job's last process", func() bool {
+		_, st, _ := status(t, lock)
+		return len(st) == 1 && !st[0].Held
+	})
 	if !fileExists(gone) {
-		t.Fatal("dlock exited before the job's last process")
+		t.Fatal("the lock was released before the job's last process exited")
 	}
 
 	// -stop-leftovers: the child is stopped when COMMAND exits.

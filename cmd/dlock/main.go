@@ -23,7 +23,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime/debug"
+	"strings"
 )
 
 // Exit statuses of dlock's own making.
@@ -54,7 +56,22 @@ Run "dlock help run" for the flags and exit statuses of run.
 `
 
 func main() {
+	// Invoked as "flock" (a link to this binary): flock(1)'s command line.
+	if name := personality(os.Args[0]); name != "" {
+		os.Exit(flockMain(name, os.Args[1:], os.Stdout, os.Stderr))
+	}
 	os.Exit(dispatch(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// personality is the flock personality's name when argv0 names it: a
+// link called flock (or anything ending in "flock", as dflock).
+func personality(argv0 string) string {
+	base := filepath.Base(argv0)
+	base = strings.TrimSuffix(base, ".exe")
+	if strings.HasSuffix(base, "flock") {
+		return base
+	}
+	return ""
 }
 
 // dispatch runs the subcommand in args and returns the exit status.
@@ -74,6 +91,10 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 		return superviseMain(rest, stderr)
 	case holderCmd:
 		return holderMain(rest, stderr)
+	case flockHolderCmd:
+		return flockHolderMain(rest, stderr)
+	case "flock":
+		return flockMain("flock", rest, stdout, stderr)
 	case "status":
 		return statusCmd(rest, stdout, stderr)
 	case "break":

@@ -97,6 +97,11 @@ type runConfig struct {
 	margin         time.Duration
 	refresh        time.Duration
 	interactiveTTY bool // set by the front process: give the job the terminal
+	fl             *flockConfig
+	// report, when set, tells the front process COMMAND's exit status,
+	// so that it exits with it at once while the supervisor holds the
+	// lock on for the job's leftovers.
+	report func(status int)
 }
 
 // reactionSlack is what dlock adds to -grace for MARGIN: the time from the
@@ -201,17 +206,30 @@ func superviseMain(args []string, stderr io.Writer) int {
 	if len(args) < 1 {
 		return exitUsage
 	}
-	c, code, stop := parseRun(args[1:], stderr)
-	if stop {
-		return code
+	var c *runConfig
+	if len(args) >= 3 && args[1] == "flock" {
+		fc, code, stop := parseFlock(args[2], args[3:], io.Discard, stderr)
+		if stop {
+			return code
+		}
+		if c, code, stop = flockRunConfig(fc, stderr); stop {
+			return code
+		}
+	} else {
+		rc, code, stop := parseRun(args[1:], stderr)
+		if stop {
+			return code
+		}
+		c = rc
+		prog, err := exec.LookPath(c.argv[0])
+		if err != nil && !errors.Is(err, exec.ErrDot) {
+			fmt.Fprintf(stderr, "dlock: %v\n", err)
+			return exitNotFound
+		}
+		c.prog = prog
 	}
 	c.interactiveTTY = args[0] == "fg"
-	prog, err := exec.LookPath(c.argv[0])
-	if err != nil && !errors.Is(err, exec.ErrDot) {
-		fmt.Fprintf(stderr, "dlock: %v\n", err)
-		return exitNotFound
-	}
-	c.prog = prog
+	c.report = statusReporter()
 	return supervise(c, frontGone(), stderr)
 }
 
@@ -232,11 +250,6 @@ func supervise(c *runConfig, frontDied <-chan struct{}, stderr io.Writer) int {
 	if log != nil {
 		extra = append(extra, dlock.WithLogger(log))
 	}
-	l, abs, err := c.open(c.path, extra...)
-	if err != nil {
-		fmt.Fprintln(stderr, explain(err, c.path))
-		return exitError
-	}
 
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
@@ -246,20 +259,42 @@ func supervise(c *runConfig, frontDied <-chan struct{}, stderr io.Writer) int {
 	// cancels the wait.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	var l dlock.Locker
+	var abs string
+	var fl *flockLocked
+	if c.fl == nil {
+		var err error
+		if l, abs, err = c.open(c.path, extra...); err != nil {
+			fmt.Fprintln(stderr, explain(err, c.path))
+			return exitError
+		}
+	}
 	locked := make(chan error, 1)
-	logf("locking", "path", abs, "kind", c.kind(), "patience", patienceFlag{d: &c.patience}.String(),
+	flCode := 0
+	logf("locking", "path", c.path, "kind", c.kind(), "patience", patienceFlag{d: &c.patience}.String(),
 		"timeout", c.timeout, "grace", c.grace, "margin", c.margin)
-	go func() { locked <- l.Lock(ctx) }()
+	go func() {
+		if c.fl == nil {
+			locked <- l.Lock(ctx)
+			return
+		}
+		fl, flCode = flockAcquire(ctx, c, extra, os.Stdout, stderr)
+		locked <- nil
+	}()
 	gaveUp := func(why string, status int) int {
 		logf(why + ": giving up the wait")
 		cancel()
-		if err := <-locked; err == nil { // acquired as we cancelled
+		if err := <-locked; err == nil && l != nil { // acquired as we cancelled
 			if err := l.Unlock(); err != nil {
 				fmt.Fprintln(stderr, explain(err, c.path))
 			}
 		}
+		if fl != nil {
+			fl.release(c.fl)
+		}
 		return status
 	}
+	var err error
 	select {
 	case err = <-locked:
 	case sig := <-sigs:
@@ -269,6 +304,8 @@ func supervise(c *runConfig, frontDied <-chan struct{}, stderr io.Writer) int {
 	}
 	var busy *dlock.BusyError
 	switch {
+	case c.fl != nil && fl == nil:
+		return flCode
 	case errors.As(err, &busy):
 		if !c.quiet {
 			say(stderr, "%s is busy: %s; gave up after %s", c.path, describeHolder(busy.Holder, busy.Age), busy.Waited.Round(time.Millisecond))
@@ -283,24 +320,54 @@ func supervise(c *runConfig, frontDied <-chan struct{}, stderr io.Writer) int {
 		fmt.Fprintln(stderr, explain(err, c.path))
 		return exitError
 	}
+	unlock := func() error {
+		if fl != nil {
+			return fl.release(c.fl)
+		}
+		return l.Unlock()
+	}
+	lost := (<-chan struct{})(nil)
+	fence := uint64(0)
+	if fl != nil {
+		abs, fence = fl.path, fl.fence
+		if fl.locker != nil {
+			lost = fl.locker.Lost()
+		}
+	} else {
+		lost, fence = l.Lost(), l.Fence()
+	}
 
 	// Holding the lock: run the job.
 	name := c.argv[0]
-	cmd := exec.Command(c.prog, c.argv[1:]...)
-	cmd.Args[0] = name
+	var cmd *exec.Cmd
+	if fl != nil {
+		cmd = exec.Command(name, c.argv[1:]...)
+		fl.prepareJob(c.fl, cmd)
+		if c.fl.verbose {
+			fmt.Fprintf(os.Stdout, "%s: executing %s\n", c.fl.prog, name)
+		}
+	} else {
+		cmd = exec.Command(c.prog, c.argv[1:]...)
+		cmd.Args[0] = name
+		cmd.Env = append(os.Environ(), "DLOCK_PATH="+abs, "DLOCK_FENCE="+strconv.FormatUint(fence, 10))
+	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.Env = append(os.Environ(), "DLOCK_PATH="+abs, "DLOCK_FENCE="+strconv.FormatUint(l.Fence(), 10))
 	j, err := startJob(cmd, c)
 	if err != nil {
-		fmt.Fprintf(stderr, "dlock: starting %s: %v\n", name, err)
-		if err := l.Unlock(); err != nil {
+		code := exitCantExec
+		if fl != nil {
+			fmt.Fprintf(stderr, "%s: failed to execute %s: %s\n", c.fl.prog, name, strerror(err))
+			code = exUnavailable
+		} else {
+			fmt.Fprintf(stderr, "dlock: starting %s: %v\n", name, err)
+		}
+		if err := unlock(); err != nil {
 			fmt.Fprintln(stderr, explain(err, c.path))
 		}
-		return exitCantExec
+		return code
 	}
-	logf("started command", "pid", cmd.Process.Pid, "fence", l.Fence(), "job", j.mechanism())
+	logf("started command", "pid", cmd.Process.Pid, "fence", fence, "job", j.mechanism())
 
-	lost := l.Lost()
 	wasLost := false
 	status := -1
 	cmdExit, gone := j.commandExit(), j.gone()
@@ -335,6 +402,16 @@ loop:
 		case status = <-cmdExit:
 			cmdExit = nil
 			logf("command exited", "status", status)
+			if pids := j.pids(); c.report != nil && !stopping && len(pids) > 0 && !c.stopLeftovers {
+				// Leftovers keep the lock, as children that inherited
+				// flock's descriptor do; the front process exits with
+				// COMMAND's status now, and its death no longer stops
+				// the job. (With none left, the lock is released before
+				// the front exits: the caller's next command finds it
+				// free.)
+				c.report(status)
+				c.report, frontDied = nil, nil
+			}
 			if pids := j.pids(); len(pids) > 0 {
 				if c.stopLeftovers {
 					stop(syscall.SIGTERM, "COMMAND exited (-stop-leftovers)")
@@ -366,7 +443,7 @@ loop:
 	}
 	logf("job gone", "status", status)
 
-	err = l.Unlock()
+	err = unlock()
 	switch {
 	case wasLost || errors.Is(err, dlock.ErrLost):
 		if err != nil {
