@@ -480,7 +480,7 @@ func flockDescriptor(c *flockConfig, stdout, stderr io.Writer) int {
 			}
 			args := append(key, typ, lock, strconv.FormatBool(plain), strconv.FormatUint(uint64(mode), 8), strconv.FormatInt(int64(t.remaining()), 10), c.prog)
 			var code int
-			if h, goOn, code = startFlockHolder(append(args, c.origArgs...), stderr); h == nil {
+			if h, goOn, _, code = startFlockHolder(append(args, c.origArgs...), stderr); h == nil {
 				if code == exitBusy {
 					return t.conflict(stderr)
 				}
@@ -539,19 +539,19 @@ func stopHolders(pids []int) {
 // startFlockHolder starts the holder and waits until it holds the dlock
 // lock. The holder gets a pipe on descriptor 3 to report on, and one on
 // descriptor 4 on which "go" tells it that the kernel lock is held too.
-func startFlockHolder(args []string, stderr io.Writer) (*exec.Cmd, *os.File, int) {
+func startFlockHolder(args []string, stderr io.Writer) (*exec.Cmd, *os.File, string, int) {
 	exe, err := os.Executable()
 	if err != nil {
 		fmt.Fprintf(stderr, "dlock: cannot find its own executable to start the holder: %v\n", err)
-		return nil, nil, exitError
+		return nil, nil, "", exitError
 	}
 	rep, repW, err := os.Pipe()
 	if err != nil {
-		return nil, nil, exitError
+		return nil, nil, "", exitError
 	}
 	goR, goW, err := os.Pipe()
 	if err != nil {
-		return nil, nil, exitError
+		return nil, nil, "", exitError
 	}
 	h := exec.Command(exe, args...)
 	h.Stderr = os.Stderr
@@ -559,14 +559,14 @@ func startFlockHolder(args []string, stderr io.Writer) (*exec.Cmd, *os.File, int
 	h.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := h.Start(); err != nil {
 		fmt.Fprintf(stderr, "dlock: starting the holder: %v\n", err)
-		return nil, nil, exitError
+		return nil, nil, "", exitError
 	}
 	repW.Close()
 	goR.Close()
 	line, _ := bufio.NewReader(rep).ReadString('\n')
 	rep.Close()
-	if strings.HasPrefix(line, "held") {
-		return h, goW, 0
+	if fence, ok := strings.CutPrefix(strings.TrimSpace(line), "held "); ok {
+		return h, goW, fence, 0
 	}
 	goW.Close()
 	h.Wait()
@@ -574,7 +574,7 @@ func startFlockHolder(args []string, stderr io.Writer) (*exec.Cmd, *os.File, int
 	if code == 0 {
 		code = exitError
 	}
-	return nil, nil, code
+	return nil, nil, "", code
 }
 
 // flockHolderMain is the holder: args are fdHolderKey's (but the
@@ -645,9 +645,15 @@ func flockHolderMain(args []string, stderr io.Writer) int {
 		return 0
 	}
 	// Held: until the caller is gone, or its descriptor no longer holds
-	// the kernel's lock (closed, or unlocked without -u).
-	tick := time.NewTicker(250 * time.Millisecond)
+	// the kernel's lock (closed, or unlocked without -u): looked at now
+	// (flock -n 9 9>FILE locks a descriptor that is closed when flock
+	// exits) and then every 50ms.
+	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
+	if fd >= 0 && !fdStillLocked(watch, fd, dev, ino, c.fcntl) {
+		l.Unlock()
+		return 0
+	}
 loop:
 	for {
 		select {
@@ -714,13 +720,12 @@ func flockNoFork(c *flockConfig, stdout, stderr io.Writer) int {
 		key := fdHolderKey(os.Getpid(), -1, st, c.fcntl)
 		args := append(key, typ, lock, strconv.FormatBool(plain), strconv.FormatUint(uint64(mode), 8), strconv.FormatInt(int64(t.remaining()), 10), c.prog)
 		var code int
-		if h, goOn, code = startFlockHolder(append(args, c.origArgs...), stderr); h == nil {
+		if h, goOn, fence, code = startFlockHolder(append(args, c.origArgs...), stderr); h == nil {
 			if code == exitBusy {
 				return t.conflict(stderr)
 			}
 			return code
 		}
-		fence = ""
 	}
 	conflict, err := k.acquire(t.deadline(), c.nonblock)
 	if conflict || err != nil {

@@ -122,13 +122,18 @@ func statusCmd(args []string, stdout, stderr io.Writer) int {
 	if fs.NArg() == 0 {
 		return usageError(fs, "missing PATH")
 	}
+	for _, p := range fs.Args() {
+		if p == "" {
+			return usageError(fs, "a PATH is empty")
+		}
+	}
 	var failed []error
 	held, notLock := false, false
 	enc := json.NewEncoder(stdout)
 	for _, path := range fs.Args() {
 		s, err := dlock.Inspect(path)
 		if err != nil {
-			failed = append(failed, fmt.Errorf("%s", explain(err, path)))
+			failed = append(failed, fmt.Errorf("%s", explainRead(err, path)))
 			notLock = notLock || errors.Is(err, dlock.ErrNotLock) || errors.Is(err, dlock.ErrCorrupt)
 		}
 		held = held || err == nil && s.Held
@@ -178,6 +183,9 @@ func breakCmd(args []string, stdout, stderr io.Writer) int {
 		return usageError(fs, "one PATH at a time (got %d)", fs.NArg())
 	}
 	path := fs.Arg(0)
+	if path == "" {
+		return usageError(fs, "PATH is empty")
+	}
 	l, err := dlock.New(path)
 	if err != nil {
 		fmt.Fprintln(stderr, explain(err, path))

@@ -168,7 +168,7 @@ func expectAllGone(t *testing.T, next *proc, start time.Time) {
 func TestJobDlockKilled(t *testing.T) {
 	t.Parallel()
 	lock := filepath.Join(t.TempDir(), "lock")
-	p, _, recorded := startJobRun(t, lock, "-timeout", "30")
+	p, _, recorded := startJobRun(t, lock, "-stale-after", "30")
 	next := nextHolder(t, lock, recorded)
 	start := time.Now()
 	p.cmd.Process.Signal(syscall.SIGKILL)
@@ -178,7 +178,7 @@ func TestJobDlockKilled(t *testing.T) {
 func TestJobSIGTERM(t *testing.T) {
 	t.Parallel()
 	lock := filepath.Join(t.TempDir(), "lock")
-	p, _, recorded := startJobRun(t, lock, "-v", "-timeout", "30")
+	p, _, recorded := startJobRun(t, lock, "-v", "-stale-after", "30")
 	if !strings.Contains(p.stderr.String(), "child subreaper") {
 		t.Errorf("-v does not name the mechanism: %s", p.stderr)
 	}
@@ -194,7 +194,7 @@ func TestJobSIGTERM(t *testing.T) {
 func TestJobLockBroken(t *testing.T) {
 	t.Parallel()
 	lock := filepath.Join(t.TempDir(), "lock")
-	p, procs, recorded := startJobRun(t, lock, "-timeout", "3", "-grace", "0.5")
+	p, procs, recorded := startJobRun(t, lock, "-stale-after", "3", "-grace", "0.5")
 	next := nextHolder(t, lock, recorded)
 	start := time.Now()
 	if code, out, errOut := run(t, "break", "-force", lock); code != 0 {
@@ -272,7 +272,7 @@ func TestJobPidNamespace(t *testing.T) {
 		t.Skipf("no pid namespaces here for this user: %v", err)
 	}
 	lock := filepath.Join(t.TempDir(), "lock")
-	p, _, recorded := startJobRun(t, lock, "-v", "-pidns", "-timeout", "2")
+	p, _, recorded := startJobRun(t, lock, "-v", "-pidns", "-stale-after", "2")
 	eventually(t, 10*time.Second, "-v to name the mechanism", func() bool { return strings.Contains(p.stderr.String(), "pid namespace") })
 	next := nextHolder(t, lock, recorded)
 	// The supervisor, init of the namespace, killed: the kernel kills
@@ -322,7 +322,7 @@ func supervisorOf(t *testing.T, pid int) int {
 func TestJobSupervisorKilled(t *testing.T) {
 	t.Parallel()
 	lock := filepath.Join(t.TempDir(), "lock")
-	p, procs, recorded := startJobRun(t, lock, "-timeout", "30", "-grace", "1")
+	p, procs, recorded := startJobRun(t, lock, "-stale-after", "30", "-grace", "1")
 	next := nextHolder(t, lock, recorded)
 	// The supervisor, which holds the lock, SIGKILLed: its orphans go to
 	// the front process, which stops them; the lock is free at once for
@@ -363,7 +363,7 @@ func TestJobDeadline(t *testing.T) {
 	pids, ready, recorded := filepath.Join(dir, "pids"), filepath.Join(dir, "ready"), filepath.Join(dir, "recorded")
 	os.WriteFile(pids, nil, 0o644)
 	p := &proc{cmd: exec.Command("unshare", "-m", "--propagation", "private", "sh", "-c",
-		`mount --bind "$1" "$2" && exec "$3" run -v -timeout 3 -grace 0.5 "$2/lock" -- sh -c "$4"`, "sh", real, view, dlockBin(t), jobScript),
+		`mount --bind "$1" "$2" && exec "$3" run -v -stale-after 3 -grace 0.5 "$2/lock" -- sh -c "$4"`, "sh", real, view, dlockBin(t), jobScript),
 		stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd.Env = append(os.Environ(), "PIDS="+pids, "READY="+ready)
 	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr

@@ -48,6 +48,7 @@ Usage:
   dlock release                                 release what "dlock hold" holds, before the script ends
   dlock status [-json] PATH...                  show whether locks are free or held, and by whom
   dlock break [-force] PATH                     free a lock whose holder is gone or stale
+  dlock flock [flock's options] FILE COMMAND    util-linux flock(1)'s command line (also as a link named flock)
   dlock help [SUBCOMMAND]                       show this help, or a subcommand's
   dlock version                                 print the version
 
@@ -74,8 +75,13 @@ func personality(argv0 string) string {
 	return ""
 }
 
+// helpOut is where -h and "dlock help" print: stdout, so that
+// "dlock run -h | less" shows it.
+var helpOut io.Writer = os.Stdout
+
 // dispatch runs the subcommand in args and returns the exit status.
 func dispatch(args []string, stdout, stderr io.Writer) int {
+	helpOut = stdout
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return exitUsage
@@ -106,7 +112,10 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 		if len(rest) > 0 {
 			switch rest[0] {
 			case "run", "hold", "release", "status", "break":
-				return dispatch([]string{rest[0], "-h"}, stdout, stdout)
+				return dispatch([]string{rest[0], "-h"}, stdout, stderr)
+			case "flock":
+				flockHelp(stdout, "flock")
+				return 0
 			}
 			fmt.Fprintf(stderr, "dlock: no help for %q\n\n%s", rest[0], usage)
 			return exitUsage
@@ -138,11 +147,24 @@ func newFlags(name, synopsis, help string, stderr io.Writer) *flag.FlagSet {
 			fmt.Fprintf(fs.Output(), "Usage: dlock %s %s\nRun 'dlock %s -h' for help.\n", name, synopsis, name)
 		},
 		long: func() {
-			fmt.Fprintf(fs.Output(), "Usage: dlock %s %s\n\n%s\nFlags:\n", name, synopsis, help)
-			fs.PrintDefaults()
+			fmt.Fprintf(helpOut, "Usage: dlock %s %s\n\n%s\nFlags:\n", name, synopsis, help)
+			printFlags(fs, helpOut)
 		},
 	}
 	return fs
+}
+
+// printFlags lists fs's flags, each with its usage text, which says its
+// default (flag.PrintDefaults would add a second one).
+func printFlags(fs *flag.FlagSet, w io.Writer) {
+	fs.VisitAll(func(f *flag.Flag) {
+		arg, usage := flag.UnquoteUsage(f)
+		line := "  -" + f.Name
+		if arg != "" {
+			line += " " + arg
+		}
+		fmt.Fprintf(w, "%s\n    \t%s\n", line, strings.ReplaceAll(usage, "\n", "\n    \t"))
+	})
 }
 
 // flagHelp prints a subcommand's synopsis (after a bad flag) or its full

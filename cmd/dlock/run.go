@@ -53,7 +53,7 @@ after its last refresh). dlock sets MARGIN to -grace plus a reaction slack of
 TIMEOUT/10 (at least 100ms), so that the job is dead before a successor can
 start. -grace defaults to TIMEOUT/5 (2s for the default 10s); the refresh
 period is TIMEOUT/3, and -grace + slack + TIMEOUT/3 must stay below TIMEOUT:
-a longer -grace needs a longer -timeout.
+a longer -grace needs a longer -stale-after.
 
 Exit status:
   COMMAND's status    COMMAND ran (128+N if it died of signal N)
@@ -68,7 +68,7 @@ Examples:
   dlock run -q -n /var/lock/backup.lock -- /usr/local/bin/backup
 
   # every replica runs this; one migrates, the others wait, then find nothing to do
-  dlock run -timeout 30 /shared/locks/migrate -- ./migrate up
+  dlock run -stale-after 30 /shared/locks/migrate -- ./migrate up
 
   # wait at most 5 minutes, then give up with status 1 instead of 75
   dlock run -w 300 -E 1 /mnt/nfs/locks/report -- make report
@@ -159,15 +159,17 @@ func parseRun(args []string, stderr io.Writer) (*runConfig, int, bool) {
 		// Longest grace that fits, and shortest TIMEOUT for this grace:
 		// grace + max(T/10, 100ms) + T/3 < T.
 		fit := c.timeout - c.refresh - reactionSlack(c.timeout)
-		hint := fmt.Sprintf("give -timeout %s or more", minTimeout(c.grace))
+		hint := fmt.Sprintf("give -stale-after %s or more", minTimeout(c.grace))
 		if fit > 0 {
-			hint = fmt.Sprintf("give -grace below %s, or -timeout %s or more", fit.Round(time.Millisecond), minTimeout(c.grace))
+			hint = fmt.Sprintf("give -grace below %s, or -stale-after %s or more", fit.Round(time.Millisecond), minTimeout(c.grace))
 		}
-		return nil, usageError(fs, "-grace %v with -timeout %v cannot work: the job must be stopped within MARGIN = grace + reaction slack %v, and MARGIN + the refresh period %v must be shorter than TIMEOUT; %s",
+		return nil, usageError(fs, "-grace %v with -stale-after %v cannot work: the job must be stopped within MARGIN = grace + reaction slack %v, and MARGIN + the refresh period %v must be shorter than TIMEOUT; %s",
 			c.grace, c.timeout, reactionSlack(c.timeout), c.refresh.Round(time.Millisecond), hint), true
 	}
 	c.path, c.argv = rest[0], rest[1:]
 	switch {
+	case c.path == "":
+		return nil, usageError(fs, "PATH is empty"), true
 	case c.shellCmdSet && len(c.argv) > 0:
 		return nil, usageError(fs, "-c and COMMAND %q: give one", c.argv[0]), true
 	case c.shellCmdSet:
