@@ -132,7 +132,7 @@ func (k *kernelLock) do(op int) error {
 
 // acquire takes the kernel lock by deadline (zero: no limit; -n: one
 // attempt). It returns conflict when the lock stayed busy.
-func (k *kernelLock) acquire(deadline time.Time, nb bool) (conflict bool, err error) {
+func (k *kernelLock) acquire(ctx context.Context, deadline time.Time, nb bool) (conflict bool, err error) {
 	op := unix.LOCK_EX
 	if k.c.shared {
 		op = unix.LOCK_SH
@@ -147,7 +147,11 @@ func (k *kernelLock) acquire(deadline time.Time, nb bool) (conflict bool, err er
 			if nb || !deadline.IsZero() && !time.Now().Before(deadline) {
 				return true, nil
 			}
-			time.Sleep(delay)
+			select {
+			case <-ctx.Done():
+				return false, ctx.Err()
+			case <-time.After(delay):
+			}
 			delay = min(2*delay, 25*time.Millisecond)
 		case errors.Is(err, unix.EINTR):
 		case (errors.Is(err, unix.EIO) || errors.Is(err, unix.EBADF)) && !k.reopen && !k.c.shared && k.c.file != "" && unix.Access(k.c.file, unix.R_OK|unix.W_OK) == nil:
@@ -320,7 +324,7 @@ func flockAcquire(ctx context.Context, c *runConfig, extra []dlock.Option, stdou
 		}
 		out.locker, out.fence = l, l.Fence()
 	}
-	conflict, err := k.acquire(t.deadline(), fl.nonblock)
+	conflict, err := k.acquire(ctx, t.deadline(), fl.nonblock)
 	if conflict || err != nil {
 		if out.locker != nil {
 			out.locker.Unlock()
@@ -451,6 +455,11 @@ func flockDescriptor(c *flockConfig, stdout, stderr io.Writer) int {
 		return exDataErr
 	}
 	f := os.NewFile(uintptr(c.fd), strconv.Itoa(c.fd))
+	if c.fd > 2 {
+		// Not to the holder: the lock must end with the caller's
+		// descriptor, not live on in a copy of it.
+		syscall.CloseOnExec(c.fd)
+	}
 	k := &kernelLock{f: f, c: c}
 	parent := os.Getppid()
 	key := fdHolderKey(parent, c.fd, st, c.fcntl)
@@ -466,8 +475,7 @@ func flockDescriptor(c *flockConfig, stdout, stderr io.Writer) int {
 	if c.shared {
 		typ = "s"
 	}
-	var h *exec.Cmd
-	var goOn *os.File
+	var h *holderConn
 	if !heldByAncestor(c.fd, st, c.fcntl) {
 		// A holder of this descriptor's lock already (flock -s 9, then
 		// flock -x 9): the same kind is kept, another is replaced.
@@ -480,7 +488,7 @@ func flockDescriptor(c *flockConfig, stdout, stderr io.Writer) int {
 			}
 			args := append(key, typ, lock, strconv.FormatBool(plain), strconv.FormatUint(uint64(mode), 8), strconv.FormatInt(int64(t.remaining()), 10), c.prog)
 			var code int
-			if h, goOn, _, code = startFlockHolder(append(args, c.origArgs...), stderr); h == nil {
+			if h, code = startFlockHolder(append(args, c.origArgs...), stderr); h == nil {
 				if code == exitBusy {
 					return t.conflict(stderr)
 				}
@@ -488,11 +496,10 @@ func flockDescriptor(c *flockConfig, stdout, stderr io.Writer) int {
 			}
 		}
 	}
-	conflict, err := k.acquire(t.deadline(), c.nonblock)
+	conflict, err := k.acquire(context.Background(), t.deadline(), c.nonblock)
 	if conflict || err != nil {
 		if h != nil {
-			goOn.Close() // no "go": the holder releases and exits
-			h.Wait()
+			h.abandon()
 		}
 		if conflict {
 			return t.conflict(stderr)
@@ -500,9 +507,7 @@ func flockDescriptor(c *flockConfig, stdout, stderr io.Writer) int {
 		return k.fail(err, stderr)
 	}
 	if h != nil {
-		fmt.Fprintln(goOn, "go")
-		goOn.Close()
-		h.Process.Release()
+		h.start()
 	}
 	t.took(stdout)
 	return 0
@@ -536,45 +541,75 @@ func stopHolders(pids []int) {
 	}
 }
 
+// holderConn is a started holder that holds the dlock lock.
+type holderConn struct {
+	cmd   *exec.Cmd
+	goOn  *os.File      // "go": the kernel lock is held too; closed without: release
+	rep   *bufio.Reader // the holder's reports
+	fence string
+}
+
+// abandon tells the holder to release, and waits until it has.
+func (h *holderConn) abandon() {
+	h.goOn.Close()
+	h.cmd.Wait()
+}
+
+// start tells the holder that the kernel lock is held, and waits until it
+// has looked whether the caller holds it (flock -n 7 7>F does not, once
+// flock exits: the holder releases before flock does).
+func (h *holderConn) start() {
+	fmt.Fprintln(h.goOn, "go")
+	h.goOn.Close()
+	h.rep.ReadString('\n')
+	h.cmd.Process.Release()
+}
+
 // startFlockHolder starts the holder and waits until it holds the dlock
 // lock. The holder gets a pipe on descriptor 3 to report on, and one on
 // descriptor 4 on which "go" tells it that the kernel lock is held too.
-func startFlockHolder(args []string, stderr io.Writer) (*exec.Cmd, *os.File, string, int) {
+// It keeps the caller's stderr for the news of a loss, unless that is a
+// pipe or socket someone reads to its end.
+func startFlockHolder(args []string, stderr io.Writer) (*holderConn, int) {
 	exe, err := os.Executable()
 	if err != nil {
 		fmt.Fprintf(stderr, "dlock: cannot find its own executable to start the holder: %v\n", err)
-		return nil, nil, "", exitError
+		return nil, exitError
 	}
 	rep, repW, err := os.Pipe()
 	if err != nil {
-		return nil, nil, "", exitError
+		return nil, exitError
 	}
 	goR, goW, err := os.Pipe()
 	if err != nil {
-		return nil, nil, "", exitError
+		return nil, exitError
 	}
 	h := exec.Command(exe, args...)
-	h.Stderr = os.Stderr
+	var e unix.Stat_t
+	if unix.Fstat(2, &e) == nil && e.Mode&unix.S_IFMT != unix.S_IFIFO && e.Mode&unix.S_IFMT != unix.S_IFSOCK {
+		h.Stderr = os.Stderr
+	}
 	h.ExtraFiles = []*os.File{repW, goR}
 	h.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := h.Start(); err != nil {
 		fmt.Fprintf(stderr, "dlock: starting the holder: %v\n", err)
-		return nil, nil, "", exitError
+		return nil, exitError
 	}
 	repW.Close()
 	goR.Close()
-	line, _ := bufio.NewReader(rep).ReadString('\n')
-	rep.Close()
+	r := bufio.NewReader(rep)
+	line, _ := r.ReadString('\n')
 	if fence, ok := strings.CutPrefix(strings.TrimSpace(line), "held "); ok {
-		return h, goW, fence, 0
+		return &holderConn{cmd: h, goOn: goW, rep: r, fence: fence}, 0
 	}
+	rep.Close()
 	goW.Close()
 	h.Wait()
 	code := exitStatus(h.ProcessState)
 	if code == 0 {
 		code = exitError
 	}
-	return nil, nil, "", code
+	return nil, code
 }
 
 // flockHolderMain is the holder: args are fdHolderKey's (but the
@@ -637,23 +672,39 @@ func flockHolderMain(args []string, stderr io.Writer) int {
 		return dlockError(c, err, lock, stderr)
 	}
 	fmt.Fprintf(report, "held %d\n", l.Fence())
-	report.Close()
 	line, _ := bufio.NewReader(goOn).ReadString('\n')
 	goOn.Close()
 	if line != "go\n" {
 		l.Unlock()
 		return 0
 	}
-	// Held: until the caller is gone, or its descriptor no longer holds
-	// the kernel's lock (closed, or unlocked without -u): looked at now
-	// (flock -n 9 9>FILE locks a descriptor that is closed when flock
-	// exits) and then every 50ms.
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	if fd >= 0 && !fdStillLocked(watch, fd, dev, ino, c.fcntl) {
+	// Held: while the caller's open file description holds the kernel's
+	// lock (whoever shares it: children that inherited the descriptor
+	// too), as flock's lock lasts. A probe, a lock of the other kind on
+	// a descriptor of our own, waits in the kernel until that lock is
+	// gone (closed everywhere, unlocked, the caller dead). Where no probe
+	// can be made, the caller's descriptor is looked at every 50ms while
+	// the caller lives. First, now: flock -n 7 7>FILE locks a descriptor
+	// that is gone once flock exits.
+	var tickC <-chan time.Time
+	var probeFree <-chan struct{}
+	switch {
+	case fd < 0: // -F: the command's process
+	case !fdStillLocked(watch, fd, dev, ino, c.fcntl):
+		fmt.Fprintln(report, "released")
 		l.Unlock()
 		return 0
+	default:
+		if probeFree = probeLock(watch, fd, dev, ino, c.fcntl, c.shared); probeFree == nil {
+			tick := time.NewTicker(50 * time.Millisecond)
+			defer tick.Stop()
+			tickC = tick.C
+		} else {
+			watched = nil // the caller's death shows in the probe
+		}
 	}
+	fmt.Fprintln(report, "watching")
+	report.Close()
 loop:
 	for {
 		select {
@@ -661,8 +712,10 @@ loop:
 			break loop
 		case <-sigs:
 			break loop
-		case <-tick.C:
-			if fd >= 0 && !fdStillLocked(watch, fd, dev, ino, c.fcntl) {
+		case <-probeFree:
+			break loop
+		case <-tickC:
+			if !fdStillLocked(watch, fd, dev, ino, c.fcntl) {
 				break loop
 			}
 		case <-l.Lost():
@@ -695,6 +748,9 @@ func flockNoFork(c *flockConfig, stdout, stderr io.Writer) int {
 			return exDataErr
 		}
 		f = os.NewFile(uintptr(c.fd), strconv.Itoa(c.fd))
+		if c.fd > 2 {
+			syscall.CloseOnExec(c.fd) // not to the holder; the command gets it back
+		}
 	}
 	st, err := fdStat(int(f.Fd()))
 	if err != nil {
@@ -703,8 +759,7 @@ func flockNoFork(c *flockConfig, stdout, stderr io.Writer) int {
 	}
 	k := &kernelLock{f: f, c: c}
 	lock := os.Getenv("DLOCK_PATH")
-	var h *exec.Cmd
-	var goOn *os.File
+	var h *holderConn
 	fence := os.Getenv("DLOCK_FENCE")
 	if !(c.useFd && heldByAncestor(c.fd, st, c.fcntl)) {
 		var plain bool
@@ -717,21 +772,23 @@ func flockNoFork(c *flockConfig, stdout, stderr io.Writer) int {
 		if c.shared {
 			typ = "s"
 		}
-		key := fdHolderKey(os.Getpid(), -1, st, c.fcntl)
+		// The holder watches this process's descriptor, which the
+		// command inherits: the lock lasts while any process has it.
+		key := fdHolderKey(os.Getpid(), int(k.f.Fd()), st, c.fcntl)
 		args := append(key, typ, lock, strconv.FormatBool(plain), strconv.FormatUint(uint64(mode), 8), strconv.FormatInt(int64(t.remaining()), 10), c.prog)
 		var code int
-		if h, goOn, fence, code = startFlockHolder(append(args, c.origArgs...), stderr); h == nil {
+		if h, code = startFlockHolder(append(args, c.origArgs...), stderr); h == nil {
 			if code == exitBusy {
 				return t.conflict(stderr)
 			}
 			return code
 		}
+		fence = h.fence
 	}
-	conflict, err := k.acquire(t.deadline(), c.nonblock)
+	conflict, err := k.acquire(context.Background(), t.deadline(), c.nonblock)
 	if conflict || err != nil {
 		if h != nil {
-			goOn.Close()
-			h.Wait()
+			h.abandon()
 		}
 		if conflict {
 			return t.conflict(stderr)
@@ -740,9 +797,7 @@ func flockNoFork(c *flockConfig, stdout, stderr io.Writer) int {
 	}
 	t.took(stdout)
 	if h != nil {
-		fmt.Fprintln(goOn, "go")
-		goOn.Close()
-		h.Process.Release()
+		h.start()
 	}
 	if c.verbose {
 		fmt.Fprintf(stdout, "%s: executing %s\n", c.prog, c.argv[0])

@@ -99,3 +99,47 @@ func fdStillLocked(pid, fd int, dev, ino uint64, fcntl bool) bool {
 	}
 	return false
 }
+
+// probeLock returns a channel closed once the kernel lock that process
+// pid's descriptor fd (the file dev:ino) holds is gone: a descriptor of
+// our own on the same file waits in the kernel for a lock that conflicts
+// with it, and gets it when no open file description holds the caller's
+// any more. nil when no probe can be made (the file cannot be opened
+// for the lock kind needed).
+func probeLock(pid, fd int, dev, ino uint64, fcntl, shared bool) <-chan struct{} {
+	flags := unix.O_RDONLY
+	if fcntl && shared {
+		flags = unix.O_RDWR // a write lock, to conflict with a read lock
+	}
+	p, err := unix.Open("/proc/"+strconv.Itoa(pid)+"/fd/"+strconv.Itoa(fd), flags|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+	if err != nil {
+		return nil
+	}
+	var st unix.Stat_t
+	if unix.Fstat(p, &st) != nil || uint64(st.Dev) != dev || st.Ino != ino {
+		unix.Close(p)
+		return nil
+	}
+	free := make(chan struct{})
+	go func() {
+		// Let go of the probe at once: the caller may lock its file
+		// again right away.
+		for {
+			var err error
+			switch {
+			case !fcntl:
+				err = unix.Flock(p, unix.LOCK_EX)
+			case shared:
+				err = ofdLock(p, unix.LOCK_EX)
+			default:
+				err = ofdLock(p, unix.LOCK_SH)
+			}
+			if err != unix.EINTR {
+				break
+			}
+		}
+		unix.Close(p)
+		close(free)
+	}()
+	return free
+}

@@ -343,7 +343,20 @@ func supervise(c *runConfig, frontDied <-chan struct{}, stderr io.Writer) int {
 	name := c.argv[0]
 	var cmd *exec.Cmd
 	if fl != nil {
-		cmd = exec.Command(name, c.argv[1:]...)
+		prog, err := exec.LookPath(name)
+		if err != nil && !errors.Is(err, exec.ErrDot) {
+			why := strerror(err)
+			if errors.Is(err, exec.ErrNotFound) {
+				why = strerror(syscall.ENOENT)
+			}
+			fmt.Fprintf(stderr, "%s: failed to execute %s: %s\n", c.fl.prog, name, why)
+			if err := unlock(); err != nil {
+				fmt.Fprintln(stderr, explain(err, c.path))
+			}
+			return exUnavailable
+		}
+		cmd = exec.Command(prog, c.argv[1:]...)
+		cmd.Args[0] = name
 		fl.prepareJob(c.fl, cmd)
 		if c.fl.verbose {
 			fmt.Fprintf(os.Stdout, "%s: executing %s\n", c.fl.prog, name)
