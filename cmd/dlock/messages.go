@@ -50,9 +50,13 @@ func explain(err error, userPath string) string {
 	}
 	msg := err.Error()
 	if errors.Is(err, dlock.ErrNotLock) {
-		switch kind := containerKind(userPath); {
-		case kind != "":
-			msg += " (it is " + kind + ")"
+		if fi, serr := os.Stat(userPath); serr == nil && fi.Mode().IsRegular() {
+			return fmt.Sprintf("dlock: %s is a file, not a lock directory: to lock a file as flock(1) does, use dlock flock %s COMMAND (its lock directory is %s.dlock)", userPath, userPath, userPath)
+		}
+		if kind := containerKind(userPath); kind != "" {
+			// Another layout of dlock's: say which, and the flag that
+			// takes it, rather than what the library found inside.
+			return fmt.Sprintf("dlock: %s is %s", userPath, kind)
 		}
 	}
 	for _, s := range []struct {
@@ -136,6 +140,8 @@ func containerKind(path string) string {
 			return "a reader/writer lock: take it with -s or -x"
 		case strings.HasPrefix(name, "size."):
 			return "a semaphore: take it with -slots " + strings.TrimPrefix(name, "size.")
+		case strings.HasPrefix(name, "free.") || strings.HasPrefix(name, "held."):
+			return "a plain lock: take it without -s, -x or -slots"
 		}
 	}
 	return ""
