@@ -51,7 +51,7 @@ func explain(err error, userPath string) string {
 	msg := err.Error()
 	if errors.Is(err, dlock.ErrNotLock) {
 		if fi, serr := os.Stat(userPath); serr == nil && fi.Mode().IsRegular() {
-			return fmt.Sprintf("dlock: %s is a file, not a lock directory: to lock a file as flock(1) does, use dlock flock %s COMMAND (its lock directory is %s.dlock)", userPath, userPath, userPath)
+			return fmt.Sprintf("dlock: %s is a file, not a lock directory (to lock a file as flock(1) does, use dlock flock %s COMMAND)", userPath, userPath)
 		}
 		if kind := containerKind(userPath); kind != "" {
 			// Another layout of dlock's: say which, and the flag that
