@@ -691,8 +691,8 @@ func flockHolderMain(args []string, stderr io.Writer) int {
 	switch {
 	case fd < 0: // -F: the command's process
 	case !fdStillLocked(watch, fd, dev, ino, c.fcntl):
-		fmt.Fprintln(report, "released")
 		l.Unlock()
+		fmt.Fprintln(report, "released") // after: flock returns once it is
 		return 0
 	default:
 		if probeFree = probeLock(watch, fd, dev, ino, c.fcntl, c.shared); probeFree == nil {
