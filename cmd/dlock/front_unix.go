@@ -106,6 +106,7 @@ func runFront(c *runConfig, args []string, stderr io.Writer) int {
 	}
 
 	exited := make(chan int, 1)
+	supKilled := false // written before exited is sent, read after
 	reported := make(chan int, 1)
 	go func() {
 		line, _ := bufio.NewReader(sr).ReadString('\n')
@@ -114,6 +115,8 @@ func runFront(c *runConfig, args []string, stderr io.Writer) int {
 			return
 		}
 		sup.Wait()
+		ws, _ := sup.ProcessState.Sys().(syscall.WaitStatus)
+		supKilled = ws.Signaled()
 		exited <- exitStatus(sup.ProcessState)
 	}()
 	for {
@@ -125,6 +128,12 @@ func runFront(c *runConfig, args []string, stderr io.Writer) int {
 				fmt.Fprintf(stderr, "dlock: forwarding %v to the supervisor: %v\n", sig, err)
 			}
 		case status := <-exited:
+			// A supervisor that exited (rather than being killed) did so
+			// once the job was gone, or before it started: only a killed
+			// one leaves processes to stop, handed to this subreaper.
+			if !supKilled {
+				return status
+			}
 			if orphans := stopOrphans(id, c.grace, 5*time.Second+c.grace); orphans > 0 {
 				fmt.Fprintf(stderr, "dlock: the supervisor exited (status %d) leaving %d processes of the job: stopped them\n", status, orphans)
 			}
