@@ -10,7 +10,11 @@
 # "flock" symlink to a dlock built from this tree). The tests run in a
 # scratch copy of UTIL_LINUX_SRC/tests; expected outputs are compared byte
 # for byte by util-linux's own functions.sh. Exit status: the number of
-# failed tests (0: all passed).
+# failed tests (0: all passed). Needs bash, perl, pgrep and timeout.
+#
+# A util-linux tree with just its tests:
+#   git clone --depth 1 --filter=blob:none --sparse https://github.com/util-linux/util-linux
+#   git -C util-linux sparse-checkout set tests
 set -u
 src=${1:?usage: $0 UTIL_LINUX_SRC [FLOCK]}
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -25,9 +29,10 @@ else
 fi
 # The close test's helper: strerror(3) of an errno name.
 cat >"$work/test_strerror" <<'EOS'
-#!/usr/bin/env python3
-import errno, os, sys
-print(os.strerror(getattr(errno, sys.argv[1])))
+#!/usr/bin/perl
+use POSIX;
+$! = &{"POSIX::$ARGV[0]"}();
+print "$!\n";
 EOS
 chmod +x "$work/test_strerror"
 failed=0
