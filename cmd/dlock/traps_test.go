@@ -4,8 +4,11 @@ package main
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -90,5 +93,48 @@ func TestStatusAndBreakOfEveryLayout(t *testing.T) {
 	flockHold(t, flockBin(t), f)
 	if code, st, _ := status(t, f); code != exitHeld || len(st) == 0 || !strings.HasSuffix(st[0].Path, "app.lock.dlock/writer") {
 		t.Errorf("status of a file flock holds: exit %d %+v", code, st)
+	}
+}
+
+// Messages in the user's words: a full filesystem names the lock, not an
+// internal staging path; a filesystem where nothing can be made is not
+// called a missing directory; status of a lock the user cannot reach
+// names the directory that keeps them out.
+func TestMessagesInTheUsersWords(t *testing.T) {
+	t.Parallel()
+	if code, _, errOut := run(t, "run", "/proc/dlock-test-lock", "--", "true"); code != exitError ||
+		!strings.Contains(errOut, "the filesystem of /proc does not let directories be created in it") || strings.Contains(errOut, "does not exist") {
+		t.Errorf("a lock in /proc: exit %d %q", code, errOut)
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("the rest needs root (a tiny tmpfs, another user)")
+	}
+	full := t.TempDir()
+	if err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64k,nr_inodes=4", "tmpfs", full).Run(); err != nil {
+		t.Skipf("cannot mount a tiny tmpfs: %v", err)
+	}
+	t.Cleanup(func() { exec.Command("umount", full).Run() })
+	for i := 0; ; i++ { // use up the inodes
+		if os.Mkdir(filepath.Join(full, "x"+strconv.Itoa(i)), 0o755) != nil {
+			break
+		}
+	}
+	lock := filepath.Join(full, "lock")
+	if code, _, errOut := run(t, "run", lock, "--", "true"); code != exitError || !strings.Contains(errOut, "no space left on its filesystem") ||
+		!strings.Contains(errOut, lock) || strings.Contains(errOut, ".dlock-") {
+		t.Errorf("a full filesystem: exit %d %q", code, errOut)
+	}
+	private := filepath.Join(t.TempDir(), "private")
+	os.MkdirAll(filepath.Join(private, "sub", "lock"), 0o755)
+	os.Chmod(private, 0o700)
+	for d := filepath.Dir(private); d != filepath.Dir(d) && strings.HasPrefix(d, os.TempDir()) && d != os.TempDir(); d = filepath.Dir(d) {
+		os.Chmod(d, 0o755)
+	}
+	os.Chmod(filepath.Dir(dlockBin(t)), 0o755)
+	cmd := exec.Command(dlockBin(t), "status", filepath.Join(private, "sub", "lock"))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	if exitCode(err) != exitError || !strings.Contains(string(out), "permission denied reading the lock") || !strings.Contains(string(out), private+" is mode 0700") || strings.Contains(string(out), "creating") {
+		t.Errorf("status of a lock behind a 0700 directory: %v %q", err, out)
 	}
 }
