@@ -394,23 +394,47 @@ func flockLockPath(path string, fi os.FileInfo, fcntl bool) (lock string, plain 
 }
 
 // dlockLayout says which kind of dlock lock the directory dir is, from
-// its entries: "plain", "rw", "semaphore", or "" (not one, or empty).
+// its entries: "plain", "rw", "semaphore", or "" (not one: empty, or
+// holding anything dlock would not put there, as /tmp holding a file
+// named size.txt).
 func dlockLayout(dir string) string {
 	f, err := os.Open(dir)
 	if err != nil {
 		return ""
 	}
 	defer f.Close()
-	names, _ := f.Readdirnames(64)
+	names, _ := f.Readdirnames(4200) // a semaphore's size marker and slots at most
+	numbered := func(n, prefix string) bool {
+		v, ok := strings.CutPrefix(n, prefix)
+		_, err := strconv.ParseUint(v, 10, 64)
+		return ok && err == nil
+	}
+	kinds := map[string]bool{}
 	for _, n := range names {
 		switch {
-		case strings.HasPrefix(n, "rwlock."):
-			return "rw"
-		case strings.HasPrefix(n, "size."):
-			return "semaphore"
-		case strings.HasPrefix(n, "free.") || strings.HasPrefix(n, "held."):
-			return "plain"
+		case numbered(n, "free.") || strings.HasPrefix(n, "held.") && strings.Count(n, ".") >= 10:
+			kinds["plain"] = true
+		case n == "queue":
+			kinds["queue"] = true
+		case numbered(n, "rwlock."):
+			kinds["rw"] = true
+		case n == "writer" || n == "readers" || strings.HasPrefix(n, ".writer.") || strings.HasPrefix(n, ".readers."):
+			kinds["rw-member"] = true
+		case numbered(n, "size."):
+			kinds["semaphore"] = true
+		case numbered(n, "slot."):
+			kinds["semaphore-member"] = true
+		default:
+			return ""
 		}
+	}
+	switch {
+	case kinds["plain"] && len(kinds) <= 2 && (len(kinds) == 1 || kinds["queue"]):
+		return "plain"
+	case kinds["rw"] && len(kinds) <= 2 && (len(kinds) == 1 || kinds["rw-member"]):
+		return "rw"
+	case kinds["semaphore"] && len(kinds) <= 2 && (len(kinds) == 1 || kinds["semaphore-member"]):
+		return "semaphore"
 	}
 	return ""
 }

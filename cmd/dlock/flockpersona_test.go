@@ -324,6 +324,13 @@ func TestFlockLockDirectories(t *testing.T) {
 	if code, out, _ := flockRun(t, nil, d, "-c", `echo "$DLOCK_PATH"`); code != 0 || out != filepath.Join(d, ".flock.dlock")+"\n" {
 		t.Errorf("directory: exit %d, DLOCK_PATH %q", code, out)
 	}
+	// Names that only look like dlock's do not make a directory a lock.
+	look := filepath.Join(dir, "lookalike")
+	os.Mkdir(look, 0o755)
+	os.WriteFile(filepath.Join(look, "size.txt"), nil, 0o644)
+	if code, out, errOut := flockRun(t, nil, look, "-c", `echo "$DLOCK_PATH"`); code != 0 || out != filepath.Join(look, ".flock.dlock")+"\n" {
+		t.Errorf("a directory holding size.txt: exit %d, DLOCK_PATH %q %s", code, out, errOut)
+	}
 	// A dlock lock directory is itself the lock: dlock run and flock
 	// exclude each other on it.
 	dl := filepath.Join(dir, "dl")
