@@ -435,3 +435,32 @@ func TestFlockSharedFS(t *testing.T) {
 		t.Errorf("flock -s on the second mount while the first holds -x: exit %d, want 1", code)
 	}
 }
+
+// What dlock adds stays on in the personality: a lock taken away while
+// the job runs stops the job and exits 76, as dlock run does.
+func TestFlockLossStopsTheJob(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	f, ready := filepath.Join(dir, "lock"), filepath.Join(dir, "ready")
+	cmd := exec.Command(flockBin(t), "--stale-after", "2", "--grace", "0.2", f, "sh", "-c", `touch "$1"; exec sleep 60`, "sh", ready)
+	var errOut strings.Builder
+	cmd.Stderr = &errOut
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	eventually(t, 10*time.Second, "the job to start", func() bool { return fileExists(ready) })
+	if code, out, errB := run(t, "break", "-force", f); code != 0 {
+		t.Fatalf("break -force of the flock file: exit %d %s %s", code, out, errB)
+	}
+	select {
+	case err := <-done:
+		if exitCode(err) != exitLost || !strings.Contains(errOut.String(), "lost the") {
+			t.Fatalf("after the break: %v, stderr %q; want exit 76", err, errOut.String())
+		}
+	case <-time.After(20 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("the job still runs 20s after its lock was broken")
+	}
+}
