@@ -40,6 +40,8 @@ func flockMain(prog string, args []string, stdout, stderr io.Writer) int {
 				return code
 			}
 			f.Close()
+		} else if code := flockUnlockFd(c, stderr); code != 0 {
+			return code // --fd N -u COMMAND: that descriptor's lock goes first
 		}
 		return runUnlocked(c, stderr)
 	case c.noFork:
@@ -301,7 +303,10 @@ func flockAcquire(ctx context.Context, c *runConfig, extra []dlock.Option, stdou
 	k := &kernelLock{f: f, c: fl}
 	out := &flockLocked{kl: k, st: st, inherit: inherit}
 	if fl.useFd && heldByAncestor(fl.fd, st, fl.fcntl) {
+		// The ancestor's lock: its path and fence, from the environment
+		// it gave its job.
 		out.path = os.Getenv("DLOCK_PATH")
+		out.fence, _ = strconv.ParseUint(os.Getenv("DLOCK_FENCE"), 10, 64)
 	} else {
 		lock, plain, mode, err := flockTarget(fl, f)
 		if err != nil {
@@ -393,7 +398,6 @@ func (fl *flockLocked) release(c *flockConfig) error {
 func runUnlocked(c *flockConfig, stderr io.Writer) int {
 	cmd := exec.Command(c.argv[0], c.argv[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	signal.Ignore(syscall.SIGINT, syscall.SIGQUIT)
 	if err := cmd.Start(); err != nil {
 		fmt.Fprintf(stderr, "%s: failed to execute %s: %s\n", c.prog, c.argv[0], strerror(err))
 		return exUnavailable
@@ -464,11 +468,7 @@ func flockDescriptor(c *flockConfig, stdout, stderr io.Writer) int {
 	parent := os.Getppid()
 	key := fdHolderKey(parent, c.fd, st, c.fcntl)
 	if c.unlock {
-		if err := k.do(unix.LOCK_UN); err != nil {
-			return k.fail(err, stderr)
-		}
-		stopHolders(findHolders(key, ""))
-		return 0
+		return flockUnlockFd(c, stderr)
 	}
 	t := lockTimer{c: c, start: time.Now()}
 	typ := "x"
@@ -510,6 +510,23 @@ func flockDescriptor(c *flockConfig, stdout, stderr io.Writer) int {
 		h.start()
 	}
 	t.took(stdout)
+	return 0
+}
+
+// flockUnlockFd is -u of a descriptor: the kernel's lock of its open
+// file description goes, and so does the dlock lock its holder keeps,
+// before flock returns.
+func flockUnlockFd(c *flockConfig, stderr io.Writer) int {
+	st, err := fdStat(c.fd)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %d: %s\n", c.prog, c.fd, strerror(err))
+		return exDataErr
+	}
+	k := &kernelLock{f: os.NewFile(uintptr(c.fd), strconv.Itoa(c.fd)), c: c}
+	if err := k.do(unix.LOCK_UN); err != nil {
+		return k.fail(err, stderr)
+	}
+	stopHolders(findHolders(fdHolderKey(os.Getppid(), c.fd, st, c.fcntl), ""))
 	return 0
 }
 

@@ -230,6 +230,8 @@ flock -n 9; echo "9 again: $?"
 flock -u 9
 flock -x --wait 0 "$1" true; echo "after -u: $?"
 flock -n 9; echo "9 relocked: $?"
+flock --fd 9 -u true; flock -n "$1" true; echo "after --fd 9 -u: $?"
+flock -n 9; echo "9 relocked again: $?"
 exec 9>&-
 free "$1"; echo "after 9 closed: $?"
 ( flock -n 8 || exit 1; flock -n "$1" true; echo "in the subshell: $?" ) 8>"$1"
@@ -241,6 +243,8 @@ another while 9 holds: 1
 9 again: 0
 after -u: 0
 9 relocked: 0
+after --fd 9 -u: 0
+9 relocked again: 0
 after 9 closed: 0
 in the subshell: 1
 after the subshell: 0
