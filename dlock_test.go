@@ -997,6 +997,34 @@ func TestEmptyDirectoryTakenAtOnce(t *testing.T) {
 	}
 }
 
+// An empty directory is taken as a semaphore or a reader/writer lock too:
+// marked in place.
+func TestEmptyDirectoryAsContainer(t *testing.T) {
+	dir := t.TempDir()
+	sp, rp := filepath.Join(dir, "sem"), filepath.Join(dir, "rw")
+	os.Mkdir(sp, 0o755)
+	os.Mkdir(rp, 0o755)
+	s, _ := NewSemaphore(sp, 2)
+	if ok, err := s.TryAcquire(); !ok || err != nil {
+		t.Fatalf("TryAcquire on an empty directory: %v, %v", ok, err)
+	}
+	s.Release()
+	rw, _ := NewRWLock(rp)
+	if ok, err := rw.TryLock(); !ok || err != nil {
+		t.Fatalf("TryLock of an RWLock on an empty directory: %v, %v", ok, err)
+	}
+	rw.Unlock()
+	if _, err := os.Stat(filepath.Join(sp, "size.2")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(rp, "rwlock.32")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewSemaphore(sp, 3); err == nil {
+		t.Fatal("the adopted semaphore took another size")
+	}
+}
+
 // Many takers of one empty directory at once: exactly one gets it (the
 // exclusive mkdir of the queue decides), round after round.
 func TestEmptyDirectoryOneAdopter(t *testing.T) {

@@ -340,7 +340,7 @@ var ErrRetry = errors.New("retry")
 // (KIND.VALUE: "size.3"), creating it with the marker if it is missing;
 // now and timeout judge the stages a dead creator left (SweepStages).
 // Names for which member is true belong there; any other name means it
-// is not ours: ErrNotLock.
+// is not ours: ErrNotLock. An existing empty dir is marked in place.
 func Container(dir, what, marker string, perm fs.FileMode, now time.Time, timeout time.Duration, member func(string) bool) error {
 	kind, _, _ := strings.Cut(marker, ".")
 	names, err := fsys.ReadNames(dir)
@@ -360,6 +360,18 @@ func Container(dir, what, marker string, perm fs.FileMode, now time.Time, timeou
 			return fmt.Errorf("dlock: %s is not a directory (a file or a symlink): %w", dir, ErrNotLock)
 		}
 		return fmt.Errorf("dlock: reading %s: %w", dir, err)
+	}
+	if len(names) == 0 {
+		// An empty directory made by hand (mkdir -m 0777): marked in
+		// place, keeping its mode and owner. Takers of one size make the
+		// same marker (one mkdir wins, the other sees it); takers of two
+		// sizes at once leave two markers, which every later look
+		// refuses: an error, never two holders of one slot.
+		err := os.Mkdir(filepath.Join(dir, marker), 0o755)
+		if err == nil || errors.Is(err, fs.ErrExist) {
+			return ErrRetry // look again: it is ours now, or another's
+		}
+		return fmt.Errorf("dlock: marking the empty directory %s as a %s: %w", dir, what, errors.Unwrap(err))
 	}
 	found := ""
 	for _, n := range names {
