@@ -7,6 +7,7 @@ import (
 	"io"
 	iofs "io/fs"
 	"math"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -196,10 +197,13 @@ func (lf *lockFlags) kind() string {
 // open makes the Locker the flags ask for at path.
 func (lf *lockFlags) open(path string, extra ...dlock.Option) (dlock.Locker, string, error) {
 	opts := []dlock.Option{dlock.WithTimeout(lf.timeout), dlock.WithPatience(lf.patience), dlock.WithPollInterval(lf.poll), dlock.WithMaxClockSkew(lf.maxSkew)}
-	// (An empty directory made by hand, mkdir -m 0777, is made anew by the
-	// library with its own mode, not the default.)
 	if lf.mode != 0 {
 		opts = append(opts, dlock.WithPermissions(lf.mode))
+	} else if fi, err := os.Stat(path); err == nil && fi.IsDir() && fi.Mode().Perm()&0o700 == 0o700 {
+		// A directory that is there (made by hand with mkdir -m 0777,
+		// or by dlock with -mode): what dlock makes inside it, a
+		// semaphore's slots, an RW lock's parts, gets its mode too.
+		opts = append(opts, dlock.WithPermissions(fi.Mode().Perm()))
 	}
 	opts = append(opts, extra...)
 	switch {

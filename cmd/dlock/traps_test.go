@@ -36,6 +36,23 @@ func TestHandMadeDirectoryIsAFreeLock(t *testing.T) {
 	if err != nil || !os.SameFile(before, after) || after.Mode().Perm() != 0o777 {
 		t.Fatalf("the directory after a run: %v %v, want the same directory, mode 0777", after.Mode(), err)
 	}
+	// As a semaphore or an RW lock too, what is made inside getting its
+	// mode.
+	for _, flags := range [][]string{{"-slots", "2"}, {"-s"}} {
+		d := filepath.Join(dir, flags[0][1:])
+		os.Mkdir(d, 0o755)
+		os.Chmod(d, 0o777)
+		if code, _, errOut := run(t, append(append([]string{"run", "-n"}, flags...), d, "--", "true")...); code != 0 {
+			t.Fatalf("run -n %v on an empty directory: exit %d %s", flags, code, errOut)
+		}
+		inner := filepath.Join(d, "slot.0")
+		if flags[0] == "-s" {
+			inner = filepath.Join(d, "readers")
+		}
+		if fi, err := os.Stat(inner); err != nil || fi.Mode().Perm() != 0o777 {
+			t.Errorf("%s after run %v on a 0777 directory: %v %v, want mode 0777", inner, flags, fi, err)
+		}
+	}
 	holdLock(t, lock)
 	code, out, _ := run(t, "break", "-force", lock)
 	if after, err := os.Stat(lock); code != 0 || err != nil || !os.SameFile(before, after) || after.Mode().Perm() != 0o777 {
