@@ -31,8 +31,10 @@ hand it to the resource so that it can refuse a late holder's writes).
 The job. COMMAND and everything it starts (children, "cmd &", nohup, even
 processes that setsid and fork twice) are the job. As with flock(1), whose
 lock lasts while any child holds the descriptor, the lock lasts as long as
-the job: when COMMAND exits, dlock keeps the lock (and refreshes it) until
-the job's last process has exited. With -stop-leftovers, dlock instead stops
+the job: when COMMAND exits, dlock exits with its status at once, and its
+supervisor keeps the lock (and refreshes it) in the background until the
+job's last process has exited (with nothing left running, the lock is
+released before dlock exits). With -stop-leftovers, dlock instead stops
 what is left of the job when COMMAND exits (SIGTERM, SIGKILL after -grace),
 then releases. On Linux, a supervising dlock process holds the lock and is
 the job's child subreaper, so it sees every process of the job (and, as
