@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -252,7 +253,18 @@ func (t lockTimer) took(stdout io.Writer) {
 
 // dlockError reports an error of the dlock lock in flock's words.
 func dlockError(c *flockConfig, err error, lockPath string, stderr io.Writer) int {
-	fmt.Fprintln(stderr, flockPrefix(c.prog, explain(err, lockPath)))
+	msg := flockPrefix(c.prog, explain(err, lockPath))
+	if _, lerr := os.Lstat(lockPath); errors.Is(err, iofs.ErrPermission) && errors.Is(lerr, iofs.ErrNotExist) {
+		// flock needs only read access to FILE; dlock's lock needs a
+		// directory made beside it, once.
+		dir := filepath.Dir(lockPath)
+		mode := ""
+		if fi, serr := os.Stat(dir); serr == nil {
+			mode = fmt.Sprintf(" (mode %04o%s)", uint32(fi.Mode().Perm()), describeOwner(fi))
+		}
+		msg = fmt.Sprintf("%s: cannot create the lock directory %s: permission denied in %s%s. Run this flock once as a user who may write there: the directory it makes lets every user who may read the file take the lock", c.prog, lockPath, dir, mode)
+	}
+	fmt.Fprintln(stderr, msg)
 	switch {
 	case errors.Is(err, syscall.EROFS), errors.Is(err, syscall.ENOSPC):
 		return exCantCreat

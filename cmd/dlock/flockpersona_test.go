@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -466,5 +467,37 @@ func TestFlockLossStopsTheJob(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		cmd.Process.Kill()
 		t.Fatal("the job still runs 20s after its lock was broken")
+	}
+}
+
+// flock needs only read access to FILE; dlock's lock needs its directory
+// made once beside it, by a user who may: after that every user who may
+// read FILE takes the lock.
+func TestFlockLockOfAnotherUsersFile(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to act as another user")
+	}
+	dir := t.TempDir()
+	for d := dir; d != filepath.Dir(d) && strings.HasPrefix(d, os.TempDir()) && d != os.TempDir(); d = filepath.Dir(d) {
+		os.Chmod(d, 0o755)
+	}
+	os.Chmod(filepath.Dir(dlockBin(t)), 0o755)
+	f := filepath.Join(dir, "shared.lock")
+	os.WriteFile(f, nil, 0o644)
+	asNobody := func() (int, string) {
+		cmd := exec.Command(flockBin(t), "-n", f, "true")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		out, err := cmd.CombinedOutput()
+		return exitCode(err), string(out)
+	}
+	if code, out := asNobody(); code != exNoInput || !strings.Contains(out, "permission denied in "+dir) || !strings.Contains(out, "Run this flock once as a user who may write there") {
+		t.Fatalf("another user's file, no lock directory yet: exit %d %q", code, out)
+	}
+	if code, _, errOut := flockRun(t, nil, f, "true"); code != 0 {
+		t.Fatalf("root's flock: exit %d %s", code, errOut)
+	}
+	if code, out := asNobody(); code != 0 {
+		t.Fatalf("another user's file once its lock directory is made: exit %d %q", code, out)
 	}
 }
