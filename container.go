@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/lockdir/dlock/internal/fsys"
@@ -42,4 +43,19 @@ func (c *container) open(path, kind, marker string, n int, cfg config, member fu
 		}
 	}
 	return fmt.Errorf("dlock: %s %s keeps changing under us", kind, path)
+}
+
+// checkMarker refuses a container at dir marked KIND.M for M other than
+// n (a missing or unreadable one is left to the first attempt).
+func checkMarker(dir, what, kind string, n int) error {
+	names, err := fsys.ReadNames(dir)
+	if err != nil {
+		return nil
+	}
+	for _, name := range names {
+		if v, ok := strings.CutPrefix(name, kind+"."); ok && v != strconv.Itoa(n) {
+			return fmt.Errorf("dlock: %s %s has %s %s, not %d: every user must open it with the same %s", what, dir, kind, v, n, kind)
+		}
+	}
+	return nil
 }

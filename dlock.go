@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -114,9 +113,6 @@ type observation struct {
 	// with localFS: what a waiter's look between listings must be for
 	// the server to answer it (attemptWatched).
 	caching fsys.Caching
-	// The mode of an empty lock directory made by hand that this Lock
-	// removed: the one it creates in its place keeps it.
-	createPerm fs.FileMode
 	// The entry (or picture of the directory) this Lock has been seeing
 	// since seenSince, last at seenLast (see staleAt).
 	seen      bool

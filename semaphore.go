@@ -51,13 +51,22 @@ type Semaphore struct {
 const maxSlots = 4096
 
 // NewSemaphore returns a semaphore of size n at path. Options are those of
-// New; they apply to each slot. NewSemaphore does no I/O.
+// New; they apply to each slot. It reads the directory at path, if there
+// is one, only to refuse a semaphore of another size: every user of a
+// semaphore must open it with the same n.
 func NewSemaphore(path string, n int, opts ...Option) (*Semaphore, error) {
 	cfg, err := newConfig("semaphore", path, opts, 0)
 	if err != nil {
 		return nil, err
 	}
-	return newSemaphore(path, n, cfg)
+	s, err := newSemaphore(path, n, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkMarker(s.path, "semaphore", "size", n); err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
 func newSemaphore(path string, n int, cfg config) (*Semaphore, error) {
