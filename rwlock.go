@@ -258,6 +258,11 @@ func (r rlocker) Unlock() error                  { return r.rw.RUnlock() }
 func (r rlocker) Lost() <-chan struct{}          { return r.rw.Lost() }
 func (r rlocker) Fence() uint64                  { return r.rw.Fence() }
 
+// doOwn is RDo: a reader slot of the call's own (see the package's Do).
+func (r rlocker) doOwn(ctx context.Context, fn func(ctx context.Context) error) error {
+	return r.rw.RDo(ctx, fn)
+}
+
 // check makes sure PATH is a reader/writer lock (creating it if missing),
 // once per RWLock.
 func (rw *RWLock) check() error {

@@ -224,6 +224,12 @@ func (s *Semaphore) Do(ctx context.Context, fn func(ctx context.Context) error) 
 	return runHeld(ctx, p.Lost(), fn, p.Release)
 }
 
+// doOwn is Do: a slot of the call's own, whatever Acquire holds (see the
+// package's Do).
+func (s *Semaphore) doOwn(ctx context.Context, fn func(ctx context.Context) error) error {
+	return s.Do(ctx, fn)
+}
+
 // Lock is Acquire, so that a Semaphore is a Locker.
 func (s *Semaphore) Lock(ctx context.Context) error { return s.Acquire(ctx) }
 
