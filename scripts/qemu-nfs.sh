@@ -114,12 +114,27 @@ ip link set lo up
 ip link set eth0 up
 ip addr add "$net.15/24" dev eth0
 ip route add default via "$net.2"
-opts="vers=4.1,nosharecache,port=${DLOCK_NFS_PORT:-2049},addr=$net.2,clientaddr=$net.15"
+base="port=${DLOCK_NFS_PORT:-2049},addr=$net.2,clientaddr=$net.15"
+opts="vers=4.1,nosharecache,$base"
 n=0
-while [ $n -lt "${DLOCK_MOUNTS:-1}" ]; do
-	n=$((n + 1))
-	mount -t nfs4 "$net.2:/export" "/m$n" -o "$opts" || echo "dlock-qemu: error mounting /m$n"
-done
+if [ -n "${DLOCK_NFS_MOUNTS:-}" ]; then
+	# mount options per mount, separated by "/"; "default": none but the address
+	IFS=/
+	set -- $DLOCK_NFS_MOUNTS
+	IFS=' '
+	for o in "$@"; do
+		n=$((n + 1))
+		mkdir -p "/m$n"
+		case $o in default) o=$base ;; *) o=$o,$base ;; esac
+		mount -t nfs4 "$net.2:/export" "/m$n" -o "$o" || echo "dlock-qemu: error mounting /m$n with $o"
+	done
+else
+	while [ $n -lt "${DLOCK_MOUNTS:-1}" ]; do
+		n=$((n + 1))
+		mount -t nfs4 "$net.2:/export" "/m$n" -o "$opts" || echo "dlock-qemu: error mounting /m$n"
+	done
+fi
+grep ' nfs4 ' /proc/mounts | while read -r dev mnt fs o rest; do echo "dlock-qemu: mount $mnt $o"; done
 echo "dlock-qemu: up $(cat /proc/uptime)"
 DLOCK_TEST_CHILD=${DLOCK_QEMU_ROLE:-none} /bin/dlock.test
 echo "dlock-qemu: exit $?"
