@@ -813,7 +813,7 @@ func parseWorkerEvents(g *qemuAgent, id string) []workerEvent {
 	var out []workerEvent
 	for _, l := range g.ctl.answers(id) {
 		f := strings.Fields(l.text)
-		if len(f) < 3 || !strings.HasPrefix(f[1], "w") {
+		if len(f) < 3 || len(f[1]) < 2 || f[1][0] != 'w' || strings.Trim(f[1][1:], "0123456789") != "" {
 			continue
 		}
 		e := workerEvent{at: l.at, who: g.who + "/" + f[1], guest: g.who, kind: f[2], detail: strings.Join(f[2:], " ")}
@@ -855,6 +855,7 @@ func qemuAlternation(t *testing.T, r qemuRig, a, b *qemuAgent, restarts int) {
 	ida := a.send(t, "workers", args...)
 	idb := b.send(t, "workers", args...)
 	var outages []string
+	var outageTimes [][2]time.Time
 	for i := range restarts {
 		// after (i+1)/(restarts+1) of the acquisitions
 		at := total * (i + 1) / (restarts + 1)
@@ -874,6 +875,7 @@ func qemuAlternation(t *testing.T, r qemuRig, a, b *qemuAgent, restarts int) {
 		}
 		killed, up := restartGanesha(t, r, 2*time.Second)
 		outages = append(outages, fmt.Sprintf("%s-%s", rel(killed, start), rel(up, start)))
+		outageTimes = append(outageTimes, [2]time.Time{killed, up})
 	}
 	budget := time.Duration(total)*(hold+2*time.Second) + 5*time.Minute
 	da := a.wait(t, ida, "workers-done", budget)
@@ -935,10 +937,25 @@ func qemuAlternation(t *testing.T, r qemuRig, a, b *qemuAgent, restarts int) {
 		field(da.text, "failed"), field(db.text, "failed"))
 	t.Logf("  passes between the guests %d of %d acquisitions; longest run of one guest %d; longest wait %.2fs (%s, fence %d, about %.0f holds)",
 		passes, len(acqs), longestRun, longestWait.wait, longestWait.who, longestWait.fence, longestWait.wait/cs)
-	if restarts > 0 || testing.Verbose() {
-		// the timeline around each outage, or all of it with -v
-		for _, e := range acqs {
-			t.Logf("    %s %-6s acquired fence %d (waited %.3fs)", rel(e.at, start), e.who, e.fence, e.wait)
+	// Who had the lock in turn: runs of one guest.
+	var order []string
+	for i := 0; i < len(acqs); {
+		j := i
+		for j < len(acqs) && acqs[j].guest == acqs[i].guest {
+			j++
+		}
+		order = append(order, fmt.Sprintf("%s×%d", acqs[i].guest, j-i))
+		i = j
+	}
+	t.Logf("  turns (in fence order): %s", strings.Join(order, " "))
+	// The timeline around each outage (all of it with DLOCK_QEMU_TIMELINE=1).
+	for _, e := range acqs {
+		near := os.Getenv("DLOCK_QEMU_TIMELINE") == "1"
+		for _, o := range outageTimes {
+			near = near || e.at.After(o[0].Add(-time.Second)) && e.at.Before(o[1].Add(3*time.Second))
+		}
+		if near {
+			t.Logf("    %s %-6s acquired fence ...%d (waited %.3fs)", rel(e.at, start), e.who, e.fence%100000, e.wait)
 		}
 	}
 	if got != total || len(acqs) != total {

@@ -14,6 +14,8 @@
 # STATEDIR defaults to $DLOCK_QEMU_STATE, else ${TMPDIR:-/tmp}/dlock-qemu.
 # QEMU_NFS_PORT (default 20490) is the NFS server's TCP port on 127.0.0.1.
 # QEMU_TEST_RUN (default ^TestQemu) selects the tests `run` runs.
+# DLOCK_QEMU_CACHE, if set, is a directory that keeps the kernel package
+# across state directories (CI sets it; without it each STATEDIR fetches).
 #
 # `up` installs what is missing (qemu-system-x86, busybox-static, kmod, cpio,
 # nfs-ganesha), downloads the kernel package that linux-image-cloud-amd64
@@ -57,10 +59,21 @@ fetch_kernel() {
 	local pkg deb
 	pkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-/ { print $2; exit }')
 	[ -n "$pkg" ] || die "apt-cache knows no linux-image-cloud-amd64 (run apt-get update)"
-	say "downloading $pkg"
 	rm -rf "$state/dl" "$state/kernel"
 	mkdir -p "$state/dl"
-	(cd "$state/dl" && apt-get download "$pkg" >/dev/null 2>&1) || die "apt-get download $pkg failed"
+	# DLOCK_QEMU_CACHE keeps the package across state directories (CI)
+	if [ -n "${DLOCK_QEMU_CACHE:-}" ] && ls "$DLOCK_QEMU_CACHE/${pkg}_"*.deb >/dev/null 2>&1; then
+		say "using $pkg from $DLOCK_QEMU_CACHE"
+		cp "$(ls "$DLOCK_QEMU_CACHE/${pkg}_"*.deb | head -n 1)" "$state/dl/"
+	else
+		say "downloading $pkg"
+		(cd "$state/dl" && apt-get download "$pkg" >/dev/null 2>&1) || die "apt-get download $pkg failed"
+		if [ -n "${DLOCK_QEMU_CACHE:-}" ]; then
+			mkdir -p "$DLOCK_QEMU_CACHE"
+			rm -f "$DLOCK_QEMU_CACHE"/linux-image-*.deb
+			cp "$state/dl"/*.deb "$DLOCK_QEMU_CACHE/"
+		fi
+	fi
 	deb=$(ls "$state/dl"/*.deb)
 	dpkg -x "$deb" "$state/kernel"
 	rm -rf "$state/dl"
