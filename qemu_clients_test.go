@@ -635,7 +635,8 @@ var qemuMountVariants = []struct{ name, opts string }{
 //     restarted (DLOCK_QEMU_RESTARTS times): exact, no overlap, nobody
 //     told a loss (TIMEOUT 20 s, far above the outage).
 //
-// DLOCK_QEMU_HANDOFF_ROUNDS (default 3) sets the hand-offs per variant;
+// DLOCK_QEMU_HANDOFF_ROUNDS (default 3) sets the hand-offs per variant,
+// DLOCK_QEMU_HANDOFF_ONLY picks the variants whose names contain it;
 // DLOCK_QEMU_PARTS (default all) a comma-separated choice of the parts.
 func TestQemuNFSClients(t *testing.T) {
 	r := needQemu(t)
@@ -705,7 +706,11 @@ func qemuHandoff(t *testing.T, r qemuRig, a, b *qemuAgent) {
 	vs = append(vs, variant{"holder on the server's directory", 1, true})
 	limit := DefaultPollInterval + time.Second
 	var table []string
+	only := os.Getenv("DLOCK_QEMU_HANDOFF_ONLY") // a variant's name contains it
 	for vi, v := range vs {
+		if only != "" && !strings.Contains(v.name, only) {
+			continue
+		}
 		lockName := fmt.Sprintf("lock%d", vi)
 		guestPath := fmt.Sprintf("/m%d/%s/%s", v.mount, name, lockName)
 		hostPath := filepath.Join(host, lockName)

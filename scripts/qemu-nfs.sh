@@ -14,6 +14,10 @@
 # STATEDIR defaults to $DLOCK_QEMU_STATE, else ${TMPDIR:-/tmp}/dlock-qemu.
 # QEMU_NFS_PORT (default 20490) is the NFS server's TCP port on 127.0.0.1.
 # QEMU_TEST_RUN (default ^TestQemu) selects the tests `run` runs.
+# QEMU_NFS_ATTR_EXPIRATION (default 0) is ganesha's Attr_Expiration_Time:
+# with ganesha's own default, 60 s, a change made on the exported
+# directory by a process on this host (not through NFS) reaches the
+# guests only when that cache expires (kernel nfsd keeps no such cache).
 # DLOCK_QEMU_CACHE, if set, is a directory that keeps the kernel package
 # across state directories (CI sets it; without it each STATEDIR fetches).
 #
@@ -184,6 +188,7 @@ EXPORT {
 	Pseudo = /export;
 	Access_Type = RW;
 	Squash = No_Root_Squash;
+	Attr_Expiration_Time = ${QEMU_NFS_ATTR_EXPIRATION:-0};
 	Protocols = 4;
 	Transports = TCP;
 	SecType = sys;
