@@ -191,9 +191,13 @@ func nfsMountStats(mount string) string {
 
 // workers runs N worker processes (guestWorker), forwarding their lines.
 func (a *agent) workers(id string, args []string) {
-	if len(args) != 6 {
-		a.say("%s error workers wants N ROUNDS HOLD TIMEOUT PATH COUNTER", id)
+	if len(args) != 6 && len(args) != 7 {
+		a.say("%s error workers wants N ROUNDS HOLD TIMEOUT PATH COUNTER [watch|poll]", id)
 		return
+	}
+	watch := "watch"
+	if len(args) == 7 {
+		watch = args[6]
 	}
 	n, _ := strconv.Atoi(args[0])
 	var wg sync.WaitGroup
@@ -201,7 +205,7 @@ func (a *agent) workers(id string, args []string) {
 	for k := range n {
 		cmd := exec.Command("/proc/self/exe")
 		cmd.Env = append(os.Environ(), "DLOCK_TEST_CHILD=qemu-worker", "DLOCK_ROUNDS="+args[1], "DLOCK_HOLD="+args[2],
-			"DLOCK_TIMEOUT="+args[3], "DLOCK_PATH="+args[4], "DLOCK_COUNTER="+args[5])
+			"DLOCK_TIMEOUT="+args[3], "DLOCK_PATH="+args[4], "DLOCK_COUNTER="+args[5], "DLOCK_WATCH="+watch)
 		out, _ := cmd.StdoutPipe()
 		cmd.Stderr = cmd.Stdout
 		if err := cmd.Start(); err != nil {
@@ -241,7 +245,7 @@ func guestWorker() int {
 	path, counter := os.Getenv("DLOCK_PATH"), os.Getenv("DLOCK_COUNTER")
 	bad := 0
 	for i := range rounds {
-		l, err := New(path, WithTimeout(timeout))
+		l, err := New(path, WithTimeout(timeout), WithWatch(os.Getenv("DLOCK_WATCH") != "poll"))
 		if err != nil {
 			fmt.Printf("error %v\n", err)
 			return 1
@@ -856,7 +860,11 @@ func qemuAlternation(t *testing.T, r qemuRig, a, b *qemuAgent, restarts int) {
 	}
 	total := 2 * procs * rounds
 	start := time.Now()
-	args := []any{procs, rounds, hold, timeout, "/m1/" + name + "/lock", "/m1/" + name + "/counter"}
+	watch := "watch"
+	if os.Getenv("DLOCK_QEMU_WATCH") == "0" {
+		watch = "poll" // the workers poll only (WithWatch(false))
+	}
+	args := []any{procs, rounds, hold, timeout, "/m1/" + name + "/lock", "/m1/" + name + "/counter", watch}
 	ida := a.send(t, "workers", args...)
 	idb := b.send(t, "workers", args...)
 	var outages []string
@@ -936,8 +944,8 @@ func qemuAlternation(t *testing.T, r qemuRig, a, b *qemuAgent, restarts int) {
 	cs := hold.Seconds() + 0.05
 	b2, _ := os.ReadFile(filepath.Join(host, "counter"))
 	got, _ := strconv.Atoi(strings.TrimSpace(string(b2)))
-	t.Logf("%s: 2 guests × %d processes × %d rounds, hold %v, TIMEOUT %v, in %.1fs; server down (SIGKILL) and up again at %v (from the start, host clock)",
-		what, procs, rounds, hold, timeout, took.Seconds(), outages)
+	t.Logf("%s: 2 guests × %d processes × %d rounds, hold %v, TIMEOUT %v, waiters %s, in %.1fs; server down (SIGKILL) and up again at %v (from the start, host clock)",
+		what, procs, rounds, hold, timeout, watch, took.Seconds(), outages)
 	t.Logf("  counter %d (want %d); acquisitions %d; workers failed: g1 %s, g2 %s", got, total, len(acqs),
 		field(da.text, "failed"), field(db.text, "failed"))
 	t.Logf("  passes between the guests %d of %d acquisitions; longest run of one guest %d; longest wait %.2fs (%s, fence %d, about %.0f holds)",
@@ -970,14 +978,15 @@ func qemuAlternation(t *testing.T, r qemuRig, a, b *qemuAgent, restarts int) {
 		t.Errorf("workers failed: %s; %s", da.text, db.text)
 	}
 	if restarts == 0 {
-		// Fair enough: with 2×procs processes, a waiter's turn comes
-		// within a few holds, whatever mount it waits through.
-		if bound := float64(4*procs)*cs + 2; longestWait.wait > bound {
-			t.Errorf("%s waited %.2fs for the lock, more than %.1fs (%d holds and 2 s): one client starves the other",
-				longestWait.who, longestWait.wait, bound, 4*procs)
-		}
-		if passes < len(acqs)/(4*procs) {
-			t.Errorf("the lock passed between the guests %d times in %d acquisitions", passes, len(acqs))
+		// No client waits more than a few holds: every worker of each
+		// guest always wants the lock again, so while one guest holds
+		// a run of turns the other's waiters wait. With the lock taken
+		// in turn (first come, first served) a run would be about procs
+		// long; 2×procs is "a few". The longest wait of one process is
+		// printed above, not judged: the bound is per client.
+		if longestRun > 2*procs {
+			t.Errorf("one guest held the lock %d times in a row while the other's %d processes waited (more than %d): one client starves the other",
+				longestRun, procs, 2*procs)
 		}
 	}
 }
