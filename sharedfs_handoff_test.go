@@ -24,7 +24,9 @@ import (
 // (issue 21): a holder process on mount 1 holds about 1.5 s while this
 // process waits on mount 2 with the default poll; each hand-off, from the
 // holder's Unlock returning (its rename done at the server) to the
-// waiter's Lock returning, must take at most the poll interval plus 1 s.
+// waiter's Lock returning (as the holder's line arrives here: under load
+// the waiter may acquire before it), must take at most the poll interval
+// plus 1 s.
 // It also prints the server's filesystem operations per second of
 // waiting, where it can count them (as root, with strace, on
 // scripts/sharedfs.sh's rig: the sftp sessions' system calls that touch
@@ -156,19 +158,33 @@ type fsOpsCounter struct {
 	stop    func() (int, string, error)
 	began   time.Time
 	counted time.Duration
+	// snapshot: start and stop each take a snapshot of the server's
+	// counts somewhere in the call (gluster's CLI, slow under load): the
+	// window is from the middle of one call to the middle of the other.
+	// Otherwise (strace) it is from start's return to stop's call.
+	snapshot bool
 }
 
 func (c *fsOpsCounter) begin() error {
+	t0 := time.Now()
 	if err := c.start(); err != nil {
 		return err
 	}
 	c.began = time.Now()
+	if c.snapshot {
+		c.began = t0.Add(c.began.Sub(t0) / 2)
+	}
 	return nil
 }
 
 func (c *fsOpsCounter) end() (int, string, error) {
-	c.counted = time.Since(c.began)
-	return c.stop()
+	t0 := time.Now()
+	n, which, err := c.stop()
+	c.counted = t0.Sub(c.began)
+	if c.snapshot {
+		c.counted += time.Since(t0) / 2
+	}
+	return n, which, err
 }
 
 // newFSOpsCounter finds the rig's server: the sshd of scripts/sharedfs.sh
@@ -206,6 +222,7 @@ func newFSOpsCounter(fs sharedFS) (*fsOpsCounter, string) {
 				}
 				return glusterProfileCalls(out)
 			},
+			snapshot: true,
 		}, ""
 	}
 	if _, err := exec.LookPath("strace"); err != nil {
