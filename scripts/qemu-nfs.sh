@@ -62,7 +62,13 @@ fetch_kernel() {
 	[ -s "$state/vmlinuz" ] && [ -s "$state/kernel.version" ] && return 0
 	local pkg deb
 	pkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-/ { print $2; exit }')
-	[ -n "$pkg" ] || die "apt-cache knows no linux-image-cloud-amd64 (run apt-get update)"
+	if [ -z "$pkg" ]; then
+		# a fresh machine whose packages were there already may have no lists
+		say "apt-cache knows no linux-image-cloud-amd64: running apt-get update"
+		apt-get -o DPkg::Lock::Timeout=300 update >>"$state/apt.log" 2>&1 || true
+		pkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-/ { print $2; exit }')
+	fi
+	[ -n "$pkg" ] || die "apt-cache knows no linux-image-cloud-amd64, even after apt-get update (log: $state/apt.log)"
 	rm -rf "$state/dl" "$state/kernel"
 	mkdir -p "$state/dl"
 	# DLOCK_QEMU_CACHE keeps the package across state directories (CI)
