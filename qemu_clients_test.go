@@ -208,7 +208,7 @@ func nfsMountStats(mount string) string {
 // workers runs N worker processes (guestWorker), forwarding their lines.
 func (a *agent) workers(id string, args []string) {
 	if len(args) != 6 && len(args) != 7 {
-		a.say("%s error workers wants N ROUNDS HOLD TIMEOUT PATH COUNTER [watch|poll]", id)
+		a.say("%s error workers wants N ROUNDS HOLD TIMEOUT PATH COUNTER [watch|poll|run]", id)
 		return
 	}
 	watch := "watch"
@@ -255,6 +255,9 @@ func (a *agent) workers(id string, args []string) {
 // held). Times are the host's, as the lines arrive; wait is its own
 // measure of how long Lock took.
 func guestWorker() int {
+	if os.Getenv("DLOCK_WATCH") == "run" {
+		return guestRunWorker()
+	}
 	rounds, _ := strconv.Atoi(os.Getenv("DLOCK_ROUNDS"))
 	hold, _ := time.ParseDuration(os.Getenv("DLOCK_HOLD"))
 	timeout, _ := time.ParseDuration(os.Getenv("DLOCK_TIMEOUT"))
@@ -888,8 +891,11 @@ func qemuAlternation(t *testing.T, r qemuRig, a, b *qemuAgent, restarts int) {
 	total := 2 * procs * rounds
 	start := time.Now()
 	watch := "watch"
-	if os.Getenv("DLOCK_QEMU_WATCH") == "0" {
+	switch os.Getenv("DLOCK_QEMU_WORKER") {
+	case "poll":
 		watch = "poll" // the workers poll only (WithWatch(false))
+	case "run":
+		watch = "run" // each round a dlock run, as a script would lock
 	}
 	args := []any{procs, rounds, hold, timeout, "/m1/" + name + "/lock", "/m1/" + name + "/counter", watch}
 	ida := a.send(t, "workers", args...)
@@ -971,7 +977,7 @@ func qemuAlternation(t *testing.T, r qemuRig, a, b *qemuAgent, restarts int) {
 	cs := hold.Seconds() + 0.05
 	b2, _ := os.ReadFile(filepath.Join(host, "counter"))
 	got, _ := strconv.Atoi(strings.TrimSpace(string(b2)))
-	t.Logf("%s: 2 guests × %d processes × %d rounds, hold %v, TIMEOUT %v, waiters %s, in %.1fs; server down (SIGKILL) and up again at %v (from the start, host clock)",
+	t.Logf("%s: 2 guests × %d processes × %d rounds, hold %v, TIMEOUT %v, workers %s, in %.1fs; server down (SIGKILL) and up again at %v (from the start, host clock)",
 		what, procs, rounds, hold, timeout, watch, took.Seconds(), outages)
 	t.Logf("  counter %d (want %d); acquisitions %d; workers failed: g1 %s, g2 %s", got, total, len(acqs),
 		field(da.text, "failed"), field(db.text, "failed"))
@@ -1075,4 +1081,43 @@ func restartGanesha(t *testing.T, r qemuRig, outage time.Duration) (killed, up t
 			t.Fatalf("ganesha did not listen on 127.0.0.1:%s again within 30 s", r.port)
 		}
 	}
+}
+
+// guestRunWorker is guestWorker with `dlock run` for each round, as a
+// script would lock (a process per round): its COMMAND reads the counter,
+// says so with DLOCK_FENCE, writes it plus one and keeps the lock for
+// DLOCK_HOLD. Its lines are guestWorker's; wait is from starting dlock run
+// to its COMMAND's first line, err dlock run's exit status.
+func guestRunWorker() int {
+	rounds, _ := strconv.Atoi(os.Getenv("DLOCK_ROUNDS"))
+	hold, _ := time.ParseDuration(os.Getenv("DLOCK_HOLD"))
+	script := fmt.Sprintf(`v=$(cat "$DLOCK_COUNTER") && echo "acq fence=$DLOCK_FENCE read=$v" && echo $((v + 1)) >"$DLOCK_COUNTER" && sleep %.3f`, hold.Seconds())
+	bad := 0
+	for i := range rounds {
+		cmd := exec.Command("/bin/dlock", "run", "-timeout", os.Getenv("DLOCK_TIMEOUT"), os.Getenv("DLOCK_PATH"), "--", "/bin/sh", "-c", script)
+		out, _ := cmd.StdoutPipe()
+		cmd.Stderr = os.Stdout // dlock run's own messages: the host counts them as failures
+		t0 := time.Now()
+		if err := cmd.Start(); err != nil {
+			fmt.Printf("error %v\n", err)
+			return 1
+		}
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if rest, ok := strings.CutPrefix(sc.Text(), "acq "); ok {
+				fmt.Printf("acq %d %s wait=%.3f lostAlready=false\n", i, rest, time.Since(t0).Seconds())
+			} else {
+				fmt.Println(sc.Text())
+			}
+		}
+		err := cmd.Wait()
+		if err != nil {
+			bad++
+		}
+		fmt.Printf("rel %d err=%s lost=false\n", i, errText(err))
+	}
+	if bad > 0 {
+		return 1
+	}
+	return 0
 }
