@@ -19,10 +19,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -83,6 +85,7 @@ func (a *agent) say(format string, args ...any) {
 //	ID lock PATH [POLL]   -> ID waiting, then ID acquired fence=F lostAlready=B (or ID error ...)
 //	ID unlock LOCKID      -> ID released err=...
 //	ID stats MOUNT        -> ID stats total=N op=N... (the mount's NFS RPCs, /proc/self/mountstats)
+//	ID uncontended DIR N  -> ID uncontended ... (guestUncontended)
 //	ID workers N ROUNDS HOLD TIMEOUT PATH COUNTER
 //	                      -> ID wK ... (each worker's lines), then ID workers-done failed=N
 func (a *agent) command(id, verb string, args []string) {
@@ -130,6 +133,8 @@ func (a *agent) command(id, verb string, args []string) {
 		a.say("%s stats %s", id, nfsMountStats(args[0]))
 	case "workers":
 		a.workers(id, args)
+	case "uncontended":
+		a.say("%s uncontended %s", id, guestUncontended(args))
 	default:
 		a.say("%s error unknown command %s", id, verb)
 	}
@@ -634,7 +639,7 @@ func envInt(name string, def int) int {
 	return def
 }
 
-// qemuMountVariants are the mounts of issue 21's table, /m1 to /m5 in
+// qemuMountVariants are the mounts of issue 21's table (and actimeo=0), /m1 to /m6 in
 // each guest of TestQemuNFSClients: each its own superblock and caches.
 var qemuMountVariants = []struct{ name, opts string }{
 	{"vers=4.1,nosharecache", "vers=4.1,nosharecache"},
@@ -642,6 +647,7 @@ var qemuMountVariants = []struct{ name, opts string }{
 	{"actimeo=60", "vers=4.1,nosharecache,actimeo=60"},
 	{"noac", "vers=4.1,nosharecache,noac"},
 	{"lookupcache=none", "vers=4.1,nosharecache,lookupcache=none"},
+	{"actimeo=0", "vers=4.1,nosharecache,actimeo=0"},
 }
 
 // Two real NFS clients, two qemu guests, each mounting the export once
@@ -664,7 +670,9 @@ var qemuMountVariants = []struct{ name, opts string }{
 //
 // DLOCK_QEMU_HANDOFF_ROUNDS (default 3) sets the hand-offs per variant,
 // DLOCK_QEMU_HANDOFF_ONLY picks the variants whose names contain it;
-// DLOCK_QEMU_PARTS (default all) a comma-separated choice of the parts.
+// DLOCK_QEMU_PARTS (default the three) a comma-separated choice of the
+// parts; "uncontended" (by hand only) adds dlock's uncontended cost in a
+// guest against the mkdir+rmdir floor of each mount (qemuUncontended).
 func TestQemuNFSClients(t *testing.T) {
 	r := needQemu(t)
 	c := listenCtl(t)
@@ -687,6 +695,9 @@ func TestQemuNFSClients(t *testing.T) {
 	want := func(p string) bool { return parts == "" || strings.Contains(","+parts+",", ","+p+",") }
 	if want("handoff") {
 		t.Run("handoff", func(t *testing.T) { qemuHandoff(t, r, a, b) })
+	}
+	if strings.Contains(","+parts+",", ",uncontended,") { // by hand only
+		t.Run("uncontended", func(t *testing.T) { qemuUncontended(t, r, a) })
 	}
 	if want("alternation") {
 		t.Run("alternation", func(t *testing.T) { qemuAlternation(t, r, a, b, 0) })
@@ -1120,4 +1131,97 @@ func guestRunWorker() int {
 		return 1
 	}
 	return 0
+}
+
+// guestUncontended times N uncontended Lock+Unlock of one Lock at DIR/lock
+// (made first) against N mkdir+rmdir of DIR/floor, the floor of any lock
+// that makes an entry and removes it, in alternating blocks of 10, and
+// counts the NFS RPCs of each from the mount's /proc/self/mountstats. It
+// says: "dlock=MEDIAN floor=MEDIAN ratio=R dlockRPCs=PER-OP floorRPCs=PER-OP
+// dlockOps=OP:PER-OP,... floorOps=...".
+func guestUncontended(args []string) string {
+	if len(args) != 2 {
+		return "error=wants_DIR_N"
+	}
+	dir := args[0]
+	n, _ := strconv.Atoi(args[1])
+	mount := "/" + strings.Split(strings.TrimPrefix(dir, "/"), "/")[0]
+	l, err := New(filepath.Join(dir, "lock"))
+	if err == nil {
+		if err = l.Lock(context.Background()); err == nil {
+			err = l.Unlock()
+		}
+	}
+	if err != nil {
+		return "error=" + errText(err)
+	}
+	var tDlock, tFloor []time.Duration
+	var sDlock, sFloor nfsStats
+	floor := filepath.Join(dir, "floor")
+	for done := 0; done < n; done += 10 {
+		b := parseNFSStats(nfsMountStats(mount))
+		for range 10 {
+			t0 := time.Now()
+			if err := l.Lock(context.Background()); err != nil {
+				return "error=" + errText(err)
+			}
+			if err := l.Unlock(); err != nil {
+				return "error=" + errText(err)
+			}
+			tDlock = append(tDlock, time.Since(t0))
+		}
+		m := parseNFSStats(nfsMountStats(mount))
+		sDlock = sDlock.add(m.sub(b))
+		for range 10 {
+			t0 := time.Now()
+			if err := os.Mkdir(floor, 0o755); err != nil {
+				return "error=" + errText(err)
+			}
+			if err := os.Remove(floor); err != nil {
+				return "error=" + errText(err)
+			}
+			tFloor = append(tFloor, time.Since(t0))
+		}
+		sFloor = sFloor.add(parseNFSStats(nfsMountStats(mount)).sub(m))
+	}
+	med := func(d []time.Duration) time.Duration {
+		slices.Sort(d)
+		return d[len(d)/2]
+	}
+	perOp := func(s nfsStats, k int) string {
+		var parts []string
+		for _, op := range slices.Sorted(maps.Keys(s.ops)) {
+			parts = append(parts, fmt.Sprintf("%s:%.1f", op, float64(s.ops[op])/float64(k)))
+		}
+		return strings.Join(parts, ",")
+	}
+	md, mf := med(tDlock), med(tFloor)
+	return fmt.Sprintf("dlock=%v floor=%v ratio=%.2f dlockRPCs=%.1f floorRPCs=%.1f dlockOps=%s floorOps=%s",
+		md, mf, float64(md)/float64(mf), float64(sDlock.total)/float64(len(tDlock)), float64(sFloor.total)/float64(len(tFloor)),
+		perOp(sDlock, len(tDlock)), perOp(sFloor, len(tFloor)))
+}
+
+// qemuUncontended prints, per mount variant, dlock's uncontended
+// Lock+Unlock in a guest against the mkdir+rmdir floor of the same mount
+// and run, as a ratio, and the NFS RPCs each costs. Measured, not judged
+// (issue 26 wants it in the bench; this is the guests' side of it).
+func qemuUncontended(t *testing.T, r qemuRig, a *qemuAgent) {
+	name, _ := r.dir(t)
+	n := envInt("DLOCK_QEMU_UNCONTENDED_ROUNDS", 100)
+	t.Logf("uncontended in guest g1, %d Lock+Unlock of one Lock against %d mkdir+rmdir, alternating blocks of 10; medians, their ratio, NFS RPCs per operation:", n, n)
+	t.Logf("| mount | dlock | mkdir+rmdir | ratio | RPCs dlock | RPCs floor | dlock's RPCs |")
+	t.Logf("|---|---|---|---|---|---|---|")
+	for i, v := range qemuMountVariants {
+		dir := fmt.Sprintf("/m%d/%s/u%d", i+1, name, i)
+		if err := os.Mkdir(filepath.Join(r.export, name, fmt.Sprintf("u%d", i)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		res := a.wait(t, a.send(t, "uncontended", dir, n), "uncontended", 10*time.Minute)
+		if e := field(res.text, "error"); e != "" {
+			t.Errorf("%s: %s", v.name, e)
+			continue
+		}
+		t.Logf("| %s | %s | %s | %s | %s | %s | %s |", v.name, field(res.text, "dlock"), field(res.text, "floor"), field(res.text, "ratio"),
+			field(res.text, "dlockRPCs"), field(res.text, "floorRPCs"), field(res.text, "dlockOps"))
+	}
 }
