@@ -305,6 +305,13 @@ func guestWorker() int {
 				fmt.Printf("error writing the counter: %v\n", err)
 				bad++
 			}
+			// A write that returns after the lock was lost may land
+			// after a successor's read: only a fence can stop that.
+			select {
+			case <-lost:
+				fmt.Printf("late-write %d fence=%d wrote=%d\n", i, l.Fence(), v+1)
+			default:
+			}
 		}
 		wasLost := false
 		select {
@@ -890,6 +897,11 @@ func qemuAlternation(t *testing.T, r qemuRig, a, b *qemuAgent, restarts int) {
 	hold := 200 * time.Millisecond
 	timeout := 10 * time.Second
 	what := "alternation"
+	// DLOCK_QEMU_RESTART_GRACE=N: ganesha comes back with a grace period
+	// of N seconds (renames wait it out, as in issue 21's item 2); a
+	// holder whose refresh waits past its deadline must be told it lost
+	// the lock, and Lock must never return a lock already lost.
+	grace := time.Duration(envInt("DLOCK_QEMU_RESTART_GRACE", 0)) * time.Second
 	if restarts > 0 {
 		rounds = envInt("DLOCK_QEMU_RESTART_ROUNDS", 25)
 		hold = 100 * time.Millisecond
@@ -930,7 +942,7 @@ func qemuAlternation(t *testing.T, r qemuRig, a, b *qemuAgent, restarts int) {
 				t.Fatalf("only %d acquisitions after 10 minutes", n)
 			}
 		}
-		killed, up := restartGanesha(t, r, 2*time.Second)
+		killed, up := restartGanesha(t, r, 2*time.Second, grace)
 		outages = append(outages, fmt.Sprintf("%s-%s", rel(killed, start), rel(up, start)))
 		outageTimes = append(outageTimes, [2]time.Time{killed, up})
 	}
@@ -940,6 +952,8 @@ func qemuAlternation(t *testing.T, r qemuRig, a, b *qemuAgent, restarts int) {
 	took := time.Since(start)
 	evs := append(parseWorkerEvents(a, ida), parseWorkerEvents(b, idb)...)
 	var acqs []workerEvent
+	var toldLost, warned []string
+	lateWrite := map[uint64]bool{}
 	byWho := map[string][]workerEvent{}
 	for _, e := range evs {
 		switch e.kind {
@@ -948,11 +962,29 @@ func qemuAlternation(t *testing.T, r qemuRig, a, b *qemuAgent, restarts int) {
 			if e.lost {
 				t.Errorf("%s acquired fence %d with its lock already lost", e.who, e.fence)
 			}
+		case "late-write":
+			lateWrite[e.fence] = true
+			t.Logf("  %s %s wrote the counter after it was told its lock (fence %d) was lost", rel(e.at, start), e.who, e.fence)
 		case "rel":
-			if e.lost || e.err != "nil" {
+			switch {
+			case e.lost && grace > 0:
+				// a grace period past the deadline: the holder could not
+				// refresh, and must be told; the chain below says whether
+				// anyone got in before it was
+				toldLost = append(toldLost, fmt.Sprintf("%s %s (round %d, err=%s)", rel(e.at, start), e.who, e.round, e.err))
+			case e.lost || e.err != "nil":
 				t.Errorf("%s round %d: released with err=%s, told lost: %v", e.who, e.round, e.err, e.lost)
 			}
 		default:
+			// dlock's warnings: with a grace period past the deadline a
+			// holder must give its lock up and a waiter reclaim it, and
+			// both say so; any other warning (a skew warning between
+			// guests whose clocks agree), and any at all without one,
+			// is wrong.
+			if grace > 0 && (strings.Contains(e.detail, `msg="dlock: lost lock"`) || strings.Contains(e.detail, `msg="dlock: reclaimed lock"`)) {
+				warned = append(warned, fmt.Sprintf("%s %s: %s", rel(e.at, start), e.who, e.detail))
+				break
+			}
 			t.Errorf("%s: %s", e.who, e.detail)
 		}
 		byWho[e.who] = append(byWho[e.who], e)
@@ -966,9 +998,18 @@ func qemuAlternation(t *testing.T, r qemuRig, a, b *qemuAgent, restarts int) {
 		if i > 0 && acqs[i-1].fence == e.fence {
 			t.Errorf("fence %d acquired twice: %s and %s", e.fence, acqs[i-1].who, e.who)
 		}
-		if e.read != i {
-			t.Errorf("acquisition %d (fence %d, %s) read the counter at %d, want %d: a critical section overlapped or a write was lost",
-				i, e.fence, e.who, e.read, i)
+		switch {
+		case i == 0 && e.read != 0:
+			t.Errorf("the first acquisition (fence %d, %s) read the counter at %d, want 0", e.fence, e.who, e.read)
+		case i > 0 && e.read != acqs[i-1].read+1 && lateWrite[acqs[i-1].fence]:
+			// the one before wrote after it was told it had lost the
+			// lock (its write stuck in the NFS client): explained, not
+			// the lock's, and what the fence is for
+			t.Logf("  acquisition %d (fence %d, %s) read %d, not %d: the holder before it (%s) wrote after it was told its lock was lost",
+				i, e.fence, e.who, e.read, acqs[i-1].read+1, acqs[i-1].who)
+		case i > 0 && e.read != acqs[i-1].read+1:
+			t.Errorf("acquisition %d (fence %d, %s) read the counter at %d, but the one before it (fence %d, %s) read %d: a critical section overlapped or a write was lost",
+				i, e.fence, e.who, e.read, acqs[i-1].fence, acqs[i-1].who, acqs[i-1].read)
 		}
 		if e.guest != runGuest {
 			if runGuest != "" {
@@ -992,6 +1033,12 @@ func qemuAlternation(t *testing.T, r qemuRig, a, b *qemuAgent, restarts int) {
 		what, procs, rounds, hold, timeout, watch, took.Seconds(), outages)
 	t.Logf("  counter %d (want %d); acquisitions %d; workers failed: g1 %s, g2 %s", got, total, len(acqs),
 		field(da.text, "failed"), field(db.text, "failed"))
+	if restarts > 0 {
+		t.Logf("  ganesha's grace period on restart: %v; holders told their lock was lost: %d %v", grace, len(toldLost), toldLost)
+		for _, w := range warned {
+			t.Logf("    %s", w)
+		}
+	}
 	t.Logf("  passes between the guests %d of %d acquisitions; longest run of one guest %d; longest wait %.2fs (%s, fence %d, about %.0f holds)",
 		passes, len(acqs), longestRun, longestWait.wait, longestWait.who, longestWait.fence, longestWait.wait/cs)
 	// Who had the lock in turn: runs of one guest.
@@ -1015,8 +1062,8 @@ func qemuAlternation(t *testing.T, r qemuRig, a, b *qemuAgent, restarts int) {
 			t.Logf("    %s %-6s acquired fence ...%d (waited %.3fs)", rel(e.at, start), e.who, e.fence%100000, e.wait)
 		}
 	}
-	if got != total || len(acqs) != total {
-		t.Errorf("counter %d and %d acquisitions, want %d", got, len(acqs), total)
+	if got != total-len(lateWrite) && got != total || len(acqs) != total {
+		t.Errorf("counter %d and %d acquisitions, want %d (%d late writes)", got, len(acqs), total, len(lateWrite))
 	}
 	if field(da.text, "failed") != "0" || field(db.text, "failed") != "0" {
 		t.Errorf("workers failed: %s; %s", da.text, db.text)
@@ -1041,9 +1088,9 @@ func qemuAlternation(t *testing.T, r qemuRig, a, b *qemuAgent, restarts int) {
 }
 
 // restartGanesha SIGKILLs the rig's nfs-ganesha, waits outage, starts it
-// again with the same command line and returns when it was killed and
-// when it listened again.
-func restartGanesha(t *testing.T, r qemuRig, outage time.Duration) (killed, up time.Time) {
+// again with the same command line (with a grace period of grace, if not
+// 0) and returns when it was killed and when it listened again.
+func restartGanesha(t *testing.T, r qemuRig, outage, grace time.Duration) (killed, up time.Time) {
 	t.Helper()
 	pidFile := filepath.Join(r.state, "ganesha", "ganesha.pid")
 	b, err := os.ReadFile(pidFile)
@@ -1080,6 +1127,27 @@ func restartGanesha(t *testing.T, r qemuRig, outage time.Duration) (killed, up t
 		t.Fatal(err)
 	}
 	defer out.Close()
+	// With a grace period: the same configuration, but not graceless.
+	for i := 0; i+1 < len(argv); i++ {
+		if argv[i] != "-f" {
+			continue
+		}
+		conf := strings.TrimSuffix(argv[i+1], ".grace")
+		argv[i+1] = conf
+		if grace > 0 {
+			b, err := os.ReadFile(conf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			g := int(grace.Seconds())
+			c := strings.Replace(string(b), "Graceless = true;",
+				fmt.Sprintf("Graceless = false;\n\tGrace_Period = %d;\n\tLease_Lifetime = %d;", g, g), 1)
+			if err := os.WriteFile(conf+".grace", []byte(c), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			argv[i+1] = conf + ".grace"
+		}
+	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
