@@ -69,6 +69,10 @@ func qemuRole(role string) int {
 		return guestRun(path, timeout)
 	case "qemu-counter":
 		return guestCounter(timeout)
+	case "qemu-agent":
+		return guestAgent()
+	case "qemu-worker":
+		return guestWorker()
 	}
 	guestSay("error unknown role %s", role)
 	return 2
