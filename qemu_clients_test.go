@@ -1178,7 +1178,7 @@ func guestRunWorker() int {
 	script := fmt.Sprintf(`v=$(cat "$DLOCK_COUNTER") && echo "acq fence=$DLOCK_FENCE read=$v" && echo $((v + 1)) >"$DLOCK_COUNTER" && sleep %.3f`, hold.Seconds())
 	bad := 0
 	for i := range rounds {
-		cmd := exec.Command("/bin/dlock", "run", "-timeout", os.Getenv("DLOCK_TIMEOUT"), os.Getenv("DLOCK_PATH"), "--", "/bin/sh", "-c", script)
+		cmd := exec.Command("/bin/dlock", "run", "-stale-after", os.Getenv("DLOCK_TIMEOUT"), os.Getenv("DLOCK_PATH"), "--", "/bin/sh", "-c", script)
 		out, _ := cmd.StdoutPipe()
 		cmd.Stderr = os.Stdout // dlock run's own messages: the host counts them as failures
 		t0 := time.Now()

@@ -17,4 +17,6 @@ var linuxRoles = map[string]func() int{
 	"qemu-wait":    func() int { return qemuRole("qemu-wait") },
 	"qemu-run":     func() int { return qemuRole("qemu-run") },
 	"qemu-counter": func() int { return qemuRole("qemu-counter") },
+	"qemu-agent":   func() int { return qemuRole("qemu-agent") }, // qemu_clients_test.go
+	"qemu-worker":  func() int { return qemuRole("qemu-worker") },
 }
