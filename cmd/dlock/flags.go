@@ -176,6 +176,9 @@ func (lf *lockFlags) kind() string {
 
 // open makes the Locker the flags ask for at path.
 func (lf *lockFlags) open(path string, extra ...dlock.Option) (dlock.Locker, string, error) {
+	if backendScheme(path) != "" { // a URL: a server's lock, kept by a helper (backend.go)
+		return lf.openBackend(path, 0)
+	}
 	opts := []dlock.Option{dlock.WithTimeout(lf.timeout), dlock.WithPatience(lf.patience), dlock.WithPollInterval(lf.poll), dlock.WithMaxClockSkew(lf.maxSkew)}
 	// (An empty directory made by hand, mkdir -m 0777, is made anew by the
 	// library with its own mode, not the default.)

@@ -63,12 +63,20 @@ func runFront(c *runConfig, args []string, stderr io.Writer) int {
 			return exitError
 		}
 	}
+	bk, err := startFrontBackend(c, sup) // a URL PATH's helper (backend_unix.go)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitError
+	}
 	becomeSubreaper()
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
-	if err := sup.Start(); err != nil {
+	err = sup.Start()
+	bk.handedOver()
+	if err != nil {
 		r.Close()
+		bk.wait(time.Second)
 		if c.pidns {
 			fmt.Fprintf(stderr, "dlock: -pidns: cannot make a pid namespace here (%v): run without -pidns, or as root, or where unprivileged user namespaces are allowed\n", err)
 		} else {
@@ -96,6 +104,7 @@ func runFront(c *runConfig, args []string, stderr io.Writer) int {
 				fmt.Fprintf(stderr, "dlock: forwarding %v to the supervisor: %v\n", sig, err)
 			}
 		case status := <-exited:
+			bk.wait(c.timeout)
 			if orphans := stopOrphans(id, c.grace, 5*time.Second+c.grace); orphans > 0 {
 				fmt.Fprintf(stderr, "dlock: the supervisor exited (status %d) leaving %d processes of the job: stopped them\n", status, orphans)
 			}

@@ -117,6 +117,7 @@ func holderMain(args []string, stderr io.Writer) int {
 		opts = append(opts, dlock.WithLogger(newLogger(stderr)))
 	}
 	l, abs, err := lf.open(path, opts...)
+	path = displayPath(path) // a URL's password is not for messages
 	if err != nil {
 		fmt.Fprintln(stderr, explain(err, path))
 		return exitError

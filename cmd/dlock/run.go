@@ -232,7 +232,7 @@ func supervise(c *runConfig, frontDied <-chan struct{}, stderr io.Writer) int {
 	if log != nil {
 		extra = append(extra, dlock.WithLogger(log))
 	}
-	l, abs, err := c.open(c.path, extra...)
+	l, abs, err := c.openLock(extra...)
 	if err != nil {
 		fmt.Fprintln(stderr, explain(err, c.path))
 		return exitError
