@@ -101,10 +101,11 @@ func heartbeat(timeout time.Duration) time.Duration {
 
 // backendLock is a dlock.Locker kept by a helper process.
 type backendLock struct {
-	name string // the URL, its password hidden
-	w    io.Writer
-	hb   time.Duration
-	cmd  *exec.Cmd // when this process started the helper
+	name    string // the URL, its password hidden
+	w       io.Writer
+	hb      time.Duration
+	timeout time.Duration // TIMEOUT
+	cmd     *exec.Cmd     // when this process started the helper
 
 	opMu    sync.Mutex  // one request at a time
 	wmu     sync.Mutex  // whole lines
@@ -118,6 +119,7 @@ type backendLock struct {
 	holding  bool
 	fence    uint64
 	stopWait chan struct{} // ends the watchdog of the acquisition
+	silent   bool          // the helper fell silent: it is stopped or hung
 }
 
 var _ dlock.Locker = (*backendLock)(nil)
@@ -159,7 +161,7 @@ func (lf *lockFlags) openBackend(path string, margin time.Duration) (dlock.Locke
 			return nil, "", fmt.Errorf("dlock: starting %s: %w", prog, err)
 		}
 	}
-	b := &backendLock{name: displayPath(path), w: w, hb: heartbeat(lf.timeout), cmd: cmd,
+	b := &backendLock{name: displayPath(path), w: w, hb: heartbeat(lf.timeout), timeout: lf.timeout, cmd: cmd,
 		replies: make(chan string, 4), dead: make(chan struct{}), alive: make(chan struct{}, 1), lost: make(chan struct{})}
 	go b.read(r)
 	err := b.send(backendproto.EncodeOpen(backendproto.Options{URL: path, Timeout: lf.timeout, Margin: margin,
@@ -245,7 +247,19 @@ func (b *backendLock) send(line string) error {
 // answer waits for the answer to the request sent; when ctx ends first it
 // sends cancel and waits for the answer still.
 func (b *backendLock) answer(ctx context.Context) (verb, arg string, err error) {
+	return b.answerWithin(ctx, 0)
+}
+
+// answerWithin is answer, giving up after within (if not 0): the helper
+// is then beyond use, as its late answer would be taken for the next.
+func (b *backendLock) answerWithin(ctx context.Context, within time.Duration) (verb, arg string, err error) {
 	done := ctx.Done()
+	var late <-chan time.Time
+	if within > 0 {
+		t := time.NewTimer(within)
+		defer t.Stop()
+		late = t.C
+	}
 	for {
 		select {
 		case line := <-b.replies:
@@ -254,6 +268,11 @@ func (b *backendLock) answer(ctx context.Context) (verb, arg string, err error) 
 		case <-done:
 			done = nil
 			b.send("cancel")
+		case <-late:
+			if c, ok := b.w.(io.Closer); ok {
+				c.Close() // the helper ends at the end of its input
+			}
+			return "", "", fmt.Errorf("dlock: %s: the backend helper did not answer within %s", b.name, within)
 		case <-b.dead:
 			select {
 			case line := <-b.replies:
@@ -340,6 +359,9 @@ func (b *backendLock) watch(lost, stop chan struct{}) {
 		case <-b.alive:
 			t.Reset(window)
 		case <-t.C:
+			b.mu.Lock()
+			b.silent = true
+			b.mu.Unlock()
 			b.markLost(fmt.Sprintf("the backend helper said nothing for %s: it is stopped or hung, and its lease may run out unseen", window))
 			return
 		case <-lost:
@@ -363,6 +385,10 @@ func (b *backendLock) Unlock() error {
 	b.holding = false
 	close(b.stopWait)
 	lost, fence := b.lost, b.fence
+	within := b.timeout
+	if b.silent {
+		within = 4 * b.hb // it did not answer for this long already
+	}
 	b.mu.Unlock()
 	lostErr := func(now string) error {
 		b.mu.Lock()
@@ -370,10 +396,13 @@ func (b *backendLock) Unlock() error {
 		b.mu.Unlock()
 		return &dlock.LostError{Path: b.name, Fence: fence, Why: why, Now: now}
 	}
+	// The helper's Unlock waits for the server within the deadline at
+	// most; a helper that does not answer for TIMEOUT is stopped or hung,
+	// and its lease runs out without it.
 	err := b.send("unlock")
 	var v, arg string
 	if err == nil {
-		v, arg, err = b.answer(context.Background())
+		v, arg, err = b.answerWithin(context.Background(), within)
 	}
 	switch {
 	case err != nil:
