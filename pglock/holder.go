@@ -275,6 +275,16 @@ func (l *Lock) listen(ctx context.Context) *listener {
 	return ln
 }
 
+// dead tells whether the listening connection has failed.
+func (ln *listener) dead() bool {
+	select {
+	case <-ln.done:
+		return true
+	default:
+		return false
+	}
+}
+
 func (ln *listener) close() {
 	ln.cancel()
 	<-ln.done

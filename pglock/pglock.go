@@ -547,6 +547,10 @@ func (l *Lock) acquire(ctx context.Context, patience time.Duration, try bool) (*
 					continue // listening now: look again before waiting
 				}
 			}
+			if ln != nil && ln.dead() {
+				ln.close() // its connection failed (the server restarted?): poll until the next LISTEN
+				ln = nil
+			}
 			if ln != nil {
 				wait = max(wait, time.Second)
 			}

@@ -52,6 +52,10 @@ func newPool(t testing.TB, url string, size int32) *pgxpool.Pool {
 		t.Fatal(err)
 	}
 	cfg.MaxConns = size
+	// the tests' own statements go through PgBouncer 1.18 in transaction
+	// pooling too: no named prepared statements (pglock's own ask for this
+	// mode whatever the pool's default)
+	cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeExec
 	cfg.ConnConfig.RuntimeParams["application_name"] = "pglock-test"
 	p, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
