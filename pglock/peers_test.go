@@ -253,3 +253,51 @@ func TestPeersRowLockKilledHolder(t *testing.T) {
 		t.Errorf("pglock took %v after the kill, more than TIMEOUT %v (+500ms)", got, timeout)
 	}
 }
+
+// TestPeersAdvisoryBackendKilled: the holder of a session advisory lock
+// loses it the moment its backend is killed (a failover, an idle-session
+// reaper, an operator), and nothing tells it: a waiter has the lock at
+// once while the holder works on. pglock's holder keeps its lease through
+// the same kill (TestFaults, first row).
+func TestPeersAdvisoryBackendKilled(t *testing.T) {
+	url := targets(t)[0].url
+	conn := func(app string) *pgx.Conn {
+		cfg, err := pgx.ParseConfig(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.RuntimeParams["application_name"] = app
+		c, err := pgx.ConnectConfig(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close(context.Background()) })
+		return c
+	}
+	holder, waiter := conn("advisory-holder"), conn("advisory-waiter")
+	if _, err := holder.Exec(context.Background(), `SELECT pg_advisory_lock(4343)`); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan time.Time, 1)
+	go func() {
+		if _, err := waiter.Exec(ctxT(t, 20*time.Second), `SELECT pg_advisory_lock(4343)`); err != nil {
+			t.Error(err)
+		}
+		got <- time.Now()
+	}()
+	time.Sleep(300 * time.Millisecond)
+	killedAt := time.Now()
+	if n := terminate(t, url, "advisory-holder"); n != 1 {
+		t.Fatalf("killed %d backends", n)
+	}
+	var at time.Time
+	select {
+	case at = <-got:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the waiter did not get the advisory lock after the holder's backend was killed")
+	}
+	// The holder, between statements, has had no word of it.
+	t.Logf("pg_advisory_lock: the holder's backend killed; the waiter acquired %v later; the holder was told nothing (it learns only at its next statement, if that fails)",
+		at.Sub(killedAt).Round(time.Millisecond))
+	waiter.Exec(context.Background(), `SELECT pg_advisory_unlock(4343)`)
+}

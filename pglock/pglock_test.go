@@ -510,3 +510,52 @@ func TestBadInput(t *testing.T) {
 		t.Fatal("a NUL in the name accepted")
 	}
 }
+
+// TestFenceInMigrationTable: the guide's pattern. A holder that lost the
+// lock (its lease expired while it was away) writes with its old fence
+// after a successor wrote with the new one: its write changes nothing.
+func TestFenceInMigrationTable(t *testing.T) {
+	tg := targets(t)[1] // through PgBouncer
+	p := newPool(t, tg.url, 4)
+	name := lockName(t)
+	exec := func(q string, args ...any) int64 {
+		t.Helper()
+		tag, err := p.Exec(context.Background(), q, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tag.RowsAffected()
+	}
+	exec(`CREATE TABLE IF NOT EXISTS pglock_test_migrations (name text PRIMARY KEY, version int NOT NULL, fence bigint NOT NULL)`)
+	write := func(fence uint64, version int) int64 {
+		return exec(`INSERT INTO pglock_test_migrations VALUES ($1, $3, $2) ON CONFLICT (name) DO UPDATE SET version = $3, fence = $2
+			WHERE pglock_test_migrations.fence <= $2`, name, int64(fence), version)
+	}
+	a, b := newLock(t, p, name), newLock(t, p, name)
+	if err := a.Lock(ctxT(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if n := write(a.Fence(), 1); n != 1 {
+		t.Fatalf("first write: %d rows", n)
+	}
+	exec(`UPDATE dlock_leases SET expires = clock_timestamp() WHERE name = $1`, name) // a's lease runs out
+	if err := b.Lock(ctxT(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if n := write(b.Fence(), 2); n != 1 {
+		t.Fatalf("successor's write: %d rows", n)
+	}
+	if n := write(a.Fence(), 99); n != 0 {
+		t.Fatalf("the stale holder's write with fence %d after fence %d changed %d rows", a.Fence(), b.Fence(), n)
+	}
+	var v int
+	if err := p.QueryRow(context.Background(), `SELECT version FROM pglock_test_migrations WHERE name = $1`, name).Scan(&v); err != nil || v != 2 {
+		t.Fatalf("version %d (%v), want the successor's 2", v, err)
+	}
+	if err := a.Unlock(); !errors.Is(err, dlock.ErrLost) {
+		t.Fatalf("stale Unlock: %v", err)
+	}
+	if err := b.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+}

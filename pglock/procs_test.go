@@ -463,7 +463,7 @@ func runFault(t *testing.T, f fault, urls map[string]string) string {
 	case wasTold:
 		gap := wAcq.at - told.at
 		row += fmt.Sprintf(" | told %s before the successor (M %s)", ms(gap), ms(f.margin))
-		if gap < f.margin-50*time.Millisecond {
+		if gap < f.margin-100*time.Millisecond { // 100ms: the two printing processes' and the timer's delays
 			t.Errorf("holder told only %v before the successor acquired (MARGIN %v)", gap, f.margin)
 		}
 		if !hLost {
