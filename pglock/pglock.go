@@ -685,9 +685,10 @@ var errNotOurs = errors.New("the row is not this acquisition's")
 // Open connects to the PostgreSQL server at url ("postgres://…" or
 // "postgresql://…", as pgx takes it) and returns the Lock named name on it,
 // with a pool of its own that Close closes. When name is "", the URL's
-// query parameter "lock" names the lock; "lock_table" sets WithTable. Both
-// are removed before the URL is handed to pgx. It does not contact the
-// server.
+// fragment names the lock ("postgres://db/app#migrate", so that it can be
+// appended to a DATABASE_URL that has a query), or else its query
+// parameter "lock"; "lock_table" sets WithTable. They are removed before
+// the URL is handed to pgx. It does not contact the server.
 func Open(url, name string, opts ...Option) (*Lock, error) {
 	cfg, name, table, err := parseURL(url, name)
 	if err != nil {
@@ -728,14 +729,18 @@ func parseURL(raw, name string) (*pgxpool.Config, string, string, error) {
 	}
 	q := u.Query()
 	if name == "" {
+		name = u.Fragment
+	}
+	if name == "" {
 		name = q.Get("lock")
 	}
 	table := q.Get("lock_table")
 	q.Del("lock")
 	q.Del("lock_table")
 	u.RawQuery = q.Encode()
+	u.Fragment, u.RawFragment = "", ""
 	if name == "" {
-		return nil, "", "", fmt.Errorf("pglock: %s names no lock: add ?lock=NAME", redact(raw))
+		return nil, "", "", fmt.Errorf("pglock: %s names no lock: add #NAME or ?lock=NAME", redact(raw))
 	}
 	cfg, err := pgxpool.ParseConfig(u.String())
 	if err != nil {

@@ -486,6 +486,24 @@ type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
 
+func TestOpenURL(t *testing.T) {
+	tg := targets(t)[1]
+	for _, u := range []string{tg.url + "#" + "open-url-frag", tg.url + "&lock=open-url-query&lock_table=pglock_open_test"} {
+		l, err := pglock.Open(u, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Lock(ctxT(t, 10*time.Second)); err != nil {
+			t.Fatalf("%s: %v", u, err)
+		}
+		t.Logf("%s: lock %q in table %s, fence %d", u, l.Name(), l.Table(), l.Fence())
+		if err := l.Unlock(); err != nil {
+			t.Fatal(err)
+		}
+		l.Close()
+	}
+}
+
 func TestBadInput(t *testing.T) {
 	if _, err := pglock.New(nil, "x"); err == nil {
 		t.Fatal("nil pool accepted")
