@@ -502,7 +502,6 @@ func (l *Lock) acquire(ctx context.Context, patience time.Duration, try bool) (*
 		expired = t.C
 	}
 	token := newToken()
-	rec, _ := json.Marshal(record{PID: os.Getpid(), Host: l.host, Since: time.Now().UTC(), TimeoutMS: l.cfg.timeout.Milliseconds()})
 
 	var ln *listener
 	defer func() {
@@ -513,7 +512,9 @@ func (l *Lock) acquire(ctx context.Context, patience time.Duration, try bool) (*
 	backoff := 50 * time.Millisecond
 	var last attemptResult
 	var lastErr error
+	raced := 0
 	for {
+		rec, _ := json.Marshal(record{PID: os.Getpid(), Host: l.host, Since: time.Now().UTC(), TimeoutMS: l.cfg.timeout.Milliseconds()})
 		issued := c.Now()
 		r, err := l.attemptIn(rpcCtx, token, string(rec))
 		if err == nil && r.ok {
@@ -535,6 +536,13 @@ func (l *Lock) acquire(ctx context.Context, patience time.Duration, try bool) (*
 		} else {
 			lastErr = nil
 			backoff = 50 * time.Millisecond
+			if r.raced && raced < 3 {
+				// the row changed under the statement (acquired or released
+				// by another meanwhile): look again at once
+				raced++
+				continue
+			}
+			raced = 0
 			if !r.raced {
 				last = r
 			}

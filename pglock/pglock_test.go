@@ -47,6 +47,12 @@ func targets(t testing.TB) []target {
 
 func newPool(t testing.TB, url string, size int32) *pgxpool.Pool {
 	t.Helper()
+	return newPoolApp(t, url, size, "pglock-test")
+}
+
+// newPoolApp is newPool whose connections carry application_name app.
+func newPoolApp(t testing.TB, url string, size int32, app string) *pgxpool.Pool {
+	t.Helper()
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		t.Fatal(err)
@@ -56,7 +62,7 @@ func newPool(t testing.TB, url string, size int32) *pgxpool.Pool {
 	// pooling too: no named prepared statements (pglock's own ask for this
 	// mode whatever the pool's default)
 	cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeExec
-	cfg.ConnConfig.RuntimeParams["application_name"] = "pglock-test"
+	cfg.ConnConfig.RuntimeParams["application_name"] = app
 	p, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -450,7 +456,8 @@ func TestListenNotify(t *testing.T) {
 				return logs.Write(b)
 			}), &slog.HandlerOptions{Level: slog.LevelDebug}))
 			a := newLock(t, p, name)
-			b := newLock(t, p, name, pglock.WithPollInterval(poll), pglock.WithLogger(log))
+			app := fmt.Sprintf("pglock-listen-%d", nameSeq.Add(1))
+			b := newLock(t, newPoolApp(t, tg.url, 4, app), name, pglock.WithPollInterval(poll), pglock.WithLogger(log))
 			if err := a.Lock(ctxT(t, 10*time.Second)); err != nil {
 				t.Fatal(err)
 			}
@@ -461,7 +468,25 @@ func TestListenNotify(t *testing.T) {
 				}
 				got <- time.Now()
 			}()
-			time.Sleep(1500 * time.Millisecond) // b has tried, and waits (a poll of 1 s when listening)
+			if tg.name == "direct" {
+				// wait until b listens (its connection's last statement)
+				watch := newPool(t, tg.url, 1)
+				for deadline := time.Now().Add(20 * time.Second); ; {
+					var n int
+					if err := watch.QueryRow(context.Background(), `SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND query LIKE 'LISTEN%'`, app).Scan(&n); err != nil {
+						t.Fatal(err)
+					}
+					if n > 0 {
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Fatal("the waiter did not LISTEN within 20s")
+					}
+					time.Sleep(10 * time.Millisecond)
+				}
+			} else {
+				time.Sleep(time.Second) // b has tried, and polls
+			}
 			released := time.Now()
 			if err := a.Unlock(); err != nil {
 				t.Fatal(err)
