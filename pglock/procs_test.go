@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	neturl "net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -191,7 +193,15 @@ type event struct {
 
 func startProc(t *testing.T, t0 time.Time, name, role string, env ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	return startProcIn(t, t0, nil, name, role, env...)
+}
+
+// startProcIn is startProc with the command prefixed by wrap (e.g. ip netns
+// exec NS, which execs: the process's pid is the helper's).
+func startProcIn(t *testing.T, t0 time.Time, wrap []string, name, role string, env ...string) *proc {
+	t.Helper()
+	argv := append(append([]string{}, wrap...), os.Args[0], "-test.run=^$")
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), append([]string{envRole + "=" + role}, env...)...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
@@ -380,7 +390,7 @@ func TestFaults(t *testing.T) {
 				resume(t, admin)
 				return s, e
 			}},
-		{name: "network cut 2xTIMEOUT (PgBouncer SIGSTOPped: connections hang)", holderVia: "pgbouncer", timeout: T, margin: M, hold: 10 * time.Second,
+		{name: "PgBouncer frozen 2xTIMEOUT (SIGSTOP: connections hang)", holderVia: "pgbouncer", timeout: T, margin: M, hold: 10 * time.Second,
 			apply: func(t *testing.T, h *proc) (time.Duration, time.Duration) {
 				pid := bouncerPID(t)
 				s := time.Since(h.t0)
@@ -403,10 +413,25 @@ func TestFaults(t *testing.T) {
 				return s, time.Since(h.t0)
 			}},
 	}
+	urls := map[string]string{"direct": direct, "pgbouncer": bouncer}
+	if h, err := newNetHost(t, direct); err != nil {
+		t.Logf("no namespaced host for the network cut (%v): that row is skipped", err)
+	} else {
+		urls["netns"], urls["netns-name"] = h.url, h.ns
+		faults = append(faults, fault{name: "network cut 2xTIMEOUT (the holder's host's veth down)", holderVia: "netns", timeout: T, margin: M, hold: 10 * time.Second,
+			apply: func(t *testing.T, p *proc) (time.Duration, time.Duration) {
+				s := time.Since(p.t0)
+				h.link(t, false)
+				time.Sleep(2 * T)
+				e := time.Since(p.t0)
+				h.link(t, true)
+				return s, e
+			}})
+	}
 	var table []string
 	for _, f := range faults {
 		ok := t.Run(strings.Fields(f.name)[0]+"_"+f.holderVia, func(t *testing.T) {
-			table = append(table, runFault(t, f, map[string]string{"direct": direct, "pgbouncer": bouncer}))
+			table = append(table, runFault(t, f, urls))
 		})
 		if !ok {
 			table = append(table, f.name+": FAILED")
@@ -419,7 +444,11 @@ func runFault(t *testing.T, f fault, urls map[string]string) string {
 	name := lockName(t)
 	t0 := time.Now()
 	env := []string{"R_NAME=" + name, "R_TIMEOUT=" + f.timeout.String(), "R_MARGIN=" + f.margin.String()}
-	h := startProc(t, t0, "holder", "holder", append(env, "R_URL="+urls[f.holderVia], "R_HOLD="+f.hold.String())...)
+	var wrap []string
+	if f.holderVia == "netns" {
+		wrap = []string{"ip", "netns", "exec", urls["netns-name"]}
+	}
+	h := startProcIn(t, t0, wrap, "holder", "holder", append(env, "R_URL="+urls[f.holderVia], "R_HOLD="+f.hold.String())...)
 	hAcq := h.waitEvent(t, "acquired", 20*time.Second)
 	w := startProc(t, t0, "waiter", "waiter", append(env, "R_URL="+urls["direct"], "R_HOLD=3s")...)
 	time.Sleep(300 * time.Millisecond) // the waiter is waiting (it makes no difference to the outcome)
@@ -510,4 +539,96 @@ func bouncerPID(t *testing.T) int {
 		t.Fatal(err)
 	}
 	return pid
+}
+
+// netHost is a "host" of its own on the network: a network namespace
+// joined to this one by a veth pair, from which the server is reached
+// through a TCP relay on this side's address. Setting the veth down cuts
+// it off: packets are dropped, connections hang without an error.
+type netHost struct {
+	ns, dev string
+	url     string
+}
+
+func newNetHost(t *testing.T, serverURL string) (*netHost, error) {
+	if os.Geteuid() != 0 {
+		return nil, errors.New("needs root")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		return nil, err
+	}
+	id := os.Getpid() % 100000
+	h := &netHost{ns: fmt.Sprintf("pglock-h%d", id), dev: fmt.Sprintf("pglh%d", id)}
+	peer := fmt.Sprintf("pgln%d", id)
+	// 10.254.55.0/30: pglock's tests' own
+	run := func(args ...string) error {
+		out, err := exec.Command("ip", args...).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+		return nil
+	}
+	exec.Command("ip", "netns", "del", h.ns).Run() // a leftover of a killed run
+	exec.Command("ip", "link", "del", h.dev).Run()
+	t.Cleanup(func() {
+		exec.Command("ip", "link", "del", h.dev).Run()
+		exec.Command("ip", "netns", "del", h.ns).Run()
+	})
+	for _, args := range [][]string{
+		{"netns", "add", h.ns},
+		{"link", "add", h.dev, "type", "veth", "peer", "name", peer, "netns", h.ns},
+		{"addr", "add", "10.254.55.1/30", "dev", h.dev},
+		{"link", "set", h.dev, "up"},
+		{"-n", h.ns, "addr", "add", "10.254.55.2/30", "dev", peer},
+		{"-n", h.ns, "link", "set", peer, "up"},
+		{"-n", h.ns, "link", "set", "lo", "up"},
+	} {
+		if err := run(args...); err != nil {
+			return nil, err
+		}
+	}
+	u, err := neturl.Parse(serverURL)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", "10.254.55.1:0")
+	if err != nil {
+		return nil, err
+	}
+	t.Cleanup(func() { ln.Close() })
+	go relay(ln, u.Host)
+	u.Host = ln.Addr().String()
+	h.url = u.String()
+	return h, nil
+}
+
+// relay copies every connection accepted on ln to and from target.
+func relay(ln net.Listener, target string) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			s, err := net.Dial("tcp", target)
+			if err != nil {
+				return
+			}
+			defer s.Close()
+			go func() { io.Copy(s, c); s.Close() }()
+			io.Copy(c, s)
+		}()
+	}
+}
+
+// link sets this side of the host's veth up or down.
+func (h *netHost) link(t *testing.T, up bool) {
+	state := "down"
+	if up {
+		state = "up"
+	}
+	if out, err := exec.Command("ip", "link", "set", h.dev, state).CombinedOutput(); err != nil {
+		t.Errorf("ip link set %s %s: %v: %s", h.dev, state, err, out)
+	}
 }
