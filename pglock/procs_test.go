@@ -122,7 +122,9 @@ func roleCounter() int {
 			return 1
 		}
 	}
+	host, _ := os.Hostname()
 	ev("overlaps %d", overlaps)
+	ev("whoami pid %d host %s", os.Getpid(), host)
 	return 0
 }
 
@@ -291,10 +293,19 @@ func TestCounterHosts(t *testing.T) {
 	name := lockName(t)
 	const perTarget, rounds = 3, 30
 	t0 := time.Now()
+	// As root, each process is a "host" of its own as containers are: its
+	// own pid and UTS namespaces (pid 1 on host hN), as well as its own pool.
+	_, err := exec.LookPath("unshare")
+	hosts := os.Geteuid() == 0 && err == nil
 	var ps []*proc
 	for _, tg := range tgs {
 		for i := range perTarget {
-			ps = append(ps, startProc(t, t0, fmt.Sprintf("%s-%d", tg.name, i), "counter",
+			pname := fmt.Sprintf("%s-%d", tg.name, i)
+			var wrap []string
+			if hosts {
+				wrap = []string{"unshare", "--pid", "--fork", "--uts", "--kill-child", "sh", "-c", `hostname "$0" && exec "$@"`, "h-" + pname}
+			}
+			ps = append(ps, startProcIn(t, t0, wrap, pname, "counter",
 				"R_URL="+tg.url, "R_NAME="+name, "R_DIR="+dir, "R_ROUNDS="+strconv.Itoa(rounds)))
 		}
 	}
@@ -311,6 +322,13 @@ func TestCounterHosts(t *testing.T) {
 		n, _ := strconv.Atoi(e.rest)
 		overlaps += n
 	}
+	var who []string
+	for _, p := range ps {
+		if e, ok := p.first("whoami"); ok {
+			who = append(who, e.rest)
+		}
+	}
+	t.Logf("the processes: %s (own pid and UTS namespaces: %v)", strings.Join(who, "; "), hosts)
 	b, _ := os.ReadFile(filepath.Join(dir, "count"))
 	want := len(ps) * rounds
 	t.Logf("%d processes (%d straight to the server, %d through PgBouncer) x %d rounds: count %s of %d, %d overlaps, %v",
