@@ -191,11 +191,27 @@ func (a *acquisition) release(wait time.Duration) error {
 	}
 	ch := make(chan res, 1)
 	go func() {
+		// A connection that failed (PgBouncer or the server restarted) is
+		// tried again within TIMEOUT: the statement can only delete this
+		// acquisition's row, whenever it lands.
 		ctx, cancel := context.WithTimeout(context.Background(), l.cfg.timeout)
 		defer cancel()
-		var valid, nul bool
-		found, err := l.q.row(ctx, l.stmts.release, []any{l.name, a.fence, a.token, payloadOf(l.s.plain, l.name)}, &valid, &nul)
-		ch <- res{found, valid, err}
+		backoff := 20 * time.Millisecond
+		for {
+			var valid, nul bool
+			found, err := l.q.row(ctx, l.stmts.release, []any{l.name, a.fence, a.token, payloadOf(l.s.plain, l.name)}, &valid, &nul)
+			if err == nil || !transient(err) || ctx.Err() != nil {
+				ch <- res{found, valid, err}
+				return
+			}
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+				ch <- res{found, valid, err}
+				return
+			}
+			backoff = min(2*backoff, 500*time.Millisecond)
+		}
 	}()
 	t := l.cfg.clock.Timer(max(wait, time.Millisecond))
 	defer t.Stop()

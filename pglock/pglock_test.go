@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -601,4 +602,33 @@ func TestFenceInMigrationTable(t *testing.T) {
 	if err := b.Unlock(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestUnlockAfterRestart: the server restarts while the lock is held; the
+// pool's connections are dead. Unlock tries again on a new connection and
+// releases (rather than leaving the lease to expire), and the lock is free.
+func TestUnlockAfterRestart(t *testing.T) {
+	tg := targets(t)[0]
+	state := os.Getenv("PGLOCK_TEST_STATE")
+	if state == "" {
+		t.Skip("PGLOCK_TEST_STATE is not set: cannot restart the server")
+	}
+	p := newPool(t, tg.url, 2)
+	name := lockName(t)
+	l := newLock(t, p, name)
+	if err := l.Lock(ctxT(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("bash", "../scripts/postgres.sh", "restart", state).CombinedOutput(); err != nil {
+		t.Fatalf("restart: %v: %s", err, out)
+	}
+	if err := l.Unlock(); err != nil {
+		t.Fatalf("Unlock after a restart: %v", err)
+	}
+	next := newLock(t, p, name, pglock.WithPatience(0))
+	ok, err := next.TryLock()
+	if !ok || err != nil {
+		t.Fatalf("TryLock after the release: %v %v", ok, err)
+	}
+	next.Unlock()
 }
