@@ -157,29 +157,65 @@ func (l *Lock) unknownState(st dirState, now, seenAt time.Time) (outcome, bool) 
 }
 
 // attemptWatched is the attempt of a waiter that has been watching a
-// holder's entry. The entry can only go by a transition, and a name never
-// comes back once gone, so if it is still there nothing has changed: one
-// lstat on a network filesystem's server instead of a listing's dozen or
-// more operations, on every poll. Once it is gone, the holder of fence E
-// most likely released to free.E, which is tried before a listing. done
-// is false when a listing must look (or the holder is stale: the listing
-// reclaims it). Called with l.op held.
+// holder's entry, of fence E. The entry can only go by a transition, and a
+// name never comes back once gone: while it is there nothing has changed,
+// which one look at it tells instead of a listing's dozen or more
+// operations at a network filesystem's server, on every poll. Once it is
+// gone, the holder most likely released to free.E, which is tried before
+// a listing. done is false when a listing must look (or the holder is
+// stale: the listing reclaims it). Called with l.op held.
+//
+// The look must be one the server answers: a client that answers it from
+// a cache (NFS's dentries, a FUSE entry timeout, sshfs's caches) keeps
+// showing a released entry, and the waiter would hear of the release
+// only at TIMEOUT. On NFS the look is made through a fresh open of PATH,
+// which revalidates it (fsys.LookFresh: one GETATTR when nothing
+// changed). Where even that may be cached (fsys.Caching.MayCache: FUSE
+// keeps a name it found for its entry timeout, sshfs for 20 s), the
+// waiter first looks for free.E: FUSE clients keep no name they did not
+// find (unless mounted with a negative timeout), so the server answers
+// that look while the lock is held, and a release is heard within a
+// poll. A look that may have been cached still proves that the entry
+// existed when it was first seen (a name never comes back), which is all
+// that staleAt counts on; it is never taken for the server's word on the
+// holder's clock (checkSkew).
 func (l *Lock) attemptWatched(now time.Time, token string) (o outcome, done bool) {
 	e := l.seenHeld
 	if !l.seen || e.name == "" || l.seenName != e.name {
 		return outcome{}, false
 	}
-	if ok, err := fsys.IsRealDir(l.path + string(os.PathSeparator) + e.name); ok && err == nil {
+	free := entry{name: lockdir.FreeName(e.fence), free: true, fence: e.fence}
+	if l.caching.MayCache() {
+		if ok, err := l.lookAt(free.name); ok && err == nil {
+			if ok, err := l.take(free, token, false); ok || err != nil {
+				return outcome{ok: ok, err: err}, true
+			}
+			return outcome{}, false // taken by another first: list
+		}
+	}
+	if ok, err := l.lookAt(e.name); ok && err == nil {
 		seenAt := l.cfg.clock.Now()
 		if at, _ := l.staleAt(now, seenAt, e); now.Before(at) {
 			return outcome{seen: e, staleAt: at}, true
 		}
 		return outcome{}, false
 	}
-	if ok, err := l.take(entry{name: lockdir.FreeName(e.fence), free: true, fence: e.fence}, token, false); ok || err != nil {
-		return outcome{ok: ok, err: err}, true
+	if !l.caching.MayCache() {
+		if ok, err := l.take(free, token, false); ok || err != nil {
+			return outcome{ok: ok, err: err}, true
+		}
 	}
 	return outcome{}, false
+}
+
+// lookAt reports whether the state entry name is in PATH, by the cheapest
+// look PATH's filesystem client asks its server for, where it has one
+// (see attemptWatched). Called with l.op held.
+func (l *Lock) lookAt(name string) (bool, error) {
+	if l.caching.OpenFirst() {
+		return fsys.LookFresh(l.path, name)
+	}
+	return fsys.IsRealDir(l.path + string(os.PathSeparator) + name)
 }
 
 // take moves the free or stale entry e to a new held entry of ours
@@ -218,11 +254,21 @@ func (l *Lock) take(e entry, token string, reclaim bool) (bool, error) {
 
 // confirm is called right after an acquiring rename whose entry carries
 // the time now. If this process was paused between reading the clock and
-// the rename (or the rename took long), the deadline, counted from now, is
-// that much nearer, and others count the new entry as that much older: so
-// it is refreshed at once. If it is already gone, it was never ours to
-// use: confirm reports false and the attempt goes on. Called with l.op
-// held.
+// the rename, or the rename took long, the deadline counted from now is
+// that much nearer (or past), and others count the new entry as that much
+// older: so it is refreshed at once, and the deadline counted from that
+// refresh's issue (acquired armed no timer). The rule for an acquisition
+// that completes late, even past its own deadline:
+//   - refreshed, and the refresh's deadline is still ahead: held, from
+//     the refresh;
+//   - gone already: it was never ours to use (another reclaimed it):
+//     false, and the attempt goes on;
+//   - the refresh failed otherwise, or returned past its own deadline:
+//     held if the acquisition's deadline is still ahead (the heartbeat
+//     retries), else given up at once, released, and false: a lock
+//     past its deadline is never reported acquired.
+//
+// Called with l.op held.
 func (l *Lock) confirm(now time.Time) bool {
 	late := l.cfg.clock.Since(now)
 	if late < l.cfg.refresh {
@@ -231,18 +277,40 @@ func (l *Lock) confirm(now time.Time) bool {
 	issued := l.cfg.clock.Now()
 	err := l.refresh(issued)
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	switch {
-	case errors.Is(err, lockdir.ErrGone):
+	if errors.Is(err, lockdir.ErrGone) {
 		l.held = false
-		l.timer.Stop()
-		l.expiry.Stop()
+		l.mu.Unlock()
 		l.logWarn("lock taken over while acquiring it", "paused for", late)
 		return false
-	case err == nil && !l.isLost:
-		l.extend(issued)
 	}
-	return true // refreshed, or the heartbeat will retry
+	if err == nil {
+		l.deadline = issued.Add(l.cfg.timeout - l.cfg.margin)
+	}
+	at := l.cfg.clock.Now()
+	if !at.Before(l.deadline) {
+		l.pend(l.fence, false)
+		l.mu.Unlock()
+		l.logWarn("giving up a lock acquired past its deadline", "acquiring took", at.Sub(now), "refresh", errString(err))
+		l.settle()
+		return false
+	}
+	l.expiry.Reset(l.deadline.Sub(at))
+	if err == nil {
+		l.timer.Reset(max(l.cfg.refresh-at.Sub(issued), 0))
+	} else {
+		l.logWarn("refresh failed; retrying", "err", err, "deadline in", l.deadline.Sub(at))
+		l.timer.Reset(min(l.cfg.refresh, l.cfg.poll))
+	}
+	l.mu.Unlock()
+	return true
+}
+
+// errString is err's text, or "ok".
+func errString(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	return err.Error()
 }
 
 // staleAt returns when the entry e becomes reclaimable by this Lock, and
@@ -286,7 +354,13 @@ func (l *Lock) staleAt(now, seenAt time.Time, e entry) (time.Time, string) {
 			l.seenHeld = e
 		}
 	}
+	// A look that may have been answered from a cache says nothing of
+	// when the entry was not there yet (checkSkew's before). (Unknown
+	// until the first busy attempt has asked: see checkLocal.)
 	l.seenLast = seenAt
+	if l.caching.MayCache() {
+		l.seenLast = time.Time{}
+	}
 	timeout := l.cfg.timeout
 	if !e.holder.Unknown {
 		timeout = e.holder.Timeout
@@ -322,6 +396,13 @@ func trustAfter(timeout, maxSkew time.Duration) time.Duration {
 // far as a waiter can tell: the refresh time it wrote is later than when
 // we saw its entry, or earlier than a look of ours (before) that did not
 // show the entry yet. Called with l.op held.
+//
+// Ahead is proof: no entry is seen before its rename was issued. Behind is
+// not, once: a rename that took long to land (a server's grace period, a
+// holder paused between reading its clock and renaming) shows an entry
+// later than its time too. So behind is told only when the holder's
+// entries came late skewRepeat times in a row; and never from a look
+// that may have come from a cache (staleAt leaves before zero then).
 func (l *Lock) checkSkew(h Holder, before, seenAt time.Time) {
 	if l.cfg.logger == nil || l.skewTold == h.Token {
 		return
@@ -333,7 +414,14 @@ func (l *Lock) checkSkew(h Holder, before, seenAt time.Time) {
 			return
 		}
 		dir, off = "behind", before.Sub(h.Beat)
+		if l.behindTok != h.Token {
+			l.behindTok, l.behindN = h.Token, 0
+		}
 		if off <= tol {
+			l.behindN = 0
+			return
+		}
+		if l.behindN++; l.behindN < skewRepeat {
 			return
 		}
 	}
@@ -341,6 +429,10 @@ func (l *Lock) checkSkew(h Holder, before, seenAt time.Time) {
 	l.logWarn("the holder's clock is far off this host's", "holder", h.String(), "its clock is at least "+off.Round(time.Millisecond).String(), dir+" ours",
 		"max clock skew", l.cfg.maxSkew)
 }
+
+// skewRepeat is how many of a holder's entries in a row must come later
+// than their time says before a waiter tells that its clock is behind.
+const skewRepeat = 3
 
 // holderDead is provablyDead for the entry e, asked again for the same
 // holder process at most once per poll interval: a woken waiter need not

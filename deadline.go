@@ -220,10 +220,31 @@ func (l *Lock) opAttempt(kind int) outcome {
 	} else {
 		o = l.attempt()
 	}
-	if !o.ok && o.err == nil {
+	switch {
+	case o.ok && l.lostAlready():
+		return outcome{} // given up and released: busy, try again
+	case !o.ok && o.err == nil:
 		l.checkLocal()
 	}
 	return o
+}
+
+// lostAlready reports whether the acquisition an attempt just made was
+// lost before the attempt could report it (its deadline passed, or its
+// entry went, in the moments since confirm): then it is released, so that
+// no caller is told it holds a lock already lost. Called with l.op held.
+func (l *Lock) lostAlready() bool {
+	l.mu.Lock()
+	lost := l.isLost
+	if lost {
+		l.pend(l.fence, false)
+	}
+	l.mu.Unlock()
+	if lost {
+		l.logWarn("giving up a lock lost while acquiring it", "fence", l.Fence())
+		l.settle()
+	}
+	return lost
 }
 
 // acquired records a successful acquisition whose rename was issued at
@@ -236,14 +257,21 @@ func (l *Lock) acquired(fence uint64, token, name string, issued time.Time, how 
 	l.lostCh = make(chan struct{})
 	l.fence = fence
 	l.deadline = issued.Add(l.cfg.timeout - l.cfg.margin)
-	now := l.cfg.clock.Now()
-	beat, expiry := max(l.cfg.refresh-now.Sub(issued), 0), l.deadline.Sub(now)
 	if l.timer == nil {
-		l.timer = l.cfg.clock.AfterFunc(beat, l.heartbeat)
-		l.expiry = l.cfg.clock.AfterFunc(expiry, l.expire)
+		l.timer = l.cfg.clock.AfterFunc(time.Hour, l.heartbeat)
+		l.expiry = l.cfg.clock.AfterFunc(time.Hour, l.expire)
+	}
+	if now := l.cfg.clock.Now(); now.Sub(issued) < l.cfg.refresh {
+		l.timer.Reset(l.cfg.refresh - now.Sub(issued))
+		l.expiry.Reset(l.deadline.Sub(now))
 	} else {
-		l.timer.Reset(beat)
-		l.expiry.Reset(expiry)
+		// A late acquisition (a pause, or a rename that took long, as
+		// one held by an NFS server's grace period): confirm refreshes
+		// at once and arms the timers from that refresh. Armed now, the
+		// deadline's timer could fire while it refreshes, and give up a
+		// lock the refresh is making good.
+		l.timer.Stop()
+		l.expiry.Stop()
 	}
 	l.mu.Unlock()
 	if l.cfg.logger != nil {

@@ -53,7 +53,8 @@ type Lock struct {
 	// its attempts, as on its ticket, so that its successor can tell
 	// that it acquired (lockdir.Queue.PredHolds).
 	queueTok string
-	// Whether PATH is on a local filesystem, and when that was asked.
+	// Whether PATH is on a local filesystem, and when that was asked
+	// (see caching).
 	localFS bool
 	localAt time.Time
 
@@ -68,6 +69,10 @@ type Lock struct {
 	since  time.Time
 	issued time.Time // when the last successful refresh (or the acquiring rename) was issued
 	fsOKAt time.Time // when fsys.Unsafe last found PATH's filesystem safe
+	// caching is how PATH's filesystem client may answer a look, asked
+	// with localFS: what a waiter's look between listings must be for
+	// the server to answer it (attemptWatched).
+	caching fsys.Caching
 	// inMemory: PATH's filesystem is held in memory (fsys.InMemory), so
 	// Unlock renames in its own goroutine (see releaseInline). Set with
 	// fsOKAt, read by Unlock without l.op.
@@ -85,6 +90,8 @@ type Lock struct {
 	seenLast  time.Time
 	seenHeld  entry  // the entry seen, when it is a holder's that parsed
 	skewTold  string // the token whose clock offset was logged
+	behindTok string // the holder whose entries came late, behindN times in a row
+	behindN   int
 	// Holder processes last found alive, and when.
 	alive [8]aliveAt
 
@@ -95,6 +102,7 @@ type Lock struct {
 	testBlocked func()
 	testBeat    func()
 	testStep    func(step string)
+	testCaching *fsys.Caching // how PATH's client caches, as checkLocal finds it
 }
 
 // New returns a Lock for the lock directory at path, which need not exist:
@@ -116,7 +124,7 @@ func newLock(path string, cfg config) (*Lock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dlock: lock path %s: %w", path, err)
 	}
-	return &Lock{path: abs, cfg: cfg, lostCh: make(chan struct{})}, nil
+	return &Lock{path: abs, cfg: cfg, lostCh: make(chan struct{}), caching: fsys.Unknown}, nil
 }
 
 // errZero is the error of a lock value made without its constructor.
@@ -190,26 +198,29 @@ func (l *Lock) waitSpec(ctx context.Context) waitSpec {
 	}
 }
 
-// localRecheck is how long the answer of fsys.IsLocal is kept: a statfs on
-// every contended Lock is wasted, but a filesystem can be mounted over the
-// lock's directory while a process runs.
+// localRecheck is how long the answer of fsys.CachingOf is kept: a statfs
+// on every contended Lock is wasted, but a filesystem can be mounted over
+// the lock's directory while a process runs.
 const localRecheck = time.Minute
 
-// checkLocal asks again, when due, whether PATH is on a local filesystem
-// (see fsys.IsLocal): after an attempt that found the lock busy, so that the
-// wait that follows knows. Called with l.op held: statfs may hang with
-// the mount.
+// checkLocal asks again, when due, how PATH's filesystem client caches
+// (fsys.CachingOf), and so whether it is local: after an attempt that
+// found the lock busy, so that the wait that follows knows. Called with
+// l.op held: statfs may hang with the mount.
 func (l *Lock) checkLocal() {
 	now := l.cfg.clock.Now()
 	l.mu.Lock()
 	due := l.localAt.IsZero() || now.Sub(l.localAt) >= localRecheck || now.Before(l.localAt)
 	l.mu.Unlock()
-	if !due || l.cfg.noWatch {
+	if !due {
 		return
 	}
-	local := fsys.IsLocal(filepath.Dir(l.path))
+	l.caching = fsys.CachingOf(filepath.Dir(l.path))
+	if l.testCaching != nil {
+		l.caching = *l.testCaching
+	}
 	l.mu.Lock()
-	l.localFS, l.localAt = local, now
+	l.localFS, l.localAt = l.caching == fsys.Coherent, now
 	l.mu.Unlock()
 }
 

@@ -1,6 +1,12 @@
 package main
 
-import "syscall"
+import (
+	"errors"
+	"os/exec"
+	"syscall"
+
+	"github.com/lockdir/dlock"
+)
 
 // job is COMMAND and every process it starts, as far as the system lets
 // dlock follow them (see startJob on each system).
@@ -15,4 +21,19 @@ type job interface {
 	pids() []int
 	// mechanism says how the job is kept together, for -v.
 	mechanism() string
+}
+
+// errLostFirst: the lock was lost before COMMAND could be started.
+var errLostFirst = errors.New("the lock was lost before COMMAND could start")
+
+// startHeld starts the job while l holds the lock, and never once it is
+// lost: a lock given up at its deadline (an acquisition that took longer
+// than it has, a pause) must not run the job it guards, even alone.
+func startHeld(l dlock.Locker, cmd *exec.Cmd, c *runConfig) (job, error) {
+	select {
+	case <-l.Lost():
+		return nil, errLostFirst
+	default:
+	}
+	return startJob(cmd, c)
 }

@@ -290,7 +290,14 @@ func supervise(c *runConfig, frontDied <-chan struct{}, stderr io.Writer) int {
 	cmd.Args[0] = name
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.Env = append(os.Environ(), "DLOCK_PATH="+abs, "DLOCK_FENCE="+strconv.FormatUint(l.Fence(), 10))
-	j, err := startJob(cmd, c)
+	j, err := startHeld(l, cmd, c)
+	if errors.Is(err, errLostFirst) {
+		say(stderr, "%s: not starting %s: %v", c.path, name, err)
+		if err := l.Unlock(); err != nil {
+			fmt.Fprintln(stderr, explain(err, c.path))
+		}
+		return exitLost
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "dlock: starting %s: %v\n", name, err)
 		if err := l.Unlock(); err != nil {
