@@ -54,11 +54,13 @@
 // Waiters try the acquiring statement again every poll interval (100 ms,
 // WithPollInterval), and no later than the holder's lease expires. Where
 // the pool's connections are sessions of their own (the backend pid the
-// server reports is the one the connection got at startup), a waiter also
-// LISTENs on a connection it opens for the wait and is woken by the
-// release's NOTIFY (then it polls every second as a safety net). Behind a
-// pooler the pids differ and it only polls: a LISTEN there would stay on a
-// server connection that other clients then use.
+// server reports is the one the connection got at startup), the waiters
+// of a process on one pool share one of its connections that LISTENs, and
+// the release's NOTIFY wakes them (then they poll every second as a safety
+// net); a pool of fewer than 3 connections keeps them all for attempts and
+// refreshes, and its waiters poll. Behind a pooler the pids differ and
+// waiters only poll: a LISTEN there would stay on a server connection that
+// other clients then use.
 //
 // # The deadline rule
 //

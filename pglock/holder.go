@@ -20,6 +20,7 @@ import (
 
 	"github.com/benbjohnson/clock"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 type acquisition struct {
@@ -233,78 +234,149 @@ func (a *acquisition) release(wait time.Duration) error {
 
 // listener wakes a waiter when a release of its lock is announced.
 type listener struct {
-	woken  chan struct{}
-	cancel context.CancelFunc
-	done   chan struct{}
-	conn   *pgx.Conn
+	woken   chan struct{}
+	hub     *hub
+	payload string
 }
 
-// listen starts listening for releases on a connection of its own, if the
-// pool's connections go straight to the server: the server's backend pid
-// is the one the connection was given at startup. Through PgBouncer (or
-// any pooler) they differ, and the waiter polls. nil: poll.
+// hub is the one listening connection of a pool in this process, shared
+// by all the waiters on it: however many wait, a pool gives one of its
+// connections to listening, and the rest to attempts and refreshes.
+type hub struct {
+	pool   *pgxpool.Pool
+	pc     *pgxpool.Conn
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the connection failed or the hub stopped
+	refs   int           // guarded by hubsMu
+
+	mu   sync.Mutex
+	subs map[string]map[chan struct{}]struct{} // payload -> waiters' channels
+}
+
+var (
+	hubsMu sync.Mutex
+	hubs   = map[*pgxpool.Pool]*hub{}
+)
+
+// listen subscribes the waiter to releases of its lock, through its pool's
+// hub, if the pool's connections go straight to the server: the server's
+// backend pid is the one the connection was given at startup. Through
+// PgBouncer (or any pooler) they differ, and the waiter polls. A pool of
+// fewer than 3 connections is left to attempts and refreshes: it polls
+// too. nil: poll.
 func (l *Lock) listen(ctx context.Context) *listener {
-	if l.behindPooler.Load() {
+	if l.behindPooler.Load() || l.pool.Config().MaxConns < 3 {
 		return nil
 	}
+	hubsMu.Lock()
+	defer hubsMu.Unlock()
+	h := hubs[l.pool]
+	if h == nil || h.dead() {
+		var pooled bool
+		h, pooled = startHub(ctx, l.pool)
+		if pooled {
+			l.behindPooler.Store(true)
+			l.cfg.log.Debug("pglock: connections go through a pooler: waiters poll", "name", l.name)
+		}
+		if h == nil {
+			return nil
+		}
+		hubs[l.pool] = h
+	}
+	h.refs++
+	ln := &listener{woken: make(chan struct{}, 1), hub: h, payload: payloadOf(l.s.plain, l.name)}
+	h.mu.Lock()
+	if h.subs[ln.payload] == nil {
+		h.subs[ln.payload] = map[chan struct{}]struct{}{}
+	}
+	h.subs[ln.payload][ln.woken] = struct{}{}
+	h.mu.Unlock()
+	return ln
+}
+
+// startHub takes a connection of pool and listens on it; pooled tells
+// that the connection goes through a pooler (nil hub then).
+func startHub(ctx context.Context, pool *pgxpool.Pool) (h *hub, pooled bool) {
 	actx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	pc, err := l.pool.Acquire(actx)
+	pc, err := pool.Acquire(actx)
 	if err != nil {
-		return nil
+		return nil, false
 	}
 	var pid int64
 	err = pc.QueryRow(actx, "SELECT pg_backend_pid()", pgx.QueryExecModeSimpleProtocol).Scan(&pid)
 	if err != nil {
 		pc.Release()
-		return nil
+		return nil, false
 	}
 	if uint32(pid) != pc.Conn().PgConn().PID() {
 		pc.Release()
-		l.behindPooler.Store(true)
-		l.cfg.log.Debug("pglock: connections go through a pooler: waiters poll", "name", l.name)
-		return nil
+		return nil, true
 	}
 	if _, err := pc.Exec(actx, `LISTEN `+channel, pgx.QueryExecModeSimpleProtocol); err != nil {
+		pc.Conn().Close(actx) // it may listen: never hand it back as it is
 		pc.Release()
-		return nil
+		return nil, false
 	}
-	conn := pc.Hijack() // ours to close: it listens
 	lctx, lcancel := context.WithCancel(context.Background())
-	ln := &listener{woken: make(chan struct{}, 1), cancel: lcancel, done: make(chan struct{}), conn: conn}
-	want := payloadOf(l.s.plain, l.name)
+	h = &hub{pool: pool, pc: pc, cancel: lcancel, done: make(chan struct{}), subs: map[string]map[chan struct{}]struct{}{}}
 	go func() {
-		defer close(ln.done)
+		defer close(h.done)
 		for {
-			n, err := conn.WaitForNotification(lctx)
+			n, err := pc.Conn().WaitForNotification(lctx)
 			if err != nil {
 				return
 			}
-			if n.Payload == want {
+			h.mu.Lock()
+			for ch := range h.subs[n.Payload] {
 				select {
-				case ln.woken <- struct{}{}:
+				case ch <- struct{}{}:
 				default:
 				}
 			}
+			h.mu.Unlock()
 		}
 	}()
-	return ln
+	return h, false
 }
 
-// dead tells whether the listening connection has failed.
-func (ln *listener) dead() bool {
+func (h *hub) dead() bool {
 	select {
-	case <-ln.done:
+	case <-h.done:
 		return true
 	default:
 		return false
 	}
 }
 
+// dead tells whether the listening connection has failed.
+func (ln *listener) dead() bool { return ln.hub.dead() }
+
+// close unsubscribes; the last waiter of a hub stops it and closes its
+// connection before it goes back, so that the pool drops it rather than
+// hand out a connection that listens.
 func (ln *listener) close() {
-	ln.cancel()
-	<-ln.done
+	h := ln.hub
+	h.mu.Lock()
+	delete(h.subs[ln.payload], ln.woken)
+	if len(h.subs[ln.payload]) == 0 {
+		delete(h.subs, ln.payload)
+	}
+	h.mu.Unlock()
+	hubsMu.Lock()
+	h.refs--
+	last := h.refs == 0
+	if last && hubs[h.pool] == h {
+		delete(hubs, h.pool)
+	}
+	hubsMu.Unlock()
+	if !last {
+		return
+	}
+	h.cancel()
+	<-h.done
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	ln.conn.Close(ctx)
+	h.pc.Conn().Close(ctx)
+	h.pc.Release()
 }

@@ -107,11 +107,12 @@ func WithTable(name string) Option {
 	return func(c *config) error { c.table = name; return nil }
 }
 
-// WithListen(false) makes waiters poll only. By default a waiter on a
-// pgxpool.Pool listens for releases (LISTEN/NOTIFY) when its connection
-// goes straight to the server, and polls only when it does not (behind
-// PgBouncer or another pooler, where a session's LISTEN would stay on a
-// server connection other clients then use).
+// WithListen(false) makes waiters poll only. By default waiters on a
+// pgxpool.Pool of 3 connections or more listen for releases (LISTEN/NOTIFY,
+// on one connection of the pool shared by the process's waiters) when its
+// connections go straight to the server, and poll only when they do not
+// (behind PgBouncer or another pooler, where a session's LISTEN would stay
+// on a server connection other clients then use).
 func WithListen(on bool) Option {
 	return func(c *config) error {
 		c.listen = listenAuto

@@ -398,7 +398,9 @@ func TestSQLDB(t *testing.T) {
 func TestWaitersInProcess(t *testing.T) {
 	for _, tg := range targets(t) {
 		t.Run(tg.name, func(t *testing.T) {
-			p := newPool(t, tg.url, 8)
+			// 3 connections for 6 Locks: one listens for them all (straight
+			// to the server), two serve the attempts and refreshes
+			p := newPool(t, tg.url, 3)
 			name := lockName(t)
 			const workers, rounds = 6, 15
 			var inside, overlaps, count atomic.Int64
