@@ -60,7 +60,7 @@ const holderCmd = "__holder"
 
 // parseHold parses "dlock hold" flags.
 func parseHold(args []string, stderr io.Writer) (*lockFlags, int, string, int, bool) {
-	fs := newFlags("hold", "[flags] -pid PID PATH", holdHelp, stderr)
+	fs := newFlags("hold", stderr)
 	lf := &lockFlags{}
 	lf.register(fs)
 	pid := fs.Int("pid", 0, "`PID` of the process (the script: $$) for whose life the lock is held")
@@ -184,7 +184,7 @@ func shellQuote(s string) string {
 }
 
 func releaseCmd(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("release", "", releaseHelp, stderr)
+	fs := newFlags("release", stderr)
 	if code, stop := parseFlags(fs, args); stop {
 		return code
 	}

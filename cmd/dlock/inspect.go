@@ -113,7 +113,7 @@ func toJSON(s dlock.Status) jsonStatus {
 }
 
 func statusCmd(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("status", "[-json|-q] PATH...", statusHelp, stderr)
+	fs := newFlags("status", stderr)
 	asJSON := fs.Bool("json", false, "print JSON, one object per PATH and line")
 	quiet := fs.Bool("q", false, "print nothing on stdout: only the exit status tells")
 	if code, stop := parseFlags(fs, args); stop {
@@ -165,7 +165,7 @@ func statusCmd(args []string, stdout, stderr io.Writer) int {
 }
 
 func breakCmd(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("break", "[-force] PATH", breakHelp, stderr)
+	fs := newFlags("break", stderr)
 	force := fs.Bool("force", false, "break the lock even if its holder is alive and refreshing it")
 	if code, stop := parseFlags(fs, args); stop {
 		return code

@@ -7,14 +7,18 @@
 //	dlock release
 //	dlock status [-json] PATH...
 //	dlock break [-force] PATH
-//	dlock help | version
+//	dlock version [-json]
+//	dlock completion bash|zsh|fish
+//	dlock help [SUBCOMMAND|TOPIC]
 //
 // Exit statuses of run: COMMAND's own status; 1 for an error of dlock's;
 // 2 for a usage error; 75 (EX_TEMPFAIL, -conflict-exit) when the lock was
 // busy for all of PATIENCE; 76 when the lock was lost while the job ran;
 // 126/127 when COMMAND could not be run or found; 128+N when COMMAND died
 // of signal N, or when signal N stopped dlock while it waited for the lock.
-// status: 0 free, 3 held, 4 not a lock. See README.md beside this file.
+// status: 0 free, 3 held, 4 not a lock. See README.md beside this file;
+// commands.go is the one source of the help, the man page dlock(1) and the
+// shell completions.
 package main
 
 import (
@@ -23,7 +27,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime/debug"
 )
 
 // Exit statuses of dlock's own making.
@@ -38,21 +41,6 @@ const (
 	exitNotFound = 127 // COMMAND was not found
 )
 
-const usage = `dlock: guard a command with a lock that works on shared filesystems
-
-Usage:
-  dlock run [flags] PATH -- COMMAND [ARGS...]   run COMMAND (and all it starts) while holding the lock at PATH
-  dlock hold [flags] -pid PID PATH              hold the lock while process PID lives (the rest of a script)
-  dlock release                                 release what "dlock hold" holds, before the script ends
-  dlock status [-json] PATH...                  show whether locks are free or held, and by whom
-  dlock break [-force] PATH                     free a lock whose holder is gone or stale
-  dlock help [SUBCOMMAND]                       show this help, or a subcommand's
-  dlock version                                 print the version
-
-A lock is a directory at PATH (created on first use; its parent must exist).
-Run "dlock help run" for the flags and exit statuses of run.
-`
-
 func main() {
 	os.Exit(dispatch(os.Args[1:], os.Stdout, os.Stderr))
 }
@@ -60,65 +48,42 @@ func main() {
 // dispatch runs the subcommand in args and returns the exit status.
 func dispatch(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(stderr, usageText())
 		return exitUsage
 	}
-	switch cmd, rest := args[0], args[1:]; cmd {
-	case "run":
-		return runCmd(rest, stderr)
-	case "hold":
-		return holdCmd(rest, stdout, stderr)
-	case "release":
-		return releaseCmd(rest, stdout, stderr)
-	case superviseCmd:
-		return superviseMain(rest, stderr)
-	case holderCmd:
-		return holderMain(rest, stderr)
-	case "status":
-		return statusCmd(rest, stdout, stderr)
-	case "break":
-		return breakCmd(rest, stdout, stderr)
-	case "version", "-version", "--version":
-		fmt.Fprintln(stdout, "dlock", version())
-		return 0
-	case "help", "-h", "-help", "--help":
-		if len(rest) > 0 {
-			switch rest[0] {
-			case "run", "hold", "release", "status", "break":
-				return dispatch([]string{rest[0], "-h"}, stdout, stdout)
-			}
-			fmt.Fprintf(stderr, "dlock: no help for %q\n\n%s", rest[0], usage)
-			return exitUsage
-		}
-		fmt.Fprint(stdout, usage)
-		return 0
-	default:
-		fmt.Fprintf(stderr, "dlock: unknown subcommand %q\n\n%s", cmd, usage)
-		return exitUsage
+	name, rest := args[0], args[1:]
+	switch name {
+	case "-V", "-version", "--version":
+		name = "version"
+	case "-h", "-help", "--help":
+		name = "help"
 	}
+	if c := lookupCommand(name); c != nil {
+		return c.run(rest, stdout, stderr)
+	}
+	fmt.Fprintf(stderr, "dlock: unknown subcommand %q\n\n%s", name, usageText())
+	return exitUsage
 }
 
-// version is the module version this binary was built from, or "devel".
-func version() string {
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
-	}
-	return "devel"
-}
-
-// newFlags returns a FlagSet whose -h prints the subcommand's usage and
-// examples, and which reports errors to stderr.
-func newFlags(name, synopsis, help string, stderr io.Writer) *flag.FlagSet {
+// newFlags returns a FlagSet for subcommand name whose -h prints the
+// subcommand's usage, help and flags (from the commands table), and which
+// reports errors to stderr.
+func newFlags(name string, stderr io.Writer) *flag.FlagSet {
+	c := lookupCommand(name)
 	fs := flag.NewFlagSet("dlock "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {} // parseFlags prints help or a short usage
+	flagSets[name] = fs
 	helpers[fs] = flagHelp{
 		short: func() {
-			fmt.Fprintf(fs.Output(), "Usage: dlock %s %s\nRun 'dlock %s -h' for help.\n", name, synopsis, name)
+			fmt.Fprintf(fs.Output(), "%sRun 'dlock %s -h' for help.\n", synopsisText(c), name)
 		},
 		long: func() {
-			fmt.Fprintf(fs.Output(), "Usage: dlock %s %s\n\n%s\nFlags:\n", name, synopsis, help)
-			fs.PrintDefaults()
+			fmt.Fprintf(fs.Output(), "%s\n%s", synopsisText(c), c.help)
+			if docs := flagDocs(fs); len(docs) > 0 {
+				fmt.Fprintf(fs.Output(), "\nFlags:\n")
+				writeFlags(fs.Output(), docs)
+			}
 		},
 	}
 	return fs

@@ -123,7 +123,7 @@ func minTimeout(grace time.Duration) time.Duration {
 
 // parseRun parses and checks a "dlock run" command line.
 func parseRun(args []string, stderr io.Writer) (*runConfig, int, bool) {
-	fs := newFlags("run", "[flags] PATH [flags] -- COMMAND [ARGS...] | -c 'SHELL COMMAND'", runHelp, stderr)
+	fs := newFlags("run", stderr)
 	c := &runConfig{}
 	c.lockFlags.register(fs)
 	fs.Var(secondsFlag{d: &c.grace, set: &c.graceSet}, "grace", "`seconds` the job gets between SIGTERM and SIGKILL when it is stopped (default TIMEOUT/5)")
