@@ -275,3 +275,27 @@ func TestBackendScheme(t *testing.T) {
 		}
 	}
 }
+
+// dlock hold and dlock release with a URL: the background holder starts
+// the helper itself.
+func TestBackendHold(t *testing.T) {
+	t.Parallel()
+	env, pids := fakeBackend(t)
+	dir := filepath.Join(t.TempDir(), "lock")
+	script := `out=$("$DLOCK" hold -n -pid $$ "$URL") || exit 9
+eval "$out"
+echo "fence=$DLOCK_FENCE path=$DLOCK_PATH"
+"$DLOCK" status -q "$DIR"; echo "status=$?"
+"$DLOCK" release || exit 8
+"$DLOCK" status -q "$DIR"; echo "status=$?"`
+	p := startEnv(t, append(env, "DLOCK="+dlockBin(t), "URL=fake://"+dir, "DIR="+dir), "run", filepath.Join(t.TempDir(), "outer"), "--", "sh", "-c", script)
+	if code := p.wait(t, 30*time.Second); code != 0 {
+		t.Fatalf("the script: exit %d; stdout:\n%s\nstderr:\n%s", code, p.stdout, p.stderr)
+	}
+	out := p.stdout.String()
+	if !strings.Contains(out, " path=fake://"+dir+"\n") || strings.Contains(out, "fence= ") || !strings.Contains(out, "status=3\nstatus=0\n") {
+		t.Errorf("hold, status (held: 3), release, status (free: 0):\n%s", out)
+	}
+	pid := helperPID(t, pids) // it ends at the end of its input, when the holder has exited
+	eventually(t, 10*time.Second, "the helper of the released hold to exit", func() bool { return !processAlive(pid) })
+}

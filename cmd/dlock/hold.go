@@ -201,7 +201,7 @@ func releaseCmd(args []string, stdout, stderr io.Writer) int {
 	// A plain lock names its holder: make sure DLOCK_HOLDER is it before
 	// signalling anything.
 	st, serr := dlock.Inspect(path)
-	plain := serr == nil
+	plain := serr == nil && backendScheme(path) == "" // a URL's lock: its helper's to check
 	if plain && (!st.Held || st.Holder.PID != pid) {
 		fmt.Fprintf(stderr, "dlock release: %s is not held by the holder %d any more (%s)\n", path, pid, st)
 		return exitError
