@@ -75,8 +75,12 @@ func TestBusyRoundTrip(t *testing.T) {
 func TestRedact(t *testing.T) {
 	for in, want := range map[string]string{
 		"postgres://u:secret@db/app#m":          "postgres://u:xxxxx@db/app#m",
-		"postgres://db/app?password=secret&a=b": "postgres://db/app?a=b&password=xxxxx",
+		"postgres://db/app?password=secret&a=b": "postgres://db/app?password=xxxxx&a=b",
+		"postgres://u:p@ss@db/a?b=c#n":          "postgres://u:xxxxx@db/a?b=c#n",
+		"postgres://u@db/a#pass:x@y":            "postgres://u@db/a#pass:x@y",
+		"fake://u:pw@/tmp/x":                    "fake://u:xxxxx@/tmp/x",
 		"etcd://h:2379/k":                       "etcd://h:2379/k",
+		"/var/lock/x":                           "/var/lock/x",
 	} {
 		if got := Redact(in); got != want {
 			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
