@@ -173,8 +173,8 @@ func (lf *lockFlags) openBackend(path string, margin time.Duration) (dlock.Locke
 		case err != nil:
 		case verb == "opened":
 			b.name = arg
-		case verb == "error":
-			err = fmt.Errorf("dlock: %s: %w", b.name, backendproto.DecodeError(arg))
+		case verb == "error": // the helper's message names the URL as it can
+			err = backendproto.DecodeError(arg)
 		default:
 			err = fmt.Errorf("dlock: %s: the backend helper answered %q to open", b.name, verb)
 		}

@@ -37,8 +37,7 @@ func Main(open Opener) int {
 		return 2
 	}
 	if err := Serve(os.Stdin, os.Stdout, os.Stderr, open); err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", prog, err)
-		return 1
+		return 1 // answered to dlock, which says it
 	}
 	return 0
 }
@@ -52,7 +51,7 @@ type result struct {
 // Serve answers the requests read from in on out (see the package doc)
 // with the Locker open makes, until in ends. Logs go to logw when dlock
 // asked for them. It returns an error only when the open line was bad
-// or open failed (after answering it).
+// or open failed, after answering it with that error.
 func Serve(in io.Reader, out io.Writer, logw io.Writer, open Opener) error {
 	lines := make(chan string)
 	go func() {

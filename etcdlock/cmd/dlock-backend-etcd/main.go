@@ -49,7 +49,7 @@ func open(o backendproto.Options, log *slog.Logger) (dlock.Locker, error) {
 	}
 	c, err := clientv3.New(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("etcd %s: %w", backendproto.Redact(o.URL), err)
+		return nil, fmt.Errorf("etcdlock: %s: %w", backendproto.Redact(o.URL), err)
 	}
 	opts := []etcdlock.Option{etcdlock.WithTimeout(o.Timeout), etcdlock.WithPatience(o.Patience), etcdlock.WithLogger(log)}
 	if o.Margin > 0 {
@@ -67,16 +67,16 @@ func open(o backendproto.Options, log *slog.Logger) (dlock.Locker, error) {
 func parseURL(raw string) (clientv3.Config, string, error) {
 	u, err := neturl.Parse(raw)
 	if err != nil {
-		return clientv3.Config{}, "", fmt.Errorf("bad etcd URL %s: %v", backendproto.Redact(raw), err)
+		return clientv3.Config{}, "", fmt.Errorf("etcdlock: bad URL %s: %v", backendproto.Redact(raw), err)
 	}
 	if !strings.EqualFold(u.Scheme, "etcd") {
-		return clientv3.Config{}, "", fmt.Errorf("%s is not an etcd:// URL", backendproto.Redact(raw))
+		return clientv3.Config{}, "", fmt.Errorf("etcdlock: %s is not an etcd:// URL", backendproto.Redact(raw))
 	}
 	if u.Host == "" {
-		return clientv3.Config{}, "", errors.New("the etcd URL names no endpoint: etcd://HOST:2379/KEY")
+		return clientv3.Config{}, "", errors.New("etcdlock: the URL names no endpoint: etcd://HOST:2379/KEY")
 	}
 	if u.Path == "" || u.Path == "/" {
-		return clientv3.Config{}, "", fmt.Errorf("%s names no key: etcd://HOST:2379/KEY", backendproto.Redact(raw))
+		return clientv3.Config{}, "", fmt.Errorf("etcdlock: %s names no key: etcd://HOST:2379/KEY", backendproto.Redact(raw))
 	}
 	var eps []string
 	for _, h := range strings.Split(u.Host, ",") {
