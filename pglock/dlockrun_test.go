@@ -177,3 +177,47 @@ func removeDlockRunBuild() {
 		os.RemoveAll(buildDir)
 	}
 }
+
+// Processes counting under "dlock run URL": each round's job takes an
+// exclusion marker (mkdir fails if another job is inside), reads the
+// counter, writes it plus one, and lets the marker go. Exact count, no
+// overlap, straight and through PgBouncer.
+func TestDlockRunPostgresCounting(t *testing.T) {
+	const procs, rounds = 4, 5
+	for _, tg := range targets(t) {
+		t.Run(tg.name, func(t *testing.T) {
+			bin := buildDlockRun(t)
+			dir := t.TempDir()
+			url := tg.url + "#" + runName(t)
+			counter, marker, overlaps := filepath.Join(dir, "counter"), filepath.Join(dir, "inside"), filepath.Join(dir, "overlaps")
+			os.WriteFile(counter, []byte("0\n"), 0o644)
+			job := `mkdir "$M" 2>/dev/null || echo overlap >> "$O"; n=$(cat "$C"); echo $((n + 1)) > "$C.t"; mv "$C.t" "$C"; rmdir "$M" 2>/dev/null; true`
+			var wg sync.WaitGroup
+			codes := make(chan string, procs*rounds)
+			for p := 0; p < procs; p++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for r := 0; r < rounds; r++ {
+						cmd := exec.Command(bin, "run", "-w", "60", url, "--", "sh", "-c", job)
+						cmd.Env = append(os.Environ(), "M="+marker, "O="+overlaps, "C="+counter)
+						if out, err := cmd.CombinedOutput(); err != nil {
+							codes <- fmt.Sprintf("%v: %s", err, out)
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			close(codes)
+			for c := range codes {
+				t.Errorf("a dlock run failed: %s", c)
+			}
+			b, _ := os.ReadFile(counter)
+			ov, _ := os.ReadFile(overlaps)
+			t.Logf("%d processes x %d rounds: counter %s, %d overlaps", procs, rounds, strings.TrimSpace(string(b)), strings.Count(string(ov), "overlap"))
+			if strings.TrimSpace(string(b)) != strconv.Itoa(procs*rounds) || len(ov) > 0 {
+				t.Errorf("counter %q, overlaps %q: want %d and none", b, ov, procs*rounds)
+			}
+		})
+	}
+}
