@@ -481,3 +481,16 @@ func (lf *lockFlags) checkBackendFlags(path string) error {
 	}
 	return nil
 }
+
+// errServerLock: status and break work on lock directories only, so far.
+func errServerLock(path string) error {
+	look := "the server's own tools"
+	switch backendScheme(path) {
+	case "postgres":
+		look = "SELECT * FROM dlock_leases"
+	case "etcd":
+		look = "etcdctl get --prefix KEY/"
+	}
+	return fmt.Errorf("dlock: %s: status and break read lock directories only; the server keeps this lock (look with %s), and it expires on its own TIMEOUT after its holder stops refreshing it",
+		displayPath(path), look)
+}

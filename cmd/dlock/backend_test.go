@@ -299,3 +299,15 @@ echo "fence=$DLOCK_FENCE path=$DLOCK_PATH"
 	pid := helperPID(t, pids) // it ends at the end of its input, when the holder has exited
 	eventually(t, 10*time.Second, "the helper of the released hold to exit", func() bool { return !processAlive(pid) })
 }
+
+// status and break say they read lock directories only, never that a
+// URL's lock is free, and never show its password.
+func TestBackendStatusBreakRefuse(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{{"status", "postgres://u:secret@db/app#m"}, {"status", "-json", "etcd://u:secret@h/k"}, {"break", "-force", "etcd://h/k"}} {
+		code, out, errOut := run(t, args...)
+		if code == 0 || code == exitHeld || !strings.Contains(out+errOut, "lock directories only") || strings.Contains(out+errOut, "secret") {
+			t.Errorf("dlock %v: exit %d, stdout %q, stderr %q", args, code, out, errOut)
+		}
+	}
+}

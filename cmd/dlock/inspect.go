@@ -127,6 +127,9 @@ func statusCmd(args []string, stdout, stderr io.Writer) int {
 	enc := json.NewEncoder(stdout)
 	for _, path := range fs.Args() {
 		s, err := dlock.Inspect(path)
+		if backendScheme(path) != "" { // not a directory: backend.go
+			s, err = dlock.Status{Path: displayPath(path)}, errServerLock(path)
+		}
 		if err != nil {
 			failed = append(failed, fmt.Errorf("%s", explain(err, path)))
 			notLock = notLock || errors.Is(err, dlock.ErrNotLock) || errors.Is(err, dlock.ErrCorrupt)
@@ -178,6 +181,10 @@ func breakCmd(args []string, stdout, stderr io.Writer) int {
 		return usageError(fs, "one PATH at a time (got %d)", fs.NArg())
 	}
 	path := fs.Arg(0)
+	if backendScheme(path) != "" {
+		fmt.Fprintln(stderr, errServerLock(path))
+		return exitError
+	}
 	l, err := dlock.New(path)
 	if err != nil {
 		fmt.Fprintln(stderr, explain(err, path))
