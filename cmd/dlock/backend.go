@@ -348,21 +348,28 @@ func (b *backendLock) acquire(ctx context.Context, verb string) (bool, error) {
 	return false, fmt.Errorf("dlock: %s: the backend helper answered %q to %s", b.name, v, verb)
 }
 
-// watch is the acquisition's watchdog: 4 heartbeats of silence from the
-// helper are a loss.
+// watch is the acquisition's watchdog: 4 of its own heartbeats without a
+// word from the helper are a loss. It counts its own ticks rather than
+// time, so that a pause of dlock itself (a CPU quota, a frozen cgroup, a
+// loaded host) is not taken for the helper's silence: after a pause it
+// sees one late tick, and the helper's words written meanwhile reset it.
 func (b *backendLock) watch(lost, stop chan struct{}) {
-	window := 4 * b.hb
-	t := time.NewTimer(window)
+	const beats = 4
+	t := time.NewTicker(b.hb)
 	defer t.Stop()
+	silent := 0
 	for {
 		select {
 		case <-b.alive:
-			t.Reset(window)
+			silent = 0
 		case <-t.C:
+			if silent++; silent < beats {
+				break
+			}
 			b.mu.Lock()
 			b.silent = true
 			b.mu.Unlock()
-			b.markLost(fmt.Sprintf("the backend helper said nothing for %s: it is stopped or hung, and its lease may run out unseen", window))
+			b.markLost(fmt.Sprintf("the backend helper said nothing for %s: it is stopped or hung, and its lease may run out unseen", beats*b.hb))
 			return
 		case <-lost:
 			return

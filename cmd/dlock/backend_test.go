@@ -311,3 +311,30 @@ func TestBackendStatusBreakRefuse(t *testing.T) {
 		}
 	}
 }
+
+// dlock's supervisor paused (SIGSTOP) for four times the helper's silence
+// window: its own pause is not the helper's silence, and the run goes on.
+func TestBackendSupervisorPaused(t *testing.T) {
+	t.Parallel()
+	env, _ := fakeBackend(t)
+	dir := filepath.Join(t.TempDir(), "lock")
+	tmp := t.TempDir()
+	jobPID, release := filepath.Join(tmp, "job"), filepath.Join(tmp, "release")
+	p := startEnv(t, env, "run", staleFlag, "5", "fake://"+dir, "--", "sh", "-c",
+		"echo $$ > "+jobPID+".t; mv "+jobPID+".t "+jobPID+"; while [ ! -e "+release+" ]; do sleep 0.02; done")
+	eventually(t, 10*time.Second, "the job", func() bool { return fileExists(jobPID) })
+	b, _ := os.ReadFile(jobPID)
+	job, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	info, ok := readProc(job)
+	if !ok {
+		t.Fatalf("no job %d", job)
+	}
+	sup := info.ppid
+	syscall.Kill(sup, syscall.SIGSTOP)
+	time.Sleep(time.Second) // the pause under test: 4 × the 250ms window
+	syscall.Kill(sup, syscall.SIGCONT)
+	os.WriteFile(release, nil, 0o644)
+	if code := p.wait(t, 20*time.Second); code != 0 || strings.Contains(p.stderr.String(), "lost") {
+		t.Errorf("after a pause of dlock's supervisor: exit %d; stderr:\n%s", code, p.stderr)
+	}
+}
