@@ -338,3 +338,39 @@ func TestBackendSupervisorPaused(t *testing.T) {
 		t.Errorf("after a pause of dlock's supervisor: exit %d; stderr:\n%s", code, p.stderr)
 	}
 }
+
+// The dlock process the user started killed (SIGKILL): the supervisor
+// stops the job and releases through the helper, which then exits.
+func TestBackendFrontKilled(t *testing.T) {
+	t.Parallel()
+	p, helper, job, dir := startBackendJob(t, staleFlag, "10", "-grace", "0.5")
+	p.cmd.Process.Signal(syscall.SIGKILL)
+	eventually(t, 20*time.Second, "the job to be stopped", func() bool { return !processAlive(job) })
+	eventually(t, 20*time.Second, "the helper to exit", func() bool { return !processAlive(helper) })
+	if st, err := dlock.Inspect(dir); err != nil || st.Held {
+		t.Errorf("after the front was killed and the job stopped: %v, %v; want released", st, err)
+	}
+}
+
+// The supervisor killed (SIGKILL) while it holds: the helper sees the end
+// of its input and abandons the lock, unreleased (its lease runs out; a
+// lock directory's holder, the helper, is then dead), since the job may
+// outlive the supervisor for a moment.
+func TestBackendSupervisorKilled(t *testing.T) {
+	t.Parallel()
+	p, helper, job, dir := startBackendJob(t, staleFlag, "10", "-grace", "0.5")
+	info, ok := readProc(job)
+	if !ok {
+		t.Fatalf("no job %d", job)
+	}
+	syscall.Kill(info.ppid, syscall.SIGKILL)
+	eventually(t, 20*time.Second, "the helper to exit", func() bool { return !processAlive(helper) })
+	st, err := dlock.Inspect(dir)
+	if err != nil || !st.Held || st.Holder.PID != helper || !st.Dead {
+		t.Errorf("after the supervisor was killed: %v, %v; want still held by the dead helper %d", st, err, helper)
+	}
+	p.wait(t, 30*time.Second) // the front stops the job's orphans
+	if processAlive(job) {
+		t.Errorf("the job %d outlived the front", job)
+	}
+}
