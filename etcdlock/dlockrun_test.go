@@ -114,6 +114,10 @@ func TestDlockRunEtcd(t *testing.T) {
 	if code := busy.wait(t); code != 75 || !strings.Contains(busy.stderr.String(), "is busy: held by pid") {
 		t.Errorf("dlock run -n on the held key: exit %d, stderr %q; want 75, busy", code, busy.stderr.String())
 	}
+	st := startDlock(t, bin, "status", url)
+	if code := st.wait(t); code != 3 || !strings.Contains(st.stdout.String(), ": held by pid ") {
+		t.Errorf("dlock status of the held lock: exit %d, %q %q; want 3, held", code, st.stdout.String(), st.stderr.String())
+	}
 	os.WriteFile(release, nil, 0o644)
 	if code := first.wait(t); code != 0 {
 		t.Fatalf("first run: exit %d; stderr:\n%s", code, first.stderr.String())

@@ -126,6 +126,10 @@ func TestDlockRunPostgres(t *testing.T) {
 					t.Errorf("dlock run %v on the held lock: exit %d, stderr %q; want %d, busy", c.flags, code, busy.stderr.String(), c.want)
 				}
 			}
+			st := startDlock(t, bin, "status", url)
+			if code := st.wait(t); code != 3 || !strings.Contains(st.stdout.String(), ": held by pid ") {
+				t.Errorf("dlock status of the held lock: exit %d, %q %q; want 3, held", code, st.stdout.String(), st.stderr.String())
+			}
 			// A waiter gets it once the first is done.
 			next := startDlock(t, bin, "run", "-w", "30", url, "--", "sh", "-c", `echo $DLOCK_FENCE`)
 			os.WriteFile(release, nil, 0o644)

@@ -489,7 +489,53 @@ func (lf *lockFlags) checkBackendFlags(path string) error {
 	return nil
 }
 
-// errServerLock: status and break work on lock directories only, so far.
+// inspectBackend is dlock status of a URL PATH: a helper of its own is
+// asked who holds the lock.
+func inspectBackend(path string) (dlock.Status, error) {
+	lf := &lockFlags{timeout: dlock.DefaultTimeout, poll: dlock.DefaultPollInterval}
+	l, name, err := lf.openBackend(path, 0)
+	if err != nil {
+		return dlock.Status{Path: displayPath(path)}, err
+	}
+	b := l.(*backendLock)
+	defer b.Close()
+	st := dlock.Status{Path: name}
+	if err := b.send("inspect"); err != nil {
+		return st, err
+	}
+	v, arg, err := b.answerWithin(context.Background(), 2*lf.timeout)
+	switch {
+	case err != nil:
+		return st, err
+	case v == "error":
+		return st, backendproto.DecodeError(arg)
+	case v != "status":
+		return st, fmt.Errorf("dlock: %s: the backend helper answered %q to inspect", name, v)
+	}
+	h, age, held, err := backendproto.DecodeStatus(arg)
+	if err != nil {
+		return st, fmt.Errorf("dlock: %s: %w", name, err)
+	}
+	if h.Beat.IsZero() && !h.Since.IsZero() {
+		// The server keeps no holder's time of refresh: this host's
+		// clock, less the age, says how long it has held the lock.
+		h.Beat = time.Now().Add(-age)
+	}
+	// A server's lock exists while it is held (a release deletes pglock's
+	// row and etcdlock's key).
+	st.Exists, st.Held, st.Holder, st.Fence, st.Age = held, held, h, h.Fence, age
+	return st, nil
+}
+
+// statusText is dlock status's line for s.
+func statusText(s dlock.Status, path string) string {
+	if backendScheme(path) != "" && !s.Held {
+		return s.Path + ": free"
+	}
+	return s.String()
+}
+
+// errServerLock: break works on lock directories only, so far.
 func errServerLock(path string) error {
 	look := "the server's own tools"
 	switch backendScheme(path) {
@@ -498,6 +544,6 @@ func errServerLock(path string) error {
 	case "etcd":
 		look = "etcdctl get --prefix KEY/"
 	}
-	return fmt.Errorf("dlock: %s: status and break read lock directories only; the server keeps this lock (look with %s), and it expires on its own TIMEOUT after its holder stops refreshing it",
+	return fmt.Errorf("dlock: %s: break reads lock directories only; the server keeps this lock (look with dlock status, or %s), and it expires on its own TIMEOUT after its holder stops refreshing it",
 		displayPath(path), look)
 }

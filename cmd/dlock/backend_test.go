@@ -3,6 +3,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	neturl "net/url"
@@ -53,8 +54,24 @@ func init() {
 		if o.Poll > 0 {
 			opts = append(opts, dlock.WithPollInterval(o.Poll))
 		}
-		return dlock.New(u.Path, opts...)
+		l, err := dlock.New(u.Path, opts...)
+		if err != nil {
+			return nil, err
+		}
+		return fakeLock{l, l}, nil
 	}))
+}
+
+// fakeLock is the fake helper's Locker: a lock directory, which can say
+// who holds it.
+type fakeLock struct {
+	dlock.Locker
+	l *dlock.Lock
+}
+
+func (l fakeLock) Inspect(context.Context) (dlock.Holder, time.Duration, bool, error) {
+	st, err := l.l.Status()
+	return st.Holder, st.Age, st.Held, err
 }
 
 // fakeBackend makes the directory where the fake helper is found on PATH,
@@ -300,16 +317,39 @@ echo "fence=$DLOCK_FENCE path=$DLOCK_PATH"
 	eventually(t, 10*time.Second, "the helper of the released hold to exit", func() bool { return !processAlive(pid) })
 }
 
-// status and break say they read lock directories only, never that a
-// URL's lock is free, and never show its password.
-func TestBackendStatusBreakRefuse(t *testing.T) {
+// dlock status of a URL asks a helper of its own; break refuses; neither
+// shows the password.
+func TestBackendStatusBreak(t *testing.T) {
 	t.Parallel()
-	for _, args := range [][]string{{"status", "postgres://u:secret@db/app#m"}, {"status", "-json", "etcd://u:secret@h/k"}, {"break", "-force", "etcd://h/k"}} {
-		code, out, errOut := run(t, args...)
-		if code == 0 || code == exitHeld || !strings.Contains(out+errOut, "lock directories only") || strings.Contains(out+errOut, "secret") {
-			t.Errorf("dlock %v: exit %d, stdout %q, stderr %q", args, code, out, errOut)
+	env, _ := fakeBackend(t)
+	dir := filepath.Join(t.TempDir(), "lock")
+	url := "fake://me:secret@" + dir
+	statusOf := func(args ...string) (int, string) {
+		p := startEnv(t, env, append([]string{"status"}, append(args, url)...)...)
+		code := p.wait(t, 20*time.Second)
+		if strings.Contains(p.stdout.String()+p.stderr.String(), "secret") {
+			t.Errorf("status shows the password: %s %s", p.stdout, p.stderr)
 		}
+		return code, p.stdout.String() + p.stderr.String()
 	}
+	if code, out := statusOf(); code != 0 || out != "fake://me:xxxxx@"+dir+": free\n" {
+		t.Errorf("status of a free URL lock: exit %d, %q", code, out)
+	}
+	ready := filepath.Join(t.TempDir(), "ready")
+	holder := startEnv(t, env, "run", url, "--", "sh", "-c", "touch "+ready+"; sleep 60")
+	eventually(t, 10*time.Second, "the holder", func() bool { return fileExists(ready) })
+	if code, out := statusOf(); code != exitHeld || !strings.Contains(out, ": held by pid ") {
+		t.Errorf("status of a held URL lock: exit %d, %q", code, out)
+	}
+	if code, out := statusOf("-json"); code != exitHeld || !strings.Contains(out, `"held":true`) {
+		t.Errorf("status -json of a held URL lock: exit %d, %q", code, out)
+	}
+	code, out, errOut := run(t, "break", "-force", url)
+	if code != exitError || !strings.Contains(errOut, "lock directories only") || strings.Contains(out+errOut, "secret") {
+		t.Errorf("break of a URL: exit %d, %q %q", code, out, errOut)
+	}
+	holder.cmd.Process.Signal(syscall.SIGTERM)
+	holder.wait(t, 20*time.Second)
 }
 
 // dlock's supervisor paused (SIGSTOP) for four times the helper's silence

@@ -231,9 +231,10 @@ silent for half the reaction slack (stopped or hung). If dlock itself dies
 holding the lock, the helper does not release it: the lease expires after
 TIMEOUT, as the job may outlive dlock for a moment. Messages and DLOCK_PATH
 show the URL with its password hidden. A directory whose name looks like a
-URL is written ./NAME. dlock status and dlock break read lock directories
-only, so far: they refuse a URL (look at the server: SELECT * FROM
-dlock_leases; etcdctl get --prefix KEY/).
+URL is written ./NAME. dlock status asks a helper who holds a URL's lock;
+dlock break reads lock directories only, so far, and refuses a URL (the
+lease expires on its own; or delete it at the server: pglock's row in
+dlock_leases, etcdlock's keys under KEY/).
 
 Examples:
   # every replica runs this at start; one migrates, the others wait

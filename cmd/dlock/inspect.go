@@ -127,8 +127,8 @@ func statusCmd(args []string, stdout, stderr io.Writer) int {
 	enc := json.NewEncoder(stdout)
 	for _, path := range fs.Args() {
 		s, err := dlock.Inspect(path)
-		if backendScheme(path) != "" { // not a directory: backend.go
-			s, err = dlock.Status{Path: displayPath(path)}, errServerLock(path)
+		if backendScheme(path) != "" { // a URL: its helper says (backend.go)
+			s, err = inspectBackend(path)
 		}
 		if err != nil {
 			failed = append(failed, fmt.Errorf("%s", explain(err, path)))
@@ -150,7 +150,7 @@ func statusCmd(args []string, stdout, stderr io.Writer) int {
 				return exitError
 			}
 		case err == nil:
-			fmt.Fprintln(stdout, s)
+			fmt.Fprintln(stdout, statusText(s, path))
 		}
 	}
 	for _, err := range failed {

@@ -20,6 +20,7 @@
 //	cancel            give up the lock or trylock in progress (it is answered
 //	                  as usual: "error canceled …", or "acquired" if it won)
 //	unlock            release
+//	inspect           who holds the lock now (for dlock status)
 //	end of input      dlock has exited or died: a lock or trylock in progress
 //	                  is cancelled (and released if it won); a lock held is
 //	                  abandoned, NOT released: its lease runs out after
@@ -33,6 +34,7 @@
 //	acquired FENCE    to lock or trylock: held, with this fencing token
 //	busy {…}          to lock or trylock: PATIENCE ran out (a BusyWire)
 //	unlocked          to unlock
+//	status {…}        to inspect: a StatusWire (held, the holder, its age)
 //	error KIND TEXT   to any request. KIND is one of busy, lost, notheld,
 //	                  held, canceled, deadline, other; it says which of
 //	                  dlock's errors TEXT matches (lost: the lock was lost
@@ -226,4 +228,38 @@ func DecodeBusy(arg string) (*dlock.BusyError, error) {
 	return &dlock.BusyError{Path: w.Path, Age: ms(w.AgeMS), Waited: ms(w.WaitedMS), Holder: dlock.Holder{
 		PID: w.PID, Host: w.Host, Since: w.Since, Beat: w.Beat, Timeout: ms(w.TimeoutMS), Fence: w.Fence,
 		Unknown: w.Unknown, Entry: w.Entry}}, nil
+}
+
+// Inspector is a Locker that can say who holds its lock (pglock.Lock
+// can). A helper whose Locker is none answers inspect with an error.
+type Inspector interface {
+	Inspect(ctx context.Context) (h dlock.Holder, age time.Duration, held bool, err error)
+}
+
+// StatusWire is the argument of a status answer.
+type StatusWire struct {
+	Held bool `json:"held"`
+	BusyWire
+}
+
+// EncodeStatus is the status line.
+func EncodeStatus(h dlock.Holder, age time.Duration, held bool) string {
+	w := StatusWire{Held: held}
+	if held {
+		w.BusyWire = BusyWire{PID: h.PID, Host: h.Host, Since: h.Since, Beat: h.Beat, TimeoutMS: h.Timeout.Milliseconds(),
+			Fence: h.Fence, Unknown: h.Unknown, Entry: h.Entry, AgeMS: age.Milliseconds()}
+	}
+	b, _ := json.Marshal(w)
+	return "status " + string(b)
+}
+
+// DecodeStatus reads the argument of a status answer.
+func DecodeStatus(arg string) (h dlock.Holder, age time.Duration, held bool, err error) {
+	var w StatusWire
+	if err := json.Unmarshal([]byte(arg), &w); err != nil {
+		return dlock.Holder{}, 0, false, fmt.Errorf("bad status answer: %v", err)
+	}
+	ms := func(n int64) time.Duration { return time.Duration(n) * time.Millisecond }
+	return dlock.Holder{PID: w.PID, Host: w.Host, Since: w.Since, Beat: w.Beat, Timeout: ms(w.TimeoutMS), Fence: w.Fence,
+		Unknown: w.Unknown, Entry: w.Entry}, ms(w.AgeMS), w.Held, nil
 }

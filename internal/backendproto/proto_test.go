@@ -72,6 +72,18 @@ func TestBusyRoundTrip(t *testing.T) {
 	}
 }
 
+func TestStatusRoundTrip(t *testing.T) {
+	h := dlock.Holder{PID: 42, Host: "web1", Since: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), Timeout: 10 * time.Second, Fence: 7}
+	verb, arg := Split(EncodeStatus(h, 1500*time.Millisecond, true))
+	gh, age, held, err := DecodeStatus(arg)
+	if verb != "status" || err != nil || !held || gh != h || age != 1500*time.Millisecond {
+		t.Errorf("status round trip: %+v %v %v %v", gh, age, held, err)
+	}
+	if _, arg := Split(EncodeStatus(h, time.Second, false)); arg != `{"held":false,"age_ms":0,"waited_ms":0}` {
+		t.Errorf("a free lock's status: %s", arg)
+	}
+}
+
 func TestRedact(t *testing.T) {
 	for in, want := range map[string]string{
 		"postgres://u:secret@db/app#m":          "postgres://u:xxxxx@db/app#m",
@@ -258,6 +270,8 @@ func TestServeCancelAndBusy(t *testing.T) {
 	}
 	s.send("trylock")
 	s.expect("busy ")
+	s.send("inspect")
+	s.expect("error other this backend cannot say who holds its lock")
 	s.send("frobnicate")
 	s.expect(`error other unknown request "frobnicate"`)
 	s.end()

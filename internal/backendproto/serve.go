@@ -158,6 +158,20 @@ func Serve(in io.Reader, out io.Writer, logw io.Writer, open Opener) error {
 					write("unlocked")
 				}
 				log.Debug("dlock-backend: unlocked", "err", err)
+			case "inspect":
+				in, ok := l.(Inspector)
+				if !ok {
+					write("error " + KindOther + " this backend cannot say who holds its lock")
+					break
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), max(o.Timeout, time.Second))
+				h, age, isHeld, err := in.Inspect(ctx)
+				cancel()
+				if err != nil {
+					write(EncodeError(err))
+				} else {
+					write(EncodeStatus(h, age, isHeld))
+				}
 			default:
 				write("error " + KindOther + " unknown request " + strconv.Quote(verb))
 			}

@@ -15,6 +15,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -38,9 +39,17 @@ func main() {
 type lock struct {
 	dlock.Locker
 	client *clientv3.Client
+	key    string
 }
 
 func (l lock) Close() error { return l.client.Close() }
+
+// Inspect says who holds the lock, for dlock status (the age of the
+// holder's last renewal is not known: 0).
+func (l lock) Inspect(ctx context.Context) (dlock.Holder, time.Duration, bool, error) {
+	h, held, err := etcdlock.Inspect(ctx, l.client, l.key)
+	return h, 0, held, err
+}
 
 func open(o backendproto.Options, log *slog.Logger) (dlock.Locker, error) {
 	cfg, key, err := parseURL(o.URL)
@@ -60,7 +69,7 @@ func open(o backendproto.Options, log *slog.Logger) (dlock.Locker, error) {
 		c.Close()
 		return nil, err
 	}
-	return lock{l, c}, nil
+	return lock{l, c, key}, nil
 }
 
 // parseURL reads etcd://[USER:PASSWORD@]HOST:PORT[,HOST:PORT...]/KEY.
