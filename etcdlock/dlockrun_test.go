@@ -102,7 +102,7 @@ func TestDlockRunEtcd(t *testing.T) {
 	dir := t.TempDir()
 	url := "etcd://" + etcdEndpoint + "/dlock-run-test"
 	fence1, release := filepath.Join(dir, "fence1"), filepath.Join(dir, "release")
-	first := startDlock(t, bin, "run", "-timeout", "5", url, "--", "sh", "-c",
+	first := startDlock(t, bin, "run", "-stale-after", "5", url, "--", "sh", "-c",
 		`echo "$DLOCK_FENCE $DLOCK_PATH" > `+fence1+`.t && mv `+fence1+`.t `+fence1+`; while [ ! -e `+release+` ]; do sleep 0.05; done`)
 	got := strings.Fields(waitFile(t, fence1))
 	if len(got) != 2 || got[1] != url {
@@ -139,7 +139,7 @@ func TestDlockRunEtcdLost(t *testing.T) {
 	dir := t.TempDir()
 	key := "/dlock-run-lost"
 	started := filepath.Join(dir, "started")
-	run := startDlock(t, bin, "run", "-timeout", "5", "-grace", "0.5", "etcd://"+etcdEndpoint+key, "--", "sh", "-c",
+	run := startDlock(t, bin, "run", "-stale-after", "5", "-grace", "0.5", "etcd://"+etcdEndpoint+key, "--", "sh", "-c",
 		`echo $$ > `+started+`.t && mv `+started+`.t `+started+`; exec sleep 60`)
 	job, _ := strconv.Atoi(waitFile(t, started))
 	c, err := clientv3.New(clientv3.Config{Endpoints: []string{etcdEndpoint}, DialTimeout: 5 * time.Second})

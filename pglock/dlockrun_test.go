@@ -109,7 +109,7 @@ func TestDlockRunPostgres(t *testing.T) {
 			dir := t.TempDir()
 			url := tg.url + "#" + runName(t)
 			fence1, release := filepath.Join(dir, "fence1"), filepath.Join(dir, "release")
-			first := startDlock(t, bin, "run", "-timeout", "5", url, "--", "sh", "-c",
+			first := startDlock(t, bin, "run", "-stale-after", "5", url, "--", "sh", "-c",
 				`echo "$DLOCK_FENCE $DLOCK_PATH" > `+fence1+`.t && mv `+fence1+`.t `+fence1+`; while [ ! -e `+release+` ]; do sleep 0.05; done`)
 			got := strings.Fields(waitFile(t, fence1))
 			if len(got) != 2 || got[1] != url {
@@ -155,7 +155,7 @@ func TestDlockRunPostgresLost(t *testing.T) {
 			bin := buildDlockRun(t)
 			name := runName(t)
 			started := filepath.Join(t.TempDir(), "started")
-			run := startDlock(t, bin, "run", "-timeout", "3", "-grace", "0.3", tg.url+"#"+name, "--", "sh", "-c",
+			run := startDlock(t, bin, "run", "-stale-after", "3", "-grace", "0.3", tg.url+"#"+name, "--", "sh", "-c",
 				`echo $$ > `+started+`.t && mv `+started+`.t `+started+`; exec sleep 60`)
 			job, _ := strconv.Atoi(waitFile(t, started))
 			p := newPool(t, tg.url, 1)

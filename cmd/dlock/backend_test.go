@@ -26,7 +26,7 @@ import (
 // are all exercised without a server, deterministically.
 
 // staleFlag is the flag of TIMEOUT (the staleness time).
-const staleFlag = "-timeout"
+const staleFlag = "-stale-after"
 
 // fakePIDsEnv names a file the fake helper appends its pid to.
 const fakePIDsEnv = "DLOCK_TEST_FAKE_BACKEND_PIDS"
