@@ -277,7 +277,7 @@ func TestBackendMissingHelper(t *testing.T) {
 		t.Errorf("a URL without a helper: exit %d, stderr %q", code, errOut)
 	}
 	code, _, errOut = run(t, "run", "-s", "postgres://db/app#migrate", "--", "true")
-	if code == 0 || !strings.Contains(errOut, "dlock-backend-postgres") && !strings.Contains(errOut, "-s, -x") {
+	if code == 0 || !strings.Contains(errOut, "-s, -x and -slots are for lock directories") {
 		t.Errorf("-s with a URL: exit %d, stderr %q", code, errOut)
 	}
 }

@@ -34,6 +34,9 @@ func startFrontBackend(c *runConfig, sup *exec.Cmd) (*frontBackend, error) {
 	if scheme == "" {
 		return nil, nil
 	}
+	if err := c.checkBackendFlags(c.path); err != nil {
+		return nil, err
+	}
 	prog, err := findBackend(scheme)
 	if err != nil {
 		return nil, err
