@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	neturl "net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -305,11 +306,15 @@ echo "fence=$DLOCK_FENCE path=$DLOCK_PATH"
 "$DLOCK" status -q "$DIR"; echo "status=$?"
 "$DLOCK" release || exit 8
 "$DLOCK" status -q "$DIR"; echo "status=$?"`
-	p := startEnv(t, append(env, "DLOCK="+dlockBin(t), "URL=fake://"+dir, "DIR="+dir), "run", filepath.Join(t.TempDir(), "outer"), "--", "sh", "-c", script)
-	if code := p.wait(t, 30*time.Second); code != 0 {
-		t.Fatalf("the script: exit %d; stdout:\n%s\nstderr:\n%s", code, p.stdout, p.stderr)
+	sh := exec.Command("sh", "-c", script)
+	sh.Env = append(append(os.Environ(), env...), "DLOCK="+dlockBin(t), "URL=fake://"+dir, "DIR="+dir)
+	var stderr syncBuffer
+	sh.Stderr = &stderr
+	b, err := sh.Output()
+	if err != nil {
+		t.Fatalf("the script: %v; stdout:\n%s\nstderr:\n%s", err, b, stderr.String())
 	}
-	out := p.stdout.String()
+	out := string(b)
 	if !strings.Contains(out, " path=fake://"+dir+"\n") || strings.Contains(out, "fence= ") || !strings.Contains(out, "status=3\nstatus=0\n") {
 		t.Errorf("hold, status (held: 3), release, status (free: 0):\n%s", out)
 	}
