@@ -88,7 +88,7 @@ func findBackend(scheme string) (string, error) {
 }
 
 // backendFDsEnv passes the supervisor the pipes to a helper its front
-// process started: "W,R", the helper's stdin and stdout.
+// process started: "IN,OUT,ERR", the helper's stdin, stdout and stderr.
 const backendFDsEnv = "DLOCK_BACKEND_FDS"
 
 // heartbeat is how often the helper says it still holds the lock: dlock
@@ -187,17 +187,24 @@ func (lf *lockFlags) openBackend(path string, margin time.Duration) (dlock.Locke
 	return b, b.name, nil
 }
 
-// inheritedPipes are the pipes named by DLOCK_BACKEND_FDS.
+// inheritedPipes are the pipes named by DLOCK_BACKEND_FDS: the helper's
+// stdin, stdout and stderr, whose lines this process copies to its own
+// stderr (wherever that points at the time).
 func inheritedPipes(fds string) (io.WriteCloser, io.Reader, error) {
-	ws, rs, _ := strings.Cut(fds, ",")
-	wfd, err1 := strconv.Atoi(ws)
-	rfd, err2 := strconv.Atoi(rs)
-	if err1 != nil || err2 != nil || wfd < 3 || rfd < 3 {
+	var n []int
+	for _, f := range strings.Split(fds, ",") {
+		fd, err := strconv.Atoi(f)
+		if err != nil || fd < 3 {
+			return nil, nil, fmt.Errorf("dlock: bad %s=%q", backendFDsEnv, fds)
+		}
+		closeOnExec(fd)
+		n = append(n, fd)
+	}
+	if len(n) != 3 {
 		return nil, nil, fmt.Errorf("dlock: bad %s=%q", backendFDsEnv, fds)
 	}
-	closeOnExec(wfd)
-	closeOnExec(rfd)
-	return os.NewFile(uintptr(wfd), "backend-in"), os.NewFile(uintptr(rfd), "backend-out"), nil
+	go io.Copy(os.Stderr, os.NewFile(uintptr(n[2]), "backend-err"))
+	return os.NewFile(uintptr(n[0]), "backend-in"), os.NewFile(uintptr(n[1]), "backend-out"), nil
 }
 
 // read sorts the helper's lines into answers and notices; the end of

@@ -419,3 +419,34 @@ func TestBackendSupervisorKilled(t *testing.T) {
 		t.Errorf("the job %d outlived the front", job)
 	}
 }
+
+// COMMAND exits and leaves a process of its job behind: dlock returns
+// COMMAND's status while the leftover holds the lock (as flock does), and
+// a caller reading dlock's output and errors is done then too: the helper
+// holds none of the caller's descriptors. The lock is released when the
+// leftover is gone.
+func TestBackendLeftoversOutput(t *testing.T) {
+	t.Parallel()
+	env, _ := fakeBackend(t)
+	dir := filepath.Join(t.TempDir(), "lock")
+	stop := filepath.Join(t.TempDir(), "stop")
+	start := time.Now()
+	sh := exec.Command("sh", "-c", `"$DLOCK" run -v "$URL" -- sh -c 'while [ ! -e "$STOP" ]; do sleep 0.05; done >/dev/null 2>&1 & echo out' 2>&1`)
+	sh.Env = append(append(os.Environ(), env...), "DLOCK="+dlockBin(t), "URL=fake://"+dir, "STOP="+stop)
+	b, err := sh.Output()
+	took := time.Since(start)
+	if err != nil || !strings.Contains(string(b), "out\n") || took > 10*time.Second {
+		t.Errorf("$(dlock run URL -- COMMAND with a leftover 2>&1): %v after %s; output:\n%s", err, took, b)
+	}
+	if !strings.Contains(string(b), "dlock run: locking") {
+		t.Errorf("the -v log did not come through: %s", b)
+	}
+	if st, err := dlock.Inspect(dir); err != nil || !st.Held {
+		t.Errorf("with the leftover running: %v %v; want held", st, err)
+	}
+	os.WriteFile(stop, nil, 0o644)
+	eventually(t, 20*time.Second, "the lock to be released after the leftover", func() bool {
+		st, err := dlock.Inspect(dir)
+		return err == nil && !st.Held
+	})
+}

@@ -23,8 +23,8 @@ func closeOnExec(fd int) { syscall.CloseOnExec(fd) }
 // helper must not be one of them: it is the front's child, its pipes
 // handed to the supervisor.
 type frontBackend struct {
-	cmd        *exec.Cmd
-	supW, supR *os.File // the supervisor's ends: the helper's stdin, stdout
+	cmd              *exec.Cmd
+	supW, supR, supE *os.File // the supervisor's ends: the helper's stdin, stdout, stderr
 }
 
 // startFrontBackend starts the helper when c.path is a URL (nil when it is
@@ -51,21 +51,34 @@ func startFrontBackend(c *runConfig, sup *exec.Cmd) (*frontBackend, error) {
 		inW.Close()
 		return nil, err
 	}
+	// Its stderr goes through the supervisor, which copies it to its own:
+	// when the supervisor lets go of the caller's stderr (COMMAND exited,
+	// leftovers hold the lock), the helper does too.
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		inR.Close()
+		inW.Close()
+		outR.Close()
+		outW.Close()
+		return nil, err
+	}
 	cmd := exec.Command(prog)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, os.Stderr
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, errW
 	cmd.SysProcAttr = backendProcAttr()
 	err = cmd.Start()
 	inR.Close()
 	outW.Close()
+	errW.Close()
 	if err != nil {
 		inW.Close()
 		outR.Close()
+		errR.Close()
 		return nil, fmt.Errorf("dlock: starting %s: %w", prog, err)
 	}
 	n := 3 + len(sup.ExtraFiles)
-	sup.ExtraFiles = append(sup.ExtraFiles, inW, outR)
-	sup.Env = append(sup.Env, fmt.Sprintf("%s=%d,%d", backendFDsEnv, n, n+1))
-	return &frontBackend{cmd: cmd, supW: inW, supR: outR}, nil
+	sup.ExtraFiles = append(sup.ExtraFiles, inW, outR, errR)
+	sup.Env = append(sup.Env, fmt.Sprintf("%s=%d,%d,%d", backendFDsEnv, n, n+1, n+2))
+	return &frontBackend{cmd: cmd, supW: inW, supR: outR, supE: errR}, nil
 }
 
 // handedOver closes the front's copies of the supervisor's ends, so that
@@ -74,6 +87,7 @@ func (f *frontBackend) handedOver() {
 	if f != nil {
 		f.supW.Close()
 		f.supR.Close()
+		f.supE.Close()
 	}
 }
 
