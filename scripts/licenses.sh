@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: Apache-2.0
 #
 # Lists the license of every module whose packages dlock's modules compile
-# (the library, cmd/dlock, bench, etcdlock: go list -deps -test), read from
+# (the library, cmd/dlock, bench, etcdlock, pglock: go list -deps -test), read from
 # the license file in the module cache, and fails when one is not among the
 # permissive licenses that Apache-2.0 code may link (ALLOWED below) or
 # cannot be recognised. Offline once "go mod download" has run (.ci/run
@@ -46,7 +46,7 @@ fi
 failed=0
 table=$(mktemp)
 trap 'rm -f "$table"' EXIT
-for mod in . cmd/dlock bench etcdlock; do
+for mod in . cmd/dlock bench etcdlock pglock; do
   [ -f "$mod/go.mod" ] || [ "$mod" = cmd/dlock ] || continue
   (cd "$mod" && go list -deps -test -f '{{with .Module}}{{if not .Main}}{{.Path}} {{.Version}} {{.Dir}}{{end}}{{end}}' ./... 2>/dev/null) |
     sed "s|^|$mod |"
