@@ -62,173 +62,228 @@ func Serve(in io.Reader, out io.Writer, logw io.Writer, open Opener) error {
 		}
 		close(lines)
 	}()
-	broken := false
-	write := func(s string) {
-		if broken {
-			return
-		}
-		if _, err := io.WriteString(out, s+"\n"); err != nil {
-			broken = true // dlock is gone: treated as the end of input
-		}
-	}
-
+	s := &server{out: out, results: make(chan result, 1)}
 	first, ok := <-lines
 	if !ok {
 		return nil
 	}
-	o, err := DecodeOpen(first)
-	if err != nil {
-		write(EncodeError(err))
+	if err := s.open(first, logw, open); err != nil {
 		return err
 	}
-	log := slog.New(slog.DiscardHandler)
-	if o.Verbose {
-		log = slog.New(slog.NewTextHandler(logw, nil))
-	}
-	l, err := open(o, log)
-	if err != nil {
-		write(EncodeError(err))
-		return err
-	}
-	defer func() {
-		switch c := l.(type) {
-		case interface{ Close() error }:
-			c.Close()
-		case interface{ Close() }:
-			c.Close()
-		}
-	}()
-	write("opened " + OneLine(Redact(o.URL)))
-
-	var (
-		results = make(chan result, 1)
-		pending context.CancelFunc // the lock or trylock in progress
-		held    bool
-		lost    <-chan struct{} // the held acquisition's, until reported
-		tick    *time.Ticker
-		tickC   <-chan time.Time
-	)
-	stopTicking := func() {
-		if tick != nil {
-			tick.Stop()
-			tick, tickC = nil, nil
-		}
-	}
-	defer stopTicking()
-	for !broken {
+	defer closeLocker(s.l)
+	defer s.stopTicking()
+	s.write("opened " + OneLine(Redact(s.o.URL)))
+	for !s.broken {
 		select {
 		case line, ok := <-lines:
 			if !ok {
-				broken = true
+				s.broken = true
 				break
 			}
-			switch verb, _ := Split(line); verb {
-			case "lock", "trylock":
-				if pending != nil {
-					write("error " + KindOther + " a lock request is already in progress")
-					break
-				}
-				ctx, cancel := context.WithCancel(context.Background())
-				pending = cancel
-				try := verb == "trylock"
-				go func() {
-					if try {
-						ok, err := l.TryLock()
-						results <- result{try: true, ok: ok, err: err}
-						return
-					}
-					err := l.Lock(ctx)
-					results <- result{ok: err == nil, err: err}
-				}()
-			case "cancel":
-				if pending != nil {
-					pending()
-				}
-			case "unlock":
-				if pending != nil {
-					write("error " + KindOther + " a lock request is in progress: cancel it first")
-					break
-				}
-				stopTicking()
-				err := l.Unlock()
-				held, lost = false, nil
-				if err != nil {
-					write(EncodeError(err))
-				} else {
-					write("unlocked")
-				}
-				log.Debug("dlock-backend: unlocked", "err", err)
-			case "inspect":
-				in, ok := l.(Inspector)
-				if !ok {
-					write("error " + KindOther + " this backend cannot say who holds its lock")
-					break
-				}
-				ctx, cancel := context.WithTimeout(context.Background(), max(o.Timeout, time.Second))
-				h, age, isHeld, err := in.Inspect(ctx)
-				cancel()
-				if err != nil {
-					write(EncodeError(err))
-				} else {
-					write(EncodeStatus(h, age, isHeld))
-				}
-			default:
-				write("error " + KindOther + " unknown request " + strconv.Quote(verb))
-			}
-		case r := <-results:
-			pending()
-			pending = nil
-			var busy *dlock.BusyError
-			switch {
-			case r.ok:
-				held = true
-				lost = l.Lost()
-				select {
-				case <-lost: // lost already (acquired past its deadline): say so first
-					write("lost the lock was given up as it was acquired, its deadline already past")
-					lost = nil
-				default:
-					if o.Heartbeat > 0 {
-						tick = time.NewTicker(o.Heartbeat)
-						tickC = tick.C
-					}
-				}
-				write("acquired " + strconv.FormatUint(l.Fence(), 10))
-			case r.err == nil: // trylock: busy
-				write(EncodeBusy(&dlock.BusyError{Path: Redact(o.URL)}))
-			case errors.As(r.err, &busy):
-				write(EncodeBusy(busy))
-			default:
-				write(EncodeError(r.err))
-			}
-		case <-lost:
-			stopTicking()
-			lost = nil
-			write("lost the backend gave the lock up: its lease could not be kept (deadline reached, or the lease was taken or deleted)")
-		case <-tickC:
-			select {
-			case <-lost:
-				// reported by the case above next
-			default:
-				write("alive")
-			}
+			s.request(line)
+		case r := <-s.results:
+			s.answer(r)
+		case <-s.lost:
+			s.stopTicking()
+			s.lost = nil
+			s.write("lost the backend gave the lock up: its lease could not be kept (deadline reached, or the lease was taken or deleted)")
+		case <-s.tickC:
+			s.beat()
 		}
 	}
-	// dlock is gone.
-	if pending != nil {
-		pending()
-		if r := <-results; r.ok {
-			if err := l.Unlock(); err != nil {
-				log.Warn("dlock-backend: releasing a lock acquired as dlock went away", "err", err)
-			}
-		}
+	s.gone()
+	return nil
+}
+
+// server is one helper's side of the protocol, between requests.
+type server struct {
+	out     io.Writer
+	broken  bool // dlock is gone (a write failed, or its input ended)
+	o       Options
+	log     *slog.Logger
+	l       dlock.Locker
+	results chan result
+	pending context.CancelFunc // the lock or trylock in progress
+	held    bool
+	lost    <-chan struct{} // the held acquisition's, until reported
+	tick    *time.Ticker
+	tickC   <-chan time.Time
+}
+
+// write sends one line to dlock; a failed write is the end of input.
+func (s *server) write(line string) {
+	if s.broken {
+		return
 	}
-	if held {
-		// Abandoned, not released: the job dlock guarded may outlive it
-		// (a supervisor killed); the lease runs out after TIMEOUT.
-		log.Warn("dlock-backend: dlock went away while holding the lock: leaving its lease to expire")
+	if _, err := io.WriteString(s.out, line+"\n"); err != nil {
+		s.broken = true
+	}
+}
+
+// open reads the open line and makes the Locker, answering an error.
+func (s *server) open(first string, logw io.Writer, open Opener) error {
+	o, err := DecodeOpen(first)
+	if err != nil {
+		s.write(EncodeError(err))
+		return err
+	}
+	s.o, s.log = o, slog.New(slog.DiscardHandler)
+	if o.Verbose {
+		s.log = slog.New(slog.NewTextHandler(logw, nil))
+	}
+	if s.l, err = open(o, s.log); err != nil {
+		s.write(EncodeError(err))
+		return err
 	}
 	return nil
+}
+
+// closeLocker closes l if it has a Close method.
+func closeLocker(l dlock.Locker) {
+	switch c := l.(type) {
+	case interface{ Close() error }:
+		c.Close()
+	case interface{ Close() }:
+		c.Close()
+	}
+}
+
+func (s *server) stopTicking() {
+	if s.tick != nil {
+		s.tick.Stop()
+		s.tick, s.tickC = nil, nil
+	}
+}
+
+// request handles one line from dlock.
+func (s *server) request(line string) {
+	switch verb, _ := Split(line); verb {
+	case "lock", "trylock":
+		s.lock(verb == "trylock")
+	case "cancel":
+		if s.pending != nil {
+			s.pending()
+		}
+	case "unlock":
+		s.unlock()
+	case "inspect":
+		s.inspect()
+	default:
+		s.write("error " + KindOther + " unknown request " + strconv.Quote(verb))
+	}
+}
+
+// lock starts a lock or trylock request, answered by answer.
+func (s *server) lock(try bool) {
+	if s.pending != nil {
+		s.write("error " + KindOther + " a lock request is already in progress")
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.pending = cancel
+	l, results := s.l, s.results
+	go func() {
+		if try {
+			ok, err := l.TryLock()
+			results <- result{try: true, ok: ok, err: err}
+			return
+		}
+		err := l.Lock(ctx)
+		results <- result{ok: err == nil, err: err}
+	}()
+}
+
+func (s *server) unlock() {
+	if s.pending != nil {
+		s.write("error " + KindOther + " a lock request is in progress: cancel it first")
+		return
+	}
+	s.stopTicking()
+	err := s.l.Unlock()
+	s.held, s.lost = false, nil
+	if err != nil {
+		s.write(EncodeError(err))
+	} else {
+		s.write("unlocked")
+	}
+	s.log.Debug("dlock-backend: unlocked", "err", err)
+}
+
+func (s *server) inspect() {
+	in, ok := s.l.(Inspector)
+	if !ok {
+		s.write("error " + KindOther + " this backend cannot say who holds its lock")
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), max(s.o.Timeout, time.Second))
+	h, age, isHeld, err := in.Inspect(ctx)
+	cancel()
+	if err != nil {
+		s.write(EncodeError(err))
+	} else {
+		s.write(EncodeStatus(h, age, isHeld))
+	}
+}
+
+// answer reports the end of a lock or trylock request.
+func (s *server) answer(r result) {
+	s.pending()
+	s.pending = nil
+	var busy *dlock.BusyError
+	switch {
+	case r.ok:
+		s.acquired()
+	case r.err == nil: // trylock: busy
+		s.write(EncodeBusy(&dlock.BusyError{Path: Redact(s.o.URL)}))
+	case errors.As(r.err, &busy):
+		s.write(EncodeBusy(busy))
+	default:
+		s.write(EncodeError(r.err))
+	}
+}
+
+// acquired reports an acquisition, and a loss it already suffered first.
+func (s *server) acquired() {
+	s.held = true
+	s.lost = s.l.Lost()
+	select {
+	case <-s.lost: // lost already (acquired past its deadline): say so first
+		s.write("lost the lock was given up as it was acquired, its deadline already past")
+		s.lost = nil
+	default:
+		if s.o.Heartbeat > 0 {
+			s.tick = time.NewTicker(s.o.Heartbeat)
+			s.tickC = s.tick.C
+		}
+	}
+	s.write("acquired " + strconv.FormatUint(s.l.Fence(), 10))
+}
+
+// beat tells dlock the helper is alive, unless a loss is to be told.
+func (s *server) beat() {
+	select {
+	case <-s.lost:
+		// reported by Serve's loop next
+	default:
+		s.write("alive")
+	}
+}
+
+// gone is what the helper does once dlock is gone.
+func (s *server) gone() {
+	if s.pending != nil {
+		s.pending()
+		if r := <-s.results; r.ok {
+			if err := s.l.Unlock(); err != nil {
+				s.log.Warn("dlock-backend: releasing a lock acquired as dlock went away", "err", err)
+			}
+		}
+	}
+	if s.held {
+		// Abandoned, not released: the job dlock guarded may outlive it
+		// (a supervisor killed); the lease runs out after TIMEOUT.
+		s.log.Warn("dlock-backend: dlock went away while holding the lock: leaving its lease to expire")
+	}
 }
 
 // Redact hides the password of a URL, for messages and DLOCK_PATH: the
