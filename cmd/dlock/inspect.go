@@ -211,7 +211,11 @@ func breakOne(path string, force bool, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, explain(err, path))
 		return exitError
 	}
-	before, err := breakLive(l, force)
+	brk := l.Break
+	if force {
+		brk = l.BreakHold
+	}
+	before, err := brk(force)
 	if force && err == nil {
 		if before.Held && !before.Dead && !before.Stale {
 			waitBrokenHolder(before, stdout)
@@ -221,28 +225,6 @@ func breakOne(path string, force bool, stdout, stderr io.Writer) int {
 		}
 	}
 	return reportBreak(path, force, before, err, stdout, stderr)
-}
-
-// breakLive is l.Break, or l.BreakHold when forced. Break compares the
-// holder's state entry between two reads, and a live holder renames its
-// entry at every refresh: a forced break can fail with ErrBusy although
-// the holder is the same. It tries again while it is (same token).
-func breakLive(l *dlock.Lock, force bool) (dlock.Status, error) {
-	if !force {
-		return l.Break(false)
-	}
-	before, err := l.BreakHold(true)
-	for i := 0; i < 5 && errors.Is(err, dlock.ErrBusy) && before.Held; i++ {
-		now, serr := l.Status()
-		if serr == nil && !now.Held {
-			return now, nil // released meanwhile
-		}
-		if serr != nil || now.Holder.Token != before.Holder.Token {
-			break
-		}
-		before, err = l.BreakHold(true)
-	}
-	return before, err
 }
 
 // reportBreak says what breakOne did, and with which status dlock exits.
