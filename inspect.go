@@ -142,19 +142,8 @@ func (l *Lock) breakLock(force, hold bool) (Status, error) {
 		return before, fmt.Errorf("dlock: not breaking %s: %w: held by %s, refreshed %s ago (TIMEOUT %s); only a forced break frees a live lock (dlock break -force)",
 			l.path, ErrBusy, before.Holder, before.Age.Round(time.Millisecond), before.Holder.Timeout)
 	}
-	st, err := readState(l.path)
-	if err != nil {
+	if done, err := l.reclaim(before); done || err != nil {
 		return before, err
-	}
-	if done, err := l.breakable(st, before); done || err != nil {
-		return before, err
-	}
-	ok, err := l.take(st.e, lockdir.NewToken(), true)
-	if err != nil {
-		return before, err
-	}
-	if !ok {
-		return before, fmt.Errorf("dlock: not breaking %s: %w: another process took it first", l.path, ErrBusy)
 	}
 	l.logWarn("broke lock", "holder", before.Holder.String(), "forced", force)
 	if hold {
@@ -168,6 +157,32 @@ func (l *Lock) breakLock(force, hold bool) (Status, error) {
 		return before, fmt.Errorf("dlock: breaking %s: releasing after the reclaim: %w", l.path, err)
 	}
 	return before, nil
+}
+
+// reclaim takes the lock from the holder that before saw: done (with an
+// error, or nil when nothing is left to break) unless it took it. A live
+// holder renames its state entry at every refresh and keeps its token:
+// when that rename falls between the look and the take, the take fails,
+// and reclaim looks again (breakable tells the same holder from another),
+// a few times. Called with l.op held.
+func (l *Lock) reclaim(before Status) (done bool, err error) {
+	for range 5 {
+		st, err := readState(l.path)
+		if err != nil {
+			return true, err
+		}
+		if done, err := l.breakable(st, before); done || err != nil {
+			return true, err
+		}
+		if l.testStep != nil {
+			l.testStep("break-looked")
+		}
+		ok, err := l.take(st.e, lockdir.NewToken(), true)
+		if err != nil || ok {
+			return err != nil, err
+		}
+	}
+	return true, fmt.Errorf("dlock: not breaking %s: %w: another process took it first", l.path, ErrBusy)
 }
 
 // breakable judges a second look at the lock, st, against the status

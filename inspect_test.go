@@ -61,3 +61,34 @@ func TestBreak(t *testing.T) {
 		t.Fatalf("Unlock after a forced Break = %v, want ErrLost", err)
 	}
 }
+
+// A forced break that a refresh of the live holder falls into, between
+// its look and its take (the holder renames its entry and keeps its
+// token), looks again and breaks: it is the same holder.
+func TestBreakAcrossARefresh(t *testing.T) {
+	r := newRig(t)
+	a, op := r.lock(WithTimeout(time.Minute)), r.lock()
+	mustLock(t, a)
+	refreshes := 0
+	op.testStep = func(step string) {
+		if step == "break-looked" && refreshes == 0 {
+			refreshes++
+			a.op.Lock()
+			err := a.refresh(r.clk.Now())
+			a.op.Unlock()
+			if err != nil {
+				t.Errorf("the holder's refresh: %v", err)
+			}
+		}
+	}
+	st, err := op.Break(true)
+	if refreshes != 1 {
+		t.Fatalf("the holder refreshed %d times between the break's look and its take, want 1", refreshes)
+	}
+	if err != nil || !st.Held || st.Holder.Token != a.token {
+		t.Fatalf("forced Break across a refresh = %+v, %v; want the holder's status and no error", st, err)
+	}
+	if err := a.Unlock(); !errors.Is(err, ErrLost) {
+		t.Fatalf("broken holder's Unlock = %v, want ErrLost", err)
+	}
+}

@@ -124,127 +124,31 @@ func parseFlock(prog string, args []string, stdout, stderr io.Writer) (c *flockC
 		return nil, flockUsageError(stderr, prog, err.Error(), true), true
 	}
 	cmdOpt := ""
-	var start, length int64
+	var span flockSpan
 	for _, o := range opts {
-		var err error
 		switch o.id {
 		case "":
 			cmdOpt = o.spelled
-		case "s":
-			c.shared, c.unlock = true, false
-		case "x":
-			c.shared, c.unlock = false, false
-		case "u":
-			c.unlock = true
-		case "n":
-			c.nonblock = true
-		case "o":
-			c.close = true
-		case "F":
-			c.noFork = true
-		case "verbose":
-			c.verbose = true
-		case "fcntl":
-			c.fcntl = true
-		case "w":
-			c.haveWait = true
-			if c.wait, err = flockSeconds(o.value); err != nil {
-				return nil, flockUsageError(stderr, prog, fmt.Sprintf("invalid timeout: '%s'", o.value), false), true
-			}
-		case "E":
-			n, err := strconv.ParseUint(o.value, 10, 64)
-			if err != nil || n > 255 {
-				return nil, flockUsageError(stderr, prog, fmt.Sprintf("invalid exit code (allowed values: 0-255): '%s'", o.value), false), true
-			}
-			c.conflict = int(n)
-		case "start", "length":
-			n, err := strconv.ParseInt(o.value, 0, 64)
-			if err != nil || n < 0 {
-				return nil, flockUsageError(stderr, prog, fmt.Sprintf("invalid %s: '%s'", o.id, o.value), false), true
-			}
-			if o.id == "start" {
-				start = n
-			} else {
-				length = n
-			}
-			c.fcntl = true
-		case "fd":
-			n, err := strconv.ParseInt(o.value, 10, 32)
-			if err != nil || n < 0 {
-				return nil, flockUsageError(stderr, prog, fmt.Sprintf("invalid file descriptor: '%s'", o.value), false), true
-			}
-			c.useFd, c.fd = true, int(n)
 		case "h":
 			flockHelp(stdout, prog)
 			return nil, 0, true
 		case "V":
 			fmt.Fprintf(stdout, "%s from dlock %s (util-linux flock's command line)\n", prog, version())
 			return nil, 0, true
-		case "stale-after":
-			err = secondsFlag{d: &c.lf.timeout}.Set(o.value)
-		case "poll":
-			err = secondsFlag{d: &c.lf.poll}.Set(o.value)
-		case "max-clock-skew":
-			err = secondsFlag{d: &c.lf.maxSkew}.Set(o.value)
-		case "grace":
-			err = secondsFlag{d: &c.grace, set: &c.graceSet}.Set(o.value)
-		case "stop-leftovers":
-			c.stopLeft = true
-		}
-		if err != nil {
-			return nil, flockUsageError(stderr, prog, fmt.Sprintf("invalid %s: '%s': %v", o.spelled, o.value, err), false), true
+		default:
+			if msg := c.option(o, &span); msg != "" {
+				return nil, flockUsageError(stderr, prog, msg, false), true
+			}
 		}
 	}
 	switch {
 	case c.noFork && c.close:
 		return nil, flockUsageError(stderr, prog, "the --no-fork and --close options are incompatible", false), true
-	case start != 0 || length != 0:
+	case span.start != 0 || span.length != 0:
 		return nil, flockUsageError(stderr, prog, "--start and --length: dlock locks the whole file (a byte range of it is not a lock every host can see); give neither, or 0", false), true
 	}
-	shell := func(cmd string) []string {
-		sh := os.Getenv("SHELL")
-		if sh == "" {
-			sh = "/bin/sh"
-		}
-		c.shellCmd = true
-		return []string{sh, "-c", cmd}
-	}
-	switch {
-	case cmdOpt != "":
-		if len(rest) != 1 {
-			return nil, flockUsageError(stderr, prog, cmdOpt+" requires exactly one command argument", false), true
-		}
-		c.argv = shell(rest[0])
-	case len(rest) > 1 && !c.useFd:
-		c.file = rest[0]
-		if isCommandOpt(rest[1]) {
-			if len(rest) != 3 {
-				return nil, flockUsageError(stderr, prog, rest[1]+" requires exactly one command argument", false), true
-			}
-			c.argv = shell(rest[2])
-		} else {
-			c.argv = rest[1:]
-		}
-	case len(rest) > 0:
-		if c.useFd {
-			c.argv = rest
-		} else {
-			n, err := strconv.ParseInt(rest[0], 10, 32)
-			if err != nil || n < 0 {
-				return nil, flockUsageError(stderr, prog, fmt.Sprintf("invalid file descriptor: '%s'", rest[0]), false), true
-			}
-			c.fd = int(n)
-		}
-	case c.useFd:
-		return nil, flockUsageError(stderr, prog, "missing command", false), true
-	default:
-		return nil, flockUsageError(stderr, prog, "missing file descriptor, file or directory", false), true
-	}
-	if c.file == "" && c.fd < 0 {
-		return nil, flockUsageError(stderr, prog, "missing file descriptor, file or directory", false), true
-	}
-	if c.file == "" && c.argv == nil && c.fd >= 0 && len(rest) == 0 {
-		return nil, flockUsageError(stderr, prog, "missing file descriptor, file or directory", false), true
+	if msg := c.operands(cmdOpt, rest); msg != "" {
+		return nil, flockUsageError(stderr, prog, msg, false), true
 	}
 	if c.haveWait && c.wait == 0 {
 		c.nonblock = true // -w 0 is -n
@@ -255,6 +159,139 @@ func parseFlock(prog string, args []string, stdout, stderr io.Writer) (c *flockC
 		c.grace = c.lf.timeout / 5
 	}
 	return c, 0, false
+}
+
+// flockSpan is --start and --length: dlock takes only 0 for both.
+type flockSpan struct{ start, length int64 }
+
+// option applies one of flock's options but -c, -h and -V to c, and
+// returns a usage error's message, or "".
+func (c *flockConfig) option(o parsedOpt, span *flockSpan) string {
+	switch o.id {
+	case "s":
+		c.shared, c.unlock = true, false
+	case "x":
+		c.shared, c.unlock = false, false
+	case "u":
+		c.unlock = true
+	case "n":
+		c.nonblock = true
+	case "o":
+		c.close = true
+	case "F":
+		c.noFork = true
+	case "verbose":
+		c.verbose = true
+	case "fcntl":
+		c.fcntl = true
+	case "stop-leftovers":
+		c.stopLeft = true
+	default:
+		return c.valueOption(o, span)
+	}
+	return ""
+}
+
+// valueOption applies an option that takes a value.
+func (c *flockConfig) valueOption(o parsedOpt, span *flockSpan) string {
+	var err error
+	switch o.id {
+	case "w":
+		c.haveWait = true
+		if c.wait, err = flockSeconds(o.value); err != nil {
+			return fmt.Sprintf("invalid timeout: '%s'", o.value)
+		}
+	case "E":
+		n, err := strconv.ParseUint(o.value, 10, 64)
+		if err != nil || n > 255 {
+			return fmt.Sprintf("invalid exit code (allowed values: 0-255): '%s'", o.value)
+		}
+		c.conflict = int(n)
+	case "start", "length":
+		n, err := strconv.ParseInt(o.value, 0, 64)
+		if err != nil || n < 0 {
+			return fmt.Sprintf("invalid %s: '%s'", o.id, o.value)
+		}
+		if o.id == "start" {
+			span.start = n
+		} else {
+			span.length = n
+		}
+		c.fcntl = true
+	case "fd":
+		n, err := strconv.ParseInt(o.value, 10, 32)
+		if err != nil || n < 0 {
+			return fmt.Sprintf("invalid file descriptor: '%s'", o.value)
+		}
+		c.useFd, c.fd = true, int(n)
+	case "stale-after":
+		err = secondsFlag{d: &c.lf.timeout}.Set(o.value)
+	case "poll":
+		err = secondsFlag{d: &c.lf.poll}.Set(o.value)
+	case "max-clock-skew":
+		err = secondsFlag{d: &c.lf.maxSkew}.Set(o.value)
+	case "grace":
+		err = secondsFlag{d: &c.grace, set: &c.graceSet}.Set(o.value)
+	}
+	if err != nil {
+		return fmt.Sprintf("invalid %s: '%s': %v", o.spelled, o.value, err)
+	}
+	return ""
+}
+
+// operands reads what follows the options: FILE and COMMAND, FILE -c
+// and a command line, a descriptor's NUMBER, or (--fd, -c) COMMAND alone.
+// cmdOpt is -c or --command as spelled among the options, or "". It
+// returns a usage error's message, or "".
+func (c *flockConfig) operands(cmdOpt string, rest []string) string {
+	switch {
+	case cmdOpt != "":
+		if len(rest) != 1 {
+			return cmdOpt + " requires exactly one command argument"
+		}
+		c.argv = c.shell(rest[0])
+	case len(rest) > 1 && !c.useFd:
+		c.file = rest[0]
+		if isCommandOpt(rest[1]) {
+			if len(rest) != 3 {
+				return rest[1] + " requires exactly one command argument"
+			}
+			c.argv = c.shell(rest[2])
+		} else {
+			c.argv = rest[1:]
+		}
+	case len(rest) > 0:
+		if c.useFd {
+			c.argv = rest
+		} else {
+			n, err := strconv.ParseInt(rest[0], 10, 32)
+			if err != nil || n < 0 {
+				return fmt.Sprintf("invalid file descriptor: '%s'", rest[0])
+			}
+			c.fd = int(n)
+		}
+	case c.useFd:
+		return "missing command"
+	default:
+		return "missing file descriptor, file or directory"
+	}
+	if c.file == "" && c.fd < 0 {
+		return "missing file descriptor, file or directory"
+	}
+	if c.file == "" && c.argv == nil && c.fd >= 0 && len(rest) == 0 {
+		return "missing file descriptor, file or directory"
+	}
+	return ""
+}
+
+// shell is the command line cmd run by the user's shell, as flock -c.
+func (c *flockConfig) shell(cmd string) []string {
+	sh := os.Getenv("SHELL")
+	if sh == "" {
+		sh = "/bin/sh"
+	}
+	c.shellCmd = true
+	return []string{sh, "-c", cmd}
 }
 
 // flockSeconds reads flock's -w: seconds, with a fraction.
@@ -404,29 +441,13 @@ func dlockLayout(dir string) string {
 	}
 	defer f.Close()
 	names, _ := f.Readdirnames(4200) // a semaphore's size marker and slots at most
-	numbered := func(n, prefix string) bool {
-		v, ok := strings.CutPrefix(n, prefix)
-		_, err := strconv.ParseUint(v, 10, 64)
-		return ok && err == nil
-	}
 	kinds := map[string]bool{}
 	for _, n := range names {
-		switch {
-		case numbered(n, "free.") || strings.HasPrefix(n, "held.") && strings.Count(n, ".") >= 10:
-			kinds["plain"] = true
-		case n == "queue":
-			kinds["queue"] = true
-		case numbered(n, "rwlock."):
-			kinds["rw"] = true
-		case n == "writer" || n == "readers" || strings.HasPrefix(n, ".writer.") || strings.HasPrefix(n, ".readers."):
-			kinds["rw-member"] = true
-		case numbered(n, "size."):
-			kinds["semaphore"] = true
-		case numbered(n, "slot."):
-			kinds["semaphore-member"] = true
-		default:
+		k := entryKind(n)
+		if k == "" {
 			return ""
 		}
+		kinds[k] = true
 	}
 	switch {
 	case kinds["plain"] && len(kinds) <= 2 && (len(kinds) == 1 || kinds["queue"]):
@@ -437,6 +458,34 @@ func dlockLayout(dir string) string {
 		return "semaphore"
 	}
 	return ""
+}
+
+// entryKind says what an entry named n of a dlock lock directory belongs
+// to: "plain", "queue", "rw", "rw-member", "semaphore", "semaphore-member",
+// or "" (nothing dlock would put there).
+func entryKind(n string) string {
+	switch {
+	case numbered(n, "free.") || strings.HasPrefix(n, "held.") && strings.Count(n, ".") >= 10:
+		return "plain"
+	case n == "queue":
+		return "queue"
+	case numbered(n, "rwlock."):
+		return "rw"
+	case n == "writer" || n == "readers" || strings.HasPrefix(n, ".writer.") || strings.HasPrefix(n, ".readers."):
+		return "rw-member"
+	case numbered(n, "size."):
+		return "semaphore"
+	case numbered(n, "slot."):
+		return "semaphore-member"
+	}
+	return ""
+}
+
+// numbered: n is prefix and a number.
+func numbered(n, prefix string) bool {
+	v, ok := strings.CutPrefix(n, prefix)
+	_, err := strconv.ParseUint(v, 10, 64)
+	return ok && err == nil
 }
 
 // flockLockMode is the mode of a lock directory made for a file: every

@@ -38,34 +38,72 @@ import (
 // processes are handed to this process (a child subreaper too, on
 // Linux), which stops them.
 func runFront(c *runConfig, args []string, stderr io.Writer) int {
-	exe, err := os.Executable()
-	if err != nil {
+	f := &front{c: c, stderr: stderr}
+	code, ok := f.command(args)
+	if f.w != nil {
+		defer f.w.Close()
+	}
+	if !ok {
+		return code
+	}
+	becomeSubreaper()
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	if !f.start() {
+		return exitError
+	}
+	if f.fg {
+		defer unix.IoctlSetPointerInt(0, unix.TIOCSPGRP, f.pgrp)
+	}
+	return f.follow(sigs)
+}
+
+// front is the process the user started, while it runs the supervisor
+// (see runFront).
+type front struct {
+	c      *runConfig
+	stderr io.Writer
+	exe    string
+	id     string // the job's id, in the supervisor's environment
+	fg     bool   // in the foreground of a terminal: the job gets it
+	pgrp   int    // this process's group, given the terminal back at the end
+	sup    *exec.Cmd
+	bk     *frontBackend // a URL PATH's helper (backend_unix.go), or nil
+	// The supervisor reads EOF on r when this process has died (w is
+	// this process's end), and reports COMMAND's status on sw when
+	// COMMAND exits while leftovers of its job hold the lock on.
+	r, w, sr, sw *os.File
+}
+
+// command makes the supervisor's command: dlock again, as __supervise,
+// with the pipes and (for flock --fd) the descriptor it needs, in a
+// process group of its own. Unless ok, runFront exits with code.
+func (f *front) command(args []string) (code int, ok bool) {
+	c, stderr := f.c, f.stderr
+	var err error
+	if f.exe, err = os.Executable(); err != nil {
 		fmt.Fprintf(stderr, "dlock: cannot find its own executable to start the supervisor: %v\n", err)
-		return exitError
+		return exitError, false
 	}
-	r, w, err := os.Pipe()
-	if err != nil {
+	if f.r, f.w, err = os.Pipe(); err != nil {
 		fmt.Fprintf(stderr, "dlock: %v\n", err)
-		return exitError
+		return exitError, false
 	}
-	defer w.Close()
-	// The supervisor reports COMMAND's status on this pipe when COMMAND
-	// exits while leftovers of its job hold the lock on.
-	sr, sw, err := os.Pipe()
-	if err != nil {
+	if f.sr, f.sw, err = os.Pipe(); err != nil {
 		fmt.Fprintf(stderr, "dlock: %v\n", err)
-		return exitError
+		return exitError, false
 	}
 	fg := "bg"
-	pgrp, _ := unix.Getpgid(0)
-	if tp, err := unix.IoctlGetInt(0, unix.TIOCGPGRP); err == nil && tp == pgrp {
-		fg = "fg" // in the foreground of a terminal: the job gets it
+	f.pgrp, _ = unix.Getpgid(0)
+	if tp, err := unix.IoctlGetInt(0, unix.TIOCGPGRP); err == nil && tp == f.pgrp {
+		fg, f.fg = "fg", true // in the foreground of a terminal: the job gets it
 	}
-	sup := exec.Command(exe, append([]string{superviseCmd, fg}, args...)...)
+	sup := exec.Command(f.exe, append([]string{superviseCmd, fg}, args...)...)
 	sup.Stdin, sup.Stdout, sup.Stderr = os.Stdin, os.Stdout, os.Stderr
-	id := newRunID()
-	sup.Env = append(os.Environ(), runIDEnv+"="+id)
-	sup.ExtraFiles = []*os.File{r, sw}
+	f.id = newRunID()
+	sup.Env = append(os.Environ(), runIDEnv+"="+f.id)
+	sup.ExtraFiles = []*os.File{f.r, f.sw}
 	if c.fl != nil && c.fl.useFd {
 		sup.ExtraFiles = append(sup.ExtraFiles, os.NewFile(uintptr(c.fl.fd), strconv.Itoa(c.fl.fd)))
 		if c.fl.fd > 2 {
@@ -78,46 +116,51 @@ func runFront(c *runConfig, args []string, stderr io.Writer) int {
 	if c.pidns {
 		if err := pidnsAttr(sup.SysProcAttr); err != nil {
 			fmt.Fprintf(stderr, "dlock: -pidns: %v\n", err)
-			return exitError
+			return exitError, false
 		}
 	}
-	bk, err := startFrontBackend(c, sup) // a URL PATH's helper (backend_unix.go)
-	if err != nil {
+	if f.bk, err = startFrontBackend(c, sup); err != nil { // a URL PATH's helper (backend_unix.go)
 		fmt.Fprintln(stderr, err)
-		return exitError
+		return exitError, false
 	}
-	becomeSubreaper()
-	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sigs)
-	err = sup.Start()
-	bk.handedOver()
+	f.sup = sup
+	return 0, true
+}
+
+// start starts the supervisor, and reports whether it could.
+func (f *front) start() bool {
+	err := f.sup.Start()
+	f.bk.handedOver()
 	if err != nil {
-		r.Close()
-		sr.Close()
-		sw.Close()
-		bk.wait(time.Second)
-		if c.pidns {
-			fmt.Fprintf(stderr, "dlock: -pidns: cannot make a pid namespace here (%v): run without -pidns, or as root, or where unprivileged user namespaces are allowed\n", err)
+		f.r.Close()
+		f.sr.Close()
+		f.sw.Close()
+		f.bk.wait(time.Second)
+		if f.c.pidns {
+			fmt.Fprintf(f.stderr, "dlock: -pidns: cannot make a pid namespace here (%v): run without -pidns, or as root, or where unprivileged user namespaces are allowed\n", err)
 		} else {
-			fmt.Fprintf(stderr, "dlock: starting the supervisor %s: %v\n", exe, err)
+			fmt.Fprintf(f.stderr, "dlock: starting the supervisor %s: %v\n", f.exe, err)
 		}
-		return exitError
+		return false
 	}
-	r.Close()
-	sw.Close()
+	f.r.Close()
+	f.sw.Close()
 	// Started: from here on this process stays in the background of the
 	// terminal while the job has it, and takes it back at the end.
 	signal.Ignore(syscall.SIGTTOU)
-	if fg == "fg" {
-		defer unix.IoctlSetPointerInt(0, unix.TIOCSPGRP, pgrp)
-	}
+	return true
+}
 
+// follow forwards sigs to the supervisor until it reports COMMAND's status
+// or exits, stops what a killed supervisor left of the job, and returns
+// the status dlock exits with.
+func (f *front) follow(sigs <-chan os.Signal) int {
+	c, stderr, sup := f.c, f.stderr, f.sup
 	exited := make(chan int, 1)
 	supKilled := false // written before exited is sent, read after
 	reported := make(chan int, 1)
 	go func() {
-		line, _ := bufio.NewReader(sr).ReadString('\n')
+		line, _ := bufio.NewReader(f.sr).ReadString('\n')
 		if n, err := strconv.Atoi(strings.TrimSpace(line)); err == nil {
 			reported <- n
 			return
@@ -136,14 +179,14 @@ func runFront(c *runConfig, args []string, stderr io.Writer) int {
 				fmt.Fprintf(stderr, "dlock: forwarding %v to the supervisor: %v\n", sig, err)
 			}
 		case status := <-exited:
-			bk.wait(c.timeout)
+			f.bk.wait(c.timeout)
 			// A supervisor that exited (rather than being killed) did so
 			// once the job was gone, or before it started: only a killed
 			// one leaves processes to stop, handed to this subreaper.
 			if !supKilled {
 				return status
 			}
-			if orphans := stopOrphans(id, c.grace, 5*time.Second+c.grace); orphans > 0 {
+			if orphans := stopOrphans(f.id, c.grace, 5*time.Second+c.grace); orphans > 0 {
 				fmt.Fprintf(stderr, "dlock: the supervisor exited (status %d) leaving %d processes of the job: stopped them\n", status, orphans)
 			}
 			return status

@@ -209,34 +209,21 @@ func breakCmd(args []string, stdout, stderr io.Writer) int {
 	return code
 }
 
-// breakOne breaks the plain lock at path.
+// breakOne breaks the plain lock at path. A forced break keeps the lock
+// it took from a live holder (BreakHold) until that holder has had the
+// time to stop, so that the next holder does not start beside it.
 func breakOne(path string, force bool, stdout, stderr io.Writer) int {
 	l, err := dlock.New(path)
 	if err != nil {
 		fmt.Fprintln(stderr, explain(err, path))
 		return exitError
 	}
-	brk, holds := l.Break, false
-	if bh, ok := any(l).(breakHolder); ok && force {
-		brk, holds = bh.BreakHold, true
+	brk := l.Break
+	if force {
+		brk = l.BreakHold
 	}
 	before, err := brk(force)
-	// Break compares the holder's state entry between two reads, and a
-	// live holder renames its entry at every refresh: a forced break can
-	// fail with ErrBusy although the holder is the same. Try again while
-	// it is (same token).
-	for i := 0; i < 5 && force && errors.Is(err, dlock.ErrBusy) && before.Held; i++ {
-		now, serr := l.Status()
-		if serr == nil && !now.Held {
-			before, err = now, nil // released meanwhile
-			break
-		}
-		if serr != nil || now.Holder.Token != before.Holder.Token {
-			break
-		}
-		before, err = brk(true)
-	}
-	if holds && err == nil {
+	if force && err == nil {
 		if before.Held && !before.Dead && !before.Stale {
 			waitBrokenHolder(before, stdout)
 		}
@@ -244,6 +231,11 @@ func breakOne(path string, force bool, stdout, stderr io.Writer) int {
 			err = uerr
 		}
 	}
+	return reportBreak(path, force, before, err, stdout, stderr)
+}
+
+// reportBreak says what breakOne did, and with which status dlock exits.
+func reportBreak(path string, force bool, before dlock.Status, err error, stdout, stderr io.Writer) int {
 	switch {
 	case errors.Is(err, dlock.ErrBusy) && before.Held && !force:
 		say(stderr, "not breaking %s: it is %s, TIMEOUT %s; use -force to break a live lock", path, describeHolder(before.Holder, before.Age), before.Holder.Timeout)
@@ -259,25 +251,22 @@ func breakOne(path string, force bool, stdout, stderr io.Writer) int {
 	case !before.Held:
 		fmt.Fprintf(stdout, "%s: free (last fence %d): nothing to break\n", before.Path, before.Fence)
 	default:
-		why := "forced: the holder was alive"
-		switch {
-		case before.Holder.Unknown:
-			why = "forced: the holder was unknown"
-		case before.Dead:
-			why = "its process is gone"
-		case before.Stale:
-			why = fmt.Sprintf("not refreshed for %s, TIMEOUT %s", before.Age.Round(time.Millisecond), before.Holder.Timeout)
-		}
-		fmt.Fprintf(stdout, "%s: broke the lock %s (%s); it is free now\n", before.Path, describeHolder(before.Holder, before.Age), why)
+		fmt.Fprintf(stdout, "%s: broke the lock %s (%s); it is free now\n", before.Path, describeHolder(before.Holder, before.Age), breakReason(before))
 	}
 	return 0
 }
 
-// breakHolder is a lock whose forced break keeps the lock it reclaimed
-// held, until Unlock: a library hook (BreakHold) that this command uses
-// where the library has it.
-type breakHolder interface {
-	BreakHold(force bool) (dlock.Status, error)
+// breakReason says why a break was allowed.
+func breakReason(before dlock.Status) string {
+	switch {
+	case before.Holder.Unknown:
+		return "forced: the holder was unknown"
+	case before.Dead:
+		return "its process is gone"
+	case before.Stale:
+		return fmt.Sprintf("not refreshed for %s, TIMEOUT %s", before.Age.Round(time.Millisecond), before.Holder.Timeout)
+	}
+	return "forced: the holder was alive"
 }
 
 // waitBrokenHolder waits, while the lock just taken from a live holder is

@@ -13,8 +13,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/lockdir/dlock"
 )
 
 func init() {
@@ -24,10 +22,6 @@ func init() {
 		}
 		return 0, false
 	}
-}
-
-func newLockForTest() (*dlock.Lock, error) {
-	return dlock.New(filepath.Join(os.TempDir(), "dlock-cli-test-probe"))
 }
 
 // These tests run a job with every kind of descendant a cron script has,
@@ -209,22 +203,7 @@ func TestJobLockBroken(t *testing.T) {
 			t.Errorf("job process %d outlived its dlock, whose lock was broken", q.pid)
 		}
 	}
-	if !breakHolds() {
-		// The library's Break releases at once: the next holder may start
-		// before the broken holder's next refresh tells it.
-		code := next.wait(t, 30*time.Second)
-		t.Logf("BEFORE the library's BreakHold: next holder's COMMAND: exit %d: %s", code, strings.TrimSpace(next.stdout.String()))
-		return
-	}
 	expectAllGone(t, next, start)
-}
-
-// breakHolds reports whether the library has Lock.BreakHold, with which
-// "break -force" keeps the lock until the broken holder has stopped.
-func breakHolds() bool {
-	l, _ := newLockForTest()
-	_, ok := any(l).(breakHolder)
-	return ok
 }
 
 func TestJobOutlivesCommand(t *testing.T) {

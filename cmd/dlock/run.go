@@ -6,11 +6,9 @@ import (
 	"fmt"
 	"io"
 	iofs "io/fs"
-	"log/slog"
 	"os"
 	"os/exec"
 	"os/signal"
-	"strconv"
 	"syscall"
 	"time"
 
@@ -240,248 +238,102 @@ func superviseMain(args []string, stderr io.Writer) int {
 // supervise takes the lock, runs the job and stops it when it must, and
 // releases the lock once the job's last process has exited. frontDied is
 // closed when the process the user started has died (nil: it is this one).
+// Its phases, in order: wait for the lock (lock, here), start the job,
+// watch it until its last process is gone, release (supervisor.go).
 func supervise(c *runConfig, frontDied <-chan struct{}, stderr io.Writer) int {
-	var log *slog.Logger
-	if c.verbose {
-		log = slog.New(slog.NewTextHandler(stderr, nil))
-	}
-	logf := func(msg string, args ...any) {
-		if log != nil {
-			log.Info("dlock run: "+msg, args...)
-		}
-	}
-	extra := []dlock.Option{dlock.WithMargin(c.margin)}
-	if log != nil {
-		extra = append(extra, dlock.WithLogger(log))
-	}
-
-	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sigs)
-
-	// Wait for the lock; a signal, or the death of the front process,
-	// cancels the wait.
+	s := newSupervisor(c, frontDied, stderr)
+	defer signal.Stop(s.sigs)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var l dlock.Locker
-	var abs string
-	var fl *flockLocked
+	if code, ok := s.lock(ctx, cancel); !ok {
+		return code
+	}
+	cmd, j, code, ok := s.start()
+	if !ok {
+		return code
+	}
+	status, wasLost := s.watch(cmd, j)
+	return s.release(status, wasLost)
+}
+
+// lock waits for the lock; a signal, or the death of the front process,
+// cancels the wait. Unless ok, supervise exits with code.
+func (s *supervisor) lock(ctx context.Context, cancel context.CancelFunc) (code int, ok bool) {
+	c := s.c
 	if c.fl == nil {
 		var err error
-		if l, abs, err = c.openLock(extra...); err != nil { // a URL PATH: backend.go
-			fmt.Fprintln(stderr, explain(err, c.path))
-			return exitError
+		if s.l, s.abs, err = c.openLock(s.extra...); err != nil { // a URL PATH: backend.go
+			fmt.Fprintln(s.stderr, explain(err, c.path))
+			return exitError, false
 		}
 	}
 	locked := make(chan error, 1)
 	flCode := 0
-	logf("locking", "path", c.path, "kind", c.kind(), "patience", patienceFlag{d: &c.patience}.String(),
+	s.logf("locking", "path", c.path, "kind", c.kind(), "patience", patienceFlag{d: &c.patience}.String(),
 		"timeout", c.timeout, "grace", c.grace, "margin", c.margin)
 	go func() {
 		if c.fl == nil {
-			locked <- l.Lock(ctx)
+			locked <- s.l.Lock(ctx)
 			return
 		}
-		fl, flCode = flockAcquire(ctx, c, extra, os.Stdout, stderr)
+		s.fl, flCode = flockAcquire(ctx, c, s.extra, os.Stdout, s.stderr)
 		locked <- nil
 	}()
-	gaveUp := func(why string, status int) int {
-		logf(why + ": giving up the wait")
-		cancel()
-		if err := <-locked; err == nil && l != nil { // acquired as we cancelled
-			if err := l.Unlock(); err != nil {
-				fmt.Fprintln(stderr, explain(err, c.path))
-			}
-		}
-		if fl != nil {
-			fl.release(c.fl)
-		}
-		return status
-	}
 	var err error
 	select {
 	case err = <-locked:
-	case sig := <-sigs:
-		return gaveUp("signal "+sig.String(), 128+signum(sig))
-	case <-frontDied:
-		return gaveUp("the dlock process that started this one died", exitError)
+	case sig := <-s.sigs:
+		return s.gaveUp(locked, cancel, "signal "+sig.String(), 128+signum(sig)), false
+	case <-s.frontDied:
+		return s.gaveUp(locked, cancel, "the dlock process that started this one died", exitError), false
 	}
-	var busy *dlock.BusyError
-	switch {
-	case c.fl != nil && fl == nil:
-		return flCode
-	case errors.As(err, &busy):
-		if !c.quiet {
-			say(stderr, "%s is busy: %s; gave up after %s", c.path, describeHolder(busy.Holder, busy.Age), busy.Waited.Round(time.Millisecond))
-		}
-		return c.conflictExit
-	case errors.Is(err, dlock.ErrBusy): // PATIENCE ran out inside an attempt the filesystem never answered
-		if !c.quiet {
-			fmt.Fprintln(stderr, explain(err, c.path))
-		}
-		return c.conflictExit
-	case err != nil:
-		fmt.Fprintln(stderr, explain(err, c.path))
-		return exitError
+	if c.fl != nil && s.fl == nil {
+		return flCode, false
 	}
-	unlock := func() error {
-		if fl != nil {
-			return fl.release(c.fl)
-		}
-		return l.Unlock()
+	if code, failed := s.notLocked(err); failed {
+		return code, false
 	}
-	lost := (<-chan struct{})(nil)
-	fence := uint64(0)
-	if fl != nil {
-		abs, fence = fl.path, fl.fence
-		if fl.locker != nil {
-			lost = fl.locker.Lost()
-		}
-	} else {
-		lost, fence = l.Lost(), l.Fence()
-	}
+	s.held()
+	return 0, true
+}
 
-	// Holding the lock: run the job.
-	name := c.argv[0]
-	var cmd *exec.Cmd
-	if fl != nil {
-		prog, err := exec.LookPath(name)
-		if err != nil && !errors.Is(err, exec.ErrDot) {
-			why := strerror(err)
-			if errors.Is(err, exec.ErrNotFound) {
-				why = strerror(syscall.ENOENT)
-			}
-			fmt.Fprintf(stderr, "%s: failed to execute %s: %s\n", c.fl.prog, name, why)
-			if err := unlock(); err != nil {
-				fmt.Fprintln(stderr, explain(err, c.path))
-			}
-			return exUnavailable
-		}
-		cmd = exec.Command(prog, c.argv[1:]...)
-		cmd.Args[0] = name
-		fl.prepareJob(c.fl, cmd)
-		if c.fl.verbose {
-			fmt.Fprintf(os.Stdout, "%s: executing %s\n", c.fl.prog, name)
-		}
-	} else {
-		cmd = exec.Command(c.prog, c.argv[1:]...)
-		cmd.Args[0] = name
-		cmd.Env = append(os.Environ(), "DLOCK_PATH="+abs, "DLOCK_FENCE="+strconv.FormatUint(fence, 10))
-	}
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	j, err := startHeld(lost, cmd, c)
-	if errors.Is(err, errLostFirst) {
-		say(stderr, "%s: not starting %s: %v", c.path, name, err)
-		if err := unlock(); err != nil {
-			fmt.Fprintln(stderr, explain(err, c.path))
-		}
-		return exitLost
-	}
-	if err != nil {
-		code := exitCantExec
-		if fl != nil {
-			fmt.Fprintf(stderr, "%s: failed to execute %s: %s\n", c.fl.prog, name, strerror(err))
-			code = exUnavailable
-		} else {
-			fmt.Fprintf(stderr, "dlock: starting %s: %v\n", name, err)
-		}
-		if err := unlock(); err != nil {
-			fmt.Fprintln(stderr, explain(err, c.path))
-		}
-		return code
-	}
-	logf("started command", "pid", cmd.Process.Pid, "fence", fence, "job", j.mechanism())
-
-	wasLost := false
-	status := -1
-	cmdExit, gone := j.commandExit(), j.gone()
-	var kill <-chan time.Time
-	var rekill *time.Ticker
-	var rekillC <-chan time.Time
-	stopping := false
-	stop := func(sig syscall.Signal, why string) {
-		if stopping {
-			return
-		}
-		stopping = true
-		if pids := j.pids(); len(pids) > 0 || status < 0 {
-			logf("stopping the job", "why", why, "signal", sig, "processes", pids, "grace", c.grace)
-		}
-		j.signal(sig)
-		kill = time.After(c.grace)
-	}
-loop:
-	for {
-		select {
-		case sig := <-sigs:
-			s, _ := sig.(syscall.Signal)
-			stop(s, "dlock got "+sig.String())
-		case <-frontDied:
-			frontDied = nil
-			stop(syscall.SIGTERM, "the dlock process that started this one died")
-		case <-lost:
-			lost, wasLost = nil, true
-			say(stderr, "lost the %s %s while %s (pid %d) ran: stopping the job (SIGTERM, SIGKILL after %s)", c.kind(), c.path, name, cmd.Process.Pid, c.grace)
-			stop(syscall.SIGTERM, "lost the lock")
-		case status = <-cmdExit:
-			cmdExit = nil
-			logf("command exited", "status", status)
-			if pids := j.pids(); c.report != nil && !stopping && len(pids) > 0 && !c.stopLeftovers {
-				// Leftovers keep the lock, as children that inherited
-				// flock's descriptor do; the front process exits with
-				// COMMAND's status now, and its death no longer stops
-				// the job. (With none left, the lock is released before
-				// the front exits: the caller's next command finds it
-				// free.)
-				c.report(status)
-				c.report, frontDied = nil, nil
-			}
-			if pids := j.pids(); len(pids) > 0 {
-				if c.stopLeftovers {
-					stop(syscall.SIGTERM, "COMMAND exited (-stop-leftovers)")
-				} else {
-					logf("holding the lock until the rest of the job exits", "processes", pids)
-				}
-			}
-		case <-kill:
-			kill = nil
-			if pids := j.pids(); len(pids) > 0 {
-				say(stderr, "the job of %s still runs %s after it was told to stop (pids %v): sending SIGKILL", name, c.grace, pids)
-			}
-			j.signal(syscall.SIGKILL)
-			// A process forking while it was signalled can leave a child
-			// that the signal missed: kill again until the job is gone.
-			rekill = time.NewTicker(50 * time.Millisecond)
-			rekillC = rekill.C
-		case <-rekillC:
-			j.signal(syscall.SIGKILL)
-		case <-gone:
-			break loop
+// gaveUp cancels the wait for the lock, and releases it if it was
+// acquired as the wait was cancelled.
+func (s *supervisor) gaveUp(locked <-chan error, cancel context.CancelFunc, why string, status int) int {
+	s.logf(why + ": giving up the wait")
+	cancel()
+	if err := <-locked; err == nil && s.l != nil { // acquired as we cancelled
+		if err := s.l.Unlock(); err != nil {
+			fmt.Fprintln(s.stderr, explain(err, s.c.path))
 		}
 	}
-	if rekill != nil {
-		rekill.Stop()
-	}
-	if status < 0 {
-		status = <-cmdExit
-	}
-	logf("job gone", "status", status)
-
-	err = unlock()
-	switch {
-	case wasLost || errors.Is(err, dlock.ErrLost):
-		if err != nil {
-			fmt.Fprintln(stderr, explain(err, c.path))
-		}
-		say(stderr, "%s exited with status %d, but the lock was lost while the job ran: exit %d", name, status, exitLost)
-		return exitLost
-	case err != nil:
-		fmt.Fprintln(stderr, explain(err, c.path))
-		if status == 0 {
-			return exitError
-		}
+	if s.fl != nil {
+		s.fl.release(s.c.fl)
 	}
 	return status
+}
+
+// notLocked says why the wait for the lock ended without it, and the exit
+// status for that; failed is false when err is nil.
+func (s *supervisor) notLocked(err error) (code int, failed bool) {
+	c := s.c
+	var busy *dlock.BusyError
+	switch {
+	case errors.As(err, &busy):
+		if !c.quiet {
+			say(s.stderr, "%s is busy: %s; gave up after %s", c.path, describeHolder(busy.Holder, busy.Age), busy.Waited.Round(time.Millisecond))
+		}
+		return c.conflictExit, true
+	case errors.Is(err, dlock.ErrBusy): // PATIENCE ran out inside an attempt the filesystem never answered
+		if !c.quiet {
+			fmt.Fprintln(s.stderr, explain(err, c.path))
+		}
+		return c.conflictExit, true
+	case err != nil:
+		fmt.Fprintln(s.stderr, explain(err, c.path))
+		return exitError, true
+	}
+	return 0, false
 }
 
 // describeHolder says who holds a lock, and since when, for people.

@@ -168,6 +168,7 @@ func (d *demo) fenceNo(f uint64) string {
 	return "#" + strconv.FormatUint(f-d.firstFence+1, 10)
 }
 
+// handle takes in one event of a worker.
 func (d *demo) handle(ev event) {
 	v := d.w[ev.w]
 	switch ev.kind {
@@ -178,73 +179,11 @@ func (d *demo) handle(ev event) {
 			d.setState(ev.w, waiting, ev.t)
 		}
 	case "enter":
-		fence, _ := strconv.ParseUint(ev.arg, 10, 64)
-		sec := &section{w: ev.w, fence: fence, waitT: v.waitT, enter: ev.t}
-		d.sections = append(d.sections, sec)
-		v.cur = sec
-		v.sections++
-		d.setState(ev.w, holding, ev.t)
-		d.entered++
-		d.progress()
-		first := d.entered == 1
-		note := ""
-		if p := d.pending; p != nil && p.w != ev.w {
-			how := "killed"
-			if p.stopped {
-				how = "stopped"
-			}
-			r := reclaim{from: p.w, by: ev.w, how: how, after: ev.t.Sub(d.pendingT)}
-			d.reclaims = append(d.reclaims, r)
-			d.pending = nil
-			if how == "killed" {
-				d.killDone = true
-				d.progress()
-			}
-			v.marks = append(v.marks, mark{ev.t, "reclaimed"})
-			note = fmt.Sprintf(": RECLAIMED from w%d (%s %s ago)", p.w, how, fmtDur(r.after))
-			v.note = fmt.Sprintf("reclaimed from w%d", p.w)
-		}
-		switch {
-		case note != "":
-			d.story(ev.t, ev.w, "holding   fence %s, round %d%s", d.fenceNo(fence), v.round+1, note)
-		case first && d.cfg.nolock:
-			d.story(ev.t, ev.w, "inside    its critical section, without the lock")
-		case first:
-			d.story(ev.t, ev.w, "holding   fence %s = %d (fences start from the lock's creation time in ns)", d.fenceNo(fence), fence)
-		case d.cfg.nolock:
-			d.detail(ev.t, ev.w, "inside    round %d", v.round+1)
-		default:
-			d.detail(ev.t, ev.w, "holding   fence %s, round %d", d.fenceNo(fence), v.round+1)
-		}
+		d.onEnter(ev, v)
 	case "killme":
-		t := time.Now() // before the kill: the section cannot outlast it
-		if v.cur != nil {
-			v.cur.end, v.cur.killed = t, true
-			d.pending, d.pendingT = v.cur, t
-		}
-		v.cmd.Kill()
-		d.setState(ev.w, killed, t)
-		v.note = "SIGKILL while holding"
-		fence := "-"
-		if v.cur != nil {
-			fence = d.fenceNo(v.cur.fence)
-		}
-		d.story(t, ev.w, "KILLED    with SIGKILL while holding the lock (fence %s)", fence)
+		d.onKillme(ev, v)
 	case "stop":
-		if v.cur != nil {
-			v.cur.stopped = true
-			v.cur.end = ev.t // if its write is fenced, this is where its effect ended
-			d.pending, d.pendingT = v.cur, ev.t
-		}
-		d.stoppedNow = true
-		d.contTimer = time.After(3*d.cfg.timeout + 2*time.Second)
-		d.setState(ev.w, stopped, ev.t)
-		v.note = "SIGSTOP while holding"
-		fence := "-"
-		if v.cur != nil {
-			fence = d.fenceNo(v.cur.fence)
-		}
-		d.story(ev.t, ev.w, "STOPPED   (SIGSTOP) while holding the lock (fence %s); its TIMEOUT is %s", fence, d.cfg.timeout)
+		d.onStop(ev, v)
 	case "resume":
 		s := holding
 		if d.pending == nil || d.pending.w != ev.w {
@@ -254,13 +193,7 @@ func (d *demo) handle(ev event) {
 		d.setState(ev.w, s, ev.t)
 		d.story(ev.t, ev.w, "continued (SIGCONT), still inside its critical section")
 	case "commit":
-		if v.cur != nil {
-			v.cur.committed = true
-			// A stopped holder is continued once a later holder has written.
-			if d.stoppedNow && ev.w != d.stopVictim && d.w[d.stopVictim].cur != nil && v.cur.fence > d.w[d.stopVictim].cur.fence {
-				d.resumeStopped(fmt.Sprintf("w%d wrote the counter with a later fence", ev.w))
-			}
-		}
+		d.onCommit(ev, v)
 	case "fenced":
 		if v.cur != nil {
 			v.cur.fenced = true
@@ -270,14 +203,7 @@ func (d *demo) handle(ev event) {
 		last, _ := strconv.ParseUint(ev.arg, 10, 64)
 		d.story(ev.t, ev.w, "FENCED    its write refused: the counter was written with fence %s after its %s", d.fenceNo(last), d.fenceNo(v.cur.fence))
 	case "exit":
-		if sec := v.cur; sec != nil && !sec.killed && !(sec.stopped && sec.fenced) {
-			sec.end, sec.normal = ev.t, true
-		}
-		if sec := v.cur; sec != nil && sec.stopped {
-			d.stopDone = true
-			defer d.progress()
-		}
-		d.setState(ev.w, idle, ev.t)
+		d.onExit(ev, v)
 	case "lost":
 		d.losses = append(d.losses, ev.w)
 		v.marks = append(v.marks, mark{ev.t, "lost"})
@@ -290,13 +216,128 @@ func (d *demo) handle(ev event) {
 		d.setState(ev.w, done, ev.t)
 		d.detail(ev.t, ev.w, "done      %d critical sections", v.sections)
 	case "eof":
-		if v.state != killed {
-			if ev.code != 0 {
-				d.errors++
-				fmt.Fprintf(d.errOut, "dlockdemo: w%d exited with status %d\n", ev.w, ev.code)
-			}
-			d.setState(ev.w, done, ev.t)
+		d.onEOF(ev, v)
+	}
+}
+
+// onEnter: a worker entered its critical section (with the lock, unless
+// -nolock), perhaps reclaiming the lock from a killed or stopped holder.
+func (d *demo) onEnter(ev event, v *workerView) {
+	fence, _ := strconv.ParseUint(ev.arg, 10, 64)
+	sec := &section{w: ev.w, fence: fence, waitT: v.waitT, enter: ev.t}
+	d.sections = append(d.sections, sec)
+	v.cur = sec
+	v.sections++
+	d.setState(ev.w, holding, ev.t)
+	d.entered++
+	d.progress()
+	first := d.entered == 1
+	note := d.reclaimedBy(ev, v)
+	switch {
+	case note != "":
+		d.story(ev.t, ev.w, "holding   fence %s, round %d%s", d.fenceNo(fence), v.round+1, note)
+	case first && d.cfg.nolock:
+		d.story(ev.t, ev.w, "inside    its critical section, without the lock")
+	case first:
+		d.story(ev.t, ev.w, "holding   fence %s = %d (fences start from the lock's creation time in ns)", d.fenceNo(fence), fence)
+	case d.cfg.nolock:
+		d.detail(ev.t, ev.w, "inside    round %d", v.round+1)
+	default:
+		d.detail(ev.t, ev.w, "holding   fence %s, round %d", d.fenceNo(fence), v.round+1)
+	}
+}
+
+// reclaimedBy notes the reclaim when the worker of ev took the lock from
+// a killed or stopped holder, and returns what the story says of it ("":
+// no reclaim).
+func (d *demo) reclaimedBy(ev event, v *workerView) string {
+	p := d.pending
+	if p == nil || p.w == ev.w {
+		return ""
+	}
+	how := "killed"
+	if p.stopped {
+		how = "stopped"
+	}
+	r := reclaim{from: p.w, by: ev.w, how: how, after: ev.t.Sub(d.pendingT)}
+	d.reclaims = append(d.reclaims, r)
+	d.pending = nil
+	if how == "killed" {
+		d.killDone = true
+		d.progress()
+	}
+	v.marks = append(v.marks, mark{ev.t, "reclaimed"})
+	v.note = fmt.Sprintf("reclaimed from w%d", p.w)
+	return fmt.Sprintf(": RECLAIMED from w%d (%s %s ago)", p.w, how, fmtDur(r.after))
+}
+
+// onKillme: the kill victim holds the lock; kill it with SIGKILL.
+func (d *demo) onKillme(ev event, v *workerView) {
+	t := time.Now() // before the kill: the section cannot outlast it
+	if v.cur != nil {
+		v.cur.end, v.cur.killed = t, true
+		d.pending, d.pendingT = v.cur, t
+	}
+	v.cmd.Kill()
+	d.setState(ev.w, killed, t)
+	v.note = "SIGKILL while holding"
+	fence := "-"
+	if v.cur != nil {
+		fence = d.fenceNo(v.cur.fence)
+	}
+	d.story(t, ev.w, "KILLED    with SIGKILL while holding the lock (fence %s)", fence)
+}
+
+// onStop: the stop victim stopped itself while holding the lock.
+func (d *demo) onStop(ev event, v *workerView) {
+	if v.cur != nil {
+		v.cur.stopped = true
+		v.cur.end = ev.t // if its write is fenced, this is where its effect ended
+		d.pending, d.pendingT = v.cur, ev.t
+	}
+	d.stoppedNow = true
+	d.contTimer = time.After(3*d.cfg.timeout + 2*time.Second)
+	d.setState(ev.w, stopped, ev.t)
+	v.note = "SIGSTOP while holding"
+	fence := "-"
+	if v.cur != nil {
+		fence = d.fenceNo(v.cur.fence)
+	}
+	d.story(ev.t, ev.w, "STOPPED   (SIGSTOP) while holding the lock (fence %s); its TIMEOUT is %s", fence, d.cfg.timeout)
+}
+
+// onCommit: a worker wrote the counter.
+func (d *demo) onCommit(ev event, v *workerView) {
+	if v.cur == nil {
+		return
+	}
+	v.cur.committed = true
+	// A stopped holder is continued once a later holder has written.
+	if d.stoppedNow && ev.w != d.stopVictim && d.w[d.stopVictim].cur != nil && v.cur.fence > d.w[d.stopVictim].cur.fence {
+		d.resumeStopped(fmt.Sprintf("w%d wrote the counter with a later fence", ev.w))
+	}
+}
+
+// onExit: a worker left its critical section.
+func (d *demo) onExit(ev event, v *workerView) {
+	if sec := v.cur; sec != nil && !sec.killed && !(sec.stopped && sec.fenced) {
+		sec.end, sec.normal = ev.t, true
+	}
+	if sec := v.cur; sec != nil && sec.stopped {
+		d.stopDone = true
+		defer d.progress()
+	}
+	d.setState(ev.w, idle, ev.t)
+}
+
+// onEOF: a worker's output ended: it exited (or was killed).
+func (d *demo) onEOF(ev event, v *workerView) {
+	if v.state != killed {
+		if ev.code != 0 {
+			d.errors++
+			fmt.Fprintf(d.errOut, "dlockdemo: w%d exited with status %d\n", ev.w, ev.code)
 		}
+		d.setState(ev.w, done, ev.t)
 	}
 }
 

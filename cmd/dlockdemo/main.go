@@ -49,60 +49,13 @@ type config struct {
 	verbose         bool
 }
 
+// parent is the demo: it starts the workers, follows their events, and
+// says what happened.
 func parent(args []string, stdout *os.File, stderr io.Writer) int {
-	var cfg config
-	fs := flag.NewFlagSet("dlockdemo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.IntVar(&cfg.workers, "workers", 6, "worker processes competing for the lock")
-	fs.IntVar(&cfg.rounds, "rounds", 50, "critical sections per worker, on average: the run ends after workers x rounds (and the scenes)")
-	fs.StringVar(&cfg.dir, "dir", "", "where to make the demo's directory (default: the system's temporary directory); try /dev/shm or a shared mount")
-	fs.DurationVar(&cfg.timeout, "timeout", 2*time.Second, "the lock's `TIMEOUT`: how long a stopped holder keeps it")
-	fs.DurationVar(&cfg.work, "work", 30*time.Millisecond, "time inside each critical section, between reading and writing the counter")
-	fs.BoolVar(&cfg.nolock, "nolock", false, "run the same workload without the lock, to see lost updates and overlaps")
-	fs.StringVar(&cfg.svg, "svg", "", "save the timeline as an SVG picture in `FILE`")
-	fs.BoolVar(&cfg.plain, "plain", false, "print plain lines even on a terminal (the default without one)")
-	fs.BoolVar(&cfg.verbose, "v", false, "with plain lines, print every critical section, not only the story")
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), `Usage: dlockdemo [flags]
-
-Starts worker processes that compete for one lock to increment a shared
-counter, kills one while it holds the lock, stops another past TIMEOUT, and
-shows a timeline (on a terminal; plain lines of the story without one) and a
-summary. The exit status is 1 if a locked run shows an overlap of critical
-sections or a wrong counter.
-
-Examples:
-  dlockdemo                          # 6 workers, about 15 seconds
-  dlockdemo -nolock                  # the same without the lock: lost updates
-  dlockdemo -v | less                # every critical section, line by line
-  dlockdemo -dir /mnt/nfs/tmp        # on a shared filesystem
-  dlockdemo -workers 3 -rounds 5 -timeout 500ms -svg timeline.svg
-
-Flags:
-`)
-		fs.PrintDefaults()
+	cfg, code, ok := parseConfig(args, stdout, stderr)
+	if !ok {
+		return code
 	}
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return 0
-		}
-		return 2
-	}
-	switch {
-	case fs.NArg() > 0:
-		fmt.Fprintf(stderr, "dlockdemo: unexpected arguments %q\n", fs.Args())
-		return 2
-	case cfg.workers < 1 || cfg.rounds < 1:
-		fmt.Fprintln(stderr, "dlockdemo: -workers and -rounds must be at least 1")
-		return 2
-	case cfg.timeout <= 0 || cfg.work < 0:
-		fmt.Fprintln(stderr, "dlockdemo: -timeout must be positive and -work not negative")
-		return 2
-	}
-	if fi, err := stdout.Stat(); err != nil || fi.Mode()&os.ModeCharDevice == 0 {
-		cfg.plain = true
-	}
-
 	base := cfg.dir
 	if base == "" {
 		base = os.TempDir()
@@ -138,6 +91,77 @@ Flags:
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
 	d.t0 = time.Now()
+	if !d.startWorkers(exe, dir, events) {
+		return 1
+	}
+	d.header()
+	if code, ok := d.follow(events, sigs); !ok {
+		return code
+	}
+	return d.report()
+}
+
+// parseConfig parses the demo's command line. Unless ok, the demo exits
+// with code.
+func parseConfig(args []string, stdout *os.File, stderr io.Writer) (cfg config, code int, ok bool) {
+	fs := flag.NewFlagSet("dlockdemo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.IntVar(&cfg.workers, "workers", 6, "worker processes competing for the lock")
+	fs.IntVar(&cfg.rounds, "rounds", 50, "critical sections per worker, on average: the run ends after workers x rounds (and the scenes)")
+	fs.StringVar(&cfg.dir, "dir", "", "where to make the demo's directory (default: the system's temporary directory); try /dev/shm or a shared mount")
+	fs.DurationVar(&cfg.timeout, "timeout", 2*time.Second, "the lock's `TIMEOUT`: how long a stopped holder keeps it")
+	fs.DurationVar(&cfg.work, "work", 30*time.Millisecond, "time inside each critical section, between reading and writing the counter")
+	fs.BoolVar(&cfg.nolock, "nolock", false, "run the same workload without the lock, to see lost updates and overlaps")
+	fs.StringVar(&cfg.svg, "svg", "", "save the timeline as an SVG picture in `FILE`")
+	fs.BoolVar(&cfg.plain, "plain", false, "print plain lines even on a terminal (the default without one)")
+	fs.BoolVar(&cfg.verbose, "v", false, "with plain lines, print every critical section, not only the story")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), `Usage: dlockdemo [flags]
+
+Starts worker processes that compete for one lock to increment a shared
+counter, kills one while it holds the lock, stops another past TIMEOUT, and
+shows a timeline (on a terminal; plain lines of the story without one) and a
+summary. The exit status is 1 if a locked run shows an overlap of critical
+sections or a wrong counter.
+
+Examples:
+  dlockdemo                          # 6 workers, about 15 seconds
+  dlockdemo -nolock                  # the same without the lock: lost updates
+  dlockdemo -v | less                # every critical section, line by line
+  dlockdemo -dir /mnt/nfs/tmp        # on a shared filesystem
+  dlockdemo -workers 3 -rounds 5 -timeout 500ms -svg timeline.svg
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return cfg, 0, false
+		}
+		return cfg, 2, false
+	}
+	switch {
+	case fs.NArg() > 0:
+		fmt.Fprintf(stderr, "dlockdemo: unexpected arguments %q\n", fs.Args())
+		return cfg, 2, false
+	case cfg.workers < 1 || cfg.rounds < 1:
+		fmt.Fprintln(stderr, "dlockdemo: -workers and -rounds must be at least 1")
+		return cfg, 2, false
+	case cfg.timeout <= 0 || cfg.work < 0:
+		fmt.Fprintln(stderr, "dlockdemo: -timeout must be positive and -work not negative")
+		return cfg, 2, false
+	}
+	if fi, err := stdout.Stat(); err != nil || fi.Mode()&os.ModeCharDevice == 0 {
+		cfg.plain = true
+	}
+	return cfg, 0, true
+}
+
+// startWorkers starts the workers, the victims of the scenes with their
+// flags, each sending its events to events.
+func (d *demo) startWorkers(exe, dir string, events chan<- event) bool {
+	cfg, stderr := d.cfg, d.errOut
 	for i := range cfg.workers {
 		args := []string{"-dir", dir, "-timeout", cfg.timeout.String(), "-work", cfg.work.String()}
 		switch {
@@ -162,13 +186,18 @@ Flags:
 		if err != nil {
 			fmt.Fprintf(stderr, "dlockdemo: starting worker %d: %v\n", i, err)
 			d.killAll()
-			return 1
+			return false
 		}
 		d.w[i].cmd = cmd.Process
 		go readEvents(i, cmd, out, events)
 	}
-	d.header()
+	return true
+}
 
+// follow follows the workers' events until every worker has ended; unless
+// ok (a signal, the workers' deadline), the demo exits with code.
+func (d *demo) follow(events <-chan event, sigs <-chan os.Signal) (code int, ok bool) {
+	cfg, stderr := d.cfg, d.errOut
 	var tick <-chan time.Time
 	if !cfg.plain {
 		t := time.NewTicker(100 * time.Millisecond)
@@ -194,13 +223,20 @@ Flags:
 		case sig := <-sigs:
 			d.killAll()
 			fmt.Fprintf(stderr, "\ndlockdemo: %v: workers killed\n", sig)
-			return 130
+			return 130, false
 		case <-deadline:
 			d.killAll()
 			fmt.Fprintln(stderr, "dlockdemo: the workers did not finish in time: killed them")
-			return 1
+			return 1, false
 		}
 	}
+	return 0, true
+}
+
+// report draws the end of the timeline and prints the summary (and saves
+// the SVG picture): 1 if a locked run went wrong.
+func (d *demo) report() int {
+	cfg, stdout, stderr := d.cfg, d.out, d.errOut
 	end := time.Now()
 	if !cfg.plain {
 		d.render(end, true)
