@@ -729,7 +729,7 @@ func mountLines(g *qemuGuest) string {
 			if len(f) == 2 {
 				var keep []string
 				for _, o := range strings.Split(f[1], ",") {
-					if strings.HasPrefix(o, "vers=") || strings.HasPrefix(o, "ac") || o == "noac" || strings.HasPrefix(o, "lookupcache") || o == "nosharecache" {
+					if strings.HasPrefix(o, "vers=") || strings.HasPrefix(o, "ac") || o == "noac" || strings.HasPrefix(o, "lookupcache") || o == "nosharecache" || strings.HasPrefix(o, "local_lock") {
 						keep = append(keep, o)
 					}
 				}
