@@ -86,6 +86,8 @@ func (a *agent) say(format string, args ...any) {
 //	ID unlock LOCKID      -> ID released err=...
 //	ID stats MOUNT        -> ID stats total=N op=N... (the mount's NFS RPCs, /proc/self/mountstats)
 //	ID uncontended DIR N  -> ID uncontended ... (guestUncontended)
+//	ID flock PATH         -> ID flock got|busy|error=... (flock(2) LOCK_EX|LOCK_NB, kept under ID)
+//	ID funlock FLOCKID    -> ID funlock closed|error=...
 //	ID workers N ROUNDS HOLD TIMEOUT PATH COUNTER
 //	                      -> ID wK ... (each worker's lines), then ID workers-done failed=N
 func (a *agent) command(id, verb string, args []string) {
@@ -135,6 +137,8 @@ func (a *agent) command(id, verb string, args []string) {
 		a.workers(id, args)
 	case "uncontended":
 		a.say("%s uncontended %s", id, guestUncontended(args))
+	case "flock", "funlock": // qemu_flock_test.go
+		a.say("%s %s", id, guestFlock(id, verb, args))
 	default:
 		a.say("%s error unknown command %s", id, verb)
 	}
@@ -725,7 +729,7 @@ func mountLines(g *qemuGuest) string {
 			if len(f) == 2 {
 				var keep []string
 				for _, o := range strings.Split(f[1], ",") {
-					if strings.HasPrefix(o, "vers=") || strings.HasPrefix(o, "ac") || o == "noac" || strings.HasPrefix(o, "lookupcache") || o == "nosharecache" {
+					if strings.HasPrefix(o, "vers=") || strings.HasPrefix(o, "ac") || o == "noac" || strings.HasPrefix(o, "lookupcache") || o == "nosharecache" || strings.HasPrefix(o, "local_lock") {
 						keep = append(keep, o)
 					}
 				}

@@ -13,6 +13,10 @@
 #
 # STATEDIR defaults to $DLOCK_QEMU_STATE, else ${TMPDIR:-/tmp}/dlock-qemu.
 # QEMU_NFS_PORT (default 20490) is the NFS server's TCP port on 127.0.0.1.
+# QEMU_NFS_V3=1 has ganesha serve NFSv3 too (MNT on QEMU_NFS_PORT + 1, no
+# NLM): it needs an rpcbind running on this host, which ganesha registers
+# with (without one it exits); by hand only. A guest's v3 mount can only
+# be nolock: its kernel's lockd finds no rpcbind in the guest.
 # QEMU_TEST_RUN (default ^TestQemu) selects the tests `run` runs.
 # QEMU_NFS_ATTR_EXPIRATION (default 0) is ganesha's Attr_Expiration_Time:
 # with ganesha's own default, 60 s, a change made on the exported
@@ -111,7 +115,7 @@ build_initramfs() {
 	mkdir -p "$ir"/{bin,dev,proc,sys,tmp,m1,m2,etc}
 	cp /bin/busybox "$ir/bin/"
 	cp "$state/bin/dlock.test" "$state/bin/dlock" "$ir/bin/"
-	for m in virtio_pci virtio_net nfsv4; do
+	for m in virtio_pci virtio_net nfsv4 nfsv3; do
 		modprobe -d "$state/kernel" -S "$k" --show-depends "$m"
 	done | awk '$1 == "insmod" && !seen[$2]++ { print $2 }' >"$state/modules.list"
 	[ -s "$state/modules.list" ] || die "no modules found for the NFS client in $state/kernel"
@@ -141,15 +145,24 @@ base="port=${DLOCK_NFS_PORT:-2049},addr=$net.2,clientaddr=$net.15"
 opts="vers=4.1,nosharecache,$base"
 n=0
 if [ -n "${DLOCK_NFS_MOUNTS:-}" ]; then
-	# mount options per mount, separated by "/"; "default": none but the address
+	# mount options per mount, separated by "/"; "default": none but the
+	# address; "v3:OPTS" an NFSv3 mount (MNT on the NFS port + 1, no NLM)
 	IFS=/
 	set -- $DLOCK_NFS_MOUNTS
 	IFS=' '
 	for o in "$@"; do
 		n=$((n + 1))
 		mkdir -p "/m$n"
-		case $o in default) o=$base ;; *) o=$o,$base ;; esac
-		mount -t nfs4 "$net.2:/export" "/m$n" -o "$o" || echo "dlock-qemu: error mounting /m$n with $o"
+		t=nfs4
+		case $o in
+		default) o=$base ;;
+		v3:*)
+			t=nfs
+			o="${o#v3:},proto=tcp,port=${DLOCK_NFS_PORT:-2049},mountproto=tcp,mountport=$((${DLOCK_NFS_PORT:-2049} + 1)),addr=$net.2,mountaddr=$net.2"
+			;;
+		*) o=$o,$base ;;
+		esac
+		mount -t $t "$net.2:/export" "/m$n" -o "$o" || echo "dlock-qemu: error mounting /m$n with $o"
 	done
 else
 	while [ $n -lt "${DLOCK_MOUNTS:-1}" ]; do
@@ -157,7 +170,7 @@ else
 		mount -t nfs4 "$net.2:/export" "/m$n" -o "$opts" || echo "dlock-qemu: error mounting /m$n"
 	done
 fi
-grep ' nfs4 ' /proc/mounts | while read -r dev mnt fs o rest; do echo "dlock-qemu: mount $mnt $o"; done
+grep -E ' nfs4? ' /proc/mounts | while read -r dev mnt fs o rest; do echo "dlock-qemu: mount $mnt $o"; done
 echo "dlock-qemu: up $(cat /proc/uptime)"
 DLOCK_TEST_CHILD=${DLOCK_QEMU_ROLE:-none} /bin/dlock.test
 echo "dlock-qemu: exit $?"
@@ -171,12 +184,19 @@ EOF
 start_ganesha() {
 	pid_alive "$gpid" ganesha.nfsd && return 0
 	port_in_use "$port" && die "port $port on 127.0.0.1 is taken by someone else: set QEMU_NFS_PORT"
+	local protocols=4 v3_lines=
+	if [ -n "${QEMU_NFS_V3:-}" ]; then
+		port_in_use 111 || die "QEMU_NFS_V3 needs rpcbind running on this host (apt-get install rpcbind; rpcbind): ganesha exits when it cannot register NFSv3"
+		port_in_use $((port + 1)) && die "port $((port + 1)) on 127.0.0.1 (NFSv3's MNT) is taken by someone else: set QEMU_NFS_PORT"
+		protocols="3, 4"
+		v3_lines=$(printf '\n\tMNT_Port = %s;\n\tMount_Path_Pseudo = true;' $((port + 1)))
+	fi
 	mkdir -p "$gdir/recov" "$state/export" /var/run/ganesha
 	cat >"$gdir/ganesha.conf" <<EOF
 NFS_CORE_PARAM {
-	Protocols = 4;
+	Protocols = $protocols;
 	Bind_Addr = 127.0.0.1;
-	NFS_Port = $port;
+	NFS_Port = $port;$v3_lines
 	Enable_NLM = false;
 	Enable_RQUOTA = false;
 	Enable_UDP = false;
@@ -195,7 +215,7 @@ EXPORT {
 	Access_Type = RW;
 	Squash = No_Root_Squash;
 	Attr_Expiration_Time = ${QEMU_NFS_ATTR_EXPIRATION:-0};
-	Protocols = 4;
+	Protocols = $protocols;
 	Transports = TCP;
 	SecType = sys;
 	FSAL { Name = VFS; }
@@ -227,6 +247,7 @@ do_up() {
 	start_ganesha
 	say "up: kernel $(cat "$state/kernel.version"), NFS on 127.0.0.1:$port exporting $state/export"
 	printf 'export DLOCK_QEMU_STATE=%q\nexport DLOCK_QEMU_NFS_PORT=%q\n' "$state" "$port"
+	[ -z "${QEMU_NFS_V3:-}" ] || echo 'export DLOCK_QEMU_NFS_V3=1'
 }
 
 do_down() {
