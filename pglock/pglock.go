@@ -262,9 +262,10 @@ func (l *Lock) Margin() time.Duration { return l.cfg.margin }
 
 // Fence returns the fencing token of the current or last acquisition (0
 // before the first). Fences come from a sequence, and an acquisition that
-// takes over a row takes GREATEST(sequence, old fence + 1), so they rise
-// from one holder to the next even after the row was deleted (a release
-// deletes it) or the sequence was reset. Hand it to what the lock guards:
+// takes over a row takes GREATEST(nextval, old fence + 1) under its lock
+// (a release leaves the row, free), so they rise from one holder to the
+// next, even over a reset sequence; a row deleted by hand is made anew
+// from the sequence. Hand it to what the lock guards:
 //
 //	UPDATE t SET ..., fence = $1 WHERE id = $2 AND fence <= $1
 func (l *Lock) Fence() uint64 {
@@ -424,7 +425,10 @@ func (l *Lock) attempt(ctx context.Context, token, rec string) (attemptResult, e
 	if err != nil {
 		return r, err
 	}
-	if !found {
+	if !found || (!r.ok && leftMS == 0) {
+		// the row changed under the statement: taken by another from a
+		// holder whose lease had ended, so what it shows is not the
+		// holder now
 		r.raced = true
 		return r, nil
 	}
@@ -658,7 +662,7 @@ func (l *Lock) busy(r attemptResult, start time.Time) error {
 
 // Unlock releases the lock: dlock.ErrNotHeld if this Lock does not hold
 // it, an error matching dlock.ErrLost if it was lost meanwhile (its
-// deadline passed, or the row was taken). It deletes the row only if it
+// deadline passed, or the row was taken). It frees the row only if it
 // still carries this acquisition's fence and token, so it never frees a
 // successor. It waits for the server until the deadline at most (or, past
 // it, MARGIN); if the server does not answer, the lease expires on its
@@ -675,6 +679,11 @@ func (l *Lock) Unlock() error {
 
 	wait := a.stopForRelease()
 	err := a.release(wait)
+	if errors.Is(err, errNoAnswer) {
+		// waited until the deadline: the lease is left to expire, and the
+		// holder must act as if it had lost the lock
+		a.markGone(fmt.Sprintf("the release was not answered by the deadline (TIMEOUT %v - MARGIN %v after the last refresh issued): %v; the lease expires on its own", l.cfg.timeout, l.cfg.margin, err))
+	}
 	why, lost := a.lostReason()
 	switch {
 	case lost:
@@ -689,7 +698,10 @@ func (l *Lock) Unlock() error {
 	return nil
 }
 
-var errNotOurs = errors.New("the row is not this acquisition's")
+var (
+	errNotOurs  = errors.New("the row is not this acquisition's")
+	errNoAnswer = errors.New("the server did not answer")
+)
 
 // Open connects to the PostgreSQL server at url ("postgres://…" or
 // "postgresql://…", as pgx takes it) and returns the Lock named name on it,
