@@ -52,7 +52,11 @@ func roleChaos() int {
 			b, _ = os.ReadFile(count)
 			n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
 			time.Sleep(time.Duration(rand.IntN(3000)) * time.Microsecond)
-			os.WriteFile(count, []byte(strconv.Itoa(n+1)), 0o644)
+			// by rename: a worker killed while writing must not leave a
+			// truncated count behind
+			tmp := count + "." + strconv.Itoa(os.Getpid())
+			os.WriteFile(tmp, []byte(strconv.Itoa(n+1)), 0o644)
+			os.Rename(tmp, count)
 			return os.Remove(marker)
 		})
 		switch {
