@@ -490,6 +490,9 @@ func transient(err error) bool {
 }
 
 func (l *Lock) acquire(ctx context.Context, patience time.Duration, try bool) (*acquisition, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("pglock: %s: %w", l.name, context.Cause(ctx))
+	}
 	c := l.cfg.clock
 	start := c.Now()
 	// How long to keep trying while the server does not answer: ctx, and
