@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"math"
 	"os"
 	"syscall"
@@ -83,6 +82,8 @@ func (l *Lock) actOn(st dirState, now, seenAt time.Time, token string) (o outcom
 	switch {
 	case st.Missing:
 		return l.createLock(token)
+	case st.Entries == 0 && !st.Queue:
+		return l.adoptLock(token)
 	case st.Entries != 1:
 		return l.unknownState(st, now, seenAt)
 	case st.e.free:
@@ -111,11 +112,7 @@ func (l *Lock) createLock(token string) (outcome, bool) {
 	now := l.cfg.clock.Now()
 	fence := uint64(now.UnixNano()) // fences never go back, even if PATH was deleted
 	name := lockdir.HeldName(fence, token, 0, now, now, l.cfg.timeout)
-	perm := l.cfg.perm
-	if l.createPerm != 0 {
-		perm = l.createPerm
-	}
-	created, err := lockdir.Create(l.path, name, token, perm)
+	created, err := lockdir.Create(l.path, name, token, l.cfg.perm)
 	if created {
 		l.acquired(fence, token, name, now, "created")
 		created = l.confirm(now)
@@ -144,16 +141,23 @@ func (l *Lock) unknownState(st dirState, now, seenAt time.Time) (outcome, bool) 
 	case st.Queue:
 		return outcome{err: lockdir.NoEntryError(l.path, l.cfg.timeout)}, true
 	}
-	l.logWarn("removing empty lock directory", "unchanged for", l.cfg.timeout)
-	// Made by hand, perhaps with a mode for several users: the lock made
-	// in its place keeps that mode.
-	if fi, err := os.Lstat(l.path); err == nil && fi.IsDir() {
-		l.createPerm = fi.Mode() & (fs.ModePerm | fs.ModeSetgid)
-	}
-	if err := lockdir.RemoveEmpty(l.path); err != nil {
-		return outcome{err: err}, true
-	}
+	// (An empty directory was adopted before it came to this: only
+	// listings that missed the entry of a lock in use end here.)
 	return outcome{}, false
+}
+
+// adoptLock takes an empty lock directory made by hand (adopt), as it is:
+// its mode and owner stay those its maker gave it. Called with l.op held.
+func (l *Lock) adoptLock(token string) (outcome, bool) {
+	now := l.cfg.clock.Now()
+	fence := uint64(now.UnixNano()) // fences never go back, even if PATH was emptied
+	name := lockdir.HeldName(fence, token, 0, now, now, l.cfg.timeout)
+	adopted, err := lockdir.Adopt(l.path, name)
+	if adopted {
+		l.acquired(fence, token, name, now, "adopted")
+		return outcome{ok: l.confirm(now)}, true
+	}
+	return outcome{err: err}, err != nil
 }
 
 // attemptWatched is the attempt of a waiter that has been watching a

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -968,19 +969,98 @@ func TestCreatorWhoseStageWasSweptTriesAgain(t *testing.T) {
 	}
 }
 
-func TestEmptyDirectoryReclaimedAfterTimeout(t *testing.T) {
+// An empty directory at the path (a user's mkdir) is a free lock: taken
+// at once, by TryLock too, in place.
+func TestEmptyDirectoryTakenAtOnce(t *testing.T) {
 	r := newRig(t)
 	os.Mkdir(r.path, 0o755)
+	before, _ := os.Stat(r.path)
 	b := r.lock(WithTimeout(2 * time.Second))
-	done := r.lockAsync(context.Background(), b)
-	r.clk.Add(2*time.Second - time.Nanosecond)
-	notYet(t, done, "before TIMEOUT")
-	r.clk.Add(time.Nanosecond)
-	if err := waitFor(t, done, "reclaim of the empty directory"); err != nil {
-		t.Fatal(err)
+	if ok, err := b.TryLock(); !ok || err != nil {
+		t.Fatalf("TryLock on an empty directory: %v, %v", ok, err)
 	}
 	if e := parseEntry(r.entryName()); e.holder.Token != b.token {
 		t.Fatalf("entry %q is not b's", e.name)
+	}
+	if after, _ := os.Stat(r.path); !os.SameFile(before, after) {
+		t.Fatal("the directory was replaced, not taken as it is")
+	}
+	st, err := Inspect(r.path)
+	if err != nil || !st.Held || st.Holder.Unknown {
+		t.Fatalf("status after adopting: %+v, %v", st, err)
+	}
+	if err := b.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := r.lock().TryLock(); !ok || err != nil {
+		t.Fatalf("the adopted lock after its release: %v, %v", ok, err)
+	}
+}
+
+// An empty directory is taken as a semaphore or a reader/writer lock too:
+// marked in place.
+func TestEmptyDirectoryAsContainer(t *testing.T) {
+	dir := t.TempDir()
+	sp, rp := filepath.Join(dir, "sem"), filepath.Join(dir, "rw")
+	os.Mkdir(sp, 0o755)
+	os.Mkdir(rp, 0o755)
+	s, _ := NewSemaphore(sp, 2)
+	if ok, err := s.TryAcquire(); !ok || err != nil {
+		t.Fatalf("TryAcquire on an empty directory: %v, %v", ok, err)
+	}
+	s.Release()
+	rw, _ := NewRWLock(rp)
+	if ok, err := rw.TryLock(); !ok || err != nil {
+		t.Fatalf("TryLock of an RWLock on an empty directory: %v, %v", ok, err)
+	}
+	rw.Unlock()
+	if _, err := os.Stat(filepath.Join(sp, "size.2")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(rp, "rwlock.32")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewSemaphore(sp, 3); err == nil {
+		t.Fatal("the adopted semaphore took another size")
+	}
+}
+
+// Many takers of one empty directory at once: exactly one gets it (the
+// exclusive mkdir of the queue decides), round after round.
+func TestEmptyDirectoryOneAdopter(t *testing.T) {
+	dir := t.TempDir()
+	for round := 0; round < 30; round++ {
+		path := filepath.Join(dir, fmt.Sprintf("lock%d", round))
+		if err := os.Mkdir(path, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		var wins atomic.Int32
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i := 0; i < 8; i++ {
+			l, err := New(path, WithTimeout(time.Minute))
+			if err != nil {
+				t.Fatal(err)
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				if ok, err := l.TryLock(); ok && err == nil {
+					wins.Add(1)
+				} else if err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		close(start)
+		wg.Wait()
+		if wins.Load() != 1 {
+			t.Fatalf("round %d: %d takers got the empty directory, want 1", round, wins.Load())
+		}
+		if names, _ := fsys.ReadNames(path); len(names) != 2 {
+			t.Fatalf("round %d: the adopted lock holds %q, want its entry and its queue", round, names)
+		}
 	}
 }
 
@@ -1475,9 +1555,8 @@ func TestSemaphoreAtMostN(t *testing.T) {
 	if err := full.Acquire(context.Background()); !errors.Is(err, ErrBusy) || !strings.Contains(err.Error(), "all 3 slots") {
 		t.Fatalf("Acquire of a full semaphore = %v", err)
 	}
-	// Another size on the same path is refused.
-	other, _ := NewSemaphore(r.path, 4)
-	if _, err := other.TryAcquire(); err == nil || !strings.Contains(err.Error(), "size.3") {
+	// Another size on the same path is refused, at open.
+	if _, err := NewSemaphore(r.path, 4); err == nil || !strings.Contains(err.Error(), "size 3, not 4") {
 		t.Fatalf("a semaphore of another size was accepted: %v", err)
 	}
 }
@@ -1763,8 +1842,8 @@ func TestRWLockSharedByGoroutines(t *testing.T) {
 }
 
 // An empty lock directory made by hand (mkdir -m 0777, for several users)
-// is an unknown holder, removed after TIMEOUT unchanged; the lock made in
-// its place keeps its mode, not the default 0755.
+// is taken as it is: its mode (and owner) stay, and its queue gets the
+// same mode, so that every user's waiters can queue.
 func TestHandMadeLockDirectoryKeepsItsMode(t *testing.T) {
 	r := newRig(t)
 	if err := os.Mkdir(r.path, 0o755); err != nil {
@@ -1774,18 +1853,18 @@ func TestHandMadeLockDirectoryKeepsItsMode(t *testing.T) {
 		t.Fatal(err)
 	}
 	l := r.lock(WithTimeout(time.Second))
-	done := r.lockAsync(context.Background(), l)
-	r.clk.Add(time.Second)
-	if err := waitFor(t, done, "the lock after TIMEOUT of an empty directory"); err != nil {
-		t.Fatal(err)
+	if ok, err := l.TryLock(); !ok || err != nil {
+		t.Fatalf("TryLock on an empty 0777 directory: %v, %v", ok, err)
 	}
 	defer l.Unlock()
-	fi, err := os.Stat(r.path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fi.Mode().Perm() != 0o777 {
-		t.Fatalf("the lock made in place of a 0777 directory has mode %v, want 0777", fi.Mode().Perm())
+	for _, p := range []string{r.path, filepath.Join(r.path, "queue")} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o777 {
+			t.Errorf("%s has mode %v after taking a 0777 directory, want 0777", p, fi.Mode().Perm())
+		}
 	}
 }
 

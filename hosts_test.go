@@ -971,7 +971,7 @@ func TestHostsFaultsCLI(t *testing.T) {
 		recA, recB := filepath.Join(local, "a.rec"), filepath.Join(local, "b.rec")
 		flockA, flockB := filepath.Join(local, "a.flock"), filepath.Join(local, "b.flock")
 		runArgs := func(path string) []string {
-			return []string{bin, "run", "-v", "-timeout", timeout.String(), "-poll", "100ms", path, "--", os.Args[0], "-test.run=^$"}
+			return []string{bin, "run", "-v", "-stale-after", timeout.String(), "-poll", "100ms", path, "--", os.Args[0], "-test.run=^$"}
 		}
 		// The holder's job: COMMAND and a child of its (unless
 		// DLOCK_HOSTS_CMD_CHILD=0); the successor's: COMMAND alone, which

@@ -89,6 +89,7 @@ func (l *Lock) status() (Status, error) {
 	s.Exists, s.Entries = !st.Missing, st.Entries
 	switch {
 	case st.Missing:
+	case st.Entries == 0 && !st.Queue: // empty: the next taker adopts it
 	case st.Entries != 1:
 		s.Held, s.Holder = true, Holder{Unknown: true, Entry: st.Names}
 	case st.e.free:
@@ -153,7 +154,7 @@ func (l *Lock) breakLock(force, hold bool) (Status, error) {
 	case st.Entries == 0 && st.Queue:
 		return before, lockdir.NoEntryError(l.path, 0)
 	case st.Entries == 0:
-		return before, lockdir.RemoveEmpty(l.path)
+		return before, nil // empty: a free lock, never deleted
 	case st.e.holder.Unknown && st.e.name != before.Holder.Entry ||
 		!st.e.holder.Unknown && st.e.holder.Token != before.Holder.Token:
 		// (A heartbeat renames the entry but keeps its token: the same

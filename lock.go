@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -77,9 +76,6 @@ type Lock struct {
 	// Unlock renames in its own goroutine (see releaseInline). Set with
 	// fsOKAt, read by Unlock without l.op.
 	inMemory atomic.Bool
-	// The mode of an empty lock directory made by hand that this Lock
-	// removed: the one it creates in its place keeps it.
-	createPerm fs.FileMode
 
 	lastFree entry // the free entry we released last: tried first
 	// The entry (or picture of the directory) this Lock has been seeing

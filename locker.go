@@ -30,7 +30,17 @@ type Locker interface {
 // given to fn is cancelled (with cause ErrLost) if the lock is lost while
 // fn runs. Do returns fn's error joined with any error from Unlock; an
 // error from Lock is returned as it is, without running fn.
+//
+// A Semaphore, and an RWLock's RLocker, serve many goroutines at once
+// through one value: Do takes a slot of its own for each call (as
+// Semaphore.Do and RWLock.RDo do), so goroutines may share l.
 func Do(ctx context.Context, l Locker, fn func(ctx context.Context) error) error {
+	switch v := l.(type) {
+	case *Semaphore:
+		return v.Do(ctx, fn)
+	case rlocker:
+		return v.rw.RDo(ctx, fn)
+	}
 	if err := l.Lock(ctx); err != nil {
 		return err
 	}

@@ -157,7 +157,7 @@ while :; do sleep 0.1 & wait $!; done`
 
 // guestRun runs the CLI's dlock run with guestCommand and says how it exited.
 func guestRun(path string, timeout time.Duration) int {
-	cmd := exec.Command("/bin/dlock", "run", "-v", "-timeout", timeout.String(), path, "--", "/bin/sh", "-c", guestCommand)
+	cmd := exec.Command("/bin/dlock", "run", "-v", "-stale-after", timeout.String(), path, "--", "/bin/sh", "-c", guestCommand)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stdout
 	err := cmd.Run()
 	code := 0
@@ -693,7 +693,7 @@ func TestQemuNFSRunPartition(t *testing.T) {
 	// The successor's dlock run waits on this host from now on.
 	s := newLineLog("succ")
 	s.t0 = g.t0
-	succ := exec.Command(r.cli, "run", "-v", "-timeout", qemuTimeout.String(), path, "--",
+	succ := exec.Command(r.cli, "run", "-v", "-stale-after", qemuTimeout.String(), path, "--",
 		"/bin/sh", "-c", `echo "`+qemuMarker+`cmd-start"`)
 	out, err := succ.StdoutPipe()
 	if err != nil {
@@ -721,7 +721,7 @@ func TestQemuNFSRunPartition(t *testing.T) {
 	if endOK {
 		dead = end.at
 	}
-	t.Logf("dlock run across a partition: -timeout %v, default -grace; times from the cut (host clock):", qemuTimeout)
+	t.Logf("dlock run across a partition: -stale-after %v, default -grace; times from the cut (host clock):", qemuTimeout)
 	t.Logf("  holder's COMMAND started %s; last refresh seen on the server %s; link cut 0; healed %s",
 		rel(started.at, cut), rel(beat, cut), rel(heal, cut))
 	t.Logf("  holder's COMMAND ended (TERM) %s; holder's dlock run exited %s (%s); successor's COMMAND started %s; %.3fs apart",

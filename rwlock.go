@@ -68,7 +68,8 @@ type RWLock struct {
 }
 
 // NewRWLock returns a reader/writer lock at path. Options are those of New,
-// plus WithMaxReaders. It does no I/O.
+// plus WithMaxReaders. It reads the directory at path, if there is one,
+// only to refuse one made with another WithMaxReaders.
 func NewRWLock(path string, opts ...Option) (*RWLock, error) {
 	cfg, err := newConfig("reader/writer lock", path, opts, allowReaders)
 	if err != nil {
@@ -84,6 +85,9 @@ func NewRWLock(path string, opts ...Option) (*RWLock, error) {
 	}
 	r, err := newSemaphore(filepath.Join(path, "readers"), n, cfg)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkMarker(filepath.Dir(w.path), "reader/writer lock", "rwlock", n); err != nil {
 		return nil, err
 	}
 	return &RWLock{path: filepath.Dir(w.path), cfg: w.cfg, writer: w, readers: r, lostCh: make(chan struct{}), wturn: make(chan struct{}, 1)}, nil

@@ -53,13 +53,37 @@ type Semaphore struct {
 const maxSlots = 4096
 
 // NewSemaphore returns a semaphore of size n at path. Options are those of
-// New; they apply to each slot. NewSemaphore does no I/O.
+// New; they apply to each slot. It reads the directory at path, if there
+// is one, only to refuse a semaphore of another size: every user of a
+// semaphore must open it with the same n.
 func NewSemaphore(path string, n int, opts ...Option) (*Semaphore, error) {
 	cfg, err := newConfig("semaphore", path, opts, 0)
 	if err != nil {
 		return nil, err
 	}
-	return newSemaphore(path, n, cfg)
+	s, err := newSemaphore(path, n, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkMarker(s.path, "semaphore", "size", n); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// checkMarker refuses a container at dir marked KIND.M for M other than
+// n (a missing or unreadable one is left to the first attempt).
+func checkMarker(dir, what, kind string, n int) error {
+	names, err := fsys.ReadNames(dir)
+	if err != nil {
+		return nil
+	}
+	for _, name := range names {
+		if v, ok := strings.CutPrefix(name, kind+"."); ok && v != strconv.Itoa(n) {
+			return fmt.Errorf("dlock: %s %s has %s %s, not %d: every user must open it with the same %s", what, dir, kind, v, n, kind)
+		}
+	}
+	return nil
 }
 
 func newSemaphore(path string, n int, cfg config) (*Semaphore, error) {

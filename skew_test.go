@@ -338,7 +338,7 @@ func TestSkewDeadHolderCLIPatienceZero(t *testing.T) {
 		bound, boundFlag = skewBound, []string{"-max-clock-skew", skewBound.String()}
 	}
 	tryRun := func(path string) int {
-		args := append([]string{"run", "-q", "-patience", "0", "-timeout", skewTimeout.String()}, boundFlag...)
+		args := append([]string{"run", "-q", "-patience", "0", "-stale-after", skewTimeout.String()}, boundFlag...)
 		cmd := exec.Command(bin, append(args, path, "--", "true")...)
 		err := cmd.Run()
 		if cmd.ProcessState == nil {

@@ -407,7 +407,7 @@ func (r *runLocker) pid() int {
 func (r *runLocker) start(patience string) (bool, error) {
 	args := []string{"run", "-q", "-patience", patience}
 	if r.stale > 0 {
-		args = append(args, "-timeout", r.stale.String())
+		args = append(args, "-stale-after", r.stale.String())
 	}
 	args = append(args, r.path, "--", "sh", "-c", "echo; read x")
 	cmd := exec.Command(r.bin, args...)

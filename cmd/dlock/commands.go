@@ -63,6 +63,14 @@ func init() {
 		{name: "break", synopsis: []string{"[-force] PATH"},
 			summary: "free a lock whose holder is gone or stale",
 			help:    breakHelp, run: breakCmd},
+		{name: "flock", synopsis: []string{
+			"[options] FILE|DIRECTORY COMMAND [ARGS...]",
+			"[options] FILE|DIRECTORY -c 'SHELL COMMAND'",
+			"[options] NUMBER",
+			"[options] --fd NUMBER COMMAND [ARGS...]",
+		}, summary: "util-linux flock(1)'s command line (also as a link named flock)",
+			help: flockProse, flags: flockFlagDocs,
+			run: func(args []string, stdout, stderr io.Writer) int { return flockMain("flock", args, stdout, stderr) }},
 		{name: "version", synopsis: []string{"[-json]"},
 			summary: "print the version, the commit it was built from and the Go that built it",
 			help:    versionHelp, run: versionCmd},
@@ -74,6 +82,7 @@ func init() {
 			help:    helpHelp, run: helpCmd},
 		{name: superviseCmd, hidden: true, run: func(args []string, _, stderr io.Writer) int { return superviseMain(args, stderr) }},
 		{name: holderCmd, hidden: true, run: func(args []string, _, stderr io.Writer) int { return holderMain(args, stderr) }},
+		{name: flockHolderCmd, hidden: true, run: func(args []string, _, stderr io.Writer) int { return flockHolderMain(args, stderr) }},
 	}
 }
 
@@ -277,7 +286,10 @@ func describeFlags(c *command) []flagDoc {
 		return c.flags()
 	}
 	delete(flagSets, c.name)
+	saved := helpOut
+	helpOut = io.Discard // where -h prints (the subcommand's stdout otherwise)
 	c.run([]string{"-h"}, io.Discard, io.Discard)
+	helpOut = saved
 	if fs := flagSets[c.name]; fs != nil {
 		return flagDocs(fs)
 	}
@@ -398,4 +410,42 @@ func completionCmd(args []string, stdout, stderr io.Writer) int {
 		return exitError
 	}
 	return 0
+}
+
+// flockProse is the flock personality's help past its synopsis, for "dlock
+// help" and the man page ("dlock flock -h" prints flock's own layout,
+// flockHelp, from the same options).
+const flockProse = `util-linux flock(1)'s whole command line, with flock's options, exit
+statuses and --verbose lines; invoked as "dlock flock", or as a link to
+dlock named flock. Besides the kernel's lock on FILE, it takes a dlock
+lock directory beside it (FILE.dlock; DIRECTORY/.flock.dlock; a dlock lock
+directory itself when FILE is one) that every host mounting the same
+filesystem sees, reclaimed when its holder dies or hangs, and held for all
+that COMMAND starts (DLOCK_PATH and DLOCK_FENCE in its environment). -c
+runs $SHELL (else /bin/sh). -w, --wait and --timeout are how long to wait,
+as in flock; dlock's stale time is --stale-after. The descriptor form
+(flock [options] NUMBER) holds the lock while the calling process keeps
+that descriptor.
+
+Exit status: COMMAND's; 1 (-E) when the lock was busy; 76 when the dlock
+lock was lost while the job ran; 64 for a usage error; 65, 66, 69, 71, 73
+as flock(1).
+`
+
+// flockFlagDocs lists the flock personality's options (flockOptions) for
+// the man page and the completions, with their dashes as typed.
+func flockFlagDocs() []flagDoc {
+	var docs []flagDoc
+	for _, o := range flockOptions {
+		var names []string
+		if o.short != 0 {
+			names = append(names, "-"+string(o.short))
+		}
+		for _, l := range o.long {
+			names = append(names, "--"+l)
+		}
+		docs = append(docs, flagDoc{names: names, arg: strings.ToUpper(o.arg), usage: o.help})
+	}
+	return append(docs, flagDoc{names: []string{"-c", "--command"}, arg: "COMMAND",
+		usage: "run a single command string through the shell ($SHELL, or /bin/sh)"})
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	iofs "io/fs"
 	"math"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -117,20 +118,39 @@ type lockFlags struct {
 	verbose      bool
 }
 
-func (lf *lockFlags) register(fs *flag.FlagSet) {
+// setDefaults gives the flags their defaults.
+func (lf *lockFlags) setDefaults() {
 	lf.timeout, lf.patience, lf.poll, lf.conflictExit = dlock.DefaultTimeout, -1, dlock.DefaultPollInterval, exitBusy
 	lf.maxSkew = dlock.DefaultMaxClockSkew
-	fs.Var(secondsFlag{d: &lf.timeout}, "timeout", "`TIMEOUT` in seconds (or 500ms, 2m): a lock not refreshed this long is stale and may be reclaimed by another")
+}
+
+func (lf *lockFlags) register(fs *flag.FlagSet) {
+	lf.setDefaults()
+	fs.Var(secondsFlag{d: &lf.timeout}, "stale-after", "`TIMEOUT` in seconds (or 500ms, 2m): a lock not refreshed this long is stale and may be reclaimed by another (default 10)")
+	// flock's -w, --timeout and --wait are the wait: dlock's stale time,
+	// once called -timeout, is refused under that name, never taken for
+	// a wait or the other way round.
+	fs.Func("timeout", "refused: flock's --timeout is the wait (-w), dlock's stale time is -stale-after", func(s string) error {
+		return fmt.Errorf("-timeout is ambiguous and no longer taken: give -stale-after %s for TIMEOUT (a lock not refreshed this long is stale), or -w %s to wait at most that long, as flock's --timeout", s, s)
+	})
 	pf := patienceFlag{d: &lf.patience}
-	fs.Var(pf, "patience", "`PATIENCE` in seconds: how long to wait for a busy lock; 0 is one attempt, \"forever\" no limit")
+	fs.Var(pf, "patience", "`PATIENCE` in seconds: how long to wait for a busy lock; 0 is one attempt, \"forever\" no limit (default forever)")
 	fs.Var(pf, "w", "`SECONDS`: PATIENCE, as flock -w spells it")
+	fs.Var(pf, "wait", "`SECONDS`: PATIENCE, as flock --wait spells it")
 	fs.BoolVar(&lf.noWait, "n", false, "one attempt: PATIENCE 0, as flock -n")
-	fs.Var(secondsFlag{d: &lf.poll}, "poll", "`seconds` between looks at a busy lock (bounds the hand-off delay on network filesystems)")
-	fs.IntVar(&lf.conflictExit, "conflict-exit", exitBusy, "exit `status` when the lock stayed busy for all of PATIENCE")
+	fs.Var(secondsFlag{d: &lf.poll}, "poll", "`seconds` between looks at a busy lock (bounds the hand-off delay on network filesystems; default 0.1)")
+	fs.IntVar(&lf.conflictExit, "conflict-exit", exitBusy, "exit `status` when the lock stayed busy for all of PATIENCE (default 75)")
 	fs.IntVar(&lf.conflictExit, "E", exitBusy, "`status`: -conflict-exit, as flock -E spells it")
 	fs.BoolVar(&lf.shared, "s", false, "shared: a reader of a reader/writer lock (every user of PATH passes -s or -x)")
 	fs.BoolVar(&lf.exclusive, "x", false, "exclusive: the writer of a reader/writer lock (every user of PATH passes -s or -x)")
-	fs.IntVar(&lf.slots, "slots", 0, "`N`: a semaphore: at most N holders at once (every user of PATH passes the same N)")
+	fs.Func("slots", "`N`: a semaphore: at most N holders at once, 1 to 4096 (every user of PATH passes the same N)", func(s string) error {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 4096 {
+			return errors.New("want a number of slots from 1 to 4096")
+		}
+		lf.slots = n
+		return nil
+	})
 	fs.Var(modeFlag{m: &lf.mode}, "mode", "permission `bits` of a lock directory dlock creates (default 0755; 0777 or 0775 for a lock shared between users)")
 	fs.Var(secondsFlag{d: &lf.maxSkew}, "max-clock-skew", "`seconds` the clocks of the hosts sharing PATH may be apart (default 60): a new waiter trusts a holder's written time only once it is older than TIMEOUT plus this")
 	fs.BoolVar(&lf.quiet, "q", false, "quiet: say nothing when the lock is busy")
@@ -144,7 +164,7 @@ func (lf *lockFlags) check() string {
 	}
 	switch {
 	case lf.timeout <= 0:
-		return fmt.Sprintf("-timeout %v: must be positive", lf.timeout)
+		return fmt.Sprintf("-stale-after %v: must be positive", lf.timeout)
 	case lf.poll <= 0:
 		return fmt.Sprintf("-poll %v: must be positive", lf.poll)
 	case lf.maxSkew < 0:
@@ -177,10 +197,13 @@ func (lf *lockFlags) kind() string {
 // open makes the Locker the flags ask for at path.
 func (lf *lockFlags) open(path string, extra ...dlock.Option) (dlock.Locker, string, error) {
 	opts := []dlock.Option{dlock.WithTimeout(lf.timeout), dlock.WithPatience(lf.patience), dlock.WithPollInterval(lf.poll), dlock.WithMaxClockSkew(lf.maxSkew)}
-	// (An empty directory made by hand, mkdir -m 0777, is made anew by the
-	// library with its own mode, not the default.)
 	if lf.mode != 0 {
 		opts = append(opts, dlock.WithPermissions(lf.mode))
+	} else if fi, err := os.Stat(path); err == nil && fi.IsDir() && fi.Mode().Perm()&0o700 == 0o700 {
+		// A directory that is there (made by hand with mkdir -m 0777,
+		// or by dlock with -mode): what dlock makes inside it, a
+		// semaphore's slots, an RW lock's parts, gets its mode too.
+		opts = append(opts, dlock.WithPermissions(fi.Mode().Perm()))
 	}
 	opts = append(opts, extra...)
 	switch {

@@ -17,9 +17,9 @@ import (
 func TestFlockFlags(t *testing.T) {
 	t.Parallel()
 	lock := filepath.Join(t.TempDir(), "lock")
-	holdLock(t, lock, "-timeout", "30") // plain seconds
+	holdLock(t, lock, "-stale-after", "30") // plain seconds
 	if _, st, _ := status(t, lock); len(st) != 1 || st[0].Holder == nil || st[0].Holder.TimeoutSeconds != 30 {
-		t.Fatalf("-timeout 30: %+v", st)
+		t.Fatalf("-stale-after 30: %+v", st)
 	}
 	for _, tc := range []struct {
 		args []string
@@ -35,7 +35,11 @@ func TestFlockFlags(t *testing.T) {
 		{[]string{"run", lock, "-nope", "--", "true"}, exitUsage, "Usage: dlock run"},
 		{[]string{"run", "-c", "true", lock, "--", "true"}, exitUsage, "-c and COMMAND"},
 		{[]string{"run", "-s", "-x", lock, "true"}, exitUsage, "give one"},
-		{[]string{"run", "-timeout", "10", "-grace", "8", lock, "true"}, exitUsage, "give -grace below"},
+		{[]string{"run", "-stale-after", "10", "-grace", "8", lock, "true"}, exitUsage, "give -grace below"},
+		// flock's --timeout is a wait: never taken for the stale time.
+		{[]string{"run", "-timeout", "1", lock, "true"}, exitUsage, "give -stale-after 1 for TIMEOUT"},
+		{[]string{"run", "--timeout=1", lock, "true"}, exitUsage, "or -w 1 to wait"},
+		{[]string{"run", "--wait", "0.2", "-E", "9", lock, "--", "true"}, 9, "gave up after 2"},
 	} {
 		code, _, errOut := run(t, tc.args...)
 		if code != tc.code || !strings.Contains(errOut, tc.msg) || tc.msg == "" && errOut != "" {
@@ -153,7 +157,7 @@ func TestModesAndMessages(t *testing.T) {
 	os.Mkdir(premade, 0o777)
 	os.Chmod(premade, 0o777)
 	for path, want := range map[string]os.FileMode{shared: 0o775, premade: 0o777} {
-		if code, _, errOut := run(t, "run", "-timeout", "0.5", path, "--", "true"); code != 0 {
+		if code, _, errOut := run(t, "run", "-stale-after", "0.5", path, "--", "true"); code != 0 {
 			t.Fatalf("run on %s: exit %d %s", path, code, errOut)
 		}
 		if fi, _ := os.Stat(path); fi.Mode().Perm() != want {

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bufio"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -11,6 +12,8 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -46,6 +49,13 @@ func runFront(c *runConfig, args []string, stderr io.Writer) int {
 		return exitError
 	}
 	defer w.Close()
+	// The supervisor reports COMMAND's status on this pipe when COMMAND
+	// exits while leftovers of its job hold the lock on.
+	sr, sw, err := os.Pipe()
+	if err != nil {
+		fmt.Fprintf(stderr, "dlock: %v\n", err)
+		return exitError
+	}
 	fg := "bg"
 	pgrp, _ := unix.Getpgid(0)
 	if tp, err := unix.IoctlGetInt(0, unix.TIOCGPGRP); err == nil && tp == pgrp {
@@ -55,7 +65,15 @@ func runFront(c *runConfig, args []string, stderr io.Writer) int {
 	sup.Stdin, sup.Stdout, sup.Stderr = os.Stdin, os.Stdout, os.Stderr
 	id := newRunID()
 	sup.Env = append(os.Environ(), runIDEnv+"="+id)
-	sup.ExtraFiles = []*os.File{r}
+	sup.ExtraFiles = []*os.File{r, sw}
+	if c.fl != nil && c.fl.useFd {
+		sup.ExtraFiles = append(sup.ExtraFiles, os.NewFile(uintptr(c.fl.fd), strconv.Itoa(c.fl.fd)))
+		if c.fl.fd > 2 {
+			// Passed as descriptor 5 alone: the job gets it back at its
+			// number unless --close.
+			syscall.CloseOnExec(c.fl.fd)
+		}
+	}
 	sup.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if c.pidns {
 		if err := pidnsAttr(sup.SysProcAttr); err != nil {
@@ -69,6 +87,8 @@ func runFront(c *runConfig, args []string, stderr io.Writer) int {
 	defer signal.Stop(sigs)
 	if err := sup.Start(); err != nil {
 		r.Close()
+		sr.Close()
+		sw.Close()
 		if c.pidns {
 			fmt.Fprintf(stderr, "dlock: -pidns: cannot make a pid namespace here (%v): run without -pidns, or as root, or where unprivileged user namespaces are allowed\n", err)
 		} else {
@@ -77,6 +97,7 @@ func runFront(c *runConfig, args []string, stderr io.Writer) int {
 		return exitError
 	}
 	r.Close()
+	sw.Close()
 	// Started: from here on this process stays in the background of the
 	// terminal while the job has it, and takes it back at the end.
 	signal.Ignore(syscall.SIGTTOU)
@@ -85,17 +106,34 @@ func runFront(c *runConfig, args []string, stderr io.Writer) int {
 	}
 
 	exited := make(chan int, 1)
+	supKilled := false // written before exited is sent, read after
+	reported := make(chan int, 1)
 	go func() {
+		line, _ := bufio.NewReader(sr).ReadString('\n')
+		if n, err := strconv.Atoi(strings.TrimSpace(line)); err == nil {
+			reported <- n
+			return
+		}
 		sup.Wait()
+		ws, _ := sup.ProcessState.Sys().(syscall.WaitStatus)
+		supKilled = ws.Signaled()
 		exited <- exitStatus(sup.ProcessState)
 	}()
 	for {
 		select {
+		case status := <-reported:
+			return status
 		case sig := <-sigs:
 			if err := sup.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
 				fmt.Fprintf(stderr, "dlock: forwarding %v to the supervisor: %v\n", sig, err)
 			}
 		case status := <-exited:
+			// A supervisor that exited (rather than being killed) did so
+			// once the job was gone, or before it started: only a killed
+			// one leaves processes to stop, handed to this subreaper.
+			if !supKilled {
+				return status
+			}
 			if orphans := stopOrphans(id, c.grace, 5*time.Second+c.grace); orphans > 0 {
 				fmt.Fprintf(stderr, "dlock: the supervisor exited (status %d) leaving %d processes of the job: stopped them\n", status, orphans)
 			}
@@ -129,4 +167,34 @@ func newRunID() string {
 	var b [8]byte
 	rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// statusReporter is the supervisor's end of the status pipe (descriptor
+// 4): it writes COMMAND's status once, then lets go of the caller's
+// stdin and stdout, and of stderr where it is a pipe or socket (a
+// terminal or a file keeps the messages of a loss), so that a "$(...)"
+// or a caller reading dlock's output to its end is done when COMMAND
+// is, as with flock.
+func statusReporter() func(int) {
+	syscall.CloseOnExec(4)
+	f := os.NewFile(4, "status")
+	if f == nil {
+		return nil
+	}
+	return func(status int) {
+		fmt.Fprintf(f, "%d\n", status)
+		f.Close()
+		null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+		if err != nil {
+			return
+		}
+		defer null.Close()
+		var e unix.Stat_t
+		waitedOn := unix.Fstat(2, &e) == nil && (e.Mode&unix.S_IFMT == unix.S_IFIFO || e.Mode&unix.S_IFMT == unix.S_IFSOCK)
+		unix.Dup2(int(null.Fd()), 0)
+		unix.Dup2(int(null.Fd()), 1)
+		if waitedOn {
+			unix.Dup2(int(null.Fd()), 2)
+		}
+	}
 }

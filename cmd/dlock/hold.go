@@ -74,6 +74,8 @@ func parseHold(args []string, stderr io.Writer) (*lockFlags, int, string, int, b
 	switch {
 	case len(rest) == 0:
 		return nil, 0, "", usageError(fs, "missing PATH"), true
+	case rest[0] == "":
+		return nil, 0, "", usageError(fs, "PATH is empty"), true
 	case len(rest) > 1:
 		return nil, 0, "", usageError(fs, "one PATH; unexpected %q after it", rest[1]), true
 	case *pid <= 0:
@@ -85,7 +87,9 @@ func parseHold(args []string, stderr io.Writer) (*lockFlags, int, string, int, b
 func holdCmd(args []string, stdout, stderr io.Writer) int {
 	_, pid, _, code, stop := parseHold(args, stderr)
 	if stop {
-		fmt.Fprintf(stdout, "(exit %d)\n", code)
+		if code != 0 { // not after -h
+			fmt.Fprintf(stdout, "(exit %d)\n", code)
+		}
 		return code
 	}
 	if !processAlive(pid) {
@@ -191,9 +195,14 @@ func releaseCmd(args []string, stdout, stderr io.Writer) int {
 	if fs.NArg() > 0 {
 		return usageError(fs, "no arguments: the holder is named by DLOCK_HOLDER")
 	}
-	pid, err := strconv.Atoi(os.Getenv("DLOCK_HOLDER"))
-	if err != nil || pid <= 0 {
+	env, set := os.LookupEnv("DLOCK_HOLDER")
+	pid, err := strconv.Atoi(env)
+	switch {
+	case !set || env == "":
 		fmt.Fprintln(stderr, `dlock release: DLOCK_HOLDER is not set: nothing holds a lock for this script (eval the output of "dlock hold" first)`)
+		return exitError
+	case err != nil || pid <= 0:
+		fmt.Fprintf(stderr, "dlock release: DLOCK_HOLDER=%q is not a process id: it should be what \"dlock hold\" printed (eval its output)\n", env)
 		return exitError
 	}
 	path := os.Getenv("DLOCK_PATH")

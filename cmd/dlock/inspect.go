@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -122,13 +124,18 @@ func statusCmd(args []string, stdout, stderr io.Writer) int {
 	if fs.NArg() == 0 {
 		return usageError(fs, "missing PATH")
 	}
+	for _, p := range fs.Args() {
+		if p == "" {
+			return usageError(fs, "a PATH is empty")
+		}
+	}
 	var failed []error
 	held, notLock := false, false
 	enc := json.NewEncoder(stdout)
-	for _, path := range fs.Args() {
+	for _, path := range expandLocks(fs.Args()) {
 		s, err := dlock.Inspect(path)
 		if err != nil {
-			failed = append(failed, fmt.Errorf("%s", explain(err, path)))
+			failed = append(failed, fmt.Errorf("%s", explainRead(err, path)))
 			notLock = notLock || errors.Is(err, dlock.ErrNotLock) || errors.Is(err, dlock.ErrCorrupt)
 		}
 		held = held || err == nil && s.Held
@@ -178,21 +185,40 @@ func breakCmd(args []string, stdout, stderr io.Writer) int {
 		return usageError(fs, "one PATH at a time (got %d)", fs.NArg())
 	}
 	path := fs.Arg(0)
+	if path == "" {
+		return usageError(fs, "PATH is empty")
+	}
+	slots := expandLocks([]string{path})
+	if len(slots) == 1 && slots[0] == path {
+		return breakOne(path, *force, stdout, stderr)
+	}
+	// A semaphore or a reader/writer lock: each of its locks in turn.
+	code := 0
+	for _, p := range slots {
+		if c := breakOne(p, *force, stdout, stderr); c > code {
+			code = c
+		}
+	}
+	return code
+}
+
+// breakOne breaks the plain lock at path.
+func breakOne(path string, force bool, stdout, stderr io.Writer) int {
 	l, err := dlock.New(path)
 	if err != nil {
 		fmt.Fprintln(stderr, explain(err, path))
 		return exitError
 	}
 	brk, holds := l.Break, false
-	if bh, ok := any(l).(breakHolder); ok && *force {
+	if bh, ok := any(l).(breakHolder); ok && force {
 		brk, holds = bh.BreakHold, true
 	}
-	before, err := brk(*force)
+	before, err := brk(force)
 	// Break compares the holder's state entry between two reads, and a
 	// live holder renames its entry at every refresh: a forced break can
 	// fail with ErrBusy although the holder is the same. Try again while
 	// it is (same token).
-	for i := 0; i < 5 && *force && errors.Is(err, dlock.ErrBusy) && before.Held; i++ {
+	for i := 0; i < 5 && force && errors.Is(err, dlock.ErrBusy) && before.Held; i++ {
 		now, serr := l.Status()
 		if serr == nil && !now.Held {
 			before, err = now, nil // released meanwhile
@@ -212,7 +238,7 @@ func breakCmd(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	switch {
-	case errors.Is(err, dlock.ErrBusy) && before.Held && !*force:
+	case errors.Is(err, dlock.ErrBusy) && before.Held && !force:
 		say(stderr, "not breaking %s: it is %s, TIMEOUT %s; use -force to break a live lock", path, describeHolder(before.Holder, before.Age), before.Holder.Timeout)
 		return exitBusy
 	case errors.Is(err, dlock.ErrBusy):
@@ -266,4 +292,57 @@ func waitBrokenHolder(before dlock.Status, stdout io.Writer) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// expandLocks replaces, in paths, each semaphore by its slots and each
+// reader/writer lock by its writer lock and its readers' slots (the
+// plain locks they are made of), and a flock(1) FILE by the dlock lock
+// dlock's flock takes with it (FILE.dlock, DIR/.flock.dlock), so that
+// status and break understand every layout dlock makes.
+func expandLocks(paths []string) []string {
+	var out []string
+	for _, p := range paths {
+		out = append(out, expandLock(p)...)
+	}
+	return out
+}
+
+func expandLock(p string) []string {
+	fi, err := os.Stat(p)
+	switch {
+	case err != nil:
+		return []string{p}
+	case !fi.IsDir():
+		if lfi, err := os.Stat(p + ".dlock"); err == nil && lfi.IsDir() {
+			return expandLock(p + ".dlock")
+		}
+		return []string{p}
+	}
+	switch dlockLayout(p) {
+	case "semaphore":
+		return slotPaths(p)
+	case "rw":
+		return append([]string{filepath.Join(p, "writer")}, slotPaths(filepath.Join(p, "readers"))...)
+	case "":
+		if f := filepath.Join(p, ".flock.dlock"); dlockLayout(f) != "" {
+			return expandLock(f)
+		}
+	}
+	return []string{p}
+}
+
+// slotPaths are the slots of the semaphore at dir, by its size marker.
+func slotPaths(dir string) []string {
+	names, _ := os.ReadDir(dir)
+	n := 0
+	for _, e := range names {
+		if v, ok := strings.CutPrefix(e.Name(), "size."); ok {
+			n, _ = strconv.Atoi(v)
+		}
+	}
+	var out []string
+	for i := 0; i < n && i < 4096; i++ {
+		out = append(out, filepath.Join(dir, "slot."+strconv.Itoa(i)))
+	}
+	return out
 }

@@ -4,8 +4,6 @@ import (
 	"errors"
 	"os/exec"
 	"syscall"
-
-	"github.com/lockdir/dlock"
 )
 
 // job is COMMAND and every process it starts, as far as the system lets
@@ -26,12 +24,13 @@ type job interface {
 // errLostFirst: the lock was lost before COMMAND could be started.
 var errLostFirst = errors.New("the lock was lost before COMMAND could start")
 
-// startHeld starts the job while l holds the lock, and never once it is
+// startHeld starts the job while the lock is held, and never once it is
 // lost: a lock given up at its deadline (an acquisition that took longer
 // than it has, a pause) must not run the job it guards, even alone.
-func startHeld(l dlock.Locker, cmd *exec.Cmd, c *runConfig) (job, error) {
+// lost is the lock's Lost channel.
+func startHeld(lost <-chan struct{}, cmd *exec.Cmd, c *runConfig) (job, error) {
 	select {
-	case <-l.Lost():
+	case <-lost:
 		return nil, errLostFirst
 	default:
 	}

@@ -130,11 +130,57 @@ func (j *linuxJob) mechanism() string {
 }
 
 func (j *linuxJob) pids() []int {
+	procs, ok := childrenTree(j.self)
+	if !ok {
+		procs = descendants(j.self)
+	}
 	var pids []int
-	for _, p := range descendants(j.self) {
+	for _, p := range procs {
 		pids = append(pids, p.pid)
 	}
 	return pids
+}
+
+// childrenTree lists the living descendants of pid from the children
+// files of /proc/PID/task/TID (a few reads, where descendants reads every
+// process's stat): false where the kernel has none. A process being
+// reparented that moment can be missed, so it serves the questions a
+// miss cannot make unsafe (is anything left, for messages and for when
+// the front may exit); signals go through descendants.
+func childrenTree(pid int) ([]procInfo, bool) {
+	var out []procInfo
+	todo := []int{pid}
+	for len(todo) > 0 {
+		p := strconv.Itoa(todo[0])
+		root := todo[0] == pid
+		todo = todo[1:]
+		tasks, err := os.ReadDir("/proc/" + p + "/task")
+		if err != nil {
+			if root {
+				return nil, false
+			}
+			continue
+		}
+		for _, t := range tasks {
+			b, err := os.ReadFile("/proc/" + p + "/task/" + t.Name() + "/children")
+			if err != nil {
+				if root && errors.Is(err, os.ErrNotExist) {
+					return nil, false // no CONFIG_PROC_CHILDREN
+				}
+				continue
+			}
+			for _, f := range bytes.Fields(b) {
+				c, _ := strconv.Atoi(string(f))
+				if info, ok := readProc(c); ok {
+					if !info.zombie {
+						out = append(out, info)
+					}
+					todo = append(todo, c)
+				}
+			}
+		}
+	}
+	return out, true
 }
 
 // signal sends sig to every process of the job, and SIGCONT after it, so

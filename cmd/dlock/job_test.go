@@ -168,7 +168,7 @@ func expectAllGone(t *testing.T, next *proc, start time.Time) {
 func TestJobDlockKilled(t *testing.T) {
 	t.Parallel()
 	lock := filepath.Join(t.TempDir(), "lock")
-	p, _, recorded := startJobRun(t, lock, "-timeout", "30")
+	p, _, recorded := startJobRun(t, lock, "-stale-after", "30")
 	next := nextHolder(t, lock, recorded)
 	start := time.Now()
 	p.cmd.Process.Signal(syscall.SIGKILL)
@@ -178,7 +178,7 @@ func TestJobDlockKilled(t *testing.T) {
 func TestJobSIGTERM(t *testing.T) {
 	t.Parallel()
 	lock := filepath.Join(t.TempDir(), "lock")
-	p, _, recorded := startJobRun(t, lock, "-v", "-timeout", "30")
+	p, _, recorded := startJobRun(t, lock, "-v", "-stale-after", "30")
 	if !strings.Contains(p.stderr.String(), "child subreaper") {
 		t.Errorf("-v does not name the mechanism: %s", p.stderr)
 	}
@@ -194,7 +194,7 @@ func TestJobSIGTERM(t *testing.T) {
 func TestJobLockBroken(t *testing.T) {
 	t.Parallel()
 	lock := filepath.Join(t.TempDir(), "lock")
-	p, procs, recorded := startJobRun(t, lock, "-timeout", "3", "-grace", "0.5")
+	p, procs, recorded := startJobRun(t, lock, "-stale-after", "3", "-grace", "0.5")
 	next := nextHolder(t, lock, recorded)
 	start := time.Now()
 	if code, out, errOut := run(t, "break", "-force", lock); code != 0 {
@@ -232,22 +232,26 @@ func TestJobOutlivesCommand(t *testing.T) {
 	lock := filepath.Join(t.TempDir(), "lock")
 	dir := t.TempDir()
 	gone, release := filepath.Join(dir, "bg"), filepath.Join(dir, "release")
-	// COMMAND exits at once; its background child holds the lock until
-	// the test lets it go.
-	p := start(t, "run", lock, "--", "sh", "-c", `(while [ ! -e "$1" ]; do sleep 0.01; done; touch "$2") & exit 5`, "sh", release, gone)
-	eventually(t, 10*time.Second, "COMMAND to exit and its child to keep the lock", func() bool {
-		_, st, _ := status(t, lock)
-		return len(st) == 1 && st[0].Held && !fileExists(gone)
-	})
+	// COMMAND exits at once, and so does dlock, with its status, as
+	// flock does; its background child holds the lock until the test
+	// lets it go.
+	p := start(t, "run", lock, "--", "sh", "-c", `(while [ ! -e "$1" ]; do sleep 0.01; done; touch "$2") >/dev/null 2>&1 & exit 5`, "sh", release, gone)
+	if code := p.wait(t, 10*time.Second); code != 5 {
+		t.Fatalf("exit %d, want COMMAND's 5 at once", code)
+	}
+	if _, st, _ := status(t, lock); len(st) != 1 || !st[0].Held || fileExists(gone) {
+		t.Fatalf("after COMMAND exited, with its child running: %+v, want the lock held", st)
+	}
 	if code, _, _ := run(t, "run", "-n", lock, "--", "true"); code != exitBusy {
 		t.Fatalf("lock taken while the job's child ran: exit %d", code)
 	}
 	os.WriteFile(release, nil, 0o644)
-	if code := p.wait(t, 10*time.Second); code != 5 {
-		t.Fatalf("exit %d, want COMMAND's 5", code)
-	}
+	eventually(t, 10*time.Second, "the lock to be released after the job's last process", func() bool {
+		_, st, _ := status(t, lock)
+		return len(st) == 1 && !st[0].Held
+	})
 	if !fileExists(gone) {
-		t.Fatal("dlock exited before the job's last process")
+		t.Fatal("the lock was released before the job's last process exited")
 	}
 
 	// -stop-leftovers: the child is stopped when COMMAND exits.
@@ -268,7 +272,7 @@ func TestJobPidNamespace(t *testing.T) {
 		t.Skipf("no pid namespaces here for this user: %v", err)
 	}
 	lock := filepath.Join(t.TempDir(), "lock")
-	p, _, recorded := startJobRun(t, lock, "-v", "-pidns", "-timeout", "2")
+	p, _, recorded := startJobRun(t, lock, "-v", "-pidns", "-stale-after", "2")
 	eventually(t, 10*time.Second, "-v to name the mechanism", func() bool { return strings.Contains(p.stderr.String(), "pid namespace") })
 	next := nextHolder(t, lock, recorded)
 	// The supervisor, init of the namespace, killed: the kernel kills
@@ -318,7 +322,7 @@ func supervisorOf(t *testing.T, pid int) int {
 func TestJobSupervisorKilled(t *testing.T) {
 	t.Parallel()
 	lock := filepath.Join(t.TempDir(), "lock")
-	p, procs, recorded := startJobRun(t, lock, "-timeout", "30", "-grace", "1")
+	p, procs, recorded := startJobRun(t, lock, "-stale-after", "30", "-grace", "1")
 	next := nextHolder(t, lock, recorded)
 	// The supervisor, which holds the lock, SIGKILLed: its orphans go to
 	// the front process, which stops them; the lock is free at once for
@@ -359,7 +363,7 @@ func TestJobDeadline(t *testing.T) {
 	pids, ready, recorded := filepath.Join(dir, "pids"), filepath.Join(dir, "ready"), filepath.Join(dir, "recorded")
 	os.WriteFile(pids, nil, 0o644)
 	p := &proc{cmd: exec.Command("unshare", "-m", "--propagation", "private", "sh", "-c",
-		`mount --bind "$1" "$2" && exec "$3" run -v -timeout 3 -grace 0.5 "$2/lock" -- sh -c "$4"`, "sh", real, view, dlockBin(t), jobScript),
+		`mount --bind "$1" "$2" && exec "$3" run -v -stale-after 3 -grace 0.5 "$2/lock" -- sh -c "$4"`, "sh", real, view, dlockBin(t), jobScript),
 		stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd.Env = append(os.Environ(), "PIDS="+pids, "READY="+ready)
 	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr

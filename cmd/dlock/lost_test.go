@@ -41,7 +41,7 @@ func TestNoJobStartsForALostLock(t *testing.T) {
 		}
 	}
 	marker := filepath.Join(dir, "ran")
-	j, err := startHeld(l, exec.Command("touch", marker), &runConfig{})
+	j, err := startHeld(l.Lost(), exec.Command("touch", marker), &runConfig{})
 	if !errors.Is(err, errLostFirst) || j != nil {
 		t.Fatalf("startHeld on a lost lock = %v, %v; want errLostFirst and no job", j, err)
 	}

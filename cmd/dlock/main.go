@@ -27,6 +27,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strings"
 )
 
 // Exit statuses of dlock's own making.
@@ -42,11 +44,31 @@ const (
 )
 
 func main() {
+	// Invoked as "flock" (a link to this binary): flock(1)'s command line.
+	if name := personality(os.Args[0]); name != "" {
+		os.Exit(flockMain(name, os.Args[1:], os.Stdout, os.Stderr))
+	}
 	os.Exit(dispatch(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+// personality is the flock personality's name when argv0 names it: a
+// link called flock (or anything ending in "flock", as dflock).
+func personality(argv0 string) string {
+	base := filepath.Base(argv0)
+	base = strings.TrimSuffix(base, ".exe")
+	if strings.HasSuffix(base, "flock") {
+		return base
+	}
+	return ""
+}
+
+// helpOut is where -h and "dlock help" print: stdout, so that
+// "dlock run -h | less" shows it.
+var helpOut io.Writer = os.Stdout
+
 // dispatch runs the subcommand in args and returns the exit status.
 func dispatch(args []string, stdout, stderr io.Writer) int {
+	helpOut = stdout
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usageText())
 		return exitUsage
@@ -79,10 +101,10 @@ func newFlags(name string, stderr io.Writer) *flag.FlagSet {
 			fmt.Fprintf(fs.Output(), "%sRun 'dlock %s -h' for help.\n", synopsisText(c), name)
 		},
 		long: func() {
-			fmt.Fprintf(fs.Output(), "%s\n%s", synopsisText(c), c.help)
+			fmt.Fprintf(helpOut, "%s\n%s", synopsisText(c), c.help)
 			if docs := flagDocs(fs); len(docs) > 0 {
-				fmt.Fprintf(fs.Output(), "\nFlags:\n")
-				writeFlags(fs.Output(), docs)
+				fmt.Fprintf(helpOut, "\nFlags:\n")
+				writeFlags(helpOut, docs)
 			}
 		},
 	}

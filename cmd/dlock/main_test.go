@@ -259,7 +259,7 @@ func TestUsageAndCommandErrors(t *testing.T) {
 		{[]string{"frob"}, exitUsage, `unknown subcommand "frob"`},
 		{[]string{"run"}, exitUsage, "missing PATH"},
 		{[]string{"run", lock}, exitUsage, "missing COMMAND"},
-		{[]string{"run", "-timeout", "0s", lock, "true"}, exitUsage, "must be positive"},
+		{[]string{"run", "-stale-after", "0s", lock, "true"}, exitUsage, "must be positive"},
 		{[]string{"run", "-nope", lock, "true"}, exitUsage, "-nope"},
 		{[]string{"run", lock, "--", "no-such-command-dlock-test"}, exitNotFound, "not found"},
 		{[]string{"run", lock, "--", "/etc/passwd"}, exitCantExec, "permission denied"},
@@ -272,11 +272,37 @@ func TestUsageAndCommandErrors(t *testing.T) {
 			t.Errorf("dlock %q: exit %d, stderr %q; want exit %d and %q", tc.args, code, errOut, tc.code, tc.msg)
 		}
 	}
-	for _, sub := range []string{"run", "status", "break"} {
-		code, _, errOut := run(t, sub, "-h")
-		if code != 0 || !strings.Contains(errOut, "Examples:") || !strings.Contains(errOut, "dlock "+sub) || strings.Contains(errOut, "for help.") {
-			t.Errorf("dlock %s -h: exit %d, output %q", sub, code, errOut)
+	for _, sub := range []string{"run", "hold", "status", "break"} {
+		// Help on stdout (dlock run -h | less), each default said once,
+		// and nothing else (no "(exit 0)" from hold).
+		code, out, errOut := run(t, sub, "-h")
+		if code != 0 || !strings.Contains(out, "Examples:") || !strings.Contains(out, "dlock "+sub) || strings.Contains(out, "for help.") || errOut != "" ||
+			strings.HasSuffix(out, "(exit 0)\n") || strings.Contains(out, ") (default") {
+			t.Errorf("dlock %s -h: exit %d, stdout %q, stderr %q", sub, code, out, errOut)
 		}
+		if code, out2, _ := run(t, "help", sub); code != 0 || out2 != out {
+			t.Errorf("dlock help %s: exit %d, not what -h prints", sub, code)
+		}
+	}
+	// Bad values are refused, naming what would do.
+	for _, tc := range []struct {
+		args []string
+		msg  string
+	}{
+		{[]string{"run", "-slots", "0", lock, "true"}, "from 1 to 4096"},
+		{[]string{"run", "", "true"}, "PATH is empty"},
+		{[]string{"hold", "-pid", "1", ""}, "PATH is empty"},
+		{[]string{"status", ""}, "PATH is empty"},
+		{[]string{"break", ""}, "PATH is empty"},
+	} {
+		if code, _, errOut := run(t, tc.args...); code != exitUsage || !strings.Contains(errOut, tc.msg) {
+			t.Errorf("dlock %q: exit %d, stderr %q; want %d and %q", tc.args, code, errOut, exitUsage, tc.msg)
+		}
+	}
+	cmd := exec.Command(dlockBin(t), "release")
+	cmd.Env = append(os.Environ(), "DLOCK_HOLDER=abc")
+	if out, err := cmd.CombinedOutput(); exitCode(err) != exitError || !strings.Contains(string(out), `DLOCK_HOLDER="abc" is not a process id`) {
+		t.Errorf("DLOCK_HOLDER=abc dlock release: %v %q", err, out)
 	}
 	if code, out, _ := run(t, "version"); code != 0 || !strings.HasPrefix(out, "dlock ") {
 		t.Errorf("version: exit %d, %q", code, out)
@@ -289,7 +315,7 @@ func TestUsageAndCommandErrors(t *testing.T) {
 func TestBusyStatusBreakAndLoss(t *testing.T) {
 	t.Parallel()
 	lock := filepath.Join(t.TempDir(), "lock")
-	holder := holdLock(t, lock, "-timeout", "2s", "-grace", "0.3")
+	holder := holdLock(t, lock, "-stale-after", "2s", "-grace", "0.3")
 	pid := holderPID(t, lock) // dlock's supervising process holds the lock
 	host, _ := os.Hostname()
 
@@ -360,7 +386,7 @@ func TestLostLockGraceThenKill(t *testing.T) {
 	dir := t.TempDir()
 	lock, ready := filepath.Join(dir, "lock"), filepath.Join(dir, "ready")
 	// COMMAND ignores SIGTERM: after -grace it gets SIGKILL.
-	p := start(t, "run", "-timeout", "600ms", "-grace", "200ms", lock, "--", "sh", "-c", `trap "" TERM; touch "$0"; while :; do sleep 0.05; done`, ready)
+	p := start(t, "run", "-stale-after", "600ms", "-grace", "200ms", lock, "--", "sh", "-c", `trap "" TERM; touch "$0"; while :; do sleep 0.05; done`, ready)
 	eventually(t, 10*time.Second, "COMMAND to start", func() bool { return fileExists(ready) })
 	if code, _, errOut := run(t, "break", "-force", lock); code != 0 {
 		t.Fatalf("break -force: exit %d %q", code, errOut)
@@ -441,7 +467,7 @@ func TestKilledDlockTakesCommandAlong(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	lock, pidFile := filepath.Join(dir, "lock"), filepath.Join(dir, "pid")
-	p := start(t, "run", "-timeout", "1m", lock, "--", "sh", "-c", `echo $$ > "$0.tmp"; mv "$0.tmp" "$0"; exec sleep 300`, pidFile)
+	p := start(t, "run", "-stale-after", "1m", lock, "--", "sh", "-c", `echo $$ > "$0.tmp"; mv "$0.tmp" "$0"; exec sleep 300`, pidFile)
 	var child int
 	eventually(t, 10*time.Second, "COMMAND to write its pid", func() bool {
 		b, err := os.ReadFile(pidFile)

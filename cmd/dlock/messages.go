@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/lockdir/dlock"
 )
@@ -26,6 +27,22 @@ func explain(err error, userPath string) string {
 			}
 			return fmt.Sprintf("dlock: cannot create the lock %s: its parent directory %s does not exist (the first missing directory is %s; dlock creates only the lock directory itself)", userPath, parent, missing)
 		}
+		if parent := filepath.Dir(userPath); parent != userPath {
+			if fi, serr := os.Stat(parent); serr == nil && fi.IsDir() {
+				if _, lerr := os.Lstat(userPath); errors.Is(lerr, iofs.ErrNotExist) {
+					// The parent is there, yet creating in it says "no such
+					// file": a filesystem (proc, sysfs) where nothing can be
+					// made.
+					return fmt.Sprintf("dlock: cannot create the lock %s: the filesystem of %s does not let directories be created in it; put the lock on a disk or a shared filesystem", userPath, parent)
+				}
+			}
+		}
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		what := "no space left"
+		if errors.Is(err, syscall.EDQUOT) {
+			what = "disk quota exceeded"
+		}
+		return fmt.Sprintf("dlock: cannot change the lock %s: %s on its filesystem (a lock needs a few directory entries); free some space", userPath, what)
 	case errors.Is(err, iofs.ErrPermission):
 		if msg := permissionHint(err, userPath); msg != "" {
 			return msg
@@ -33,9 +50,13 @@ func explain(err error, userPath string) string {
 	}
 	msg := err.Error()
 	if errors.Is(err, dlock.ErrNotLock) {
-		switch kind := containerKind(userPath); {
-		case kind != "":
-			msg += " (it is " + kind + ")"
+		if fi, serr := os.Stat(userPath); serr == nil && fi.Mode().IsRegular() {
+			return fmt.Sprintf("dlock: %s is a file, not a lock directory (to lock a file as flock(1) does, use dlock flock %s COMMAND)", userPath, userPath)
+		}
+		if kind := containerKind(userPath); kind != "" {
+			// Another layout of dlock's: say which, and the flag that
+			// takes it, rather than what the library found inside.
+			return fmt.Sprintf("dlock: %s is %s", userPath, kind)
 		}
 	}
 	for _, s := range []struct {
@@ -119,7 +140,43 @@ func containerKind(path string) string {
 			return "a reader/writer lock: take it with -s or -x"
 		case strings.HasPrefix(name, "size."):
 			return "a semaphore: take it with -slots " + strings.TrimPrefix(name, "size.")
+		case strings.HasPrefix(name, "free.") || strings.HasPrefix(name, "held."):
+			return "a plain lock: take it without -s, -x or -slots"
 		}
 	}
 	return ""
+}
+
+// explainRead is explain for commands that only look at a lock (status):
+// a permission error names the directory that does not let the user in,
+// not one dlock would create the lock in.
+func explainRead(err error, userPath string) string {
+	if !errors.Is(err, iofs.ErrPermission) {
+		return explain(err, userPath)
+	}
+	abs, aerr := filepath.Abs(userPath)
+	if aerr != nil {
+		return explain(err, userPath)
+	}
+	// The blocker: the lock itself if it can be looked at, else the
+	// deepest ancestor that can.
+	dir, need := abs, "list it (read and search permission)"
+	if _, serr := os.Stat(abs); serr != nil {
+		need = "reach what is inside (search permission)"
+		for dir = filepath.Dir(abs); ; dir = filepath.Dir(dir) {
+			if _, serr := os.Stat(dir + string(filepath.Separator) + "."); serr == nil || dir == filepath.Dir(dir) {
+				break
+			}
+		}
+		// dir can be looked at; the one below it on the way is the blocker.
+		rel, _ := filepath.Rel(dir, abs)
+		if first := strings.Split(rel, string(filepath.Separator))[0]; first != "." && first != "" {
+			dir = filepath.Join(dir, first)
+		}
+	}
+	fi, serr := os.Stat(dir)
+	if serr != nil {
+		return explain(err, userPath)
+	}
+	return fmt.Sprintf("dlock: permission denied reading the lock %s: %s is mode %04o%s, which does not let you %s", userPath, dir, uint32(fi.Mode().Perm()), describeOwner(fi), need)
 }

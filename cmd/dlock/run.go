@@ -31,8 +31,10 @@ hand it to the resource so that it can refuse a late holder's writes).
 The job. COMMAND and everything it starts (children, "cmd &", nohup, even
 processes that setsid and fork twice) are the job. As with flock(1), whose
 lock lasts while any child holds the descriptor, the lock lasts as long as
-the job: when COMMAND exits, dlock keeps the lock (and refreshes it) until
-the job's last process has exited. With -stop-leftovers, dlock instead stops
+the job: when COMMAND exits, dlock exits with its status at once, and its
+supervisor keeps the lock (and refreshes it) in the background until the
+job's last process has exited (with nothing left running, the lock is
+released before dlock exits). With -stop-leftovers, dlock instead stops
 what is left of the job when COMMAND exits (SIGTERM, SIGKILL after -grace),
 then releases. On Linux, a supervising dlock process holds the lock and is
 the job's child subreaper, so it sees every process of the job (and, as
@@ -53,7 +55,7 @@ after its last refresh). dlock sets MARGIN to -grace plus a reaction slack of
 TIMEOUT/10 (at least 100ms), so that the job is dead before a successor can
 start. -grace defaults to TIMEOUT/5 (2s for the default 10s); the refresh
 period is TIMEOUT/3, and -grace + slack + TIMEOUT/3 must stay below TIMEOUT:
-a longer -grace needs a longer -timeout.
+a longer -grace needs a longer -stale-after.
 
 Exit status:
   COMMAND's status    COMMAND ran (128+N if it died of signal N)
@@ -68,7 +70,7 @@ Examples:
   dlock run -q -n /var/lock/backup.lock -- /usr/local/bin/backup
 
   # every replica runs this; one migrates, the others wait, then find nothing to do
-  dlock run -timeout 30 /shared/locks/migrate -- ./migrate up
+  dlock run -stale-after 30 /shared/locks/migrate -- ./migrate up
 
   # wait at most 5 minutes, then give up with status 1 instead of 75
   dlock run -w 300 -E 1 /mnt/nfs/locks/report -- make report
@@ -97,6 +99,11 @@ type runConfig struct {
 	margin         time.Duration
 	refresh        time.Duration
 	interactiveTTY bool // set by the front process: give the job the terminal
+	fl             *flockConfig
+	// report, when set, tells the front process COMMAND's exit status,
+	// so that it exits with it at once while the supervisor holds the
+	// lock on for the job's leftovers.
+	report func(status int)
 }
 
 // reactionSlack is what dlock adds to -grace for MARGIN: the time from the
@@ -154,15 +161,17 @@ func parseRun(args []string, stderr io.Writer) (*runConfig, int, bool) {
 		// Longest grace that fits, and shortest TIMEOUT for this grace:
 		// grace + max(T/10, 100ms) + T/3 < T.
 		fit := c.timeout - c.refresh - reactionSlack(c.timeout)
-		hint := fmt.Sprintf("give -timeout %s or more", minTimeout(c.grace))
+		hint := fmt.Sprintf("give -stale-after %s or more", minTimeout(c.grace))
 		if fit > 0 {
-			hint = fmt.Sprintf("give -grace below %s, or -timeout %s or more", fit.Round(time.Millisecond), minTimeout(c.grace))
+			hint = fmt.Sprintf("give -grace below %s, or -stale-after %s or more", fit.Round(time.Millisecond), minTimeout(c.grace))
 		}
-		return nil, usageError(fs, "-grace %v with -timeout %v cannot work: the job must be stopped within MARGIN = grace + reaction slack %v, and MARGIN + the refresh period %v must be shorter than TIMEOUT; %s",
+		return nil, usageError(fs, "-grace %v with -stale-after %v cannot work: the job must be stopped within MARGIN = grace + reaction slack %v, and MARGIN + the refresh period %v must be shorter than TIMEOUT; %s",
 			c.grace, c.timeout, reactionSlack(c.timeout), c.refresh.Round(time.Millisecond), hint), true
 	}
 	c.path, c.argv = rest[0], rest[1:]
 	switch {
+	case c.path == "":
+		return nil, usageError(fs, "PATH is empty"), true
 	case c.shellCmdSet && len(c.argv) > 0:
 		return nil, usageError(fs, "-c and COMMAND %q: give one", c.argv[0]), true
 	case c.shellCmdSet:
@@ -201,17 +210,30 @@ func superviseMain(args []string, stderr io.Writer) int {
 	if len(args) < 1 {
 		return exitUsage
 	}
-	c, code, stop := parseRun(args[1:], stderr)
-	if stop {
-		return code
+	var c *runConfig
+	if len(args) >= 3 && args[1] == "flock" {
+		fc, code, stop := parseFlock(args[2], args[3:], io.Discard, stderr)
+		if stop {
+			return code
+		}
+		if c, code, stop = flockRunConfig(fc, stderr); stop {
+			return code
+		}
+	} else {
+		rc, code, stop := parseRun(args[1:], stderr)
+		if stop {
+			return code
+		}
+		c = rc
+		prog, err := exec.LookPath(c.argv[0])
+		if err != nil && !errors.Is(err, exec.ErrDot) {
+			fmt.Fprintf(stderr, "dlock: %v\n", err)
+			return exitNotFound
+		}
+		c.prog = prog
 	}
 	c.interactiveTTY = args[0] == "fg"
-	prog, err := exec.LookPath(c.argv[0])
-	if err != nil && !errors.Is(err, exec.ErrDot) {
-		fmt.Fprintf(stderr, "dlock: %v\n", err)
-		return exitNotFound
-	}
-	c.prog = prog
+	c.report = statusReporter()
 	return supervise(c, frontGone(), stderr)
 }
 
@@ -232,11 +254,6 @@ func supervise(c *runConfig, frontDied <-chan struct{}, stderr io.Writer) int {
 	if log != nil {
 		extra = append(extra, dlock.WithLogger(log))
 	}
-	l, abs, err := c.open(c.path, extra...)
-	if err != nil {
-		fmt.Fprintln(stderr, explain(err, c.path))
-		return exitError
-	}
 
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
@@ -246,20 +263,42 @@ func supervise(c *runConfig, frontDied <-chan struct{}, stderr io.Writer) int {
 	// cancels the wait.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	var l dlock.Locker
+	var abs string
+	var fl *flockLocked
+	if c.fl == nil {
+		var err error
+		if l, abs, err = c.open(c.path, extra...); err != nil {
+			fmt.Fprintln(stderr, explain(err, c.path))
+			return exitError
+		}
+	}
 	locked := make(chan error, 1)
-	logf("locking", "path", abs, "kind", c.kind(), "patience", patienceFlag{d: &c.patience}.String(),
+	flCode := 0
+	logf("locking", "path", c.path, "kind", c.kind(), "patience", patienceFlag{d: &c.patience}.String(),
 		"timeout", c.timeout, "grace", c.grace, "margin", c.margin)
-	go func() { locked <- l.Lock(ctx) }()
+	go func() {
+		if c.fl == nil {
+			locked <- l.Lock(ctx)
+			return
+		}
+		fl, flCode = flockAcquire(ctx, c, extra, os.Stdout, stderr)
+		locked <- nil
+	}()
 	gaveUp := func(why string, status int) int {
 		logf(why + ": giving up the wait")
 		cancel()
-		if err := <-locked; err == nil { // acquired as we cancelled
+		if err := <-locked; err == nil && l != nil { // acquired as we cancelled
 			if err := l.Unlock(); err != nil {
 				fmt.Fprintln(stderr, explain(err, c.path))
 			}
 		}
+		if fl != nil {
+			fl.release(c.fl)
+		}
 		return status
 	}
+	var err error
 	select {
 	case err = <-locked:
 	case sig := <-sigs:
@@ -269,6 +308,8 @@ func supervise(c *runConfig, frontDied <-chan struct{}, stderr io.Writer) int {
 	}
 	var busy *dlock.BusyError
 	switch {
+	case c.fl != nil && fl == nil:
+		return flCode
 	case errors.As(err, &busy):
 		if !c.quiet {
 			say(stderr, "%s is busy: %s; gave up after %s", c.path, describeHolder(busy.Holder, busy.Age), busy.Waited.Round(time.Millisecond))
@@ -283,31 +324,74 @@ func supervise(c *runConfig, frontDied <-chan struct{}, stderr io.Writer) int {
 		fmt.Fprintln(stderr, explain(err, c.path))
 		return exitError
 	}
+	unlock := func() error {
+		if fl != nil {
+			return fl.release(c.fl)
+		}
+		return l.Unlock()
+	}
+	lost := (<-chan struct{})(nil)
+	fence := uint64(0)
+	if fl != nil {
+		abs, fence = fl.path, fl.fence
+		if fl.locker != nil {
+			lost = fl.locker.Lost()
+		}
+	} else {
+		lost, fence = l.Lost(), l.Fence()
+	}
 
 	// Holding the lock: run the job.
 	name := c.argv[0]
-	cmd := exec.Command(c.prog, c.argv[1:]...)
-	cmd.Args[0] = name
+	var cmd *exec.Cmd
+	if fl != nil {
+		prog, err := exec.LookPath(name)
+		if err != nil && !errors.Is(err, exec.ErrDot) {
+			why := strerror(err)
+			if errors.Is(err, exec.ErrNotFound) {
+				why = strerror(syscall.ENOENT)
+			}
+			fmt.Fprintf(stderr, "%s: failed to execute %s: %s\n", c.fl.prog, name, why)
+			if err := unlock(); err != nil {
+				fmt.Fprintln(stderr, explain(err, c.path))
+			}
+			return exUnavailable
+		}
+		cmd = exec.Command(prog, c.argv[1:]...)
+		cmd.Args[0] = name
+		fl.prepareJob(c.fl, cmd)
+		if c.fl.verbose {
+			fmt.Fprintf(os.Stdout, "%s: executing %s\n", c.fl.prog, name)
+		}
+	} else {
+		cmd = exec.Command(c.prog, c.argv[1:]...)
+		cmd.Args[0] = name
+		cmd.Env = append(os.Environ(), "DLOCK_PATH="+abs, "DLOCK_FENCE="+strconv.FormatUint(fence, 10))
+	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.Env = append(os.Environ(), "DLOCK_PATH="+abs, "DLOCK_FENCE="+strconv.FormatUint(l.Fence(), 10))
-	j, err := startHeld(l, cmd, c)
+	j, err := startHeld(lost, cmd, c)
 	if errors.Is(err, errLostFirst) {
 		say(stderr, "%s: not starting %s: %v", c.path, name, err)
-		if err := l.Unlock(); err != nil {
+		if err := unlock(); err != nil {
 			fmt.Fprintln(stderr, explain(err, c.path))
 		}
 		return exitLost
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "dlock: starting %s: %v\n", name, err)
-		if err := l.Unlock(); err != nil {
+		code := exitCantExec
+		if fl != nil {
+			fmt.Fprintf(stderr, "%s: failed to execute %s: %s\n", c.fl.prog, name, strerror(err))
+			code = exUnavailable
+		} else {
+			fmt.Fprintf(stderr, "dlock: starting %s: %v\n", name, err)
+		}
+		if err := unlock(); err != nil {
 			fmt.Fprintln(stderr, explain(err, c.path))
 		}
-		return exitCantExec
+		return code
 	}
-	logf("started command", "pid", cmd.Process.Pid, "fence", l.Fence(), "job", j.mechanism())
+	logf("started command", "pid", cmd.Process.Pid, "fence", fence, "job", j.mechanism())
 
-	lost := l.Lost()
 	wasLost := false
 	status := -1
 	cmdExit, gone := j.commandExit(), j.gone()
@@ -342,6 +426,16 @@ loop:
 		case status = <-cmdExit:
 			cmdExit = nil
 			logf("command exited", "status", status)
+			if pids := j.pids(); c.report != nil && !stopping && len(pids) > 0 && !c.stopLeftovers {
+				// Leftovers keep the lock, as children that inherited
+				// flock's descriptor do; the front process exits with
+				// COMMAND's status now, and its death no longer stops
+				// the job. (With none left, the lock is released before
+				// the front exits: the caller's next command finds it
+				// free.)
+				c.report(status)
+				c.report, frontDied = nil, nil
+			}
 			if pids := j.pids(); len(pids) > 0 {
 				if c.stopLeftovers {
 					stop(syscall.SIGTERM, "COMMAND exited (-stop-leftovers)")
@@ -373,7 +467,7 @@ loop:
 	}
 	logf("job gone", "status", status)
 
-	err = l.Unlock()
+	err = unlock()
 	switch {
 	case wasLost || errors.Is(err, dlock.ErrLost):
 		if err != nil {

@@ -1,7 +1,7 @@
 // Package lockdir is dlock's on-disk protocol: the only code that
 // creates, renames or removes anything in a lock directory. It names the
 // entries (names.go), lists a lock directory (Read), makes the
-// transitions (Create, Move, RemoveEmpty, SweepStages) and keeps the
+// transitions (Create, Adopt, Move, SweepStages) and keeps the
 // waiters' queue (queue.go). When to make which transition (waiting,
 // staleness, leases) is the dlock package's; how each system call is
 // made on each OS is internal/fsys's.
@@ -17,6 +17,8 @@
 // done by the filesystem.
 //
 //	create     stage/held.E0.T.0  ->  PATH   (PATH did not exist)
+//	adopt      mkdir PATH/queue, then mkdir PATH/held.E0.T.0
+//	           (PATH existed, empty: a user's mkdir -m 0777)
 //	acquire    free.E             ->  held.(E+1).T.0
 //	heartbeat  held.E.T.S         ->  held.E.T.(S+1)
 //	release    held.E.T.S         ->  free.E
@@ -24,9 +26,13 @@
 //
 // Invariants, which every change here must keep:
 //
-//  1. PATH holds at most one state entry. Nothing here ever mkdirs inside an
-//     existing PATH; entries appear only by rename from another entry, or
-//     with PATH itself (create).
+//  1. PATH holds at most one state entry. Entries appear only by rename
+//     from another entry, with PATH itself (create), or in an empty PATH
+//     by the one process whose exclusive mkdir of PATH/queue succeeded
+//     (adopt). Every lock directory holds its queue from its creation or
+//     adoption on, and the queue is never removed while PATH exists, so
+//     that mkdir succeeds once in PATH's life: a listing that missed an
+//     entry being renamed (see 4) cannot lead to a second one.
 //  2. A rename target is a name never used before in PATH: held names carry
 //     a fresh random token, and free.E is written only by the holder of
 //     fence E. This matters because rename(2) silently replaces an empty
@@ -35,10 +41,8 @@
 //  3. Safety never depends on clocks, mtimes or caches: they only decide
 //     when a waiter tries a reclaim, and a reclaim acting on an old
 //     listing fails because its source name is gone.
-//  4. PATH is never removed while it holds an entry. An empty PATH (a
-//     user's mkdir, a half-made lock of another tool) is removed with
-//     rmdir, itself a compare-and-swap, only after TIMEOUT unchanged.
-//     Listings can miss an entry being renamed, or show its old and new
+//  4. PATH is never removed: an empty PATH (a user's mkdir, with the mode
+//     and owner its users need) is adopted as it is. Listings can miss an entry being renamed, or show its old and new
 //     names at once, so seeing none never means free and seeing two is
 //     never acted on: either is an unknown state, looked at again. A PATH
 //     that shows only the waiters' queue, or the same two entries, for
@@ -49,9 +53,9 @@
 //
 // The spin model (model/dlock.pml) checks acquire, heartbeat, release and
 // reclaim, each a Move; model/README.md maps its steps to the functions
-// that make them. Create and RemoveEmpty are not modelled: each is one
-// system call that fails unless PATH is missing (Create's rename) or
-// empty (rmdir).
+// that make them. Create and Adopt are not modelled: each is decided by
+// one system call that succeeds for one process only, while PATH is
+// missing (Create's rename) or has never held a queue (Adopt's mkdir).
 package lockdir
 
 import (
@@ -336,7 +340,7 @@ var ErrRetry = errors.New("retry")
 // (KIND.VALUE: "size.3"), creating it with the marker if it is missing;
 // now and timeout judge the stages a dead creator left (SweepStages).
 // Names for which member is true belong there; any other name means it
-// is not ours: ErrNotLock.
+// is not ours: ErrNotLock. An existing empty dir is marked in place.
 func Container(dir, what, marker string, perm fs.FileMode, now time.Time, timeout time.Duration, member func(string) bool) error {
 	kind, _, _ := strings.Cut(marker, ".")
 	names, err := fsys.ReadNames(dir)
@@ -356,6 +360,18 @@ func Container(dir, what, marker string, perm fs.FileMode, now time.Time, timeou
 			return fmt.Errorf("dlock: %s is not a directory (a file or a symlink): %w", dir, ErrNotLock)
 		}
 		return fmt.Errorf("dlock: reading %s: %w", dir, err)
+	}
+	if len(names) == 0 {
+		// An empty directory made by hand (mkdir -m 0777): marked in
+		// place, keeping its mode and owner. Takers of one size make the
+		// same marker (one mkdir wins, the other sees it); takers of two
+		// sizes at once leave two markers, which every later look
+		// refuses: an error, never two holders of one slot.
+		err := os.Mkdir(filepath.Join(dir, marker), 0o755)
+		if err == nil || errors.Is(err, fs.ErrExist) {
+			return ErrRetry // look again: it is ours now, or another's
+		}
+		return fmt.Errorf("dlock: marking the empty directory %s as a %s: %w", dir, what, errors.Unwrap(err))
 	}
 	found := ""
 	for _, n := range names {
@@ -444,11 +460,37 @@ func SweepStages(path string, now time.Time, timeout time.Duration, member func(
 // StageMember: what a lock's staging directory holds.
 func StageMember(name string) bool { return IsStateName(name) || name == QueueDir }
 
-// RemoveEmpty removes path if it is an empty directory (invariant 4).
-func RemoveEmpty(path string) error {
-	err := os.Remove(path)
-	if err == nil || errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrExist) || errors.Is(err, syscall.ENOTEMPTY) {
-		return nil // gone, or no longer empty: look again
+// Adopt makes the existing empty directory path a lock held by the entry
+// held (adopt), keeping path's mode and owner: the queue, made first and
+// with path's mode, is the claim only one process wins (invariant 1). It
+// returns false, nil when another process adopted or created path first:
+// look again. If the entry cannot be made after the claim, the claim is
+// given back (an empty queue is removed) so that another may adopt.
+func Adopt(path, held string) (bool, error) {
+	fi, err := os.Lstat(path)
+	if err != nil || !fi.IsDir() {
+		return false, nil // gone, or swapped: look again
 	}
-	return fmt.Errorf("dlock: removing empty lock directory %s: %w", path, err)
+	perm := fi.Mode() & (fs.ModePerm | fs.ModeSetgid)
+	q := filepath.Join(path, QueueDir)
+	if err := os.Mkdir(q, 0o700); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return false, nil
+		}
+		return false, fmt.Errorf("dlock: taking the empty lock directory %s: %w", path, errors.Unwrap(err))
+	}
+	// Waiters of every user who may take the lock put tickets there.
+	err = os.Chmod(q, perm)
+	if err == nil {
+		if err = os.Mkdir(filepath.Join(path, held), 0o755); err != nil {
+			if _, serr := os.Lstat(filepath.Join(path, held)); serr == nil {
+				err = nil // invariant 5: made, though the reply said not
+			}
+		}
+	}
+	if err != nil {
+		os.Remove(q)
+		return false, fmt.Errorf("dlock: taking the empty lock directory %s: %w", path, errors.Unwrap(err))
+	}
+	return true, nil
 }
