@@ -1,8 +1,12 @@
 package dlock
 
-// One acquisition attempt of a Lock, and the rules it judges a holder by
-// (when a holder is stale, whether its process is gone). What it does to
-// the lock directory is lockdir's; when it is tried again is wait.go's.
+// One acquisition attempt of a Lock: everything that tries once, from the
+// goroutine that makes it (attemptIn) to the listing, the judgement and
+// the rename that takes the lock; and, at the end, the rules it judges a
+// holder by: when it is stale (staleAt), whether its process is gone
+// (holderDead), whether its clock is far off ours (checkSkew). What the
+// lock directory allows is lockdir's; what the holder does once it has
+// the lock is deadline.go's; when to try again is wait.go's.
 
 import (
 	"context"
@@ -10,6 +14,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -18,17 +23,143 @@ import (
 	"github.com/lockdir/dlock/internal/proc"
 )
 
-// outcome is what one attempt found: acquired (ok), or the entry seen and
-// when its holder becomes stale, or an error. known is tryEvent's: the
-// events told what an attempt would have found. slot is a semaphore's:
-// the slot taken, when ok (leaseOf).
-type outcome struct {
-	ok      bool
-	slot    int
-	seen    entry
-	staleAt time.Time
-	known   bool
-	err     error
+// The kinds of attempt attemptIn runs (a method value would cost an
+// allocation on every call).
+const (
+	byListing = iota // attempt
+	byEvent          // tryEvent
+)
+
+// attemptIn runs an attempt of the given kind under l.op. With a ctx that
+// can end, it returns when ctx ends even if the attempt is stuck in a
+// system call: it then goes on in the background, and if it acquires the
+// lock, the lock is released at once (and if it had not started, it never
+// does). A ctx that cannot end (context.Background) waits for the attempt
+// however long it takes, in this goroutine.
+func (l *Lock) attemptIn(ctx context.Context, kind int) outcome {
+	if ctx.Done() == nil {
+		l.op.Lock()
+		defer l.op.Unlock()
+		return l.opAttempt(kind)
+	}
+	res := make(chan outcome, 1)
+	abandoned := false // guarded by l.mu
+	offload(func() {
+		l.op.Lock()
+		defer l.op.Unlock()
+		l.mu.Lock()
+		gone := abandoned
+		l.mu.Unlock()
+		if gone {
+			return
+		}
+		o := l.opAttempt(kind)
+		l.mu.Lock()
+		if !abandoned {
+			res <- o // under l.mu: the caller sees it, or sees it abandoned
+			l.mu.Unlock()
+			return
+		}
+		drop := o.ok
+		if drop {
+			l.pend(l.fence, false)
+		}
+		l.mu.Unlock()
+		if drop {
+			l.logWarn("releasing a lock acquired after Lock gave up", "fence", l.Fence())
+			l.settle()
+		}
+	})
+	select {
+	case o := <-res:
+		return o
+	case <-ctx.Done():
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	select {
+	case o := <-res:
+		return o
+	default:
+	}
+	abandoned = true
+	return outcome{err: &stuckError{path: l.path, cause: context.Cause(ctx)}}
+}
+
+// opAttempt is an attempt with l.op held: on a filesystem where a lock can
+// be safe (checkFS), a pending release first, and after a busy lock,
+// whether PATH is on a local filesystem (for the wait).
+func (l *Lock) opAttempt(kind int) outcome {
+	if err := l.checkFS(); err != nil {
+		return outcome{err: err}
+	}
+	l.settle()
+	var o outcome
+	if kind == byEvent {
+		o = l.tryEvent()
+	} else {
+		o = l.attempt()
+	}
+	switch {
+	case o.ok && l.lostAlready():
+		return outcome{} // given up and released: busy, try again
+	case !o.ok && o.err == nil:
+		l.checkLocal()
+	}
+	return o
+}
+
+// checkFS refuses a filesystem where no lock can be safe (fsys.Unsafe); a
+// safe answer is kept for localRecheck. Called with l.op held: it may
+// wait for a hung mount, as an attempt does.
+func (l *Lock) checkFS() error {
+	now := l.cfg.clock.Now()
+	if !l.fsOKAt.IsZero() && now.Sub(l.fsOKAt) < localRecheck && !now.Before(l.fsOKAt) {
+		return nil
+	}
+	if err := fsys.Unsafe(l.path); err != nil {
+		return err
+	}
+	l.fsOKAt = now
+	l.inMemory.Store(fsys.InMemory(filepath.Dir(l.path)))
+	return nil
+}
+
+// localRecheck is how long the answer of fsys.CachingOf is kept: a statfs
+// on every contended Lock is wasted, but a filesystem can be mounted over
+// the lock's directory while a process runs.
+const localRecheck = time.Minute
+
+// checkLocal asks again, when due, how PATH's filesystem client caches
+// (fsys.CachingOf), and so whether it is local: after an attempt that
+// found the lock busy, so that the wait that follows knows. Called with
+// l.op held: statfs may hang with the mount.
+func (l *Lock) checkLocal() {
+	now := l.cfg.clock.Now()
+	l.mu.Lock()
+	due := l.localAt.IsZero() || now.Sub(l.localAt) >= localRecheck || now.Before(l.localAt)
+	l.mu.Unlock()
+	if !due {
+		return
+	}
+	l.caching = fsys.CachingOf(filepath.Dir(l.path))
+	if l.testCaching != nil {
+		l.caching = *l.testCaching
+	}
+	l.mu.Lock()
+	l.localFS, l.localAt = l.caching == fsys.Coherent, now
+	l.mu.Unlock()
+}
+
+// tryOnce is one attempt at l, for a container that drives several locks:
+// it reports when the seen holder goes stale. A ctx that can end can
+// abandon an attempt stuck in the filesystem (see attemptIn).
+func (l *Lock) tryOnce(ctx context.Context) outcome {
+	if err := l.begin(); err != nil {
+		return outcome{err: err}
+	}
+	defer l.end()
+	return l.attemptIn(ctx, byListing)
 }
 
 // attempt makes one try at acquiring the lock. When another holds it, it
@@ -48,7 +179,7 @@ func (l *Lock) attempt() outcome {
 	if l.lastFree.name != "" {
 		e := l.lastFree
 		l.lastFree = entry{}
-		if o, done := took(l.take(e, token, false)); done {
+		if o, done := takeDone(l.take(e, token, false)); done {
 			return o
 		}
 	}
@@ -87,7 +218,7 @@ func (l *Lock) actOn(st dirState, now, seenAt time.Time, token string) (o outcom
 	case st.Entries != 1:
 		return l.unknownState(st, now, seenAt)
 	case st.e.free:
-		return took(l.take(st.e, token, false))
+		return takeDone(l.take(st.e, token, false))
 	}
 	at, why := l.staleAt(now, seenAt, st.e)
 	if now.Before(at) {
@@ -97,12 +228,12 @@ func (l *Lock) actOn(st dirState, now, seenAt time.Time, token string) (o outcom
 	if ok {
 		l.logWarn("reclaimed lock", "reason", why, "from", st.e.holder.String(), "entry", st.e.name)
 	}
-	return took(ok, err)
+	return takeDone(ok, err)
 }
 
-// took is the outcome of a take: done unless another process moved the
+// takeDone is the outcome of a take: done unless another process moved the
 // entry first.
-func took(ok bool, err error) (outcome, bool) {
+func takeDone(ok bool, err error) (outcome, bool) {
 	return outcome{ok: ok, err: err}, ok || err != nil
 }
 
@@ -256,66 +387,105 @@ func (l *Lock) take(e entry, token string, reclaim bool) (bool, error) {
 	}
 }
 
-// confirm is called right after an acquiring rename whose entry carries
-// the time now. If this process was paused between reading the clock and
-// the rename, or the rename took long, the deadline counted from now is
-// that much nearer (or past), and others count the new entry as that much
-// older: so it is refreshed at once, and the deadline counted from that
-// refresh's issue (acquired armed no timer). The rule for an acquisition
-// that completes late, even past its own deadline:
-//   - refreshed, and the refresh's deadline is still ahead: held, from
-//     the refresh;
-//   - gone already: it was never ours to use (another reclaimed it):
-//     false, and the attempt goes on;
-//   - the refresh failed otherwise, or returned past its own deadline:
-//     held if the acquisition's deadline is still ahead (the heartbeat
-//     retries), else given up at once, released, and false: a lock
-//     past its deadline is never reported acquired.
-//
-// Called with l.op held.
-func (l *Lock) confirm(now time.Time) bool {
-	late := l.cfg.clock.Since(now)
-	if late < l.cfg.refresh {
-		return true
+// freshToken returns the token of a new attempt: random, and while
+// waiting in the queue, begun by the queue token. (The other half, 64
+// random bits per attempt, keeps every attempt's names new.) Called with
+// l.mu held.
+func (l *Lock) freshToken() string {
+	t := lockdir.NewToken()
+	if l.queueTok != "" {
+		t = l.queueTok + t[len(l.queueTok):]
 	}
-	issued := l.cfg.clock.Now()
-	err := l.refresh(issued)
-	l.mu.Lock()
-	if errors.Is(err, lockdir.ErrGone) {
-		l.held = false
-		l.mu.Unlock()
-		l.logWarn("lock taken over while acquiring it", "paused for", late)
-		return false
-	}
-	if err == nil {
-		l.deadline = issued.Add(l.cfg.timeout - l.cfg.margin)
-	}
-	at := l.cfg.clock.Now()
-	if !at.Before(l.deadline) {
-		l.pend(l.fence, false)
-		l.mu.Unlock()
-		l.logWarn("giving up a lock acquired past its deadline", "acquiring took", at.Sub(now), "refresh", errString(err))
-		l.settle()
-		return false
-	}
-	l.expiry.Reset(l.deadline.Sub(at))
-	if err == nil {
-		l.timer.Reset(max(l.cfg.refresh-at.Sub(issued), 0))
-	} else {
-		l.logWarn("refresh failed; retrying", "err", err, "deadline in", l.deadline.Sub(at))
-		l.timer.Reset(min(l.cfg.refresh, l.cfg.poll))
-	}
-	l.mu.Unlock()
-	return true
+	return t
 }
 
-// errString is err's text, or "ok".
-func errString(err error) string {
-	if err == nil {
-		return "ok"
+// hint takes the name of a new entry from a watch event on PATH, in the
+// order of the events: the newest state entry is what tryEvent acts on.
+func (l *Lock) hint(name string) {
+	if !lockdir.IsStateName(name) {
+		return
 	}
-	return err.Error()
+	e := parseEntry(name)
+	l.mu.Lock()
+	l.event = e
+	l.mu.Unlock()
 }
+
+// tryEvent is what the first waiter in line does when woken by events on
+// PATH, instead of an attempt that lists PATH: the events named the
+// newest entry. A free entry is taken (the same compare-and-swap as any
+// attempt). A held one is the new holder, whose staleness is judged as
+// if listed: but it is never reclaimed from here, only by an attempt
+// that lists. known is false when the events named no entry (then a full
+// attempt follows); seen is zero when the free entry was taken by
+// another first (its new entry comes with the next event). Called with
+// l.op held.
+func (l *Lock) tryEvent() outcome {
+	l.mu.Lock()
+	e := l.event
+	l.event = entry{}
+	l.mu.Unlock()
+	switch {
+	case e.name == "" || e.holder.Unknown && !e.free:
+		return outcome{}
+	case e.free:
+		l.mu.Lock()
+		token := l.freshToken()
+		l.mu.Unlock()
+		ok, err := l.take(e, token, false)
+		return outcome{ok: ok, known: true, err: err}
+	}
+	// The event came after the entry was made: it was there when the
+	// event was read, which is before now.
+	now := l.cfg.clock.Now()
+	at, _ := l.staleAt(now, now, e)
+	if !now.Before(at) {
+		return outcome{} // stale: an attempt reclaims it
+	}
+	return outcome{seen: e, staleAt: at, known: true}
+}
+
+// try is an attempt of a waiting acquisition (Lock.Lock's), which ctx
+// can abandon.
+func (l *Lock) try(ctx context.Context) outcome { return l.attemptIn(ctx, byListing) }
+
+// tryHint is try for the first waiter in line woken by events that named
+// the new entry (see tryEvent).
+func (l *Lock) tryHint(ctx context.Context) outcome { return l.attemptIn(ctx, byEvent) }
+
+// waitSpec describes waiting for this Lock: on a local filesystem the
+// waiter queues and watches only its predecessor (lockdir.Queue).
+func (l *Lock) waitSpec() waitSpec {
+	l.mu.Lock()
+	local := !l.cfg.noWatch && l.localFS
+	l.mu.Unlock()
+	var q *lockdir.Queue
+	if local {
+		q = lockdir.NewQueue(l.path, lockdir.NewToken()[:16], l.cfg.timeout)
+		l.mu.Lock()
+		l.queueTok = q.Token
+		l.mu.Unlock()
+	}
+	return waitSpec{
+		what:     "locking " + l.path,
+		paths:    watchPaths(l.cfg, l.path),
+		queue:    q,
+		local:    local,
+		clock:    l.cfg.clock,
+		patience: l.cfg.patience,
+		poll:     l.cfg.poll,
+		blocked:  l.testBlocked,
+	}
+}
+
+// busyError is the error of Lock.Lock when PATIENCE ran out.
+func (l *Lock) busyError(seen entry, start time.Time) error {
+	return busyError(l.cfg.clock, l.path, seen, start)
+}
+
+// When a holder is stale, as one Lock can tell: how long it has seen the
+// same entry, the time the holder wrote, whether the holder's process is
+// gone; and telling a holder whose clock is far off ours.
 
 // staleAt returns when the entry e becomes reclaimable by this Lock, and
 // why. A holder is stale once it has not refreshed for its own TIMEOUT
@@ -338,6 +508,31 @@ func errString(err error) string {
 // now is when the attempt began, seenAt when the listing that showed e
 // ended. Called with l.op held.
 func (l *Lock) staleAt(now, seenAt time.Time, e entry) (time.Time, string) {
+	l.observe(seenAt, e)
+	timeout := l.cfg.timeout
+	if !e.holder.Unknown {
+		timeout = e.holder.Timeout
+	}
+	// Remaining durations, each from a difference of times of one kind:
+	// the real clock's monotonic reading for what we saw, wall time for
+	// the holder's record (which has no monotonic reading to compare).
+	left := timeout - now.Sub(l.seenSince)
+	why := "unchanged for its TIMEOUT, by our clock"
+	if !e.holder.Unknown {
+		if byBeat := trustAfter(timeout, l.cfg.maxSkew) - now.Sub(e.holder.Beat); byBeat < left {
+			left, why = byBeat, "not refreshed for its TIMEOUT plus the clock-skew bound, by its clock"
+		}
+		if left > 0 && l.holderDead(now, e) {
+			return now, "holder process is gone"
+		}
+	}
+	return now.Add(left), why
+}
+
+// observe records that a look ended at seenAt showed e: the observation
+// of e goes on if it was the entry seen last, or starts now. Called with
+// l.op held.
+func (l *Lock) observe(seenAt time.Time, e entry) {
 	key := e.name
 	if key == "" {
 		key = "?" + e.holder.Entry // a picture of the directory
@@ -365,24 +560,6 @@ func (l *Lock) staleAt(now, seenAt time.Time, e entry) (time.Time, string) {
 	if l.caching.MayCache() {
 		l.seenLast = time.Time{}
 	}
-	timeout := l.cfg.timeout
-	if !e.holder.Unknown {
-		timeout = e.holder.Timeout
-	}
-	// Remaining durations, each from a difference of times of one kind:
-	// the real clock's monotonic reading for what we saw, wall time for
-	// the holder's record (which has no monotonic reading to compare).
-	left := timeout - now.Sub(l.seenSince)
-	why := "unchanged for its TIMEOUT, by our clock"
-	if !e.holder.Unknown {
-		if byBeat := trustAfter(timeout, l.cfg.maxSkew) - now.Sub(e.holder.Beat); byBeat < left {
-			left, why = byBeat, "not refreshed for its TIMEOUT plus the clock-skew bound, by its clock"
-		}
-		if left > 0 && l.holderDead(now, e) {
-			return now, "holder process is gone"
-		}
-	}
-	return now.Add(left), why
 }
 
 // trustAfter is how old a holder's written refresh time must be before a
@@ -468,121 +645,4 @@ func (l *Lock) holderDead(now time.Time, e entry) bool {
 	}
 	l.alive[oldest] = aliveAt{k, now}
 	return false
-}
-
-type aliveKey struct {
-	pid    int
-	pstart uint64
-	host   string
-}
-
-type aliveAt struct {
-	key aliveKey
-	at  time.Time
-}
-
-// refresh renames our held entry to its next heartbeat name, issued at
-// now. Called with l.op held.
-func (l *Lock) refresh(now time.Time) error {
-	next := lockdir.HeldName(l.Fence(), l.token, l.seq+1, l.since, now, l.cfg.timeout)
-	if err := lockdir.Move(l.path, l.cur, next); err != nil {
-		return err
-	}
-	l.cur, l.seq, l.issued = next, l.seq+1, now
-	return nil
-}
-
-// release renames our held entry, of the given fence E, to free.E. Called with
-// l.op held.
-func (l *Lock) release(fence uint64) error {
-	free := lockdir.FreeName(fence)
-	if err := lockdir.Move(l.path, l.cur, free); err != nil {
-		return err
-	}
-	l.lastFree = entry{name: free, free: true, fence: fence}
-	return nil
-}
-
-// onThisHost reports whether h ran on this host, in this pid namespace.
-func onThisHost(h Holder) bool {
-	id := lockdir.Self()
-	return !h.Unknown && id.HostID != "0" && h.HostID == id.HostID
-}
-
-// provablyDead reports whether h is provably gone: it ran on this host (same
-// boot, same pid namespace) and its process no longer exists, is a zombie,
-// or is another process with the same pid.
-func provablyDead(h Holder) bool {
-	if !onThisHost(h) {
-		return false
-	}
-	start, alive, known := proc.ProcessStart(h.PID)
-	if !known {
-		return false
-	}
-	if !alive {
-		return true
-	}
-	return start != 0 && h.pstart != 0 && start != h.pstart
-}
-
-// entry is a state entry as an attempt saw it: lockdir's parsed entry,
-// with the holder as the API gives it.
-type entry struct {
-	name   string
-	free   bool
-	fence  uint64 // for free and held entries that parsed
-	holder Holder // for held entries (Unknown if it did not parse)
-	// For an unknown state an attempt returns: since when it was seen.
-	observed time.Time
-}
-
-// fromDir is the entry lockdir parsed.
-func fromDir(e lockdir.Entry) entry {
-	return entry{name: e.Name, free: e.Free, fence: e.Fence, holder: holderOf(e.Holder)}
-}
-
-// parseEntry parses a state entry name (lockdir.Parse).
-func parseEntry(name string) entry { return fromDir(lockdir.Parse(name)) }
-
-// holderOf is the Holder of a parsed owner record.
-func holderOf(h lockdir.Holder) Holder {
-	return Holder{PID: h.PID, Host: h.Host, HostID: h.HostID, Since: h.Since, Beat: h.Beat, Timeout: h.Timeout,
-		Fence: h.Fence, Token: h.Token, Entry: h.Entry, Unknown: h.Unknown, Sequence: h.Sequence, pstart: h.PStart}
-}
-
-// dirState is one listing of a lock directory (lockdir.Read), with its
-// state entry as an attempt sees it.
-type dirState struct {
-	lockdir.State
-	e entry // the state entry, when Entries == 1
-}
-
-// readState lists the lock directory at path (lockdir.Read), and refuses
-// a directory no waiting can make a lock (State.Check).
-func readState(path string) (dirState, error) {
-	st, err := lockdir.Read(path)
-	if err == nil {
-		err = st.Check(path)
-	}
-	return dirState{st, fromDir(st.E)}, err
-}
-
-// knownToken is h's acquisition token, "" for an unknown holder.
-func knownToken(h Holder) string {
-	if h.Unknown {
-		return ""
-	}
-	return h.Token
-}
-
-// tryOnce is one attempt at l, for a container that drives several locks:
-// it reports when the seen holder goes stale. ctx, if not nil, can abandon
-// an attempt stuck in the filesystem (see attemptIn).
-func (l *Lock) tryOnce(ctx context.Context) outcome {
-	if err := l.begin(); err != nil {
-		return outcome{err: err}
-	}
-	defer l.end()
-	return l.attemptIn(ctx, byListing)
 }

@@ -8,9 +8,8 @@ package dlock
 // ever inside at once, except a holder paused past its TIMEOUT that was
 // then told it lost the lock (the documented residual risk).
 //
-// The child processes are this test binary again: DLOCK_CHAOS_CHILD names
-// the part a child plays. The init below runs them before any test (and
-// before TestMain), so this file needs no hook in concurrent_test.go.
+// The child processes are this test binary again, playing the role
+// "chaos-worker" (roles_linux_test.go).
 
 import (
 	"bufio"
@@ -33,20 +32,6 @@ import (
 	"github.com/lockdir/dlock/internal/lockdir"
 	"golang.org/x/sys/unix"
 )
-
-func init() {
-	switch role := os.Getenv("DLOCK_CHAOS_CHILD"); role {
-	case "":
-		return
-	case "worker":
-		os.Exit(chaosWorker())
-	case "perm":
-		os.Exit(permChild())
-	default:
-		fmt.Fprintf(os.Stderr, "unknown DLOCK_CHAOS_CHILD %q\n", role)
-		os.Exit(2)
-	}
-}
 
 // Parameters of the chaos run.
 const (
@@ -532,7 +517,7 @@ func runChaos(t *testing.T, dur time.Duration, dir string, lockDirs []string) {
 	started := 0
 	start := func() {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), "DLOCK_CHAOS_CHILD=worker", "DLOCK_CHAOS_DIR="+dir,
+		cmd.Env = append(os.Environ(), "DLOCK_TEST_CHILD=chaos-worker", "DLOCK_CHAOS_DIR="+dir,
 			"DLOCK_CHAOS_LOCKS="+lockDirs[started%len(lockDirs)])
 		p := &chaosProc{cmd: cmd, stderr: &strings.Builder{}, done: make(chan struct{}), dir: started % len(lockDirs)}
 		started++

@@ -6,13 +6,11 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"slices"
 	"strconv"
@@ -27,80 +25,71 @@ import (
 )
 
 // The tests in this file use real processes: the test binary re-executes
-// itself with DLOCK_TEST_CHILD naming the part a child plays.
+// itself with DLOCK_TEST_CHILD naming the part a child plays (roles,
+// roles_test.go).
 
-func TestMain(m *testing.M) {
-	if role := os.Getenv("DLOCK_TEST_CHILD"); role != "" {
-		os.Exit(child(role))
+// counterChild is the role "counter": counterRounds with DLOCK_PATH,
+// DLOCK_DATA and DLOCK_ROUNDS.
+func counterChild() int {
+	rounds, _ := strconv.Atoi(os.Getenv("DLOCK_ROUNDS"))
+	if err := counterRounds(os.Getenv("DLOCK_PATH"), os.Getenv("DLOCK_DATA"), rounds); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
 	}
-	code := m.Run()
-	// go test ./... hides a passing package's output (without -v): say on
-	// the terminal, if there is one, that the shared-filesystem tests were
-	// skipped and how to run them.
-	run := strings.Split(flag.Lookup("test.run").Value.String(), "/")[0]
-	selected, _ := regexp.MatchString(run, "TestSharedFSCounter")
-	if selected && (os.Getenv("DLOCK_SHAREDFS_M1") == "" || os.Getenv("DLOCK_SHAREDFS_M2") == "") {
-		out := io.Writer(os.Stderr)
-		if tty, err := os.OpenFile("/dev/tty", os.O_WRONLY, 0); err == nil && !testing.Verbose() {
-			out = tty // closed by the exit
-		}
-		fmt.Fprintln(out, `dlock: skipped the shared-filesystem tests (TestSharedFS*): run eval "$(sudo scripts/sharedfs.sh up)", then go test -run SharedFS . to run them`)
-	}
-	os.Exit(code)
+	return 0
 }
 
-func child(role string) int {
-	path := os.Getenv("DLOCK_PATH")
-	switch role {
-	case "counter":
-		rounds, _ := strconv.Atoi(os.Getenv("DLOCK_ROUNDS"))
-		if err := counterRounds(path, os.Getenv("DLOCK_DATA"), rounds); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		return 0
-	case "sem", "read", "write":
-		rounds, _ := strconv.Atoi(os.Getenv("DLOCK_ROUNDS"))
-		max, err := crowdRounds(role, path, os.Getenv("DLOCK_DATA"), rounds)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		fmt.Println("max", max)
-		return 0
-	case "single":
-		SingleInstance(WithDir(os.Getenv("DLOCK_DATA")))
-		fmt.Println("running")
-		bufio.NewReader(os.Stdin).ReadString('\n')
-		return 0
-	case "hold":
-		timeout, _ := time.ParseDuration(os.Getenv("DLOCK_TIMEOUT"))
-		poll, err := time.ParseDuration(os.Getenv("DLOCK_POLL"))
-		if err != nil {
-			poll = DefaultPollInterval
-		}
-		l, err := New(path, WithTimeout(timeout), WithPollInterval(poll))
-		if err == nil {
-			err = l.Lock(context.Background())
-		}
-		if err != nil {
-			fmt.Println("error", err)
-			return 1
-		}
-		fmt.Println("held", l.Fence())
-		// Wait for the parent's word, then report what Unlock said.
-		bufio.NewReader(os.Stdin).ReadString('\n')
-		lost := false
-		select {
-		case <-l.Lost():
-			lost = true
-		default:
-		}
-		err = l.Unlock()
-		fmt.Printf("unlock lost=%v errlost=%v err=%v\n", lost, errors.Is(err, ErrLost), err)
-		return 0
+// crowdChild is the roles "sem", "read" and "write": crowdRounds, then
+// the most holders it saw inside at once.
+func crowdChild(role string) int {
+	rounds, _ := strconv.Atoi(os.Getenv("DLOCK_ROUNDS"))
+	max, err := crowdRounds(role, os.Getenv("DLOCK_PATH"), os.Getenv("DLOCK_DATA"), rounds)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
 	}
-	return 2
+	fmt.Println("max", max)
+	return 0
+}
+
+// singleChild is the role "single": SingleInstance, then "running" until
+// a line on stdin.
+func singleChild() int {
+	SingleInstance(WithDir(os.Getenv("DLOCK_DATA")))
+	fmt.Println("running")
+	bufio.NewReader(os.Stdin).ReadString('\n')
+	return 0
+}
+
+// holdChild is the role "hold": it takes the lock at DLOCK_PATH, says
+// "held FENCE", waits for the parent's word on stdin, then reports what
+// Unlock said.
+func holdChild() int {
+	timeout, _ := time.ParseDuration(os.Getenv("DLOCK_TIMEOUT"))
+	poll, err := time.ParseDuration(os.Getenv("DLOCK_POLL"))
+	if err != nil {
+		poll = DefaultPollInterval
+	}
+	l, err := New(os.Getenv("DLOCK_PATH"), WithTimeout(timeout), WithPollInterval(poll))
+	if err == nil {
+		err = l.Lock(context.Background())
+	}
+	if err != nil {
+		fmt.Println("error", err)
+		return 1
+	}
+	fmt.Println("held", l.Fence())
+	// Wait for the parent's word, then report what Unlock said.
+	bufio.NewReader(os.Stdin).ReadString('\n')
+	lost := false
+	select {
+	case <-l.Lost():
+		lost = true
+	default:
+	}
+	err = l.Unlock()
+	fmt.Printf("unlock lost=%v errlost=%v err=%v\n", lost, errors.Is(err, ErrLost), err)
+	return 0
 }
 
 // counterRounds does a non-atomic read-modify-write of a counter file

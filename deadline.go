@@ -1,7 +1,8 @@
 package dlock
 
-// The holder's side of the lease: the deadline, the heartbeat, and losing
-// the lock.
+// The holder's side of the lease: what an acquisition starts (acquired,
+// confirm), the heartbeat and its refresh, the deadline, losing the lock,
+// and the release, which Unlock may leave pending.
 //
 // Each acquisition has a deadline on the holder's own clock: when its last
 // successful refresh (or the acquiring rename) was issued, plus TIMEOUT,
@@ -22,7 +23,6 @@ package dlock
 // call; l.op serializes the filesystem operations.
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -32,220 +32,6 @@ import (
 
 // errDeadline: the acquisition's deadline passed before a release was done.
 var errDeadline = errors.New("deadline passed")
-
-// A release pending (l.pending, of fence l.pendingFence) is an Unlock's
-// that has not run yet: whoever takes l.op next does it first (settle),
-// so that no later attempt or refresh of this Lock comes between an
-// Unlock and its release. Its result goes to l.released (buffered, one
-// per Lock): Unlock empties it before it asks for a release, and a
-// result nobody waited for (an Unlock that returned at the deadline, an
-// abandoned acquisition) is in it by the next Unlock, since it was sent
-// under l.op before the acquisition that Unlock ends.
-
-// pend asks for the release of the acquisition with the given fence, and stops
-// its timers; report says Unlock waits for the result (then l.unlockMu is
-// held, so one Unlock at a time uses l.released). Called with l.mu held.
-func (l *Lock) pend(fence uint64, report bool) {
-	l.held = false
-	l.timer.Stop()
-	l.expiry.Stop()
-	if report {
-		if l.released == nil {
-			l.released = make(chan error, 1)
-		}
-		select {
-		case <-l.released: // a result nobody waited for
-		default:
-		}
-	}
-	l.pending, l.pendingFence, l.pendingReport = true, fence, report
-}
-
-// settle does a pending release. Called with l.op held, before anything
-// else is done under it.
-func (l *Lock) settle() {
-	l.mu.Lock()
-	pending, fence, report := l.pending, l.pendingFence, l.pendingReport
-	l.pending = false
-	l.mu.Unlock()
-	if pending {
-		err := l.release(fence)
-		if report {
-			select {
-			case l.released <- err:
-			default: // (never: emptied by pend)
-			}
-		}
-	}
-}
-
-// settleNow takes l.op to do a pending release.
-func (l *Lock) settleNow() {
-	l.op.Lock()
-	defer l.op.Unlock()
-	l.settle()
-}
-
-// offload runs fn in another goroutine: an idle one that ran an earlier
-// fn if there is one, else a new one. The call that must be able to
-// return while a system call hangs (Unlock's release, an attempt that
-// can be given up) hands its system calls over to another goroutine;
-// reusing one spares a goroutine's start and the growth of its stack to
-// what a transition needs, on every Unlock. A goroutine stuck in fn is
-// simply not idle: the next call starts another.
-func offload(fn func()) {
-	select {
-	case idleWorkers <- fn:
-	default:
-		go work(fn)
-	}
-}
-
-// idleWorkers hands a function to a goroutine waiting in work.
-var idleWorkers = make(chan func())
-
-// workerIdle is how long a goroutine of offload's waits for more work
-// before it ends (up to twice that).
-const workerIdle = time.Second
-
-// work runs fn, and then what offload hands it, until none comes for
-// workerIdle. Its timer is not reset for every fn (a timer operation on
-// every Unlock): when it fires, a goroutine that ran something since
-// waits one more period.
-func work(fn func()) {
-	idle := time.NewTimer(workerIdle)
-	defer idle.Stop()
-	for ran := true; ; {
-		if fn != nil {
-			fn()
-			fn, ran = nil, true
-		}
-		select {
-		case fn = <-idleWorkers:
-		case <-idle.C:
-			if !ran {
-				return
-			}
-			ran = false
-			idle.Reset(workerIdle)
-		}
-	}
-}
-
-// The kinds of attempt attemptIn runs (a method value would cost an
-// allocation on every call).
-const (
-	byListing = iota // attempt
-	byEvent          // tryEvent
-)
-
-// attemptIn runs an attempt of the given kind under l.op. With a ctx that
-// can end, it returns when ctx ends even if the attempt is stuck in a
-// system call: it then goes on in the background, and if it acquires the
-// lock, the lock is released at once (and if it had not started, it never
-// does). A nil ctx waits for the attempt however long it takes.
-func (l *Lock) attemptIn(ctx context.Context, kind int) outcome {
-	if ctx == nil || ctx.Done() == nil {
-		l.op.Lock()
-		defer l.op.Unlock()
-		return l.opAttempt(kind)
-	}
-	res := make(chan outcome, 1)
-	abandoned := false // guarded by l.mu
-	offload(func() {
-		l.op.Lock()
-		defer l.op.Unlock()
-		l.mu.Lock()
-		gone := abandoned
-		l.mu.Unlock()
-		if gone {
-			return
-		}
-		o := l.opAttempt(kind)
-		l.mu.Lock()
-		if !abandoned {
-			res <- o // under l.mu: the caller sees it, or sees it abandoned
-			l.mu.Unlock()
-			return
-		}
-		drop := o.ok
-		if drop {
-			l.pend(l.fence, false)
-		}
-		l.mu.Unlock()
-		if drop {
-			l.logWarn("releasing a lock acquired after Lock gave up", "fence", l.Fence())
-			l.settle()
-		}
-	})
-	select {
-	case o := <-res:
-		return o
-	case <-ctx.Done():
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	select {
-	case o := <-res:
-		return o
-	default:
-	}
-	abandoned = true
-	return outcome{err: &stuckError{path: l.path, cause: context.Cause(ctx)}}
-}
-
-// stuckError: Lock gave up while an attempt was waiting for the filesystem.
-type stuckError struct {
-	path  string
-	cause error
-}
-
-func (e *stuckError) Error() string {
-	return fmt.Sprintf("dlock: locking %s: gave up while an attempt was still waiting for the filesystem (a hung mount?): %v", e.path, e.cause)
-}
-
-func (e *stuckError) Unwrap() error { return e.cause }
-
-// opAttempt is an attempt with l.op held: on a filesystem where a lock can
-// be safe (checkFS), a pending release first, and after a busy lock,
-// whether PATH is on a local filesystem (for the wait).
-func (l *Lock) opAttempt(kind int) outcome {
-	if err := l.checkFS(); err != nil {
-		return outcome{err: err}
-	}
-	l.settle()
-	var o outcome
-	if kind == byEvent {
-		o = l.tryEvent()
-	} else {
-		o = l.attempt()
-	}
-	switch {
-	case o.ok && l.lostAlready():
-		return outcome{} // given up and released: busy, try again
-	case !o.ok && o.err == nil:
-		l.checkLocal()
-	}
-	return o
-}
-
-// lostAlready reports whether the acquisition an attempt just made was
-// lost before the attempt could report it (its deadline passed, or its
-// entry went, in the moments since confirm): then it is released, so that
-// no caller is told it holds a lock already lost. Called with l.op held.
-func (l *Lock) lostAlready() bool {
-	l.mu.Lock()
-	lost := l.isLost
-	if lost {
-		l.pend(l.fence, false)
-	}
-	l.mu.Unlock()
-	if lost {
-		l.logWarn("giving up a lock lost while acquiring it", "fence", l.Fence())
-		l.settle()
-	}
-	return lost
-}
 
 // acquired records a successful acquisition whose rename was issued at
 // issued, and starts the heartbeat and the deadline. Called with l.op held.
@@ -277,6 +63,67 @@ func (l *Lock) acquired(fence uint64, token, name string, issued time.Time, how 
 	if l.cfg.logger != nil {
 		l.logInfo(how+" lock", "fence", fence)
 	}
+}
+
+// confirm is called right after an acquiring rename whose entry carries
+// the time now. If this process was paused between reading the clock and
+// the rename, or the rename took long, the deadline counted from now is
+// that much nearer (or past), and others count the new entry as that much
+// older: so it is refreshed at once, and the deadline counted from that
+// refresh's issue (acquired armed no timer). The rule for an acquisition
+// that completes late, even past its own deadline:
+//   - refreshed, and the refresh's deadline is still ahead: held, from
+//     the refresh;
+//   - gone already: it was never ours to use (another reclaimed it):
+//     false, and the attempt goes on;
+//   - the refresh failed otherwise, or returned past its own deadline:
+//     held if the acquisition's deadline is still ahead (the heartbeat
+//     retries), else given up at once, released, and false: a lock
+//     past its deadline is never reported acquired.
+//
+// Called with l.op held.
+func (l *Lock) confirm(now time.Time) bool {
+	late := l.cfg.clock.Since(now)
+	if late < l.cfg.refresh {
+		return true
+	}
+	issued := l.cfg.clock.Now()
+	err := l.refresh(issued)
+	l.mu.Lock()
+	if errors.Is(err, lockdir.ErrGone) {
+		l.held = false
+		l.mu.Unlock()
+		l.logWarn("lock taken over while acquiring it", "paused for", late)
+		return false
+	}
+	if err == nil {
+		l.deadline = issued.Add(l.cfg.timeout - l.cfg.margin)
+	}
+	at := l.cfg.clock.Now()
+	if !at.Before(l.deadline) {
+		l.pend(l.fence, false)
+		l.mu.Unlock()
+		l.logWarn("giving up a lock acquired past its deadline", "acquiring took", at.Sub(now), "refresh", errString(err))
+		l.settle()
+		return false
+	}
+	l.expiry.Reset(l.deadline.Sub(at))
+	if err == nil {
+		l.timer.Reset(max(l.cfg.refresh-at.Sub(issued), 0))
+	} else {
+		l.logWarn("refresh failed; retrying", "err", err, "deadline in", l.deadline.Sub(at))
+		l.timer.Reset(min(l.cfg.refresh, l.cfg.poll))
+	}
+	l.mu.Unlock()
+	return true
+}
+
+// errString is err's text, or "ok".
+func errString(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	return err.Error()
 }
 
 // heartbeat refreshes the held lock; it runs on the refresh timer. A
@@ -316,6 +163,17 @@ func (l *Lock) heartbeat() {
 		l.logWarn("refresh failed; retrying", "err", err, "deadline in", l.deadline.Sub(now))
 		l.timer.Reset(min(l.cfg.refresh, l.cfg.poll))
 	}
+}
+
+// refresh renames our held entry to its next heartbeat name, issued at
+// now. Called with l.op held.
+func (l *Lock) refresh(now time.Time) error {
+	next := lockdir.HeldName(l.Fence(), l.token, l.seq+1, l.since, now, l.cfg.timeout)
+	if err := lockdir.Move(l.path, l.cur, next); err != nil {
+		return err
+	}
+	l.cur, l.seq, l.issued = next, l.seq+1, now
+	return nil
 }
 
 // extend moves the deadline to TIMEOUT - MARGIN after a refresh issued at
@@ -361,48 +219,156 @@ func (l *Lock) lose(fence uint64, why string) {
 	}
 }
 
+// lostAlready reports whether the acquisition an attempt just made was
+// lost before the attempt could report it (its deadline passed, or its
+// entry went, in the moments since confirm): then it is released, so that
+// no caller is told it holds a lock already lost. Called with l.op held.
+func (l *Lock) lostAlready() bool {
+	l.mu.Lock()
+	lost := l.isLost
+	if lost {
+		l.pend(l.fence, false)
+	}
+	l.mu.Unlock()
+	if lost {
+		l.logWarn("giving up a lock lost while acquiring it", "fence", l.Fence())
+		l.settle()
+	}
+	return lost
+}
+
 // lostError describes a loss and, if the filesystem answers soon, who
 // holds the lock now.
 func (l *Lock) lostError(fence uint64, why string) error {
 	return &LostError{Path: l.path, Fence: fence, Why: why, Now: describeSoon(l.path)}
 }
 
-// describeWait bounds how long an error message waits to say who holds a
-// lock now: a lock lost to a hung mount must be reported without it.
-const describeWait = time.Second
+// A release pending (l.pending, of fence l.pendingFence) is an Unlock's
+// that has not run yet: whoever takes l.op next does it first (settle),
+// so that no later attempt or refresh of this Lock comes between an
+// Unlock and its release. Its result goes to l.released (buffered, one
+// per Lock): Unlock empties it before it asks for a release, and a
+// result nobody waited for (an Unlock that returned at the deadline, an
+// abandoned acquisition) is in it by the next Unlock, since it was sent
+// under l.op before the acquisition that Unlock ends.
 
-// describeSoon says what the lock directory at path shows now, or that the
-// filesystem did not answer within describeWait.
-func describeSoon(path string) string {
-	ch := make(chan string, 1)
-	go func() { ch <- describeState(path) }()
-	t := time.NewTimer(describeWait)
-	defer t.Stop()
-	select {
-	case s := <-ch:
-		return s
-	case <-t.C:
-		return fmt.Sprintf("who holds it now is unknown: the filesystem did not answer within %v", describeWait)
+// pend asks for the release of the acquisition with the given fence, and stops
+// its timers; report says Unlock waits for the result (then l.unlockMu is
+// held, so one Unlock at a time uses l.released). Called with l.mu held.
+func (l *Lock) pend(fence uint64, report bool) {
+	l.disarm()
+	if report {
+		if l.released == nil {
+			l.released = make(chan error, 1)
+		}
+		select {
+		case <-l.released: // a result nobody waited for
+		default:
+		}
+	}
+	l.pending, l.pendingFence, l.pendingReport = true, fence, report
+}
+
+// disarm ends the holding: no heartbeat, no deadline. Called with l.mu
+// held.
+func (l *Lock) disarm() {
+	l.held = false
+	l.timer.Stop()
+	l.expiry.Stop()
+}
+
+// settle does a pending release. Called with l.op held, before anything
+// else is done under it.
+func (l *Lock) settle() {
+	l.mu.Lock()
+	pending, fence, report := l.pending, l.pendingFence, l.pendingReport
+	l.pending = false
+	l.mu.Unlock()
+	if pending {
+		err := l.release(fence)
+		if report {
+			select {
+			case l.released <- err:
+			default: // (never: emptied by pend)
+			}
+		}
 	}
 }
 
-// describeState says what one look at the lock directory shows.
-func describeState(path string) string {
-	st, err := readState(path)
-	switch {
-	case err != nil:
-		if inner := errors.Unwrap(err); inner != nil {
-			err = inner
-		}
-		return fmt.Sprintf("the lock directory cannot be read now (%v)", err)
-	case st.Missing:
-		return "the lock directory is gone"
-	case st.Entries == 1 && st.e.free:
-		return "it is free now"
-	case st.Entries == 1:
-		return "it is held by " + st.e.holder.String() + " now"
-	case st.Entries == 0:
-		return "it shows no state entry now"
+// settleNow takes l.op to do a pending release.
+func (l *Lock) settleNow() {
+	l.op.Lock()
+	defer l.op.Unlock()
+	l.settle()
+}
+
+// releaseInline reports whether Unlock may make its release rename
+// itself rather than hand it to another goroutine and wait for it until
+// the deadline: on a filesystem held in memory, where a rename cannot
+// hang. The hand-over is most of what an uncontended Unlock costs beyond
+// its system calls (a goroutine readied, now and then an idle thread
+// woken: about 8 µs on a 2-core VM, where the calls cost 7). A test that
+// plays a hung mount (lockdir.TestMove) makes even tmpfs hang, so it
+// gets the hand-over.
+func (l *Lock) releaseInline() bool {
+	return l.inMemory.Load() && lockdir.TestMove.Load() == nil
+}
+
+// awaitRelease waits up to d for the release Unlock asked for:
+// errDeadline if it did not come. Called with l.unlockMu held.
+func (l *Lock) awaitRelease(d time.Duration) error {
+	if l.unlockTimer == nil {
+		l.unlockTimer = l.cfg.clock.Timer(d)
+	} else {
+		l.unlockTimer.Reset(d)
 	}
-	return fmt.Sprintf("it shows %d state entries now", st.Entries)
+	defer func() {
+		if !l.unlockTimer.Stop() {
+			select {
+			case <-l.unlockTimer.C:
+			default:
+			}
+		}
+	}()
+	select {
+	case err := <-l.released:
+		return err
+	case <-l.unlockTimer.C:
+		return errDeadline
+	}
+}
+
+// lateUnlock is Unlock once the deadline has passed (the process was
+// paused, or its timers late): the lock counts as lost whatever the
+// release finds, which says only whether another took it meanwhile.
+func (l *Lock) lateUnlock(fence uint64) error {
+	why := fmt.Sprintf("its deadline, TIMEOUT %v - MARGIN %v after its last refresh, passed before Unlock", l.cfg.timeout, l.cfg.margin)
+	t := time.NewTimer(describeWait)
+	defer t.Stop()
+	select {
+	case err := <-l.released:
+		switch {
+		case err == nil:
+			why += ", and nobody had taken it (it is released)"
+		case errors.Is(err, lockdir.ErrGone):
+			why += ", and it was reclaimed or removed"
+		default:
+			why += fmt.Sprintf(", and releasing it failed (%v)", err)
+		}
+	case <-t.C:
+		why += fmt.Sprintf(", and the filesystem did not answer its release within %v", describeWait)
+	}
+	l.lose(fence, why)
+	return l.lostError(fence, why)
+}
+
+// release renames our held entry, of the given fence E, to free.E. Called with
+// l.op held.
+func (l *Lock) release(fence uint64) error {
+	free := lockdir.FreeName(fence)
+	if err := lockdir.Move(l.path, l.cur, free); err != nil {
+		return err
+	}
+	l.lastFree = entry{name: free, free: true, fence: fence}
+	return nil
 }

@@ -3,7 +3,6 @@ package dlock
 import (
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/lockdir/dlock/internal/fsys"
@@ -57,37 +56,6 @@ var (
 	ErrUnsafeFS = fsys.ErrUnsafe
 )
 
-// Holder describes who holds a lock, as recorded in the lock itself.
-// Fields that the record does not give are zero.
-type Holder struct {
-	PID      int           // process id of the holder, on its host
-	Host     string        // host name of the holder (sanitised)
-	HostID   string        // boot and pid-namespace identity of the holder's host
-	Since    time.Time     // when the holder acquired the lock, by its clock
-	Beat     time.Time     // when the holder last refreshed the lock, by its clock
-	Timeout  time.Duration // the holder's TIMEOUT: unrefreshed this long, the lock is stale
-	Fence    uint64        // the fencing token of the holder's acquisition
-	Token    string        // the random token of the holder's acquisition
-	Entry    string        // the raw state entry name
-	Unknown  bool          // the entry could not be parsed: nothing above is known
-	Sequence uint64        // the holder's heartbeat count
-
-	pstart uint64 // holder process start time, for liveness checks
-}
-
-// String describes the holder for error messages: "pid 42 on host web1".
-func (h Holder) String() string {
-	switch {
-	case h.Unknown && h.Entry == "":
-		return "an unknown holder (an empty lock directory)"
-	case h.Unknown:
-		return fmt.Sprintf("an unknown holder (entry %q)", h.Entry)
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "pid %d on host %s", h.PID, h.Host)
-	return b.String()
-}
-
 // BusyError is the error Lock returns when PATIENCE ran out (it matches
 // ErrBusy with errors.Is). It names the lock, its holder as last seen,
 // and how long the caller waited.
@@ -122,3 +90,15 @@ func (e *LostError) Is(target error) bool { return target == ErrLost }
 
 // Is reports whether target is ErrBusy.
 func (e *BusyError) Is(target error) bool { return target == ErrBusy }
+
+// stuckError: Lock gave up while an attempt was waiting for the filesystem.
+type stuckError struct {
+	path  string
+	cause error
+}
+
+func (e *stuckError) Error() string {
+	return fmt.Sprintf("dlock: locking %s: gave up while an attempt was still waiting for the filesystem (a hung mount?): %v", e.path, e.cause)
+}
+
+func (e *stuckError) Unwrap() error { return e.cause }

@@ -407,7 +407,7 @@ func TestPermissionDenied(t *testing.T) {
 			before := tree(t, locks)
 			cmd := exec.Command(exe, "-test.run=^$")
 			cmd.Dir = base
-			cmd.Env = append(os.Environ(), "DLOCK_CHAOS_CHILD=perm", "DLOCK_PATH="+tc.path, "HOME="+base)
+			cmd.Env = append(os.Environ(), "DLOCK_TEST_CHILD=perm", "DLOCK_PATH="+tc.path, "HOME="+base)
 			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 			out, err := cmd.CombinedOutput()
 			if err != nil {

@@ -19,8 +19,8 @@ package dlock
 //     pid and UTS namespaces of its own (unshare, as root) over a local
 //     directory, with its clock offset by DLOCK_HOSTS_SKEW.
 //
-// The children are this test binary again: DLOCK_HOSTS_CHILD names the part
-// a child plays. The init below runs them before any test.
+// The children are this test binary again, playing the roles "holder",
+// "waiter", "command" and "command-child" (roles_linux_test.go).
 
 import (
 	"bufio"
@@ -44,16 +44,10 @@ import (
 	"github.com/lockdir/dlock/internal/lockdir"
 )
 
-func init() {
-	if role := os.Getenv("DLOCK_HOSTS_CHILD"); role != "" {
-		os.Exit(hostsChild(role))
-	}
-}
-
 // realOffsetClock is the real clock read off by off: its times are
 // written into the lock (the skew other hosts see); durations and timers
 // are the real clock's, as a host whose clock is set wrong still counts
-// seconds right. (lease_test.go's offsetClock is the mock clock's.)
+// seconds right. (deadline_test.go's offsetClock is the mock clock's.)
 type realOffsetClock struct {
 	clock.Clock
 	off time.Duration
@@ -101,20 +95,13 @@ func childOptions() []Option {
 	return opts
 }
 
-func hostsChild(role string) int {
-	switch role {
-	case "holder", "waiter":
-		return lockChild(role)
-	case "command":
-		return commandChild()
-	case "command-child":
-		commandRecord("child-start", os.Getpid())
-		for {
-			time.Sleep(time.Hour) // until killed (select{} would be a deadlock)
-		}
+// commandGrandchild is the role "command-child": the COMMAND's own child,
+// which says it started and lives until killed.
+func commandGrandchild() int {
+	commandRecord("child-start", os.Getpid())
+	for {
+		time.Sleep(time.Hour) // until killed (select{} would be a deadlock)
 	}
-	fmt.Fprintf(os.Stderr, "unknown DLOCK_HOSTS_CHILD %q\n", role)
-	return 2
 }
 
 // lockChild takes the lock at DLOCK_HOSTS_PATH and says so ("acquired
@@ -222,7 +209,7 @@ func commandChild() int {
 	commandRecord("start", os.Getpid())
 	if os.Getenv("DLOCK_HOSTS_CMD_CHILD") == "1" {
 		c := exec.Command(os.Args[0], "-test.run=^$")
-		c.Env = append(os.Environ(), "DLOCK_HOSTS_CHILD=command-child")
+		c.Env = append(os.Environ(), "DLOCK_TEST_CHILD=command-child")
 		c.ExtraFiles = []*os.File{f}
 		if err := c.Start(); err != nil {
 			fmt.Fprintln(os.Stderr, "command:", err)
@@ -833,11 +820,11 @@ func TestHostsFaults(t *testing.T) {
 		dA, dB := r.dirs(t)
 		env := []string{"DLOCK_HOSTS_TIMEOUT=" + timeout.String(), "DLOCK_HOSTS_POLL=100ms"}
 		self := []string{os.Args[0], "-test.run=^$"}
-		holder := startOnHost(t, r.a.aHost, append(env, "DLOCK_HOSTS_CHILD=holder", "DLOCK_HOSTS_PATH="+filepath.Join(dA, "lock")), self...)
+		holder := startOnHost(t, r.a.aHost, append(env, "DLOCK_TEST_CHILD=holder", "DLOCK_HOSTS_PATH="+filepath.Join(dA, "lock")), self...)
 		if _, ok := holder.wait("acquired", false, 30*time.Second); !ok {
 			t.Fatalf("the holder on host A did not acquire: %s", holder.stderrText())
 		}
-		waiter := startOnHost(t, r.b.aHost, append(env, "DLOCK_HOSTS_CHILD=waiter", "DLOCK_HOSTS_PATH="+filepath.Join(dB, "lock")), self...)
+		waiter := startOnHost(t, r.b.aHost, append(env, "DLOCK_TEST_CHILD=waiter", "DLOCK_HOSTS_PATH="+filepath.Join(dB, "lock")), self...)
 		if _, ok := waiter.wait("blocked", false, 30*time.Second); !ok {
 			t.Fatalf("the waiter on host B did not wait: %s", waiter.stderrText())
 		}
@@ -980,13 +967,13 @@ func TestHostsFaultsCLI(t *testing.T) {
 		if os.Getenv("DLOCK_HOSTS_CMD_CHILD") == "0" {
 			withChild = "DLOCK_HOSTS_CMD_CHILD=0"
 		}
-		holder := startOnHost(t, r.a.aHost, []string{"DLOCK_HOSTS_CHILD=command", "DLOCK_HOSTS_REC=" + recA, "DLOCK_HOSTS_FLOCK=" + flockA, withChild},
+		holder := startOnHost(t, r.a.aHost, []string{"DLOCK_TEST_CHILD=command", "DLOCK_HOSTS_REC=" + recA, "DLOCK_HOSTS_FLOCK=" + flockA, withChild},
 			runArgs(filepath.Join(dA, "lock"))...)
 		if waitRecord(recA, "start", 30*time.Second) == 0 {
 			t.Fatalf("the holder's COMMAND on host A never started: %s", holder.stderrText())
 		}
 		dead := flockFreed(t, flockA)
-		waiter := startOnHost(t, r.b.aHost, []string{"DLOCK_HOSTS_CHILD=command", "DLOCK_HOSTS_REC=" + recB, "DLOCK_HOSTS_FLOCK=" + flockB, "DLOCK_HOSTS_CMD_CHILD=0"},
+		waiter := startOnHost(t, r.b.aHost, []string{"DLOCK_TEST_CHILD=command", "DLOCK_HOSTS_REC=" + recB, "DLOCK_HOSTS_FLOCK=" + flockB, "DLOCK_HOSTS_CMD_CHILD=0"},
 			runArgs(filepath.Join(dB, "lock"))...)
 		if _, ok := waiter.wait("", true, 30*time.Second); !ok { // -v: its first log line is "locking"
 			t.Fatalf("dlock run on host B said nothing: %v", waiter.exitErr)

@@ -146,20 +146,8 @@ func (l *Lock) breakLock(force, hold bool) (Status, error) {
 	if err != nil {
 		return before, err
 	}
-	switch {
-	case st.Missing || st.Entries == 1 && st.e.free:
-		return before, nil // released meanwhile
-	case st.Entries > 1:
-		return before, fmt.Errorf("dlock: not breaking %s: %w: it shows %d state entries (a change in progress, or a damaged lock): look again", l.path, ErrBusy, st.Entries)
-	case st.Entries == 0 && st.Queue:
-		return before, lockdir.NoEntryError(l.path, 0)
-	case st.Entries == 0:
-		return before, nil // empty: a free lock, never deleted
-	case st.e.holder.Unknown && st.e.name != before.Holder.Entry ||
-		!st.e.holder.Unknown && st.e.holder.Token != before.Holder.Token:
-		// (A heartbeat renames the entry but keeps its token: the same
-		// holder, and the reclaim below acts on its newest name.)
-		return before, fmt.Errorf("dlock: not breaking %s: %w: it changed hands while we looked (now %s)", l.path, ErrBusy, st.e.holder)
+	if done, err := l.breakable(st, before); done || err != nil {
+		return before, err
 	}
 	ok, err := l.take(st.e, lockdir.NewToken(), true)
 	if err != nil {
@@ -173,13 +161,34 @@ func (l *Lock) breakLock(force, hold bool) (Status, error) {
 		return before, nil
 	}
 	l.mu.Lock()
-	l.held = false
-	l.timer.Stop()
-	l.expiry.Stop()
+	l.disarm()
 	fence := l.fence
 	l.mu.Unlock()
 	if err := l.release(fence); err != nil {
 		return before, fmt.Errorf("dlock: breaking %s: releasing after the reclaim: %w", l.path, err)
 	}
 	return before, nil
+}
+
+// breakable judges a second look at the lock, st, against the status
+// breakLock judged, before: done (with an error, or nil when nothing is
+// left to break) unless the same holder still holds it. Called with l.op
+// held.
+func (l *Lock) breakable(st dirState, before Status) (done bool, err error) {
+	switch {
+	case st.Missing || st.Entries == 1 && st.e.free:
+		return true, nil // released meanwhile
+	case st.Entries > 1:
+		return true, fmt.Errorf("dlock: not breaking %s: %w: it shows %d state entries (a change in progress, or a damaged lock): look again", l.path, ErrBusy, st.Entries)
+	case st.Entries == 0 && st.Queue:
+		return true, lockdir.NoEntryError(l.path, 0)
+	case st.Entries == 0:
+		return true, nil // empty: a free lock, never deleted
+	case st.e.holder.Unknown && st.e.name != before.Holder.Entry ||
+		!st.e.holder.Unknown && st.e.holder.Token != before.Holder.Token:
+		// (A heartbeat renames the entry but keeps its token: the same
+		// holder, and the reclaim below acts on its newest name.)
+		return true, fmt.Errorf("dlock: not breaking %s: %w: it changed hands while we looked (now %s)", l.path, ErrBusy, st.e.holder)
+	}
+	return false, nil
 }

@@ -35,16 +35,20 @@ type Locker interface {
 // through one value: Do takes a slot of its own for each call (as
 // Semaphore.Do and RWLock.RDo do), so goroutines may share l.
 func Do(ctx context.Context, l Locker, fn func(ctx context.Context) error) error {
-	switch v := l.(type) {
-	case *Semaphore:
-		return v.Do(ctx, fn)
-	case rlocker:
-		return v.rw.RDo(ctx, fn)
+	if s, ok := l.(shared); ok {
+		return s.doOwn(ctx, fn)
 	}
 	if err := l.Lock(ctx); err != nil {
 		return err
 	}
 	return runHeld(ctx, l.Lost(), fn, l.Unlock)
+}
+
+// shared is a Locker whose one value serves many holders at once (a
+// Semaphore, an RWLock's RLocker): doOwn is Do with a holding of the
+// call's own (Semaphore.Do, RWLock.RDo).
+type shared interface {
+	doOwn(ctx context.Context, fn func(ctx context.Context) error) error
 }
 
 // runHeld runs fn, with a context cancelled (cause ErrLost) once lost is

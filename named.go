@@ -34,11 +34,6 @@ func Named(name string, opts ...Option) (*Lock, error) {
 	return newLock(filepath.Join(dir, NameToFile(name)), cfg)
 }
 
-// WithDir sets the directory in which Named, and the single-instance
-// helpers, keep their locks. It must exist. Point it at a shared mount to
-// make named locks span hosts.
-func WithDir(dir string) Option { return func(c *config) { c.dir = dir } }
-
 // DefaultDir returns the per-user directory for named locks, creating it
 // if needed:
 //

@@ -1,8 +1,6 @@
 package dlock
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -143,50 +141,41 @@ func newConfig(kind, path string, opts []Option, allow int) (config, error) {
 	if cfg.margin < 0 {
 		cfg.margin = min(cfg.timeout/5, (cfg.timeout-cfg.refresh)/2)
 	}
+	return cfg, cfg.check(kind, path, allow)
+}
+
+// WithDir sets the directory in which Named, and the single-instance
+// helpers, keep their locks. It must exist. Point it at a shared mount to
+// make named locks span hosts.
+func WithDir(dir string) Option { return func(c *config) { c.dir = dir } }
+
+// WithMaxReaders sets how many readers an RWLock lets in at once (default
+// 32). A writer takes a lock per reader slot, so larger values make
+// writing dearer. Every user of one RWLock must pass the same value.
+func WithMaxReaders(n int) Option { return func(c *config) { c.readers = n } }
+
+// check refuses options that make no lock: of the given kind at path,
+// which takes the options allow names besides a Lock's.
+func (cfg config) check(kind, path string, allow int) error {
 	switch {
 	case path == "":
-		return cfg, fmt.Errorf("dlock: empty %s path", kind)
+		return fmt.Errorf("dlock: empty %s path", kind)
 	case cfg.timeout <= 0:
-		return cfg, fmt.Errorf("dlock: TIMEOUT %v for %s must be positive", cfg.timeout, path)
+		return fmt.Errorf("dlock: TIMEOUT %v for %s must be positive", cfg.timeout, path)
 	case cfg.poll <= 0:
-		return cfg, fmt.Errorf("dlock: poll interval %v for %s must be positive", cfg.poll, path)
+		return fmt.Errorf("dlock: poll interval %v for %s must be positive", cfg.poll, path)
 	case cfg.refresh <= 0 || cfg.refresh >= cfg.timeout:
-		return cfg, fmt.Errorf("dlock: refresh %v for %s must be positive and shorter than TIMEOUT %v", cfg.refresh, path, cfg.timeout)
+		return fmt.Errorf("dlock: refresh %v for %s must be positive and shorter than TIMEOUT %v", cfg.refresh, path, cfg.timeout)
 	case cfg.margin <= 0 || cfg.refresh+cfg.margin >= cfg.timeout:
-		return cfg, fmt.Errorf("dlock: margin %v for %s must be positive, and with refresh %v shorter than TIMEOUT %v", cfg.margin, path, cfg.refresh, cfg.timeout)
+		return fmt.Errorf("dlock: margin %v for %s must be positive, and with refresh %v shorter than TIMEOUT %v", cfg.margin, path, cfg.refresh, cfg.timeout)
 	case cfg.maxSkew < 0:
-		return cfg, fmt.Errorf("dlock: maximum clock skew %v for %s must not be negative", cfg.maxSkew, path)
+		return fmt.Errorf("dlock: maximum clock skew %v for %s must not be negative", cfg.maxSkew, path)
 	case cfg.clock == nil:
-		return cfg, fmt.Errorf("dlock: nil clock for %s", path)
+		return fmt.Errorf("dlock: nil clock for %s", path)
 	case cfg.dir != "" && allow&allowDir == 0:
-		return cfg, fmt.Errorf("dlock: WithDir(%q) is for Named and SingleInstance, not for the %s %s (give the directory in the path)", cfg.dir, kind, path)
+		return fmt.Errorf("dlock: WithDir(%q) is for dlock.Named and dlock.SingleInstance, not for the %s %s (give the directory in the path)", cfg.dir, kind, path)
 	case cfg.readers != 0 && allow&allowReaders == 0:
-		return cfg, fmt.Errorf("dlock: WithMaxReaders(%d) is for NewRWLock, not for the %s %s", cfg.readers, kind, path)
+		return fmt.Errorf("dlock: WithMaxReaders(%d) is for dlock.NewRWLock, not for the %s %s", cfg.readers, kind, path)
 	}
-	return cfg, nil
-}
-
-// attemptContext is what bounds each attempt of a wait begun at start:
-// ctx, and PATIENCE. The slack lets the last attempt at PATIENCE finish
-// normally; it only ends an attempt stuck in the filesystem.
-func (c config) attemptContext(ctx context.Context, start time.Time) (context.Context, context.CancelFunc) {
-	if c.patience <= 0 {
-		return ctx, func() {}
-	}
-	slack := min(c.poll, 100*time.Millisecond)
-	return c.clock.WithDeadline(ctx, start.Add(c.patience+slack))
-}
-
-// patienceSpent turns an attempt on path that was given up when PATIENCE
-// ran out (not ctx) into an error matching ErrBusy.
-func (c config) patienceSpent(ctx context.Context, path string, err error) error {
-	if err == nil {
-		return nil
-	}
-	var stuck *stuckError
-	if errors.As(err, &stuck) && ctx.Err() == nil {
-		return fmt.Errorf("dlock: %s: PATIENCE %v ran out while an attempt was still waiting for the filesystem (a hung mount?): %w",
-			path, c.patience, ErrBusy)
-	}
-	return err
+	return nil
 }

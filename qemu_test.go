@@ -39,14 +39,6 @@ import (
 // not mistaken for them.
 const qemuMarker = "dlock-qemu: "
 
-// The guest roles run from init, before TestMain: they need nothing of the
-// test framework, and the guest has no Go toolchain to build them apart.
-func init() {
-	if role := os.Getenv("DLOCK_TEST_CHILD"); strings.HasPrefix(role, "qemu-") {
-		os.Exit(qemuRole(role))
-	}
-}
-
 // --- the guest side ----------------------------------------------------
 
 var guestStart = time.Now()
@@ -77,6 +69,10 @@ func qemuRole(role string) int {
 		return guestRun(path, timeout)
 	case "qemu-counter":
 		return guestCounter(timeout)
+	case "qemu-agent":
+		return guestAgent()
+	case "qemu-worker":
+		return guestWorker()
 	}
 	guestSay("error unknown role %s", role)
 	return 2

@@ -6,23 +6,16 @@ import (
 	"fmt"
 	"path/filepath"
 	"reflect"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/lockdir/dlock/internal/fsys"
-	"github.com/lockdir/dlock/internal/lockdir"
 )
 
 // DefaultMaxReaders is how many readers an RWLock lets in at once unless
 // WithMaxReaders says otherwise.
 const DefaultMaxReaders = 32
-
-// WithMaxReaders sets how many readers an RWLock lets in at once (default
-// 32). A writer takes a lock per reader slot, so larger values make
-// writing dearer. Every user of one RWLock must pass the same value.
-func WithMaxReaders(n int) Option { return func(c *config) { c.readers = n } }
 
 // RWLock is a reader/writer lock across processes and hosts: many readers
 // or one writer. It is built only from Locks, whose compare-and-swap
@@ -61,8 +54,7 @@ type RWLock struct {
 	lostCh  chan struct{}
 	stop    chan struct{}
 
-	checkMu sync.Mutex // the container check: I/O, so not under mu
-	checked bool
+	box container
 
 	testBlocked func()
 }
@@ -113,7 +105,7 @@ func (rw *RWLock) TryRLock() (bool, error) {
 	if err := rw.check(); err != nil {
 		return false, err
 	}
-	o := rw.tryRead(nil)
+	o := tryNow(reading{rw})
 	if !o.ok || o.err != nil {
 		return false, o.err
 	}
@@ -168,7 +160,7 @@ func (rw *RWLock) TryLock() (bool, error) {
 	}
 	ok, err := rw.writer.TryLock()
 	if ok && err == nil {
-		o := rw.trySlots(nil)
+		o := rw.trySlots(context.Background())
 		if ok, err = o.ok, o.err; !ok || err != nil {
 			rw.abandon()
 		}
@@ -266,31 +258,20 @@ func (r rlocker) Unlock() error                  { return r.rw.RUnlock() }
 func (r rlocker) Lost() <-chan struct{}          { return r.rw.Lost() }
 func (r rlocker) Fence() uint64                  { return r.rw.Fence() }
 
+// doOwn is RDo: a reader slot of the call's own (see the package's Do).
+func (r rlocker) doOwn(ctx context.Context, fn func(ctx context.Context) error) error {
+	return r.rw.RDo(ctx, fn)
+}
+
 // check makes sure PATH is a reader/writer lock (creating it if missing),
 // once per RWLock.
 func (rw *RWLock) check() error {
 	if rw.writer == nil {
 		return errZero("RWLock", "NewRWLock")
 	}
-	rw.checkMu.Lock()
-	defer rw.checkMu.Unlock()
-	if rw.checked {
-		return nil
-	}
-	if err := fsys.Unsafe(rw.path); err != nil {
-		return err
-	}
-	err := lockdir.ErrRetry
-	for i := 0; !rw.checked && errors.Is(err, lockdir.ErrRetry) && i < 3; i++ {
-		err = lockdir.Container(rw.path, "reader/writer lock", "rwlock."+strconv.Itoa(rw.readers.n), rw.cfg.perm, rw.cfg.clock.Now(), rw.cfg.timeout, func(n string) bool {
-			return n == "writer" || n == "readers" || strings.HasPrefix(n, ".writer.") || strings.HasPrefix(n, ".readers.")
-		})
-		rw.checked = err == nil
-	}
-	if !rw.checked {
-		return err
-	}
-	return nil
+	return rw.box.open(rw.path, "reader/writer lock", "rwlock", rw.readers.n, rw.cfg, func(n string) bool {
+		return n == "writer" || n == "readers" || strings.HasPrefix(n, ".writer.") || strings.HasPrefix(n, ".readers.")
+	})
 }
 
 // rlock takes a reader slot, waiting: the read hold's lease.
@@ -298,32 +279,8 @@ func (rw *RWLock) rlock(ctx context.Context) (*Lease, error) {
 	if err := rw.check(); err != nil {
 		return nil, err
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("dlock: read-locking %s: %w", rw.path, err)
-	}
-	start := rw.cfg.clock.Now()
-	actx, cancel := rw.cfg.attemptContext(ctx, start)
-	defer cancel()
-	o := rw.tryRead(actx)
-	if o.ok || o.err != nil {
-		return rw.readers.leaseOf(o), rw.cfg.patienceSpent(ctx, rw.path, o.err)
-	}
-	slot := -1
-	err := waitBusy(ctx, rw.cfg, rw.path, o, start, func() waitSpec {
-		w := rw.spec("read-locking "+rw.path, append([]string{rw.writer.path}, slotPaths(rw.readers)...), rw.cfg.patience)
-		w.try = func() outcome {
-			o := rw.tryRead(actx)
-			if o.ok {
-				slot = o.slot
-			}
-			return o
-		}
-		return w
-	})
-	if err != nil {
-		return nil, err
-	}
-	return rw.readers.lease(slot), nil
+	o, err := acquire(ctx, reading{rw}, acquisition{"read-locking", rw.path, &rw.cfg, rw.cfg.clock.Now()})
+	return rw.readers.leaseOf(o), err
 }
 
 // addRead records a read hold of slot for RUnlock, Lost and Fence. (RDo's
@@ -343,25 +300,10 @@ func (rw *RWLock) wlock(ctx context.Context) error {
 		return fmt.Errorf("dlock: write-locking %s: %w", rw.path, err)
 	}
 	start := rw.cfg.clock.Now()
-	actx, cancel := rw.cfg.attemptContext(ctx, start)
-	defer cancel()
 	if err := rw.writer.Lock(ctx); err != nil {
 		return err
 	}
-	patience := rw.cfg.patience
-	if patience > 0 {
-		patience = max(rw.cfg.patience-rw.cfg.clock.Since(start), 0)
-	}
-	o := rw.trySlots(actx)
-	err := rw.cfg.patienceSpent(ctx, rw.path, o.err)
-	if !o.ok && o.err == nil {
-		err = waitBusy(ctx, rw.cfg, rw.path, o, rw.cfg.clock.Now(), func() waitSpec {
-			w := rw.spec("write-locking "+rw.path+" (waiting for readers)", slotPaths(rw.readers), patience)
-			w.try = func() outcome { return rw.trySlots(actx) }
-			return w
-		})
-	}
-	if err != nil {
+	if _, err := acquire(ctx, writing{rw}, acquisition{"write-locking", rw.path, &rw.cfg, start}); err != nil {
 		rw.abandon()
 		return err
 	}
@@ -369,16 +311,44 @@ func (rw *RWLock) wlock(ctx context.Context) error {
 	return nil
 }
 
+// reading is an RWLock's read acquisition as an acquirable: a reader slot,
+// unless a writer holds or waits for the writer lock.
+type reading struct{ rw *RWLock }
+
+func (r reading) try(ctx context.Context) outcome { return r.rw.tryRead(ctx) }
+
+func (r reading) waitSpec() waitSpec {
+	rw := r.rw
+	return rw.spec("read-locking "+rw.path, append([]string{rw.writer.path}, slotPaths(rw.readers)...))
+}
+
+func (r reading) busyError(seen entry, start time.Time) error { return r.rw.busyError(seen, start) }
+
+// writing is an RWLock's write acquisition, once it holds the writer
+// lock, as an acquirable: every reader slot.
+type writing struct{ rw *RWLock }
+
+func (w writing) try(ctx context.Context) outcome { return w.rw.trySlots(ctx) }
+
+func (w writing) waitSpec() waitSpec {
+	rw := w.rw
+	return rw.spec("write-locking "+rw.path+" (waiting for readers)", slotPaths(rw.readers))
+}
+
+func (w writing) busyError(seen entry, start time.Time) error { return w.rw.busyError(seen, start) }
+
 // spec is what waiting for this RWLock needs, watching paths.
-func (rw *RWLock) spec(what string, paths []string, patience time.Duration) waitSpec {
+func (rw *RWLock) spec(what string, paths []string) waitSpec {
 	return waitSpec{
-		what: what, paths: watchPaths(rw.cfg, paths...), patience: patience,
+		what: what, paths: watchPaths(rw.cfg, paths...), patience: rw.cfg.patience,
 		clock: rw.cfg.clock, poll: rw.cfg.poll, blocked: rw.testBlocked,
 		local: !rw.cfg.noWatch && fsys.IsLocal(filepath.Dir(rw.path)),
-		busy: func(seen entry, start time.Time) error {
-			return fmt.Errorf("dlock: %s: %w", rw.path, rw.writer.busyError(seen, start))
-		},
 	}
+}
+
+// busyError is the error of an acquisition that PATIENCE ran out on.
+func (rw *RWLock) busyError(seen entry, start time.Time) error {
+	return fmt.Errorf("dlock: %s: %w", rw.path, busyError(rw.cfg.clock, rw.writer.path, seen, start))
 }
 
 // tryRead takes a reader slot unless a writer holds or waits for the

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/lockdir/dlock/internal/fsys"
-	"github.com/lockdir/dlock/internal/lockdir"
 )
 
 // Semaphore lets at most n holders in at once, across processes and
@@ -43,8 +42,7 @@ type Semaphore struct {
 	acquired *Lease // the slot Acquire took
 	reserved []bool // slots this value holds or is trying: its own holders skip them
 
-	checkMu sync.Mutex // the container check: I/O, so not under mu
-	checked bool
+	box container
 
 	testBlocked func()
 }
@@ -69,21 +67,6 @@ func NewSemaphore(path string, n int, opts ...Option) (*Semaphore, error) {
 		return nil, err
 	}
 	return s, nil
-}
-
-// checkMarker refuses a container at dir marked KIND.M for M other than
-// n (a missing or unreadable one is left to the first attempt).
-func checkMarker(dir, what, kind string, n int) error {
-	names, err := fsys.ReadNames(dir)
-	if err != nil {
-		return nil
-	}
-	for _, name := range names {
-		if v, ok := strings.CutPrefix(name, kind+"."); ok && v != strconv.Itoa(n) {
-			return fmt.Errorf("dlock: %s %s has %s %s, not %d: every user must open it with the same %s", what, dir, kind, v, n, kind)
-		}
-	}
-	return nil
 }
 
 func newSemaphore(path string, n int, cfg config) (*Semaphore, error) {
@@ -118,40 +101,22 @@ func (s *Semaphore) Take(ctx context.Context) (*Lease, error) {
 	if s.slots == nil {
 		return nil, errZero("Semaphore", "NewSemaphore")
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("dlock: acquiring semaphore %s: %w", s.path, err)
+	o, err := acquire(ctx, s, acquisition{"acquiring semaphore", s.path, &s.cfg, s.cfg.clock.Now()})
+	return s.leaseOf(o), err
+}
+
+// waitSpec is what waiting for a slot watches: the semaphore directory
+// and every slot.
+func (s *Semaphore) waitSpec() waitSpec {
+	paths := []string{s.path}
+	for _, l := range s.slots {
+		paths = append(paths, l.path)
 	}
-	start := s.cfg.clock.Now()
-	actx, cancel := s.cfg.attemptContext(ctx, start)
-	defer cancel()
-	o := s.try(actx)
-	if o.ok || o.err != nil {
-		return s.leaseOf(o), s.cfg.patienceSpent(ctx, s.path, o.err)
+	return waitSpec{
+		what: "acquiring semaphore " + s.path, paths: watchPaths(s.cfg, paths...), clock: s.cfg.clock,
+		local:    !s.cfg.noWatch && fsys.IsLocal(filepath.Dir(s.path)),
+		patience: s.cfg.patience, poll: s.cfg.poll, blocked: s.testBlocked,
 	}
-	slot := -1
-	err := waitBusy(ctx, s.cfg, s.path, o, start, func() waitSpec {
-		paths := []string{s.path}
-		for _, l := range s.slots {
-			paths = append(paths, l.path)
-		}
-		return waitSpec{
-			what: "acquiring semaphore " + s.path, paths: watchPaths(s.cfg, paths...), clock: s.cfg.clock,
-			local:    !s.cfg.noWatch && fsys.IsLocal(filepath.Dir(s.path)),
-			patience: s.cfg.patience, poll: s.cfg.poll, busy: s.busyError,
-			try: func() outcome {
-				o := s.try(actx)
-				if o.ok {
-					slot = o.slot
-				}
-				return o
-			},
-			blocked: s.testBlocked,
-		}
-	})
-	if err != nil {
-		return nil, err
-	}
-	return s.lease(slot), nil
 }
 
 // TryTake makes one attempt at every slot: (nil, nil) when all n are held.
@@ -159,7 +124,7 @@ func (s *Semaphore) TryTake() (*Lease, error) {
 	if s.slots == nil {
 		return nil, errZero("Semaphore", "NewSemaphore")
 	}
-	o := s.try(nil)
+	o := tryNow(s)
 	return s.leaseOf(o), o.err
 }
 
@@ -259,6 +224,12 @@ func (s *Semaphore) Do(ctx context.Context, fn func(ctx context.Context) error) 
 	return runHeld(ctx, p.Lost(), fn, p.Release)
 }
 
+// doOwn is Do: a slot of the call's own, whatever Acquire holds (see the
+// package's Do).
+func (s *Semaphore) doOwn(ctx context.Context, fn func(ctx context.Context) error) error {
+	return s.Do(ctx, fn)
+}
+
 // Lock is Acquire, so that a Semaphore is a Locker.
 func (s *Semaphore) Lock(ctx context.Context) error { return s.Acquire(ctx) }
 
@@ -311,7 +282,7 @@ func (s *Semaphore) unreserve(i int) {
 
 // try attempts every slot this value does not hold once, starting at a
 // random one so that holders spread over the slots: the slot taken, or -1
-// and the earliest time a seen holder goes stale. ctx, if not nil, can
+// and the earliest time a seen holder goes stale. A ctx that can end can
 // abandon an attempt stuck in the filesystem.
 func (s *Semaphore) try(ctx context.Context) outcome {
 	if err := s.check(); err != nil {
@@ -343,36 +314,55 @@ func (s *Semaphore) try(ctx context.Context) outcome {
 }
 
 func (s *Semaphore) busyError(seen entry, start time.Time) error {
-	now := s.cfg.clock.Now()
-	e := &BusyError{Path: s.path, Holder: seen.holder, Waited: now.Sub(start)}
-	if !seen.holder.Unknown {
-		e.Age = now.Sub(seen.holder.Beat)
-	}
-	return fmt.Errorf("dlock: semaphore %s: all %d slots are held: %w", s.path, s.n, e)
+	return fmt.Errorf("dlock: semaphore %s: all %d slots are held: %w", s.path, s.n, busyError(s.cfg.clock, s.path, seen, start))
 }
 
 // check makes sure the directory is a semaphore of size n, creating it
 // (with its size, atomically) if it is missing. Once per Semaphore.
 func (s *Semaphore) check() error {
-	s.checkMu.Lock()
-	defer s.checkMu.Unlock()
-	if s.checked {
-		return nil
-	}
-	if err := fsys.Unsafe(s.path); err != nil {
-		return err
-	}
-	for range 3 {
-		err := lockdir.Container(s.path, "semaphore", "size."+strconv.Itoa(s.n), s.cfg.perm, s.cfg.clock.Now(), s.cfg.timeout, func(name string) bool {
-			return strings.HasPrefix(name, "slot.") || strings.HasPrefix(name, ".slot.")
-		})
-		if err == nil {
-			s.checked = true
-			return nil
-		}
-		if !errors.Is(err, lockdir.ErrRetry) {
-			return err
-		}
-	}
-	return fmt.Errorf("dlock: semaphore %s keeps changing under us", s.path)
+	return s.box.open(s.path, "semaphore", "size", s.n, s.cfg, func(name string) bool {
+		return strings.HasPrefix(name, "slot.") || strings.HasPrefix(name, ".slot.")
+	})
 }
+
+// A Lease is one holding of one slot of a Semaphore, got from Take or
+// TryTake. Many goroutines can each hold a lease of one Semaphore.
+type Lease struct {
+	s        *Semaphore
+	slot     int
+	fence    uint64
+	lost     <-chan struct{} // this acquisition's: the slot may pass to another later
+	released bool            // guarded by s.mu
+}
+
+// Release gives the lease's slot back: ErrNotHeld if it was released
+// already, ErrLost if it was lost while held (reclaimed by another holder,
+// or removed, or its deadline passed).
+func (p *Lease) Release() error {
+	s := p.s
+	s.mu.Lock()
+	done := p.released
+	p.released = true
+	if !done {
+		// Free for this value's other holders now: one that tries the
+		// slot before its Unlock below finds it held and skips it, then
+		// the release's rename wakes it.
+		s.reserved[p.slot] = false
+	}
+	s.mu.Unlock()
+	if done {
+		return fmt.Errorf("dlock: releasing slot %d of semaphore %s: %w", p.slot, s.path, ErrNotHeld)
+	}
+	return s.slots[p.slot].Unlock()
+}
+
+// Lost is closed if the lease's slot is lost while held (see Lock.Lost).
+func (p *Lease) Lost() <-chan struct{} { return p.lost }
+
+// Fence returns the fence of the lease's acquisition of its slot. Fences
+// rise with every acquisition of that slot, not of the semaphore as a
+// whole.
+func (p *Lease) Fence() uint64 { return p.fence }
+
+// Slot returns the index of the lease's slot.
+func (p *Lease) Slot() int { return p.slot }

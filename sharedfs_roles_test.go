@@ -13,8 +13,8 @@ import (
 	"time"
 )
 
-// Child processes of the shared-filesystem tests (sharedfs_test.go), set
-// up before TestMain runs:
+// Child processes of the shared-filesystem tests (sharedfs_test.go), as
+// TestMain plays them (playRole):
 //
 //   - DLOCK_TEST_ELSEWHERE=1 with any DLOCK_TEST_CHILD role: the child
 //     re-executes itself under `unshare --pid --fork --mount-proc`, so it
@@ -23,17 +23,8 @@ import (
 //     The process the parent started is unshare; the player is its only
 //     child, which the kernel kills with SIGKILL as unshare dies
 //     (--kill-child): SIGKILL unshare to kill the player.
-//   - DLOCK_SHAREDFS_CHILD=racer: a reclaimer driven by lines on stdin
+//   - DLOCK_TEST_CHILD=racer: a reclaimer driven by lines on stdin
 //     (racerChild).
-func init() {
-	if os.Getenv("DLOCK_TEST_ELSEWHERE") == "1" && os.Getenv("DLOCK_TEST_CHILD") != "" {
-		os.Exit(reexecElsewhere())
-	}
-	if os.Getenv("DLOCK_SHAREDFS_CHILD") == "racer" {
-		os.Exit(racerChild())
-	}
-}
-
 func reexecElsewhere() int {
 	unshare, err := exec.LookPath("unshare")
 	if err != nil {

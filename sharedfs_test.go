@@ -337,7 +337,7 @@ type racer struct {
 func startRacer(t *testing.T, timeout time.Duration) *racer {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "DLOCK_SHAREDFS_CHILD=racer", "DLOCK_TIMEOUT="+timeout.String())
+	cmd.Env = append(os.Environ(), "DLOCK_TEST_CHILD=racer", "DLOCK_TIMEOUT="+timeout.String())
 	cmd.Stderr = os.Stderr
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()

@@ -40,7 +40,7 @@ func needNamespaces(t *testing.T) {
 // is off by skew, and returns it once it holds the lock.
 func startSkewedHolder(t *testing.T, path string, skew time.Duration) *hostProc {
 	t.Helper()
-	h := startOnHost(t, aHost{name: "skewed"}, []string{"DLOCK_HOSTS_CHILD=holder", "DLOCK_HOSTS_PATH=" + path,
+	h := startOnHost(t, aHost{name: "skewed"}, []string{"DLOCK_TEST_CHILD=holder", "DLOCK_HOSTS_PATH=" + path,
 		"DLOCK_HOSTS_TIMEOUT=" + skewTimeout.String(), "DLOCK_HOSTS_SKEW=" + skew.String()},
 		os.Args[0], "-test.run=^$")
 	if _, ok := h.wait("acquired", false, 30*time.Second); !ok {

@@ -1,7 +1,13 @@
 package dlock
 
+// What every acquisition does (acquire): one attempt, and if the lock is
+// busy, the wait (wait), a state machine whose turns begin with why the
+// waiter woke. What one attempt does is attempt.go's, and a Semaphore's
+// or an RWLock's own; what lockdir's queue decides is queue.go's.
+
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"time"
@@ -12,9 +18,124 @@ import (
 	"github.com/lockdir/dlock/internal/watch"
 )
 
-// waitSpec is what a waiting acquisition needs: what to watch, and one
-// attempt that reports, when it fails, the holder it saw and when that
-// holder becomes stale (the zero time if never by itself).
+// What an acquisition acquires: a Lock, a Semaphore (any free slot), an
+// RWLock's reading (a reader slot) or writing (every slot). Acquiring any
+// of them is the same (acquire): one attempt, and if the target is busy,
+// waiting (wait), whose attempts are the target's too.
+type acquirable interface {
+	// try makes one attempt, which ctx can abandon (see Lock.attemptIn):
+	// acquired, or the holder seen and when it becomes stale.
+	try(ctx context.Context) outcome
+	// waitSpec is what waiting for the target watches. It is made only
+	// once the first attempt found the target busy, so that acquiring a
+	// free one pays for nothing more (a queue, the statfs that says
+	// whether the filesystem is local).
+	waitSpec() waitSpec
+	// busyError is the error when PATIENCE runs out on an acquisition
+	// begun at start, which last saw the holder seen.
+	busyError(seen entry, start time.Time) error
+}
+
+// hinted is an acquirable that learns from the names watch events carry (a
+// Lock): the first waiter in line, woken by events, tries what they named
+// (tryHint) instead of listing.
+type hinted interface {
+	acquirable
+	hint(name string)
+	tryHint(ctx context.Context) outcome
+}
+
+// outcome is what one attempt found: acquired (ok), or the entry seen and
+// when its holder becomes stale, or an error. known is tryEvent's: the
+// events told what an attempt would have found. slot is a semaphore's:
+// the slot taken, when ok (leaseOf).
+type outcome struct {
+	ok      bool
+	slot    int
+	seen    entry
+	staleAt time.Time
+	known   bool
+	err     error
+}
+
+// acquisition is one call that acquires a target (Lock.Lock,
+// Semaphore.Take, RWLock.RLock and RWLock.Lock), begun at start:
+// PATIENCE counts from then.
+type acquisition struct {
+	verb  string // for errors: "locking", "acquiring semaphore"
+	path  string
+	cfg   *config
+	start time.Time
+}
+
+// acquire is every acquisition: one attempt, and if the target is busy,
+// an error matching ErrBusy at once for a PATIENCE of 0, or else waiting
+// (wait) until an attempt acquires, ctx is done or PATIENCE runs out. Each
+// attempt is bounded by ctx and PATIENCE (attemptContext); one given up
+// when PATIENCE ran out, not ctx, gives an error matching ErrBusy. The
+// outcome is the attempt's that acquired.
+func acquire(ctx context.Context, t acquirable, a acquisition) (outcome, error) {
+	if err := ctx.Err(); err != nil {
+		return outcome{}, fmt.Errorf("dlock: %s %s: %w", a.verb, a.path, err)
+	}
+	actx, cancel := a.cfg.attemptContext(ctx, a.start)
+	defer cancel()
+	o := t.try(actx)
+	switch {
+	case o.ok || o.err != nil:
+		return o, a.cfg.patienceSpent(ctx, a.path, o.err)
+	case a.cfg.patience == 0:
+		return o, t.busyError(o.seen, a.start) // (no queue, no statfs for a single try)
+	}
+	o, err := wait(ctx, newWaiter(actx, t, o, a.start))
+	return o, a.cfg.patienceSpent(ctx, a.path, err)
+}
+
+// tryNow is the one attempt of TryLock, TryTake and TryRLock: no context
+// or PATIENCE limits it, so it waits for the filesystem however long it
+// takes.
+func tryNow(t acquirable) outcome { return t.try(context.Background()) }
+
+// attemptContext is what bounds each attempt of a wait begun at start:
+// ctx, and PATIENCE. The slack lets the last attempt at PATIENCE finish
+// normally; it only ends an attempt stuck in the filesystem.
+func (c config) attemptContext(ctx context.Context, start time.Time) (context.Context, context.CancelFunc) {
+	if c.patience <= 0 {
+		return ctx, func() {}
+	}
+	slack := min(c.poll, 100*time.Millisecond)
+	return c.clock.WithDeadline(ctx, start.Add(c.patience+slack))
+}
+
+// patienceSpent turns an attempt on path that was given up when PATIENCE
+// ran out (not ctx) into an error matching ErrBusy.
+func (c config) patienceSpent(ctx context.Context, path string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var stuck *stuckError
+	if errors.As(err, &stuck) && ctx.Err() == nil {
+		return fmt.Errorf("dlock: %s: PATIENCE %v ran out while an attempt was still waiting for the filesystem (a hung mount?): %w",
+			path, c.patience, ErrBusy)
+	}
+	return err
+}
+
+// busyError is the BusyError of an acquisition of the lock at path begun
+// at start, which last saw the holder seen.
+func busyError(c clock.Clock, path string, seen entry, start time.Time) *BusyError {
+	now := c.Now()
+	e := &BusyError{Path: path, Holder: seen.holder, Waited: now.Sub(start)}
+	switch {
+	case !seen.holder.Unknown:
+		e.Age = now.Sub(seen.holder.Beat)
+	case !seen.observed.IsZero():
+		e.Age = now.Sub(seen.observed)
+	}
+	return e
+}
+
+// waitSpec is what waiting for a target watches, and how often it polls.
 type waitSpec struct {
 	what     string // for errors: "locking /x"
 	paths    []string
@@ -23,35 +144,15 @@ type waitSpec struct {
 	clock    clock.Clock
 	patience time.Duration // < 0: no limit
 	poll     time.Duration
-	try      func() outcome
-	hint     func(name string) // told the names events carry; may be nil
-	// tryEvent, if not nil, replaces try for the first in line woken by
-	// events: see Lock.tryEvent.
-	tryEvent func() outcome
 	blocked  func() // test hook; may be nil
-	busy     func(seen entry, start time.Time) error
-	// The attempt the caller made just before waiting, if it did: a
-	// waiter whose first watch is on a predecessor's ticket does not
-	// list the lock again (who holds it is for those ahead to watch).
-	looked  bool
-	seen    entry
-	staleAt time.Time
 }
 
-// waitBusy is what every acquisition begun at start does once its first
-// attempt, o, found the lock at path busy: it answers busy at once for a
-// PATIENCE of 0, or else waits (wait) as spec says. spec is made only
-// then, and the callers make their first attempt without it, so that an
-// acquisition of a free lock pays for nothing more (a closure, a queue,
-// the statfs that says whether the filesystem is local). An attempt given
-// up when PATIENCE ran out, not ctx, gives an error matching ErrBusy.
-func waitBusy(ctx context.Context, cfg config, path string, o outcome, start time.Time, spec func() waitSpec) error {
-	w := spec()
-	if w.patience == 0 {
-		return w.busy(o.seen, start)
+// watchPaths is paths, or none when watching is off.
+func watchPaths(cfg config, paths ...string) []string {
+	if cfg.noWatch {
+		return nil
 	}
-	w.looked, w.seen, w.staleAt = true, o.seen, o.staleAt
-	return cfg.patienceSpent(ctx, path, wait(ctx, w, start))
+	return paths
 }
 
 // localPollFactor: on a local filesystem that is watched, polling is only
@@ -60,7 +161,7 @@ func waitBusy(ctx context.Context, cfg config, path string, o outcome, start tim
 // this many times less often.
 const localPollFactor = 30
 
-// wait retries until the attempt succeeds, ctx is done or PATIENCE runs
+// wait retries until an attempt acquires, ctx is done or PATIENCE runs
 // out. Between attempts it sleeps until the first of: a watch event
 // (local changes), the jittered poll interval (changes by other clients
 // of a network filesystem, which no watch sees), the moment the holder
@@ -70,43 +171,87 @@ const localPollFactor = 30
 // Each turn of the loop is a small state machine (waiter): choose what to
 // watch, watch it, look (or let events or timers tell), schedule the next
 // poll, then sleep until the next reason to wake. What one turn tells the
-// next is in the waiter's fields, each named for the rule that sets it.
-func wait(ctx context.Context, w waitSpec, start time.Time) error {
-	r := newWaiter(w, start)
+// next is why the waiter woke (wake) and whether it is first in line.
+func wait(ctx context.Context, r *waiter) (outcome, error) {
 	defer r.stop()
 	for {
-		paths, afterPred := r.target()
+		paths, afterPred := r.aim()
 		paths, watching := r.watch(paths)
-		if ok, err := r.tryEvents(watching); ok || err != nil {
-			return err
+		if err := r.tryEvents(watching); r.acquired || err != nil {
+			return r.got, err
 		}
-		ok, again, skipped, err := r.look(paths, watching, afterPred)
+		looked, err := r.look(paths, watching, afterPred)
 		switch {
-		case ok || err != nil:
-			return err
-		case again:
+		case r.acquired || err != nil:
+			return r.got, err
+		case looked == lookAgain:
+			r.woke = wokeOther
 			continue
 		}
-		r.schedulePoll(watching, skipped)
+		r.schedulePoll(watching, looked == lookSkipped)
 		now := r.w.clock.Now()
 		if !r.deadline.IsZero() && !now.Before(r.deadline) {
-			return r.w.busy(r.seen, start)
+			return outcome{}, r.t.busyError(r.seen, r.start)
 		}
 		next, checkPid, armIn := r.nextWake(now)
 		if next <= 0 {
 			// The holder turned stale since it was judged, or the poll is
 			// due: attempt now.
-			r.timed = true
+			r.woke = wokeDue
 			continue
 		}
 		if err := r.sleep(ctx, now.Add(next), checkPid, armIn); err != nil {
-			return err
+			return outcome{}, err
 		}
 	}
 }
 
+// wake is why a turn of the wait began, which decides what it does.
+type wake int
+
+const (
+	// wokeBegun: the first turn, right after the acquisition's own
+	// attempt. Behind others in the queue, it does not list the lock
+	// again (who holds it is for those ahead to watch).
+	wokeBegun wake = iota
+	// wokeDue: the timer, for an attempt (the poll, a holder turning
+	// stale, PATIENCE's end).
+	wokeDue
+	// wokeCheck: the timer, only to open the holder's death watch or to
+	// check its pid, with no attempt due: this turn makes none.
+	wokeCheck
+	// wokeEvents: watch events, all of them known (their names were
+	// hinted to the target).
+	wokeEvents
+	// wokeTold: events told what an attempt would find (tryEvent): this
+	// turn makes none. Only ever set within a turn begun by wokeEvents.
+	wokeTold
+	// wokeGone: a watched path went (in the queue, our predecessor left,
+	// most likely because it acquired).
+	wokeGone
+	// wokeOther: anything else (events lost, the holder's or the
+	// predecessor's death, a look that must be made again at once).
+	wokeOther
+)
+
+// attempts reports whether a turn begun so may make an attempt.
+func (k wake) attempts() bool { return k != wokeCheck && k != wokeTold }
+
+// What a turn's look did.
+type lookResult int
+
+const (
+	lookLooked  lookResult = iota // an attempt was made: the lock is busy
+	lookSkipped                   // no attempt: this turn needs none
+	lookAgain                     // start the next turn at once
+)
+
 // waiter is one waiting acquisition, between the turns of wait's loop.
 type waiter struct {
+	t        acquirable
+	events   hinted          // t, if it learns from events; else nil
+	hint     func(string)    // events.hint
+	ctx      context.Context // bounds each attempt
 	w        waitSpec
 	start    time.Time
 	deadline time.Time // PATIENCE's end, or zero
@@ -115,21 +260,25 @@ type waiter struct {
 	// The holder's death watch (first in line), our predecessor's.
 	death, predDeath *proc.DeathWatch
 	acquired         bool
+	got              outcome // the attempt that acquired
 
+	woke        wake
+	first       bool // first in line (or not queueing), as this turn's watch found
 	seen        entry
 	staleAt     time.Time
 	nextAttempt time.Time // when the next full poll is due
-	quick       bool      // no attempt this turn (a timer for the pid or pidfd, or events told all)
-	first       bool      // first in line (or not queueing)
 	armFor      Holder    // the holder whose death watch is due at armAt
 	armAt       time.Time
-	timed       bool // woken by the timer for an attempt (or starting)
-	evented     bool // woken by events, all of them known
-	predGone    bool // woken because a watched path went
 }
 
-func newWaiter(w waitSpec, start time.Time) *waiter {
-	r := &waiter{w: w, start: start, timed: true, timer: w.clock.Timer(time.Hour)}
+// newWaiter is the wait for t after the acquisition's first attempt, o,
+// found it busy; ctx bounds each attempt.
+func newWaiter(ctx context.Context, t acquirable, o outcome, start time.Time) *waiter {
+	w := t.waitSpec()
+	r := &waiter{t: t, ctx: ctx, w: w, start: start, woke: wokeBegun, seen: o.seen, staleAt: o.staleAt, timer: w.clock.Timer(time.Hour)}
+	if h, ok := t.(hinted); ok {
+		r.events, r.hint = h, h.hint
+	}
 	if w.patience > 0 {
 		r.deadline = start.Add(w.patience)
 	}
@@ -147,10 +296,10 @@ func (r *waiter) leave() {
 	r.predDeath.Close()
 }
 
-// won is an acquisition: leaving is done in the background, so that Lock
-// returns as soon as the lock is held.
-func (r *waiter) won() {
-	r.acquired = true
+// won is an acquisition, by the attempt o: leaving is done in the
+// background, so that Lock returns as soon as the lock is held.
+func (r *waiter) won(o outcome) {
+	r.acquired, r.got = true, o
 	go r.leave()
 }
 
@@ -161,22 +310,22 @@ func (r *waiter) stop() {
 	}
 }
 
-// target chooses what to watch this turn: PATH, or in the queue our
+// aim chooses what to watch this turn: PATH, or in the queue our
 // predecessor's ticket. Watch first, then look: a change between the
 // two is then either seen by the look or delivered as an event.
 // afterPred: first in line, if the holder is our predecessor.
-func (r *waiter) target() (paths []string, afterPred bool) {
+func (r *waiter) aim() (paths []string, afterPred bool) {
 	q := r.w.queue
 	if q == nil {
 		return r.w.paths, false
 	}
 	switch {
-	case r.first && r.evented && r.wt.Watched():
+	case r.first && r.woke == wokeEvents && r.wt.Watched():
 		// Woken by an event while first in line: a hand-off, most
 		// likely. Try at once; the queue is listed again at the next
 		// timer (our place in it does not change by itself).
 		return []string{q.Lock}, false
-	case !r.first && r.predGone && q.Pred != "":
+	case !r.first && r.woke == wokeGone && q.Pred != "":
 		// Our predecessor left, most likely because it acquired: then
 		// we are first, which the attempt checks without listing the
 		// queue (with many waiters, the listing is the costly part of a
@@ -190,7 +339,6 @@ func (r *waiter) target() (paths []string, afterPred bool) {
 // one's) and works out whether we are first in line.
 func (r *waiter) watch(paths []string) ([]string, bool) {
 	q := r.w.queue
-	r.predGone = false
 	watching := r.wt.Set(paths)
 	// The predecessor left between the listing and the watch: look
 	// again now rather than at the next poll.
@@ -210,70 +358,59 @@ func (r *waiter) watch(paths []string) ([]string, bool) {
 
 // tryEvents is the first waiter's reaction to events on PATH that named
 // the new entry (tryEvent): it may take a free entry, or learn the new
-// holder without a look.
-func (r *waiter) tryEvents(watching bool) (bool, error) {
-	hinted := r.evented && r.first && watching
-	r.evented = false
-	if r.quick || !hinted || r.w.tryEvent == nil {
-		return false, nil
+// holder without a look (wokeTold).
+func (r *waiter) tryEvents(watching bool) error {
+	if r.woke != wokeEvents || !r.first || !watching || r.events == nil {
+		return nil
 	}
-	o := r.w.tryEvent()
+	o := r.events.tryHint(r.ctx)
 	switch {
 	case o.ok:
-		r.won()
-		return true, nil
+		r.won(o)
 	case o.err != nil:
-		return false, o.err
+		return o.err
 	case o.known:
-		r.quick = true // no attempt: the events told what it would
+		r.woke = wokeTold // no attempt: the events told what it would
 		if o.seen.name != "" {
 			r.seen, r.staleAt = o.seen, o.staleAt
 		}
 	}
-	return false, nil
+	return nil
 }
 
 // look makes an attempt, unless this turn needs none. Behind others,
 // PATH is for those ahead to watch: a look could take the lock from them
 // as it is handed over. So, there, only a timer (the poll, the safety
-// net) looks: not the Lock's own look just made, nor a wake-up to find
-// our place in the queue (a predecessor exited). again: start the next
-// turn at once; skipped: no look was made.
-func (r *waiter) look(paths []string, watching, afterPred bool) (ok, again, skipped bool, err error) {
-	w := &r.w
-	skipped = !r.quick && !r.first && watching && (w.looked || !r.timed)
-	if skipped && w.looked {
-		r.seen, r.staleAt = w.seen, w.staleAt
+// net) looks: not the acquisition's own look just made, nor a wake-up to
+// find our place in the queue (a predecessor exited).
+func (r *waiter) look(paths []string, watching, afterPred bool) (lookResult, error) {
+	if !r.woke.attempts() || !r.first && watching && r.woke != wokeDue {
+		return lookSkipped, nil
 	}
-	w.looked, r.timed = false, false
-	if skipped || r.quick {
-		return false, false, skipped, nil
-	}
-	o := w.try()
+	o := r.t.try(r.ctx)
 	switch {
 	case o.ok:
-		r.won()
-		return true, false, false, nil
+		r.won(o)
+		return lookLooked, nil
 	case o.err != nil:
-		return false, false, false, o.err
+		return lookLooked, o.err
 	}
 	r.seen, r.staleAt = o.seen, o.staleAt
-	if afterPred && !w.queue.PredHolds(knownToken(r.seen.holder)) {
-		return false, true, false, nil // it left for another reason: find our place
+	if afterPred && !r.w.queue.PredHolds(knownToken(r.seen.holder)) {
+		return lookAgain, nil // it left for another reason: find our place
 	}
 	if !watching && len(paths) > 0 {
 		if _, added := r.wt.Update(paths); added {
-			return false, true, false, nil // watchable now (PATH was missing): look once more
+			return lookAgain, nil // watchable now (PATH was missing): look once more
 		}
 	}
-	return false, false, false, nil
+	return lookLooked, nil
 }
 
 // schedulePoll sets when the next full poll is due, after a turn that
 // looked or could have.
 func (r *waiter) schedulePoll(watching, skipped bool) {
-	if r.quick {
-		r.quick = false
+	if !r.woke.attempts() {
 		return
 	}
 	w := &r.w
@@ -350,9 +487,11 @@ func (r *waiter) armDeath(now time.Time, next time.Duration) (checkPid bool, arm
 // unless one is due.
 func (r *waiter) timerFired(checkPid bool, armIn time.Duration) {
 	now := r.w.clock.Now()
-	r.quick = now.Before(r.nextAttempt) && now.Before(r.staleAt) && (r.deadline.IsZero() || now.Before(r.deadline)) &&
-		(armIn >= 0 || checkPid && proc.PIDAlive(r.seen.holder.PID))
-	r.timed = !r.quick
+	r.woke = wokeDue
+	if now.Before(r.nextAttempt) && now.Before(r.staleAt) && (r.deadline.IsZero() || now.Before(r.deadline)) &&
+		(armIn >= 0 || checkPid && proc.PIDAlive(r.seen.holder.PID)) {
+		r.woke = wokeCheck
+	}
 }
 
 // sleep waits for the next reason to wake: ctx, the timer, a death, or
@@ -387,23 +526,38 @@ func (r *waiter) sleep(ctx context.Context, wake time.Time, checkPid bool, armIn
 	case <-r.timer.C:
 		r.timerFired(checkPid, armIn)
 	case <-r.death.Done():
+		r.woke = wokeOther
 		r.death.MarkDead()
 		r.death.Close()
 		r.death = nil
 	case <-r.predDeath.Done():
+		r.woke = wokeOther
 		w.queue.Dead = w.queue.Pred
 		r.predDeath.Close()
 		r.predDeath = nil
 	case <-r.wt.Events():
-		r.evented, r.predGone = r.wt.Drain(w.hint)
+		r.woke = r.drain()
 		// Our predecessor's ticket was closed but is still there: its
 		// waiter is exiting (see fsys.HoldOpen). kill(pid, 0) passes it
 		// until it is reaped, so watch it end.
-		if r.evented && !r.predGone && !r.first && r.predDeath == nil {
+		if r.woke == wokeEvents && !r.first && r.predDeath == nil {
 			if pid, ok := lockdir.TicketPID(w.queue.Pred); ok {
 				r.predDeath = proc.WatchDeath(pid, 0)
 			}
 		}
 	}
 	return nil
+}
+
+// drain takes the names the events carry to the target (hint), and says
+// what the events were: all known, a watched path gone, or lost.
+func (r *waiter) drain() wake {
+	complete, gone := r.wt.Drain(r.hint)
+	switch {
+	case complete:
+		return wokeEvents
+	case gone:
+		return wokeGone
+	}
+	return wokeOther
 }

@@ -14,6 +14,12 @@
 # STATEDIR defaults to $DLOCK_QEMU_STATE, else ${TMPDIR:-/tmp}/dlock-qemu.
 # QEMU_NFS_PORT (default 20490) is the NFS server's TCP port on 127.0.0.1.
 # QEMU_TEST_RUN (default ^TestQemu) selects the tests `run` runs.
+# QEMU_NFS_ATTR_EXPIRATION (default 0) is ganesha's Attr_Expiration_Time:
+# with ganesha's own default, 60 s, a change made on the exported
+# directory by a process on this host (not through NFS) reaches the
+# guests only when that cache expires (kernel nfsd keeps no such cache).
+# DLOCK_QEMU_CACHE, if set, is a directory that keeps the kernel package
+# across state directories (CI sets it; without it each STATEDIR fetches).
 #
 # `up` installs what is missing (qemu-system-x86, busybox-static, kmod, cpio,
 # nfs-ganesha), downloads the kernel package that linux-image-cloud-amd64
@@ -56,11 +62,28 @@ fetch_kernel() {
 	[ -s "$state/vmlinuz" ] && [ -s "$state/kernel.version" ] && return 0
 	local pkg deb
 	pkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-/ { print $2; exit }')
-	[ -n "$pkg" ] || die "apt-cache knows no linux-image-cloud-amd64 (run apt-get update)"
-	say "downloading $pkg"
+	if [ -z "$pkg" ]; then
+		# a fresh machine whose packages were there already may have no lists
+		say "apt-cache knows no linux-image-cloud-amd64: running apt-get update"
+		apt-get -o DPkg::Lock::Timeout=300 update >>"$state/apt.log" 2>&1 || true
+		pkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-/ { print $2; exit }')
+	fi
+	[ -n "$pkg" ] || die "apt-cache knows no linux-image-cloud-amd64, even after apt-get update (log: $state/apt.log)"
 	rm -rf "$state/dl" "$state/kernel"
 	mkdir -p "$state/dl"
-	(cd "$state/dl" && apt-get download "$pkg" >/dev/null 2>&1) || die "apt-get download $pkg failed"
+	# DLOCK_QEMU_CACHE keeps the package across state directories (CI)
+	if [ -n "${DLOCK_QEMU_CACHE:-}" ] && ls "$DLOCK_QEMU_CACHE/${pkg}_"*.deb >/dev/null 2>&1; then
+		say "using $pkg from $DLOCK_QEMU_CACHE"
+		cp "$(ls "$DLOCK_QEMU_CACHE/${pkg}_"*.deb | head -n 1)" "$state/dl/"
+	else
+		say "downloading $pkg"
+		(cd "$state/dl" && apt-get download "$pkg" >/dev/null 2>&1) || die "apt-get download $pkg failed"
+		if [ -n "${DLOCK_QEMU_CACHE:-}" ]; then
+			mkdir -p "$DLOCK_QEMU_CACHE"
+			rm -f "$DLOCK_QEMU_CACHE"/linux-image-*.deb
+			cp "$state/dl"/*.deb "$DLOCK_QEMU_CACHE/"
+		fi
+	fi
 	deb=$(ls "$state/dl"/*.deb)
 	dpkg -x "$deb" "$state/kernel"
 	rm -rf "$state/dl"
@@ -114,12 +137,27 @@ ip link set lo up
 ip link set eth0 up
 ip addr add "$net.15/24" dev eth0
 ip route add default via "$net.2"
-opts="vers=4.1,nosharecache,port=${DLOCK_NFS_PORT:-2049},addr=$net.2,clientaddr=$net.15"
+base="port=${DLOCK_NFS_PORT:-2049},addr=$net.2,clientaddr=$net.15"
+opts="vers=4.1,nosharecache,$base"
 n=0
-while [ $n -lt "${DLOCK_MOUNTS:-1}" ]; do
-	n=$((n + 1))
-	mount -t nfs4 "$net.2:/export" "/m$n" -o "$opts" || echo "dlock-qemu: error mounting /m$n"
-done
+if [ -n "${DLOCK_NFS_MOUNTS:-}" ]; then
+	# mount options per mount, separated by "/"; "default": none but the address
+	IFS=/
+	set -- $DLOCK_NFS_MOUNTS
+	IFS=' '
+	for o in "$@"; do
+		n=$((n + 1))
+		mkdir -p "/m$n"
+		case $o in default) o=$base ;; *) o=$o,$base ;; esac
+		mount -t nfs4 "$net.2:/export" "/m$n" -o "$o" || echo "dlock-qemu: error mounting /m$n with $o"
+	done
+else
+	while [ $n -lt "${DLOCK_MOUNTS:-1}" ]; do
+		n=$((n + 1))
+		mount -t nfs4 "$net.2:/export" "/m$n" -o "$opts" || echo "dlock-qemu: error mounting /m$n"
+	done
+fi
+grep ' nfs4 ' /proc/mounts | while read -r dev mnt fs o rest; do echo "dlock-qemu: mount $mnt $o"; done
 echo "dlock-qemu: up $(cat /proc/uptime)"
 DLOCK_TEST_CHILD=${DLOCK_QEMU_ROLE:-none} /bin/dlock.test
 echo "dlock-qemu: exit $?"
@@ -156,6 +194,7 @@ EXPORT {
 	Pseudo = /export;
 	Access_Type = RW;
 	Squash = No_Root_Squash;
+	Attr_Expiration_Time = ${QEMU_NFS_ATTR_EXPIRATION:-0};
 	Protocols = 4;
 	Transports = TCP;
 	SecType = sys;

@@ -274,40 +274,12 @@ type inside struct {
 func createStaged(path, what, token string, perm fs.FileMode, ins []inside) (bool, error) {
 	stage := StagePath(path, "new", token[:16])
 	if err := os.Mkdir(stage, perm); err != nil {
-		// (The error names the stage, a name of ours: say it in the
-		// user's words.)
-		parent := filepath.Dir(path)
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-			return false, fmt.Errorf("dlock: creating %s %s: its parent directory %s does not exist: %w", what, path, parent, fs.ErrNotExist)
-		case errors.Is(err, fs.ErrPermission):
-			return false, fmt.Errorf("dlock: creating %s %s: no permission to create it in %s: %w", what, path, parent, fs.ErrPermission)
-		}
-		return false, fmt.Errorf("dlock: creating %s %s in %s: %w", what, path, parent, errors.Unwrap(err))
+		return false, stageError(path, what, err)
 	}
 	if f := TestStaged.Load(); f != nil {
 		(*f)(stage)
 	}
-	// Give back what the umask took away, keeping the setgid bit the
-	// stage inherited from a group directory: without it, the queue made
-	// inside would get the creator's group, not the one the users share.
-	if fi, err := os.Lstat(stage); err == nil && fi.Mode()&fs.ModeSetgid != 0 {
-		perm |= fs.ModeSetgid
-	}
-	err := os.Chmod(stage, perm)
-	made := 0
-	for _, in := range ins {
-		if err != nil {
-			break
-		}
-		p := filepath.Join(stage, in.name)
-		if err = os.Mkdir(p, in.perm); err == nil {
-			made++
-			if in.chmod {
-				err = os.Chmod(p, in.perm|perm&fs.ModeSetgid)
-			}
-		}
-	}
+	made, err := fillStage(stage, perm, ins)
 	if err == nil {
 		if err = fsys.RenameNoReplace(stage, path); err == fsys.ErrNoExclusive {
 			err = os.Rename(stage, path) // refuses an existing directory (one Lstat early)
@@ -329,6 +301,44 @@ func createStaged(path, what, token string, perm fs.FileMode, ins []inside) (boo
 		}
 	}
 	return false, fmt.Errorf("dlock: creating %s %s: %w", what, path, err)
+}
+
+// stageError is the error of the mkdir of path's stage, which names the
+// stage, a name of ours: it says it in the user's words.
+func stageError(path, what string, err error) error {
+	parent := filepath.Dir(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("dlock: creating %s %s: its parent directory %s does not exist: %w", what, path, parent, fs.ErrNotExist)
+	case errors.Is(err, fs.ErrPermission):
+		return fmt.Errorf("dlock: creating %s %s: no permission to create it in %s: %w", what, path, parent, fs.ErrPermission)
+	}
+	return fmt.Errorf("dlock: creating %s %s in %s: %w", what, path, parent, errors.Unwrap(err))
+}
+
+// fillStage gives the stage its mode and makes the directories ins in
+// it: how many it made, and the first error.
+func fillStage(stage string, perm fs.FileMode, ins []inside) (made int, err error) {
+	// Give back what the umask took away, keeping the setgid bit the
+	// stage inherited from a group directory: without it, the queue made
+	// inside would get the creator's group, not the one the users share.
+	if fi, err := os.Lstat(stage); err == nil && fi.Mode()&fs.ModeSetgid != 0 {
+		perm |= fs.ModeSetgid
+	}
+	err = os.Chmod(stage, perm)
+	for _, in := range ins {
+		if err != nil {
+			break
+		}
+		p := filepath.Join(stage, in.name)
+		if err = os.Mkdir(p, in.perm); err == nil {
+			made++
+			if in.chmod {
+				err = os.Chmod(p, in.perm|perm&fs.ModeSetgid)
+			}
+		}
+	}
+	return made, err
 }
 
 // ErrRetry is Container's answer when the directory changed while it
@@ -362,16 +372,7 @@ func Container(dir, what, marker string, perm fs.FileMode, now time.Time, timeou
 		return fmt.Errorf("dlock: reading %s: %w", dir, err)
 	}
 	if len(names) == 0 {
-		// An empty directory made by hand (mkdir -m 0777): marked in
-		// place, keeping its mode and owner. Takers of one size make the
-		// same marker (one mkdir wins, the other sees it); takers of two
-		// sizes at once leave two markers, which every later look
-		// refuses: an error, never two holders of one slot.
-		err := os.Mkdir(filepath.Join(dir, marker), 0o755)
-		if err == nil || errors.Is(err, fs.ErrExist) {
-			return ErrRetry // look again: it is ours now, or another's
-		}
-		return fmt.Errorf("dlock: marking the empty directory %s as a %s: %w", dir, what, errors.Unwrap(err))
+		return markEmpty(dir, what, marker)
 	}
 	found := ""
 	for _, n := range names {
@@ -392,6 +393,19 @@ func Container(dir, what, marker string, perm fs.FileMode, now time.Time, timeou
 		return fmt.Errorf("dlock: %s has no %s marker: %w", dir, kind, ErrNotLock)
 	}
 	return fmt.Errorf("dlock: %s is marked %s, not %s: opened with another size", dir, found, marker)
+}
+
+// markEmpty marks an empty directory made by hand (mkdir -m 0777) as a
+// container, in place, keeping its mode and owner. Takers of one size
+// make the same marker (one mkdir wins, the other sees it); takers of two
+// sizes at once leave two markers, which every later look refuses: an
+// error, never two holders of one slot.
+func markEmpty(dir, what, marker string) error {
+	err := os.Mkdir(filepath.Join(dir, marker), 0o755)
+	if err == nil || errors.Is(err, fs.ErrExist) {
+		return ErrRetry // look again: it is ours now, or another's
+	}
+	return fmt.Errorf("dlock: marking the empty directory %s as a %s: %w", dir, what, errors.Unwrap(err))
 }
 
 // TestMove, set by tests only, runs before each transition's rename.
@@ -427,34 +441,39 @@ func SweepStages(path string, now time.Time, timeout time.Duration, member func(
 		if !ok || kind != "new" && kind != "old" || !IsHex(tok, 16, 16) {
 			continue
 		}
-		stage := filepath.Join(dir, n)
-		fi, err := os.Lstat(stage)
-		if err != nil || !fi.IsDir() || now.Sub(fi.ModTime()) < timeout {
-			continue
-		}
-		ours := func() bool {
-			inside, err := fsys.ReadNames(stage)
-			return err == nil && !slices.ContainsFunc(inside, func(c string) bool { return !member(c) })
-		}
-		if !ours() {
-			continue
-		}
-		if kind == "new" {
-			claimed := StagePath(path, "old", tok)
-			if fsys.RenameEntry(stage, claimed) != nil {
-				continue
-			}
-			stage = claimed
-		}
-		inside, _ := fsys.ReadNames(stage) // again: its creator may have added to it
-		for _, c := range inside {
-			p := filepath.Join(stage, c)
-			if ok, _ := fsys.IsRealDir(p); ok && member(c) {
-				fsys.RemoveDir(p)
-			}
-		}
-		fsys.RemoveDir(stage)
+		sweepStage(path, filepath.Join(dir, n), kind, tok, now, timeout, member)
 	}
+}
+
+// sweepStage removes one staging directory of path, of the given kind and
+// token, if it has been unchanged for timeout and holds only members.
+func sweepStage(path, stage, kind, tok string, now time.Time, timeout time.Duration, member func(string) bool) {
+	fi, err := os.Lstat(stage)
+	if err != nil || !fi.IsDir() || now.Sub(fi.ModTime()) < timeout {
+		return
+	}
+	ours := func() bool {
+		inside, err := fsys.ReadNames(stage)
+		return err == nil && !slices.ContainsFunc(inside, func(c string) bool { return !member(c) })
+	}
+	if !ours() {
+		return
+	}
+	if kind == "new" {
+		claimed := StagePath(path, "old", tok)
+		if fsys.RenameEntry(stage, claimed) != nil {
+			return
+		}
+		stage = claimed
+	}
+	inside, _ := fsys.ReadNames(stage) // again: its creator may have added to it
+	for _, c := range inside {
+		p := filepath.Join(stage, c)
+		if ok, _ := fsys.IsRealDir(p); ok && member(c) {
+			fsys.RemoveDir(p)
+		}
+	}
+	fsys.RemoveDir(stage)
 }
 
 // StageMember: what a lock's staging directory holds.

@@ -95,32 +95,42 @@ func (q *Queue) Target(now time.Time) string {
 			}
 			continue
 		}
-		pred, ahead := "", 0
-		for _, n := range names {
-			if n < q.ticket && IsTicket(n) && !slices.Contains(q.foreign, n) {
-				pred, ahead = n, ahead+1 // the newest before ours
-			}
+		if target, ok := q.targetIn(names, now); ok {
+			return target
 		}
-		q.Second = ahead == 1
-		if pred == "" {
-			q.Pred = ""
-			return q.Lock
-		}
-		if pred != q.Pred {
-			q.Pred, q.since = pred, now
-		}
-		if !ticketDead(pred) && pred != q.Dead && now.Sub(q.since) < q.timeout {
-			return filepath.Join(q.dir, pred)
-		}
-		// Dead or stuck: remove it. What rmdir refuses (a file, a
-		// directory with something in it) is not a ticket of ours: it
-		// stays, and is passed over.
-		if err := fsys.RemoveDir(filepath.Join(q.dir, pred)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			q.foreign = append(q.foreign, pred)
-		}
-		q.Pred = ""
 	}
 	return q.Lock
+}
+
+// targetIn is Target for one sorted listing of the queue that holds our
+// ticket: false when the predecessor it found was dead or stuck, and
+// removed (list again).
+func (q *Queue) targetIn(names []string, now time.Time) (string, bool) {
+	pred, ahead := "", 0
+	for _, n := range names {
+		if n < q.ticket && IsTicket(n) && !slices.Contains(q.foreign, n) {
+			pred, ahead = n, ahead+1 // the newest before ours
+		}
+	}
+	q.Second = ahead == 1
+	if pred == "" {
+		q.Pred = ""
+		return q.Lock, true
+	}
+	if pred != q.Pred {
+		q.Pred, q.since = pred, now
+	}
+	if !ticketDead(pred) && pred != q.Dead && now.Sub(q.since) < q.timeout {
+		return filepath.Join(q.dir, pred), true
+	}
+	// Dead or stuck: remove it. What rmdir refuses (a file, a
+	// directory with something in it) is not a ticket of ours: it
+	// stays, and is passed over.
+	if err := fsys.RemoveDir(filepath.Join(q.dir, pred)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		q.foreign = append(q.foreign, pred)
+	}
+	q.Pred = ""
+	return "", false
 }
 
 // PredHolds reports whether the holder just seen, of acquisition token

@@ -26,11 +26,44 @@ type Lock struct {
 	path string
 	cfg  config
 
-	// mu guards what Lost, Fence and Unlock read: the holder's state and
-	// its deadline. It is never held across a system call, so they answer
-	// at once whatever the filesystem is doing.
-	mu       sync.Mutex
-	busy     bool // a Lock or TryLock call is under way
+	// mu guards what Lost, Fence and Unlock read, and what an acquisition
+	// shares with its attempts. It is never held across a system call,
+	// so they answer at once whatever the filesystem is doing.
+	mu sync.Mutex
+	leaseState
+	callState
+
+	// op serializes this Lock's filesystem operations (attempts,
+	// refreshes, releases, Break) and guards what only they use. A system
+	// call stuck in a hung mount holds it; nothing that must answer at
+	// once waits for it.
+	op sync.Mutex
+	heldEntry
+	observation
+
+	// Where an Unlock's release reports (see settle); the timer bounds
+	// Unlock's wait for it.
+	unlockMu    sync.Mutex // held by an Unlock: it owns released and unlockTimer
+	released    chan error
+	unlockTimer *clock.Timer
+	// inMemory: PATH's filesystem is held in memory (fsys.InMemory), so
+	// Unlock renames in its own goroutine (see releaseInline). Set with
+	// fsOKAt, read by Unlock without l.op.
+	inMemory atomic.Bool
+
+	// Test hooks: called when a waiter is about to block, after each
+	// heartbeat, and at steps of an attempt ("look": the clock is read,
+	// the lock not yet listed; "taken": an acquiring rename just done),
+	// where a test plays a paused process.
+	testBlocked func()
+	testBeat    func()
+	testStep    func(step string)
+	testCaching *fsys.Caching // how PATH's client caches, as checkLocal finds it
+}
+
+// leaseState is the holder's side of an acquisition (deadline.go), as
+// Lost, Fence and Unlock read it: guarded by Lock.mu.
+type leaseState struct {
 	held     bool // acquired and not yet unlocked (possibly lost)
 	isLost   bool
 	lostWhy  string
@@ -39,15 +72,18 @@ type Lock struct {
 	deadline time.Time // the acquisition's: last refresh issued + TIMEOUT - MARGIN
 	expiry   *clock.Timer
 	timer    *clock.Timer // the heartbeat
-	// An Unlock's release not done yet, and where its result goes (see
-	// settle); the timer bounds Unlock's wait for it.
+	// An Unlock's release not done yet (see settle).
 	pending       bool
 	pendingFence  uint64
 	pendingReport bool
-	released      chan error
-	unlockMu      sync.Mutex // held by an Unlock: it owns released and unlockTimer
-	unlockTimer   *clock.Timer
-	event         entry // the newest state entry a watch event named, for tryEvent
+}
+
+// callState is what a Lock or TryLock call under way shares with its
+// attempts, which may run in another goroutine (attemptIn), and with the
+// watch's events: guarded by Lock.mu.
+type callState struct {
+	busy  bool  // a Lock or TryLock call is under way
+	event entry // the newest state entry a watch event named, for tryEvent
 	// While Lock waits in PATH's queue: the first half of the tokens of
 	// its attempts, as on its ticket, so that its successor can tell
 	// that it acquired (lockdir.Queue.PredHolds).
@@ -56,28 +92,27 @@ type Lock struct {
 	// (see caching).
 	localFS bool
 	localAt time.Time
+}
 
-	// op serializes this Lock's filesystem operations (attempts,
-	// refreshes, releases, Break) and guards what only they use. A system
-	// call stuck in a hung mount holds it; nothing that must answer at
-	// once waits for it.
-	op     sync.Mutex
-	token  string
-	cur    string // our held entry's current name
-	seq    uint64
-	since  time.Time
-	issued time.Time // when the last successful refresh (or the acquiring rename) was issued
+// heldEntry is this Lock's state entry as its transitions left it:
+// guarded by Lock.op.
+type heldEntry struct {
+	token    string
+	cur      string // our held entry's current name
+	seq      uint64
+	since    time.Time
+	issued   time.Time // when the last successful refresh (or the acquiring rename) was issued
+	lastFree entry     // the free entry we released last: tried first
+}
+
+// observation is what this Lock's attempts have found out about PATH and
+// its holders (attempt.go): guarded by Lock.op.
+type observation struct {
 	fsOKAt time.Time // when fsys.Unsafe last found PATH's filesystem safe
 	// caching is how PATH's filesystem client may answer a look, asked
 	// with localFS: what a waiter's look between listings must be for
 	// the server to answer it (attemptWatched).
 	caching fsys.Caching
-	// inMemory: PATH's filesystem is held in memory (fsys.InMemory), so
-	// Unlock renames in its own goroutine (see releaseInline). Set with
-	// fsOKAt, read by Unlock without l.op.
-	inMemory atomic.Bool
-
-	lastFree entry // the free entry we released last: tried first
 	// The entry (or picture of the directory) this Lock has been seeing
 	// since seenSince, last at seenLast (see staleAt).
 	seen      bool
@@ -88,17 +123,19 @@ type Lock struct {
 	skewTold  string // the token whose clock offset was logged
 	behindTok string // the holder whose entries came late, behindN times in a row
 	behindN   int
-	// Holder processes last found alive, and when.
+	// Holder processes last found alive, and when (holderDead).
 	alive [8]aliveAt
+}
 
-	// Test hooks: called when a waiter is about to block, after each
-	// heartbeat, and at steps of an attempt ("look": the clock is read,
-	// the lock not yet listed; "taken": an acquiring rename just done),
-	// where a test plays a paused process.
-	testBlocked func()
-	testBeat    func()
-	testStep    func(step string)
-	testCaching *fsys.Caching // how PATH's client caches, as checkLocal finds it
+type aliveKey struct {
+	pid    int
+	pstart uint64
+	host   string
+}
+
+type aliveAt struct {
+	key aliveKey
+	at  time.Time
 }
 
 // New returns a Lock for the lock directory at path, which need not exist:
@@ -120,7 +157,7 @@ func newLock(path string, cfg config) (*Lock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dlock: lock path %s: %w", path, err)
 	}
-	return &Lock{path: abs, cfg: cfg, lostCh: make(chan struct{}), caching: fsys.Unknown}, nil
+	return &Lock{path: abs, cfg: cfg, leaseState: leaseState{lostCh: make(chan struct{})}, observation: observation{caching: fsys.Unknown}}, nil
 }
 
 // errZero is the error of a lock value made without its constructor.
@@ -144,134 +181,12 @@ func (l *Lock) Path() string { return l.path }
 // the attempt goes on in the background, and a lock it acquires then is
 // released at once.
 func (l *Lock) Lock(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("dlock: locking %s: %w", l.path, err)
-	}
 	if err := l.begin(); err != nil {
 		return err
 	}
 	defer l.end()
-	start := l.cfg.clock.Now()
-	actx, cancel := l.cfg.attemptContext(ctx, start)
-	defer cancel()
-	o := l.attemptIn(actx, byListing)
-	switch {
-	case o.ok || o.err != nil:
-		return l.cfg.patienceSpent(ctx, l.path, o.err)
-	case l.cfg.patience == 0:
-		return l.busyError(o.seen, start) // (no queue, no statfs for a single try)
-	}
-	return waitBusy(ctx, l.cfg, l.path, o, start, func() waitSpec { return l.waitSpec(actx) })
-}
-
-// waitSpec describes waiting for this Lock, each attempt bounded by ctx:
-// on a local filesystem the waiter queues and watches only its
-// predecessor (lockdir.Queue).
-func (l *Lock) waitSpec(ctx context.Context) waitSpec {
-	l.mu.Lock()
-	local := !l.cfg.noWatch && l.localFS
-	l.mu.Unlock()
-	var q *lockdir.Queue
-	if local {
-		q = lockdir.NewQueue(l.path, lockdir.NewToken()[:16], l.cfg.timeout)
-		l.mu.Lock()
-		l.queueTok = q.Token
-		l.mu.Unlock()
-	}
-	return waitSpec{
-		what:     "locking " + l.path,
-		paths:    watchPaths(l.cfg, l.path),
-		queue:    q,
-		local:    local,
-		clock:    l.cfg.clock,
-		patience: l.cfg.patience,
-		poll:     l.cfg.poll,
-		blocked:  l.testBlocked,
-		busy:     l.busyError,
-		hint:     l.hint,
-		try:      func() outcome { return l.attemptIn(ctx, byListing) },
-		tryEvent: func() outcome { return l.attemptIn(ctx, byEvent) },
-	}
-}
-
-// localRecheck is how long the answer of fsys.CachingOf is kept: a statfs
-// on every contended Lock is wasted, but a filesystem can be mounted over
-// the lock's directory while a process runs.
-const localRecheck = time.Minute
-
-// checkLocal asks again, when due, how PATH's filesystem client caches
-// (fsys.CachingOf), and so whether it is local: after an attempt that
-// found the lock busy, so that the wait that follows knows. Called with
-// l.op held: statfs may hang with the mount.
-func (l *Lock) checkLocal() {
-	now := l.cfg.clock.Now()
-	l.mu.Lock()
-	due := l.localAt.IsZero() || now.Sub(l.localAt) >= localRecheck || now.Before(l.localAt)
-	l.mu.Unlock()
-	if !due {
-		return
-	}
-	l.caching = fsys.CachingOf(filepath.Dir(l.path))
-	if l.testCaching != nil {
-		l.caching = *l.testCaching
-	}
-	l.mu.Lock()
-	l.localFS, l.localAt = l.caching == fsys.Coherent, now
-	l.mu.Unlock()
-}
-
-// watchPaths is paths, or none when watching is off.
-func watchPaths(cfg config, paths ...string) []string {
-	if cfg.noWatch {
-		return nil
-	}
-	return paths
-}
-
-// hint takes the name of a new entry from a watch event on PATH, in the
-// order of the events: the newest state entry is what tryEvent acts on.
-func (l *Lock) hint(name string) {
-	if !lockdir.IsStateName(name) {
-		return
-	}
-	e := parseEntry(name)
-	l.mu.Lock()
-	l.event = e
-	l.mu.Unlock()
-}
-
-// tryEvent is what the first waiter in line does when woken by events on
-// PATH, instead of an attempt that lists PATH: the events named the
-// newest entry. A free entry is taken (the same compare-and-swap as any
-// attempt). A held one is the new holder, whose staleness is judged as
-// if listed: but it is never reclaimed from here, only by an attempt
-// that lists. known is false when the events named no entry (then a full
-// attempt follows); seen is zero when the free entry was taken by
-// another first (its new entry comes with the next event). Called with
-// l.op held.
-func (l *Lock) tryEvent() outcome {
-	l.mu.Lock()
-	e := l.event
-	l.event = entry{}
-	l.mu.Unlock()
-	switch {
-	case e.name == "" || e.holder.Unknown && !e.free:
-		return outcome{}
-	case e.free:
-		l.mu.Lock()
-		token := l.freshToken()
-		l.mu.Unlock()
-		ok, err := l.take(e, token, false)
-		return outcome{ok: ok, known: true, err: err}
-	}
-	// The event came after the entry was made: it was there when the
-	// event was read, which is before now.
-	now := l.cfg.clock.Now()
-	at, _ := l.staleAt(now, now, e)
-	if !now.Before(at) {
-		return outcome{} // stale: an attempt reclaims it
-	}
-	return outcome{seen: e, staleAt: at, known: true}
+	_, err := acquire(ctx, l, acquisition{"locking", l.path, &l.cfg, l.cfg.clock.Now()})
+	return err
 }
 
 // TryLock makes one attempt to acquire the lock, reclaiming it if it is
@@ -284,7 +199,7 @@ func (l *Lock) TryLock() (bool, error) {
 		return false, err
 	}
 	defer l.end()
-	o := l.attemptIn(nil, byListing)
+	o := tryNow(l)
 	return o.ok, o.err
 }
 
@@ -356,54 +271,6 @@ func (l *Lock) Unlock() error {
 	return l.lostError(fence, why)
 }
 
-// awaitRelease waits up to wait for the release Unlock asked for:
-// errDeadline if it did not come. Called with l.unlockMu held.
-func (l *Lock) awaitRelease(wait time.Duration) error {
-	if l.unlockTimer == nil {
-		l.unlockTimer = l.cfg.clock.Timer(wait)
-	} else {
-		l.unlockTimer.Reset(wait)
-	}
-	defer func() {
-		if !l.unlockTimer.Stop() {
-			select {
-			case <-l.unlockTimer.C:
-			default:
-			}
-		}
-	}()
-	select {
-	case err := <-l.released:
-		return err
-	case <-l.unlockTimer.C:
-		return errDeadline
-	}
-}
-
-// lateUnlock is Unlock once the deadline has passed (the process was
-// paused, or its timers late): the lock counts as lost whatever the
-// release finds, which says only whether another took it meanwhile.
-func (l *Lock) lateUnlock(fence uint64) error {
-	why := fmt.Sprintf("its deadline, TIMEOUT %v - MARGIN %v after its last refresh, passed before Unlock", l.cfg.timeout, l.cfg.margin)
-	t := time.NewTimer(describeWait)
-	defer t.Stop()
-	select {
-	case err := <-l.released:
-		switch {
-		case err == nil:
-			why += ", and nobody had taken it (it is released)"
-		case errors.Is(err, lockdir.ErrGone):
-			why += ", and it was reclaimed or removed"
-		default:
-			why += fmt.Sprintf(", and releasing it failed (%v)", err)
-		}
-	case <-t.C:
-		why += fmt.Sprintf(", and the filesystem did not answer its release within %v", describeWait)
-	}
-	l.lose(fence, why)
-	return l.lostError(fence, why)
-}
-
 // Do acquires the lock, runs fn and releases the lock. fn's context is
 // cancelled, with cause ErrLost, if the lock is lost while fn runs, at the
 // acquisition's deadline at the latest (see WithMargin). Do returns the
@@ -458,58 +325,6 @@ func (l *Lock) end() {
 	l.mu.Lock()
 	l.busy, l.queueTok = false, ""
 	l.mu.Unlock()
-}
-
-// freshToken returns the token of a new attempt: random, and while
-// waiting in the queue, begun by the queue token. (The other half, 64
-// random bits per attempt, keeps every attempt's names new.) Called with
-// l.mu held.
-func (l *Lock) freshToken() string {
-	t := lockdir.NewToken()
-	if l.queueTok != "" {
-		t = l.queueTok + t[len(l.queueTok):]
-	}
-	return t
-}
-
-// checkFS refuses a filesystem where no lock can be safe (fsys.Unsafe); a
-// safe answer is kept for localRecheck. Called with l.op held: it may
-// wait for a hung mount, as an attempt does.
-func (l *Lock) checkFS() error {
-	now := l.cfg.clock.Now()
-	if !l.fsOKAt.IsZero() && now.Sub(l.fsOKAt) < localRecheck && !now.Before(l.fsOKAt) {
-		return nil
-	}
-	if err := fsys.Unsafe(l.path); err != nil {
-		return err
-	}
-	l.fsOKAt = now
-	l.inMemory.Store(fsys.InMemory(filepath.Dir(l.path)))
-	return nil
-}
-
-// releaseInline reports whether Unlock may make its release rename
-// itself rather than hand it to another goroutine and wait for it until
-// the deadline: on a filesystem held in memory, where a rename cannot
-// hang. The hand-over is most of what an uncontended Unlock costs beyond
-// its system calls (a goroutine readied, now and then an idle thread
-// woken: about 8 µs on a 2-core VM, where the calls cost 7). A test that
-// plays a hung mount (lockdir.TestMove) makes even tmpfs hang, so it
-// gets the hand-over.
-func (l *Lock) releaseInline() bool {
-	return l.inMemory.Load() && lockdir.TestMove.Load() == nil
-}
-
-func (l *Lock) busyError(seen entry, start time.Time) error {
-	now := l.cfg.clock.Now()
-	e := &BusyError{Path: l.path, Holder: seen.holder, Waited: now.Sub(start)}
-	switch {
-	case !seen.holder.Unknown:
-		e.Age = now.Sub(seen.holder.Beat)
-	case !seen.observed.IsZero():
-		e.Age = now.Sub(seen.observed)
-	}
-	return e
 }
 
 func (l *Lock) logInfo(msg string, args ...any) {

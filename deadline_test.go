@@ -747,3 +747,117 @@ func TestOneLateRefreshIsNotAClockBehind(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A Lock paused right after its acquiring rename has an entry older than
+// it thinks. Past the refresh interval it refreshes the entry before Lock
+// returns; if the entry was reclaimed meanwhile, it does not hold the lock.
+func TestPauseWhileAcquiringRefreshesOrGivesUp(t *testing.T) {
+	t.Run("refreshed", func(t *testing.T) {
+		r := newRig(t)
+		l := r.lock()
+		mustLock(t, l)
+		if err := l.Unlock(); err != nil {
+			t.Fatal(err)
+		}
+		l.testStep = func(step string) {
+			if step == "taken" {
+				r.clk.Add(l.cfg.refresh)
+			}
+		}
+		mustLock(t, l)
+		e := parseEntry(r.entryName())
+		if e.holder.Sequence != 1 || !e.holder.Beat.Equal(r.clk.Now()) {
+			t.Fatalf("entry %s: want it refreshed (seq 1, beat %v)", e.name, r.clk.Now())
+		}
+		if err := l.Unlock(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("taken over", func(t *testing.T) {
+		r := newRig(t)
+		l, other := r.lock(), r.lock()
+		mustLock(t, l)
+		if err := l.Unlock(); err != nil {
+			t.Fatal(err)
+		}
+		l.testStep = func(step string) {
+			if step != "taken" {
+				return
+			}
+			l.testStep = nil
+			r.clk.Add(DefaultTimeout)
+			if ok, err := other.TryLock(); !ok || err != nil {
+				t.Errorf("the other Lock's TryLock = %v, %v; want it to reclaim the stale entry", ok, err)
+			}
+		}
+		if ok, err := l.TryLock(); ok || err != nil {
+			t.Fatalf("TryLock = %v, %v; want false: the entry was reclaimed before it returned", ok, err)
+		}
+		if err := l.Unlock(); !errors.Is(err, ErrNotHeld) {
+			t.Fatalf("Unlock = %v, want ErrNotHeld", err)
+		}
+		if err := other.Unlock(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func TestHeartbeatKeepsLockAcrossTenTimeouts(t *testing.T) {
+	r := newRig(t)
+	const timeout = 3 * time.Second
+	a, b := r.lock(WithTimeout(timeout)), r.lock()
+	mustLock(t, a)
+	fence := a.Fence()
+	for i := 0; i < 30; i++ {
+		r.clk.Add(timeout / 3)
+		waitFor(t, hooks[a].beats, "heartbeat")
+		if ok, err := b.TryLock(); ok || err != nil {
+			t.Fatalf("after %v: TryLock = %v, %v; the heartbeat should keep the lock held", time.Duration(i+1)*timeout/3, ok, err)
+		}
+	}
+	e := parseEntry(r.entryName())
+	if e.holder.Token != a.token || e.holder.Sequence != 30 || e.fence != fence {
+		t.Fatalf("entry %+v after 30 heartbeats", e)
+	}
+	select {
+	case <-a.Lost():
+		t.Fatal("Lost closed while the heartbeat ran")
+	default:
+	}
+	if err := a.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestHeartbeatDetectsLoss(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		break_ func(r *rig)
+	}{
+		{"entry reclaimed", func(r *rig) {
+			n := r.entryName()
+			if err := os.Rename(filepath.Join(r.path, n), filepath.Join(r.path, "held.99.x")); err != nil {
+				r.t.Fatal(err)
+			}
+		}},
+		{"directory removed", func(r *rig) {
+			if err := os.RemoveAll(r.path); err != nil {
+				r.t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t)
+			a := r.lock(WithTimeout(3 * time.Second))
+			mustLock(t, a)
+			lost := a.Lost()
+			tc.break_(r)
+			r.clk.Add(time.Second)
+			waitFor(t, hooks[a].beats, "heartbeat")
+			waitFor(t, lost, "Lost to close")
+			if err := a.Unlock(); !errors.Is(err, ErrLost) {
+				t.Fatalf("Unlock after loss = %v, want ErrLost", err)
+			}
+		})
+	}
+}

@@ -1,0 +1,63 @@
+package dlock
+
+import (
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestInspect(t *testing.T) {
+	r := newRig(t)
+	st, err := Inspect(r.path)
+	if err != nil || st.Exists || st.Held {
+		t.Fatalf("Inspect of no lock = %+v, %v", st, err)
+	}
+	a := r.lock(WithTimeout(time.Minute))
+	mustLock(t, a)
+	r.clk.Add(5 * time.Second) // heartbeat not yet due
+	st, err = a.Status()
+	if err != nil || !st.Held || st.Holder.PID != os.Getpid() || st.Fence != a.Fence() || st.Age != 5*time.Second || st.Stale || st.Dead {
+		t.Fatalf("Status = %+v, %v", st, err)
+	}
+	if s := st.String(); !strings.Contains(s, "held by pid") {
+		t.Errorf("Status.String() = %q", s)
+	}
+	a.Unlock()
+	if st, err = Inspect(r.path); err != nil || st.Held || st.Fence != a.Fence() {
+		t.Fatalf("Inspect after Unlock = %+v, %v", st, err)
+	}
+}
+
+func TestBreak(t *testing.T) {
+	r := newRig(t)
+	a, op := r.lock(WithTimeout(time.Second)), r.lock()
+	if st, err := op.Break(false); err != nil || st.Held {
+		t.Fatalf("Break of no lock = %+v, %v", st, err)
+	}
+	mustLock(t, a)
+	if _, err := op.Break(false); !errors.Is(err, ErrBusy) || !strings.Contains(err.Error(), "pid") {
+		t.Fatalf("Break of a fresh lock = %v, want ErrBusy naming the holder", err)
+	}
+	pause(a)
+	r.clk.Add(time.Second)
+	st, err := op.Break(false)
+	if err != nil || !st.Stale || st.Holder.Token != a.token {
+		t.Fatalf("Break of a stale lock = %+v, %v", st, err)
+	}
+	after, _ := op.Status()
+	if after.Held || after.Fence != a.Fence()+1 {
+		t.Fatalf("after Break: %+v, want free with fence %d", after, a.Fence()+1)
+	}
+	if err := a.Unlock(); !errors.Is(err, ErrLost) {
+		t.Fatalf("broken holder's Unlock = %v, want ErrLost", err)
+	}
+	mustLock(t, a)
+	if _, err := op.Break(true); err != nil {
+		t.Fatalf("forced Break = %v", err)
+	}
+	if err := a.Unlock(); !errors.Is(err, ErrLost) {
+		t.Fatalf("Unlock after a forced Break = %v, want ErrLost", err)
+	}
+}

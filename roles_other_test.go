@@ -1,0 +1,6 @@
+//go:build unix && !linux
+
+package dlock
+
+// linuxRoles: none here (see roles_linux_test.go).
+var linuxRoles = map[string]func() int{}
