@@ -52,6 +52,22 @@ func WithPatience(d time.Duration) Option {
 	}
 }
 
+// WithMargin sets MARGIN: when etcd stops renewing the lease, the holder
+// gives the lock up (Lost is closed) this long before the lease would
+// expire, by its own clock. The default is min(TIMEOUT/4, 2s); it must be
+// under two thirds of TIMEOUT (the client renews every TIMEOUT/3). dlock
+// run sets it to its -grace plus a reaction slack, so that the job is
+// stopped before another holder may start.
+func WithMargin(d time.Duration) Option {
+	return func(l *Lock) error {
+		if d <= 0 {
+			return fmt.Errorf("etcdlock: margin must be positive, got %s", d)
+		}
+		l.margin = d
+		return nil
+	}
+}
+
 // WithLogger sets where the Lock logs acquisitions, releases and losses.
 // The default discards them.
 func WithLogger(log *slog.Logger) Option {
@@ -77,7 +93,8 @@ type Lock struct {
 	client   *clientv3.Client
 	key      string
 	pfx      string
-	ttl      int64 // seconds
+	ttl      int64         // seconds
+	margin   time.Duration // 0: margin(ttl)
 	patience time.Duration
 	log      *slog.Logger
 	host     string
@@ -113,6 +130,9 @@ func New(client *clientv3.Client, key string, opts ...Option) (*Lock, error) {
 		if err := o(l); err != nil {
 			return nil, err
 		}
+	}
+	if l.margin >= l.timeout()*2/3 {
+		return nil, fmt.Errorf("etcdlock: margin %s must be under two thirds of TIMEOUT %s", l.margin, l.timeout())
 	}
 	return l, nil
 }
@@ -292,10 +312,18 @@ func margin(ttl time.Duration) time.Duration {
 	return min(ttl/4, maxMargin)
 }
 
+// margin is MARGIN for a lease of ttl: WithMargin's, or the default.
+func (a *acquisition) margin(ttl time.Duration) time.Duration {
+	if a.l.margin > 0 {
+		return min(a.l.margin, ttl*2/3)
+	}
+	return margin(ttl)
+}
+
 // keepAlive consumes keep-alive answers; without one for ttl-margin, or when
 // etcd says the lease is gone, the acquisition is gone.
 func (a *acquisition) keepAlive(ch <-chan *clientv3.LeaseKeepAliveResponse) {
-	wait := a.ttl - margin(a.ttl)
+	wait := a.ttl - a.margin(a.ttl)
 	t := time.NewTimer(wait)
 	defer t.Stop()
 	for {
@@ -309,7 +337,7 @@ func (a *acquisition) keepAlive(ch <-chan *clientv3.LeaseKeepAliveResponse) {
 				}
 				return
 			}
-			wait = time.Duration(r.TTL)*time.Second - margin(time.Duration(r.TTL)*time.Second)
+			wait = time.Duration(r.TTL)*time.Second - a.margin(time.Duration(r.TTL)*time.Second)
 			t.Reset(wait)
 		case <-t.C:
 			a.markGone(fmt.Sprintf("etcd did not renew lease %x for %s (TTL %s): giving it up before it expires", a.lease, wait, a.ttl))
@@ -662,7 +690,7 @@ func (l *Lock) Unlock() error {
 	if wasLost {
 		// The lease has ended or was given up with at most margin left:
 		// deleting the key matters only within that margin.
-		wait = max(margin(a.ttl), time.Second)
+		wait = max(a.margin(a.ttl), time.Second)
 	}
 	deadline := time.Now().Add(wait)
 	ctx, cancel := context.WithDeadline(context.Background(), earlier(deadline, time.Now().Add(maxMargin)))

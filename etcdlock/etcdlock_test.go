@@ -62,6 +62,9 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	members[0].Close()
 	os.RemoveAll(dir)
+	if buildDir != "" { // dlockrun_test.go
+		os.RemoveAll(buildDir)
+	}
 	os.Exit(code)
 }
 

@@ -34,7 +34,9 @@ func TestMain(m *testing.M) {
 	if role := os.Getenv(envRole); role != "" {
 		os.Exit(runRole(role))
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	removeDlockRunBuild()
+	os.Exit(code)
 }
 
 func envDur(k string, def time.Duration) time.Duration {

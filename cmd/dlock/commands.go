@@ -91,6 +91,7 @@ var topics = []*topic{
 	{name: "environment", section: "ENVIRONMENT", summary: "the variables dlock sets and reads", text: environmentHelp},
 	{name: "exit-status", section: "EXIT STATUS", summary: "what each exit status means", text: exitStatusHelp},
 	{name: "files", section: "FILES", summary: "the lock directory and what else dlock touches", text: filesHelp},
+	{name: "servers", section: "LOCKS ON A SERVER", summary: "PATH as a URL: postgres://, etcd:// and their helper programs", text: serversHelp},
 }
 
 // Global options, before any subcommand.
@@ -109,7 +110,9 @@ between containers or hosts. A holder refreshes its lock every TIMEOUT/3; a
 lock whose holder died on this host is reclaimed at once, one whose holder
 stopped refreshing it (a crashed host, a hung process) after TIMEOUT.
 Durations are seconds when plain numbers (30, 0.5); Go's units work too
-(500ms, 2m). Flags start with one dash (-patience) or two (--patience).`
+(500ms, 2m). Flags start with one dash (-patience) or two (--patience).
+PATH may also be a URL, postgres://... or etcd://..., for hosts that share no
+filesystem but reach a server: see "dlock help servers".`
 
 const versionHelp = `Prints the version of dlock: the module version it was built from (a
 release tag, a pseudo-version of a commit, or "devel" for a build from a
@@ -156,6 +159,10 @@ dlock reads:
                  can be safe (smbnetfs, gvfs, s3fs); only for tests that show
                  what goes wrong there
   DLOCK_RUN_ID   internal: passed from dlock run to its supervising process
+  DLOCK_BACKEND_FDS
+                 internal: the pipes to a URL PATH's helper program, passed
+                 from dlock run to its supervising process
+For a URL PATH, DLOCK_PATH is the URL with its password hidden.
 `
 
 const exitStatusHelp = `dlock's own exit statuses (each subcommand's help says which it uses):
@@ -191,6 +198,59 @@ CGROUP/dlock-run-ID
   v2 subtree), the cgroup that holds the job of dlock run, beside dlock's own
   cgroup CGROUP (under /sys/fs/cgroup); ID is random, one per run. It is
   removed when the job has ended.
+dlock-backend-SCHEME
+  The helper program that keeps the lock of a URL PATH (dlock-backend-postgres,
+  dlock-backend-etcd): looked for in the directory of the dlock executable,
+  then on PATH. See "dlock help servers".
+`
+
+const serversHelp = `PATH may be a URL instead of a directory, for processes on hosts that share
+no filesystem but all reach a server. The lock is then a lease the server
+keeps, and dlock run and dlock hold work as they do with a lock directory:
+the job kept inside the lock and stopped before a successor may start,
+DLOCK_FENCE, -n, -w, -E, -grace, TIMEOUT, the exit statuses. -s, -x and
+-slots are refused (a URL names a plain lock); -mode and -max-clock-skew do
+nothing there.
+
+  postgres://USER@HOST:PORT/DATABASE?PARAMS#NAME   (or postgresql://)
+      The lease row NAME in the table dlock_leases (pglock), created if
+      missing. The rest is the libpq/pgx connection string, so the lock can
+      be appended to a DATABASE_URL: "$DATABASE_URL#migrate". NAME may also
+      be the parameter lock=NAME, and lock_table=TABLE names another table.
+      Each statement stands alone: it works through PgBouncer in transaction
+      pooling. Expiry is judged by the server's clock.
+  etcd://HOST:2379[,HOST:2379...]/KEY
+      The etcd lock at KEY, its leading / included (etcdlock), on the
+      cluster's client endpoints (plain http; USER:PASSWORD@ for etcd's
+      authentication). TIMEOUT is the lease's TTL, in whole seconds.
+
+Each scheme's lock is kept by a helper program, dlock-backend-SCHEME, that
+links the server's client library, so that dlock itself links none and
+starts as quickly as flock(1). dlock looks for it in its own directory, then
+on PATH:
+  go install github.com/lockdir/dlock/pglock/cmd/dlock-backend-postgres@latest
+  go install github.com/lockdir/dlock/etcdlock/cmd/dlock-backend-etcd@latest
+dlock run starts the helper outside the job, hands it the URL on a pipe (not
+on its command line, where ps would show a password), and asks it for the
+lock; the helper refreshes the lease and applies the deadline rule on its own
+clock: it gives the lock up MARGIN before the server could let another holder
+in. The lock counts as lost, and the job is stopped (exit 76), when the helper
+gives the lease up or finds it taken, when the helper dies, and when it falls
+silent for half the reaction slack (stopped or hung). If dlock itself dies
+holding the lock, the helper does not release it: the lease expires after
+TIMEOUT, as the job may outlive dlock for a moment. Messages and DLOCK_PATH
+show the URL with its password hidden. A directory whose name looks like a
+URL is written ./NAME. dlock status asks a helper who holds a URL's lock;
+dlock break reads lock directories only, so far, and refuses a URL (the
+lease expires on its own; or delete it at the server: pglock's row in
+dlock_leases, etcdlock's keys under KEY/).
+
+Examples:
+  # every replica runs this at start; one migrates, the others wait
+  dlock run -w 600 "$DATABASE_URL#migrate" -- goose -dir migrations postgres "$DATABASE_URL" up
+
+  # a nightly job on one host of many, skipped when another runs it
+  dlock run -n etcd://10.0.0.1:2379,10.0.0.2:2379/locks/nightly -- ./nightly
 `
 
 // lookupCommand is the subcommand called name, or nil.

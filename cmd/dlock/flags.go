@@ -196,6 +196,9 @@ func (lf *lockFlags) kind() string {
 
 // open makes the Locker the flags ask for at path.
 func (lf *lockFlags) open(path string, extra ...dlock.Option) (dlock.Locker, string, error) {
+	if backendScheme(path) != "" { // a URL: a server's lock, kept by a helper (backend.go)
+		return lf.openBackend(path, 0)
+	}
 	opts := []dlock.Option{dlock.WithTimeout(lf.timeout), dlock.WithPatience(lf.patience), dlock.WithPollInterval(lf.poll), dlock.WithMaxClockSkew(lf.maxSkew)}
 	if lf.mode != 0 {
 		opts = append(opts, dlock.WithPermissions(lf.mode))

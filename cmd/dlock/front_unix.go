@@ -81,14 +81,22 @@ func runFront(c *runConfig, args []string, stderr io.Writer) int {
 			return exitError
 		}
 	}
+	bk, err := startFrontBackend(c, sup) // a URL PATH's helper (backend_unix.go)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitError
+	}
 	becomeSubreaper()
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
-	if err := sup.Start(); err != nil {
+	err = sup.Start()
+	bk.handedOver()
+	if err != nil {
 		r.Close()
 		sr.Close()
 		sw.Close()
+		bk.wait(time.Second)
 		if c.pidns {
 			fmt.Fprintf(stderr, "dlock: -pidns: cannot make a pid namespace here (%v): run without -pidns, or as root, or where unprivileged user namespaces are allowed\n", err)
 		} else {
@@ -128,6 +136,7 @@ func runFront(c *runConfig, args []string, stderr io.Writer) int {
 				fmt.Fprintf(stderr, "dlock: forwarding %v to the supervisor: %v\n", sig, err)
 			}
 		case status := <-exited:
+			bk.wait(c.timeout)
 			// A supervisor that exited (rather than being killed) did so
 			// once the job was gone, or before it started: only a killed
 			// one leaves processes to stop, handed to this subreaper.

@@ -121,6 +121,7 @@ func holderMain(args []string, stderr io.Writer) int {
 		opts = append(opts, dlock.WithLogger(newLogger(stderr)))
 	}
 	l, abs, err := lf.open(path, opts...)
+	path = displayPath(path) // a URL's password is not for messages
 	if err != nil {
 		fmt.Fprintln(stderr, explain(err, path))
 		return exitError
@@ -209,7 +210,7 @@ func releaseCmd(args []string, stdout, stderr io.Writer) int {
 	// A plain lock names its holder: make sure DLOCK_HOLDER is it before
 	// signalling anything.
 	st, serr := dlock.Inspect(path)
-	plain := serr == nil
+	plain := serr == nil && backendScheme(path) == "" // a URL's lock: its helper's to check
 	if plain && (!st.Held || st.Holder.PID != pid) {
 		fmt.Fprintf(stderr, "dlock release: %s is not held by the holder %d any more (%s)\n", path, pid, st)
 		return exitError

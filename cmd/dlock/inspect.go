@@ -134,6 +134,9 @@ func statusCmd(args []string, stdout, stderr io.Writer) int {
 	enc := json.NewEncoder(stdout)
 	for _, path := range expandLocks(fs.Args()) {
 		s, err := dlock.Inspect(path)
+		if backendScheme(path) != "" { // a URL: its helper says (backend.go)
+			s, err = inspectBackend(path)
+		}
 		if err != nil {
 			failed = append(failed, fmt.Errorf("%s", explainRead(err, path)))
 			notLock = notLock || errors.Is(err, dlock.ErrNotLock) || errors.Is(err, dlock.ErrCorrupt)
@@ -154,7 +157,7 @@ func statusCmd(args []string, stdout, stderr io.Writer) int {
 				return exitError
 			}
 		case err == nil:
-			fmt.Fprintln(stdout, s)
+			fmt.Fprintln(stdout, statusText(s, path))
 		}
 	}
 	for _, err := range failed {
@@ -185,6 +188,10 @@ func breakCmd(args []string, stdout, stderr io.Writer) int {
 		return usageError(fs, "one PATH at a time (got %d)", fs.NArg())
 	}
 	path := fs.Arg(0)
+	if backendScheme(path) != "" {
+		fmt.Fprintln(stderr, errServerLock(path))
+		return exitError
+	}
 	if path == "" {
 		return usageError(fs, "PATH is empty")
 	}

@@ -268,7 +268,7 @@ func supervise(c *runConfig, frontDied <-chan struct{}, stderr io.Writer) int {
 	var fl *flockLocked
 	if c.fl == nil {
 		var err error
-		if l, abs, err = c.open(c.path, extra...); err != nil {
+		if l, abs, err = c.openLock(extra...); err != nil { // a URL PATH: backend.go
 			fmt.Fprintln(stderr, explain(err, c.path))
 			return exitError
 		}

@@ -20,7 +20,7 @@ psql "$url" -X -q -v ON_ERROR_STOP=1 -c 'SET LOCAL client_min_messages = warning
 pids=()
 for i in $(seq "$n"); do
 	# what each replica's entrypoint does before exec'ing its server
-	"$dlock" run -timeout 10 -w 120 "$url#migrate-example" -- bash "$here/migrate-tool.sh" "$url" 2>&1 | sed "s/^/replica $i: /" &
+	"$dlock" run -stale-after 10 -w 120 "$url#migrate-example" -- bash "$here/migrate-tool.sh" "$url" 2>&1 | sed "s/^/replica $i: /" &
 	pids+=($!)
 done
 fail=0
