@@ -188,13 +188,13 @@ func payloadOf(table, name string) string {
 
 // ensure creates the table and the sequence if missing. Two processes
 // creating them at once may collide in PostgreSQL's catalog (a unique
-// violation on pg_type, or "already exists"): then the other one made
-// them, which is as good.
+// violation on pg_type or pg_class, "relation already exists", "type
+// already exists"): then the other one made them, which is as good.
 func (s schema) ensure(ctx context.Context, q querier) error {
 	for _, stmt := range s.createSQL() {
 		if err := q.exec(ctx, stmt); err != nil {
 			var pe *pgconn.PgError
-			if errors.As(err, &pe) && (pe.Code == "23505" || pe.Code == "42P07") {
+			if errors.As(err, &pe) && (pe.Code == "23505" || pe.Code == "42P07" || pe.Code == "42710") {
 				continue
 			}
 			return fmt.Errorf("pglock: creating the lease table %s: %w", s.plain, err)

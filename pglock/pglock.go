@@ -162,7 +162,6 @@ type Lock struct {
 	stmts struct{ acquire, refresh, release, inspect string }
 
 	ensureMu     sync.Mutex
-	ensured      bool
 	behindPooler atomic.Bool // a connection showed another backend's pid: poll, do not LISTEN
 
 	mu    sync.Mutex
@@ -439,17 +438,12 @@ func (l *Lock) attempt(ctx context.Context, token, rec string) (attemptResult, e
 	return r, nil
 }
 
+// ensure creates the table and its sequence, when a statement found them
+// missing (first use, or dropped since).
 func (l *Lock) ensure(ctx context.Context) error {
 	l.ensureMu.Lock()
 	defer l.ensureMu.Unlock()
-	if l.ensured {
-		return nil
-	}
-	if err := l.s.ensure(ctx, l.q); err != nil {
-		return err
-	}
-	l.ensured = true
-	return nil
+	return l.s.ensure(ctx, l.q)
 }
 
 func newToken() string {
@@ -469,6 +463,7 @@ func transient(err error) bool {
 			strings.HasPrefix(pe.Code, "57P"),      // admin shutdown, crash shutdown, cannot connect now
 			strings.HasPrefix(pe.Code, "53"),       // insufficient resources (too many connections)
 			pe.Code == "40001", pe.Code == "40P01", // serialization failure, deadlock
+			pe.Code == "42P01", // the table, just made by another, not yet seen
 			pe.Code == "55000" && strings.Contains(pe.Message, "recovery"):
 			return true
 		}
