@@ -123,7 +123,7 @@ func (s schema) acquireSQL() string {
 	VALUES ($1::text, nextval('%[2]s'), $2::text, $3::jsonb, $4::bigint,
 		clock_timestamp(), clock_timestamp(), clock_timestamp() + $4::bigint * interval '1 millisecond')
 	ON CONFLICT (name) DO UPDATE SET
-		fence = GREATEST(EXCLUDED.fence, l.fence + 1), token = EXCLUDED.token, holder = EXCLUDED.holder,
+		fence = GREATEST(nextval('%[2]s'), l.fence + 1), token = EXCLUDED.token, holder = EXCLUDED.holder,
 		timeout_ms = EXCLUDED.timeout_ms, acquired = EXCLUDED.acquired, refreshed = EXCLUDED.refreshed,
 		expires = EXCLUDED.expires, beats = 0
 	WHERE l.expires <= clock_timestamp()
@@ -147,15 +147,19 @@ RETURNING fence`, s.table)
 }
 
 // releaseSQL: $1 name, $2 fence, $3 token, $4 the NOTIFY payload. It
-// deletes the row only if it is still this acquisition's and then wakes
-// the waiters that listen; it returns whether the lease had still been
-// valid by the server's clock. No row: not ours any more.
+// marks the row free (expires = now) only if it is still this
+// acquisition's, keeping its fence for the next holder to rise above, and
+// wakes the waiters that listen; it returns whether the lease had still
+// been valid by the server's clock. No row: not ours any more.
 func (s schema) releaseSQL() string {
 	return fmt.Sprintf(`WITH d AS (
-	DELETE FROM %s WHERE name = $1::text AND fence = $2::bigint AND token = $3::text
-	RETURNING expires > clock_timestamp() AS valid
+	UPDATE %[1]s AS t SET expires = clock_timestamp(), refreshed = clock_timestamp()
+	FROM (SELECT expires > clock_timestamp() AS valid FROM %[1]s
+		WHERE name = $1::text AND fence = $2::bigint AND token = $3::text FOR UPDATE) o
+	WHERE t.name = $1::text AND t.fence = $2::bigint AND t.token = $3::text
+	RETURNING o.valid
 )
-SELECT d.valid, pg_notify('%s', $4::text) IS NULL FROM d`, s.table, channel)
+SELECT d.valid, pg_notify('%[2]s', $4::text) IS NULL FROM d`, s.table, channel)
 }
 
 // inspectSQL: $1 name. The holder's fence, record, ms since its last
@@ -184,13 +188,13 @@ func payloadOf(table, name string) string {
 
 // ensure creates the table and the sequence if missing. Two processes
 // creating them at once may collide in PostgreSQL's catalog (a unique
-// violation on pg_type, or "already exists"): then the other one made
-// them, which is as good.
+// violation on pg_type or pg_class, "relation already exists", "type
+// already exists"): then the other one made them, which is as good.
 func (s schema) ensure(ctx context.Context, q querier) error {
 	for _, stmt := range s.createSQL() {
 		if err := q.exec(ctx, stmt); err != nil {
 			var pe *pgconn.PgError
-			if errors.As(err, &pe) && (pe.Code == "23505" || pe.Code == "42P07") {
+			if errors.As(err, &pe) && (pe.Code == "23505" || pe.Code == "42P07" || pe.Code == "42710") {
 				continue
 			}
 			return fmt.Errorf("pglock: creating the lease table %s: %w", s.plain, err)

@@ -29,14 +29,16 @@
 //     expires <= clock_timestamp(): the row is written only if it is
 //     missing or its lease has expired. PostgreSQL re-checks the WHERE on
 //     the newest row version under the row's lock, so of two racing
-//     statements one writes and the other sees the new lease. The new
-//     fence is GREATEST(nextval(sequence), old fence + 1).
+//     statements one writes and the other sees the new lease. A takeover's
+//     fence is GREATEST(nextval(sequence), old fence + 1), evaluated under
+//     the row's lock.
 //   - refresh: UPDATE … SET expires = clock_timestamp() + TIMEOUT WHERE
 //     name = $1 AND fence = $2 AND token = $3 AND expires >
 //     clock_timestamp(): only the acquisition's own, unexpired lease (a
 //     lapsed lease is never revived).
-//   - release: DELETE … WHERE name = $1 AND fence = $2 AND token = $3, and
-//     pg_notify in the same statement: a late release never touches a
+//   - release: UPDATE … SET expires = clock_timestamp() WHERE name = $1
+//     AND fence = $2 AND token = $3, and pg_notify in the same statement:
+//     the row stays, free, with its fence; a late release never touches a
 //     successor's row.
 //
 // No statement depends on the session: no advisory lock, no prepared
@@ -45,11 +47,15 @@
 // or a *sql.DB, and survives its connections being killed or the server
 // restarting (the row is in a table).
 //
-// Fences come from the sequence, so they rise across acquisitions of any
-// lock in the table even after the row was deleted (every release deletes
-// it); GREATEST with the old row's fence keeps them rising over a row that
-// is there even if the sequence was reset. Only dropping both the row and
-// the sequence (or the whole table) starts them over.
+// Fences come from the sequence and rise from one holder of a lock to the
+// next: a takeover takes GREATEST(nextval, the row's fence + 1) under the
+// row's lock, and a release keeps the row (marked free) so that the next
+// holder rises above it. (A release that deleted the row would let an
+// INSERT whose nextval was drawn before a quicker holder's come in lower:
+// the chaos test caught exactly that.) A row deleted by hand is made anew
+// from the sequence, which only a racing insert drawn before the deletion
+// could undercut; only dropping the sequence and the row (or the table)
+// starts fences over. There is one row per lock name ever used.
 //
 // Waiters try the acquiring statement again every poll interval (100 ms,
 // WithPollInterval), and no later than the holder's lease expires. Where

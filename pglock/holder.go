@@ -181,8 +181,8 @@ func (a *acquisition) stopForRelease() time.Duration {
 	return a.deadline.Sub(c.Now())
 }
 
-// release deletes the row if it is still this acquisition's, waiting for
-// the server at most wait (the statement itself is given TIMEOUT, so a
+// release marks the row free if it is still this acquisition's, waiting
+// for the server at most wait (the statement itself is given TIMEOUT, so a
 // late one still lands on the row it means, or on nothing).
 func (a *acquisition) release(wait time.Duration) error {
 	l := a.l
@@ -193,7 +193,7 @@ func (a *acquisition) release(wait time.Duration) error {
 	ch := make(chan res, 1)
 	go func() {
 		// A connection that failed (PgBouncer or the server restarted) is
-		// tried again within TIMEOUT: the statement can only delete this
+		// tried again within TIMEOUT: the statement can only free this
 		// acquisition's row, whenever it lands.
 		ctx, cancel := context.WithTimeout(context.Background(), l.cfg.timeout)
 		defer cancel()
@@ -228,7 +228,7 @@ func (a *acquisition) release(wait time.Duration) error {
 		}
 		return nil
 	case <-t.C:
-		return fmt.Errorf("the server did not answer within %v", wait.Round(time.Millisecond))
+		return fmt.Errorf("%w within %v", errNoAnswer, wait.Round(time.Millisecond))
 	}
 }
 

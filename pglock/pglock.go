@@ -162,7 +162,6 @@ type Lock struct {
 	stmts struct{ acquire, refresh, release, inspect string }
 
 	ensureMu     sync.Mutex
-	ensured      bool
 	behindPooler atomic.Bool // a connection showed another backend's pid: poll, do not LISTEN
 
 	mu    sync.Mutex
@@ -262,9 +261,10 @@ func (l *Lock) Margin() time.Duration { return l.cfg.margin }
 
 // Fence returns the fencing token of the current or last acquisition (0
 // before the first). Fences come from a sequence, and an acquisition that
-// takes over a row takes GREATEST(sequence, old fence + 1), so they rise
-// from one holder to the next even after the row was deleted (a release
-// deletes it) or the sequence was reset. Hand it to what the lock guards:
+// takes over a row takes GREATEST(nextval, old fence + 1) under its lock
+// (a release leaves the row, free), so they rise from one holder to the
+// next, even over a reset sequence; a row deleted by hand is made anew
+// from the sequence. Hand it to what the lock guards:
 //
 //	UPDATE t SET ..., fence = $1 WHERE id = $2 AND fence <= $1
 func (l *Lock) Fence() uint64 {
@@ -424,7 +424,10 @@ func (l *Lock) attempt(ctx context.Context, token, rec string) (attemptResult, e
 	if err != nil {
 		return r, err
 	}
-	if !found {
+	if !found || (!r.ok && leftMS == 0) {
+		// the row changed under the statement: taken by another from a
+		// holder whose lease had ended, so what it shows is not the
+		// holder now
 		r.raced = true
 		return r, nil
 	}
@@ -435,17 +438,12 @@ func (l *Lock) attempt(ctx context.Context, token, rec string) (attemptResult, e
 	return r, nil
 }
 
+// ensure creates the table and its sequence, when a statement found them
+// missing (first use, or dropped since).
 func (l *Lock) ensure(ctx context.Context) error {
 	l.ensureMu.Lock()
 	defer l.ensureMu.Unlock()
-	if l.ensured {
-		return nil
-	}
-	if err := l.s.ensure(ctx, l.q); err != nil {
-		return err
-	}
-	l.ensured = true
-	return nil
+	return l.s.ensure(ctx, l.q)
 }
 
 func newToken() string {
@@ -465,6 +463,7 @@ func transient(err error) bool {
 			strings.HasPrefix(pe.Code, "57P"),      // admin shutdown, crash shutdown, cannot connect now
 			strings.HasPrefix(pe.Code, "53"),       // insufficient resources (too many connections)
 			pe.Code == "40001", pe.Code == "40P01", // serialization failure, deadlock
+			pe.Code == "42P01", // the table, just made by another, not yet seen
 			pe.Code == "55000" && strings.Contains(pe.Message, "recovery"):
 			return true
 		}
@@ -486,6 +485,9 @@ func transient(err error) bool {
 }
 
 func (l *Lock) acquire(ctx context.Context, patience time.Duration, try bool) (*acquisition, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("pglock: %s: %w", l.name, context.Cause(ctx))
+	}
 	c := l.cfg.clock
 	start := c.Now()
 	// How long to keep trying while the server does not answer: ctx, and
@@ -658,7 +660,7 @@ func (l *Lock) busy(r attemptResult, start time.Time) error {
 
 // Unlock releases the lock: dlock.ErrNotHeld if this Lock does not hold
 // it, an error matching dlock.ErrLost if it was lost meanwhile (its
-// deadline passed, or the row was taken). It deletes the row only if it
+// deadline passed, or the row was taken). It frees the row only if it
 // still carries this acquisition's fence and token, so it never frees a
 // successor. It waits for the server until the deadline at most (or, past
 // it, MARGIN); if the server does not answer, the lease expires on its
@@ -675,6 +677,11 @@ func (l *Lock) Unlock() error {
 
 	wait := a.stopForRelease()
 	err := a.release(wait)
+	if errors.Is(err, errNoAnswer) {
+		// waited until the deadline: the lease is left to expire, and the
+		// holder must act as if it had lost the lock
+		a.markGone(fmt.Sprintf("the release was not answered by the deadline (TIMEOUT %v - MARGIN %v after the last refresh issued): %v; the lease expires on its own", l.cfg.timeout, l.cfg.margin, err))
+	}
 	why, lost := a.lostReason()
 	switch {
 	case lost:
@@ -689,7 +696,10 @@ func (l *Lock) Unlock() error {
 	return nil
 }
 
-var errNotOurs = errors.New("the row is not this acquisition's")
+var (
+	errNotOurs  = errors.New("the row is not this acquisition's")
+	errNoAnswer = errors.New("the server did not answer")
+)
 
 // Open connects to the PostgreSQL server at url ("postgres://…" or
 // "postgresql://…", as pgx takes it) and returns the Lock named name on it,

@@ -634,3 +634,39 @@ func TestUnlockAfterRestart(t *testing.T) {
 	}
 	next.Unlock()
 }
+
+// TestCreateRace: on a database without the table, Locks in several
+// processes' worth of pools race to create it on their first attempt (the
+// migration example's 4 replicas on a fresh database): every one gets the
+// lock in turn, none fails on the other's CREATE.
+func TestCreateRace(t *testing.T) {
+	tg := targets(t)[0]
+	setup := newPool(t, tg.url, 1)
+	for round := range 10 {
+		table := fmt.Sprintf("pglock_create_race_%d", round)
+		if _, err := setup.Exec(context.Background(), `DROP TABLE IF EXISTS `+table+`; DROP SEQUENCE IF EXISTS `+table+`_fence`); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		errs := make(chan error, 6)
+		for range 6 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				l := newLock(t, newPool(t, tg.url, 2), "create-race", pglock.WithTable(table))
+				if err := l.Lock(ctxT(t, 30*time.Second)); err != nil {
+					errs <- err
+					return
+				}
+				errs <- l.Unlock()
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatalf("round %d: %v", round, err)
+			}
+		}
+	}
+}

@@ -80,6 +80,8 @@ func runRole(role string) int {
 		return roleHolder(role)
 	case "rowholder":
 		return roleRowHolder()
+	case "chaos":
+		return roleChaos()
 	}
 	fmt.Fprintln(os.Stderr, "unknown role", role)
 	return 2
