@@ -446,7 +446,7 @@ func StageMember(name string) bool { return IsStateName(name) || name == QueueDi
 
 // RemoveEmpty removes path if it is an empty directory (invariant 4).
 func RemoveEmpty(path string) error {
-	err := os.Remove(path)
+	err := fsys.RemoveDir(path)
 	if err == nil || errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrExist) || errors.Is(err, syscall.ENOTEMPTY) {
 		return nil // gone, or no longer empty: look again
 	}
