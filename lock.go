@@ -152,7 +152,7 @@ func (l *Lock) Lock(ctx context.Context) error {
 	defer cancel()
 	o := l.attemptIn(actx, byListing)
 	switch {
-	case o.ok || o.err != nil:
+	case o.settled(l.cfg.patience):
 		return l.cfg.patienceSpent(ctx, l.path, o.err)
 	case l.cfg.patience == 0:
 		return l.busyError(o.seen, start) // (no queue, no statfs for a single try)

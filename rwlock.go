@@ -301,7 +301,7 @@ func (rw *RWLock) rlock(ctx context.Context) (*Lease, error) {
 	actx, cancel := rw.cfg.attemptContext(ctx, start)
 	defer cancel()
 	o := rw.tryRead(actx)
-	if o.ok || o.err != nil {
+	if o.settled(rw.cfg.patience) {
 		return rw.readers.leaseOf(o), rw.cfg.patienceSpent(ctx, rw.path, o.err)
 	}
 	slot := -1

@@ -101,7 +101,7 @@ func (s *Semaphore) Take(ctx context.Context) (*Lease, error) {
 	actx, cancel := s.cfg.attemptContext(ctx, start)
 	defer cancel()
 	o := s.try(actx)
-	if o.ok || o.err != nil {
+	if o.settled(s.cfg.patience) {
 		return s.leaseOf(o), s.cfg.patienceSpent(ctx, s.path, o.err)
 	}
 	slot := -1

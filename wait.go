@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/benbjohnson/clock"
+	"github.com/lockdir/dlock/internal/fsys"
 	"github.com/lockdir/dlock/internal/lockdir"
 	"github.com/lockdir/dlock/internal/proc"
 	"github.com/lockdir/dlock/internal/watch"
@@ -50,8 +51,17 @@ func waitBusy(ctx context.Context, cfg config, path string, o outcome, start tim
 	if w.patience == 0 {
 		return w.busy(o.seen, start)
 	}
-	w.looked, w.seen, w.staleAt = true, o.seen, o.staleAt
+	w.looked, w.seen, w.staleAt = o.err == nil, o.seen, o.staleAt
 	return cfg.patienceSpent(ctx, path, wait(ctx, w, start))
+}
+
+// settled reports whether an attempt's outcome ends an acquisition at
+// once: acquired, or an error no waiting mends. A refusal that passes by
+// itself (fsys.ErrTransient: on Windows a sharing violation or a
+// delete-pending name, another program having the entry open) is waited
+// out within PATIENCE, and never taken for a busy lock.
+func (o outcome) settled(patience time.Duration) bool {
+	return o.ok || o.err != nil && (patience == 0 || !fsys.IsTransient(o.err))
 }
 
 // localPollFactor: on a local filesystem that is watched, polling is only
@@ -90,6 +100,9 @@ func wait(ctx context.Context, w waitSpec, start time.Time) error {
 		r.schedulePoll(watching, skipped)
 		now := r.w.clock.Now()
 		if !r.deadline.IsZero() && !now.Before(r.deadline) {
+			if r.refused != nil {
+				return fmt.Errorf("dlock: %s: the filesystem refused every attempt until PATIENCE %v ran out: %w", r.w.what, r.w.patience, r.refused)
+			}
 			return r.w.busy(r.seen, start)
 		}
 		next, checkPid, armIn := r.nextWake(now)
@@ -126,6 +139,9 @@ type waiter struct {
 	timed       bool // woken by the timer for an attempt (or starting)
 	evented     bool // woken by events, all of them known
 	predGone    bool // woken because a watched path went
+
+	// The last attempt's refusal that passes by itself (fsys.ErrTransient).
+	refused error
 }
 
 func newWaiter(w waitSpec, start time.Time) *waiter {
@@ -222,6 +238,8 @@ func (r *waiter) tryEvents(watching bool) (bool, error) {
 	case o.ok:
 		r.won()
 		return true, nil
+	case o.err != nil && fsys.IsTransient(o.err):
+		return false, nil // the look that follows tries again
 	case o.err != nil:
 		return false, o.err
 	case o.known:
@@ -250,10 +268,14 @@ func (r *waiter) look(paths []string, watching, afterPred bool) (ok, again, skip
 		return false, false, skipped, nil
 	}
 	o := w.try()
+	r.refused = nil
 	switch {
 	case o.ok:
 		r.won()
 		return true, false, false, nil
+	case o.err != nil && fsys.IsTransient(o.err):
+		r.refused = o.err // waited out as a busy lock is, within PATIENCE
+		return false, false, false, nil
 	case o.err != nil:
 		return false, false, false, o.err
 	}
@@ -282,7 +304,7 @@ func (r *waiter) schedulePoll(watching, skipped bool) {
 	// missed it: no event follows, only a look finds it), nor right
 	// behind the first in line: a first waiter stopped (^Z) would hold up
 	// the line with the lock free.
-	if watching && w.local && !(r.seen.holder.Unknown && r.seen.name == "") &&
+	if watching && w.local && r.refused == nil && !(r.seen.holder.Unknown && r.seen.name == "") &&
 		!(w.queue != nil && !r.first && w.queue.Second) {
 		poll *= localPollFactor
 	}
