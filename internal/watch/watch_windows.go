@@ -132,7 +132,7 @@ func (h *rdcwHub) subscribe(path string, s *Sub) (func(), bool) {
 // open starts the watch of dir: nil if it cannot be watched (missing, not
 // a directory, a symlink or junction). Called with h.op held.
 func (h *rdcwHub) open(dir string) *rdcwDir {
-	p, err := windows.UTF16PtrFromString(dir)
+	p, err := windows.UTF16PtrFromString(fsys.LongPath(dir))
 	if err != nil {
 		return nil
 	}
