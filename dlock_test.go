@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"github.com/lockdir/dlock/internal/fsys"
 	"github.com/lockdir/dlock/internal/lockdir"
 	"github.com/lockdir/dlock/internal/watch"
+	"github.com/lockdir/dlock/internal/wine"
 )
 
 // The tests in this file are deterministic: all time comes from a mock
@@ -672,6 +674,9 @@ func TestWaitersSurviveRemovedDirAndLostEvents(t *testing.T) {
 			{"events lost", func(*rig) { watch.Overflow() }},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
+				if why := wine.Skip("a directory removed while a watch has it open stays delete-pending (no POSIX delete semantics), and Wine may tell the watch nothing: the waiters find out at their poll, which this test turns off"); why != "" && tc.name == "lock directory removed" {
+					t.Skip(why)
+				}
 				r := newRig(t)
 				holder := r.lock()
 				mustLock(t, holder)
@@ -774,6 +779,9 @@ func TestBadPathsFailAtOnce(t *testing.T) {
 		{"parent is a file", filepath.Join(file, "lock"), nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			if why := wine.Skip("Wine 8's CreateSymbolicLink reports success and makes nothing"); why != "" && tc.name == "symlink" {
+				t.Skip(why)
+			}
 			l, err := New(tc.path) // no PATIENCE limit: it must not wait
 			if err != nil {
 				t.Fatal(err)
@@ -1358,6 +1366,9 @@ func FuzzNameToFile(f *testing.F) {
 }
 
 func TestDefaultDirIsPrivate(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("Windows has no Unix modes: DefaultDir is dlock in the user's temporary directory, private by its ACL")
+	}
 	xdg := t.TempDir()
 	t.Setenv("XDG_RUNTIME_DIR", xdg)
 	dir, err := DefaultDir()
@@ -1577,6 +1588,9 @@ func TestLockUnlockAllocations(t *testing.T) {
 		}
 	})
 	const want = 6
+	if runtime.GOOS != "linux" {
+		t.Skipf("Lock+Unlock: %v allocations; the allocation-free path (statx + renameat2) is Linux's", allocs)
+	}
 	if allocs > want {
 		t.Fatalf("Lock+Unlock allocates %v times, want at most %d", allocs, want)
 	}
