@@ -2,6 +2,7 @@ package dlock
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"time"
@@ -55,6 +56,12 @@ func waitBusy(ctx context.Context, cfg config, path string, o outcome, start tim
 	return cfg.patienceSpent(ctx, path, wait(ctx, w, start))
 }
 
+// refusedFor is the error of a wait whose PATIENCE ran out while the
+// filesystem refused its attempts (fsys.ErrTransient): not ErrBusy.
+func (r *waiter) refusedFor(refused error) error {
+	return fmt.Errorf("dlock: %s: the filesystem refused every attempt until PATIENCE %v ran out: %w", r.w.what, r.w.patience, refused)
+}
+
 // settled reports whether an attempt's outcome ends an acquisition at
 // once: acquired, or an error no waiting mends. A refusal that passes by
 // itself (fsys.ErrTransient: on Windows a sharing violation or a
@@ -101,7 +108,7 @@ func wait(ctx context.Context, w waitSpec, start time.Time) error {
 		now := r.w.clock.Now()
 		if !r.deadline.IsZero() && !now.Before(r.deadline) {
 			if r.refused != nil {
-				return fmt.Errorf("dlock: %s: the filesystem refused every attempt until PATIENCE %v ran out: %w", r.w.what, r.w.patience, r.refused)
+				return r.refusedFor(r.refused)
 			}
 			return r.w.busy(r.seen, start)
 		}
@@ -268,6 +275,7 @@ func (r *waiter) look(paths []string, watching, afterPred bool) (ok, again, skip
 		return false, false, skipped, nil
 	}
 	o := w.try()
+	refused := r.refused
 	r.refused = nil
 	switch {
 	case o.ok:
@@ -276,6 +284,9 @@ func (r *waiter) look(paths []string, watching, afterPred bool) (ok, again, skip
 	case o.err != nil && fsys.IsTransient(o.err):
 		r.refused = o.err // waited out as a busy lock is, within PATIENCE
 		return false, false, false, nil
+	case o.err != nil && refused != nil && errors.As(o.err, new(*stuckError)):
+		// PATIENCE ran out while fsys was retrying the refusal: say so.
+		return false, false, false, r.refusedFor(refused)
 	case o.err != nil:
 		return false, false, false, o.err
 	}
