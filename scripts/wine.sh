@@ -79,6 +79,10 @@ for dir in "${dirs[@]}"; do
       echo "SKIP $rel $t: $(grep -A3 -- "^=== RUN   $t\$" "$log.txt" | grep -m1 -E '^ +[a-z_]+\.go:[0-9]+:' | sed -E 's/^ +//')"
     elif [ "$rc" = 0 ]; then
       p=$((p + 1))
+      # Subtests that skipped (the test passed): their reasons too.
+      grep -E -- "^ +--- SKIP: " "$log.txt" | while read -r _ _ sub _; do
+        echo "skip $rel $sub: $(grep -A3 -- "^=== RUN   $sub\$" "$log.txt" | grep -m1 -E '^ +[a-z_]+\.go:[0-9]+:' | sed -E 's/^ +//')"
+      done || true
     else
       "$wineserver" -k >/dev/null 2>&1 || true   # no process of the failed test lingers into the next
       # A failure that is not a timeout is tried once more: one that then
