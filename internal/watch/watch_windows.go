@@ -122,10 +122,10 @@ func (h *rdcwHub) subscribe(path string, s *Sub) (func(), bool) {
 	return func() {
 		h.op.Lock()
 		defer h.op.Unlock()
+		h.release(dir, d) // the handle first: once path counts no subscriber, nothing of ours holds it
 		h.mu.Lock()
 		h.remove(path, s)
 		h.mu.Unlock()
-		h.release(dir, d)
 	}, true
 }
 
