@@ -13,6 +13,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -172,4 +173,33 @@ func TestLocalOrShare(t *testing.T) {
 	driveType = saved
 	tmp := t.TempDir()
 	t.Logf("the temporary directory %s: local %v (drive type %d)", tmp, IsLocal(tmp), driveType(tmp[:3]))
+}
+
+// The exclusive rename, to names of every length (one character: shorter
+// than the rename structure itself), never replaces an existing target,
+// directory or file.
+func TestRenameNoReplaceWindows(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"0", "ab", "held.1", strings.Repeat("n", 200)} {
+		from := filepath.Join(dir, "src")
+		if err := os.Mkdir(from, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		to := filepath.Join(dir, name)
+		if err := RenameNoReplace(from, to); err != nil {
+			t.Fatalf("rename to %q: %v", name, err)
+		}
+		if ok, err := IsRealDir(to); !ok || err != nil {
+			t.Fatalf("%q after the rename: %v, %v", name, ok, err)
+		}
+	}
+	src := filepath.Join(dir, "src")
+	os.Mkdir(src, 0o755)
+	os.WriteFile(filepath.Join(dir, "file"), []byte("x"), 0o644)
+	for _, target := range []string{"0", "file"} {
+		err := RenameNoReplace(src, filepath.Join(dir, target))
+		if !errors.Is(err, fs.ErrExist) || IsTransient(err) {
+			t.Errorf("rename onto the existing %q = %v, want fs.ErrExist (not a refusal)", target, err)
+		}
+	}
 }

@@ -71,7 +71,10 @@ func renameByHandle(from, to string) error {
 	*(*uint32)(unsafe.Pointer(&b[16])) = uint32(2 * len(name))
 	copy(unsafe.Slice((*uint16)(unsafe.Pointer(&b[nameAt])), len(name)), name)
 	var iosb windows.IO_STATUS_BLOCK
-	err = windows.NtSetInformationFile(src, &iosb, &b[0], uint32(nameAt+2*len(name)), windows.FileRenameInformation)
+	// At least the structure's own size (24 bytes, FileName[1] padded):
+	// a shorter length, a name of one character, is STATUS_INVALID_PARAMETER.
+	n := max(nameAt+2*len(name), 24)
+	err = windows.NtSetInformationFile(src, &iosb, &b[0], uint32(n), windows.FileRenameInformation)
 	if st, ok := err.(windows.NTStatus); ok {
 		return st.Errno()
 	}
