@@ -172,3 +172,55 @@ func TestHolderRidesOutRefusals(t *testing.T) {
 		})
 	}
 }
+
+// A semaphore's slot and a reader/writer lock's read side, their first
+// attempt refused for longer than fsys's own retries: waited out too.
+func TestRefusalIsWaitedOutBySemaphoreAndRWLock(t *testing.T) {
+	under := func(dir string) func(string) bool {
+		return func(p string) bool { return strings.HasPrefix(p, dir) }
+	}
+	t.Run("semaphore", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "sem")
+		s, err := NewSemaphore(path, 2, WithPatience(20*time.Second), WithPollInterval(20*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Acquire(context.Background()); err != nil { // made, then free again
+			t.Fatal(err)
+		}
+		if err := s.Release(); err != nil {
+			t.Fatal(err)
+		}
+		f := osRefusal("rename", under(path), refusals[1], 30)
+		fsys.Fault.Store(&f)
+		t.Cleanup(func() { fsys.Fault.Store(nil) })
+		if err := s.Acquire(context.Background()); err != nil {
+			t.Fatalf("Acquire = %v, want the refusal waited out", err)
+		}
+		if err := s.Release(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("rwlock", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "rw")
+		rw, err := NewRWLock(path, WithPatience(20*time.Second), WithPollInterval(20*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := rw.RLock(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if err := rw.RUnlock(); err != nil {
+			t.Fatal(err)
+		}
+		f := osRefusal("list", under(path), refusals[2], 30)
+		fsys.Fault.Store(&f)
+		t.Cleanup(func() { fsys.Fault.Store(nil) })
+		if err := rw.RLock(context.Background()); err != nil {
+			t.Fatalf("RLock = %v, want the refusal waited out", err)
+		}
+		if err := rw.RUnlock(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
