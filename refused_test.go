@@ -163,11 +163,15 @@ func TestHolderRidesOutRefusals(t *testing.T) {
 				t.Fatal("the lock was lost although the refusal passed before its deadline")
 			default:
 			}
-			// A release refused three times: within fsys's own retries.
-			f := osRefusal("rename", inLock(r.path), refusal, 3)
+			// A release refused 30 times, more than fsys's own retries in
+			// one call: retried until it is done, before the deadline.
+			f := osRefusal("rename", inLock(r.path), refusal, 30)
 			fsys.Fault.Store(&f)
 			if err := a.Unlock(); err != nil {
-				t.Fatalf("Unlock with a refusal of a moment = %v", err)
+				t.Fatalf("Unlock with a refusal of a second = %v", err)
+			}
+			if st, err := Inspect(r.path); err != nil || st.Held {
+				t.Fatalf("after Unlock: %v, %v; want the lock free", st, err)
 			}
 		})
 	}
