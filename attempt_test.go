@@ -24,6 +24,7 @@ import (
 
 	"github.com/lockdir/dlock/internal/fsys"
 	"github.com/lockdir/dlock/internal/lockdir"
+	"github.com/lockdir/dlock/internal/wine"
 )
 
 // A lock path too long for the transitions' stack buffer (Linux) takes
@@ -85,6 +86,9 @@ func TestBadPathsFailAtOnce(t *testing.T) {
 		{"parent is a file", filepath.Join(file, "lock"), nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			if why := wine.Skip("Wine 8's CreateSymbolicLink reports success and makes nothing"); why != "" && tc.name == "symlink" {
+				t.Skip(why)
+			}
 			l, err := New(tc.path) // no PATIENCE limit: it must not wait
 			if err != nil {
 				t.Fatal(err)

@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/lockdir/dlock/internal/fsys"
 	"github.com/lockdir/dlock/internal/lockdir"
 )
 
@@ -364,9 +365,26 @@ func (l *Lock) lateUnlock(fence uint64) error {
 
 // release renames our held entry, of the given fence E, to free.E. Called with
 // l.op held.
+//
+// A refusal that passes (fsys.ErrTransient: on Windows an antivirus or an
+// indexer has the entry open) is tried again, every quarter of a second at
+// most, until the deadline (and for TIMEOUT of real time at most): a
+// release refused for a moment still releases. Unlock waits for it until
+// the deadline, as for any release.
 func (l *Lock) release(fence uint64) error {
 	free := lockdir.FreeName(fence)
-	if err := lockdir.Move(l.path, l.cur, free); err != nil {
+	err := lockdir.Move(l.path, l.cur, free)
+	for start := time.Now(); fsys.IsTransient(err) && time.Since(start) < l.cfg.timeout; {
+		l.mu.Lock()
+		deadline := l.deadline
+		l.mu.Unlock()
+		if !l.cfg.clock.Now().Before(deadline) {
+			break
+		}
+		time.Sleep(min(l.cfg.poll, 250*time.Millisecond))
+		err = lockdir.Move(l.path, l.cur, free)
+	}
+	if err != nil {
 		return err
 	}
 	l.lastFree = entry{name: free, free: true, fence: fence}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -66,9 +67,20 @@ func TestDoCancelsOnLoss(t *testing.T) {
 	r := newRig(t)
 	a := r.lock(WithTimeout(3 * time.Second))
 	err := a.Do(context.Background(), func(ctx context.Context) error {
-		os.RemoveAll(r.path)
+		// The removal's error is checked and the wait is bounded: a lock
+		// left in place is never lost, and this test then hung (under
+		// Wine 8, where os.RemoveAll fails: internal/wine).
+		if err := os.RemoveAll(r.path); err != nil {
+			t.Errorf("removing the lock under its holder: %v", err)
+			return err
+		}
 		r.clk.Add(time.Second)
-		<-ctx.Done()
+		select {
+		case <-ctx.Done():
+		case <-time.After(10 * time.Second):
+			t.Errorf("fn's context not cancelled 10 s after the lock directory was removed")
+			return errors.New("not cancelled")
+		}
 		if !errors.Is(context.Cause(ctx), ErrLost) {
 			t.Errorf("cause %v, want ErrLost", context.Cause(ctx))
 		}
@@ -104,6 +116,9 @@ func TestLockUnlockAllocations(t *testing.T) {
 		}
 	})
 	const want = 6
+	if runtime.GOOS != "linux" {
+		t.Skipf("Lock+Unlock: %v allocations; the allocation-free path (statx + renameat2) is Linux's", allocs)
+	}
 	if allocs > want {
 		t.Fatalf("Lock+Unlock allocates %v times, want at most %d", allocs, want)
 	}

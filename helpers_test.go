@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,6 +18,7 @@ import (
 	"github.com/lockdir/dlock/internal/fsys"
 	"github.com/lockdir/dlock/internal/lockdir"
 	"github.com/lockdir/dlock/internal/watch"
+	"github.com/lockdir/dlock/internal/wine"
 )
 
 const never = 24 * time.Hour // a poll interval that never fires in a test
@@ -32,7 +34,26 @@ func newRig(t *testing.T) *rig {
 	t.Helper()
 	clk := clock.NewMock()
 	clk.Set(time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC))
-	return &rig{t: t, clk: clk, path: filepath.Join(t.TempDir(), "lock")}
+	return &rig{t: t, clk: clk, path: filepath.Join(tempDir(t), "lock")}
+}
+
+// tempDir is t.TempDir, whose removal under Wine waits for this process's
+// own handles to close. A waiter that acquired leaves its queue and closes
+// its watch in the background (Lock returns once the lock is held); until
+// then, under Wine 8, which has no POSIX delete semantics, what it still
+// holds open stays delete-pending, still listed, and t.TempDir's cleanup
+// failed with "Directory is not empty" (TestReleaseWakesWaiter, about one
+// run in three). Everywhere else this is t.TempDir.
+func tempDir(t *testing.T) string {
+	dir := t.TempDir()
+	if _, ok := wine.Version(); ok {
+		t.Cleanup(func() { // before t.TempDir's own, which then finds it gone
+			for end := time.Now().Add(10 * time.Second); os.RemoveAll(dir) != nil && time.Now().Before(end); {
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
+	}
+	return dir
 }
 
 func (r *rig) lock(opts ...Option) *Lock {

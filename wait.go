@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/benbjohnson/clock"
+	"github.com/lockdir/dlock/internal/fsys"
 	"github.com/lockdir/dlock/internal/lockdir"
 	"github.com/lockdir/dlock/internal/proc"
 	"github.com/lockdir/dlock/internal/watch"
@@ -72,8 +73,10 @@ type acquisition struct {
 // an error matching ErrBusy at once for a PATIENCE of 0, or else waiting
 // (wait) until an attempt acquires, ctx is done or PATIENCE runs out. Each
 // attempt is bounded by ctx and PATIENCE (attemptContext); one given up
-// when PATIENCE ran out, not ctx, gives an error matching ErrBusy. The
-// outcome is the attempt's that acquired.
+// when PATIENCE ran out, not ctx, gives an error matching ErrBusy. An
+// attempt refused for now (fsys.ErrTransient) is waited out like a busy
+// target (settled); if PATIENCE runs out so, the error is the refusal's.
+// The outcome is the attempt's that acquired.
 func acquire(ctx context.Context, t acquirable, a acquisition) (outcome, error) {
 	if err := ctx.Err(); err != nil {
 		return outcome{}, fmt.Errorf("dlock: %s %s: %w", a.verb, a.path, err)
@@ -82,13 +85,22 @@ func acquire(ctx context.Context, t acquirable, a acquisition) (outcome, error) 
 	defer cancel()
 	o := t.try(actx)
 	switch {
-	case o.ok || o.err != nil:
+	case o.settled(a.cfg.patience):
 		return o, a.cfg.patienceSpent(ctx, a.path, o.err)
 	case a.cfg.patience == 0:
 		return o, t.busyError(o.seen, a.start) // (no queue, no statfs for a single try)
 	}
 	o, err := wait(ctx, newWaiter(actx, t, o, a.start))
 	return o, a.cfg.patienceSpent(ctx, a.path, err)
+}
+
+// settled reports whether an attempt's outcome ends an acquisition at
+// once: acquired, or an error no waiting mends. A refusal that passes by
+// itself (fsys.ErrTransient: on Windows a sharing violation or a
+// delete-pending name, another program having the entry open) is waited
+// out within PATIENCE, and never taken for a busy lock.
+func (o outcome) settled(patience time.Duration) bool {
+	return o.ok || o.err != nil && (patience == 0 || !fsys.IsTransient(o.err))
 }
 
 // tryNow is the one attempt of TryLock, TryTake and TryRLock: no context
@@ -191,7 +203,7 @@ func wait(ctx context.Context, r *waiter) (outcome, error) {
 		r.schedulePoll(watching, looked == lookSkipped)
 		now := r.w.clock.Now()
 		if !r.deadline.IsZero() && !now.Before(r.deadline) {
-			return outcome{}, r.t.busyError(r.seen, r.start)
+			return outcome{}, r.spent()
 		}
 		next, checkPid, armIn := r.nextWake(now)
 		if next <= 0 {
@@ -269,13 +281,22 @@ type waiter struct {
 	nextAttempt time.Time // when the next full poll is due
 	armFor      Holder    // the holder whose death watch is due at armAt
 	armAt       time.Time
+
+	// The last attempt's refusal that passes by itself (fsys.ErrTransient).
+	refused error
 }
 
 // newWaiter is the wait for t after the acquisition's first attempt, o,
-// found it busy; ctx bounds each attempt.
+// found it busy, or was refused (fsys.ErrTransient); ctx bounds each
+// attempt.
 func newWaiter(ctx context.Context, t acquirable, o outcome, start time.Time) *waiter {
 	w := t.waitSpec()
 	r := &waiter{t: t, ctx: ctx, w: w, start: start, woke: wokeBegun, seen: o.seen, staleAt: o.staleAt, timer: w.clock.Timer(time.Hour)}
+	if o.err != nil {
+		// A refused attempt saw nothing: the first turn attempts, even
+		// behind others, as a poll would.
+		r.woke = wokeDue
+	}
 	if h, ok := t.(hinted); ok {
 		r.events, r.hint = h, h.hint
 	}
@@ -283,6 +304,21 @@ func newWaiter(ctx context.Context, t acquirable, o outcome, start time.Time) *w
 		r.deadline = start.Add(w.patience)
 	}
 	return r
+}
+
+// spent is the error when PATIENCE ran out: busy, or, if the last attempt
+// was refused (fsys.ErrTransient), that refusal (refusedFor).
+func (r *waiter) spent() error {
+	if r.refused != nil {
+		return r.refusedFor(r.refused)
+	}
+	return r.t.busyError(r.seen, r.start)
+}
+
+// refusedFor is the error of a wait whose PATIENCE ran out while the
+// filesystem refused its attempts (fsys.ErrTransient): not ErrBusy.
+func (r *waiter) refusedFor(refused error) error {
+	return fmt.Errorf("dlock: %s: the filesystem refused every attempt until PATIENCE %v ran out: %w", r.w.what, r.w.patience, refused)
 }
 
 // leave leaves the queue (which wakes the next waiter), unwatches and
@@ -367,6 +403,8 @@ func (r *waiter) tryEvents(watching bool) error {
 	switch {
 	case o.ok:
 		r.won(o)
+	case o.err != nil && fsys.IsTransient(o.err):
+		// the look that follows tries again
 	case o.err != nil:
 		return o.err
 	case o.known:
@@ -382,18 +420,18 @@ func (r *waiter) tryEvents(watching bool) error {
 // PATH is for those ahead to watch: a look could take the lock from them
 // as it is handed over. So, there, only a timer (the poll, the safety
 // net) looks: not the acquisition's own look just made, nor a wake-up to
-// find our place in the queue (a predecessor exited).
+// find our place in the queue (a predecessor exited). An attempt refused
+// for now (fsys.ErrTransient) is recorded (judge) and made again at the
+// next poll, never the slow one.
 func (r *waiter) look(paths []string, watching, afterPred bool) (lookResult, error) {
 	if !r.woke.attempts() || !r.first && watching && r.woke != wokeDue {
 		return lookSkipped, nil
 	}
 	o := r.t.try(r.ctx)
-	switch {
-	case o.ok:
-		r.won(o)
-		return lookLooked, nil
-	case o.err != nil:
-		return lookLooked, o.err
+	refused := r.refused
+	r.refused = nil
+	if o.ok || o.err != nil {
+		return lookLooked, r.judge(o, refused)
 	}
 	r.seen, r.staleAt = o.seen, o.staleAt
 	if afterPred && !r.w.queue.PredHolds(knownToken(r.seen.holder)) {
@@ -405,6 +443,25 @@ func (r *waiter) look(paths []string, watching, afterPred bool) (lookResult, err
 		}
 	}
 	return lookLooked, nil
+}
+
+// judge is what an attempt that acquired or failed means to the wait: won,
+// or an error, or a refusal that passes by itself (fsys.ErrTransient),
+// recorded and waited out as a busy lock is, within PATIENCE. An attempt
+// given up when PATIENCE ran out while fsys was retrying the previous
+// attempt's refusal (refused) reports that refusal.
+func (r *waiter) judge(o outcome, refused error) error {
+	switch {
+	case o.ok:
+		r.won(o)
+		return nil
+	case fsys.IsTransient(o.err):
+		r.refused = o.err
+		return nil
+	case refused != nil && errors.As(o.err, new(*stuckError)):
+		return r.refusedFor(refused)
+	}
+	return o.err
 }
 
 // schedulePoll sets when the next full poll is due, after a turn that
@@ -419,7 +476,7 @@ func (r *waiter) schedulePoll(watching, skipped bool) {
 	// missed it: no event follows, only a look finds it), nor right
 	// behind the first in line: a first waiter stopped (^Z) would hold up
 	// the line with the lock free.
-	if watching && w.local && !(r.seen.holder.Unknown && r.seen.name == "") &&
+	if watching && w.local && r.refused == nil && !(r.seen.holder.Unknown && r.seen.name == "") &&
 		!(w.queue != nil && !r.first && w.queue.Second) {
 		poll *= localPollFactor
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/lockdir/dlock/internal/fsys"
 	"github.com/lockdir/dlock/internal/lockdir"
 	"github.com/lockdir/dlock/internal/watch"
+	"github.com/lockdir/dlock/internal/wine"
 )
 
 func TestPatienceEndsExactly(t *testing.T) {
@@ -195,6 +196,9 @@ func TestWaitersSurviveRemovedDirAndLostEvents(t *testing.T) {
 			{"events lost", func(*rig) { watch.Overflow() }},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
+				if why := wine.Skip("a directory removed while a watch has it open stays delete-pending (no POSIX delete semantics), and Wine may tell the watch nothing: the waiters find out at their poll, which this test turns off"); why != "" && tc.name == "lock directory removed" {
+					t.Skip(why)
+				}
 				r := newRig(t)
 				holder := r.lock()
 				mustLock(t, holder)

@@ -109,8 +109,7 @@ func holdCmd(args []string, stdout, stderr io.Writer) int {
 // holderMain is the background holder: it takes the lock, reports on
 // descriptor 3, and holds the lock while PID lives.
 func holderMain(args []string, stderr io.Writer) int {
-	report := os.NewFile(3, "report")
-	syscall.CloseOnExec(3)
+	report := reportFile()
 	lf, pid, path, code, stop := parseHold(args, io.Discard)
 	if stop {
 		return code
@@ -164,14 +163,14 @@ func holderMain(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, explain(err, path))
 		return exitError
 	}
-	fmt.Fprintf(report, "DLOCK_PATH=%s; DLOCK_FENCE=%d; DLOCK_HOLDER=%d; export DLOCK_PATH DLOCK_FENCE DLOCK_HOLDER\n",
-		shellQuote(abs), l.Fence(), os.Getpid())
+	fmt.Fprint(report, holdReport(abs, l.Fence(), os.Getpid()))
 	report.Close()
 	// Detached: the script's terminal and pipes are not ours to keep,
 	// but for stderr, where a loss is reported.
 	select {
 	case <-watched:
 	case <-sigs:
+	case <-releaseAsked():
 	case <-l.Lost():
 		say(stderr, "lost the %s %s held for process %d: sending it SIGTERM", lf.kind(), path, pid)
 		terminate(pid)

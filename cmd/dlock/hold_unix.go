@@ -60,3 +60,21 @@ func newLogger(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w
 
 // terminate sends pid SIGTERM.
 func terminate(pid int) error { return syscall.Kill(pid, syscall.SIGTERM) }
+
+// reportFile is where the holder reports the lock held: fd 3, the pipe
+// startHolder passed.
+func reportFile() *os.File {
+	syscall.CloseOnExec(3)
+	return os.NewFile(3, "report")
+}
+
+// holdReport is what dlock hold prints once the lock is held: shell
+// assignments for eval.
+func holdReport(abs string, fence uint64, holder int) string {
+	return fmt.Sprintf("DLOCK_PATH=%s; DLOCK_FENCE=%d; DLOCK_HOLDER=%d; export DLOCK_PATH DLOCK_FENCE DLOCK_HOLDER\n",
+		shellQuote(abs), fence, holder)
+}
+
+// releaseAsked: dlock release sends the holder SIGTERM (terminate), which
+// its signal handling hears; nothing else asks.
+func releaseAsked() <-chan struct{} { return nil }

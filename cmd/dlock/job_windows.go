@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"os/exec"
 	"syscall"
@@ -11,9 +12,9 @@ import (
 
 // On Windows dlock is one process: the job is a job object holding
 // COMMAND and what it starts, killed as a whole when dlock stops it or
-// exits (even when killed), and dlock releases the lock when COMMAND
-// exits. The child is assigned to the job object just after it starts,
-// so a process it spawns in that instant escapes it.
+// exits (even when killed: kill-on-close), and dlock releases the lock
+// when COMMAND exits. COMMAND starts suspended and runs only once it is in
+// the job object, so that nothing it starts can escape it.
 
 func runFront(c *runConfig, args []string, stderr io.Writer) int {
 	return supervise(c, nil, stderr)
@@ -27,10 +28,22 @@ type winJob struct {
 }
 
 func startJob(cmd *exec.Cmd, c *runConfig) (job, error) {
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.CreationFlags |= windows.CREATE_SUSPENDED
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
 	j := &winJob{cmd: cmd, handle: killOnCloseJob(cmd.Process.Pid), exit: make(chan int, 1), goneCh: make(chan struct{})}
+	if err := resume(cmd.Process.Pid); err != nil {
+		if j.handle != 0 {
+			windows.TerminateJobObject(j.handle, 1)
+		}
+		cmd.Process.Kill()
+		cmd.Wait()
+		return nil, fmt.Errorf("resuming it once in its job object: %w", err)
+	}
 	go func() {
 		cmd.Wait()
 		j.exit <- exitStatus(cmd.ProcessState)
@@ -85,3 +98,34 @@ func killOnCloseJob(pid int) windows.Handle {
 
 // frontGone: on Windows there is no separate front process.
 func frontGone() <-chan struct{} { return nil }
+
+// resume lets the suspended process pid run: its threads (one, made
+// suspended) are resumed. os/exec keeps no handle of the thread.
+func resume(pid int) error {
+	snap, err := windows.CreateToolhelp32Snapshot(windows.TH32CS_SNAPTHREAD, 0)
+	if err != nil {
+		return err
+	}
+	defer windows.CloseHandle(snap)
+	te := windows.ThreadEntry32{Size: uint32(unsafe.Sizeof(windows.ThreadEntry32{}))}
+	resumed := 0
+	for err = windows.Thread32First(snap, &te); err == nil; err = windows.Thread32Next(snap, &te) {
+		if te.OwnerProcessID != uint32(pid) {
+			continue
+		}
+		th, err := windows.OpenThread(windows.THREAD_SUSPEND_RESUME, false, te.ThreadID)
+		if err != nil {
+			return err
+		}
+		_, err = windows.ResumeThread(th)
+		windows.CloseHandle(th)
+		if err != nil {
+			return err
+		}
+		resumed++
+	}
+	if resumed == 0 {
+		return fmt.Errorf("no thread of process %d found", pid)
+	}
+	return nil
+}

@@ -29,14 +29,6 @@ func readNames(path string) ([]string, error) {
 // removeDir removes the empty directory at path.
 func removeDir(path string) error { return os.Remove(path) }
 
-// renameEntry renames one state entry. os.Rename refuses an existing
-// directory here (Windows' MoveFileEx never replaces one).
-func renameEntry(from, to string) error { return os.Rename(from, to) }
-
-// renameExclusive is renameEntry: os.Rename already refuses an existing
-// directory target.
-func renameExclusive(from, to string) error { return os.Rename(from, to) }
-
 // isRealDir reports whether path is a directory, not following a symlink
 // (or junction) there.
 func isRealDir(path string) (bool, error) {

@@ -22,20 +22,24 @@ var ErrNoExclusive = errors.New("exclusive rename not supported")
 // errNotDirectory: a symlink, junction or file where a directory must be.
 var errNotDirectory = errors.New("not a directory")
 
+// Every call below retries, for a moment, a refusal that passes by
+// itself (Windows' sharing violations and delete-pending names:
+// ErrTransient, refused.go), and then reports it as a RefusedError.
+
 // RenameNoReplace renames from to to, failing with an error matching
 // fs.ErrExist if to exists, even as an empty directory (which rename(2)
 // would replace): Linux RENAME_NOREPLACE, macOS RENAME_EXCL, Windows'
 // MoveFileEx. It returns ErrNoExclusive, having done nothing, where that
 // is not available; on Linux, once a filesystem has refused it, for the
 // rest of the process.
-func RenameNoReplace(from, to string) error { return renameExclusive(from, to) }
+func RenameNoReplace(from, to string) error { return retry2("rename", renameExclusive, from, to) }
 
 // RenameEntry renames a lock's state entry to a name never used before
 // in its directory: RenameNoReplace where the OS has it, else rename(2)
 // (which never replaces a non-empty directory, and the protocol's names
 // are never reused). It does not look at the target first: the kernel's
 // answer is the compare-and-swap.
-func RenameEntry(from, to string) error { return renameEntry(from, to) }
+func RenameEntry(from, to string) error { return retry2("rename", renameEntry, from, to) }
 
 // CheckAndRename is IsRealDir(dir) then RenameEntry(dir/from, dir/to) in
 // two system calls and no allocation, where the OS allows (Linux: statx
@@ -43,21 +47,27 @@ func RenameEntry(from, to string) error { return renameEntry(from, to) }
 // false when it did nothing (another OS, paths too long, a call refused):
 // then the caller makes the portable calls.
 func CheckAndRename(dir, from, to string) (isDir bool, statErr, err error, done bool) {
+	if Fault.Load() != nil {
+		return false, nil, nil, false // a test's faults are played on the portable calls
+	}
 	return checkAndRename(dir, from, to)
 }
 
 // ReadNames lists the directory at path, without . and .., and without
 // following a symlink there: a symlink planted at path is an error, never
 // a listing of its target.
-func ReadNames(path string) ([]string, error) { return readNames(path) }
+func ReadNames(path string) ([]string, error) { return retryV("list", readNames, path) }
 
 // RemoveDir removes the empty directory at path: one rmdir, itself a
 // compare-and-swap (it fails on a directory that holds anything).
-func RemoveDir(path string) error { return removeDir(path) }
+func RemoveDir(path string) error {
+	beforeRemove(path)
+	return retry1("remove", removeDir, path)
+}
 
 // IsRealDir reports whether path is a directory, not following a symlink
 // (or junction) there.
-func IsRealDir(path string) (bool, error) { return isRealDir(path) }
+func IsRealDir(path string) (bool, error) { return retryV("stat", isRealDir, path) }
 
 // IsLocal reports whether dir is on a local filesystem, where a watch
 // (inotify, kqueue, ...) hears every change. On a network or FUSE

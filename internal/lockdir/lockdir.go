@@ -508,7 +508,7 @@ func Adopt(path, held string) (bool, error) {
 		}
 	}
 	if err != nil {
-		os.Remove(q)
+		fsys.RemoveDir(q)
 		return false, fmt.Errorf("dlock: taking the empty lock directory %s: %w", path, errors.Unwrap(err))
 	}
 	return true, nil

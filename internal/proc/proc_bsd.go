@@ -12,6 +12,9 @@ import (
 // pid namespaces that share a mount with the host (jails get their own
 // boot time view only through the host), so boot time and host UUID do.
 func hostIdentity() string {
+	if jailed() {
+		return ""
+	}
 	tv, err := unix.SysctlTimeval("kern.boottime")
 	if err != nil {
 		return ""

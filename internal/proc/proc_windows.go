@@ -17,8 +17,19 @@ func hostIdentity() string {
 }
 
 // processStart returns pid's creation time and whether it still runs.
+//
+// A process counts as gone once its process object is signalled: it has
+// ended and its handles are closed, among them a job object's with
+// kill-on-close (dlock run's), whose processes are then terminated too.
+// Its exit code is set earlier than that, while its handles are still
+// being closed, and is no proof either way: a process may exit with 259,
+// STILL_ACTIVE. Without SYNCHRONIZE access (another user's process) the
+// exit code is all there is.
 func processStart(pid int) (start uint64, alive, known bool) {
-	h, err := windows.OpenProcess(windows.PROCESS_QUERY_LIMITED_INFORMATION, false, uint32(pid))
+	h, err := windows.OpenProcess(windows.PROCESS_QUERY_LIMITED_INFORMATION|windows.SYNCHRONIZE, false, uint32(pid))
+	if errors.Is(err, windows.ERROR_ACCESS_DENIED) {
+		h, err = windows.OpenProcess(windows.PROCESS_QUERY_LIMITED_INFORMATION, false, uint32(pid))
+	}
 	if err != nil {
 		if errors.Is(err, windows.ERROR_INVALID_PARAMETER) {
 			return 0, false, true // no such process
@@ -26,9 +37,13 @@ func processStart(pid int) (start uint64, alive, known bool) {
 		return 0, true, true // exists, but we may not look
 	}
 	defer windows.CloseHandle(h)
-	var code uint32
-	if err := windows.GetExitCodeProcess(h, &code); err == nil && code != 259 { // STILL_ACTIVE
+	if ev, err := windows.WaitForSingleObject(h, 0); err == nil && ev == windows.WAIT_OBJECT_0 {
 		return 0, false, true
+	} else if err != nil {
+		var code uint32
+		if err := windows.GetExitCodeProcess(h, &code); err == nil && code != 259 { // STILL_ACTIVE
+			return 0, false, true
+		}
 	}
 	var creation, exit, kernel, user windows.Filetime
 	if err := windows.GetProcessTimes(h, &creation, &exit, &kernel, &user); err != nil {
