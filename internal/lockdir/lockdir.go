@@ -498,6 +498,18 @@ func Adopt(path, held string) (bool, error) {
 		}
 		return false, fmt.Errorf("dlock: taking the empty lock directory %s: %w", path, errors.Unwrap(err))
 	}
+	// The claim proves that nobody else adopted path, not that it is
+	// empty: the listing that showed it empty may have come from a
+	// client's cache (sshfs keeps one for 20 s), and a lock directory made
+	// without a queue (by hand, or by an older dlock) holds a state entry
+	// the claim does not conflict with. A listing made after our own mkdir
+	// in path is the server's (the client drops what it cached of a
+	// directory it changed): if it shows any state entry, give the claim
+	// back and look again, as a waiter.
+	if st, rerr := Read(path); rerr != nil || st.Entries != 0 || len(st.Foreign) != 0 {
+		fsys.RemoveDir(q)
+		return false, nil
+	}
 	// Waiters of every user who may take the lock put tickets there.
 	err = os.Chmod(q, perm)
 	if err == nil {
