@@ -18,31 +18,35 @@ import (
 // altRows is the order of the table's rows.
 var altRows = []string{implDlock, implDlockPoll, implDlock5, implDlockRun, implFlock,
 	"portalocker", "portalocker-tuned", "locket", "filelock", "filelock-tuned",
-	"softfilelock", "softfilelock-tuned", "lockbydir", "lockbydir-tuned",
-	"proper-lockfile", "proper-lockfile-tuned", implFloorChecked, implFloorMkdir, implFloorWatch, implPipe}
+	"softfilelock", "softfilelock-tuned", "softfilelease", "softfilelease-tuned", "strictsoftfilelock", "strictsoftfilelock-tuned",
+	"lockbydir", "lockbydir-tuned", "proper-lockfile", "proper-lockfile-tuned", implFloorChecked, implFloorMkdir, implFloorWatch, implPipe}
 
 // altWhat says what each row is.
 var altWhat = map[string]string{
-	implDlock:               "dlock, default options",
-	implDlockPoll:           "dlock, watching off (polls every 100 ms, as across hosts)",
-	implDlock5:              "dlock polling every 5 ms (`WithPollInterval`; shared filesystems only): a hand-off as quick as the peers' at 1 ms, for comparing server load",
-	implDlockRun:            "`dlock run PATH -- CMD` from a shell: a dlock process per acquisition",
-	implFlock:               "gofrs/flock (flock(2))",
-	"portalocker":           "portalocker.Lock (flock; check_interval 0.25 s)",
-	"portalocker-tuned":     "portalocker.Lock, check_interval 1 ms",
-	"locket":                "locket.lock_file (blocking flock)",
-	"filelock":              "filelock.FileLock (flock; poll 50 ms)",
-	"filelock-tuned":        "filelock.FileLock, poll 1 ms",
-	"softfilelock":          "filelock.SoftFileLock (O_EXCL file; poll 50 ms)",
-	"softfilelock-tuned":    "filelock.SoftFileLock, poll 1 ms",
-	"lockbydir":             "lockbydir algorithm (mkdir; poll 30 ms; TIMEOUT 10 s)",
-	"lockbydir-tuned":       "lockbydir algorithm, poll 1 ms",
-	"proper-lockfile":       "proper-lockfile (mkdir; stale 10 s; realpath; retry every 100 ms)",
-	"proper-lockfile-tuned": "proper-lockfile, retry every 1 ms, realpath false, onCompromised logs",
-	implFloorChecked:        "floor: dlock's system calls alone (statx + rename, twice)",
-	implFloorMkdir:          "floor: mkdir + rmdir",
-	implFloorWatch:          "floor: rename hand-off with inotify waiters, no checks",
-	implPipe:                "no lock: the pipe to a Python peer, one round trip per Lock and per Unlock (uncontended column: what the pipe adds to every peer's hand-off and acq/s)",
+	implDlock:                  "dlock, default options",
+	implDlockPoll:              "dlock, watching off (polls every 100 ms, as across hosts)",
+	implDlock5:                 "dlock polling every 5 ms (`WithPollInterval`; shared filesystems only): a hand-off as quick as the peers' at 1 ms, for comparing server load",
+	implDlockRun:               "`dlock run PATH -- CMD` from a shell: a dlock process per acquisition",
+	implFlock:                  "gofrs/flock (flock(2))",
+	"portalocker":              "portalocker.Lock (flock; check_interval 0.25 s)",
+	"portalocker-tuned":        "portalocker.Lock, check_interval 1 ms",
+	"locket":                   "locket.lock_file (blocking flock)",
+	"filelock":                 "filelock.FileLock (flock; poll 50 ms)",
+	"filelock-tuned":           "filelock.FileLock, poll 1 ms",
+	"softfilelock":             "filelock.SoftFileLock (O_EXCL file; poll 50 ms)",
+	"softfilelock-tuned":       "filelock.SoftFileLock, poll 1 ms",
+	"softfilelease":            "filelock.SoftFileLease (3.2x, 2026: O_EXCL marker with a heartbeat every lease_duration/3, taken once lease_duration stale, on_compromise; lease_duration 30 s; poll 50 ms)",
+	"softfilelease-tuned":      "filelock.SoftFileLease, poll 1 ms",
+	"strictsoftfilelock":       "filelock.StrictSoftFileLock (3.2x, 2026: ordered claims by hard link, never broken by age; poll up to 50 ms)",
+	"strictsoftfilelock-tuned": "filelock.StrictSoftFileLock, poll 1 ms",
+	"lockbydir":                "lockbydir algorithm (mkdir; poll 30 ms; TIMEOUT 10 s)",
+	"lockbydir-tuned":          "lockbydir algorithm, poll 1 ms",
+	"proper-lockfile":          "proper-lockfile (mkdir; stale 10 s; realpath; retry every 100 ms)",
+	"proper-lockfile-tuned":    "proper-lockfile, retry every 1 ms, realpath false, onCompromised logs",
+	implFloorChecked:           "floor: dlock's system calls alone (statx + rename, twice)",
+	implFloorMkdir:             "floor: mkdir + rmdir",
+	implFloorWatch:             "floor: rename hand-off with inotify waiters, no checks",
+	implPipe:                   "no lock: the pipe to a Python peer, one round trip per Lock and per Unlock (uncontended column: what the pipe adds to every peer's hand-off and acq/s)",
 }
 
 func cell(f *fsRun, metric, impl string) string {
@@ -55,6 +59,10 @@ func cell(f *fsRun, metric, impl string) string {
 	}
 	return fmtNum(v)
 }
+
+// maxRoundNotes: the rounds that went wrong told in the notes, per lock
+// and row (all of them are in alternatives.json).
+const maxRoundNotes = 5
 
 // writeAltMarkdown writes the table of an -alternatives run.
 func writeAltMarkdown(name string, r *altReport) error {
@@ -74,7 +82,8 @@ func writeAltMarkdown(name string, r *altReport) error {
 	p("Counter: %d processes (split across the mounts) × %d increments of a counter on local disk, counting lost updates and the times two were inside at once (an O_EXCL marker on local disk), out of the increments done. ", r.CntProcs, r.CntIts)
 	p("Stale race: a holder is paused (SIGSTOP) past the stale time (%v for all that have one; proper-lockfile's least) while two waiters, one on each mount, reclaim; bad = rounds in which both held at once, out of the rounds run (%d at once, each with a lock and processes of its own; a round that failed is in the notes). ", r.Stale, r.Parallel)
 	p("Late release: the paused holder's lock is taken over, then it wakes and releases; bad = rounds in which a third process could then acquire while the successor held. ")
-	p("n/a: the peer cannot express the case (it never reclaims a paused holder's lock, or does not exclude across the mounts to begin with). †: some trial of this lock on this filesystem found two holders at once, so its speed figures are of a lock that did not exclude. Locks are the libraries' own; nothing is changed in them.\n\n")
+	p("In both, every process of a round is started before the holder acquires, and a round that went wrong asks the holder that was overtaken whether its library had told it that it lost the lock before the other process got in (its deadline passed while the load starved it): `(+N told first)` counts those rounds, which are legitimate and not in bad; the notes tell each round that went wrong, which kind it was, and its timeline (CLOCK_MONOTONIC, one clock for every process, ms from the round's start). ")
+	p("n/a: the peer cannot express the case (it never reclaims a paused holder's lock, or does not exclude across the mounts to begin with: another process got in at once, or the counter lost updates). †: some trial of this lock on this filesystem found two holders at once, so its speed figures are of a lock that did not exclude. Locks are the libraries' own; nothing is changed in them.\n\n")
 	for _, f := range r.FS {
 		p("## %s\n\n", f.Name)
 		if len(f.Metrics) == 0 && len(f.Checks) == 0 {
@@ -124,8 +133,16 @@ func writeAltMarkdown(name string, r *altReport) error {
 		var notes []string
 		for _, c := range []string{"counter", "stale", "late"} {
 			for _, impl := range altRows {
-				if v, ok := f.Checks[c][impl]; ok && (v.Note != "" || v.NA != "") {
+				v, ok := f.Checks[c][impl]
+				if ok && (v.Note != "" || v.NA != "") {
 					notes = append(notes, fmt.Sprintf("%s `%s`: %s", c, impl, strings.Trim(v.NA+"; "+v.Note, "; ")))
+				}
+				for i, r := range v.Rounds {
+					if i == maxRoundNotes {
+						notes = append(notes, fmt.Sprintf("%s `%s`: %d more such rounds in alternatives.json", c, impl, len(v.Rounds)-i))
+						break
+					}
+					notes = append(notes, fmt.Sprintf("%s `%s` %s", c, impl, r))
 				}
 			}
 		}
