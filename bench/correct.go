@@ -236,13 +236,20 @@ func startPeers(impl string, paths []string, stale time.Duration) ([]*peerProc, 
 			}
 		}
 	}
+	// At once: on a loaded machine a Python peer takes a while to start.
+	errs := make([]error, len(paths))
+	var wg sync.WaitGroup
 	for i, path := range paths {
-		p, err := startPeer(impl, path, stale)
-		if err != nil {
-			closeAll()
-			return nil, nil, err
-		}
-		ps[i] = p
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ps[i], errs[i] = startPeer(impl, path, stale)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		closeAll()
+		return nil, nil, err
 	}
 	return ps, closeAll, nil
 }
