@@ -126,6 +126,13 @@ func writeAltMarkdown(name string, r *altReport) error {
 			}
 		}
 		p("\n")
+		if rs := altRatios(f); len(rs) > 0 {
+			p("Ratios in this run (dlock's figure ÷ the other's, the same filesystem; what the README's Performance section states as ranges):\n\n")
+			for _, r := range rs {
+				p("- %s\n", r)
+			}
+			p("\n")
+		}
 		for _, t := range altTargets(f) {
 			p("- %s %s\n", t.verdict, t.text)
 		}
@@ -259,6 +266,53 @@ func writeAltSVG(name string, r *altReport) error {
 	p(`<text x="10" y="%d" fill="#555">%s (docs/alternatives.md has every row and the counts)</text>`+"\n", y+30, html.EscapeString(r.Command))
 	b.WriteString("</svg>\n")
 	return os.WriteFile(name, []byte(b.String()), 0o644)
+}
+
+// altRatios are dlock's figures on one filesystem divided by its floors'
+// and its nearest peers' of the same run: the ratios that the README
+// states, so that it can state them without figures of its own.
+func altRatios(f *fsRun) []string {
+	var out []string
+	line := func(what, metric, of string, others ...string) {
+		d, ok := f.Metrics[metric][of]
+		if !ok || d <= 0 {
+			return
+		}
+		var parts []string
+		for _, o := range others {
+			v, ok := f.Metrics[metric][o]
+			if !ok || v <= 0 {
+				continue
+			}
+			mark := ""
+			if f.Viol[o] {
+				mark = "†"
+			}
+			parts = append(parts, fmt.Sprintf("%s× `%s`%s", fmtRatio(d/v), o, mark))
+		}
+		if len(parts) > 0 {
+			out = append(out, fmt.Sprintf("%s: `%s` %s", what, of, strings.Join(parts, ", ")))
+		}
+	}
+	line("uncontended Lock+Unlock (below 1: dlock quicker)", "unc_us", implDlock, implFloorChecked, implFloorMkdir, implFlock, "lockbydir", "locket")
+	line("hand-off p50, 1 ms holds (below 1: dlock quicker)", "p50_ms", implDlock, implFloorWatch, implFlock, "locket", "lockbydir-tuned")
+	line("hand-off p99, 1 ms holds", "p99_ms", implDlock, implFloorWatch, implFlock, "locket", "lockbydir-tuned")
+	line("acquisitions/s with 8 processes (above 1: dlock more)", "acq8", implDlock, implFlock, "locket", "lockbydir-tuned")
+	line("CPU per acquisition with waiters (below 1: dlock less)", "cpu_ms", implDlock, implFlock, "locket", "lockbydir-tuned")
+	if w, ok := f.Metrics["wait_p50_ms"][implDlock]; ok {
+		out = append(out, fmt.Sprintf("poll hand-off p50 across the mounts: `dlock` %s× its poll interval (%v)", fmtRatio(w/float64(dlock.DefaultPollInterval.Milliseconds())), dlock.DefaultPollInterval))
+	}
+	line("server operations per acquire+release", "ops_acq", implDlock, "lockbydir", "proper-lockfile")
+	line("server operations per waiting second", "ops_wait_s", implDlock, "lockbydir", "proper-lockfile")
+	return out
+}
+
+// fmtRatio writes a ratio with two decimals below 10.
+func fmtRatio(r float64) string {
+	if r >= 10 {
+		return fmt.Sprintf("%.0f", r)
+	}
+	return fmt.Sprintf("%.2f", r)
 }
 
 // fmtDur writes microseconds as µs, ms or s.
