@@ -56,6 +56,9 @@ type altConfig struct {
 	absent      map[string]bool  // peers not installed here (filelock's newest classes)
 }
 
+// altAllFS are the filesystems -alternatives measures by default.
+var altAllFS = []string{"tmpfs", "ext4", "sshfs-coherent", "sshfs-default", "glusterfs"}
+
 // altGroups are the groups of rows -rows can pick.
 var altGroups = []string{"unc", "handoff", "throughput", "herd", "wait", "ops", "counter", "stale", "late"}
 
@@ -192,6 +195,10 @@ func runAlternatives(cfg altConfig) (*altReport, error) {
 	}
 	if cfg.args != nil {
 		rep.Command = "cd bench && go run . " + strings.Join(cfg.args, " ")
+	}
+	if os.Getenv("PYTHONPATH") != "" {
+		// Another filelock than Debian's, most likely (bench/README.md).
+		rep.Command = strings.Replace(rep.Command, "go run", "PYTHONPATH=<a filelock checkout's src> go run", 1)
 	}
 	tmp, err := os.MkdirTemp("", "dlockbench-alt-")
 	if err != nil {

@@ -71,7 +71,21 @@ func writeAltMarkdown(name string, r *altReport) error {
 	p("# dlock and the alternatives\n\n")
 	p("Written by `%s` on %s (%s).  \n", r.Command, r.Started.UTC().Format("2006-01-02 15:04 MST"), r.Elapsed.Round(time.Second))
 	p("Machine: %s; load average %s at the start, %s at the end (other jobs ran: speed figures are noisy, compare within a column).  \n", r.Machine, r.LoadStart, r.Load)
-	p("Versions: %s.\n\n", strings.Join(r.Versions, "; "))
+	p("Versions: %s.  \n", strings.Join(r.Versions, "; "))
+	var ran, not []string
+	for _, f := range r.FS {
+		ran = append(ran, f.Name)
+	}
+	for _, name := range altAllFS {
+		if !slices.Contains(ran, name) {
+			not = append(not, name)
+		}
+	}
+	p("Filesystems: %s", strings.Join(ran, ", "))
+	if len(not) > 0 {
+		p("; not in this run: %s", strings.Join(not, ", "))
+	}
+	p(".\n\n")
 	p("Rows: plain names are each library with its documented defaults; `-tuned` the same library with its poll interval at 1 ms ")
 	p("(and proper-lockfile without realpath, onCompromised logging). Python and Node peers run in their own processes behind a pipe: ")
 	p("the `%s` row's uncontended figure is what the pipe adds to each of their hand-offs and acquisitions. Uncontended is one process in a loop inside the library's own language (a `-tuned` row that only shortens the poll shows its default's figure). ", implPipe)
