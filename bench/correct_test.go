@@ -55,15 +55,26 @@ func TestStuckPeerGivesUp(t *testing.T) {
 	}
 }
 
-// starve stops pid for d (as a loaded machine does to a process), then
-// lets it run again.
-func starve(t *testing.T, pid int, d time.Duration) {
+// starve stops pid (as a loaded machine can starve a process) until
+// another process has taken its lock at path (stale is its TIMEOUT), then
+// lets it run again. (A holder that runs again before anyone took its
+// lock may keep it: its next refresh succeeds, which proves nobody did.)
+func starve(t *testing.T, pid int, path string, stale time.Duration) {
 	t.Helper()
+	other, err := startPeer(implDlock, path, stale)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(d)
-	syscall.Kill(pid, syscall.SIGCONT)
+	defer syscall.Kill(pid, syscall.SIGCONT)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := other.lockAt(ctx); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // waitTold asks p until its library has told it of the loss.
@@ -81,7 +92,7 @@ func waitTold(t *testing.T, p *peerProc) lostNews {
 			return n
 		}
 	}
-	t.Fatalf("%s: never told of the loss", p.impl)
+	t.Fatalf("%s: never told of the loss; its log: %v", p.impl, p.logged(context.Background()))
 	return lostNews{}
 }
 
@@ -90,7 +101,8 @@ func waitTold(t *testing.T, p *peerProc) lostNews {
 // before is not.
 func TestOvertakenTold(t *testing.T) {
 	const stale = 600 * time.Millisecond
-	p, err := startPeer(implDlock, filepath.Join(t.TempDir(), "lock"), stale)
+	path := filepath.Join(t.TempDir(), "lock")
+	p, err := startPeer(implDlock, path, stale)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +118,7 @@ func TestOvertakenTold(t *testing.T) {
 		t.Errorf("lock answered %+v, want a time and a fence", acq)
 	}
 	before := mono()
-	starve(t, p.cmd.Process.Pid, 2*stale)
+	starve(t, p.cmd.Process.Pid, path, stale)
 	n := waitTold(t, p)
 	if n.at < before || !strings.Contains(n.why, "reason=") {
 		t.Errorf("told %+v, want after %d with a reason", n, before)
@@ -148,7 +160,8 @@ func TestRunLockerTold(t *testing.T) {
 	}
 	t.Setenv(dlockBinEnv, bin)
 	const stale = 600 * time.Millisecond
-	p, err := startPeer(implDlockRun, filepath.Join(t.TempDir(), "lock"), stale)
+	path := filepath.Join(t.TempDir(), "lock")
+	p, err := startPeer(implDlockRun, path, stale)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +173,7 @@ func TestRunLockerTold(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	starve(t, pid, 2*stale)
+	starve(t, pid, path, stale)
 	if n := waitTold(t, p); !strings.Contains(n.why, "lost the lock") {
 		t.Errorf("told: %+v", n)
 	}
