@@ -194,7 +194,7 @@ func runAlternatives(cfg altConfig) (*altReport, error) {
 		rep.Command += " -quick"
 	}
 	if cfg.args != nil {
-		rep.Command = "cd bench && go run . " + strings.Join(cfg.args, " ")
+		rep.Command = "cd bench && go run . " + strings.Join(reportArgs(cfg.args), " ")
 	}
 	if os.Getenv("PYTHONPATH") != "" {
 		// Another filelock than Debian's, most likely (bench/README.md).
@@ -299,6 +299,25 @@ func altEnv(cfg altConfig, tmp string) error {
 	os.Setenv(peersDirEnv, peers)
 	os.Setenv(pythonEnv, py)
 	return nil
+}
+
+// reportArgs are the command line's arguments as the report shows them:
+// without where the rigs' state and the report went (paths of the
+// machine that ran it, which change no figure).
+func reportArgs(args []string) []string {
+	var out []string
+	for i := 0; i < len(args); i++ {
+		a := strings.TrimLeft(args[i], "-")
+		name, _, hasValue := strings.Cut(a, "=")
+		if name == "rig-state" || name == "out" {
+			if !hasValue {
+				i++ // its value is the next argument
+			}
+			continue
+		}
+		out = append(out, args[i])
+	}
+	return out
 }
 
 // newFilelockHere: the filelock the Python peers import has the classes

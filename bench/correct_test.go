@@ -201,3 +201,10 @@ func TestVerdictTold(t *testing.T) {
 		}
 	}
 }
+
+func TestReportArgs(t *testing.T) {
+	got := strings.Join(reportArgs([]string{"-alternatives", "-rig-state", "/tmp/x", "-quick", "-out=/tmp/o", "--out", "/y", "-fs", "tmpfs"}), " ")
+	if want := "-alternatives -quick -fs tmpfs"; got != want {
+		t.Errorf("reportArgs: %q, want %q", got, want)
+	}
+}
