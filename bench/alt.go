@@ -649,6 +649,7 @@ func altFS(cfg altConfig, f *fsRun, tmp string, prog func(string, ...any)) {
 				}
 				var cnt int
 				var which string
+				c.lock = "uncontended-" + impl // newOp's
 				if err = c.begin(); err == nil {
 					_, err = runBatchIn(o, n, cfg.uncLimit)
 					var cerr error
@@ -665,6 +666,7 @@ func altFS(cfg altConfig, f *fsRun, tmp string, prog func(string, ...any)) {
 			}
 			t := trial{impl: impl, paths: path("opsidle", impl), n: 2, idle: true,
 				warm: cfg.warm, dur: cfg.opsDur, warn: warn}
+			c.lock = filepath.Base(t.paths[0])
 			var cnt int
 			var which string
 			var cerr error
@@ -976,6 +978,9 @@ var fsSyscalls = map[string]bool{
 // that touch the filesystem (strace -c -f), or GlusterFS's own count of
 // the file operations its bricks served (volume profile).
 type serverCounter struct {
+	// lock is the name of the lock counted: on sshfs only operations on
+	// paths naming it (and on the directories above it) count.
+	lock  string
 	start func() error
 	stop  func() (n int, which string, err error)
 	// Between the moments start returned and stop was called: under load
@@ -1009,6 +1014,12 @@ func newServerCounter(f *fsRun) (*serverCounter, error) {
 	}
 	root, _ := strconv.Atoi(strings.TrimSpace(string(b)))
 	out := filepath.Join(os.TempDir(), fmt.Sprintf("dlockbench-strace-%d.txt", os.Getpid()))
+	// The server's side of this run's directory (sharedfs.sh exports
+	// STATE/export): only operations on it and on the lock counted (c.lock)
+	// are counted, not those of another process that happens to walk the
+	// mounts meanwhile (a find, a du of /tmp), which can be thousands.
+	export := filepath.Join(f.Rig, "export")
+	sub := filepath.Join(export, filepath.Base(f.Dirs[0]))
 	var st *exec.Cmd
 	var stderr bytes.Buffer
 	c := &serverCounter{}
@@ -1017,7 +1028,7 @@ func newServerCounter(f *fsRun) (*serverCounter, error) {
 		if len(pids) == 0 {
 			return fmt.Errorf("no sftp session under sshd %d", root)
 		}
-		args := []string{"-c", "-f", "-qq", "-o", out}
+		args := []string{"-f", "-qq", "-e", "signal=none", "-e", "trace=" + strings.Join(slices.Sorted(maps.Keys(fsSyscalls)), ",") + ",close", "-o", out}
 		for _, p := range pids {
 			args = append(args, "-p", strconv.Itoa(p))
 		}
@@ -1046,7 +1057,15 @@ func newServerCounter(f *fsRun) (*serverCounter, error) {
 		st.Process.Signal(syscall.SIGINT)
 		st.Wait()
 		defer os.Remove(out)
-		n, which, err := parseStraceCount(out)
+		lock := c.lock
+		keep := func(p string) bool {
+			if p == export || p == sub {
+				return true
+			}
+			rest, ok := strings.CutPrefix(p, sub+"/")
+			return ok && lock != "" && strings.Contains(rest, lock)
+		}
+		n, which, err := parseStraceCalls(out, keep)
 		if err != nil {
 			err = fmt.Errorf("strace %v: %v: %s", st.Args[1:], err, strings.TrimSpace(stderr.String()))
 		}
@@ -1110,25 +1129,113 @@ func parseGlusterProfile(out []byte) (int, string, error) {
 	return total, strings.Join(parts, ", "), nil
 }
 
-func parseStraceCount(name string) (int, string, error) {
+// parseStraceCalls counts the filesystem system calls in strace's output
+// (strace -f -o NAME, one call a line, or split into "<unfinished ...>"
+// and "<... resumed>" lines) whose path keep accepts: a path argument,
+// or for a call on a descriptor (getdents64 of a listing, fstat of an
+// open file) the path it was opened with.
+func parseStraceCalls(name string, keep func(path string) bool) (int, string, error) {
 	b, err := os.ReadFile(name)
 	if err != nil {
 		return 0, "", err
 	}
-	n := 0
-	var parts []string
+	type key struct{ pid, fd string }
+	fds := map[key]string{}
+	pendingOpen := map[string]string{} // pid -> path of an unfinished openat
+	calls := map[string]int{}
 	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 5 || !fsSyscalls[f[len(f)-1]] {
+		pid, rest, ok := strings.Cut(strings.TrimSpace(line), " ")
+		if !ok {
 			continue
 		}
-		// % time, seconds, usecs/call, calls, [errors,] syscall
-		if c, err := strconv.Atoi(f[3]); err == nil {
-			n += c
-			parts = append(parts, fmt.Sprintf("%s %d", f[len(f)-1], c))
+		rest = strings.TrimSpace(rest)
+		if r, ok := strings.CutPrefix(rest, "<... "); ok {
+			// A resumed call: only an openat's result matters (its fd).
+			if strings.HasPrefix(r, "openat resumed>") || strings.HasPrefix(r, "open resumed>") {
+				if p, ok := pendingOpen[pid]; ok {
+					if fd := straceResult(r); fd != "" {
+						fds[key{pid, fd}] = p
+					}
+					delete(pendingOpen, pid)
+				}
+			}
+			continue
+		}
+		i := strings.IndexByte(rest, '(')
+		if i <= 0 {
+			continue
+		}
+		call, args := rest[:i], rest[i+1:]
+		paths := quoted(args)
+		first, _, _ := strings.Cut(args, ",")
+		first = strings.TrimSuffix(strings.TrimSpace(first), ")")
+		if call == "close" {
+			delete(fds, key{pid, first})
+			continue
+		}
+		if !fsSyscalls[call] {
+			continue
+		}
+		// A call on a descriptor: its path is the one it was opened with.
+		if len(paths) == 0 || (len(paths) == 1 && paths[0] == "") {
+			paths = []string{fds[key{pid, first}]}
+		}
+		if call == "openat" || call == "open" {
+			if len(paths) > 0 {
+				if strings.Contains(rest, "<unfinished ...>") {
+					pendingOpen[pid] = paths[0]
+				} else if fd := straceResult(rest); fd != "" {
+					fds[key{pid, fd}] = paths[0]
+				}
+			}
+		}
+		if slices.ContainsFunc(paths, keep) {
+			calls[call]++
 		}
 	}
+	n := 0
+	var parts []string
+	for _, c := range slices.Sorted(maps.Keys(calls)) {
+		n += calls[c]
+		parts = append(parts, fmt.Sprintf("%s %d", c, calls[c]))
+	}
 	return n, strings.Join(parts, ", "), nil
+}
+
+// straceResult is a call's return value when it is a descriptor ("= 5").
+func straceResult(line string) string {
+	i := strings.LastIndex(line, " = ")
+	if i < 0 {
+		return ""
+	}
+	r, _, _ := strings.Cut(line[i+3:], " ")
+	if _, err := strconv.Atoi(r); err != nil || strings.HasPrefix(r, "-") {
+		return ""
+	}
+	return r
+}
+
+// quoted are the double-quoted strings of strace's arguments.
+func quoted(s string) []string {
+	var out []string
+	for {
+		i := strings.IndexByte(s, '"')
+		if i < 0 {
+			return out
+		}
+		j := i + 1
+		for j < len(s) && s[j] != '"' {
+			if s[j] == '\\' {
+				j++
+			}
+			j++
+		}
+		if j >= len(s) {
+			return out
+		}
+		out = append(out, s[i+1:j])
+		s = s[j+1:]
+	}
 }
 
 // descendants lists the processes below pid.

@@ -208,3 +208,38 @@ func TestReportArgs(t *testing.T) {
 		t.Errorf("reportArgs: %q, want %q", got, want)
 	}
 }
+
+// The server's operations on the lock counted are counted, those of a
+// process walking the mount meanwhile are not.
+func TestParseStraceCalls(t *testing.T) {
+	const sample = `101 newfstatat(AT_FDCWD, "/r/export", {st_mode=S_IFDIR|0755, st_size=4096, ...}, AT_SYMLINK_NOFOLLOW) = 0
+101 newfstatat(AT_FDCWD, "/r/export/alt-9/uncontended-dlock", {st_mode=S_IFDIR|0755, ...}, AT_SYMLINK_NOFOLLOW) = 0
+101 rename("/r/export/alt-9/uncontended-dlock/free.1", "/r/export/alt-9/uncontended-dlock/held.2") = 0
+101 openat(AT_FDCWD, "/r/export/alt-9/uncontended-dlock", O_RDONLY|O_NONBLOCK|O_CLOEXEC|O_DIRECTORY) = 5
+101 getdents64(5, 0x55 /* 3 entries */, 32768) = 80
+101 close(5)                     = 0
+102 openat(AT_FDCWD, "/r/export/alt-9/uncontended-dlock-run", O_RDONLY|O_DIRECTORY <unfinished ...>
+101 openat(AT_FDCWD, "/r/export/other", O_RDONLY|O_DIRECTORY) = 5
+102 <... openat resumed>)        = 6
+102 getdents64(6, 0x56 /* 2 entries */, 32768) = 48
+101 getdents64(5, 0x55 /* 9 entries */, 32768) = 300
+101 newfstatat(AT_FDCWD, "/r/export/other/x", {st_mode=S_IFREG|0644, ...}, AT_SYMLINK_NOFOLLOW) = 0
+101 newfstatat(AT_FDCWD, "/r/export/alt-9/uncontended-dlock/held.2", 0x7ffc <unfinished ...>
+101 <... newfstatat resumed>{st_mode=S_IFDIR|0755, ...}, AT_SYMLINK_NOFOLLOW) = 0
+`
+	name := filepath.Join(t.TempDir(), "strace.txt")
+	if err := os.WriteFile(name, []byte(sample), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	keep := func(p string) bool {
+		return p == "/r/export" || p == "/r/export/alt-9" || strings.HasPrefix(p, "/r/export/alt-9/uncontended-dlock") && !strings.HasPrefix(p, "/r/export/alt-9/uncontended-dlock-run")
+	}
+	n, which, err := parseStraceCalls(name, keep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The -run lock's listing (fd 6) and /r/export/other's (fd 5 reused) are not counted.
+	if want := "getdents64 1, newfstatat 3, openat 1, rename 1"; n != 6 || which != want {
+		t.Errorf("counted %d: %s, want 6: %s", n, which, want)
+	}
+}
