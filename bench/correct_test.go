@@ -124,8 +124,11 @@ func TestOvertakenTold(t *testing.T) {
 		t.Errorf("told %+v, want after %d with a reason", n, before)
 	}
 	tl := newTimeline()
-	if told, why := overtaken(p, "the successor", n.at+1, tl); !told || !strings.Contains(why, "legitimate") {
-		t.Errorf("got in after the holder was told: told %v: %s", told, why)
+	// Starved past its deadline, it is told so, or, if the other's
+	// reclaim came first, that its lock was taken; only the first is its
+	// own giving up.
+	if told, why := overtaken(p, "the successor", n.at+1, tl); told != gaveUp(n.why) {
+		t.Errorf("got in after the holder was told %q: told %v: %s", n.why, told, why)
 	}
 	if told, why := overtaken(p, "the successor", n.at-1, tl); told || !strings.Contains(why, "only") {
 		t.Errorf("got in before the holder was told: told %v: %s", told, why)
@@ -174,7 +177,7 @@ func TestRunLockerTold(t *testing.T) {
 		t.Fatal(err)
 	}
 	starve(t, pid, path, stale)
-	if n := waitTold(t, p); !strings.Contains(n.why, "lost the lock") {
+	if n := waitTold(t, p); !strings.Contains(n.why, "lost the lock (fence") { // what, then why
 		t.Errorf("told: %+v", n)
 	}
 	p.Unlock() // reports the loss (exit 76): not what is tested here
@@ -241,5 +244,42 @@ func TestParseStraceCalls(t *testing.T) {
 	// The -run lock's listing (fd 6) and /r/export/other's (fd 5 reused) are not counted.
 	if want := "getdents64 1, newfstatat 3, openat 1, rename 1"; n != 6 || which != want {
 		t.Errorf("counted %d: %s, want 6: %s", n, which, want)
+	}
+}
+
+// Told first is legitimate only if what it was told is that its own
+// deadline passed: told that its lock was removed is a deletion.
+func TestOvertakenWhy(t *testing.T) {
+	for _, c := range []struct {
+		why   string
+		after bool // the other got in after the holder was told
+		legit bool
+	}{
+		{"no refresh succeeded within TIMEOUT 2s - MARGIN 400ms", true, true},
+		{"refresh-failed", true, true},
+		{"Unable to update lock within the stale threshold", true, true},
+		{"no refresh succeeded within TIMEOUT 2s - MARGIN 400ms", false, false},
+		{"the lock directory was removed", true, false},
+		{"ENOENT: no such file or directory", true, false},
+		{"marker-missing", true, false},
+	} {
+		t.Setenv(testToldEnv, c.why)
+		p, err := startPeer(implTold, filepath.Join(t.TempDir(), "l"), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := p.lockAt(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		in := st.at + int64(time.Second)
+		if !c.after {
+			in = st.at - int64(time.Second)
+		}
+		told, why := overtaken(p, "the successor", in, newTimeline())
+		if told != c.legit {
+			t.Errorf("told %q, the other got in after: %v: legitimate %v (%s), want %v", c.why, c.after, told, why, c.legit)
+		}
+		p.Close()
 	}
 }

@@ -82,7 +82,7 @@ func peerLang(impl string) string {
 		}
 	}
 	switch impl {
-	case implDlock, implDlockPoll, implFlock, implDlockRun, implNoLock, implStuck:
+	case implDlock, implDlockPoll, implFlock, implDlockRun, implNoLock, implStuck, implTold:
 		return "go"
 	}
 	return ""
@@ -405,6 +405,31 @@ type peerNews struct {
 	can  bool
 	ev   []stamp
 	told *stamp
+	// more, if set, is closed when a loss report of several lines (dlock
+	// run's: what it does, then why) is complete.
+	more chan struct{}
+}
+
+// expectMore says that the loss report just begun has more to come.
+func (n *peerNews) expectMore() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.more == nil {
+		n.more = make(chan struct{})
+	}
+}
+
+// gotMore says that the loss report is complete.
+func (n *peerNews) gotMore() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.more != nil {
+		select {
+		case <-n.more:
+		default:
+			close(n.more)
+		}
+	}
 }
 
 func (n *peerNews) add(msg string, lost bool) {
@@ -412,8 +437,13 @@ func (n *peerNews) add(msg string, lost bool) {
 	defer n.mu.Unlock()
 	st := stamp{at: mono(), detail: strings.ReplaceAll(msg, "|", "/")}
 	n.ev = append(n.ev, st)
-	if lost && n.told == nil {
+	switch {
+	case lost && n.told == nil:
 		n.told = &st
+	case lost:
+		// More of the same report (dlock run says why on its next line):
+		// the time stays the first line's.
+		n.told.detail += " / " + st.detail
 	}
 }
 
@@ -421,10 +451,21 @@ func (n *peerNews) add(msg string, lost bool) {
 func (n *peerNews) reset() {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	n.ev, n.told = nil, nil
+	n.ev, n.told, n.more = nil, nil, nil
 }
 
 func (n *peerNews) lostAnswer() string {
+	n.mu.Lock()
+	more := n.more
+	n.mu.Unlock()
+	if more != nil {
+		// The rest of a report under way (its why) comes within the
+		// CLI's grace for the job; a CLI that died says no more.
+		select {
+		case <-more:
+		case <-time.After(5 * time.Second):
+		}
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	switch {
@@ -488,6 +529,9 @@ func newGoPeerLock(job peerJob, news *peerNews) (goPeerLock, int, error) {
 		return l, 0, err
 	case implNoLock:
 		return noLock{}, pid, nil
+	case implTold:
+		news.can = true
+		return toldLock{news}, pid, nil
 	case implStuck:
 		return stuckLock{}, pid, nil
 	}
@@ -504,7 +548,20 @@ func (f flockPeer) TryLock() (bool, error) { return f.f.TryLock() }
 const (
 	implNoLock = "test-nolock"
 	implStuck  = "test-stuck"
+	// implTold never excludes either, and reports at each acquisition a
+	// loss with the reason in $DLOCKBENCH_TEST_TOLD.
+	implTold    = "test-told"
+	testToldEnv = "DLOCKBENCH_TEST_TOLD"
 )
+
+type toldLock struct{ news *peerNews }
+
+func (t toldLock) Lock(context.Context) error {
+	t.news.add("lost lock reason="+os.Getenv(testToldEnv), true)
+	return nil
+}
+func (t toldLock) TryLock() (bool, error) { return true, t.Lock(context.Background()) }
+func (toldLock) Unlock() error            { return nil }
 
 type noLock struct{}
 
@@ -711,8 +768,19 @@ func (w *stampWriter) Write(b []byte) (int, error) {
 		}
 		line := strings.TrimSpace(string(w.partial[:i]))
 		w.partial = w.partial[i+1:]
-		if line != "" {
-			w.news.add("dlock run said: "+line, strings.Contains(line, "lost the lock"))
+		if line == "" {
+			continue
+		}
+		// "dlock: lost the lock PATH while CMD (pid N) ran: stopping the
+		// job", then, once the job has stopped, "dlock: PATH: lost the
+		// lock (fence F): WHY".
+		lost := strings.Contains(line, "lost the lock")
+		if lost && strings.Contains(line, "stopping the job") {
+			w.news.expectMore()
+		}
+		w.news.add("dlock run said: "+line, lost)
+		if strings.Contains(line, "lost the lock (fence") {
+			w.news.gotMore()
 		}
 	}
 	return len(b), nil
