@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -281,5 +282,21 @@ func TestOvertakenWhy(t *testing.T) {
 			t.Errorf("told %q, the other got in after: %v: legitimate %v (%s), want %v", c.why, c.after, told, why, c.legit)
 		}
 		p.Close()
+	}
+}
+
+// A peer dies with the process that started it (a worker killed at a
+// trial's limit leaves no peer polling the mount).
+func TestPeerDiesWithItsParent(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("Pdeathsig is Linux's")
+	}
+	p, err := startPeer(implStuck, filepath.Join(t.TempDir(), "l"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if a := p.cmd.SysProcAttr; a == nil || a.Pdeathsig != syscall.SIGKILL {
+		t.Fatalf("peer started without a death signal: %+v", a)
 	}
 }

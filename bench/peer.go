@@ -156,6 +156,11 @@ func startPeer(impl, path string, stale time.Duration) (*peerProc, error) {
 	}
 	p := &peerProc{impl: impl, cmd: cmd, stderr: new(strings.Builder), done: make(chan struct{})}
 	cmd.Stderr = p.stderr
+	// A peer ends with the process that drives it: a worker killed at a
+	// trial's limit (a lock that never acquires) must not leave its peer
+	// polling the mount for the rest of the run, where it would count as
+	// the server operations of the locks measured after it.
+	cmd.SysProcAttr = peerSysProcAttr()
 	if p.in, err = cmd.StdinPipe(); err != nil {
 		return nil, err
 	}
