@@ -526,12 +526,18 @@ func lateRelease(impl string, dirs []string, name string, stale, grace time.Dura
 		return out, errNoExclusion
 	}
 	// Before the holder wakes, a third process must find the lock busy;
-	// if it does not, the lock does not exclude here at all.
-	if ok, _, err := try("try while the successor holds"); err != nil {
+	// if it does not, the lock does not exclude here at all, unless the
+	// successor had already given it up (starved past its deadline, and
+	// told): then this round has nothing left to test.
+	if ok, sx, err := try("try while the successor holds"); err != nil {
 		return out, err
 	} else if ok {
+		told, why := overtaken(w, "the successor", sx.at, tl)
 		x.unlockIn(peerCallLimit)
 		w.unlockIn(peerCallLimit)
+		if told {
+			return out, fmt.Errorf("%s, before the holder woke: nothing left to test. Timeline: %s", why, tl)
+		}
 		return out, errNoExclusion
 	}
 	syscall.Kill(pid, syscall.SIGCONT)
