@@ -145,6 +145,10 @@ func (f *fsRun) scrub() {
 	for _, c := range f.Checks {
 		for impl, v := range c {
 			v.Note, v.NA = sub(v.Note), sub(v.NA)
+			v.Rounds = slices.Clone(v.Rounds)
+			for i, r := range v.Rounds {
+				v.Rounds[i] = sub(r)
+			}
 			c[impl] = v
 		}
 	}
