@@ -6,6 +6,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,6 +36,7 @@ type altConfig struct {
 
 	uncRounds   int
 	uncTarget   time.Duration // an uncontended batch lasts about this long
+	uncLimit    time.Duration // ... and is given up after this long (a lock that never acquires)
 	rounds      int           // hand-off and throughput trials per impl
 	warm, dur   time.Duration
 	herdDur     time.Duration
@@ -51,19 +53,20 @@ type altConfig struct {
 	waitDur     time.Duration    // ... its window
 	groups      map[string]bool  // the groups of rows to measure (nil: all)
 	impls       map[string]bool  // the implementations to measure (nil: all)
+	absent      map[string]bool  // peers not installed here (filelock's newest classes)
 }
+
+// altAllFS are the filesystems -alternatives measures by default.
+var altAllFS = []string{"tmpfs", "ext4", "sshfs-coherent", "sshfs-default", "glusterfs"}
 
 // altGroups are the groups of rows -rows can pick.
 var altGroups = []string{"unc", "handoff", "throughput", "herd", "wait", "ops", "counter", "stale", "late"}
 
 // pick is the implementations of list this run measures.
 func (c altConfig) pick(list []string) []string {
-	if c.impls == nil {
-		return list
-	}
 	var out []string
 	for _, impl := range list {
-		if c.impls[impl] {
+		if (c.impls == nil || c.impls[impl]) && !c.absent[impl] {
 			out = append(out, impl)
 		}
 	}
@@ -79,13 +82,13 @@ func altSizes(quick bool) altConfig {
 	if quick {
 		return altConfig{quick: true, uncRounds: 3, uncTarget: 15 * time.Millisecond, rounds: 1,
 			warm: 200 * time.Millisecond, dur: 600 * time.Millisecond, herdDur: 800 * time.Millisecond,
-			opsDur: 2 * time.Second, cntProcs: 2, cntIters: 15, cntLimit: 20 * time.Second, staleRounds: 20, lateRounds: 20, parallel: 10,
+			opsDur: 2 * time.Second, cntProcs: 2, cntIters: 15, cntLimit: 20 * time.Second, uncLimit: 30 * time.Second, staleRounds: 20, lateRounds: 20, parallel: 10,
 			stale: 2 * time.Second, herdN: 16,
 			waitHold: [2]time.Duration{50 * time.Millisecond, 250 * time.Millisecond}, waitDur: 5 * time.Second}
 	}
 	return altConfig{uncRounds: 9, uncTarget: 50 * time.Millisecond, rounds: 2,
 		warm: 300 * time.Millisecond, dur: 1500 * time.Millisecond, herdDur: 2 * time.Second,
-		opsDur: 2 * time.Second, cntProcs: 4, cntIters: 60, cntLimit: 40 * time.Second, staleRounds: 100, lateRounds: 50, parallel: 25,
+		opsDur: 2 * time.Second, cntProcs: 4, cntIters: 60, cntLimit: 40 * time.Second, uncLimit: 30 * time.Second, staleRounds: 100, lateRounds: 50, parallel: 25,
 		stale: 2 * time.Second, herdN: 64,
 		waitHold: [2]time.Duration{50 * time.Millisecond, 250 * time.Millisecond}, waitDur: 5 * time.Second}
 }
@@ -94,18 +97,26 @@ func altSizes(quick bool) altConfig {
 // defaults; "-tuned" their fair settings.
 var (
 	altUncontended = []string{implDlock, implDlockRun, implFlock, "portalocker", "locket", "filelock", "softfilelock",
+		"softfilelease", "strictsoftfilelock",
 		"lockbydir", "proper-lockfile", "proper-lockfile-tuned", implFloorChecked, implFloorMkdir, implPipe}
 	altHandoff = []string{implDlock, implDlockPoll, implDlockRun, implFlock, "portalocker", "portalocker-tuned", "locket",
-		"filelock", "filelock-tuned", "softfilelock", "softfilelock-tuned", "lockbydir", "lockbydir-tuned",
-		"proper-lockfile", "proper-lockfile-tuned", implFloorWatch}
+		"filelock", "filelock-tuned", "softfilelock", "softfilelock-tuned",
+		"softfilelease", "softfilelease-tuned", "strictsoftfilelock", "strictsoftfilelock-tuned",
+		"lockbydir", "lockbydir-tuned", "proper-lockfile", "proper-lockfile-tuned", implFloorWatch}
 	altTuned = []string{implDlock, implDlockRun, implFlock, "portalocker-tuned", "locket", "filelock-tuned",
-		"softfilelock-tuned", "lockbydir-tuned", "proper-lockfile-tuned"}
+		"softfilelock-tuned", "softfilelease-tuned", "strictsoftfilelock-tuned", "lockbydir-tuned", "proper-lockfile-tuned"}
 	// The poll hand-off (shared filesystems): the defaults, the tuned
 	// peers that exclude there, and dlock polling only.
-	altWait = []string{implDlock, implDlockPoll, implDlock5, "softfilelock", "softfilelock-tuned", "lockbydir", "lockbydir-tuned",
+	altWait = []string{implDlock, implDlockPoll, implDlock5, "softfilelock", "softfilelock-tuned",
+		"softfilelease", "softfilelease-tuned", "strictsoftfilelock", "lockbydir", "lockbydir-tuned",
 		"proper-lockfile", "proper-lockfile-tuned", implFlock, "portalocker", "filelock"}
 	altOps = []string{implDlock, implDlock5, implDlockRun, implFlock, "portalocker", "portalocker-tuned", "locket", "filelock", "filelock-tuned",
-		"softfilelock", "softfilelock-tuned", "lockbydir", "lockbydir-tuned", "proper-lockfile", "proper-lockfile-tuned"}
+		"softfilelock", "softfilelock-tuned", "softfilelease", "softfilelease-tuned", "strictsoftfilelock",
+		"lockbydir", "lockbydir-tuned", "proper-lockfile", "proper-lockfile-tuned"}
+	// newFilelock are filelock's classes of 2026 (3.2x): measured only if
+	// the filelock the Python peers import has them (Debian's 3.9 has not;
+	// bench/README.md says how to put a newer one on PYTHONPATH).
+	newFilelock = []string{"softfilelease", "softfilelease-tuned", "strictsoftfilelock", "strictsoftfilelock-tuned"}
 )
 
 // fsRun is what one filesystem gave.
@@ -134,6 +145,10 @@ func (f *fsRun) scrub() {
 	for _, c := range f.Checks {
 		for impl, v := range c {
 			v.Note, v.NA = sub(v.Note), sub(v.NA)
+			v.Rounds = slices.Clone(v.Rounds)
+			for i, r := range v.Rounds {
+				v.Rounds[i] = sub(r)
+			}
 			c[impl] = v
 		}
 	}
@@ -183,7 +198,11 @@ func runAlternatives(cfg altConfig) (*altReport, error) {
 		rep.Command += " -quick"
 	}
 	if cfg.args != nil {
-		rep.Command = "cd bench && go run . " + strings.Join(cfg.args, " ")
+		rep.Command = "cd bench && go run . " + strings.Join(reportArgs(cfg.args), " ")
+	}
+	if os.Getenv("PYTHONPATH") != "" {
+		// Another filelock than Debian's, most likely (bench/README.md).
+		rep.Command = strings.Replace(rep.Command, "go run", "PYTHONPATH=<a filelock checkout's src> go run", 1)
 	}
 	tmp, err := os.MkdirTemp("", "dlockbench-alt-")
 	if err != nil {
@@ -193,7 +212,17 @@ func runAlternatives(cfg altConfig) (*altReport, error) {
 	if err := altEnv(cfg, tmp); err != nil {
 		return nil, err
 	}
+	if !newFilelockHere() {
+		cfg.absent = map[string]bool{}
+		for _, impl := range newFilelock {
+			cfg.absent[impl] = true
+		}
+		prog("filelock's SoftFileLease and StrictSoftFileLock are not in the filelock Python imports here: their rows are left out (bench/README.md says how to add them)")
+	}
 	rep.Versions = versions(cfg)
+	if cfg.uncLimit <= 0 {
+		cfg.uncLimit = 30 * time.Second
+	}
 	for _, name := range cfg.fss {
 		var dirs []string
 		var rigDown func()
@@ -276,6 +305,31 @@ func altEnv(cfg altConfig, tmp string) error {
 	return nil
 }
 
+// reportArgs are the command line's arguments as the report shows them:
+// without where the rigs' state and the report went (paths of the
+// machine that ran it, which change no figure).
+func reportArgs(args []string) []string {
+	var out []string
+	for i := 0; i < len(args); i++ {
+		a := strings.TrimLeft(args[i], "-")
+		name, _, hasValue := strings.Cut(a, "=")
+		if name == "rig-state" || name == "out" {
+			if !hasValue {
+				i++ // its value is the next argument
+			}
+			continue
+		}
+		out = append(out, args[i])
+	}
+	return out
+}
+
+// newFilelockHere: the filelock the Python peers import has the classes
+// of 2026 (SoftFileLease, StrictSoftFileLock).
+func newFilelockHere() bool {
+	return exec.Command(os.Getenv(pythonEnv), "-c", "import filelock; filelock.SoftFileLease; filelock.StrictSoftFileLock").Run() == nil
+}
+
 func loadavg() string {
 	b, _ := os.ReadFile("/proc/loadavg")
 	f := strings.Fields(string(b))
@@ -305,7 +359,8 @@ func versions(cfg altConfig) []string {
 	py := os.Getenv(pythonEnv)
 	if out, err := exec.Command(py, "-c", `import sys
 from importlib.metadata import version
-print("Python %d.%d.%d" % sys.version_info[:3], *["%s %s" % (p, version(p)) for p in ("portalocker", "locket", "filelock")], sep=", ")`).Output(); err == nil {
+import filelock
+print("Python %d.%d.%d" % sys.version_info[:3], *["%s %s" % (p, version(p)) for p in ("portalocker", "locket")], "filelock " + filelock.__version__, sep=", ")`).Output(); err == nil {
 		v = append(v, strings.TrimSpace(string(out)))
 	}
 	if out, err := exec.Command("node", "--version").Output(); err == nil {
@@ -395,7 +450,7 @@ func altFS(cfg altConfig, f *fsRun, tmp string, prog func(string, ...any)) {
 		if o.note != "" {
 			note("%s: %s", impl, o.note)
 		}
-		d, err := runBatch(o, 3)
+		d, err := runBatchIn(o, 3, cfg.uncLimit)
 		if err != nil {
 			note("uncontended %s: %v", impl, err)
 			continue
@@ -405,9 +460,17 @@ func altFS(cfg altConfig, f *fsRun, tmp string, prog func(string, ...any)) {
 		uncImpls = append(uncImpls, impl)
 	}
 	samples := map[string][]float64{}
+	given := map[string]bool{} // gave up on: never asked again
 	for r := range cfg.uncRounds {
 		for _, impl := range rotate(uncImpls, r) {
-			d, err := runBatch(ops[impl], sizes[impl])
+			if given[impl] {
+				continue
+			}
+			d, err := runBatchIn(ops[impl], sizes[impl], cfg.uncLimit)
+			if errors.Is(err, errNoAnswer) {
+				given[impl] = true
+				delete(samples, impl)
+			}
 			if err != nil {
 				note("uncontended %s: %v", impl, err)
 				continue
@@ -419,7 +482,7 @@ func altFS(cfg altConfig, f *fsRun, tmp string, prog func(string, ...any)) {
 		slices.Sort(v)
 		f.set("unc_us", impl, round3(quantile(v, 0.5)))
 		// Their tuning only shortens the poll: uncontended, it is the same lock.
-		if slices.Contains([]string{"portalocker", "filelock", "softfilelock", "lockbydir"}, impl) {
+		if slices.Contains([]string{"portalocker", "filelock", "softfilelock", "softfilelease", "strictsoftfilelock", "lockbydir"}, impl) {
 			f.set("unc_us", impl+"-tuned", round3(quantile(v, 0.5)))
 		}
 	}
@@ -583,11 +646,16 @@ func altFS(cfg altConfig, f *fsRun, tmp string, prog func(string, ...any)) {
 				if impl == implDlockRun {
 					n = 5
 				}
-				runBatch(o, 1) // the lock exists: the count is of acquisitions only
+				if _, err := runBatchIn(o, 1, cfg.uncLimit); err != nil { // the lock exists: the count is of acquisitions only
+					o.close()
+					note("server operations %s: %v", impl, err)
+					continue
+				}
 				var cnt int
 				var which string
+				c.lock = "uncontended-" + impl // newOp's
 				if err = c.begin(); err == nil {
-					_, err = runBatch(o, n)
+					_, err = runBatchIn(o, n, cfg.uncLimit)
 					var cerr error
 					cnt, which, cerr = c.end()
 					err = cmp(err, cerr)
@@ -602,6 +670,7 @@ func altFS(cfg altConfig, f *fsRun, tmp string, prog func(string, ...any)) {
 			}
 			t := trial{impl: impl, paths: path("opsidle", impl), n: 2, idle: true,
 				warm: cfg.warm, dur: cfg.opsDur, warn: warn}
+			c.lock = filepath.Base(t.paths[0])
 			var cnt int
 			var which string
 			var cerr error
@@ -645,6 +714,7 @@ func altFS(cfg altConfig, f *fsRun, tmp string, prog func(string, ...any)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			var cnt verdict // the counter's, if it ran
 			if cfg.does("counter") {
 				name := fmt.Sprintf("counter-%s", impl)
 				done, lost, over, err := counterCheck(impl, f.Dirs, name, marks, cfg.cntProcs, cfg.cntIters, cfg.cntLimit)
@@ -655,9 +725,13 @@ func altFS(cfg altConfig, f *fsRun, tmp string, prog func(string, ...any)) {
 				if err != nil {
 					v.Note = strings.TrimPrefix(v.Note+"; "+err.Error(), "; ")
 				}
+				if done == 0 {
+					v.NA = "never acquired"
+				}
 				mu.Lock()
 				f.check("counter", impl, v)
 				mu.Unlock()
+				cnt = v
 			}
 			var checks []*roundsCheck
 			for _, c := range []struct {
@@ -670,7 +744,19 @@ func altFS(cfg altConfig, f *fsRun, tmp string, prog func(string, ...any)) {
 			}
 			var ok []bool
 			for _, c := range checks {
-				ok = append(ok, c.runFirst())
+				switch {
+				case cnt.bad():
+					// Two were inside at once, or updates were lost: the
+					// lock does not exclude here, whatever a round's
+					// timing would say under load.
+					c.v = verdict{NA: fmt.Sprintf("no exclusion to begin with: the counter had %d lost, %d both in", cnt.Bad, cnt.Both)}
+					ok = append(ok, false)
+				case cnt.NA != "":
+					c.v = verdict{NA: "the counter never acquired it"}
+					ok = append(ok, false)
+				default:
+					ok = append(ok, c.runFirst())
+				}
 			}
 			firsts.Done()
 			<-ahead
@@ -730,12 +816,12 @@ type roundsCheck struct {
 // has not got the lock counts as never getting it.
 func (c *roundsCheck) one(r int, grace time.Duration) error {
 	name := fmt.Sprintf("%s-%d-%s", c.which, r, c.impl)
-	var bad bool
-	var lateErr, err error
+	var out roundOut
+	var err error
 	if c.which == "stale" {
-		bad, err = staleRace(c.impl, c.dirs, name, c.marks, c.cfg.stale, 300*time.Millisecond, grace)
+		out, err = staleRace(c.impl, c.dirs, name, c.marks, c.cfg.stale, 300*time.Millisecond, grace)
 	} else {
-		bad, lateErr, err = lateRelease(c.impl, c.dirs, name, c.cfg.stale, grace)
+		out, err = lateRelease(c.impl, c.dirs, name, c.cfg.stale, grace)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -743,10 +829,24 @@ func (c *roundsCheck) one(r int, grace time.Duration) error {
 		return err
 	}
 	c.v.N++
-	if bad {
+	switch {
+	case out.told:
+		c.v.Told++
+	case out.bad:
 		c.v.Bad++
 	}
-	if lateErr != nil {
+	if out.story != "" {
+		kind := "BAD"
+		if out.told {
+			kind = "told first"
+		}
+		story := fmt.Sprintf("round %d (%s): %s", r+1, kind, out.story)
+		c.v.Rounds = append(c.v.Rounds, story)
+		if c.cfg.progress != nil {
+			fmt.Fprintf(c.cfg.progress, "  %s %s %s\n", c.which, c.impl, story)
+		}
+	}
+	if out.lateErr != nil {
 		c.lateErrs++
 	}
 	return nil
@@ -794,6 +894,8 @@ func (c *roundsCheck) runRest() {
 
 func (c *roundsCheck) verdict() verdict {
 	v := c.v
+	v.Rounds = slices.Clone(v.Rounds)
+	slices.SortStableFunc(v.Rounds, func(a, b string) int { return roundNo(a) - roundNo(b) })
 	if c.which == "late" && v.N > 0 {
 		v.Note = fmt.Sprintf("the late release reported an error %d times", c.lateErrs)
 	}
@@ -803,10 +905,16 @@ func (c *roundsCheck) verdict() verdict {
 	return v
 }
 
+// roundNo is the round number a story starts with ("round 7 (...").
+func roundNo(story string) int {
+	n, _ := strconv.Atoi(strings.Fields(strings.TrimPrefix(story, "round "))[0])
+	return n
+}
+
 // runBatch runs n of o's operations.
 func runBatch(o *op, n int) (time.Duration, error) {
 	if o.batch != nil {
-		return o.batch(n)
+		return o.batch(context.Background(), n)
 	}
 	start := time.Now()
 	for range n {
@@ -815,6 +923,46 @@ func runBatch(o *op, n int) (time.Duration, error) {
 		}
 	}
 	return time.Since(start), nil
+}
+
+// errNoAnswer: an uncontended batch did not end within its limit.
+var errNoAnswer = errors.New("no answer")
+
+// runBatchIn is runBatch bounded by limit: a lock that never acquires
+// (a peer stuck in its library, a mount that hangs) must not hang the
+// run. A peer is killed then; an op of this process is left behind in
+// its goroutine (its lock is never used again).
+func runBatchIn(o *op, n int, limit time.Duration) (time.Duration, error) {
+	type res struct {
+		d   time.Duration
+		err error
+	}
+	ch := make(chan res, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	go func() {
+		if o.batch != nil {
+			d, err := o.batch(ctx, n)
+			ch <- res{d, err}
+			return
+		}
+		d, err := runBatch(o, n)
+		ch <- res{d, err}
+	}()
+	t := time.NewTimer(limit)
+	defer t.Stop()
+	select {
+	case r := <-ch:
+		if r.err != nil && ctx.Err() != nil {
+			return 0, fmt.Errorf("%w: %d acquire+release not done within %v", errNoAnswer, n, limit)
+		}
+		return r.d, r.err
+	case <-t.C:
+		if o.abort != nil {
+			o.abort()
+		}
+		return 0, fmt.Errorf("%w: %d acquire+release not done within %v", errNoAnswer, n, limit)
+	}
 }
 
 // fsSyscalls are the system calls of the sftp server that are filesystem
@@ -834,6 +982,9 @@ var fsSyscalls = map[string]bool{
 // that touch the filesystem (strace -c -f), or GlusterFS's own count of
 // the file operations its bricks served (volume profile).
 type serverCounter struct {
+	// lock is the name of the lock counted: on sshfs only operations on
+	// paths naming it (and on the directories above it) count.
+	lock  string
 	start func() error
 	stop  func() (n int, which string, err error)
 	// Between the moments start returned and stop was called: under load
@@ -867,6 +1018,12 @@ func newServerCounter(f *fsRun) (*serverCounter, error) {
 	}
 	root, _ := strconv.Atoi(strings.TrimSpace(string(b)))
 	out := filepath.Join(os.TempDir(), fmt.Sprintf("dlockbench-strace-%d.txt", os.Getpid()))
+	// The server's side of this run's directory (sharedfs.sh exports
+	// STATE/export): only operations on it and on the lock counted (c.lock)
+	// are counted, not those of another process that happens to walk the
+	// mounts meanwhile (a find, a du of /tmp), which can be thousands.
+	export := filepath.Join(f.Rig, "export")
+	sub := filepath.Join(export, filepath.Base(f.Dirs[0]))
 	var st *exec.Cmd
 	var stderr bytes.Buffer
 	c := &serverCounter{}
@@ -875,7 +1032,7 @@ func newServerCounter(f *fsRun) (*serverCounter, error) {
 		if len(pids) == 0 {
 			return fmt.Errorf("no sftp session under sshd %d", root)
 		}
-		args := []string{"-c", "-f", "-qq", "-o", out}
+		args := []string{"-f", "-qq", "-e", "signal=none", "-e", "trace=" + strings.Join(slices.Sorted(maps.Keys(fsSyscalls)), ",") + ",close", "-o", out}
 		for _, p := range pids {
 			args = append(args, "-p", strconv.Itoa(p))
 		}
@@ -904,7 +1061,15 @@ func newServerCounter(f *fsRun) (*serverCounter, error) {
 		st.Process.Signal(syscall.SIGINT)
 		st.Wait()
 		defer os.Remove(out)
-		n, which, err := parseStraceCount(out)
+		lock := c.lock
+		keep := func(p string) bool {
+			if p == export || p == sub {
+				return true
+			}
+			rest, ok := strings.CutPrefix(p, sub+"/")
+			return ok && lock != "" && strings.Contains(rest, lock)
+		}
+		n, which, err := parseStraceCalls(out, keep)
 		if err != nil {
 			err = fmt.Errorf("strace %v: %v: %s", st.Args[1:], err, strings.TrimSpace(stderr.String()))
 		}
@@ -968,25 +1133,113 @@ func parseGlusterProfile(out []byte) (int, string, error) {
 	return total, strings.Join(parts, ", "), nil
 }
 
-func parseStraceCount(name string) (int, string, error) {
+// parseStraceCalls counts the filesystem system calls in strace's output
+// (strace -f -o NAME, one call a line, or split into "<unfinished ...>"
+// and "<... resumed>" lines) whose path keep accepts: a path argument,
+// or for a call on a descriptor (getdents64 of a listing, fstat of an
+// open file) the path it was opened with.
+func parseStraceCalls(name string, keep func(path string) bool) (int, string, error) {
 	b, err := os.ReadFile(name)
 	if err != nil {
 		return 0, "", err
 	}
-	n := 0
-	var parts []string
+	type key struct{ pid, fd string }
+	fds := map[key]string{}
+	pendingOpen := map[string]string{} // pid -> path of an unfinished openat
+	calls := map[string]int{}
 	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 5 || !fsSyscalls[f[len(f)-1]] {
+		pid, rest, ok := strings.Cut(strings.TrimSpace(line), " ")
+		if !ok {
 			continue
 		}
-		// % time, seconds, usecs/call, calls, [errors,] syscall
-		if c, err := strconv.Atoi(f[3]); err == nil {
-			n += c
-			parts = append(parts, fmt.Sprintf("%s %d", f[len(f)-1], c))
+		rest = strings.TrimSpace(rest)
+		if r, ok := strings.CutPrefix(rest, "<... "); ok {
+			// A resumed call: only an openat's result matters (its fd).
+			if strings.HasPrefix(r, "openat resumed>") || strings.HasPrefix(r, "open resumed>") {
+				if p, ok := pendingOpen[pid]; ok {
+					if fd := straceResult(r); fd != "" {
+						fds[key{pid, fd}] = p
+					}
+					delete(pendingOpen, pid)
+				}
+			}
+			continue
+		}
+		i := strings.IndexByte(rest, '(')
+		if i <= 0 {
+			continue
+		}
+		call, args := rest[:i], rest[i+1:]
+		paths := quoted(args)
+		first, _, _ := strings.Cut(args, ",")
+		first = strings.TrimSuffix(strings.TrimSpace(first), ")")
+		if call == "close" {
+			delete(fds, key{pid, first})
+			continue
+		}
+		if !fsSyscalls[call] {
+			continue
+		}
+		// A call on a descriptor: its path is the one it was opened with.
+		if len(paths) == 0 || (len(paths) == 1 && paths[0] == "") {
+			paths = []string{fds[key{pid, first}]}
+		}
+		if call == "openat" || call == "open" {
+			if len(paths) > 0 {
+				if strings.Contains(rest, "<unfinished ...>") {
+					pendingOpen[pid] = paths[0]
+				} else if fd := straceResult(rest); fd != "" {
+					fds[key{pid, fd}] = paths[0]
+				}
+			}
+		}
+		if slices.ContainsFunc(paths, keep) {
+			calls[call]++
 		}
 	}
+	n := 0
+	var parts []string
+	for _, c := range slices.Sorted(maps.Keys(calls)) {
+		n += calls[c]
+		parts = append(parts, fmt.Sprintf("%s %d", c, calls[c]))
+	}
 	return n, strings.Join(parts, ", "), nil
+}
+
+// straceResult is a call's return value when it is a descriptor ("= 5").
+func straceResult(line string) string {
+	i := strings.LastIndex(line, " = ")
+	if i < 0 {
+		return ""
+	}
+	r, _, _ := strings.Cut(line[i+3:], " ")
+	if _, err := strconv.Atoi(r); err != nil || strings.HasPrefix(r, "-") {
+		return ""
+	}
+	return r
+}
+
+// quoted are the double-quoted strings of strace's arguments.
+func quoted(s string) []string {
+	var out []string
+	for {
+		i := strings.IndexByte(s, '"')
+		if i < 0 {
+			return out
+		}
+		j := i + 1
+		for j < len(s) && s[j] != '"' {
+			if s[j] == '\\' {
+				j++
+			}
+			j++
+		}
+		if j >= len(s) {
+			return out
+		}
+		out = append(out, s[i+1:j])
+		s = s[j+1:]
+	}
 }
 
 // descendants lists the processes below pid.

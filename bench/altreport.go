@@ -18,31 +18,35 @@ import (
 // altRows is the order of the table's rows.
 var altRows = []string{implDlock, implDlockPoll, implDlock5, implDlockRun, implFlock,
 	"portalocker", "portalocker-tuned", "locket", "filelock", "filelock-tuned",
-	"softfilelock", "softfilelock-tuned", "lockbydir", "lockbydir-tuned",
-	"proper-lockfile", "proper-lockfile-tuned", implFloorChecked, implFloorMkdir, implFloorWatch, implPipe}
+	"softfilelock", "softfilelock-tuned", "softfilelease", "softfilelease-tuned", "strictsoftfilelock", "strictsoftfilelock-tuned",
+	"lockbydir", "lockbydir-tuned", "proper-lockfile", "proper-lockfile-tuned", implFloorChecked, implFloorMkdir, implFloorWatch, implPipe}
 
 // altWhat says what each row is.
 var altWhat = map[string]string{
-	implDlock:               "dlock, default options",
-	implDlockPoll:           "dlock, watching off (polls every 100 ms, as across hosts)",
-	implDlock5:              "dlock polling every 5 ms (`WithPollInterval`; shared filesystems only): a hand-off as quick as the peers' at 1 ms, for comparing server load",
-	implDlockRun:            "`dlock run PATH -- CMD` from a shell: a dlock process per acquisition",
-	implFlock:               "gofrs/flock (flock(2))",
-	"portalocker":           "portalocker.Lock (flock; check_interval 0.25 s)",
-	"portalocker-tuned":     "portalocker.Lock, check_interval 1 ms",
-	"locket":                "locket.lock_file (blocking flock)",
-	"filelock":              "filelock.FileLock (flock; poll 50 ms)",
-	"filelock-tuned":        "filelock.FileLock, poll 1 ms",
-	"softfilelock":          "filelock.SoftFileLock (O_EXCL file; poll 50 ms)",
-	"softfilelock-tuned":    "filelock.SoftFileLock, poll 1 ms",
-	"lockbydir":             "lockbydir algorithm (mkdir; poll 30 ms; TIMEOUT 10 s)",
-	"lockbydir-tuned":       "lockbydir algorithm, poll 1 ms",
-	"proper-lockfile":       "proper-lockfile (mkdir; stale 10 s; realpath; retry every 100 ms)",
-	"proper-lockfile-tuned": "proper-lockfile, retry every 1 ms, realpath false, onCompromised logs",
-	implFloorChecked:        "floor: dlock's system calls alone (statx + rename, twice)",
-	implFloorMkdir:          "floor: mkdir + rmdir",
-	implFloorWatch:          "floor: rename hand-off with inotify waiters, no checks",
-	implPipe:                "no lock: the pipe to a Python peer, one round trip per Lock and per Unlock (uncontended column: what the pipe adds to every peer's hand-off and acq/s)",
+	implDlock:                  "dlock, default options",
+	implDlockPoll:              "dlock, watching off (polls every 100 ms, as across hosts)",
+	implDlock5:                 "dlock polling every 5 ms (`WithPollInterval`; shared filesystems only): a hand-off as quick as the peers' at 1 ms, for comparing server load",
+	implDlockRun:               "`dlock run PATH -- CMD` from a shell: a dlock process per acquisition",
+	implFlock:                  "gofrs/flock (flock(2))",
+	"portalocker":              "portalocker.Lock (flock; check_interval 0.25 s)",
+	"portalocker-tuned":        "portalocker.Lock, check_interval 1 ms",
+	"locket":                   "locket.lock_file (blocking flock)",
+	"filelock":                 "filelock.FileLock (flock; poll 50 ms)",
+	"filelock-tuned":           "filelock.FileLock, poll 1 ms",
+	"softfilelock":             "filelock.SoftFileLock (O_EXCL file; poll 50 ms)",
+	"softfilelock-tuned":       "filelock.SoftFileLock, poll 1 ms",
+	"softfilelease":            "filelock.SoftFileLease (3.2x, 2026: O_EXCL marker with a heartbeat every lease_duration/3, taken once lease_duration stale, on_compromise; lease_duration 30 s; poll 50 ms)",
+	"softfilelease-tuned":      "filelock.SoftFileLease, poll 1 ms",
+	"strictsoftfilelock":       "filelock.StrictSoftFileLock (3.2x, 2026: ordered claims by hard link, never broken by age; poll up to 50 ms)",
+	"strictsoftfilelock-tuned": "filelock.StrictSoftFileLock, poll 1 ms",
+	"lockbydir":                "lockbydir algorithm (mkdir; poll 30 ms; TIMEOUT 10 s)",
+	"lockbydir-tuned":          "lockbydir algorithm, poll 1 ms",
+	"proper-lockfile":          "proper-lockfile (mkdir; stale 10 s; realpath; retry every 100 ms)",
+	"proper-lockfile-tuned":    "proper-lockfile, retry every 1 ms, realpath false, onCompromised logs",
+	implFloorChecked:           "floor: dlock's system calls alone (statx + rename, twice)",
+	implFloorMkdir:             "floor: mkdir + rmdir",
+	implFloorWatch:             "floor: rename hand-off with inotify waiters, no checks",
+	implPipe:                   "no lock: the pipe to a Python peer, one round trip per Lock and per Unlock (uncontended column: what the pipe adds to every peer's hand-off and acq/s)",
 }
 
 func cell(f *fsRun, metric, impl string) string {
@@ -56,6 +60,10 @@ func cell(f *fsRun, metric, impl string) string {
 	return fmtNum(v)
 }
 
+// maxRoundNotes: the rounds that went wrong told in the notes, per lock
+// and row (all of them are in alternatives.json).
+const maxRoundNotes = 5
+
 // writeAltMarkdown writes the table of an -alternatives run.
 func writeAltMarkdown(name string, r *altReport) error {
 	var b strings.Builder
@@ -63,7 +71,21 @@ func writeAltMarkdown(name string, r *altReport) error {
 	p("# dlock and the alternatives\n\n")
 	p("Written by `%s` on %s (%s).  \n", r.Command, r.Started.UTC().Format("2006-01-02 15:04 MST"), r.Elapsed.Round(time.Second))
 	p("Machine: %s; load average %s at the start, %s at the end (other jobs ran: speed figures are noisy, compare within a column).  \n", r.Machine, r.LoadStart, r.Load)
-	p("Versions: %s.\n\n", strings.Join(r.Versions, "; "))
+	p("Versions: %s.  \n", strings.Join(r.Versions, "; "))
+	var ran, not []string
+	for _, f := range r.FS {
+		ran = append(ran, f.Name)
+	}
+	for _, name := range altAllFS {
+		if !slices.Contains(ran, name) {
+			not = append(not, name)
+		}
+	}
+	p("Filesystems: %s", strings.Join(ran, ", "))
+	if len(not) > 0 {
+		p("; not in this run: %s", strings.Join(not, ", "))
+	}
+	p(".\n\n")
 	p("Rows: plain names are each library with its documented defaults; `-tuned` the same library with its poll interval at 1 ms ")
 	p("(and proper-lockfile without realpath, onCompromised logging). Python and Node peers run in their own processes behind a pipe: ")
 	p("the `%s` row's uncontended figure is what the pipe adds to each of their hand-offs and acquisitions. Uncontended is one process in a loop inside the library's own language (a `-tuned` row that only shortens the poll shows its default's figure). ", implPipe)
@@ -74,7 +96,8 @@ func writeAltMarkdown(name string, r *altReport) error {
 	p("Counter: %d processes (split across the mounts) × %d increments of a counter on local disk, counting lost updates and the times two were inside at once (an O_EXCL marker on local disk), out of the increments done. ", r.CntProcs, r.CntIts)
 	p("Stale race: a holder is paused (SIGSTOP) past the stale time (%v for all that have one; proper-lockfile's least) while two waiters, one on each mount, reclaim; bad = rounds in which both held at once, out of the rounds run (%d at once, each with a lock and processes of its own; a round that failed is in the notes). ", r.Stale, r.Parallel)
 	p("Late release: the paused holder's lock is taken over, then it wakes and releases; bad = rounds in which a third process could then acquire while the successor held. ")
-	p("n/a: the peer cannot express the case (it never reclaims a paused holder's lock, or does not exclude across the mounts to begin with). †: some trial of this lock on this filesystem found two holders at once, so its speed figures are of a lock that did not exclude. Locks are the libraries' own; nothing is changed in them.\n\n")
+	p("In both, every process of a round is started before the holder acquires, and a round that went wrong asks the holder that was overtaken whether its library had told it, before the other process got in, that its own deadline had passed (the load starved it and it gave the lock up): `(+N told first)` counts those rounds, which are legitimate and not in bad (told that its lock was removed or taken is a deletion it learnt of, and bad); the notes tell each round that went wrong, which kind it was, and its timeline (CLOCK_MONOTONIC, one clock for every process, ms from the round's start). ")
+	p("n/a: the peer cannot express the case (it never reclaims a paused holder's lock, or does not exclude across the mounts to begin with: another process got in at once, or the counter lost updates). †: some trial of this lock on this filesystem found two holders at once, so its speed figures are of a lock that did not exclude. Locks are the libraries' own; nothing is changed in them.\n\n")
 	for _, f := range r.FS {
 		p("## %s\n\n", f.Name)
 		if len(f.Metrics) == 0 && len(f.Checks) == 0 {
@@ -117,6 +140,13 @@ func writeAltMarkdown(name string, r *altReport) error {
 			}
 		}
 		p("\n")
+		if rs := altRatios(f); len(rs) > 0 {
+			p("Ratios in this run (dlock's figure ÷ the other's, the same filesystem; what the README's Performance section states as ranges):\n\n")
+			for _, r := range rs {
+				p("- %s\n", r)
+			}
+			p("\n")
+		}
 		for _, t := range altTargets(f) {
 			p("- %s %s\n", t.verdict, t.text)
 		}
@@ -124,8 +154,16 @@ func writeAltMarkdown(name string, r *altReport) error {
 		var notes []string
 		for _, c := range []string{"counter", "stale", "late"} {
 			for _, impl := range altRows {
-				if v, ok := f.Checks[c][impl]; ok && (v.Note != "" || v.NA != "") {
+				v, ok := f.Checks[c][impl]
+				if ok && (v.Note != "" || v.NA != "") {
 					notes = append(notes, fmt.Sprintf("%s `%s`: %s", c, impl, strings.Trim(v.NA+"; "+v.Note, "; ")))
+				}
+				for i, r := range v.Rounds {
+					if i == maxRoundNotes {
+						notes = append(notes, fmt.Sprintf("%s `%s`: %d more such rounds in alternatives.json", c, impl, len(v.Rounds)-i))
+						break
+					}
+					notes = append(notes, fmt.Sprintf("%s `%s` %s", c, impl, r))
 				}
 			}
 		}
@@ -242,6 +280,53 @@ func writeAltSVG(name string, r *altReport) error {
 	p(`<text x="10" y="%d" fill="#555">%s (docs/alternatives.md has every row and the counts)</text>`+"\n", y+30, html.EscapeString(r.Command))
 	b.WriteString("</svg>\n")
 	return os.WriteFile(name, []byte(b.String()), 0o644)
+}
+
+// altRatios are dlock's figures on one filesystem divided by its floors'
+// and its nearest peers' of the same run: the ratios that the README
+// states, so that it can state them without figures of its own.
+func altRatios(f *fsRun) []string {
+	var out []string
+	line := func(what, metric, of string, others ...string) {
+		d, ok := f.Metrics[metric][of]
+		if !ok || d <= 0 {
+			return
+		}
+		var parts []string
+		for _, o := range others {
+			v, ok := f.Metrics[metric][o]
+			if !ok || v <= 0 {
+				continue
+			}
+			mark := ""
+			if f.Viol[o] {
+				mark = "†"
+			}
+			parts = append(parts, fmt.Sprintf("%s× `%s`%s", fmtRatio(d/v), o, mark))
+		}
+		if len(parts) > 0 {
+			out = append(out, fmt.Sprintf("%s: `%s` %s", what, of, strings.Join(parts, ", ")))
+		}
+	}
+	line("uncontended Lock+Unlock (below 1: dlock quicker)", "unc_us", implDlock, implFloorChecked, implFloorMkdir, implFlock, "lockbydir", "locket")
+	line("hand-off p50, 1 ms holds (below 1: dlock quicker)", "p50_ms", implDlock, implFloorWatch, implFlock, "locket", "lockbydir-tuned")
+	line("hand-off p99, 1 ms holds", "p99_ms", implDlock, implFloorWatch, implFlock, "locket", "lockbydir-tuned")
+	line("acquisitions/s with 8 processes (above 1: dlock more)", "acq8", implDlock, implFlock, "locket", "lockbydir-tuned")
+	line("CPU per acquisition with waiters (below 1: dlock less)", "cpu_ms", implDlock, implFlock, "locket", "lockbydir-tuned")
+	if w, ok := f.Metrics["wait_p50_ms"][implDlock]; ok {
+		out = append(out, fmt.Sprintf("poll hand-off p50 across the mounts: `dlock` %s× its poll interval (%v)", fmtRatio(w/float64(dlock.DefaultPollInterval.Milliseconds())), dlock.DefaultPollInterval))
+	}
+	line("server operations per acquire+release", "ops_acq", implDlock, "lockbydir", "proper-lockfile")
+	line("server operations per waiting second", "ops_wait_s", implDlock, "lockbydir", "proper-lockfile")
+	return out
+}
+
+// fmtRatio writes a ratio with two decimals below 10.
+func fmtRatio(r float64) string {
+	if r >= 10 {
+		return fmt.Sprintf("%.0f", r)
+	}
+	return fmt.Sprintf("%.2f", r)
 }
 
 // fmtDur writes microseconds as µs, ms or s.
@@ -414,6 +499,7 @@ func altTargets(f *fsRun) []target {
 		add(len(list) == 0, true, text)
 	}
 	bad := []string{}
+	told := []string{}
 	have := false
 	for _, c := range []string{"counter", "stale", "late"} {
 		for _, impl := range []string{implDlock, implDlockRun} {
@@ -421,10 +507,19 @@ func altTargets(f *fsRun) []target {
 				have = true
 				if v.bad() {
 					bad = append(bad, fmt.Sprintf("%s %s %s", impl, c, v))
+				} else if v.Told > 0 {
+					told = append(told, fmt.Sprintf("%s %s %d", impl, c, v.Told))
 				}
 			}
 		}
 	}
-	add(len(bad) == 0, have, "correctness: dlock and dlock-run 0 lost, 0 both in, 0 double holds, 0 deleted successors "+strings.Join(bad, ", "))
+	text := "correctness: dlock and dlock-run 0 lost, 0 both in, 0 double holds, 0 deleted successors"
+	if len(bad) > 0 {
+		text += "; not: " + strings.Join(bad, ", ")
+	}
+	if len(told) > 0 {
+		text += "; rounds in which the holder overtaken had been told it lost the lock first (its deadline passed under load): " + strings.Join(told, ", ")
+	}
+	add(len(bad) == 0, have, text)
 	return out
 }

@@ -84,8 +84,11 @@ type op struct {
 	close func()
 	note  string // how this filesystem made the op differ from its description, or ""
 	// batch, if set, runs n ops in one go and says how long they took
-	// (peers time their own loop, without the protocol's round trips).
-	batch func(n int) (time.Duration, error)
+	// (peers time their own loop, without the protocol's round trips);
+	// ctx bounds it (a peer is killed then).
+	batch func(ctx context.Context, n int) (time.Duration, error)
+	// abort, if set, ends an op stuck in run (a peer: kills it).
+	abort func()
 }
 
 // newOp prepares the uncontended operation of impl on a fresh path in dir
@@ -221,8 +224,9 @@ func newOp(impl, dir, etcd string) (*op, error) {
 			return nil, err
 		}
 		o.close = func() { p.Close() }
+		o.abort = p.kill
 		o.batch = p.bench
-		o.run = func() error { _, err := p.bench(1); return err }
+		o.run = func() error { _, err := p.bench(context.Background(), 1); return err }
 		if impl == implPipe { // the protocol's own cost: two round trips
 			o.batch = nil
 			o.run = func() error {

@@ -5,11 +5,21 @@ package main
 // (peers/python/peer.py, peers/node/peer.js, and this binary in peer mode
 // for the Go ones). A command a line, an answer a line:
 //
-//	lock    -> ok | err MSG      wait for the lock
-//	try     -> ok | busy | err   one attempt
+//	lock    -> ok [MONO [DETAIL]] | err MSG    wait for the lock
+//	try     -> ok [MONO [DETAIL]] | busy | err one attempt
 //	unlock  -> ok | err MSG
 //	bench N -> ok NS             N uncontended lock+unlock inside the peer
 //	pid     -> ok PID            the process that holds the lock (to pause it)
+//	lost    -> ok no | ok unknown | ok told MONO WHY
+//	           was the holder told that it lost the lock it holds (or held
+//	           last)? unknown: the library has no way to tell its holder
+//	log     -> ok [MONO MSG [| MONO MSG ...]]   what the library reported
+//	           (its log, its loss callbacks) since the last lock or try
+//
+// MONO is CLOCK_MONOTONIC in ns, read by the peer right after the library
+// returned (lock, try) or when it reported (lost, log): one clock for every
+// process of a round, so that a round's timeline can be told (correct.go).
+// DETAIL is free text (dlock's fence).
 //
 // The correctness checks drive peers directly; the contended speed trials
 // put a peer behind a worker (peerLocker), which pays one pipe round trip
@@ -17,16 +27,19 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -44,12 +57,13 @@ const (
 	peersDirEnv  = "DLOCKBENCH_PEERS"
 	pythonEnv    = "DLOCKBENCH_PYTHON"
 	dlockBinEnv  = "DLOCKBENCH_DLOCK_BIN"
+	peerDelayEnv = "DLOCKBENCH_TEST_PEER_DELAY" // tests: a Go peer starts this much later
 )
 
 // pythonPeers and nodePeers are the peers in other languages; a name with
 // "-tuned" appended is the same library with its tuned settings.
 var (
-	pythonPeers = []string{implPipe, "portalocker", "locket", "filelock", "softfilelock", "lockbydir"}
+	pythonPeers = []string{implPipe, "portalocker", "locket", "filelock", "softfilelock", "softfilelease", "strictsoftfilelock", "lockbydir"}
 	nodePeers   = []string{"proper-lockfile"}
 )
 
@@ -68,7 +82,7 @@ func peerLang(impl string) string {
 		}
 	}
 	switch impl {
-	case implDlock, implDlockPoll, implFlock, implDlockRun:
+	case implDlock, implDlockPoll, implFlock, implDlockRun, implNoLock, implStuck, implTold:
 		return "go"
 	}
 	return ""
@@ -142,6 +156,11 @@ func startPeer(impl, path string, stale time.Duration) (*peerProc, error) {
 	}
 	p := &peerProc{impl: impl, cmd: cmd, stderr: new(strings.Builder), done: make(chan struct{})}
 	cmd.Stderr = p.stderr
+	// A peer ends with the process that drives it: a worker killed at a
+	// trial's limit (a lock that never acquires) must not leave its peer
+	// polling the mount for the rest of the run, where it would count as
+	// the server operations of the locks measured after it.
+	cmd.SysProcAttr = peerSysProcAttr()
 	if p.in, err = cmd.StdinPipe(); err != nil {
 		return nil, err
 	}
@@ -163,14 +182,18 @@ func startPeer(impl, path string, stale time.Duration) (*peerProc, error) {
 	return p, nil
 }
 
-// call sends one command and returns what follows "ok".
-func (p *peerProc) call(cmd string) (string, error) {
+// call sends one command and returns what follows "ok". If ctx ends
+// before the answer, the peer is killed (a peer stuck in its library must
+// not hang the run) and the error says so.
+func (p *peerProc) call(ctx context.Context, cmd string) (string, error) {
+	stop := context.AfterFunc(ctx, p.kill)
+	defer stop()
 	if _, err := io.WriteString(p.in, cmd+"\n"); err != nil {
-		return "", fmt.Errorf("%s peer: %s: %w", p.impl, cmd, err)
+		return "", p.callErr(ctx, cmd, err)
 	}
 	line, err := p.out.ReadString('\n')
 	if err != nil {
-		return "", fmt.Errorf("%s peer: %s: %v (peer's stderr: %s)", p.impl, cmd, err, strings.TrimSpace(p.stderr.String()))
+		return "", p.callErr(ctx, cmd, err)
 	}
 	line = strings.TrimSpace(line)
 	switch {
@@ -184,30 +207,122 @@ func (p *peerProc) call(cmd string) (string, error) {
 	return "", fmt.Errorf("%s peer: %s: %s", p.impl, cmd, strings.TrimPrefix(line, "err "))
 }
 
-func (p *peerProc) Lock(context.Context) error { _, err := p.call("lock"); return err }
-func (p *peerProc) Unlock() error              { _, err := p.call("unlock"); return err }
+// errGaveUp: a peer did not answer in time and was killed.
+var errGaveUp = errors.New("no answer in time: the peer was killed")
 
-// try is one attempt: true if it acquired.
-func (p *peerProc) try() (bool, error) {
-	_, err := p.call("try")
-	if errors.Is(err, errBusy) {
-		return false, nil
+func (p *peerProc) callErr(ctx context.Context, cmd string, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("%s peer: %s: %w (%v)", p.impl, cmd, errGaveUp, context.Cause(ctx))
 	}
-	return err == nil, err
+	return fmt.Errorf("%s peer: %s: %v (peer's stderr: %s)", p.impl, cmd, err, strings.TrimSpace(p.stderr.String()))
+}
+
+// stamp is when a peer acquired (CLOCK_MONOTONIC, ns, as the peer read
+// it; 0 if it did not say) and what else it said (dlock's fence).
+type stamp struct {
+	at     int64
+	detail string
+}
+
+func parseStamp(s string) stamp {
+	f, rest, _ := strings.Cut(s, " ")
+	at, _ := strconv.ParseInt(f, 10, 64)
+	return stamp{at: at, detail: rest}
+}
+
+// Lock waits for the lock; ctx bounds the wait (the peer is killed then).
+func (p *peerProc) Lock(ctx context.Context) error { _, err := p.lockAt(ctx); return err }
+func (p *peerProc) Unlock() error                  { _, err := p.call(context.Background(), "unlock"); return err }
+
+func (p *peerProc) lockAt(ctx context.Context) (stamp, error) {
+	s, err := p.call(ctx, "lock")
+	if err != nil {
+		return stamp{}, err
+	}
+	return parseStamp(s), nil
+}
+
+// unlockIn is Unlock bounded by d.
+func (p *peerProc) unlockIn(d time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	_, err := p.call(ctx, "unlock")
+	return err
+}
+
+// try is one attempt: true if it acquired, and when.
+func (p *peerProc) try(ctx context.Context) (bool, stamp, error) {
+	s, err := p.call(ctx, "try")
+	if errors.Is(err, errBusy) {
+		return false, stamp{}, nil
+	}
+	if err != nil {
+		return false, stamp{}, err
+	}
+	return true, parseStamp(s), nil
+}
+
+// lostNews is what a holder was told about losing its lock.
+type lostNews struct {
+	can  bool  // the library tells its holder at all
+	told bool  // it told this one
+	at   int64 // when (CLOCK_MONOTONIC, ns)
+	why  string
+}
+
+// lost asks the peer whether its holder was told that it lost the lock.
+func (p *peerProc) lost(ctx context.Context) (lostNews, error) {
+	s, err := p.call(ctx, "lost")
+	if err != nil {
+		return lostNews{}, err
+	}
+	switch {
+	case s == "unknown":
+		return lostNews{}, nil
+	case s == "no":
+		return lostNews{can: true}, nil
+	case strings.HasPrefix(s, "told "):
+		st := parseStamp(strings.TrimPrefix(s, "told "))
+		return lostNews{can: true, told: true, at: st.at, why: st.detail}, nil
+	}
+	return lostNews{}, fmt.Errorf("%s peer: lost: unexpected answer %q", p.impl, s)
+}
+
+// logged is what the peer's library reported since its last lock or try:
+// events stamped on CLOCK_MONOTONIC.
+func (p *peerProc) logged(ctx context.Context) []stamp {
+	s, err := p.call(ctx, "log")
+	if err != nil || s == "" {
+		return nil
+	}
+	var out []stamp
+	for _, e := range strings.Split(s, " | ") {
+		if st := parseStamp(e); st.at != 0 {
+			out = append(out, st)
+		}
+	}
+	return out
 }
 
 // holderPid is the process that holds (or would hold) the lock.
 func (p *peerProc) holderPid() (int, error) {
-	s, err := p.call("pid")
+	ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
+	defer cancel()
+	s, err := p.call(ctx, "pid")
 	if err != nil {
 		return 0, err
 	}
 	return strconv.Atoi(s)
 }
 
-// bench runs n uncontended lock+unlock inside the peer.
-func (p *peerProc) bench(n int) (time.Duration, error) {
-	s, err := p.call(fmt.Sprintf("bench %d", n))
+// peerCallLimit bounds a call that does not wait for a lock (pid, try,
+// lost, log, unlock): a peer that takes longer is stuck, not slow, even
+// on a loaded machine.
+const peerCallLimit = 60 * time.Second
+
+// bench runs n uncontended lock+unlock inside the peer; ctx bounds it.
+func (p *peerProc) bench(ctx context.Context, n int) (time.Duration, error) {
+	s, err := p.call(ctx, fmt.Sprintf("bench %d", n))
 	if err != nil {
 		return 0, err
 	}
@@ -269,6 +384,11 @@ func maybePeer() {
 		fmt.Fprintln(os.Stderr, "peer:", err)
 		os.Exit(2)
 	}
+	// The bench's tests stand in for a loaded machine with peers that
+	// start slowly.
+	if d, err := time.ParseDuration(os.Getenv(peerDelayEnv)); err == nil {
+		time.Sleep(d)
+	}
 	if err := servePeer(job, os.Stdin, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "peer:", err)
 		os.Exit(1)
@@ -282,11 +402,122 @@ type goPeerLock interface {
 	TryLock() (bool, error)
 }
 
-func newGoPeerLock(job peerJob) (goPeerLock, int, error) {
+// peerNews is what a Go peer's lock reported: events stamped on
+// CLOCK_MONOTONIC, and whether (and when, and why) its holder was told
+// that it lost the lock. can: the lock tells its holder at all.
+type peerNews struct {
+	mu   sync.Mutex
+	can  bool
+	ev   []stamp
+	told *stamp
+	// more, if set, is closed when a loss report of several lines (dlock
+	// run's: what it does, then why) is complete.
+	more chan struct{}
+}
+
+// expectMore says that the loss report just begun has more to come.
+func (n *peerNews) expectMore() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.more == nil {
+		n.more = make(chan struct{})
+	}
+}
+
+// gotMore says that the loss report is complete.
+func (n *peerNews) gotMore() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.more != nil {
+		select {
+		case <-n.more:
+		default:
+			close(n.more)
+		}
+	}
+}
+
+func (n *peerNews) add(msg string, lost bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	st := stamp{at: mono(), detail: strings.ReplaceAll(msg, "|", "/")}
+	n.ev = append(n.ev, st)
+	switch {
+	case lost && n.told == nil:
+		n.told = &st
+	case lost:
+		// More of the same report (dlock run says why on its next line):
+		// the time stays the first line's.
+		n.told.detail += " / " + st.detail
+	}
+}
+
+// reset forgets what was reported before an acquisition.
+func (n *peerNews) reset() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.ev, n.told, n.more = nil, nil, nil
+}
+
+func (n *peerNews) lostAnswer() string {
+	n.mu.Lock()
+	more := n.more
+	n.mu.Unlock()
+	if more != nil {
+		// The rest of a report under way (its why) comes within the
+		// CLI's grace for the job; a CLI that died says no more.
+		select {
+		case <-more:
+		case <-time.After(5 * time.Second):
+		}
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	switch {
+	case !n.can:
+		return "ok unknown"
+	case n.told == nil:
+		return "ok no"
+	}
+	return fmt.Sprintf("ok told %d %s", n.told.at, n.told.detail)
+}
+
+func (n *peerNews) logAnswer() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	parts := make([]string, len(n.ev))
+	for i, e := range n.ev {
+		parts[i] = fmt.Sprintf("%d %s", e.at, e.detail)
+	}
+	return strings.TrimSpace("ok " + strings.Join(parts, " | "))
+}
+
+// newsHandler is a slog.Handler that keeps dlock's warnings (a reclaim, a
+// failed refresh, a lost lock) in a peerNews. Info (every acquisition and
+// release) is not even formatted.
+type newsHandler struct{ n *peerNews }
+
+func (h newsHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
+func (h newsHandler) WithAttrs([]slog.Attr) slog.Handler           { return h }
+func (h newsHandler) WithGroup(string) slog.Handler                { return h }
+func (h newsHandler) Handle(_ context.Context, r slog.Record) error {
+	msg := strings.TrimPrefix(r.Message, "dlock: ")
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key != "path" {
+			msg += fmt.Sprintf(" %s=%q", a.Key, a.Value.String())
+		}
+		return true
+	})
+	h.n.add(msg, r.Message == "dlock: lost lock")
+	return nil
+}
+
+func newGoPeerLock(job peerJob, news *peerNews) (goPeerLock, int, error) {
 	pid := os.Getpid()
 	switch job.Impl {
 	case implDlock, implDlockPoll:
-		opts := []dlock.Option{dlock.WithWatch(job.Impl == implDlock)}
+		news.can = true
+		opts := []dlock.Option{dlock.WithWatch(job.Impl == implDlock), dlock.WithLogger(slog.New(newsHandler{news}))}
 		if job.Stale > 0 {
 			opts = append(opts, dlock.WithTimeout(job.Stale))
 		}
@@ -295,8 +526,19 @@ func newGoPeerLock(job peerJob) (goPeerLock, int, error) {
 	case implFlock:
 		return flockPeer{flockLocker{flock.New(job.Path)}}, pid, nil
 	case implDlockRun:
+		news.can = true
 		l, err := newRunLocker(job.Path, job.Stale)
+		if l != nil {
+			l.news = news
+		}
 		return l, 0, err
+	case implNoLock:
+		return noLock{}, pid, nil
+	case implTold:
+		news.can = true
+		return toldLock{news}, pid, nil
+	case implStuck:
+		return stuckLock{}, pid, nil
 	}
 	return nil, 0, fmt.Errorf("no Go peer %q", job.Impl)
 }
@@ -305,10 +547,52 @@ type flockPeer struct{ flockLocker }
 
 func (f flockPeer) TryLock() (bool, error) { return f.f.TryLock() }
 
+// Two locks for the bench's own tests: noLock never excludes anybody (as
+// flock across two sshfs mounts), stuckLock never acquires (as
+// StrictSoftFileLock through sshfs).
+const (
+	implNoLock = "test-nolock"
+	implStuck  = "test-stuck"
+	// implTold never excludes either, and reports at each acquisition a
+	// loss with the reason in $DLOCKBENCH_TEST_TOLD.
+	implTold    = "test-told"
+	testToldEnv = "DLOCKBENCH_TEST_TOLD"
+)
+
+type toldLock struct{ news *peerNews }
+
+func (t toldLock) Lock(context.Context) error {
+	t.news.add("lost lock reason="+os.Getenv(testToldEnv), true)
+	return nil
+}
+func (t toldLock) TryLock() (bool, error) { return true, t.Lock(context.Background()) }
+func (toldLock) Unlock() error            { return nil }
+
+type noLock struct{}
+
+func (noLock) Lock(context.Context) error { return nil }
+func (noLock) TryLock() (bool, error)     { return true, nil }
+func (noLock) Unlock() error              { return nil }
+
+type stuckLock struct{}
+
+func (stuckLock) Lock(ctx context.Context) error { select {} }
+func (stuckLock) TryLock() (bool, error)         { return false, nil }
+func (stuckLock) Unlock() error                  { return errors.New("not held") }
+
 func servePeer(job peerJob, in io.Reader, out io.Writer) error {
-	l, pid, err := newGoPeerLock(job)
+	news := new(peerNews)
+	l, pid, err := newGoPeerLock(job, news)
 	if err != nil {
 		return err
+	}
+	// acquired says when, and with which fence.
+	acquired := func() string {
+		s := fmt.Sprintf("ok %d", mono())
+		if d, ok := l.(*dlock.Lock); ok {
+			s += fmt.Sprintf(" fence=%d", d.Fence())
+		}
+		return s
 	}
 	w := bufio.NewWriter(out)
 	fmt.Fprintln(w, "ready")
@@ -324,11 +608,17 @@ func servePeer(job peerJob, in io.Reader, out io.Writer) error {
 		var err error
 		switch f[0] {
 		case "lock":
-			err = l.Lock(ctx)
+			news.reset()
+			if err = l.Lock(ctx); err == nil {
+				ans = acquired()
+			}
 		case "try":
+			news.reset()
 			var ok bool
 			if ok, err = l.TryLock(); err == nil && !ok {
 				ans = "busy"
+			} else if err == nil {
+				ans = acquired()
 			}
 		case "unlock":
 			err = l.Unlock()
@@ -350,6 +640,10 @@ func servePeer(job peerJob, in io.Reader, out io.Writer) error {
 				p = r.pid()
 			}
 			ans = fmt.Sprintf("ok %d", p)
+		case "lost":
+			ans = news.lostAnswer()
+		case "log":
+			ans = news.logAnswer()
 		case "quit":
 			return nil
 		default:
@@ -372,6 +666,7 @@ type runLocker struct {
 	stale     time.Duration
 	cmd       *exec.Cmd
 	in        io.WriteCloser
+	news      *peerNews // if set: gets the CLI's messages, stamped
 }
 
 func newRunLocker(path string, stale time.Duration) (*runLocker, error) {
@@ -419,8 +714,8 @@ func (r *runLocker) start(patience string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
+	stderr := &stampWriter{news: r.news}
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		return false, err
 	}
@@ -451,4 +746,53 @@ func (r *runLocker) Unlock() error {
 		return fmt.Errorf("dlock run: %w", err)
 	}
 	return nil
+}
+
+// stampWriter keeps what the CLI writes to stderr and hands each line,
+// stamped when it arrived, to news: "lost the lock" is the CLI telling
+// its job (and its user) that the lock was lost.
+type stampWriter struct {
+	mu      sync.Mutex
+	all     strings.Builder
+	partial []byte
+	news    *peerNews
+}
+
+func (w *stampWriter) Write(b []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.all.Write(b)
+	if w.news == nil {
+		return len(b), nil
+	}
+	w.partial = append(w.partial, b...)
+	for {
+		i := bytes.IndexByte(w.partial, '\n')
+		if i < 0 {
+			break
+		}
+		line := strings.TrimSpace(string(w.partial[:i]))
+		w.partial = w.partial[i+1:]
+		if line == "" {
+			continue
+		}
+		// "dlock: lost the lock PATH while CMD (pid N) ran: stopping the
+		// job", then, once the job has stopped, "dlock: PATH: lost the
+		// lock (fence F): WHY".
+		lost := strings.Contains(line, "lost the lock")
+		if lost && strings.Contains(line, "stopping the job") {
+			w.news.expectMore()
+		}
+		w.news.add("dlock run said: "+line, lost)
+		if strings.Contains(line, "lost the lock (fence") {
+			w.news.gotMore()
+		}
+	}
+	return len(b), nil
+}
+
+func (w *stampWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.all.String()
 }

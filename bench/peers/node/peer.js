@@ -10,7 +10,10 @@
 // stderr instead of crashing the process. STALE (seconds) sets `stale`.
 //
 // Commands on stdin, one answer each on stdout (see peer.py):
-// lock, try, unlock, bench N, pid; "ready" first.
+// lock, try, unlock, bench N, pid, lost, log; "ready" first. lock and try
+// answer "ok MONO" (process.hrtime.bigint(): CLOCK_MONOTONIC, the clock of
+// every process of a round). lost: "told" once onCompromised was called
+// (tuned); with the defaults onCompromised throws, which ends the process.
 'use strict';
 
 const fs = require('fs');
@@ -27,9 +30,17 @@ const opts = {};
 if (staleArg) {
     opts.stale = Math.round(Number(staleArg) * 1000);
 }
+// What the library reported since the last lock or try, stamped.
+let events = [];
+let told = null;
 if (tuned) {
     opts.realpath = false;
-    opts.onCompromised = (err) => console.error(`peer.js: compromised: ${err.message}`);
+    opts.onCompromised = (err) => {
+        const ev = `${process.hrtime.bigint()} onCompromised: ${String(err.message).replace(/[|\n]/g, ' ')}`;
+        events.push(ev);
+        if (told === null) told = ev;
+        console.error(`peer.js: compromised: ${err.message}`);
+    };
 }
 const every = tuned ? 1 : 100;
 const waitOpts = { ...opts, retries: { forever: true, factor: 1, minTimeout: every, maxTimeout: every } };
@@ -41,12 +52,16 @@ let release = null;
 async function handle(cmd) {
     switch (cmd[0]) {
     case 'lock':
+        events = [];
+        told = null;
         release = await lockfile.lock(path, waitOpts);
-        return 'ok';
+        return `ok ${process.hrtime.bigint()}`;
     case 'try':
+        events = [];
+        told = null;
         try {
             release = await lockfile.lock(path, opts);
-            return 'ok';
+            return `ok ${process.hrtime.bigint()}`;
         } catch (e) {
             if (e.code === 'ELOCKED') return 'busy';
             throw e;
@@ -69,6 +84,11 @@ async function handle(cmd) {
     }
     case 'pid':
         return `ok ${process.pid}`;
+    case 'lost':
+        if (!tuned) return 'ok unknown';
+        return told === null ? 'ok no' : `ok told ${told}`;
+    case 'log':
+        return `ok ${events.join(' | ')}`.trim();
     case 'quit':
         process.exit(0);
     }

@@ -3,18 +3,30 @@
 
     peer.py IMPL CONFIG PATH [STALE]
 
-IMPL is null (no lock: the protocol's own cost), portalocker, locket, filelock (filelock.FileLock), softfilelock
-(filelock.SoftFileLock) or lockbydir (the algorithm of the lockbydir
-library, written afresh in lockbydir.py). CONFIG is "default" (the
-library's documented defaults) or "tuned" (see TUNED below). STALE, in
-seconds, is lockbydir's TIMEOUT (default 10); the others have none.
+IMPL is null (no lock: the protocol's own cost), portalocker, locket,
+filelock (filelock.FileLock), softfilelock (filelock.SoftFileLock),
+softfilelease (filelock.SoftFileLease), strictsoftfilelock
+(filelock.StrictSoftFileLock) or lockbydir (the algorithm of the lockbydir
+library, written afresh in lockbydir.py). softfilelease and
+strictsoftfilelock need a filelock newer than Debian's 3.9 (3.2x, 2026) on
+PYTHONPATH. CONFIG is "default" (the library's documented defaults) or
+"tuned" (see TUNED below). STALE, in seconds, is lockbydir's TIMEOUT
+(default 10) and SoftFileLease's lease_duration (default 30); the others
+have none.
 
 One command a line on stdin, one answer a line on stdout:
-    lock    -> ok | err MSG      wait for the lock
-    try     -> ok | busy | err   one attempt, no wait
+    lock    -> ok MONO | err MSG      wait for the lock
+    try     -> ok MONO | busy | err   one attempt, no wait
     unlock  -> ok | err MSG
     bench N -> ok NS             N uncontended lock+unlock, total ns
     pid     -> ok PID            the process that holds the lock
+    lost    -> ok no | ok unknown | ok told MONO WHY
+               was the holder told that it lost the lock? (unknown: the
+               library has no way to tell; SoftFileLease's on_compromise does)
+    log     -> ok [MONO MSG | ...]   what the library reported since the
+               last lock or try
+MONO is time.monotonic_ns() (CLOCK_MONOTONIC, the clock of every process
+of a round), read right after the library returned or reported.
 The peer prints "ready" when it can take commands.
 """
 
@@ -37,7 +49,29 @@ class Busy(Exception):
     pass
 
 
-def make(impl, config, path, stale):
+class News:
+    """What the library reported: events stamped on CLOCK_MONOTONIC, and
+    whether it told its holder that the lock was lost (can: it can)."""
+
+    def __init__(self):
+        self.can = False
+        self.events = []
+        self.told = None
+
+    def reset(self):
+        self.events, self.told = [], None
+
+    def add(self, msg, lost=False):
+        ev = (time.monotonic_ns(), msg.replace("|", "/").replace("\n", " "))
+        self.events.append(ev)
+        if lost and self.told is None:
+            self.told = ev
+
+
+NEWS = News()
+
+
+def make(impl, config, path, stale, stale_given):
     tuned = config == "tuned"
     if impl == "portalocker":
         import portalocker
@@ -73,11 +107,24 @@ def make(impl, config, path, stale):
                 raise Busy()
 
         return lk.acquire, try_, lk.release
-    if impl in ("filelock", "softfilelock"):
+    if impl in ("filelock", "softfilelock", "softfilelease", "strictsoftfilelock"):
         import filelock
 
-        cls = filelock.FileLock if impl == "filelock" else filelock.SoftFileLock
-        lk = cls(path)  # timeout -1: wait forever; poll_interval 0.05 s
+        if impl == "softfilelease":
+            # Its README: SoftFileLease(path, lease_duration=30.0); a
+            # heartbeat every lease_duration/3; on_compromise is called
+            # from the heartbeat thread when the lease is lost.
+            NEWS.can = True
+
+            def compromised(c):
+                NEWS.add("on_compromise: %s" % c.reason, lost=True)
+
+            lk = filelock.SoftFileLease(path, lease_duration=stale if stale_given else 30.0, on_compromise=compromised)
+        elif impl == "strictsoftfilelock":
+            lk = filelock.StrictSoftFileLock(path)  # never broken by age
+        else:
+            cls = filelock.FileLock if impl == "filelock" else filelock.SoftFileLock
+            lk = cls(path)  # timeout -1: wait forever; poll_interval 0.05 s
         poll = TUNED_POLL if tuned else 0.05
 
         def lock():
@@ -111,8 +158,9 @@ def make(impl, config, path, stale):
 
 def main():
     impl, config, path = sys.argv[1], sys.argv[2], sys.argv[3]
-    stale = float(sys.argv[4]) if len(sys.argv) > 4 else 10.0
-    lock, try_, unlock = make(impl, config, path, stale)
+    stale_given = len(sys.argv) > 4
+    stale = float(sys.argv[4]) if stale_given else 10.0
+    lock, try_, unlock = make(impl, config, path, stale, stale_given)
     out = sys.stdout
     out.write("ready\n")
     out.flush()
@@ -122,14 +170,25 @@ def main():
             continue
         try:
             if cmd[0] == "lock":
+                NEWS.reset()
                 lock()
-                ans = "ok"
+                ans = "ok %d" % time.monotonic_ns()
             elif cmd[0] == "try":
+                NEWS.reset()
                 try:
                     try_()
-                    ans = "ok"
+                    ans = "ok %d" % time.monotonic_ns()
                 except Busy:
                     ans = "busy"
+            elif cmd[0] == "lost":
+                if not NEWS.can:
+                    ans = "ok unknown"
+                elif NEWS.told is None:
+                    ans = "ok no"
+                else:
+                    ans = "ok told %d %s" % NEWS.told
+            elif cmd[0] == "log":
+                ans = ("ok " + " | ".join("%d %s" % e for e in NEWS.events)).strip()
             elif cmd[0] == "unlock":
                 unlock()
                 ans = "ok"
