@@ -542,8 +542,12 @@ func TestPauseBeforeListingDoesNotAgeWhatIsSeen(t *testing.T) {
 			return
 		}
 		// Paused for twice TIMEOUT; meanwhile the lock changed hands.
+		// The clock's jump passes the old holder's deadline too: its
+		// heartbeat's refresh and its deadline's timer race (under Wine
+		// the timer won twice in a row), so its Unlock may rightly say
+		// ErrLost; either way its entry is released.
 		r.clk.Add(2 * DefaultTimeout)
-		if err := old.Unlock(); err != nil {
+		if err := old.Unlock(); err != nil && !errors.Is(err, ErrLost) {
 			t.Error(err)
 		}
 		fresh = r.lock()
