@@ -84,6 +84,7 @@ func (a *agent) say(format string, args ...any) {
 //
 //	ID lock PATH [POLL]   -> ID waiting, then ID acquired fence=F lostAlready=B (or ID error ...)
 //	ID unlock LOCKID      -> ID released err=...
+//	ID clock UNIXNANO     -> ID clock set (the guest's clock set to the host's)
 //	ID stats MOUNT        -> ID stats total=N op=N... (the mount's NFS RPCs, /proc/self/mountstats)
 //	ID uncontended DIR N  -> ID uncontended ... (guestUncontended)
 //	ID flock PATH         -> ID flock got|busy|error=... (flock(2) LOCK_EX|LOCK_NB, kept under ID)
@@ -131,6 +132,21 @@ func (a *agent) command(id, verb string, args []string) {
 			return
 		}
 		a.say("%s released err=%v", id, errText(l.Unlock()))
+	case "clock":
+		// The host's clock, sent right after the hello: a guest's clock
+		// comes from its RTC at boot, up to a second or more off the
+		// host's, and a holder on the host (the server's directory) is
+		// then rightly told as "far off" by a waiter here.
+		ns, err := strconv.ParseInt(args[0], 10, 64)
+		if err == nil {
+			tv := syscall.NsecToTimeval(ns)
+			err = syscall.Settimeofday(&tv)
+		}
+		if err != nil {
+			a.say("%s error clock: %v", id, err)
+			return
+		}
+		a.say("%s clock set", id)
 	case "stats":
 		a.say("%s stats %s", id, nfsMountStats(args[0]))
 	case "workers":
@@ -424,6 +440,9 @@ func (r qemuRig) bootAgent(t *testing.T, c *ctlListener, name string, netN int, 
 		t.Fatal(err)
 	}
 	go func() { a.ctl.read(a.conn, raw); raw.Close() }()
+	// One clock for the guests and the host, within the control link's
+	// delay (a guest runs no NTP): a skew warning then means a fault.
+	a.wait(t, a.send(t, "clock", time.Now().UnixNano()), "clock", 10*time.Second)
 	return a
 }
 
