@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -51,6 +52,9 @@ type linuxJob struct {
 	cg     *jobCgroup
 	exit   chan int
 	goneCh chan struct{}
+	// alone is set when COMMAND's exit left this process no child: the
+	// job is gone (see noChildren), and pids need not read /proc.
+	alone atomic.Bool
 }
 
 // startJob starts cmd as the job: in a process group of its own (given
@@ -110,6 +114,7 @@ func (j *linuxJob) reap() {
 			if ws.Signaled() {
 				status = 128 + int(ws.Signal())
 			}
+			j.alone.Store(noChildren())
 			j.exit <- status
 		}
 	}
@@ -130,6 +135,9 @@ func (j *linuxJob) mechanism() string {
 }
 
 func (j *linuxJob) pids() []int {
+	if j.alone.Load() {
+		return nil
+	}
 	procs, ok := childrenTree(j.self)
 	if !ok {
 		procs = descendants(j.self)
@@ -139,6 +147,26 @@ func (j *linuxJob) pids() []int {
 		pids = append(pids, p.pid)
 	}
 	return pids
+}
+
+// noChildren reports whether this process has no child left, exited or
+// not. The job's processes are this child subreaper's descendants, each
+// reached through a child of its own (a process whose parent dies is
+// handed to the nearest subreaper above it: this one, or one inside the
+// job, itself a descendant), so none left means the job is gone, and for
+// good: nothing else starts children here. It asks the kernel once,
+// where listing the job reads /proc (and every /proc/PID entry read is
+// work for the kernel again when this process is reaped: about 4 ms of
+// CPU for the front process, measured, against a whole "dlock run" of
+// about 10).
+func noChildren() bool {
+	var info unix.Siginfo
+	for {
+		err := unix.Waitid(unix.P_ALL, 0, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
+		if !errors.Is(err, unix.EINTR) {
+			return errors.Is(err, unix.ECHILD)
+		}
+	}
 }
 
 // childrenTree lists the living descendants of pid from the children

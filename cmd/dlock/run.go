@@ -232,7 +232,18 @@ func superviseMain(args []string, stderr io.Writer) int {
 	}
 	c.interactiveTTY = args[0] == "fg"
 	c.report = statusReporter()
-	return supervise(c, frontGone(), stderr)
+	code := supervise(c, frontGone(), stderr)
+	if c.report != nil && backendScheme(c.path) == "" {
+		// Done: the job is gone and the lock released (or never
+		// taken). The front process exits with code now, rather than
+		// once this process has exited and it has reaped it: tearing
+		// a Go process down and reaping it is a good part of what a
+		// short "dlock run" costs. (A URL PATH's helper is the
+		// front's to wait for: it learns that this process is gone
+		// from its pipes.)
+		c.report(code)
+	}
+	return code
 }
 
 // supervise takes the lock, runs the job and stops it when it must, and
