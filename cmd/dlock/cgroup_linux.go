@@ -33,20 +33,34 @@ func cgroupFor(id string) string {
 	if id == "" {
 		return ""
 	}
-	mnt := firstLine("/proc/self/mountinfo", func(line string) (string, bool) {
-		// ... mount-point ... - fstype source options
-		pre, post, ok := strings.Cut(line, " - ")
-		if fields := strings.Fields(pre); ok && len(fields) >= 5 && strings.HasPrefix(post, "cgroup2 ") {
-			return fields[4], true
-		}
-		return "", false
-	})
+	mnt := cgroupMount()
 	if mnt == "" {
 		return ""
 	}
 	return firstLine("/proc/self/cgroup", func(line string) (string, bool) {
 		rest, ok := strings.CutPrefix(line, "0::")
 		return filepath.Join(mnt, rest, "dlock-run-"+id), ok
+	})
+}
+
+// cgroupMount is where the cgroup v2 hierarchy is mounted: asked of the
+// two places systems put it (/sys/fs/cgroup, or /sys/fs/cgroup/unified
+// beside v1 controllers) with statfs, else found in the mount table
+// (reading /proc/self/mountinfo costs this short-lived process more).
+func cgroupMount() string {
+	for _, dir := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"} {
+		var st unix.Statfs_t
+		if unix.Statfs(dir, &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
+			return dir
+		}
+	}
+	return firstLine("/proc/self/mountinfo", func(line string) (string, bool) {
+		// ... mount-point ... - fstype source options
+		pre, post, ok := strings.Cut(line, " - ")
+		if fields := strings.Fields(pre); ok && len(fields) >= 5 && strings.HasPrefix(post, "cgroup2 ") {
+			return fields[4], true
+		}
+		return "", false
 	})
 }
 
@@ -98,5 +112,5 @@ func killCgroup(dir string) bool {
 // remove removes the (empty) cgroup.
 func (cg *jobCgroup) remove() {
 	unix.Close(cg.fd)
-	os.Remove(cg.dir)
+	unix.Rmdir(cg.dir)
 }

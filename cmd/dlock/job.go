@@ -19,6 +19,9 @@ type job interface {
 	pids() []int
 	// mechanism says how the job is kept together, for -v.
 	mechanism() string
+	// cleanup removes what kept the job together (a cgroup), once it is
+	// gone and dlock has reported its exit status.
+	cleanup()
 }
 
 // errLostFirst: the lock was lost before COMMAND could be started.

@@ -54,6 +54,8 @@ func startJob(cmd *exec.Cmd, c *runConfig) (job, error) {
 
 func (j *groupJob) commandExit() <-chan int { return j.exit }
 func (j *groupJob) gone() <-chan struct{}   { return j.goneCh }
+func (j *groupJob) cleanup()                {}
+
 func (j *groupJob) mechanism() string {
 	return "process group (processes that leave it are not followed on this system)"
 }

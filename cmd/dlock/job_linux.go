@@ -103,10 +103,7 @@ func (j *linuxJob) reap() {
 		switch {
 		case errors.Is(err, unix.EINTR):
 			continue
-		case err != nil: // ECHILD: the job is gone
-			if j.cg != nil {
-				j.cg.remove()
-			}
+		case err != nil: // ECHILD: the job is gone (its cgroup is removed by cleanup)
 			close(j.goneCh)
 			return
 		case pid == j.cmd.Process.Pid:
@@ -121,7 +118,17 @@ func (j *linuxJob) reap() {
 }
 
 func (j *linuxJob) commandExit() <-chan int { return j.exit }
-func (j *linuxJob) gone() <-chan struct{}   { return j.goneCh }
+
+// cleanup removes the job's cgroup, after its last process (the caller
+// waits for gone first).
+func (j *linuxJob) cleanup() {
+	if j.cg != nil {
+		j.cg.remove()
+		j.cg = nil
+	}
+}
+
+func (j *linuxJob) gone() <-chan struct{} { return j.goneCh }
 
 func (j *linuxJob) mechanism() string {
 	if j.init {

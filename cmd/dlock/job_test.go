@@ -374,3 +374,27 @@ func TestJobDeadline(t *testing.T) {
 		t.Errorf("holder whose refreshes failed: exit %d, want %d; stderr:\n%s", code, exitLost, p.stderr)
 	}
 }
+
+// TestJobCgroupIsRemoved: where dlock may make cgroups (as root), the
+// job's cgroup is removed once the job is gone (after the lock's
+// release, before dlock exits).
+func TestJobCgroupIsRemoved(t *testing.T) {
+	t.Parallel()
+	lock := filepath.Join(t.TempDir(), "lock")
+	code, _, errOut := run(t, "run", "-v", lock, "--", "sh", "-c", "exit 3")
+	if code != 3 {
+		t.Fatalf("exit %d, want COMMAND's 3; stderr:\n%s", code, errOut)
+	}
+	_, rest, found := strings.Cut(errOut, " + cgroup ")
+	if !found {
+		t.Skip("the job got no cgroup here (not root, or no cgroup v2)")
+	}
+	dir := strings.Fields(strings.Trim(rest, `"`))[0]
+	dir = strings.TrimSuffix(dir, `"`)
+	if !strings.Contains(filepath.Base(dir), "dlock-run-") {
+		t.Fatalf("cgroup %q: not a job's cgroup; stderr:\n%s", dir, errOut)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("the job's cgroup %s is still there after dlock exited (%v)", dir, err)
+	}
+}

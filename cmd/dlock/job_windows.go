@@ -54,6 +54,8 @@ func startJob(cmd *exec.Cmd, c *runConfig) (job, error) {
 
 func (j *winJob) commandExit() <-chan int { return j.exit }
 func (j *winJob) gone() <-chan struct{}   { return j.goneCh }
+func (j *winJob) cleanup()                {}
+
 func (j *winJob) mechanism() string {
 	if j.handle == 0 {
 		return "COMMAND alone (no job object could be made)"

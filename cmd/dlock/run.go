@@ -232,18 +232,7 @@ func superviseMain(args []string, stderr io.Writer) int {
 	}
 	c.interactiveTTY = args[0] == "fg"
 	c.report = statusReporter()
-	code := supervise(c, frontGone(), stderr)
-	if c.report != nil && backendScheme(c.path) == "" {
-		// Done: the job is gone and the lock released (or never
-		// taken). The front process exits with code now, rather than
-		// once this process has exited and it has reaped it: tearing
-		// a Go process down and reaping it is a good part of what a
-		// short "dlock run" costs. (A URL PATH's helper is the
-		// front's to wait for: it learns that this process is gone
-		// from its pipes.)
-		c.report(code)
-	}
-	return code
+	return supervise(c, frontGone(), stderr)
 }
 
 // supervise takes the lock, runs the job and stops it when it must, and
@@ -264,7 +253,14 @@ func supervise(c *runConfig, frontDied <-chan struct{}, stderr io.Writer) int {
 		return code
 	}
 	status, wasLost := s.watch(cmd, j)
-	return s.release(status, wasLost)
+	code = s.release(status, wasLost)
+	// The lock is free: what is left is this process's own tidying.
+	// (The front process still waits for this one's exit: were it told
+	// the status first, a dlock run inside another's job would leave
+	// this process behind as a leftover of that job for a moment, and
+	// the outer dlock would exit before releasing its lock.)
+	j.cleanup()
+	return code
 }
 
 // lock waits for the lock; a signal, or the death of the front process,
