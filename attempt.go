@@ -125,6 +125,24 @@ func (l *Lock) checkFS() error {
 	return nil
 }
 
+// vouch records that PATH's filesystem was found safe at at, and whether
+// it is held in memory, by the check of the container that holds l (a
+// Semaphore's or an RWLock's directory, PATH's parent): it counts for
+// each of its locks as checkFS's own would, until localRecheck. An RWLock
+// writer's 33 locks each walked their path and asked statfs twice at
+// their first attempt (on sshfs, about 200 round trips for a write
+// lock). A Lock that has looked itself, or is looking, is left alone.
+func (l *Lock) vouch(at time.Time, inMemory bool) {
+	if !l.op.TryLock() {
+		return
+	}
+	defer l.op.Unlock()
+	if l.fsOKAt.IsZero() {
+		l.fsOKAt = at
+		l.inMemory.Store(inMemory)
+	}
+}
+
 // localRecheck is how long the answer of fsys.CachingOf is kept: a statfs
 // on every contended Lock is wasted, but a filesystem can be mounted over
 // the lock's directory while a process runs.

@@ -22,8 +22,9 @@ type container struct {
 // open checks the directory at path once: a container of the given kind
 // (for errors) marked by marker.N, whose members are the names member
 // accepts. Another process creating or removing it meanwhile is retried a
-// few times.
-func (c *container) open(path, kind, marker string, n int, cfg config, member func(name string) bool) error {
+// few times. The filesystem check that passed for path counts for locks,
+// the container's own locks (see Lock.vouch).
+func (c *container) open(path, kind, marker string, n int, cfg config, member func(name string) bool, locks ...*Lock) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.checked {
@@ -32,10 +33,15 @@ func (c *container) open(path, kind, marker string, n int, cfg config, member fu
 	if err := fsys.Unsafe(path); err != nil {
 		return err
 	}
+	safeAt := cfg.clock.Now()
 	for range 3 {
 		err := lockdir.Container(path, kind, marker+"."+strconv.Itoa(n), cfg.perm, cfg.clock.Now(), cfg.timeout, member)
 		if err == nil {
 			c.checked = true
+			inMemory := fsys.InMemory(path)
+			for _, l := range locks {
+				l.vouch(safeAt, inMemory)
+			}
 			return nil
 		}
 		if !errors.Is(err, lockdir.ErrRetry) {

@@ -267,7 +267,7 @@ func (rw *RWLock) check() error {
 	}
 	return rw.box.open(rw.path, "reader/writer lock", "rwlock", rw.readers.n, rw.cfg, func(n string) bool {
 		return n == "writer" || n == "readers" || strings.HasPrefix(n, ".writer.") || strings.HasPrefix(n, ".readers.")
-	})
+	}, rw.writer)
 }
 
 // rlock takes a reader slot, waiting: the read hold's lease.

@@ -322,7 +322,7 @@ func (s *Semaphore) busyError(seen entry, start time.Time) error {
 func (s *Semaphore) check() error {
 	return s.box.open(s.path, "semaphore", "size", s.n, s.cfg, func(name string) bool {
 		return strings.HasPrefix(name, "slot.") || strings.HasPrefix(name, ".slot.")
-	})
+	}, s.slots...)
 }
 
 // A Lease is one holding of one slot of a Semaphore, got from Take or
