@@ -52,6 +52,7 @@ type RWLock struct {
 	wturn   chan struct{} // full while one of this value's goroutines writes or is taking the write lock
 	reads   []*Lease      // the read holds, latest last
 	wslots  []*Lease      // the slots a writer holds or is taking
+	wfresh  bool          // the writer's next slot attempt is its first (see trySlots)
 	lostCh  chan struct{}
 	stop    chan struct{}
 
@@ -161,6 +162,7 @@ func (rw *RWLock) TryLock() (bool, error) {
 	}
 	ok, err := rw.writer.TryLock()
 	if ok && err == nil {
+		rw.freshAttempt()
 		o := rw.trySlots(context.Background())
 		if ok, err = o.ok, o.err; !ok || err != nil {
 			rw.abandon()
@@ -299,6 +301,7 @@ func (rw *RWLock) wlock(ctx context.Context) error {
 	if err := rw.writer.Lock(ctx); err != nil {
 		return err
 	}
+	rw.freshAttempt()
 	if _, err := acquire(ctx, writing{rw}, acquisition{"write-locking", rw.path, &rw.cfg, start}); err != nil {
 		rw.abandon()
 		return err
@@ -392,19 +395,31 @@ func eachSlot(slots []int, f func(i int)) {
 	wg.Wait()
 }
 
-// trySlots attempts every reader slot the writer does not hold yet, at
-// once, keeping those it gets: a writer gains slots as readers leave and
-// never gives one back to a new reader (only a writer takes more than one,
-// and only the holder of the writer lock, so writers cannot deadlock on
-// the slots, in whatever order they take them). It returns once every
-// attempt has: acquired when all are held, else the first slot's (in
-// order) that was not. A slot held by a reader of this value is waited
-// for like anyone's.
+// freshAttempt marks the writer's next slot attempt as its first.
+func (rw *RWLock) freshAttempt() {
+	rw.mu.Lock()
+	rw.wfresh = true
+	rw.mu.Unlock()
+}
+
+// trySlots attempts the reader slots the writer does not hold yet,
+// keeping those it gets: a writer gains slots as readers leave and never
+// gives one back to a new reader (only a writer takes more than one, and
+// only the holder of the writer lock, so writers cannot deadlock on the
+// slots, in whatever order they take them). Its first attempt tries
+// every slot at once and returns once all have answered: acquired when
+// all are held, else the first slot's outcome (in order) that was not.
+// Later ones, while readers hold slots, go in order and stop at the
+// first slot still held, as a waiting writer always did: one look per
+// wake, not one per slot. A slot held by a reader of this value is
+// waited for like anyone's.
 func (rw *RWLock) trySlots(ctx context.Context) outcome {
 	if err := rw.readers.check(); err != nil {
 		return outcome{err: err}
 	}
 	rw.mu.Lock()
+	fresh := rw.wfresh
+	rw.wfresh = false
 	have := make([]bool, len(rw.readers.slots))
 	for _, p := range rw.wslots {
 		have[p.slot] = true
@@ -415,6 +430,14 @@ func (rw *RWLock) trySlots(ctx context.Context) outcome {
 		if !h {
 			todo = append(todo, i)
 		}
+	}
+	if !fresh {
+		for _, i := range todo {
+			if o := rw.trySlot(ctx, i); !o.ok || o.err != nil {
+				return o
+			}
+		}
+		return outcome{ok: true}
 	}
 	results := make([]outcome, len(have))
 	eachSlot(todo, func(i int) { results[i] = rw.trySlot(ctx, i) })
