@@ -140,3 +140,59 @@ func TestRUnlockNeverReleasesAnRDo(t *testing.T) {
 	}
 	writer.Unlock()
 }
+
+// A writer's first attempt takes every free slot at once; when a reader
+// holds one, TryLock gives back all it took, and Lock keeps them while it
+// waits, then takes the last as the reader leaves.
+func TestRWLockWriterTakesFreeSlotsAtOnce(t *testing.T) {
+	r := newRig(t)
+	mk := func() *RWLock {
+		rw, err := NewRWLock(r.path, WithClock(r.clk), WithPollInterval(never), WithMaxReaders(8), WithTimeout(time.Second), WithMaxClockSkew(0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rw
+	}
+	rd, w := mk(), mk()
+	if ok, err := rd.TryRLock(); !ok || err != nil {
+		t.Fatalf("TryRLock = %v, %v", ok, err)
+	}
+	if ok, err := w.TryLock(); ok || err != nil {
+		t.Fatalf("TryLock with a reader in = %v, %v", ok, err)
+	}
+	// Every slot but the reader's was given back: seven more readers fit.
+	var others []*RWLock
+	for i := range 7 {
+		o := mk()
+		if ok, err := o.TryRLock(); !ok || err != nil {
+			t.Fatalf("reader %d after a failed TryLock = %v, %v: the writer kept a slot", i+2, ok, err)
+		}
+		others = append(others, o)
+	}
+	for _, o := range others {
+		if err := o.RUnlock(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	blocked := make(chan struct{}, 10)
+	w.testBlocked = func() { blocked <- struct{}{} }
+	done := make(chan error, 1)
+	go func() { done <- w.Lock(context.Background()) }()
+	waitFor(t, blocked, "the writer to wait for the reader")
+	w.mu.Lock()
+	held := len(w.wslots)
+	w.mu.Unlock()
+	if held != 7 {
+		t.Fatalf("a writer waiting for one reader holds %d slots, want the 7 free ones", held)
+	}
+	rd.RUnlock()
+	if err := waitFor(t, done, "the writer after the reader left"); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := rd.TryRLock(); !ok || err != nil {
+		t.Fatalf("TryRLock after the writer left = %v, %v", ok, err)
+	}
+}
