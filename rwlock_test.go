@@ -7,15 +7,21 @@ import (
 	"time"
 )
 
-func TestRWLock(t *testing.T) {
-	r := newRig(t)
-	mk := func() *RWLock {
-		rw, err := NewRWLock(r.path, WithClock(r.clk), WithPollInterval(never), WithMaxReaders(4), WithTimeout(time.Second), WithMaxClockSkew(0))
+// rwMaker makes RWLocks of r's path with readers slots, on r's clock,
+// each as another process's.
+func rwMaker(t *testing.T, r *rig, readers int) func() *RWLock {
+	return func() *RWLock {
+		rw, err := NewRWLock(r.path, WithClock(r.clk), WithPollInterval(never), WithMaxReaders(readers), WithTimeout(time.Second), WithMaxClockSkew(0))
 		if err != nil {
 			t.Fatal(err)
 		}
 		return rw
 	}
+}
+
+func TestRWLock(t *testing.T) {
+	r := newRig(t)
+	mk := rwMaker(t, r, 4)
 	r1, r2, w, r3 := mk(), mk(), mk(), mk()
 	for _, rd := range []*RWLock{r1, r2} {
 		if ok, err := rd.TryRLock(); !ok || err != nil {
@@ -146,13 +152,7 @@ func TestRUnlockNeverReleasesAnRDo(t *testing.T) {
 // waits, then takes the last as the reader leaves.
 func TestRWLockWriterTakesFreeSlotsAtOnce(t *testing.T) {
 	r := newRig(t)
-	mk := func() *RWLock {
-		rw, err := NewRWLock(r.path, WithClock(r.clk), WithPollInterval(never), WithMaxReaders(8), WithTimeout(time.Second), WithMaxClockSkew(0))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return rw
-	}
+	mk := rwMaker(t, r, 8)
 	rd, w := mk(), mk()
 	if ok, err := rd.TryRLock(); !ok || err != nil {
 		t.Fatalf("TryRLock = %v, %v", ok, err)
