@@ -23,6 +23,7 @@ import (
 func main() {
 	maybeWorker()
 	maybePeer()
+	maybeGuest()
 	quick := flag.Bool("quick", false, "a run of under a minute")
 	asJSON := flag.Bool("json", false, "print the results as a JSON array")
 	dir := flag.String("dir", os.TempDir(), "directory (and so filesystem) to put the locks in")
