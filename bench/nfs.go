@@ -340,6 +340,7 @@ type guestConn struct {
 	seq    int
 	closed bool
 	offset int64 // this host's CLOCK_MONOTONIC minus the guest's
+	synced int64 // when offset was measured (this host's clock)
 }
 
 func newGuestConn(name string, c net.Conn, rd *bufio.Reader) *guestConn {
@@ -439,6 +440,7 @@ func (g *guestConn) syncMono() error {
 			g.offset = (t0+l.at)/2 - gm
 		}
 	}
+	g.synced = mono()
 	return nil
 }
 
@@ -621,12 +623,30 @@ func altNFS(cfg altConfig, f *fsRun, r *nfsRig, prog, note func(string, ...any))
 	g1, dir1, _ := guestPath(f.Dirs[0])
 	g2, _, _ := guestPath(f.Dirs[1])
 	var vers []string
+	var links []string
 	for _, g := range []*guestConn{g1, g2} {
 		if s, _, err := g.stats(mount); err == nil {
 			vers = append(vers, s.vers)
 		}
-		g.syncMono() // the offset again: the guests' clocks drift
+		// The control link's round trips: what a stamp here can be off by.
+		var rtt []float64
+		for range 20 {
+			t0 := mono()
+			if l, err := g.request("mono", time.Minute); err == nil {
+				rtt = append(rtt, float64(l.at-t0)/1e6)
+			}
+		}
+		slices.Sort(rtt)
+		// The offset again: how far the guest's clock ran from this
+		// host's since the last time.
+		was, prev := g.offset, g.synced
+		g.syncMono()
+		if len(rtt) > 0 {
+			links = append(links, fmt.Sprintf("guest %s: round trip min %.2f ms, p50 %.2f ms, max %.2f ms; its clock %+.1f ms off this host's since it was last measured (%.0f s ago)",
+				g.name, rtt[0], quantile(rtt, 0.5), rtt[len(rtt)-1], float64(g.offset-was)/1e6, float64(g.synced-prev)/1e9))
+		}
 	}
+	note("the control link (host to agent and back): %s", strings.Join(links, "; "))
 	note("the guests' mount %s: %s (%s; guest 2's options: %s); Linux %s NFS clients of nfs-ganesha on this host, qemu software emulation, 2 vCPUs each",
 		mount, strings.Join(slices.Compact(vers), ", "), nfsFS[f.Name].opts, r.mountLine(nfsFS[f.Name].mount), r.kernel)
 	seq := 0
