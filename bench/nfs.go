@@ -177,7 +177,24 @@ func nfsUp(cfg altConfig, prog func(string, ...any)) (*nfsRig, error) {
 	var qemus []*exec.Cmd
 	var exited []chan struct{}
 	prevDown := r.down
+	var mu sync.Mutex // guards qemus and exited against r.down
+	boot := func(i int) error {
+		cmd, done, err := r.boot(fmt.Sprintf("g%d", i+1), i+2, initrd, mounts)
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if i < len(qemus) {
+			qemus[i], exited[i] = cmd, done
+		} else {
+			qemus, exited = append(qemus, cmd), append(exited, done)
+		}
+		return nil
+	}
 	r.down = func() {
+		mu.Lock()
+		defer mu.Unlock()
 		for i, c := range qemus {
 			c.Process.Kill()
 			<-exited[i]
@@ -185,22 +202,45 @@ func nfsUp(cfg altConfig, prog func(string, ...any)) (*nfsRig, error) {
 		prevDown()
 	}
 	for i := range 2 {
-		cmd, done, err := r.boot(fmt.Sprintf("g%d", i+1), i+2, initrd, mounts)
-		if err != nil {
+		if err := boot(i); err != nil {
 			return nil, err
 		}
-		qemus, exited = append(qemus, cmd), append(exited, done)
 	}
 	limit := time.After(5 * time.Minute)
-	for range 2 {
+	boots := [2]int{1, 1}
+	for r.guests[0] == nil || r.guests[1] == nil {
+		mu.Lock()
+		ex := slices.Clone(exited)
+		mu.Unlock()
 		select {
 		case g := <-hellos:
 			if g.name != "g1" && g.name != "g2" {
 				return nil, fmt.Errorf("a guest called %q", g.name)
 			}
 			r.guests[g.name[1]-'1'] = g
+		case <-ex[0]:
+		case <-ex[1]:
 		case <-limit:
 			return nil, fmt.Errorf("the guests' agents did not call within 5 minutes (consoles: %s/run/dlockbench-g*.console)", state)
+		}
+		// A guest that stopped before its agent called (a kernel that
+		// panicked at boot, on a loaded machine) boots again, twice at most.
+		for i := range 2 {
+			select {
+			case <-ex[i]:
+				if r.guests[i] != nil {
+					return nil, fmt.Errorf("guest g%d stopped (console: %s/run/dlockbench-g%d.console)", i+1, state, i+1)
+				}
+				if boots[i] == 3 {
+					return nil, fmt.Errorf("guest g%d stopped before its agent called, %d times (console: %s/run/dlockbench-g%d.console)", i+1, boots[i], state, i+1)
+				}
+				prog("nfs: guest g%d stopped before its agent called; booting it again", i+1)
+				boots[i]++
+				if err := boot(i); err != nil {
+					return nil, err
+				}
+			default:
+			}
 		}
 	}
 	for _, g := range r.guests {
@@ -275,7 +315,9 @@ func (r *nfsRig) boot(name string, netN int, initrd string, mounts []string) (*e
 	run := filepath.Join(r.state, "run")
 	os.MkdirAll(run, 0o755)
 	port := r.ln.Addr().(*net.TCPAddr).Port
-	cmdline := []string{"console=ttyS0", "panic=-1", "quiet", "loglevel=4",
+	// no_timer_check: on a loaded host the emulated IO-APIC timer can
+	// miss the kernel's boot-time check, which then panics.
+	cmdline := []string{"console=ttyS0", "panic=-1", "quiet", "loglevel=4", "no_timer_check",
 		"DLOCK_NFS_PORT=" + r.port, "DLOCK_GUEST_NAME=" + name, fmt.Sprintf("DLOCK_GUEST_NET=10.0.%d", netN),
 		"DLOCK_QEMU_PROG=/bin/dlockbench", fmt.Sprintf("%s=10.0.%d.2:%d", guestCtlEnv, netN, port),
 		"DLOCK_NFS_MOUNTS=" + strings.Join(mounts, "/")}
