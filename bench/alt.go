@@ -235,6 +235,7 @@ func runAlternatives(cfg altConfig) (*altReport, error) {
 			if nfs == nil && nfsErr == nil {
 				if nfs, nfsErr = nfsUp(cfg, prog); nfsErr == nil {
 					defer nfs.close()
+					rep.Versions = append(rep.Versions, nfs.versions()...)
 				}
 			}
 			if nfsErr != nil {

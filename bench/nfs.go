@@ -259,6 +259,19 @@ func nfsUp(cfg altConfig, prog func(string, ...any)) (*nfsRig, error) {
 	return r, nil
 }
 
+// versions are the NFS rig's: the server, qemu, the guests' kernel.
+func (r *nfsRig) versions() []string {
+	var v []string
+	if out, err := exec.Command("dpkg-query", "-W", "-f", "${Version}", "nfs-ganesha").Output(); err == nil {
+		v = append(v, "nfs-ganesha "+strings.TrimSpace(string(out)))
+	}
+	if out, err := exec.Command("qemu-system-x86_64", "--version").Output(); err == nil {
+		line, _, _ := strings.Cut(string(out), "\n")
+		v = append(v, "qemu "+strings.TrimPrefix(strings.TrimSpace(line), "QEMU emulator version "))
+	}
+	return append(v, "the guests' Linux "+r.kernel)
+}
+
 // close stops the guests (and the rig, if this run started it).
 func (r *nfsRig) close() { r.closeOnce.Do(r.doClose) }
 
