@@ -346,6 +346,8 @@ func (r *nfsRig) boot(name string, netN int, initrd string, mounts []string) (*e
 		return nil, nil, err
 	}
 	cmd.Stdout, cmd.Stderr = out, out
+	// The guests end with the bench, even one stopped by ^C.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		out.Close()
 		return nil, nil, fmt.Errorf("starting qemu: %v", err)
