@@ -357,9 +357,8 @@ func (r *nfsRig) boot(name string, netN int, initrd string, mounts []string) (*e
 	return cmd, done, nil
 }
 
-// mountOpts are the options each mount of guest 2 has, as its kernel
-// says (/proc/mounts via the agent's stats: only vers= is there), and
-// the console's "mount" lines.
+// mountLine is the caching options of guest 2's mount /mN as its kernel
+// shows them (the "mount" lines /init prints on the console).
 func (r *nfsRig) mountLine(n int) string {
 	b, _ := os.ReadFile(filepath.Join(r.state, "run", "dlockbench-g2.console"))
 	for _, line := range strings.Split(string(b), "\n") {
