@@ -57,7 +57,7 @@ type altConfig struct {
 }
 
 // altAllFS are the filesystems -alternatives measures by default.
-var altAllFS = []string{"tmpfs", "ext4", "sshfs-coherent", "sshfs-default", "glusterfs"}
+var altAllFS = []string{"tmpfs", "ext4", "sshfs-coherent", "sshfs-default", "glusterfs", "nfs-default", "nfs-actimeo0"}
 
 // altGroups are the groups of rows -rows can pick.
 var altGroups = []string{"unc", "handoff", "throughput", "herd", "wait", "ops", "counter", "stale", "late"}
@@ -223,12 +223,32 @@ func runAlternatives(cfg altConfig) (*altReport, error) {
 	if cfg.uncLimit <= 0 {
 		cfg.uncLimit = 30 * time.Second
 	}
-	for _, name := range cfg.fss {
+	var nfs *nfsRig // booted once for every NFS filesystem of the run
+	var nfsErr error
+	for i, name := range cfg.fss {
 		var dirs []string
 		var rigDown func()
 		var rig string
-		shared := strings.HasPrefix(name, "sshfs") || name == "glusterfs"
+		shared := strings.HasPrefix(name, "sshfs") || name == "glusterfs" || strings.HasPrefix(name, "nfs-")
 		switch name {
+		case "nfs-default", "nfs-actimeo0":
+			if nfs == nil && nfsErr == nil {
+				if nfs, nfsErr = nfsUp(cfg, prog); nfsErr == nil {
+					defer nfs.close()
+					rep.Versions = append(rep.Versions, nfs.versions()...)
+				}
+			}
+			if nfsErr != nil {
+				prog("=== %s: not measured: %v", name, nfsErr)
+				rep.FS = append(rep.FS, &fsRun{Name: name, Notes: []string{fmt.Sprintf("not measured: %v", nfsErr)}})
+				continue
+			}
+			k := nfsFS[name].mount
+			dirs = []string{fmt.Sprintf("nfs:g1:/m%d", k), fmt.Sprintf("nfs:g2:/m%d", k)}
+			rig = nfs.state
+			if !slices.ContainsFunc(cfg.fss[i+1:], func(n string) bool { return strings.HasPrefix(n, "nfs-") }) {
+				rigDown = nfs.close // the guests' CPU for the filesystems after
+			}
 		case "tmpfs":
 			dirs = []string{"/dev/shm"}
 		case "ext4":
@@ -251,14 +271,14 @@ func runAlternatives(cfg altConfig) (*altReport, error) {
 			defer down()
 			rigDown = down
 		default:
-			return nil, fmt.Errorf("no filesystem %q (want tmpfs, ext4, sshfs-coherent, sshfs-default)", name)
+			return nil, fmt.Errorf("no filesystem %q (want %s)", name, strings.Join(altAllFS, ", "))
 		}
 		base := make([]string, len(dirs))
 		sub := fmt.Sprintf("dlockbench-alt-%d", os.Getpid())
 		for i, d := range dirs {
 			base[i] = filepath.Join(d, sub)
 		}
-		if err := os.Mkdir(base[0], 0o755); err != nil {
+		if err := os.Mkdir(hostView(base[0]), 0o755); err != nil {
 			return nil, err
 		}
 		f := &fsRun{Name: name, Dirs: base, Rig: rig, Shared: shared, Metrics: map[string]map[string]float64{}, Checks: map[string]map[string]verdict{}, Viol: map[string]bool{}}
@@ -268,7 +288,7 @@ func runAlternatives(cfg altConfig) (*altReport, error) {
 		prog("=== %s: %s", name, strings.Join(base, " and "))
 		altFS(cfg, f, tmp, prog)
 		f.scrub()
-		os.RemoveAll(base[0])
+		os.RemoveAll(hostView(base[0]))
 		rep.FS = append(rep.FS, f)
 		if rigDown != nil {
 			rigDown()
@@ -292,7 +312,8 @@ func altEnv(cfg altConfig, tmp string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := os.Stat(filepath.Join(peers, "node", "node_modules", "proper-lockfile")); err != nil {
+	nfsOnly := !slices.ContainsFunc(cfg.fss, func(n string) bool { return !strings.HasPrefix(n, "nfs-") })
+	if _, err := os.Stat(filepath.Join(peers, "node", "node_modules", "proper-lockfile")); err != nil && !nfsOnly {
 		return fmt.Errorf("proper-lockfile is not installed: cd bench/peers/node && npm ci")
 	}
 	py := "/usr/bin/python3" // Debian's, with python3-portalocker & co.
@@ -428,6 +449,16 @@ func altFS(cfg altConfig, f *fsRun, tmp string, prog func(string, ...any)) {
 		return out
 	}
 
+	if _, ok := nfsFS[f.Name]; ok {
+		// In the qemu guests: the Go rows, then the correctness rows with
+		// peers in the guests (fewer rounds at once: two small guests).
+		rig := activeNFS
+		altNFS(cfg, f, rig, prog, note)
+		c := cfg
+		c.parallel = min(cfg.parallel, 4)
+		altCorrect(c, f, tmp, c.pick(nfsTuned), prog, note)
+		return
+	}
 	// Uncontended, in one process on the first mount.
 	ops := map[string]*op{}
 	sizes := map[string]int{}
@@ -694,7 +725,12 @@ func altFS(cfg altConfig, f *fsRun, tmp string, prog func(string, ...any)) {
 		}
 	}
 
-	// Correctness: every implementation at once, rounds in parallel.
+	altCorrect(cfg, f, tmp, cfg.pick(altTuned), prog, note)
+}
+
+// altCorrect runs the correctness rows of impls on one filesystem: every
+// implementation at once, rounds in parallel.
+func altCorrect(cfg altConfig, f *fsRun, tmp string, impls []string, prog, note func(string, ...any)) {
 	marks, err := os.MkdirTemp(tmp, "marks-")
 	if err != nil {
 		note("correctness: %v", err)
@@ -708,9 +744,9 @@ func altFS(cfg altConfig, f *fsRun, tmp string, prog func(string, ...any)) {
 	// Every lock's counter and first rounds, then (ahead) the other rounds.
 	var firsts sync.WaitGroup
 	ahead := make(chan struct{})
-	firsts.Add(len(cfg.pick(altTuned)))
+	firsts.Add(len(impls))
 	go func() { firsts.Wait(); close(ahead) }()
-	for _, impl := range cfg.pick(altTuned) {
+	for _, impl := range impls {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -783,7 +819,7 @@ func altFS(cfg altConfig, f *fsRun, tmp string, prog func(string, ...any)) {
 		}
 	}
 	for _, c := range []string{"counter", "stale", "late"} {
-		for _, impl := range cfg.pick(altTuned) {
+		for _, impl := range impls {
 			v := f.Checks[c][impl]
 			prog("  %s %s: %s %s %s", c, impl, v, v.NA, v.Note)
 		}

@@ -97,6 +97,12 @@ func writeAltMarkdown(name string, r *altReport) error {
 	p("Stale race: a holder is paused (SIGSTOP) past the stale time (%v for all that have one; proper-lockfile's least) while two waiters, one on each mount, reclaim; bad = rounds in which both held at once, out of the rounds run (%d at once, each with a lock and processes of its own; a round that failed is in the notes). ", r.Stale, r.Parallel)
 	p("Late release: the paused holder's lock is taken over, then it wakes and releases; bad = rounds in which a third process could then acquire while the successor held. ")
 	p("In both, every process of a round is started before the holder acquires, and a round that went wrong asks the holder that was overtaken whether its library had told it, before the other process got in, that its own deadline had passed (the load starved it and it gave the lock up): `(+N told first)` counts those rounds, which are legitimate and not in bad (told that its lock was removed or taken is a deletion it learnt of, and bad); the notes tell each round that went wrong, which kind it was, and its timeline (CLOCK_MONOTONIC, one clock for every process, ms from the round's start). ")
+	if slices.ContainsFunc(r.FS, func(f *fsRun) bool { return strings.HasPrefix(f.Name, "nfs-") }) {
+		p("NFS (`nfs-default`: the kernel's default mount options; `nfs-actimeo0`: `actimeo=0`): two qemu guests of `scripts/qemu-nfs.sh`, each a Linux NFS client with its own kernel, of one nfs-ganesha export on this host, mounting it with each set of options (one boot for both tables); only the Go locks and the floors run there (the guests carry no Python or Node). ")
+		p("Uncontended: one process in guest 1, timed by the guest's clock. Hand-offs: a holder in one guest, the waiter in the other, the roles alternating; timed on this host's clock, from the holder's agent passing `unlock` to its process to the waiter's acquisition arriving here (both lines cross the same kind of link; the notes give its round trip). ")
+		p("Server ops on NFS: the RPCs the guests' NFS clients sent for the mount (their `/proc/self/mountstats`), each a round trip to the server; per acquire+release counted over the uncontended batches, per waiting second both guests' (the waiter's looks, the holder's refreshes). ")
+		p("The counter, the stale race and the late release drive the locks in the guests from this host: the counter's increments and the O_EXCL marker are this host's, between the guest's Lock and Unlock answers. ")
+	}
 	p("n/a: the peer cannot express the case (it never reclaims a paused holder's lock, or does not exclude across the mounts to begin with: another process got in at once, or the counter lost updates). †: some trial of this lock on this filesystem found two holders at once, so its speed figures are of a lock that did not exclude. Locks are the libraries' own; nothing is changed in them.\n\n")
 	for _, f := range r.FS {
 		p("## %s\n\n", f.Name)
@@ -316,7 +322,7 @@ func altRatios(f *fsRun) []string {
 	if w, ok := f.Metrics["wait_p50_ms"][implDlock]; ok {
 		out = append(out, fmt.Sprintf("poll hand-off p50 across the mounts: `dlock` %s× its poll interval (%v)", fmtRatio(w/float64(dlock.DefaultPollInterval.Milliseconds())), dlock.DefaultPollInterval))
 	}
-	line("server operations per acquire+release", "ops_acq", implDlock, "lockbydir", "proper-lockfile")
+	line("server operations per acquire+release", "ops_acq", implDlock, "lockbydir", "proper-lockfile", implFloorChecked, implFloorMkdir, implFlock)
 	line("server operations per waiting second", "ops_wait_s", implDlock, "lockbydir", "proper-lockfile")
 	return out
 }
@@ -418,6 +424,29 @@ func altTargets(f *fsRun) []target {
 	d, okD := m("unc_us", implDlock)
 	c, okC := m("unc_us", implFloorChecked)
 	add(d <= 2*c, okD && okC, fmt.Sprintf("uncontended: dlock ≤ 2× floor-checked (%s vs %s µs)", fmtNum(d), fmtNum(c)))
+	if f.Shared {
+		// Issue 26's targets for network filesystems.
+		if mk, ok := m("unc_us", implFloorMkdir); ok && okD {
+			add(d <= 1.5*mk, true, fmt.Sprintf("network filesystem, uncontended: dlock ≤ 1.5× floor-mkdir (%s vs %s µs: %s×)", fmtNum(d), fmtNum(mk), fmtRatio(d/mk)))
+		}
+		if od, ok := m("ops_acq", implDlock); ok {
+			var more []string
+			have := false
+			for _, o := range []string{implFloorMkdir, "lockbydir", "proper-lockfile"} {
+				if v, ok := m("ops_acq", o); ok && !f.Viol[o] {
+					have = true
+					if od > v {
+						more = append(more, fmt.Sprintf("%s %s", o, fmtNum(v)))
+					}
+				}
+			}
+			text := fmt.Sprintf("network filesystem, server operations per acquire+release: dlock (%s) no more than the mkdir-style locks'", fmtNum(od))
+			if len(more) > 0 {
+				text += "; more than: " + strings.Join(more, ", ")
+			}
+			add(len(more) == 0, have, text)
+		}
+	}
 	// beaten lists the peers whose metric is better than dlock's.
 	beaten := func(metric string, higher bool) (list []string, have bool) {
 		d, ok := m(metric, implDlock)
@@ -429,6 +458,7 @@ func altTargets(f *fsRun) []target {
 				continue // its figures are of a lock that did not exclude
 			}
 			v, ok := m(metric, impl)
+			have = have || ok
 			if base, tuned := strings.CutSuffix(impl, "-tuned"); tuned && metric == "unc_us" {
 				if bv, okB := m(metric, base); okB && bv == v {
 					continue // the same lock, its default's figure (listed already)
@@ -438,7 +468,9 @@ func altTargets(f *fsRun) []target {
 				list = append(list, fmt.Sprintf("%s %s", impl, fmtNum(v)))
 			}
 		}
-		return list, true
+		// No peer measured here (NFS: only the Go locks run in the
+		// guests): nothing to be ahead of.
+		return list, have
 	}
 	for _, x := range []struct {
 		metric, what string
@@ -483,11 +515,14 @@ func altTargets(f *fsRun) []target {
 			continue
 		}
 		var list []string
+		peers := false
 		for _, impl := range lockPeers() {
 			if f.Viol[impl] {
 				continue
 			}
-			if v, ok := cost(impl); ok && v*altNoise < d {
+			v, ok := cost(impl)
+			peers = peers || ok
+			if ok && v*altNoise < d {
 				list = append(list, fmt.Sprintf("%s %s", impl, fmtNum(round3(v))))
 			}
 		}
@@ -496,7 +531,7 @@ func altTargets(f *fsRun) []target {
 		if len(list) > 0 {
 			text += "; more than: " + strings.Join(list, ", ")
 		}
-		add(len(list) == 0, true, text)
+		add(len(list) == 0, peers, text)
 	}
 	bad := []string{}
 	told := []string{}

@@ -274,11 +274,13 @@ func pauseHolder(p *peerProc, tl *timeline) (acq stamp, pid int, kill func(), er
 	if err != nil || pid <= 0 {
 		return acq, 0, nil, fmt.Errorf("%s: holder's pid: %v", p.impl, err)
 	}
-	syscall.Kill(pid, syscall.SIGSTOP)
+	if err := p.signal(pid, syscall.SIGSTOP); err != nil {
+		return acq, 0, nil, err
+	}
 	tl.now("bench", "paused the holder (SIGSTOP)")
 	return acq, pid, func() {
-		syscall.Kill(pid, syscall.SIGKILL)
-		syscall.Kill(pid, syscall.SIGCONT)
+		p.signal(pid, syscall.SIGKILL)
+		p.signal(pid, syscall.SIGCONT)
 		p.kill()
 		<-p.done
 	}, nil
@@ -540,7 +542,7 @@ func lateRelease(impl string, dirs []string, name string, stale, grace time.Dura
 		}
 		return out, errNoExclusion
 	}
-	syscall.Kill(pid, syscall.SIGCONT)
+	h.signal(pid, syscall.SIGCONT)
 	tl.now("bench", "continued the holder (SIGCONT)")
 	out.lateErr = h.unlockIn(peerCallLimit)
 	if out.lateErr != nil {
@@ -550,7 +552,7 @@ func lateRelease(impl string, dirs []string, name string, stale, grace time.Dura
 	}
 	if isDlock(impl) {
 		// What the lock directory shows now, read by the bench.
-		if st, err := dlock.Inspect(mountPath(dirs, 1, name)); err == nil {
+		if st, err := dlock.Inspect(hostView(mountPath(dirs, 1, name))); err == nil {
 			tl.now("bench", "the lock shows: "+strings.TrimPrefix(st.String(), st.Path+": "))
 		}
 	}

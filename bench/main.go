@@ -23,6 +23,7 @@ import (
 func main() {
 	maybeWorker()
 	maybePeer()
+	maybeGuest()
 	quick := flag.Bool("quick", false, "a run of under a minute")
 	asJSON := flag.Bool("json", false, "print the results as a JSON array")
 	dir := flag.String("dir", os.TempDir(), "directory (and so filesystem) to put the locks in")
@@ -34,7 +35,7 @@ func main() {
 	etcdEndpoint := flag.String("etcd-endpoint", "", "measure etcdlock against the etcd at this client URL instead of starting one")
 	alt := flag.Bool("alternatives", false, "measure dlock against the lock libraries users pick instead, on every filesystem, and write docs/alternatives.{md,svg,png}")
 	altOut := flag.String("out", "../docs", "with -alternatives: the directory to write into")
-	altFS := flag.String("fs", strings.Join(altAllFS, ","), "with -alternatives: filesystems (sshfs-* need root and /dev/fuse)")
+	altFS := flag.String("fs", strings.Join(altAllFS, ","), "with -alternatives: filesystems (sshfs-* need root and /dev/fuse; nfs-* root and qemu, which the rig installs)")
 	rigState := flag.String("rig-state", filepath.Join(os.TempDir(), "dlockbench-sfs"), "with -alternatives: state directory prefix of the sshfs rig (scripts/sharedfs.sh)")
 	staleRounds := flag.Int("stale-rounds", 0, "with -alternatives: rounds of the stale-reclaim race per lock and filesystem (0: the run's default, 100; -quick 20)")
 	lateRounds := flag.Int("late-rounds", 0, "with -alternatives: rounds of the late release per lock and filesystem (0: the run's default, 50; -quick 20)")

@@ -82,7 +82,7 @@ func peerLang(impl string) string {
 		}
 	}
 	switch impl {
-	case implDlock, implDlockPoll, implFlock, implDlockRun, implNoLock, implStuck, implTold:
+	case implDlock, implDlockPoll, implDlock5, implFlock, implDlockRun, implNoLock, implStuck, implTold:
 		return "go"
 	}
 	return ""
@@ -146,10 +146,14 @@ type peerProc struct {
 	out    *bufio.Reader
 	stderr *strings.Builder
 	done   chan struct{} // closed when the process exited
+	guest  *guestPeer    // if set, the peer runs in a qemu guest (nfs.go) and cmd is nil
 }
 
 // startPeer starts impl's peer on path and waits until it is ready.
 func startPeer(impl, path string, stale time.Duration) (*peerProc, error) {
+	if g, gpath, ok := guestPath(path); ok {
+		return g.startPeer(impl, gpath, stale)
+	}
 	cmd, err := peerCommand(impl, path, stale)
 	if err != nil {
 		return nil, err
@@ -333,6 +337,9 @@ func (p *peerProc) bench(ctx context.Context, n int) (time.Duration, error) {
 // cpu is the CPU time the peer's process has used so far: the sum of its
 // threads' run times (/proc/PID/task/*/schedstat, in ns), or 0.
 func (p *peerProc) cpu() int64 {
+	if p.cmd == nil {
+		return 0
+	}
 	return procCPU(p.cmd.Process.Pid)
 }
 
@@ -354,6 +361,10 @@ func procCPU(pid int) int64 {
 }
 
 func (p *peerProc) kill() {
+	if p.guest != nil {
+		p.guest.g.write(p.guest.id + " kill")
+		return
+	}
 	if p.cmd.Process != nil {
 		p.cmd.Process.Signal(syscall.SIGCONT)
 		p.cmd.Process.Kill()
@@ -515,9 +526,12 @@ func (h newsHandler) Handle(_ context.Context, r slog.Record) error {
 func newGoPeerLock(job peerJob, news *peerNews) (goPeerLock, int, error) {
 	pid := os.Getpid()
 	switch job.Impl {
-	case implDlock, implDlockPoll:
+	case implDlock, implDlockPoll, implDlock5:
 		news.can = true
-		opts := []dlock.Option{dlock.WithWatch(job.Impl == implDlock), dlock.WithLogger(slog.New(newsHandler{news}))}
+		opts := []dlock.Option{dlock.WithWatch(job.Impl != implDlockPoll), dlock.WithLogger(slog.New(newsHandler{news}))}
+		if job.Impl == implDlock5 {
+			opts = append(opts, dlock.WithPollInterval(5*time.Millisecond))
+		}
 		if job.Stale > 0 {
 			opts = append(opts, dlock.WithTimeout(job.Stale))
 		}

@@ -172,7 +172,9 @@ else
 fi
 grep -E ' nfs4? ' /proc/mounts | while read -r dev mnt fs o rest; do echo "dlock-qemu: mount $mnt $o"; done
 echo "dlock-qemu: up $(cat /proc/uptime)"
-DLOCK_TEST_CHILD=${DLOCK_QEMU_ROLE:-none} /bin/dlock.test
+# DLOCK_QEMU_PROG: another program of the initramfs to run instead (the
+# bench's guest agent, in an archive the bench appends to initrd.gz)
+DLOCK_TEST_CHILD=${DLOCK_QEMU_ROLE:-none} ${DLOCK_QEMU_PROG:-/bin/dlock.test}
 echo "dlock-qemu: exit $?"
 poweroff -f
 EOF
