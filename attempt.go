@@ -475,6 +475,7 @@ func (l *Lock) waitSpec() waitSpec {
 		patience: l.cfg.patience,
 		poll:     l.cfg.poll,
 		blocked:  l.testBlocked,
+		hints:    l.announce(),
 	}
 }
 

@@ -1,0 +1,223 @@
+package dlock
+
+// Wake-up hints (WithWakeHints): a waiter announces an address in the
+// lock directory (lockdir's wake.go) and listens there (internal/hint); a
+// releaser lists the announcements after its release and sends each a
+// datagram naming the released fence; a waiter that gets one makes one
+// attempt at once (wait.go's wokeHint) instead of at its next poll. The
+// rename of that attempt still decides: a datagram only says when to
+// look.
+
+import (
+	"errors"
+	"io/fs"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/benbjohnson/clock"
+	"github.com/lockdir/dlock/internal/hint"
+	"github.com/lockdir/dlock/internal/lockdir"
+)
+
+// WithWakeHints makes this Lock's waits hear of a release from another
+// host in about one network round trip, instead of at their next poll, so
+// that a long poll interval (and a server load as many times lower) keeps
+// hand-offs fast: a waiter announces addr in the lock directory and
+// listens on it (UDP); a Lock with hints lists the announcements after
+// each release (one listing at the server, which Unlock does not wait
+// for; one failed open when nobody waits) and sends each waiter a
+// datagram naming the release. A datagram is only a hint: it makes the
+// waiter look once more (at most perSecond times a second, see
+// WithWakeHintRate); the rename still decides. Every process sharing the
+// lock should pass it: a waiter hears only the releases of Locks with
+// hints, and polls for the others.
+//
+// addr is "IP:PORT", "IP" (any free port), ":PORT", or "" for this host's
+// first non-loopback IPv4 address (see hint.HostAddr); the process's waits
+// on one address share one socket. Give the address the other hosts reach
+// this one at: behind NAT (qemu's user networking, a container's bridge)
+// no datagram arrives, and the waiter polls as it would without hints. If
+// addr cannot be listened on, waits go on without hints (and a logger, if
+// any, says why). Default: off. Only Lock waits take hints (not
+// Semaphore's or RWLock's).
+func WithWakeHints(addr string) Option {
+	return func(c *config) { c.hints, c.hintAddr = true, addr }
+}
+
+// WithWakeHintRate bounds the wake-ups one wait takes from datagrams to n
+// a second (default 10): a flood of datagrams, forged or not, costs at
+// most n looks a second.
+func WithWakeHintRate(n int) Option { return func(c *config) { c.hintRate = n } }
+
+// Announcements are renewed (a rename, giving them a new TIME) every
+// announceRenew, and a releaser removes those older than announceStale
+// plus the clock-skew bound: the waiter died without withdrawing it.
+const (
+	announceRenew = 2 * time.Minute
+	announceStale = 10 * time.Minute
+)
+
+// wakeHints is one wait's hints: its subscription to datagrams and its
+// announcement. Its methods may be called on nil: a wait without hints.
+type wakeHints struct {
+	sub   *hint.Sub
+	path  string
+	addr  netip.AddrPort
+	clock clock.Clock
+
+	mu     sync.Mutex
+	name   string // the announcement, "" once withdrawn
+	renew  *clock.Timer
+	perm   fs.FileMode
+	closed bool
+}
+
+// announce starts hints for a wait of l, if l takes them: listening, then
+// announcing. nil if it does not, or if either fails (the wait polls).
+func (l *Lock) announce() *wakeHints {
+	if !l.cfg.hints {
+		return nil
+	}
+	addr, err := hint.Resolve(l.cfg.hintAddr)
+	var ln *hint.Listener
+	if err == nil {
+		ln, err = hint.Listen(addr)
+	}
+	if err != nil {
+		l.logWarn("waiting without wake hints", "err", err)
+		return nil
+	}
+	tok, _ := hint.ParseToken(lockdir.NewToken()[:16])
+	h := &wakeHints{path: l.path, addr: ln.Addr(), clock: l.cfg.clock, perm: l.cfg.perm}
+	h.sub = ln.Subscribe(tok, l.cfg.clock, l.cfg.hintRate)
+	h.name = hint.AnnouncementName(h.clock.Now(), tok, h.addr)
+	if err := lockdir.Announce(l.path, h.name, l.cfg.perm); err != nil {
+		h.sub.Close()
+		l.logWarn("waiting without wake hints: cannot announce", "err", err)
+		return nil
+	}
+	h.renew = h.clock.AfterFunc(announceRenew, h.renewed)
+	return h
+}
+
+// renewed gives the announcement a new TIME, or makes it again if a
+// releaser took it for a dead waiter's (a clock far behind theirs).
+func (h *wakeHints) renewed() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return
+	}
+	name := hint.AnnouncementName(h.clock.Now(), h.sub.Token(), h.addr)
+	err := lockdir.Renew(h.path, h.name, name)
+	if errors.Is(err, fs.ErrNotExist) {
+		err = lockdir.Announce(h.path, name, h.perm)
+	}
+	if err == nil {
+		h.name = name
+	}
+	h.renew.Reset(announceRenew)
+}
+
+// c is signalled when a datagram asks for a look.
+func (h *wakeHints) c() <-chan struct{} {
+	if h == nil {
+		return nil
+	}
+	return h.sub.C()
+}
+
+// expect takes datagrams about the release of fence or a later one:
+// the holder the waiter last saw, seen.
+func (h *wakeHints) expect(seen entry) {
+	if h == nil {
+		return
+	}
+	h.sub.Expect(seen.fence)
+}
+
+// close withdraws the announcement and ends the subscription.
+func (h *wakeHints) close() {
+	if h == nil {
+		return
+	}
+	h.sub.Close()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return
+	}
+	h.closed = true
+	h.renew.Stop()
+	lockdir.Withdraw(h.path, h.name)
+}
+
+// hintSender is a Lock's sending of hints after its releases: one
+// goroutine at a time, which takes the newest release. Its mutex is never
+// held across a system call.
+type hintSender struct {
+	mu      sync.Mutex
+	running bool
+	fence   uint64 // a release to tell of, 0 if none
+}
+
+// hintRelease tells the waiters announced in the lock that the
+// acquisition of the given fence was released, from a goroutine of its
+// own: the release waits for neither the listing nor the network.
+func (l *Lock) hintRelease(fence uint64) {
+	if !l.cfg.hints {
+		return
+	}
+	s := &l.hintSend
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fence = fence
+	if !s.running {
+		s.running = true
+		go l.sendHints()
+	}
+}
+
+func (l *Lock) sendHints() {
+	s := &l.hintSend
+	for {
+		s.mu.Lock()
+		fence := s.fence
+		s.fence = 0
+		if fence == 0 {
+			s.running = false
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Unlock()
+		to, msgs := l.announced(fence)
+		hint.Send(to, msgs)
+	}
+}
+
+// announced lists the announcements in the lock and returns where to send
+// what about the release of fence; it removes those that dead waiters
+// left (older than announceStale plus the clock-skew bound).
+func (l *Lock) announced(fence uint64) ([]netip.AddrPort, []hint.Msg) {
+	names, err := lockdir.Announcements(l.path)
+	if err != nil {
+		return nil, nil
+	}
+	var to []netip.AddrPort
+	var msgs []hint.Msg
+	now := l.cfg.clock.Now()
+	for _, n := range names {
+		at, tok, addr, ok := hint.ParseAnnouncement(n)
+		switch {
+		case !ok:
+			continue // not ours: left alone
+		case now.Sub(at) > announceStale+l.cfg.maxSkew:
+			lockdir.Withdraw(l.path, n)
+			continue
+		}
+		to = append(to, addr)
+		msgs = append(msgs, hint.Msg{Token: tok, Fence: fence})
+	}
+	return to, msgs
+}
