@@ -12,6 +12,7 @@ import (
 	"errors"
 	"io/fs"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -61,6 +62,7 @@ const (
 // wakeHints is one wait's hints: its subscription to datagrams and its
 // announcement. Its methods may be called on nil: a wait without hints.
 type wakeHints struct {
+	lock  *Lock
 	sub   *hint.Sub
 	path  string
 	addr  netip.AddrPort
@@ -89,7 +91,7 @@ func (l *Lock) announce() *wakeHints {
 		return nil
 	}
 	tok, _ := hint.ParseToken(lockdir.NewToken()[:16])
-	h := &wakeHints{path: l.path, addr: ln.Addr(), clock: l.cfg.clock, perm: l.cfg.perm}
+	h := &wakeHints{lock: l, path: l.path, addr: ln.Addr(), clock: l.cfg.clock, perm: l.cfg.perm}
 	h.sub = ln.Subscribe(tok, l.cfg.clock, l.cfg.hintRate)
 	h.name = hint.AnnouncementName(h.clock.Now(), tok, h.addr)
 	if err := lockdir.Announce(l.path, h.name, l.cfg.perm); err != nil {
@@ -137,10 +139,14 @@ func (h *wakeHints) expect(seen entry) {
 	h.sub.Expect(seen.fence)
 }
 
-// close withdraws the announcement and ends the subscription.
-func (h *wakeHints) close() {
+// close withdraws the announcement and ends the subscription; won: the
+// wait acquired, and its Lock, now the holder, learns who else waits.
+func (h *wakeHints) close(won bool) {
 	if h == nil {
 		return
+	}
+	if won {
+		defer h.lock.hintLearn(h.sub.Token())
 	}
 	h.sub.Close()
 	h.mu.Lock()
@@ -156,10 +162,41 @@ func (h *wakeHints) close() {
 // hintSender is a Lock's sending of hints after its releases: one
 // goroutine at a time, which takes the newest release. Its mutex is never
 // held across a system call.
+//
+// A release tells the waiters it knows of first, without a listing: those
+// a listing found when this Lock acquired after waiting (learn), the
+// contended case, where hand-offs follow each other. Then it lists the
+// announcements and tells those it did not know. An uncontended
+// acquisition learns nothing: its release lists (one failed open when
+// nobody announced, since the wake directory goes with its last waiter).
 type hintSender struct {
 	mu      sync.Mutex
 	running bool
-	fence   uint64 // a release to tell of, 0 if none
+	fence   uint64  // a release to tell of, 0 if none
+	learnt  targets // from the listing after an acquisition by waiting
+	known   targets // what the goroutine tells first
+	learn   bool    // list to learn the waiters (no release to tell of)
+	self    hint.Token
+}
+
+// targets are announced waiters: where to send, and their tokens.
+type targets struct {
+	to   []netip.AddrPort
+	toks []hint.Token
+}
+
+func (ts *targets) add(to netip.AddrPort, tok hint.Token) {
+	ts.to = append(ts.to, to)
+	ts.toks = append(ts.toks, tok)
+}
+
+// msgs are the datagrams telling ts of the release of fence.
+func (ts targets) msgs(fence uint64) []hint.Msg {
+	m := make([]hint.Msg, len(ts.toks))
+	for i, tok := range ts.toks {
+		m[i] = hint.Msg{Token: tok, Fence: fence}
+	}
+	return m
 }
 
 // hintRelease tells the waiters announced in the lock that the
@@ -172,7 +209,23 @@ func (l *Lock) hintRelease(fence uint64) {
 	s := &l.hintSend
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.fence = fence
+	s.fence, s.known, s.learnt = fence, s.learnt, targets{}
+	s.start(l)
+}
+
+// hintLearn lists the announcements, in the background, after this Lock
+// acquired by waiting (its wait's token self is its own): a release then
+// tells them without listing first.
+func (l *Lock) hintLearn(self hint.Token) {
+	s := &l.hintSend
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.learn, s.self = true, self
+	s.start(l)
+}
+
+// start runs the goroutine unless it runs. Called with s.mu held.
+func (s *hintSender) start(l *Lock) {
 	if !s.running {
 		s.running = true
 		go l.sendHints()
@@ -183,41 +236,49 @@ func (l *Lock) sendHints() {
 	s := &l.hintSend
 	for {
 		s.mu.Lock()
-		fence := s.fence
-		s.fence = 0
-		if fence == 0 {
+		fence, known, learn, self := s.fence, s.known, s.learn, s.self
+		s.fence, s.known, s.learn = 0, targets{}, false
+		if fence == 0 && !learn {
 			s.running = false
 			s.mu.Unlock()
 			return
 		}
 		s.mu.Unlock()
-		to, msgs := l.announced(fence)
-		hint.Send(to, msgs)
+		if fence == 0 { // learn
+			found := l.announced(self, targets{})
+			s.mu.Lock()
+			if s.fence == 0 { // (else released meanwhile: that listed)
+				s.learnt = found
+			}
+			s.mu.Unlock()
+			continue
+		}
+		hint.Send(known.to, known.msgs(fence))
+		more := l.announced(hint.Token{}, known)
+		hint.Send(more.to, more.msgs(fence))
 	}
 }
 
-// announced lists the announcements in the lock and returns where to send
-// what about the release of fence; it removes those that dead waiters
-// left (older than announceStale plus the clock-skew bound).
-func (l *Lock) announced(fence uint64) ([]netip.AddrPort, []hint.Msg) {
+// announced lists the announcements in the lock, but for self's and those
+// in skip; it removes those that dead waiters left (older than
+// announceStale plus the clock-skew bound).
+func (l *Lock) announced(self hint.Token, skip targets) targets {
+	var found targets
 	names, err := lockdir.Announcements(l.path)
 	if err != nil {
-		return nil, nil
+		return found
 	}
-	var to []netip.AddrPort
-	var msgs []hint.Msg
 	now := l.cfg.clock.Now()
 	for _, n := range names {
 		at, tok, addr, ok := hint.ParseAnnouncement(n)
 		switch {
-		case !ok:
-			continue // not ours: left alone
+		case !ok || tok == self || slices.Contains(skip.toks, tok):
+			continue // not ours (left alone), or told already
 		case now.Sub(at) > announceStale+l.cfg.maxSkew:
 			lockdir.Withdraw(l.path, n)
 			continue
 		}
-		to = append(to, addr)
-		msgs = append(msgs, hint.Msg{Token: tok, Fence: fence})
+		found.add(addr, tok)
 	}
-	return to, msgs
+	return found
 }

@@ -92,6 +92,9 @@ func childOptions() []Option {
 	if d := envDuration("DLOCK_HOSTS_MAXSKEW", -1); d >= 0 {
 		opts = append(opts, WithMaxClockSkew(d))
 	}
+	if a, ok := os.LookupEnv("DLOCK_HOSTS_HINTS"); ok {
+		opts = append(opts, WithWakeHints(strings.TrimPrefix(a, "auto")))
+	}
 	return opts
 }
 

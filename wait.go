@@ -334,7 +334,7 @@ func (r *waiter) leave() {
 	r.wt.Close()
 	r.death.Close()
 	r.predDeath.Close()
-	r.w.hints.close()
+	r.w.hints.close(r.acquired)
 }
 
 // won is an acquisition, by the attempt o: leaving is done in the
