@@ -220,3 +220,34 @@ func ExampleSingleInstance() {
 	dlock.SingleInstance() // prints "another /usr/bin/prog is already running (pid N on HOST since T)" and exits 1
 	// ... the rest of main runs in one process at a time
 }
+
+// Hosts sharing a network filesystem hand a lock over in about one
+// network round trip, with a poll long enough to spare the server: each
+// passes WithWakeHints with the address the others reach it at ("" for
+// this host's first non-loopback one). Here both Locks are in one process,
+// on loopback, and neither watches the directory: the waiter hears of the
+// release only by the datagram, long before its 10s poll.
+func ExampleWithWakeHints() {
+	dir, _ := os.MkdirTemp("", "dlock-example")
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "shared.lock")
+	opts := []dlock.Option{dlock.WithWakeHints("127.0.0.1"), dlock.WithPollInterval(10 * time.Second), dlock.WithWatch(false)}
+	a, _ := dlock.New(path, opts...)
+	b, _ := dlock.New(path, opts...)
+	if err := a.Lock(context.Background()); err != nil {
+		log.Fatal(err)
+	}
+	got := make(chan time.Time)
+	go func() {
+		if err := b.Lock(context.Background()); err != nil {
+			log.Fatal(err)
+		}
+		got <- time.Now()
+	}()
+	time.Sleep(100 * time.Millisecond) // b waits and announces itself (if not yet, it finds the lock free: the same)
+	released := time.Now()
+	a.Unlock()
+	fmt.Println("handed over before the poll:", (<-got).Sub(released) < 5*time.Second)
+	b.Unlock()
+	// Output: handed over before the poll: true
+}

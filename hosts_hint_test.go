@@ -8,7 +8,7 @@ package dlock
 // other. The hand-off (from the holder's Unlock to the waiter's Lock
 // returning, on one CLOCK_MONOTONIC) and the server's work while one
 // waits are measured with the default poll of 100ms and no hints, and
-// with a poll of 1s and hints.
+// with a poll of 1s (and 2s) and hints.
 //
 //	eval "$(scripts/hosts.sh up /tmp/hint-hosts)"
 //	go test -run TestHostsWakeHints -v -count=1 .
@@ -23,12 +23,14 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -123,6 +125,7 @@ func TestHostsWakeHints(t *testing.T) {
 		{"poll-100ms", 100 * time.Millisecond, false},
 		{"poll-1s", time.Second, false},
 		{"poll-1s+hints", time.Second, true},
+		{"poll-2s+hints", 2 * time.Second, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			handoffs, renames, opsPerSec := runHandoffs(t, r, c, rounds, waiting)
@@ -136,6 +139,28 @@ func TestHostsWakeHints(t *testing.T) {
 				t.Errorf("with hints the median hand-off is %v, no better than the %v poll's: the datagrams did not arrive", pct(0.5), c.poll)
 			}
 		})
+	}
+}
+
+// straceC, with DLOCK_HINT_STRACE=1, counts the system calls of process
+// pid (strace -c) until stop is called, and logs the table: what the sftp
+// server does for a waiter.
+func straceC(t *testing.T, pid int) (stop func()) {
+	t.Helper()
+	if os.Getenv("DLOCK_HINT_STRACE") != "1" {
+		return func() {}
+	}
+	out := filepath.Join(t.TempDir(), "strace")
+	cmd := exec.Command("strace", "-c", "-f", "-p", strconv.Itoa(pid), "-o", out)
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("strace: %v", err)
+	}
+	time.Sleep(500 * time.Millisecond) // strace attaches
+	return func() {
+		cmd.Process.Signal(syscall.SIGINT)
+		cmd.Wait()
+		b, _ := os.ReadFile(out)
+		figure(t, "strace -c -f -p %d (the sftp server of host B) while B waits:\n%s", pid, b)
 	}
 }
 
@@ -194,9 +219,11 @@ func runHandoffs(t *testing.T, r *hostsRig, c hintCase, rounds int, waiting time
 	lock(waiter)
 	waiter.nth(t, "blocked", counts[waiter], time.Minute)
 	session := r.b.sessionPID
+	stop := straceC(t, session)
 	before := syscw(t, session)
 	time.Sleep(waiting)
 	after := syscw(t, session)
+	stop()
 	holder.send("unlock")
 	waiter.nth(t, "acquired", counts[waiter], time.Minute)
 	return handoffs, renames, float64(after-before) / waiting.Seconds()
