@@ -146,7 +146,7 @@ func (h *wakeHints) close(won bool) {
 		return
 	}
 	if won {
-		defer h.lock.hintLearn(h.sub.Token())
+		defer h.lock.hintLearn(h.sub.Token(), h.lock.Fence())
 	}
 	h.sub.Close()
 	h.mu.Lock()
@@ -170,13 +170,14 @@ func (h *wakeHints) close(won bool) {
 // acquisition learns nothing: its release lists (one failed open when
 // nobody announced, since the wake directory goes with its last waiter).
 type hintSender struct {
-	mu      sync.Mutex
-	running bool
-	fence   uint64  // a release to tell of, 0 if none
-	learnt  targets // from the listing after an acquisition by waiting
-	known   targets // what the goroutine tells first
-	learn   bool    // list to learn the waiters (no release to tell of)
-	self    hint.Token
+	mu       sync.Mutex
+	running  bool
+	fence    uint64  // a release to tell of, 0 if none
+	learnt   targets // from the listing after an acquisition by waiting
+	known    targets // what the goroutine tells first
+	learn    uint64  // list to learn the waiters of this acquisition's fence
+	learntOf uint64  // the fence of the acquisition learnt is of
+	self     hint.Token
 }
 
 // targets are announced waiters: where to send, and their tokens.
@@ -209,18 +210,23 @@ func (l *Lock) hintRelease(fence uint64) {
 	s := &l.hintSend
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.fence, s.known, s.learnt = fence, s.learnt, targets{}
+	s.fence, s.known = fence, targets{}
+	if s.learntOf == fence { // (else learnt for an earlier acquisition)
+		s.known = s.learnt
+	}
+	s.learnt, s.learntOf = targets{}, 0
 	s.start(l)
 }
 
 // hintLearn lists the announcements, in the background, after this Lock
-// acquired by waiting (its wait's token self is its own): a release then
-// tells them without listing first.
-func (l *Lock) hintLearn(self hint.Token) {
+// acquired by waiting (the acquisition of the given fence; its wait's
+// token self is its own): that acquisition's release then tells them
+// without listing first.
+func (l *Lock) hintLearn(self hint.Token, fence uint64) {
 	s := &l.hintSend
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.learn, s.self = true, self
+	s.learn, s.self = fence, self
 	s.start(l)
 }
 
@@ -237,8 +243,8 @@ func (l *Lock) sendHints() {
 	for {
 		s.mu.Lock()
 		fence, known, learn, self := s.fence, s.known, s.learn, s.self
-		s.fence, s.known, s.learn = 0, targets{}, false
-		if fence == 0 && !learn {
+		s.fence, s.known, s.learn = 0, targets{}, 0
+		if fence == 0 && learn == 0 {
 			s.running = false
 			s.mu.Unlock()
 			return
@@ -248,7 +254,7 @@ func (l *Lock) sendHints() {
 			found := l.announced(self, targets{})
 			s.mu.Lock()
 			if s.fence == 0 { // (else released meanwhile: that listed)
-				s.learnt = found
+				s.learnt, s.learntOf = found, learn
 			}
 			s.mu.Unlock()
 			continue

@@ -116,8 +116,8 @@ func TestWakeHintAnnouncementWithdrawn(t *testing.T) {
 // its staleness) and leaves alone what is not an announcement.
 func TestWakeHintAnnouncementRenewedAndStaleRemoved(t *testing.T) {
 	r := newRig(t)
-	a := r.lock(WithWakeHints("127.0.0.1"))
-	b := r.lock(WithWakeHints("127.0.0.1"), WithWatch(false))
+	a := r.lock(WithWakeHints("127.0.0.1"), WithTimeout(time.Hour))
+	b := r.lock(WithWakeHints("127.0.0.1"), WithWatch(false), WithTimeout(time.Hour))
 	mustLock(t, a)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := r.lockAsync(ctx, b)
@@ -167,4 +167,47 @@ func TestWakeHintsOptionChecked(t *testing.T) {
 	r.clk.Add(time.Second)
 	waitFor(t, done, "PATIENCE to end")
 	a.Unlock()
+}
+
+// Three in a line, every wake-up a datagram: the holder's release wakes
+// both waiters, one acquires and learns the other (a listing after an
+// acquisition by waiting), and its release wakes that one.
+func TestWakeHintsAlongALine(t *testing.T) {
+	r := newRig(t)
+	opts := []Option{WithWakeHints("127.0.0.1"), WithWatch(false)}
+	a, b, c := r.lock(opts...), r.lock(opts...), r.lock(opts...)
+	mustLock(t, a)
+	doneB := r.lockAsync(context.Background(), b)
+	doneC := r.lockAsync(context.Background(), c)
+	if err := a.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	first, second := b, c
+	var doneSecond <-chan error
+	select {
+	case err := <-doneB:
+		if err != nil {
+			t.Fatal(err)
+		}
+		doneSecond = doneC
+	case err := <-doneC:
+		if err != nil {
+			t.Fatal(err)
+		}
+		first, second, doneSecond = c, b, doneB
+	case <-time.After(10 * time.Second):
+		t.Fatal("no waiter acquired after the release's datagrams")
+	}
+	// The second was woken by a's release too (the only wake-up it can
+	// have): it looked, and sleeps again. Then past its rate limit.
+	waitFor(t, hooks[second].blocked, "the second waiter to look after a's release")
+	r.clk.Add(time.Second)
+	notYet(t, doneSecond, "while the first holds")
+	if err := first.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitFor(t, doneSecond, "the second waiter, woken by the first's release"); err != nil {
+		t.Fatal(err)
+	}
+	second.Unlock()
 }
