@@ -61,22 +61,28 @@ const (
 
 // wakeHints is one wait's hints: its subscription to datagrams and its
 // announcement. Its methods may be called on nil: a wait without hints.
+// The announcement's system calls (make, renew, withdraw) are made in
+// goroutines of their own, one at a time (io): a wait whose mount hangs
+// still ends when its context does.
 type wakeHints struct {
 	lock  *Lock
 	sub   *hint.Sub
 	path  string
 	addr  netip.AddrPort
 	clock clock.Clock
+	perm  fs.FileMode
 
-	mu     sync.Mutex
-	name   string // the announcement, "" once withdrawn
+	io     sync.Mutex // held across the announcement's system calls
+	mu     sync.Mutex // never held across one
+	name   string     // the announcement made, "" if none
 	renew  *clock.Timer
-	perm   fs.FileMode
 	closed bool
 }
 
-// announce starts hints for a wait of l, if l takes them: listening, then
-// announcing. nil if it does not, or if either fails (the wait polls).
+// announce starts hints for a wait of l, if l takes them: it listens, and
+// announces in the background; once the announcement is made the wait
+// looks once more (a release before it sent the wait no datagram). nil
+// if l takes no hints, or cannot listen (the wait polls).
 func (l *Lock) announce() *wakeHints {
 	if !l.cfg.hints {
 		return nil
@@ -93,33 +99,62 @@ func (l *Lock) announce() *wakeHints {
 	tok, _ := hint.ParseToken(lockdir.NewToken()[:16])
 	h := &wakeHints{lock: l, path: l.path, addr: ln.Addr(), clock: l.cfg.clock, perm: l.cfg.perm}
 	h.sub = ln.Subscribe(tok, l.cfg.clock, l.cfg.hintRate)
-	h.name = hint.AnnouncementName(h.clock.Now(), tok, h.addr)
-	if err := lockdir.Announce(l.path, h.name, l.cfg.perm); err != nil {
-		h.sub.Close()
-		l.logWarn("waiting without wake hints: cannot announce", "err", err)
-		return nil
-	}
-	h.renew = h.clock.AfterFunc(announceRenew, h.renewed)
+	go h.make()
 	return h
+}
+
+// make makes the announcement, then wakes the wait for one more look.
+func (h *wakeHints) make() {
+	h.io.Lock()
+	defer h.io.Unlock()
+	h.mu.Lock()
+	closed := h.closed
+	h.mu.Unlock()
+	if closed {
+		return
+	}
+	name := hint.AnnouncementName(h.clock.Now(), h.sub.Token(), h.addr)
+	if err := lockdir.Announce(h.path, name, h.perm); err != nil {
+		h.lock.logWarn("waiting without wake hints: cannot announce", "err", err)
+		return
+	}
+	h.mu.Lock()
+	h.name, closed = name, h.closed
+	if !closed {
+		h.renew = h.clock.AfterFunc(announceRenew, h.renewed)
+	}
+	h.mu.Unlock()
+	if closed {
+		lockdir.Withdraw(h.path, name)
+		return
+	}
+	h.sub.Poke()
 }
 
 // renewed gives the announcement a new TIME, or makes it again if a
 // releaser took it for a dead waiter's (a clock far behind theirs).
 func (h *wakeHints) renewed() {
+	h.io.Lock()
+	defer h.io.Unlock()
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.closed {
+	old, closed := h.name, h.closed
+	h.mu.Unlock()
+	if closed || old == "" {
 		return
 	}
 	name := hint.AnnouncementName(h.clock.Now(), h.sub.Token(), h.addr)
-	err := lockdir.Renew(h.path, h.name, name)
+	err := lockdir.Renew(h.path, old, name)
 	if errors.Is(err, fs.ErrNotExist) {
 		err = lockdir.Announce(h.path, name, h.perm)
 	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	if err == nil {
 		h.name = name
 	}
-	h.renew.Reset(announceRenew)
+	if !h.closed {
+		h.renew.Reset(announceRenew)
+	}
 }
 
 // c is signalled when a datagram asks for a look.
@@ -139,14 +174,12 @@ func (h *wakeHints) expect(seen entry) {
 	h.sub.Expect(seen.fence)
 }
 
-// close withdraws the announcement and ends the subscription; won: the
-// wait acquired, and its Lock, now the holder, learns who else waits.
+// close ends the subscription and withdraws the announcement, in the
+// background; won: the wait acquired, and its Lock, now the holder, then
+// learns who else waits.
 func (h *wakeHints) close(won bool) {
 	if h == nil {
 		return
-	}
-	if won {
-		defer h.lock.hintLearn(h.sub.Token(), h.lock.Fence())
 	}
 	h.sub.Close()
 	h.mu.Lock()
@@ -155,8 +188,27 @@ func (h *wakeHints) close(won bool) {
 		return
 	}
 	h.closed = true
-	h.renew.Stop()
-	lockdir.Withdraw(h.path, h.name)
+	if h.renew != nil {
+		h.renew.Stop()
+	}
+	var fence uint64
+	if won {
+		fence = h.lock.Fence()
+	}
+	go func() {
+		h.io.Lock()
+		defer h.io.Unlock()
+		h.mu.Lock()
+		name := h.name
+		h.name = ""
+		h.mu.Unlock()
+		if name != "" {
+			lockdir.Withdraw(h.path, name)
+		}
+		if won {
+			h.lock.hintLearn(h.sub.Token(), fence)
+		}
+	}()
 }
 
 // hintSender is a Lock's sending of hints after its releases: one

@@ -13,6 +13,26 @@ import (
 	"github.com/lockdir/dlock/internal/lockdir"
 )
 
+// waitAnnounced waits (a real-time safety limit only) until the lock at
+// path holds n announcements (made in the background), and then for each
+// of the waiters ws to look once more and block, as a wait does once its
+// announcement is made.
+func waitAnnounced(t *testing.T, path string, n int, ws ...*Lock) {
+	t.Helper()
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		names, _ := lockdir.Announcements(path)
+		if len(names) == n {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("announcements %q, want %d", names, n)
+		}
+	}
+	for _, w := range ws {
+		waitFor(t, hooks[w].blocked, "the look a waiter makes once announced")
+	}
+}
+
 // announcedIn returns the one announcement in the lock at path, parsed.
 func announcedIn(t *testing.T, path string) (string, hint.Token, netip.AddrPort) {
 	t.Helper()
@@ -44,6 +64,7 @@ func TestWakeHintIsOneLook(t *testing.T) {
 	}
 	mustLock(t, a)
 	done := r.lockAsync(context.Background(), b)
+	waitAnnounced(t, r.path, 1, b)
 	_, tok, addr := announcedIn(t, r.path)
 	blocked := hooks[b].blocked
 	before := looks.Load()
@@ -98,13 +119,20 @@ func TestWakeHintAnnouncementWithdrawn(t *testing.T) {
 	b := r.lock(WithWakeHints("127.0.0.1"), WithWatch(false), WithPatience(time.Second))
 	mustLock(t, a)
 	done := r.lockAsync(context.Background(), b)
-	announcedIn(t, r.path)
+	waitAnnounced(t, r.path, 1, b)
 	r.clk.Add(time.Second)
 	if err := waitFor(t, done, "PATIENCE to end"); err == nil {
 		t.Fatal("acquired a held lock")
 	}
-	if _, err := os.Stat(filepath.Join(r.path, lockdir.QueueDir, lockdir.WakeDir)); !os.IsNotExist(err) {
-		t.Fatalf("the wake directory is still there after the only waiter left (%v)", err)
+	wake := filepath.Join(r.path, lockdir.QueueDir, lockdir.WakeDir)
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) { // withdrawn in the background
+		_, err := os.Stat(wake)
+		if os.IsNotExist(err) {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("the wake directory is still there 10s after the only waiter left (%v)", err)
+		}
 	}
 	if err := a.Unlock(); err != nil {
 		t.Fatal(err)
@@ -121,9 +149,16 @@ func TestWakeHintAnnouncementRenewedAndStaleRemoved(t *testing.T) {
 	mustLock(t, a)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := r.lockAsync(ctx, b)
+	waitAnnounced(t, r.path, 1, b)
 	first, tok, addr := announcedIn(t, r.path)
 	r.clk.Add(announceRenew)
-	renewed, _, _ := announcedIn(t, r.path)
+	var renewed string
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(time.Millisecond) {
+		if names, _ := lockdir.Announcements(r.path); len(names) == 1 && names[0] != first {
+			break
+		}
+	}
+	renewed, _, _ = announcedIn(t, r.path)
 	if renewed == first {
 		t.Fatalf("announcement %q not renewed after %v", first, announceRenew)
 	}
@@ -179,6 +214,7 @@ func TestWakeHintsAlongALine(t *testing.T) {
 	mustLock(t, a)
 	doneB := r.lockAsync(context.Background(), b)
 	doneC := r.lockAsync(context.Background(), c)
+	waitAnnounced(t, r.path, 2, b, c)
 	if err := a.Unlock(); err != nil {
 		t.Fatal(err)
 	}

@@ -338,6 +338,15 @@ func (s *Sub) Expect(fence uint64) {
 	s.mu.Unlock()
 }
 
+// Poke wakes the wait once, whatever the rate: for its own reasons (its
+// announcement was just made), not a datagram's.
+func (s *Sub) Poke() {
+	select {
+	case s.c <- struct{}{}:
+	default:
+	}
+}
+
 // Counts reports the wake-ups given and the datagrams ignored as late.
 func (s *Sub) Counts() (woken, late int) {
 	s.mu.Lock()
