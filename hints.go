@@ -9,6 +9,7 @@ package dlock
 // look.
 
 import (
+	"context"
 	"errors"
 	"io/fs"
 	"net/netip"
@@ -224,11 +225,12 @@ func (h *wakeHints) close(won bool) {
 type hintSender struct {
 	mu       sync.Mutex
 	running  bool
-	fence    uint64  // a release to tell of, 0 if none
-	learnt   targets // from the listing after an acquisition by waiting
-	known    targets // what the goroutine tells first
-	learn    uint64  // list to learn the waiters of this acquisition's fence
-	learntOf uint64  // the fence of the acquisition learnt is of
+	done     chan struct{} // closed when the goroutine that runs ends
+	fence    uint64        // a release to tell of, 0 if none
+	learnt   targets       // from the listing after an acquisition by waiting
+	known    targets       // what the goroutine tells first
+	learn    uint64        // list to learn the waiters of this acquisition's fence
+	learntOf uint64        // the fence of the acquisition learnt is of
 	self     hint.Token
 }
 
@@ -270,6 +272,28 @@ func (l *Lock) hintRelease(fence uint64) {
 	s.start(l)
 }
 
+// WaitHints waits until the wake-up hints of this Lock's releases
+// (WithWakeHints) have been sent, or ctx ends. Unlock sends them in the
+// background, so that it waits for no listing and no network; a process
+// that exits right after Unlock calls WaitHints first (with a deadline: a
+// second is plenty), or its waiters hear of the release only at their
+// next poll. Without hints it returns at once.
+func (l *Lock) WaitHints(ctx context.Context) error {
+	s := &l.hintSend
+	s.mu.Lock()
+	running, done := s.running, s.done
+	s.mu.Unlock()
+	if !running {
+		return nil
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // hintLearn lists the announcements, in the background, after this Lock
 // acquired by waiting (the acquisition of the given fence; its wait's
 // token self is its own): that acquisition's release then tells them
@@ -285,7 +309,7 @@ func (l *Lock) hintLearn(self hint.Token, fence uint64) {
 // start runs the goroutine unless it runs. Called with s.mu held.
 func (s *hintSender) start(l *Lock) {
 	if !s.running {
-		s.running = true
+		s.running, s.done = true, make(chan struct{})
 		go l.sendHints()
 	}
 }
@@ -298,6 +322,7 @@ func (l *Lock) sendHints() {
 		s.fence, s.known, s.learn = 0, targets{}, 0
 		if fence == 0 && learn == 0 {
 			s.running = false
+			close(s.done)
 			s.mu.Unlock()
 			return
 		}

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -175,7 +176,15 @@ func TestWakeHintAnnouncementRenewedAndStaleRemoved(t *testing.T) {
 	if err := a.Unlock(); err != nil {
 		t.Fatal(err)
 	}
-	for end := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := a.WaitHints(ctx); err != nil { // the releaser's listing, which removes the dead one's
+		t.Fatalf("WaitHints: %v", err)
+	}
+	if names, _ := lockdir.Announcements(r.path); slices.Contains(names, dead) {
+		t.Fatalf("a dead waiter's announcement is still there after the release's hints were sent: %q", names)
+	}
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) { // and b's own, withdrawn in the background
 		names, _ := lockdir.Announcements(r.path)
 		if len(names) == 1 && names[0] == foreign {
 			break
@@ -202,6 +211,9 @@ func TestWakeHintsOptionChecked(t *testing.T) {
 	r.clk.Add(time.Second)
 	waitFor(t, done, "PATIENCE to end")
 	a.Unlock()
+	if err := a.WaitHints(context.Background()); err != nil { // no hints: at once
+		t.Fatal(err)
+	}
 }
 
 // Three in a line, every wake-up a datagram: the holder's release wakes

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -197,6 +198,17 @@ func (lf *lockFlags) hintsOption() dlock.Option {
 		a = ""
 	}
 	return dlock.WithWakeHints(a)
+}
+
+// hintsSent waits a second at most for l's wake-up hints (-wake-hints)
+// to be sent: they are sent in the background, and a process that exits
+// takes them along.
+func hintsSent(l any) {
+	if h, ok := l.(interface{ WaitHints(context.Context) error }); ok {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		h.WaitHints(ctx)
+	}
 }
 
 // kind names the lock for messages.
