@@ -234,3 +234,41 @@ func runHandoffs(t *testing.T, r *hostsRig, c hintCase, rounds int, waiting time
 	waiter.nth(t, "acquired", counts[waiter], time.Minute)
 	return handoffs, renames, float64(after-before) / waiting.Seconds()
 }
+
+// dlock run -wake-hints across the hosts: A runs a 2 s job under the lock,
+// B waits for it with a 10 s poll. With hints B's job starts within a few
+// seconds of A's end (the command sends its release's datagram before it
+// exits: WaitHints); without, not before B's next poll, 7.5 s at the
+// earliest.
+func TestHostsWakeHintsCLI(t *testing.T) {
+	r := needHostsRig(t)
+	bin := buildDlock(t, t.TempDir())
+	pa, pb := r.dirs(t)
+	run := func(h rigHost, path string, args ...string) *exec.Cmd {
+		a := hostArgv(h.aHost, append([]string{bin, "run", "-wake-hints", "auto", "-poll", "10"}, append([]string{filepath.Join(path, "lock"), "--"}, args...)...)...)
+		return exec.Command(a[0], a[1:]...)
+	}
+	holder := run(r.a, pa, "sh", "-c", "echo held; sleep 2")
+	out, err := holder.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Process.Kill()
+	if _, err := bufio.NewReader(out).ReadString('\n'); err != nil { // A holds
+		t.Fatalf("the holder on A: %v", err)
+	}
+	start := time.Now()
+	waiter := run(r.b, pb, "true")
+	if b, err := waiter.CombinedOutput(); err != nil {
+		t.Fatalf("the waiter on B: %v: %s", err, b)
+	}
+	took := time.Since(start)
+	holder.Wait()
+	figure(t, "dlock run -wake-hints auto -poll 10: B's job started %.2fs after A's 2s job began", took.Seconds())
+	if took > 6*time.Second {
+		t.Errorf("B waited %v for a 2s job with hints: it heard of the release at its 10s poll", took)
+	}
+}
