@@ -93,6 +93,22 @@ func (p *hostProc) nth(t *testing.T, prefix string, n int, d time.Duration) proc
 	}
 }
 
+// route gives host h its route to the other host through the server's
+// namespace (scripts/hosts.sh makes it; a link set down and up again, as
+// the link-down fault does, loses it): via the server's end of h's link,
+// to the /16 both hosts' links are in.
+func (r *hostsRig) route(t *testing.T, h *rigHost) {
+	t.Helper()
+	out, err := exec.Command("ip", "-n", r.serverNS, "-4", "-o", "addr", "show", "dev", h.srvDev).Output()
+	f := strings.Fields(string(out))
+	if err != nil || len(f) < 4 {
+		t.Fatalf("the server's end of host %s's link: %v %q", h.name, err, out)
+	}
+	gw, _, _ := strings.Cut(f[3], "/")
+	o := strings.Split(gw, ".")
+	run(t, "ip", "-n", h.netns, "route", "replace", o[0]+"."+o[1]+".0.0/16", "via", gw)
+}
+
 // syscw is the write system calls process pid has made: the sftp
 // server's replies, one per request it answers.
 func syscw(t *testing.T, pid int) int64 {
@@ -119,6 +135,8 @@ type hintCase struct {
 
 func TestHostsWakeHints(t *testing.T) {
 	r := needHostsRig(t)
+	r.route(t, &r.a)
+	r.route(t, &r.b)
 	rounds := envInt("DLOCK_HINT_ROUNDS", 20)
 	waiting := envDuration("DLOCK_HINT_WAITING", 10*time.Second)
 	for _, c := range []hintCase{
@@ -242,6 +260,8 @@ func runHandoffs(t *testing.T, r *hostsRig, c hintCase, rounds int, waiting time
 // earliest.
 func TestHostsWakeHintsCLI(t *testing.T) {
 	r := needHostsRig(t)
+	r.route(t, &r.a)
+	r.route(t, &r.b)
 	bin := buildDlock(t, t.TempDir())
 	pa, pb := r.dirs(t)
 	run := func(h rigHost, path string, args ...string) *exec.Cmd {

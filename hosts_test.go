@@ -673,6 +673,7 @@ func eachFault(t *testing.T, r *hostsRig, do func(t *testing.T, f hostFault)) {
 func (r *hostsRig) heal(t *testing.T, h *rigHost) {
 	t.Helper()
 	exec.Command("ip", "-n", h.netns, "link", "set", h.dev, "up").Run()
+	r.route(t, h) // (lost with the link)
 	exec.Command("tc", "-n", h.netns, "qdisc", "del", "dev", h.dev, "root").Run()
 	exec.Command("tc", "-n", r.serverNS, "qdisc", "del", "dev", h.srvDev, "root").Run()
 	for _, pid := range []int{h.sshfsPID, h.sessionPID} {

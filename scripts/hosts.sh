@@ -108,7 +108,7 @@ make_net() {
 		# The other host is reached through the server's namespace, as
 		# hosts on one network are (wake-up hints are datagrams between
 		# them).
-		ip -n "$ns" route add 10.251.0.0/16 via "$net.1"
+		ip -n "$ns" route replace 10.251.0.0/16 via "$net.1"
 	done
 	nsenter --net="/run/netns/$ns_srv" sysctl -qw net.ipv4.ip_forward=1
 }
@@ -214,6 +214,7 @@ heal() {
 	[ -e "/run/netns/$ns" ] || return 0
 	ip -n "$ns" link set "$(dev_of "$h")" up 2>/dev/null || true
 	ip -n "$ns_srv" link set "$(srvdev_of "$h")" up 2>/dev/null || true
+	ip -n "$ns" route replace 10.251.0.0/16 via "$(net_of "$h").1" 2>/dev/null || true # (lost with the link)
 	tc -n "$ns" qdisc del dev "$(dev_of "$h")" root 2>/dev/null || true
 	tc -n "$ns_srv" qdisc del dev "$(srvdev_of "$h")" root 2>/dev/null || true
 	if [ -s "$state/session-$h.pid" ]; then kill -CONT "$(cat "$state/session-$h.pid")" 2>/dev/null || true; fi
