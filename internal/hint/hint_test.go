@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/benbjohnson/clock"
+	"github.com/lockdir/dlock/internal/wine"
 )
 
 func TestDatagramRoundTrip(t *testing.T) {
@@ -107,11 +108,17 @@ func TestResolve(t *testing.T) {
 	}
 }
 
-// listener is a listener on loopback for the tests.
+// listener is a listener on loopback for the tests. Where no UDP socket
+// can be made (Wine 8: Go's Windows socket set-up asks WSAIoctl for what
+// Wine does not do, error 10045) the test is skipped: there dlock waits
+// without hints, and says so in its log.
 func listener(t *testing.T) *Listener {
 	t.Helper()
 	l, err := Listen(netip.MustParseAddrPort("127.0.0.1:0"))
 	if err != nil {
+		if _, ok := wine.Version(); ok {
+			t.Skipf("no UDP socket under Wine: %v", err)
+		}
 		t.Fatal(err)
 	}
 	if l.Addr().Port() == 0 {
