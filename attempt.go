@@ -493,6 +493,7 @@ func (l *Lock) waitSpec() waitSpec {
 		patience: l.cfg.patience,
 		poll:     l.cfg.poll,
 		blocked:  l.testBlocked,
+		hints:    l.announce(),
 	}
 }
 

@@ -388,5 +388,6 @@ func (l *Lock) release(fence uint64) error {
 		return err
 	}
 	l.lastFree = entry{name: free, free: true, fence: fence}
+	l.hintRelease(fence) // (waits for nothing)
 	return nil
 }

@@ -50,6 +50,8 @@ type Lock struct {
 	// Unlock renames in its own goroutine (see releaseInline). Set with
 	// fsOKAt, read by Unlock without l.op.
 	inMemory atomic.Bool
+	// hintSend sends wake-up hints after releases (hints.go).
+	hintSend hintSender
 
 	// Test hooks: called when a waiter is about to block, after each
 	// heartbeat, and at steps of an attempt ("look": the clock is read,

@@ -220,3 +220,35 @@ func ExampleSingleInstance() {
 	dlock.SingleInstance() // prints "another /usr/bin/prog is already running (pid N on HOST since T)" and exits 1
 	// ... the rest of main runs in one process at a time
 }
+
+// Hosts sharing a network filesystem hand a lock over in about one
+// network round trip, with a poll long enough to spare the server: each
+// passes WithWakeHints with the address the others reach it at ("" for
+// this host's first non-loopback one). Here both Locks are in one process,
+// on loopback, and neither watches the directory: the waiter hears of the
+// release by the datagram, not at its 2s poll. A process that exits right
+// after Unlock waits for its hints to be sent (WaitHints).
+func ExampleWithWakeHints() {
+	dir, _ := os.MkdirTemp("", "dlock-example")
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "shared.lock")
+	opts := []dlock.Option{dlock.WithWakeHints("127.0.0.1"), dlock.WithPollInterval(2 * time.Second), dlock.WithWatch(false)}
+	a, _ := dlock.New(path, opts...)
+	b, _ := dlock.New(path, opts...)
+	if err := a.Lock(context.Background()); err != nil {
+		log.Fatal(err)
+	}
+	got := make(chan error)
+	go func() { got <- b.Lock(context.Background()) }()
+	time.Sleep(100 * time.Millisecond) // b waits (if not yet, it finds the lock free: the same)
+	a.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	a.WaitHints(ctx)
+	if err := <-got; err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("b holds the lock")
+	b.Unlock()
+	// Output: b holds the lock
+}

@@ -92,6 +92,9 @@ func childOptions() []Option {
 	if d := envDuration("DLOCK_HOSTS_MAXSKEW", -1); d >= 0 {
 		opts = append(opts, WithMaxClockSkew(d))
 	}
+	if a, ok := os.LookupEnv("DLOCK_HOSTS_HINTS"); ok {
+		opts = append(opts, WithWakeHints(strings.TrimPrefix(a, "auto")))
+	}
 	return opts
 }
 
@@ -670,6 +673,7 @@ func eachFault(t *testing.T, r *hostsRig, do func(t *testing.T, f hostFault)) {
 func (r *hostsRig) heal(t *testing.T, h *rigHost) {
 	t.Helper()
 	exec.Command("ip", "-n", h.netns, "link", "set", h.dev, "up").Run()
+	r.route(t, h) // (lost with the link)
 	exec.Command("tc", "-n", h.netns, "qdisc", "del", "dev", h.dev, "root").Run()
 	exec.Command("tc", "-n", r.serverNS, "qdisc", "del", "dev", h.srvDev, "root").Run()
 	for _, pid := range []int{h.sshfsPID, h.sessionPID} {

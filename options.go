@@ -32,6 +32,11 @@ type config struct {
 	noWatch  bool   // poll only
 	dir      string // for Named
 	readers  int    // for RWLock
+	// Wake-up hints (hints.go): on, the address to announce, and the
+	// wake-ups a wait takes from datagrams a second.
+	hints    bool
+	hintAddr string
+	hintRate int
 }
 
 // An Option configures a Lock.
@@ -170,6 +175,8 @@ func (cfg config) check(kind, path string, allow int) error {
 		return fmt.Errorf("dlock: margin %v for %s must be positive, and with refresh %v shorter than TIMEOUT %v", cfg.margin, path, cfg.refresh, cfg.timeout)
 	case cfg.maxSkew < 0:
 		return fmt.Errorf("dlock: maximum clock skew %v for %s must not be negative", cfg.maxSkew, path)
+	case cfg.hintRate < 0:
+		return fmt.Errorf("dlock: wake hint rate %d for %s must not be negative", cfg.hintRate, path)
 	case cfg.clock == nil:
 		return fmt.Errorf("dlock: nil clock for %s", path)
 	case cfg.dir != "" && allow&allowDir == 0:

@@ -82,7 +82,8 @@ func (a *agent) say(format string, args ...any) {
 
 // command carries out one command:
 //
-//	ID lock PATH [POLL]   -> ID waiting, then ID acquired fence=F lostAlready=B (or ID error ...)
+//	ID lock PATH [POLL [HINTADDR]]
+//	                      -> ID waiting, then ID acquired fence=F lostAlready=B (or ID error ...)
 //	ID unlock LOCKID      -> ID released err=...
 //	ID clock UNIXNANO     -> ID clock set (the guest's clock set to the host's)
 //	ID stats MOUNT        -> ID stats total=N op=N... (the mount's NFS RPCs, /proc/self/mountstats)
@@ -101,6 +102,9 @@ func (a *agent) command(id, verb string, args []string) {
 			if d, err := time.ParseDuration(args[1]); err == nil {
 				opts = append(opts, WithPollInterval(d))
 			}
+		}
+		if len(args) > 2 { // qemu_hint_test.go
+			opts = append(opts, WithWakeHints(strings.TrimPrefix(args[2], "auto")))
 		}
 		l, err := New(args[0], opts...)
 		if err != nil {
@@ -421,12 +425,19 @@ func (b *bufConn) Read(p []byte) (int, error) { return b.rd.Read(p) }
 
 // bootAgent boots a guest running the agent, with the export mounted once
 // per entry of mounts (options, or "default" for none but the address),
-// at /m1, /m2, ..., and waits for its agent to call.
-func (r qemuRig) bootAgent(t *testing.T, c *ctlListener, name string, netN int, mounts []string) *qemuAgent {
+// at /m1, /m2, ..., and waits for its agent to call. link, if set, is a
+// second link's "QEMU-NETDEV ADDR/PREFIX" (qemu_hint_test.go).
+func (r qemuRig) bootAgent(t *testing.T, c *ctlListener, name string, netN int, mounts []string, link ...string) *qemuAgent {
 	t.Helper()
 	port := c.ln.Addr().(*net.TCPAddr).Port
-	g := r.boot(t, name, netN, []string{"DLOCK_QEMU_ROLE=qemu-agent", "DLOCK_TIMEOUT=10s",
-		fmt.Sprintf("DLOCK_CTL=10.0.%d.2:%d", netN, port), "DLOCK_NFS_MOUNTS=" + strings.Join(mounts, "/")})
+	env := []string{"DLOCK_QEMU_ROLE=qemu-agent", "DLOCK_TIMEOUT=10s",
+		fmt.Sprintf("DLOCK_CTL=10.0.%d.2:%d", netN, port), "DLOCK_NFS_MOUNTS=" + strings.Join(mounts, "/")}
+	var extra []string
+	if len(link) == 2 {
+		env = append(env, "DLOCK_GUEST_LINK_ADDR="+link[1])
+		extra = []string{"-netdev", link[0], "-device", "virtio-net-pci,netdev=n1"}
+	}
+	g := r.boot(t, name, netN, env, extra...)
 	a := &qemuAgent{qemuGuest: g, ctl: newLineLog(name + "-ctl")}
 	select {
 	case conn := <-c.ch(name):

@@ -10,6 +10,7 @@ var linuxRoles = map[string]func() int{
 	"waiter":        func() int { return lockChild("waiter") },
 	"command":       commandChild,
 	"command-child": commandGrandchild,
+	"handoff":       handoffChild, // hosts_hint_test.go
 	// The qemu guests' (qemu_test.go, scripts/qemu-nfs.sh): they need
 	// nothing of the test framework, and the guest has no Go toolchain
 	// to build them apart.

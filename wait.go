@@ -156,7 +156,8 @@ type waitSpec struct {
 	clock    clock.Clock
 	patience time.Duration // < 0: no limit
 	poll     time.Duration
-	blocked  func() // test hook; may be nil
+	blocked  func()     // test hook; may be nil
+	hints    *wakeHints // datagrams from releasers (WithWakeHints); may be nil
 }
 
 // watchPaths is paths, or none when watching is off.
@@ -244,6 +245,9 @@ const (
 	// wokeOther: anything else (events lost, the holder's or the
 	// predecessor's death, a look that must be made again at once).
 	wokeOther
+	// wokeHint: a datagram from a releaser (hints.go): one attempt, as
+	// at a poll; only the rename it makes decides anything.
+	wokeHint
 )
 
 // attempts reports whether a turn begun so may make an attempt.
@@ -330,6 +334,7 @@ func (r *waiter) leave() {
 	r.wt.Close()
 	r.death.Close()
 	r.predDeath.Close()
+	r.w.hints.close(r.acquired)
 }
 
 // won is an acquisition, by the attempt o: leaving is done in the
@@ -424,7 +429,7 @@ func (r *waiter) tryEvents(watching bool) error {
 // for now (fsys.ErrTransient) is recorded (judge) and made again at the
 // next poll, never the slow one.
 func (r *waiter) look(paths []string, watching, afterPred bool) (lookResult, error) {
-	if !r.woke.attempts() || !r.first && watching && r.woke != wokeDue {
+	if !r.woke.attempts() || !r.first && watching && r.woke != wokeDue && r.woke != wokeHint {
 		return lookSkipped, nil
 	}
 	o := r.t.try(r.ctx)
@@ -573,6 +578,7 @@ func (r *waiter) sleep(ctx context.Context, wake time.Time, checkPid bool, armIn
 		return nil
 	}
 	r.timer.Reset(d)
+	w.hints.expect(r.seen)
 	if w.blocked != nil {
 		w.blocked()
 	}
@@ -582,6 +588,8 @@ func (r *waiter) sleep(ctx context.Context, wake time.Time, checkPid bool, armIn
 			w.what, w.clock.Since(r.start).Round(time.Millisecond), r.seen.holder, context.Cause(ctx))
 	case <-r.timer.C:
 		r.timerFired(checkPid, armIn)
+	case <-w.hints.c():
+		r.woke = wokeHint
 	case <-r.death.Done():
 		r.woke = wokeOther
 		r.death.MarkDead()

@@ -5,7 +5,8 @@
 # veth pair to the server's namespace, addresses only inside these
 # namespaces), each with its own sshfs mount made from inside its namespace.
 # A host's link can then be cut or degraded, its sshfs or its server
-# session frozen or killed, one host at a time.
+# session frozen or killed, one host at a time. The server's namespace
+# routes between the hosts, so A and B reach each other's address too.
 #
 # Usage (as root):
 #   eval "$(scripts/hosts.sh up [STATEDIR])"      # prints export lines
@@ -104,7 +105,12 @@ make_net() {
 		ip -n "$ns" addr add "$net.2/30" dev "$(dev_of $h)"
 		ip -n "$ns_srv" link set "$(srvdev_of $h)" up
 		ip -n "$ns" link set "$(dev_of $h)" up
+		# The other host is reached through the server's namespace, as
+		# hosts on one network are (wake-up hints are datagrams between
+		# them).
+		ip -n "$ns" route replace 10.251.0.0/16 via "$net.1"
 	done
+	nsenter --net="/run/netns/$ns_srv" sysctl -qw net.ipv4.ip_forward=1
 }
 
 drop_net() {
@@ -208,6 +214,7 @@ heal() {
 	[ -e "/run/netns/$ns" ] || return 0
 	ip -n "$ns" link set "$(dev_of "$h")" up 2>/dev/null || true
 	ip -n "$ns_srv" link set "$(srvdev_of "$h")" up 2>/dev/null || true
+	ip -n "$ns" route replace 10.251.0.0/16 via "$(net_of "$h").1" 2>/dev/null || true # (lost with the link)
 	tc -n "$ns" qdisc del dev "$(dev_of "$h")" root 2>/dev/null || true
 	tc -n "$ns_srv" qdisc del dev "$(srvdev_of "$h")" root 2>/dev/null || true
 	if [ -s "$state/session-$h.pid" ]; then kill -CONT "$(cat "$state/session-$h.pid")" 2>/dev/null || true; fi

@@ -141,6 +141,12 @@ ip link set lo up
 ip link set eth0 up
 ip addr add "$net.15/24" dev eth0
 ip route add default via "$net.2"
+# A second link between the guests (qemu -netdev dgram, see
+# qemu_hint_test.go): the user-mode network lets no datagram in.
+if [ -n "${DLOCK_GUEST_LINK_ADDR:-}" ]; then
+	ip link set eth1 up
+	ip addr add "$DLOCK_GUEST_LINK_ADDR" dev eth1
+fi
 base="port=${DLOCK_NFS_PORT:-2049},addr=$net.2,clientaddr=$net.15"
 opts="vers=4.1,nosharecache,$base"
 n=0

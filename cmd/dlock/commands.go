@@ -154,6 +154,9 @@ dlock hold also prints, and dlock release reads:
   DLOCK_HOLDER   the pid of the background process that holds the lock
 
 dlock reads:
+  DLOCK_WAKE_HINTS
+                 the default of -wake-hints: "auto", an IP address (and
+                 :PORT) to hear of releases from other hosts at, or "off"
   DLOCK_UNSAFE_FS
                  "allow" turns off the refusal of filesystems where no lock
                  can be safe (smbnetfs, gvfs, s3fs); only for tests that show

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -114,6 +115,7 @@ type lockFlags struct {
 	slots        int
 	mode         iofs.FileMode
 	maxSkew      time.Duration
+	wakeHints    string // "": DLOCK_WAKE_HINTS, else off
 	quiet        bool
 	verbose      bool
 }
@@ -153,6 +155,7 @@ func (lf *lockFlags) register(fs *flag.FlagSet) {
 	})
 	fs.Var(modeFlag{m: &lf.mode}, "mode", "permission `bits` of a lock directory dlock creates (default 0755; 0777 or 0775 for a lock shared between users)")
 	fs.Var(secondsFlag{d: &lf.maxSkew}, "max-clock-skew", "`seconds` the clocks of the hosts sharing PATH may be apart (default 60): a new waiter trusts a holder's written time only once it is older than TIMEOUT plus this")
+	fs.StringVar(&lf.wakeHints, "wake-hints", "", "`ADDR`: hear of a release from another host by a datagram at once, not at the next poll (then -poll can be long): \"auto\" (this host's first non-loopback address), IP, IP:PORT or \"off\"; every host sharing PATH passes it (default $DLOCK_WAKE_HINTS, else off)")
 	fs.BoolVar(&lf.quiet, "q", false, "quiet: say nothing when the lock is busy")
 	fs.BoolVar(&lf.verbose, "v", false, "verbose: log waiting, acquiring, releasing, signals and the job's processes to stderr")
 }
@@ -181,6 +184,33 @@ func (lf *lockFlags) check() string {
 	return ""
 }
 
+// hintsOption is -wake-hints (or DLOCK_WAKE_HINTS) as an option, nil
+// when off.
+func (lf *lockFlags) hintsOption() dlock.Option {
+	a := lf.wakeHints
+	if a == "" {
+		a = os.Getenv("DLOCK_WAKE_HINTS")
+	}
+	switch a {
+	case "", "off":
+		return nil
+	case "auto":
+		a = ""
+	}
+	return dlock.WithWakeHints(a)
+}
+
+// hintsSent waits a second at most for l's wake-up hints (-wake-hints)
+// to be sent: they are sent in the background, and a process that exits
+// takes them along.
+func hintsSent(l any) {
+	if h, ok := l.(interface{ WaitHints(context.Context) error }); ok {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		h.WaitHints(ctx)
+	}
+}
+
 // kind names the lock for messages.
 func (lf *lockFlags) kind() string {
 	switch {
@@ -207,6 +237,9 @@ func (lf *lockFlags) open(path string, extra ...dlock.Option) (dlock.Locker, str
 		// or by dlock with -mode): what dlock makes inside it, a
 		// semaphore's slots, an RW lock's parts, gets its mode too.
 		opts = append(opts, dlock.WithPermissions(fi.Mode().Perm()))
+	}
+	if o := lf.hintsOption(); o != nil {
+		opts = append(opts, o)
 	}
 	opts = append(opts, extra...)
 	switch {

@@ -175,7 +175,9 @@ func holderMain(args []string, stderr io.Writer) int {
 		say(stderr, "lost the %s %s held for process %d: sending it SIGTERM", lf.kind(), path, pid)
 		terminate(pid)
 	}
-	if err := l.Unlock(); err != nil && !errors.Is(err, dlock.ErrLost) {
+	err = l.Unlock()
+	hintsSent(l)
+	if err != nil && !errors.Is(err, dlock.ErrLost) {
 		fmt.Fprintln(stderr, explain(err, path))
 		return exitError
 	}

@@ -76,7 +76,9 @@ func (s *supervisor) unlock() error {
 	if s.fl != nil {
 		return s.fl.release(s.c.fl)
 	}
-	return s.l.Unlock()
+	err := s.l.Unlock()
+	hintsSent(s.l)
+	return err
 }
 
 // unlockOrSay releases the lock, saying why it could not.

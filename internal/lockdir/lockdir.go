@@ -2,7 +2,8 @@
 // creates, renames or removes anything in a lock directory. It names the
 // entries (names.go), lists a lock directory (Read), makes the
 // transitions (Create, Adopt, Move, SweepStages) and keeps the
-// waiters' queue (queue.go). When to make which transition (waiting,
+// waiters' queue (queue.go), with the announcements of waiters that take
+// wake-up hints (wake.go). When to make which transition (waiting,
 // staleness, leases) is the dlock package's; how each system call is
 // made on each OS is internal/fsys's.
 //
