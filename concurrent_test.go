@@ -687,6 +687,8 @@ func turnsChild() int {
 	rounds, _ := strconv.Atoi(os.Getenv("DLOCK_ROUNDS"))
 	poll, _ := time.ParseDuration(os.Getenv("DLOCK_POLL"))
 	hold, _ := time.ParseDuration(os.Getenv("DLOCK_HOLD"))
+	fmt.Println("ready") // and all start at the parent's word
+	bufio.NewReader(os.Stdin).ReadString('\n')
 	for range rounds {
 		l, err := New(os.Getenv("DLOCK_PATH"), WithWatch(false), WithPollInterval(poll))
 		if err == nil {
@@ -711,23 +713,33 @@ func turnsChild() int {
 // to free.E.q, which only the first in line takes, and a releaser that
 // wants the lock again at once queues behind the others instead of
 // taking it back. 4 processes × 12 rounds, each wanting the lock again
-// as soon as it released it: no process holds it more than twice in a
-// row (FIFO would be once; twice allows for a release that found nobody
-// in the queue because every other process was between its rounds).
-// Before the polled queue one process kept it for 10 and more rounds.
+// as soon as it released it, all starting together: until the first
+// process is done, no process holds it more than twice in a row (FIFO
+// would be once; twice allows for a release that found nobody in the
+// queue because every other process was between its rounds). Before the
+// polled queue one process kept it for 10 and more rounds.
 func TestPolledWaitersTakeTurns(t *testing.T) {
 	const procs, rounds = 4, 12
 	path := filepath.Join(t.TempDir(), "lock")
 	var outs []*bufio.Scanner
 	var cmds []*exec.Cmd
+	var gos []io.WriteCloser
 	for range procs {
 		cmd := childCmd(t, "turns", "DLOCK_PATH="+path, "DLOCK_ROUNDS="+strconv.Itoa(rounds), "DLOCK_POLL=20ms", "DLOCK_HOLD=30ms")
 		out, _ := cmd.StdoutPipe()
+		in, _ := cmd.StdinPipe()
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-		cmds, outs = append(cmds, cmd), append(outs, bufio.NewScanner(out))
+		sc := bufio.NewScanner(out)
+		if !sc.Scan() || sc.Text() != "ready" {
+			t.Fatalf("child said %q", sc.Text())
+		}
+		cmds, outs, gos = append(cmds, cmd), append(outs, sc), append(gos, in)
+	}
+	for _, in := range gos {
+		io.WriteString(in, "go\n")
 	}
 	type acq struct {
 		fence uint64
@@ -764,6 +776,7 @@ func TestPolledWaitersTakeTurns(t *testing.T) {
 	slices.SortFunc(acqs, func(a, b acq) int { return int(a.fence - b.fence) })
 	longest, run := 0, 0
 	var order strings.Builder
+	count, finished := map[int]int{}, false
 	for i, a := range acqs {
 		if i > 0 && acqs[i-1].fence == a.fence {
 			t.Fatalf("fence %d acquired twice", a.fence)
@@ -773,7 +786,11 @@ func TestPolledWaitersTakeTurns(t *testing.T) {
 		} else {
 			run = 1
 		}
-		longest = max(longest, run)
+		if !finished { // (until the first process is done)
+			longest = max(longest, run)
+		}
+		count[a.who]++
+		finished = finished || count[a.who] == rounds
 		fmt.Fprintf(&order, "%d", a.who)
 	}
 	t.Logf("holders in fence order: %s; longest run of one process %d", order.String(), longest)
