@@ -51,22 +51,34 @@ package lockdir
 // never who holds it: that is still the compare-and-swap of the state
 // entry, which any waiter may try at any time (every waiter also polls;
 // one behind others looks only at its polls, not to take the lock from the
-// first as it is handed over). So a lost, stale or foreign ticket can only
-// delay a hand-off, by one grant window at most, never let two holders in.
+// first as it is handed over). So a lost, stale, foreign or paused ticket
+// can only delay a hand-off, by one grant window at most, never let two
+// holders in, and a lock handed to the queue is still taken by anyone
+// who waited its grant window out.
+// A passed-over ticket is removed, so it delays one hand-off only.
 // Tickets of dead waiters on this host are removed by their successors,
 // at once on Linux: a waiter keeps its ticket open, and the close at its
-// death is an event to the one behind (fsys.HoldOpen). A ticket left
-// unchanged for TIMEOUT is removed too, and a live waiter that finds its
-// ticket gone takes a new one. The waiter right behind the first polls at
-// the plain interval: a first waiter stopped (^Z) with the lock free is
-// passed over then.
+// death is an event to the one behind (fsys.HoldOpen). In a watched
+// queue a predecessor's ticket left unchanged for TIMEOUT is removed too;
+// a live waiter that finds its ticket gone takes a new one. The waiter
+// right behind the first polls at the plain interval: a first waiter
+// stopped (^Z) with the lock free is passed over at its poll after the
+// grant window (100 ms for a watched waiter, which events wake).
+//
+// What it costs, in operations at a network filesystem's server: a
+// waiter's mkdir of its ticket and rmdir when it leaves; a holder that
+// knows of waiters, one listing of the queue at its release; a waiter
+// that finds the lock free, one listing of the queue (First) before it
+// takes it. A poll of a held lock costs what it did (one look), and an
+// uncontended Lock and Unlock nothing more.
 //
 //	PATH/queue/TIME.TOKEN.PID.HOSTID.POLL
 //
 // TIME is the waiter's clock when it joined, in nanoseconds and 20 digits,
 // so names sort in arrival order (across hosts, as well as clocks agree);
 // TOKEN is 16 random hex digits; POLL the waiter's poll interval in
-// nanoseconds (for the grant window). Tickets of versions before POLL
+// nanoseconds (for the grant window), 0 for a waiter of a watched local
+// queue, which events wake at once. Tickets of versions before POLL
 // have four fields, and are read with the default poll interval; those
 // versions ignore five-field tickets (anything in the queue that is not
 // a ticket is), and read free.E.q as a held entry of an unknown holder,
