@@ -389,7 +389,7 @@ func TestFirstInLineThatDoesNotPollIsPassedOver(t *testing.T) {
 	if got, want := r.entryName(), lockdir.QueuedFreeName(a.Fence()); got != want {
 		t.Fatalf("released to %s, want %s", got, want)
 	}
-	window := lockdir.GrantWindow(time.Second) // 1.6 s
+	window := lockdir.GrantWindow(time.Second) // 2.2 s
 	for waited := time.Duration(0); waited+poll < window; waited += poll {
 		r.clk.Add(poll)
 		waitFor(t, hooks[w].blocked, "the waiter deferring to the first in line")

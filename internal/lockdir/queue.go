@@ -39,8 +39,8 @@ package lockdir
 //     filesystem its watch says so; on a polled queue it lists the queue
 //     (First), an operation made only when the lock is seen free. If it
 //     is not first, it defers to the first in line for a grant window
-//     (GrantWindow: the first's poll interval, which its ticket carries,
-//     one half more, and 100 ms) counted from when it first saw that very
+//     (GrantWindow: twice the first's poll interval, which its ticket
+//     carries, and 200 ms) counted from when it first saw that very
 //     free entry; if the lock is still free after it, the first in line is
 //     not polling (stopped, dead on another host, cut off): the waiter
 //     passes it over (PassOver removes its ticket: a live waiter that
@@ -63,7 +63,7 @@ package lockdir
 // a live waiter that finds its ticket gone takes a new one. The waiter
 // right behind the first polls at the plain interval: a first waiter
 // stopped (^Z) with the lock free is passed over at its poll after the
-// grant window (100 ms for a watched waiter, which events wake).
+// grant window (200 ms for a watched waiter, which events wake).
 //
 // What it costs, in operations at a network filesystem's server: a
 // waiter's mkdir of its ticket and rmdir when it leaves; a holder that
@@ -109,11 +109,12 @@ const QueueDir = "queue"
 const DefaultTicketPoll = 100 * time.Millisecond
 
 // GrantWindow is how long a waiter defers to the first in line, whose
-// poll interval is poll, before it takes a free lock itself: one poll,
-// half a poll for the first's looks and rename, and 100 ms for a loaded
-// machine or a slow server.
+// poll interval is poll, before it takes a free lock itself: two polls
+// (its timer, then its looks, a listing of the queue and the rename, on
+// a loaded machine or a slow server) and 200 ms. Only a first in line
+// that does not take the lock (stopped, dead, cut off) costs it.
 func GrantWindow(poll time.Duration) time.Duration {
-	return poll + poll/2 + 100*time.Millisecond
+	return 2*poll + 200*time.Millisecond
 }
 
 // Queue is one waiter's place in a lock's queue. Its methods may be
