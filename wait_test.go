@@ -374,10 +374,7 @@ func TestFirstInLineThatDoesNotPollIsPassedOver(t *testing.T) {
 	r := newRig(t)
 	a := r.lock(WithTimeout(time.Hour), WithPollInterval(poll100))
 	mustLock(t, a)
-	stuck := fmt.Sprintf("%020d.%s.%d.%s.%d", r.clk.Now().UnixNano(), "0123456789abcdef", 4242, "ab", time.Second)
-	if err := os.Mkdir(filepath.Join(r.path, lockdir.QueueDir, stuck), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	otherHostsTicket(t, r, time.Second)
 	r.clk.Add(time.Microsecond)
 	w := r.lock(WithWatch(false), WithPollInterval(poll), WithTimeout(time.Hour))
 	done := r.lockAsync(context.Background(), w)
@@ -417,10 +414,7 @@ func TestTryLockTakesALockHandedToTheQueue(t *testing.T) {
 		r := newRig(t)
 		a := r.lock(WithTimeout(time.Hour), WithPollInterval(poll100))
 		mustLock(t, a)
-		ticket := fmt.Sprintf("%020d.%s.%d.%s.%d", r.clk.Now().UnixNano(), "0123456789abcdef", 4242, "ab", poll100)
-		if err := os.Mkdir(filepath.Join(r.path, lockdir.QueueDir, ticket), 0o755); err != nil {
-			t.Fatal(err)
-		}
+		otherHostsTicket(t, r, poll100)
 		r.clk.Add(time.Second)
 		a.Unlock()
 		if got := r.entryName(); got != lockdir.QueuedFreeName(a.Fence()) {
@@ -436,6 +430,17 @@ func TestTryLockTakesALockHandedToTheQueue(t *testing.T) {
 
 const poll100 = 100 * time.Millisecond
 
+// otherHostsTicket puts in the lock's queue the ticket of a waiter on
+// another host (no pid of it can be checked here) that polls every poll,
+// joined now: a waiter nothing here wakes, which stays until passed over.
+func otherHostsTicket(t *testing.T, r *rig, poll time.Duration) {
+	t.Helper()
+	name := fmt.Sprintf("%020d.%s.%d.%s.%d", r.clk.Now().UnixNano(), "0123456789abcdef", 4242, "ab", poll)
+	if err := os.Mkdir(filepath.Join(r.path, lockdir.QueueDir, name), 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // An uncontended Lock and Unlock lists nothing more: a holder that did
 // not wait and held for less than its poll interval releases to free.E
 // without a look at the queue, even with a ticket there (a waiter that
@@ -445,10 +450,7 @@ func TestQuickReleaseDoesNotLookAtTheQueue(t *testing.T) {
 	r := newRig(t)
 	a := r.lock(WithTimeout(time.Hour), WithPollInterval(poll100))
 	mustLock(t, a)
-	ticket := fmt.Sprintf("%020d.%s.%d.%s.%d", r.clk.Now().UnixNano(), "0123456789abcdef", 4242, "ab", poll100)
-	if err := os.Mkdir(filepath.Join(r.path, lockdir.QueueDir, ticket), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	otherHostsTicket(t, r, poll100)
 	r.clk.Add(poll100 - time.Nanosecond)
 	a.Unlock()
 	if got := r.entryName(); got != lockdir.FreeName(a.Fence()) {
