@@ -65,6 +65,12 @@ package lockdir
 // stopped (^Z) with the lock free is passed over at its poll after the
 // grant window (200 ms for a watched waiter, which events wake).
 //
+// Every look at the queue is a listing through a fresh open of its
+// directory (fsys.ReadNames), which an NFS client revalidates with the
+// server (close-to-open); a FUSE client that caches listings (sshfs's
+// default dir_cache) may show another mount's tickets late: the turns
+// are then only as fair as that listing, and never less safe.
+//
 // What it costs, in operations at a network filesystem's server: a
 // waiter's mkdir of its ticket and rmdir when it leaves; a holder that
 // knows of waiters, one listing of the queue at its release; a waiter
