@@ -307,10 +307,13 @@ func (l *Lock) adoptLock(token string) (outcome, bool) {
 // which revalidates it (fsys.LookFresh: one GETATTR when nothing
 // changed). Where even that may be cached (fsys.Caching.MayCache: FUSE
 // keeps a name it found for its entry timeout, sshfs for 20 s), the
-// waiter first looks for free.E: FUSE clients keep no name they did not
-// find (unless mounted with a negative timeout), so the server answers
-// that look while the lock is held, and a release is heard within a
-// poll. A look that may have been cached still proves that the entry
+// waiter first looks for free.E (in the queue, free.E.q and then free.E:
+// releasedTo): FUSE clients keep no name they did not find (unless
+// mounted with a negative timeout), so the server answers that look
+// while the lock is held, and a release is heard within a poll. A
+// waiter in a polled queue that finds the holder's entry gone tries the
+// free names unlisted only if it is first in line (myTurn); otherwise
+// it lists, and deferTo decides. A look that may have been cached still proves that the entry
 // existed when it was first seen (a name never comes back), which is all
 // that staleAt counts on; it is never taken for the server's word on the
 // holder's clock (checkSkew).
