@@ -430,11 +430,14 @@ func (l *Lock) take(e entry, token string, reclaim bool) (bool, error) {
 }
 
 // noteWaiters records, for the release, whether the acquisition that
-// took e knows of waiters: it took free.E.q, or waited in the queue (see
-// lockdir's queue.go). Called with l.op held.
+// took e knows of waiters: it took free.E.q, or waited in a polled queue
+// (see lockdir's queue.go). A waiter of a watched local queue does not
+// count: there the first in line is woken at the release and takes the
+// lock at once, and a listing of the queue at every hand-off would cost
+// a herd of waiters CPU for nothing. Called with l.op held.
 func (l *Lock) noteWaiters(e entry) {
 	l.mu.Lock()
-	l.knowsWaiters = e.queued || l.queue != nil
+	l.knowsWaiters = e.queued || l.queue != nil && l.queue.Polled()
 	l.ticket = l.queueTok
 	l.mu.Unlock()
 }

@@ -398,7 +398,7 @@ func (l *Lock) release(fence uint64) error {
 
 // freeName is the name the release of fence E renames our entry to:
 // free.E.q if this holding knows of waiters (it took free.E.q, or waited
-// in the queue, or has held for a poll interval or more, in which a
+// in a polled queue, or has held for a poll interval or more, in which a
 // waiter may have come) and one listing of the queue finds a ticket not
 // ours; else free.E. A Lock taken and released at once by a caller
 // nobody waited for lists nothing: that costs no server operation more.

@@ -114,7 +114,7 @@ type heldEntry struct {
 	issued   time.Time // when the last successful refresh (or the acquiring rename) was issued
 	lastFree entry     // the free entry we released last: tried first
 	// Whether this holding knows of waiters (took free.E.q, or waited in
-	// the queue, under ticket token ticket): its release then lists the
+	// a polled queue, under ticket token ticket): its release then lists the
 	// queue (release). plain: acquired by Lock or TryLock (not a
 	// container's slot), whose release lists the queue after a hold of a
 	// poll interval or more too.
