@@ -197,7 +197,7 @@ func (l *Lock) attempt() outcome {
 	if l.lastFree.name != "" {
 		e := l.lastFree
 		l.lastFree = entry{}
-		if o, done := takeDone(l.take(e, token, false)); done {
+		if o, done := l.takeFree(e, token); done {
 			return o
 		}
 	}
@@ -236,7 +236,7 @@ func (l *Lock) actOn(st dirState, now, seenAt time.Time, token string) (o outcom
 	case st.Entries != 1:
 		return l.unknownState(st, now, seenAt)
 	case st.e.free:
-		return takeDone(l.take(st.e, token, false))
+		return l.takeFree(st.e, token)
 	}
 	at, why := l.staleAt(now, seenAt, st.e)
 	if now.Before(at) {
@@ -325,10 +325,13 @@ func (l *Lock) adoptLock(token string) (outcome, bool) {
 // which revalidates it (fsys.LookFresh: one GETATTR when nothing
 // changed). Where even that may be cached (fsys.Caching.MayCache: FUSE
 // keeps a name it found for its entry timeout, sshfs for 20 s), the
-// waiter first looks for free.E: FUSE clients keep no name they did not
-// find (unless mounted with a negative timeout), so the server answers
-// that look while the lock is held, and a release is heard within a
-// poll. A look that may have been cached still proves that the entry
+// waiter first looks for free.E (in the queue, free.E.q and then free.E:
+// releasedTo): FUSE clients keep no name they did not find (unless
+// mounted with a negative timeout), so the server answers that look
+// while the lock is held, and a release is heard within a poll. A
+// waiter in a polled queue that finds the holder's entry gone tries the
+// free names unlisted only if it is first in line (myTurn); otherwise
+// it lists, and deferTo decides. A look that may have been cached still proves that the entry
 // existed when it was first seen (a name never comes back), which is all
 // that staleAt counts on; it is never taken for the server's word on the
 // holder's clock (checkSkew).
@@ -337,13 +340,12 @@ func (l *Lock) attemptWatched(now time.Time, token string) (o outcome, done bool
 	if !l.seen || e.name == "" || l.seenName != e.name {
 		return outcome{}, false
 	}
-	free := entry{name: lockdir.FreeName(e.fence), free: true, fence: e.fence}
+	frees := l.releasedTo(e.fence)
 	if l.caching.MayCache() {
-		if ok, err := l.lookAt(free.name); ok && err == nil {
-			if ok, err := l.take(free, token, false); ok || err != nil {
-				return outcome{ok: ok, err: err}, true
+		for _, free := range frees {
+			if ok, err := l.lookAt(free.name); ok && err == nil {
+				return l.takeFree(free, token)
 			}
-			return outcome{}, false // taken by another first: list
 		}
 	}
 	if ok, err := l.lookAt(e.name); ok && err == nil {
@@ -353,12 +355,51 @@ func (l *Lock) attemptWatched(now time.Time, token string) (o outcome, done bool
 		}
 		return outcome{}, false
 	}
-	if !l.caching.MayCache() {
+	if !l.caching.MayCache() && l.myTurn() {
+		return l.takeBlind(frees, token)
+	}
+	return outcome{}, false
+}
+
+// takeBlind tries to take each of frees in turn, unlisted: done is
+// false if none was there (list). Called with l.op held.
+func (l *Lock) takeBlind(frees []entry, token string) (o outcome, done bool) {
+	for _, free := range frees {
 		if ok, err := l.take(free, token, false); ok || err != nil {
 			return outcome{ok: ok, err: err}, true
 		}
 	}
 	return outcome{}, false
+}
+
+// releasedTo is what the holder of fence E may have released to: free.E,
+// and, for a waiter in the queue, first free.E.q (a holder that knew of
+// us). Called with l.op held.
+func (l *Lock) releasedTo(fence uint64) []entry {
+	free := entry{name: lockdir.FreeName(fence), free: true, fence: fence}
+	l.mu.Lock()
+	queued := l.queue != nil
+	l.mu.Unlock()
+	if !queued {
+		return []entry{free}
+	}
+	return []entry{{name: lockdir.QueuedFreeName(fence), free: true, queued: true, fence: fence}, free}
+}
+
+// myTurn reports whether a free lock is this attempt's to take without
+// a listing of PATH: not waiting in a queue, first by the watch, or
+// first by a listing of a polled queue (the free entry's name is then
+// tried blind: a rename of a name that is not there costs what a
+// listing would). Called with l.op held.
+func (l *Lock) myTurn() bool {
+	l.mu.Lock()
+	q, first := l.queue, l.queueFirst
+	l.mu.Unlock()
+	if q == nil || first {
+		return true
+	}
+	isFirst, _ := q.First(l.cfg.clock.Now())
+	return isFirst
 }
 
 // lookAt reports whether the state entry name is in PATH, by the cheapest
@@ -392,6 +433,7 @@ func (l *Lock) take(e entry, token string, reclaim bool) (bool, error) {
 			how = "reclaimed"
 		}
 		l.acquired(fence, token, name, now, how)
+		l.noteWaiters(e)
 		return l.confirm(now), nil
 	case errors.Is(err, lockdir.ErrGone):
 		return false, nil
@@ -403,6 +445,19 @@ func (l *Lock) take(e entry, token string, reclaim bool) (bool, error) {
 	default:
 		return false, fmt.Errorf("dlock: acquiring lock %s: %w", l.path, err)
 	}
+}
+
+// noteWaiters records, for the release, whether the acquisition that
+// took e knows of waiters: it took free.E.q, or waited in a polled queue
+// (see lockdir's queue.go). A waiter of a watched local queue does not
+// count: there the first in line is woken at the release and takes the
+// lock at once, and a listing of the queue at every hand-off would cost
+// a herd of waiters CPU for nothing. Called with l.op held.
+func (l *Lock) noteWaiters(e entry) {
+	l.mu.Lock()
+	l.knowsWaiters = e.queued || l.queue != nil && l.queue.Polled()
+	l.ticket = l.queueTok
+	l.mu.Unlock()
 }
 
 // freshToken returns the token of a new attempt: random, and while
@@ -450,8 +505,9 @@ func (l *Lock) tryEvent() outcome {
 		l.mu.Lock()
 		token := l.freshToken()
 		l.mu.Unlock()
-		ok, err := l.take(e, token, false)
-		return outcome{ok: ok, known: true, err: err}
+		o, _ := l.takeFree(e, token)
+		o.known = true
+		return o
 	}
 	// The event came after the entry was made: it was there when the
 	// event was read, which is before now.
@@ -471,19 +527,22 @@ func (l *Lock) try(ctx context.Context) outcome { return l.attemptIn(ctx, byList
 // the new entry (see tryEvent).
 func (l *Lock) tryHint(ctx context.Context) outcome { return l.attemptIn(ctx, byEvent) }
 
-// waitSpec describes waiting for this Lock: on a local filesystem the
-// waiter queues and watches only its predecessor (lockdir.Queue).
+// waitSpec describes waiting for this Lock. The waiter queues (see
+// lockdir's queue.go): on a watched local filesystem it watches only its
+// predecessor (lockdir.NewQueue); elsewhere it polls PATH, and its ticket
+// keeps its turn (lockdir.NewPolledQueue).
 func (l *Lock) waitSpec() waitSpec {
 	l.mu.Lock()
 	local := !l.cfg.noWatch && l.localFS
 	l.mu.Unlock()
-	var q *lockdir.Queue
+	tok := lockdir.NewToken()[:16]
+	q := lockdir.NewPolledQueue(l.path, tok, l.cfg.poll, l.cfg.timeout)
 	if local {
-		q = lockdir.NewQueue(l.path, lockdir.NewToken()[:16], l.cfg.timeout)
-		l.mu.Lock()
-		l.queueTok = q.Token
-		l.mu.Unlock()
+		q = lockdir.NewQueue(l.path, tok, l.cfg.poll, l.cfg.timeout)
 	}
+	l.mu.Lock()
+	l.queueTok, l.queue = q.Token, q
+	l.mu.Unlock()
 	return waitSpec{
 		what:     "locking " + l.path,
 		paths:    watchPaths(l.cfg, l.path),
@@ -495,6 +554,60 @@ func (l *Lock) waitSpec() waitSpec {
 		blocked:  l.testBlocked,
 		hints:    l.announce(),
 	}
+}
+
+// inLine is the wait's word, each turn, on whether it is first in line
+// in a watched local queue (its watch is on PATH): then an attempt that
+// finds the lock free takes it without listing the queue (deferTo).
+func (l *Lock) inLine(first bool) {
+	l.mu.Lock()
+	l.queueFirst = first
+	l.mu.Unlock()
+}
+
+// deferTo reports whether an attempt that found the free entry e leaves
+// it to the waiters ahead (see lockdir's queue.go), and until when at
+// most: the outcome is busy, and the wait attempts again then (zero: a
+// newcomer that found free.E.q, whose wait queues first). A Lock call
+// defers; TryLock, a PATIENCE of 0 and a container's slot never do. A
+// waiter first in line takes it; one behind takes it once it has seen
+// this very free entry for the grant window of the first in line, whom
+// it then passes over. Called with l.op held.
+func (l *Lock) deferTo(e entry) (bool, time.Time) {
+	l.mu.Lock()
+	q, first, call := l.queue, l.queueFirst, l.call
+	l.mu.Unlock()
+	switch {
+	case call != callLock || first:
+		return false, time.Time{}
+	case q == nil:
+		return e.queued, time.Time{}
+	}
+	now := l.cfg.clock.Now()
+	isFirst, head := q.First(now)
+	if isFirst {
+		return false, time.Time{}
+	}
+	if l.freeSeen != e.name || now.Before(l.freeSince) {
+		l.freeSeen, l.freeSince = e.name, now
+	}
+	until := l.freeSince.Add(lockdir.GrantWindow(lockdir.TicketPoll(head)))
+	if now.Before(until) {
+		return true, until
+	}
+	q.PassOver(head)
+	l.logInfo("passing over the first waiter in line: the lock stayed free for its grant window", "ticket", head)
+	return false, time.Time{}
+}
+
+// takeFree takes the free entry e, unless the waiters ahead have it
+// first (deferTo). done is false when another process moved it first.
+// Called with l.op held.
+func (l *Lock) takeFree(e entry, token string) (o outcome, done bool) {
+	if wait, until := l.deferTo(e); wait {
+		return outcome{seen: e, staleAt: until}, true
+	}
+	return takeDone(l.take(e, token, false))
 }
 
 // busyError is the error of Lock.Lock when PATIENCE ran out.

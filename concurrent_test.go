@@ -677,3 +677,124 @@ func TestTwoWaitersRaceToReclaim(t *testing.T) {
 		}
 	}
 }
+
+// turnsChild is the role "turns": DLOCK_ROUNDS rounds, each a new Lock of
+// DLOCK_PATH that polls (WithWatch(false): a network filesystem's waiter,
+// in a polled queue) every DLOCK_POLL, held DLOCK_HOLD; it says "acq
+// FENCE" for each, and wants the lock again as soon as it released it,
+// as a worker loop or a script calling `dlock run` in a loop does.
+func turnsChild() int {
+	rounds, _ := strconv.Atoi(os.Getenv("DLOCK_ROUNDS"))
+	poll, _ := time.ParseDuration(os.Getenv("DLOCK_POLL"))
+	hold, _ := time.ParseDuration(os.Getenv("DLOCK_HOLD"))
+	fmt.Println("ready") // and all start at the parent's word
+	bufio.NewReader(os.Stdin).ReadString('\n')
+	for range rounds {
+		l, err := New(os.Getenv("DLOCK_PATH"), WithWatch(false), WithPollInterval(poll))
+		if err == nil {
+			err = l.Lock(context.Background())
+		}
+		if err != nil {
+			fmt.Println("error", err)
+			return 1
+		}
+		fmt.Println("acq", l.Fence())
+		time.Sleep(hold)
+		if err := l.Unlock(); err != nil {
+			fmt.Println("error", err)
+			return 1
+		}
+	}
+	return 0
+}
+
+// Waiters that poll (as every waiter on a network filesystem does) take
+// the lock in turn: each queues, a holder that knows of waiters releases
+// to free.E.q, which only the first in line takes, and a releaser that
+// wants the lock again at once queues behind the others instead of
+// taking it back. 4 processes × 12 rounds, each wanting the lock again
+// as soon as it released it, all starting together: until the first
+// process is done, no process holds it more than twice in a row (FIFO
+// would be once; twice allows for a release that found nobody in the
+// queue because every other process was between its rounds). Before the
+// polled queue one process kept it for 10 and more rounds.
+func TestPolledWaitersTakeTurns(t *testing.T) {
+	const procs, rounds = 4, 12
+	path := filepath.Join(t.TempDir(), "lock")
+	var outs []*bufio.Scanner
+	var cmds []*exec.Cmd
+	var gos []io.WriteCloser
+	for range procs {
+		cmd := childCmd(t, "turns", "DLOCK_PATH="+path, "DLOCK_ROUNDS="+strconv.Itoa(rounds), "DLOCK_POLL=20ms", "DLOCK_HOLD=30ms")
+		out, _ := cmd.StdoutPipe()
+		in, _ := cmd.StdinPipe()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		sc := bufio.NewScanner(out)
+		if !sc.Scan() || sc.Text() != "ready" {
+			t.Fatalf("child said %q", sc.Text())
+		}
+		cmds, outs, gos = append(cmds, cmd), append(outs, sc), append(gos, in)
+	}
+	for _, in := range gos {
+		io.WriteString(in, "go\n")
+	}
+	type acq struct {
+		fence uint64
+		who   int
+	}
+	var mu sync.Mutex
+	var acqs []acq
+	var wg sync.WaitGroup
+	for i, sc := range outs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for sc.Scan() {
+				var f uint64
+				if _, err := fmt.Sscanf(sc.Text(), "acq %d", &f); err != nil {
+					t.Errorf("process %d: %s", i, sc.Text())
+					continue
+				}
+				mu.Lock()
+				acqs = append(acqs, acq{f, i})
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	for i, cmd := range cmds {
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("process %d: %v", i, err)
+		}
+	}
+	if len(acqs) != procs*rounds {
+		t.Fatalf("%d acquisitions, want %d", len(acqs), procs*rounds)
+	}
+	slices.SortFunc(acqs, func(a, b acq) int { return int(a.fence - b.fence) })
+	longest, run := 0, 0
+	var order strings.Builder
+	count, finished := map[int]int{}, false
+	for i, a := range acqs {
+		if i > 0 && acqs[i-1].fence == a.fence {
+			t.Fatalf("fence %d acquired twice", a.fence)
+		}
+		if i > 0 && acqs[i-1].who == a.who {
+			run++
+		} else {
+			run = 1
+		}
+		if !finished { // (until the first process is done)
+			longest = max(longest, run)
+		}
+		count[a.who]++
+		finished = finished || count[a.who] == rounds
+		fmt.Fprintf(&order, "%d", a.who)
+	}
+	t.Logf("holders in fence order: %s; longest run of one process %d", order.String(), longest)
+	if longest > 2 {
+		t.Errorf("one process held the lock %d times in a row while %d others waited (more than 2)", longest, procs-1)
+	}
+}

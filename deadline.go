@@ -38,8 +38,9 @@ var errDeadline = errors.New("deadline passed")
 // issued, and starts the heartbeat and the deadline. Called with l.op held.
 func (l *Lock) acquired(fence uint64, token, name string, issued time.Time, how string) {
 	l.token, l.cur, l.seq, l.since, l.issued = token, name, 0, issued, issued
-	l.seen = false
+	l.seen, l.freeSeen = false, ""
 	l.mu.Lock()
+	l.knowsWaiters, l.ticket, l.plain = false, "", l.call != 0
 	l.held, l.isLost, l.lostWhy = true, false, ""
 	l.lostCh = make(chan struct{})
 	l.fence = fence
@@ -363,8 +364,9 @@ func (l *Lock) lateUnlock(fence uint64) error {
 	return l.lostError(fence, why)
 }
 
-// release renames our held entry, of the given fence E, to free.E. Called with
-// l.op held.
+// release renames our held entry, of the given fence E, to free.E, or to
+// free.E.q when it finds waiters in the queue (freeName). Called with l.op
+// held.
 //
 // A refusal that passes (fsys.ErrTransient: on Windows an antivirus or an
 // indexer has the entry open) is tried again, every quarter of a second at
@@ -372,7 +374,7 @@ func (l *Lock) lateUnlock(fence uint64) error {
 // release refused for a moment still releases. Unlock waits for it until
 // the deadline, as for any release.
 func (l *Lock) release(fence uint64) error {
-	free := lockdir.FreeName(fence)
+	free, queued := l.freeName(fence)
 	err := lockdir.Move(l.path, l.cur, free)
 	for start := time.Now(); fsys.IsTransient(err) && time.Since(start) < l.cfg.timeout; {
 		l.mu.Lock()
@@ -387,7 +389,30 @@ func (l *Lock) release(fence uint64) error {
 	if err != nil {
 		return err
 	}
-	l.lastFree = entry{name: free, free: true, fence: fence}
+	l.lastFree = entry{}
+	if !queued { // (free.E.q is the queue's: we would only defer to it)
+		l.lastFree = entry{name: free, free: true, fence: fence}
+	}
 	l.hintRelease(fence) // (waits for nothing)
 	return nil
+}
+
+// freeName is the name the release of fence E renames our entry to:
+// free.E.q if this holding knows of waiters (it took free.E.q, or waited
+// in a polled queue, or has held for a poll interval or more, in which a
+// waiter may have come) and one listing of the queue finds a ticket not
+// ours; else free.E. A Lock taken and released at once by a caller
+// nobody waited for lists nothing: that costs no server operation more.
+// Called with l.op held.
+func (l *Lock) freeName(fence uint64) (name string, queued bool) {
+	l.mu.Lock()
+	knows, plain, ticket := l.knowsWaiters, l.plain, l.ticket
+	l.mu.Unlock()
+	if !knows && !(plain && l.cfg.clock.Since(l.since) >= l.cfg.poll) {
+		return lockdir.FreeName(fence), false
+	}
+	if lockdir.Waiting(l.path, ticket) {
+		return lockdir.QueuedFreeName(fence), true
+	}
+	return lockdir.FreeName(fence), false
 }

@@ -90,6 +90,16 @@ type callState struct {
 	// its attempts, as on its ticket, so that its successor can tell
 	// that it acquired (lockdir.Queue.PredHolds).
 	queueTok string
+	// The queue itself (nil when not waiting), and whether the wait's
+	// watch says we are first in line (a local queue's waiter watching
+	// PATH): an attempt that finds the lock free asks them whether to
+	// take it (deferTo).
+	queue      *lockdir.Queue
+	queueFirst bool
+	// The call under way: callLock (Lock, which queues), callTry (one
+	// attempt: TryLock, or Lock with a PATIENCE of 0), or 0 (Break, a
+	// container's slot).
+	call int
 	// Whether PATH is on a local filesystem, and when that was asked
 	// (see caching).
 	localFS bool
@@ -105,6 +115,14 @@ type heldEntry struct {
 	since    time.Time
 	issued   time.Time // when the last successful refresh (or the acquiring rename) was issued
 	lastFree entry     // the free entry we released last: tried first
+	// Whether this holding knows of waiters (took free.E.q, or waited in
+	// a polled queue, under ticket token ticket): its release then lists the
+	// queue (release). plain: acquired by Lock or TryLock (not a
+	// container's slot), whose release lists the queue after a hold of a
+	// poll interval or more too.
+	knowsWaiters bool
+	plain        bool
+	ticket       string
 }
 
 // observation is what this Lock's attempts have found out about PATH and
@@ -121,7 +139,11 @@ type observation struct {
 	seenName  string
 	seenSince time.Time
 	seenLast  time.Time
-	seenHeld  entry  // the entry seen, when it is a holder's that parsed
+	seenHeld  entry // the entry seen, when it is a holder's that parsed
+	// The free entry a waiter not first in line has been deferring to
+	// the first for, since when (deferTo).
+	freeSeen  string
+	freeSince time.Time
 	skewTold  string // the token whose clock offset was logged
 	behindTok string // the holder whose entries came late, behindN times in a row
 	behindN   int
@@ -187,6 +209,10 @@ func (l *Lock) Lock(ctx context.Context) error {
 		return err
 	}
 	defer l.end()
+	l.setCall(callLock)
+	if l.cfg.patience == 0 {
+		l.setCall(callTry)
+	}
 	_, err := acquire(ctx, l, acquisition{"locking", l.path, &l.cfg, l.cfg.clock.Now()})
 	return err
 }
@@ -201,8 +227,21 @@ func (l *Lock) TryLock() (bool, error) {
 		return false, err
 	}
 	defer l.end()
+	l.setCall(callTry)
 	o := tryNow(l)
 	return o.ok, o.err
+}
+
+// The calls an attempt may be part of (callState.call).
+const (
+	callLock = 1 + iota // Lock: a newcomer queues behind waiters (deferTo)
+	callTry             // TryLock, or Lock with a PATIENCE of 0: one attempt
+)
+
+func (l *Lock) setCall(c int) {
+	l.mu.Lock()
+	l.call = c
+	l.mu.Unlock()
 }
 
 // Unlock releases the lock. It returns ErrNotHeld if this Lock does not
@@ -325,7 +364,7 @@ func (l *Lock) begin() error {
 
 func (l *Lock) end() {
 	l.mu.Lock()
-	l.busy, l.queueTok = false, ""
+	l.busy, l.queueTok, l.queue, l.queueFirst, l.call = false, "", nil, false, 0
 	l.mu.Unlock()
 }
 

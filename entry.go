@@ -41,6 +41,7 @@ func provablyDead(h Holder) bool {
 type entry struct {
 	name   string
 	free   bool
+	queued bool   // a free entry handed to the waiters' queue (free.E.q)
 	fence  uint64 // for free and held entries that parsed
 	holder Holder // for held entries (Unknown if it did not parse)
 	// For an unknown state an attempt returns: since when it was seen.
@@ -49,7 +50,7 @@ type entry struct {
 
 // fromDir is the entry lockdir parsed.
 func fromDir(e lockdir.Entry) entry {
-	return entry{name: e.Name, free: e.Free, fence: e.Fence, holder: holderOf(e.Holder)}
+	return entry{name: e.Name, free: e.Free, queued: e.Queued, fence: e.Fence, holder: holderOf(e.Holder)}
 }
 
 // parseEntry parses a state entry name (lockdir.Parse).

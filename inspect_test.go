@@ -3,9 +3,12 @@ package dlock
 import (
 	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lockdir/dlock/internal/lockdir"
 )
 
 func TestInspect(t *testing.T) {
@@ -27,6 +30,18 @@ func TestInspect(t *testing.T) {
 	a.Unlock()
 	if st, err = Inspect(r.path); err != nil || st.Held || st.Fence != a.Fence() {
 		t.Fatalf("Inspect after Unlock = %+v, %v", st, err)
+	}
+	// Handed to the waiters' queue (free.E.q): free, of the same fence,
+	// and nothing to break.
+	free := filepath.Join(r.path, lockdir.FreeName(a.Fence()))
+	if err := os.Rename(free, filepath.Join(r.path, lockdir.QueuedFreeName(a.Fence()))); err != nil {
+		t.Fatal(err)
+	}
+	if st, err = Inspect(r.path); err != nil || st.Held || st.Fence != a.Fence() || !strings.Contains(st.String(), "free") {
+		t.Fatalf("Inspect of a lock handed to the queue = %+v (%s), %v", st, st, err)
+	}
+	if st, err := r.lock().Break(true); err != nil || st.Held {
+		t.Fatalf("Break of a lock handed to the queue = %+v, %v", st, err)
 	}
 }
 

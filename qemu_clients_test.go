@@ -1027,6 +1027,13 @@ func qemuAlternation(t *testing.T, r qemuRig, a, b *qemuAgent, restarts int) {
 	// The chain: in fence order, each critical section read what the one
 	// before it wrote.
 	passes, run, longestRun, runGuest := 0, 0, 0, ""
+	// A run is judged while the other guest still wants the lock: up to
+	// its last acquisition (after it, one guest's workers finish alone).
+	lastOf := map[string]int{}
+	for i, e := range acqs {
+		lastOf[e.guest] = i
+	}
+	judged := 0
 	var longestWait workerEvent
 	for i, e := range acqs {
 		if i > 0 && acqs[i-1].fence == e.fence {
@@ -1053,6 +1060,11 @@ func qemuAlternation(t *testing.T, r qemuRig, a, b *qemuAgent, restarts int) {
 		}
 		run++
 		longestRun = max(longestRun, run)
+		for g, last := range lastOf {
+			if g != e.guest && i < last {
+				judged = max(judged, run)
+			}
+		}
 		if e.wait > longestWait.wait {
 			longestWait = e
 		}
@@ -1073,8 +1085,8 @@ func qemuAlternation(t *testing.T, r qemuRig, a, b *qemuAgent, restarts int) {
 			t.Logf("    %s", w)
 		}
 	}
-	t.Logf("  passes between the guests %d of %d acquisitions; longest run of one guest %d; longest wait %.2fs (%s, fence %d, about %.0f holds)",
-		passes, len(acqs), longestRun, longestWait.wait, longestWait.who, longestWait.fence, longestWait.wait/cs)
+	t.Logf("  passes between the guests %d of %d acquisitions; longest run of one guest %d (%d while the other wanted the lock); longest wait %.2fs (%s, fence %d, about %.0f holds)",
+		passes, len(acqs), longestRun, judged, longestWait.wait, longestWait.who, longestWait.fence, longestWait.wait/cs)
 	// Who had the lock in turn: runs of one guest.
 	var order []string
 	for i := 0; i < len(acqs); {
@@ -1105,18 +1117,20 @@ func qemuAlternation(t *testing.T, r qemuRig, a, b *qemuAgent, restarts int) {
 	if restarts == 0 {
 		// No client waits more than a few holds: every worker of each
 		// guest always wants the lock again, so while one guest holds
-		// a run of turns the other's waiters wait. With the lock taken
-		// in turn (first come, first served) a run would be about procs
-		// long; 2×procs is "a few". The longest wait of one process is
-		// printed above, not judged: the bound is per client.
+		// a run of turns the other's waiters wait (until the other's
+		// workers are all done: judged). The waiters queue, and the
+		// lock is handed to the first in line (lockdir's queue.go), so
+		// a run is about procs long (each guest's workers queued one
+		// after another); 2×procs is "a few". The longest wait of one
+		// process is printed above, not judged: the bound is
+		// per client. DLOCK_QEMU_TURNS=report prints it only (to
+		// measure a version without the queue).
 		switch {
 		case os.Getenv("DLOCK_QEMU_TURNS") == "report":
-			// CI, until waiters on other clients get their turns:
-			// the line is printed, not judged.
-			t.Logf("  NOT JUDGED (DLOCK_QEMU_TURNS=report): longest run of one guest %d, bound %d", longestRun, 2*procs)
-		case longestRun > 2*procs:
+			t.Logf("  NOT JUDGED (DLOCK_QEMU_TURNS=report): longest run of one guest %d while the other wanted the lock, bound %d", judged, 2*procs)
+		case judged > 2*procs:
 			t.Errorf("one guest held the lock %d times in a row while the other's %d processes waited (more than %d): one client starves the other",
-				longestRun, procs, 2*procs)
+				judged, procs, 2*procs)
 		}
 	}
 }

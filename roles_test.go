@@ -31,6 +31,7 @@ var roles = map[string]func() int{
 	"single":  singleChild,
 	"hold":    holdChild,
 	"racer":   racerChild, // sharedfs_roles_test.go
+	"turns":   turnsChild, // concurrent_test.go
 }
 
 // playRole plays the child role named, and says with what exit status

@@ -46,6 +46,13 @@ type hinted interface {
 	tryHint(ctx context.Context) outcome
 }
 
+// lined is an acquirable whose attempts take a free lock only in their
+// turn (a Lock, see deferTo): the wait tells it each turn whether its
+// watch says it is first in line.
+type lined interface {
+	inLine(first bool)
+}
+
 // outcome is what one attempt found: acquired (ok), or the entry seen and
 // when its holder becomes stale, or an error. known is tryEvent's: the
 // events told what an attempt would have found. slot is a semaphore's:
@@ -151,7 +158,7 @@ func busyError(c clock.Clock, path string, seen entry, start time.Time) *BusyErr
 type waitSpec struct {
 	what     string // for errors: "locking /x"
 	paths    []string
-	queue    *lockdir.Queue // for a single lock on a local filesystem, else nil
+	queue    *lockdir.Queue // for a single lock (polled unless local), else nil
 	local    bool           // the filesystem is local: a watch sees every change
 	clock    clock.Clock
 	patience time.Duration // < 0: no limit
@@ -266,6 +273,7 @@ const (
 type waiter struct {
 	t        acquirable
 	events   hinted          // t, if it learns from events; else nil
+	lined    lined           // t, if it takes a free lock only in its turn; else nil
 	hint     func(string)    // events.hint
 	ctx      context.Context // bounds each attempt
 	w        waitSpec
@@ -303,6 +311,9 @@ func newWaiter(ctx context.Context, t acquirable, o outcome, start time.Time) *w
 	}
 	if h, ok := t.(hinted); ok {
 		r.events, r.hint = h, h.hint
+	}
+	if q, ok := t.(lined); ok {
+		r.lined = q
 	}
 	if w.patience > 0 {
 		r.deadline = start.Add(w.patience)
@@ -357,7 +368,10 @@ func (r *waiter) stop() {
 // afterPred: first in line, if the holder is our predecessor.
 func (r *waiter) aim() (paths []string, afterPred bool) {
 	q := r.w.queue
-	if q == nil {
+	if q == nil || q.Polled() {
+		if q != nil {
+			q.Target(r.w.clock.Now()) // (a ticket, if it has none)
+		}
 		return r.w.paths, false
 	}
 	switch {
@@ -380,14 +394,9 @@ func (r *waiter) aim() (paths []string, afterPred bool) {
 // one's) and works out whether we are first in line.
 func (r *waiter) watch(paths []string) ([]string, bool) {
 	q := r.w.queue
-	watching := r.wt.Set(paths)
-	// The predecessor left between the listing and the watch: look
-	// again now rather than at the next poll.
-	for i := 0; !watching && q != nil && paths[0] != q.Lock && i < 3; i++ {
-		paths = []string{q.Target(r.w.clock.Now())}
-		watching = r.wt.Set(paths)
-	}
-	r.first = q == nil || len(paths) == 1 && paths[0] == q.Lock
+	paths, watching := r.setWatch(paths)
+	r.first = q == nil || q.Polled() || len(paths) == 1 && paths[0] == q.Lock
+	r.tellFirst()
 	if r.predDeath != nil { // (only ever behind others, in a queue)
 		if pid, ok := lockdir.TicketPID(q.Pred); r.first || !ok || !r.predDeath.Watches(pid, 0) {
 			r.predDeath.Close()
@@ -395,6 +404,27 @@ func (r *waiter) watch(paths []string) ([]string, bool) {
 		}
 	}
 	return paths, watching
+}
+
+// setWatch watches paths; if our predecessor left between the listing
+// and the watch, it looks again now rather than at the next poll.
+func (r *waiter) setWatch(paths []string) ([]string, bool) {
+	q := r.w.queue
+	watching := r.wt.Set(paths)
+	for i := 0; !watching && q != nil && !q.Polled() && paths[0] != q.Lock && i < 3; i++ {
+		paths = []string{q.Target(r.w.clock.Now())}
+		watching = r.wt.Set(paths)
+	}
+	return paths, watching
+}
+
+// tellFirst tells the target whether it is first in line by its watch
+// (only a watched queue's place is known without a listing).
+func (r *waiter) tellFirst() {
+	if r.lined != nil {
+		q := r.w.queue
+		r.lined.inLine(r.first && q != nil && !q.Polled())
+	}
 }
 
 // tryEvents is the first waiter's reaction to events on PATH that named

@@ -292,3 +292,178 @@ func TestWithWatchOffPolls(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// queueHolds waits until the lock's queue holds n tickets: a waiter that
+// acquired leaves it in the background (Lock returns first).
+func queueHolds(t *testing.T, path string, n int) []string {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		names, _ := fsys.ReadNames(filepath.Join(path, lockdir.QueueDir))
+		if len(names) == n {
+			return names
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the queue holds %q, want %d tickets", names, n)
+		}
+	}
+}
+
+// Polling waiters (a network filesystem's; here WithWatch(false)) queue,
+// and a lock handed to the queue goes round it in arrival order: a holder
+// that held for a poll interval, or waited itself, and finds tickets
+// releases to free.E.q; a newcomer that lists free.E.q queues behind
+// them instead of taking it; the first in line takes it at its next
+// poll, the others defer. The last holder, finding nobody queued,
+// releases to free.E.
+func TestQueuedFreeGoesToTheFirstInLine(t *testing.T) {
+	const poll = 100 * time.Millisecond
+	r := newRig(t)
+	a := r.lock(WithTimeout(time.Hour), WithPollInterval(poll100))
+	mustLock(t, a)
+	polling := func() *Lock { return r.lock(WithWatch(false), WithPollInterval(poll), WithTimeout(time.Hour)) }
+	w1, w2, n := polling(), polling(), polling()
+	d1 := r.lockAsync(context.Background(), w1)
+	r.clk.Add(time.Microsecond) // tickets sort by arrival time
+	d2 := r.lockAsync(context.Background(), w2)
+	r.clk.Add(poll) // a has held for a poll interval; both waiters polled
+	waitFor(t, hooks[w1].blocked, "the first waiter's poll")
+	waitFor(t, hooks[w2].blocked, "the second waiter's poll")
+	if err := a.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := r.entryName(), lockdir.QueuedFreeName(a.Fence()); got != want {
+		t.Fatalf("a holder that saw tickets released to %s, want %s", got, want)
+	}
+	dn := r.lockAsync(context.Background(), n) // a newcomer: it queues, last
+	queueHolds(t, r.path, 3)
+	next := []*Lock{w1, w2, n}
+	dones := []<-chan error{d1, d2, dn}
+	for i, w := range next {
+		r.clk.Add(poll)
+		if err := waitFor(t, dones[i], fmt.Sprintf("waiter %d to take the lock in its turn", i)); err != nil {
+			t.Fatal(err)
+		}
+		for _, later := range dones[i+1:] {
+			notYet(t, later, fmt.Sprintf("while waiter %d holds", i))
+		}
+		queueHolds(t, r.path, len(next)-i-1)
+		if err := w.Unlock(); err != nil {
+			t.Fatal(err)
+		}
+		want := lockdir.QueuedFreeName(w.Fence())
+		if i == len(next)-1 {
+			want = lockdir.FreeName(w.Fence()) // nobody queued
+		}
+		if got := r.entryName(); got != want {
+			t.Fatalf("waiter %d released to %s, want %s", i, got, want)
+		}
+	}
+	if n.Fence() != a.Fence()+3 {
+		t.Fatalf("fences %d, %d, %d after %d", w1.Fence(), w2.Fence(), n.Fence(), a.Fence())
+	}
+}
+
+// A first waiter in line that does not take a free lock handed to the
+// queue (stopped, dead on another host, cut off: here a ticket of
+// another host, which nothing polls) holds up the one behind it for its
+// grant window only, counted with the poll interval its ticket names (1 s
+// here, while the waiter behind polls every 100 ms); then it is passed
+// over: its ticket is removed, and the lock taken.
+func TestFirstInLineThatDoesNotPollIsPassedOver(t *testing.T) {
+	const poll = 100 * time.Millisecond
+	r := newRig(t)
+	a := r.lock(WithTimeout(time.Hour), WithPollInterval(poll100))
+	mustLock(t, a)
+	otherHostsTicket(t, r, time.Second)
+	r.clk.Add(time.Microsecond)
+	w := r.lock(WithWatch(false), WithPollInterval(poll), WithTimeout(time.Hour))
+	done := r.lockAsync(context.Background(), w)
+	r.clk.Add(poll)
+	waitFor(t, hooks[w].blocked, "the waiter's poll")
+	if err := a.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := r.entryName(), lockdir.QueuedFreeName(a.Fence()); got != want {
+		t.Fatalf("released to %s, want %s", got, want)
+	}
+	window := lockdir.GrantWindow(time.Second) // 2.2 s
+	for waited := time.Duration(0); waited+poll < window; waited += poll {
+		r.clk.Add(poll)
+		waitFor(t, hooks[w].blocked, "the waiter deferring to the first in line")
+		notYet(t, done, fmt.Sprintf("%v into the first's grant window of %v", waited+poll, window))
+	}
+	r.clk.Add(2 * poll)
+	if err := waitFor(t, done, "the waiter to pass over the first in line"); err != nil {
+		t.Fatal(err)
+	}
+	if names := queueHolds(t, r.path, 0); len(names) != 0 {
+		t.Fatalf("the passed-over ticket is still queued: %q", names)
+	}
+	w.Unlock()
+}
+
+// A Lock handed to the queue is still free to TryLock, and to a Lock with
+// a PATIENCE of 0: one attempt never queues, so it takes any free lock
+// (as the tryLock of Java's fair locks does), rather than report busy a
+// lock that queued waiters may have left for good.
+func TestTryLockTakesALockHandedToTheQueue(t *testing.T) {
+	for _, try := range []func(l *Lock) (bool, error){
+		(*Lock).TryLock,
+		func(l *Lock) (bool, error) { err := l.Lock(context.Background()); return err == nil, err },
+	} {
+		r := newRig(t)
+		a := r.lock(WithTimeout(time.Hour), WithPollInterval(poll100))
+		mustLock(t, a)
+		otherHostsTicket(t, r, poll100)
+		r.clk.Add(time.Second)
+		a.Unlock()
+		if got := r.entryName(); got != lockdir.QueuedFreeName(a.Fence()) {
+			t.Fatalf("released to %s, want free.E.q", got)
+		}
+		l := r.lock(WithPatience(0))
+		if ok, err := try(l); !ok || err != nil {
+			t.Fatalf("one attempt at a lock handed to the queue = %v, %v; want it taken", ok, err)
+		}
+		l.Unlock()
+	}
+}
+
+const poll100 = 100 * time.Millisecond
+
+// otherHostsTicket puts in the lock's queue the ticket of a waiter on
+// another host (no pid of it can be checked here) that polls every poll,
+// joined now: a waiter nothing here wakes, which stays until passed over.
+func otherHostsTicket(t *testing.T, r *rig, poll time.Duration) {
+	t.Helper()
+	name := fmt.Sprintf("%020d.%s.%d.%s.%d", r.clk.Now().UnixNano(), "0123456789abcdef", 4242, "ab", poll)
+	if err := os.Mkdir(filepath.Join(r.path, lockdir.QueueDir, name), 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// An uncontended Lock and Unlock lists nothing more: a holder that did
+// not wait and held for less than its poll interval releases to free.E
+// without a look at the queue, even with a ticket there (a waiter that
+// came meanwhile waits its poll, as before); one that held for its poll
+// interval or more looks, and hands the lock to the queue.
+func TestQuickReleaseDoesNotLookAtTheQueue(t *testing.T) {
+	r := newRig(t)
+	a := r.lock(WithTimeout(time.Hour), WithPollInterval(poll100))
+	mustLock(t, a)
+	otherHostsTicket(t, r, poll100)
+	r.clk.Add(poll100 - time.Nanosecond)
+	a.Unlock()
+	if got := r.entryName(); got != lockdir.FreeName(a.Fence()) {
+		t.Fatalf("a quick release went to %s, want free.E (no look at the queue)", got)
+	}
+	a.lastFree = entry{} // (the fast path would skip the newcomer's listing)
+	ok, err := a.TryLock()
+	if !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	r.clk.Add(poll100)
+	a.Unlock()
+	if got := r.entryName(); got != lockdir.QueuedFreeName(a.Fence()) {
+		t.Fatalf("a release after a poll interval went to %s, want free.E.q", got)
+	}
+}

@@ -40,6 +40,7 @@ func main() {
 	staleRounds := flag.Int("stale-rounds", 0, "with -alternatives: rounds of the stale-reclaim race per lock and filesystem (0: the run's default, 100; -quick 20)")
 	lateRounds := flag.Int("late-rounds", 0, "with -alternatives: rounds of the late release per lock and filesystem (0: the run's default, 50; -quick 20)")
 	parallel := flag.Int("parallel", 0, "with -alternatives: stale and late rounds of one lock run at once (0: the run's default, 25; -quick 10)")
+	herdN := flag.Int("herd-n", 0, "with -alternatives: processes of the herd CPU row (0: the run's default, 64; -quick 16)")
 	from := flag.String("from", "", "with -alternatives: write the table and chart again from this alternatives.json of an earlier run, measuring nothing")
 	rows := flag.String("rows", "", "with -alternatives: measure only these groups of rows (comma-separated: "+strings.Join(altGroups, ",")+")")
 	flag.Parse()
@@ -51,7 +52,7 @@ func main() {
 		for _, x := range []struct {
 			to   *int
 			from int
-		}{{&cfg.staleRounds, *staleRounds}, {&cfg.lateRounds, *lateRounds}, {&cfg.parallel, *parallel}} {
+		}{{&cfg.staleRounds, *staleRounds}, {&cfg.lateRounds, *lateRounds}, {&cfg.parallel, *parallel}, {&cfg.herdN, *herdN}} {
 			if x.from > 0 {
 				*x.to = x.from
 			}

@@ -3,6 +3,9 @@
  *
  * The lock directory PATH holds exactly one state entry whose NAME is the
  * state:   free.E          unlocked, E = epoch (fence of the last holder)
+ *          free.E.q        the same, handed to the waiters' queue (a holder
+ *                          that saw tickets released to it; who may take
+ *                          it is the queue's rule, not modelled: any may)
  *          held.E.T.S      held by acquisition token T, heartbeat seq S
  * Every transition is a rename that succeeds only if its exact source name
  * still exists (a compare-and-swap done by the filesystem), and every
@@ -10,9 +13,9 @@
  *
  * Mapping of model steps to the Go code (model/README.md has the table):
  *   look()      listing PATH to learn the entry name     lockdir.Read (internal/lockdir), through readState (attempt.go)
- *   acquire     free.E     -> held.(E+1).T.0              Lock.take of a free entry (attempt.go), a lockdir.Move
+ *   acquire     free.E[.q] -> held.(E+1).T.0              Lock.take of a free entry (attempt.go), a lockdir.Move
  *   heartbeat   held.E.T.S -> held.E.T.(S+1)              Lock.refresh (attempt.go), from heartbeat (deadline.go); fails => Lost closes
- *   release     held.E.T.S -> free.E                      Lock.release (attempt.go), from Lock.Unlock (lock.go); fails => ErrLost
+ *   release     held.E.T.S -> free.E or free.E.q          Lock.release (deadline.go), from Lock.Unlock (lock.go); fails => ErrLost
  *   reclaim     held.E.T.S -> held.(E+1).T'.0             Lock.take of a stale entry (attempt.go), when actOn judges it stale
  *   crash       the process stops forever (SIGKILL, power loss)
  * (acquire and reclaim are one take(e, token, reclaim) in the Go code;
@@ -112,6 +115,7 @@ bit  present = 1;
 bit  ekind = FREE;
 byte eE = 0;           /* epoch */
 byte eT = 0;           /* token (0 for free entries) */
+bit  eQ = 0;           /* a free entry handed to the queue: free.E.q */
 byte eS = 0;           /* heartbeat sequence */
 
 /* Each process's belief: holding with (bE,bT,bS) or not. */
@@ -155,10 +159,11 @@ proctype P(byte me)
 {
 	/* the waiter's last look at PATH: possibly old */
 	bool seen = false;
-	bit  okind; byte oE, oT, oS, ogen;
+	bit  okind, oQ; byte oE, oT, oS, ogen;
 	byte nhb;              /* heartbeats in this hold (the bound) */
 	byte pend = 0;         /* AMBIG: 1 = renamed to our held name, 2 = to free.pE, error reported */
 	byte pE = 0;
+	bit  pQ = 0;           /* AMBIG: the free name released to was free.pE.q */
 #ifdef BROKEN
 	bool deleted = false;  /* BROKEN reclaim: deleted, create pending */
 #define IDLE (!holding[me] && !deleted && pend == 0)
@@ -168,22 +173,22 @@ proctype P(byte me)
 /* forget a look; zeroed so equal states compare equal */
 /* stop holding; zeroed likewise */
 #define DROP    holding[me] = false; bE[me] = 0; bT[me] = 0; bS[me] = 0; nhb = 0
-#define FORGET  seen = false; okind = 0; oE = 0; oT = 0; oS = 0; ogen = 0
+#define FORGET  seen = false; okind = 0; oQ = 0; oE = 0; oT = 0; oS = 0; ogen = 0
 
 	do
 	/* look(): list PATH (readState). Only needed to act; may be old. */
 	:: atomic { IDLE && present ->
-		seen = true; okind = ekind; oE = eE; oT = eT; oS = eS; ogen = gen;
+		seen = true; okind = ekind; oQ = eQ; oE = eE; oT = eT; oS = eS; ogen = gen;
 		learned[me] = false
 	   }
 
 	/* acquire (Lock.take in attempt.go; Lock.Lock/TryLock in lock.go):
-	 * rename free.E -> held.(E+1).T.0 */
+	 * rename free.E (or free.E.q, the name seen) -> held.(E+1).T.0 */
 	:: atomic { IDLE && seen && okind == FREE && nacq < MAXACQ ->
 		if
-		:: present && ekind == FREE && eE == oE ->
+		:: present && ekind == FREE && eE == oE && eQ == oQ ->
 			ASSERT_D;
-			ekind = HELD; eE = oE + 1; eT = nacq + 1; eS = 0; gen++;
+			ekind = HELD; eQ = 0; eE = oE + 1; eT = nacq + 1; eS = 0; gen++;
 			holding[me] = true; bE[me] = eE; bT[me] = eT; bS[me] = 0;
 			owner = me; ousted[me] = false; nhb = 0;
 			grant(eE);
@@ -265,7 +270,8 @@ proctype P(byte me)
 	   }
 
 	/* release (Lock.release in attempt.go; Lock.Unlock in lock.go):
-	 * held.E.T.S -> free.E; failure => ErrLost */
+	 * held.E.T.S -> free.E, or free.E.q when it saw tickets (either, as
+	 * the search likes); failure => ErrLost */
 	:: atomic { holding[me] && pend == 0 ->
 		if
 #if defined(BROKEN)
@@ -277,9 +283,10 @@ proctype P(byte me)
 			ASSERT_AB(!ousted[me]);                  /* (a)/(b) */
 #endif
 			ekind = FREE; eE = bE[me]; eT = 0; eS = 0; gen++;
+			if :: eQ = 0 :: eQ = 1 fi;
 			owner = NONE;
 #ifdef AMBIG
-			if :: skip :: pend = 2; pE = eE fi
+			if :: skip :: pend = 2; pE = eE; pQ = eQ fi
 #else
 			skip
 #endif
@@ -310,12 +317,12 @@ proctype P(byte me)
 	 * between: then Unlock reports ErrLost for a release that happened. */
 	:: atomic { pend == 2 ->
 		if
-		:: present && ekind == FREE && eE == pE -> skip
+		:: present && ekind == FREE && eE == pE && eQ == pQ -> skip
 		:: else ->
 			ASSERT_FL(ousted[me] && pend == 2);  /* (b) no false loss at release */
 			learned[me] = true
 		fi;
-		pend = 0; pE = 0;
+		pend = 0; pE = 0; pQ = 0;
 		check_inv()
 	   }
 #endif

@@ -465,7 +465,7 @@ func dlockLayout(dir string) string {
 // or "" (nothing dlock would put there).
 func entryKind(n string) string {
 	switch {
-	case numbered(n, "free.") || strings.HasPrefix(n, "held.") && strings.Count(n, ".") >= 10:
+	case numbered(strings.TrimSuffix(n, ".q"), "free.") || strings.HasPrefix(n, "held.") && strings.Count(n, ".") >= 10:
 		return "plain"
 	case n == "queue":
 		return "queue"

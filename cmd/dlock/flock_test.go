@@ -204,3 +204,20 @@ func TestModesAndMessages(t *testing.T) {
 		t.Errorf("permission denied on the lock: exit %d %q", code, errOut)
 	}
 }
+
+// A plain lock whose holder handed it to the waiters' queue (free.E.q)
+// is still a plain lock to the flock personality.
+func TestLayoutOfALockHandedToTheQueue(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []string{"free.42.q", "queue"} {
+		if err := os.Mkdir(filepath.Join(dir, n), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := dlockLayout(dir); got != "plain" {
+		t.Fatalf("dlockLayout = %q, want plain", got)
+	}
+	if got := entryKind("free.42.qq"); got != "" {
+		t.Fatalf("entryKind(free.42.qq) = %q, want nothing dlock makes", got)
+	}
+}

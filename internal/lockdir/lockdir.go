@@ -11,6 +11,7 @@
 // directory whose name is the lock's state (names.go gives the format):
 //
 //	free.E          unlocked; the last holder's fence was E
+//	free.E.q        unlocked, and handed to the waiters' queue (queue.go)
 //	held.E.T.S...   held by acquisition token T, fence E, heartbeat S
 //
 // Every transition renames that entry, and a rename succeeds only if its
@@ -20,9 +21,9 @@
 //	create     stage/held.E0.T.0  ->  PATH   (PATH did not exist)
 //	adopt      mkdir PATH/queue, then mkdir PATH/held.E0.T.0
 //	           (PATH existed, empty: a user's mkdir -m 0777)
-//	acquire    free.E             ->  held.(E+1).T.0
+//	acquire    free.E[.q]         ->  held.(E+1).T.0
 //	heartbeat  held.E.T.S         ->  held.E.T.(S+1)
-//	release    held.E.T.S         ->  free.E
+//	release    held.E.T.S         ->  free.E, or free.E.q (waiters queued)
 //	reclaim    held.E.T.S         ->  held.(E+1).T'.0   (stale or dead holder)
 //
 // Invariants, which every change here must keep:
@@ -35,10 +36,11 @@
 //     that mkdir succeeds once in PATH's life: a listing that missed an
 //     entry being renamed (see 4) cannot lead to a second one.
 //  2. A rename target is a name never used before in PATH: held names carry
-//     a fresh random token, and free.E is written only by the holder of
-//     fence E. This matters because rename(2) silently replaces an empty
-//     directory, and entries are empty directories. Where the OS offers it
-//     (Linux RENAME_NOREPLACE, macOS RENAME_EXCL) the kernel checks it too.
+//     a fresh random token, and free.E and free.E.q are written only by
+//     the holder of fence E, which releases once, to one of the two. This
+//     matters because rename(2) silently replaces an empty directory, and
+//     entries are empty directories. Where the OS offers it (Linux
+//     RENAME_NOREPLACE, macOS RENAME_EXCL) the kernel checks it too.
 //  3. Safety never depends on clocks, mtimes or caches: they only decide
 //     when a waiter tries a reclaim, and a reclaim acting on an old
 //     listing fails because its source name is gone.

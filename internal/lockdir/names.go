@@ -17,8 +17,13 @@ import (
 // with every transition and costs no extra syscall:
 //
 //	free.E
+//	free.E.q
 //	held.E.TOKEN.SEQ.SINCE.BEAT.TIMEOUT.PID.PSTART.HOSTID.HOST
 //
+//	free.E.q unlocked, and handed to the waiters' queue: its holder saw
+//	         tickets when it released (queue.go); a waiter in line takes
+//	         it, a newcomer queues first. Written, like free.E, only by
+//	         the holder of fence E, which releases once: to one of the two.
 //	E        fence, decimal: rises by one on every acquisition
 //	TOKEN    32 lowercase hex digits, random per acquisition
 //	SEQ      heartbeat count of this acquisition, decimal
@@ -34,6 +39,8 @@ import (
 const (
 	freePrefix = "free."
 	heldPrefix = "held."
+	// queuedSuffix ends a free entry that hands the lock to the queue.
+	queuedSuffix = ".q"
 
 	// MaxHostLen keeps the longest possible held name under 255 bytes.
 	MaxHostLen = 48
@@ -45,6 +52,7 @@ const (
 type Entry struct {
 	Name   string
 	Free   bool
+	Queued bool   // a free entry handed to the waiters' queue (free.E.q)
 	Fence  uint64 // for free and held entries that parsed
 	Holder Holder // for held entries (Unknown if it did not parse)
 }
@@ -69,6 +77,12 @@ type Holder struct {
 // FreeName is the free entry left by the holder of the given fence.
 func FreeName(fence uint64) string {
 	return freePrefix + strconv.FormatUint(fence, 10)
+}
+
+// QueuedFreeName is the free entry left by the holder of the given fence
+// when it saw waiters queued: the lock is theirs first (see queue.go).
+func QueuedFreeName(fence uint64) string {
+	return freePrefix + strconv.FormatUint(fence, 10) + queuedSuffix
 }
 
 // HeldName formats the state entry of a held lock for this process.
@@ -113,8 +127,9 @@ func Parse(name string) Entry {
 	e := Entry{Name: name}
 	if len(name) <= maxEntryLen {
 		if rest, ok := strings.CutPrefix(name, freePrefix); ok {
-			if fence, ok := parseDecimal(rest); ok {
-				e.Free, e.Fence = true, fence
+			num, queued := strings.CutSuffix(rest, queuedSuffix)
+			if fence, ok := parseDecimal(num); ok {
+				e.Free, e.Queued, e.Fence = true, queued, fence
 				return e
 			}
 		} else if rest, ok := strings.CutPrefix(name, heldPrefix); ok {

@@ -28,6 +28,8 @@ func TestEntryNameRoundTrip(t *testing.T) {
 func FuzzParseEntry(f *testing.F) {
 	now := time.Unix(0, 1_700_000_000_000_000_000)
 	f.Add(FreeName(42))
+	f.Add(QueuedFreeName(42))
+	f.Add("free.42.q.q")
 	f.Add(FormatHeld(43, NewToken(), 2, now, now, time.Second, Identity{PID: 7, Start: 8, HostID: "ab", Host: "web-1.example.com"}))
 	f.Add("held.1.2.3")
 	f.Add("free.-1")
@@ -36,8 +38,12 @@ func FuzzParseEntry(f *testing.F) {
 		e := Parse(name)
 		switch {
 		case e.Free:
-			if FreeName(e.Fence) != name {
-				t.Fatalf("free %q re-formats as %q", name, FreeName(e.Fence))
+			again := FreeName(e.Fence)
+			if e.Queued {
+				again = QueuedFreeName(e.Fence)
+			}
+			if again != name {
+				t.Fatalf("free %q re-formats as %q", name, again)
 			}
 		case !e.Holder.Unknown:
 			h := e.Holder
@@ -52,4 +58,21 @@ func FuzzParseEntry(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A free entry handed to the queue is free, of its fence, and says so;
+// anything after the fence but ".q" is an unknown holder, as before.
+func TestQueuedFreeName(t *testing.T) {
+	e := Parse(QueuedFreeName(42))
+	if !e.Free || !e.Queued || e.Fence != 42 || e.Name != "free.42.q" {
+		t.Fatalf("Parse(%q) = %+v", QueuedFreeName(42), e)
+	}
+	if e := Parse(FreeName(42)); !e.Free || e.Queued {
+		t.Fatalf("Parse(free.42) = %+v", e)
+	}
+	for _, n := range []string{"free.42.", "free.42.qq", "free.q", "free.042.q"} {
+		if e := Parse(n); e.Free || !e.Holder.Unknown {
+			t.Fatalf("Parse(%q) = %+v, want an unknown holder", n, e)
+		}
+	}
 }
