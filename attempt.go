@@ -110,8 +110,10 @@ func (l *Lock) opAttempt(kind int) outcome {
 }
 
 // checkFS refuses a filesystem where no lock can be safe (fsys.Unsafe); a
-// safe answer is kept for localRecheck. Called with l.op held: it may
-// wait for a hung mount, as an attempt does.
+// safe answer is kept for localRecheck, with whether the filesystem is
+// held in memory and whether its path walks go to a server (l.remote).
+// Called with l.op held: it may wait for a hung mount, as an attempt
+// does.
 func (l *Lock) checkFS() error {
 	now := l.cfg.clock.Now()
 	if !l.fsOKAt.IsZero() && now.Sub(l.fsOKAt) < localRecheck && !now.Before(l.fsOKAt) {
@@ -122,6 +124,7 @@ func (l *Lock) checkFS() error {
 	}
 	l.fsOKAt = now
 	l.inMemory.Store(fsys.InMemory(filepath.Dir(l.path)))
+	l.remote = fsys.CachingOf(filepath.Dir(l.path)) != fsys.Coherent
 	return nil
 }
 
@@ -364,7 +367,7 @@ func (l *Lock) take(e entry, token string, reclaim bool) (bool, error) {
 		fence = max(uint64(now.UnixNano()), 1) // unknown fence: seed afresh
 	}
 	name := lockdir.HeldName(fence, token, 0, now, now, l.cfg.timeout)
-	switch err := lockdir.Move(l.path, e.name, name); {
+	switch err := lockdir.Move(l.path, e.name, name, l.remote); {
 	case err == nil:
 		if l.testStep != nil {
 			l.testStep("taken")

@@ -109,6 +109,10 @@ type heldEntry struct {
 // its holders (attempt.go): guarded by Lock.op.
 type observation struct {
 	fsOKAt time.Time // when fsys.Unsafe last found PATH's filesystem safe
+	// remote: PATH's filesystem walks a path at a server (fsys.CachingOf
+	// is not Coherent), asked with fsOKAt: transitions walk it once
+	// (lockdir.Move).
+	remote bool
 	// caching is how PATH's filesystem client may answer a look, asked
 	// with localFS: what a waiter's look between listings must be for
 	// the server to answer it (attemptWatched).
