@@ -124,7 +124,11 @@ func (l *Lock) checkFS() error {
 	}
 	l.fsOKAt = now
 	l.inMemory.Store(fsys.InMemory(filepath.Dir(l.path)))
-	l.remote = fsys.CachingOf(filepath.Dir(l.path)) != fsys.Coherent
+	caching := fsys.CachingOf(filepath.Dir(l.path))
+	if l.testCaching != nil {
+		caching = *l.testCaching
+	}
+	l.remote = caching != fsys.Coherent
 	return nil
 }
 

@@ -58,7 +58,7 @@ type Lock struct {
 	testBlocked func()
 	testBeat    func()
 	testStep    func(step string)
-	testCaching *fsys.Caching // how PATH's client caches, as checkLocal finds it
+	testCaching *fsys.Caching // how PATH's client caches, as checkLocal and checkFS find it
 }
 
 // leaseState is the holder's side of an acquisition (deadline.go), as
