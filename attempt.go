@@ -111,7 +111,7 @@ func (l *Lock) opAttempt(kind int) outcome {
 
 // checkFS refuses a filesystem where no lock can be safe (fsys.Unsafe); a
 // safe answer is kept for localRecheck, with whether the filesystem is
-// held in memory and whether its path walks go to a server (l.remote).
+// held in memory and how a transition walks PATH there (l.walk).
 // Called with l.op held: it may wait for a hung mount, as an attempt
 // does.
 func (l *Lock) checkFS() error {
@@ -124,12 +124,29 @@ func (l *Lock) checkFS() error {
 	}
 	l.fsOKAt = now
 	l.inMemory.Store(fsys.InMemory(filepath.Dir(l.path)))
-	caching := fsys.CachingOf(filepath.Dir(l.path))
-	if l.testCaching != nil {
-		caching = *l.testCaching
-	}
-	l.remote = caching != fsys.Coherent
+	l.walk = walkOf(l.path, l.testCaching)
 	return nil
+}
+
+// walkOf is how a transition walks path (lockdir.Move): by path on a
+// local filesystem; on a network one, once, through a descriptor of the
+// lock directory, and where the server resolves requests by path
+// (sshfs), asking the server for the directory's type as well. A test's
+// caching kind (testCaching) stands for the filesystem's: a network one
+// is then taken to resolve by path, the way with the most steps.
+func walkOf(path string, testCaching *fsys.Caching) fsys.Walk {
+	dir := filepath.Dir(path)
+	caching := fsys.CachingOf(dir)
+	if testCaching != nil {
+		caching = *testCaching
+	}
+	switch {
+	case caching == fsys.Coherent:
+		return fsys.WalkEach
+	case testCaching != nil || fsys.ByPath(path):
+		return fsys.WalkOnceAsk
+	}
+	return fsys.WalkOnce
 }
 
 // localRecheck is how long the answer of fsys.CachingOf is kept: a statfs
@@ -371,7 +388,7 @@ func (l *Lock) take(e entry, token string, reclaim bool) (bool, error) {
 		fence = max(uint64(now.UnixNano()), 1) // unknown fence: seed afresh
 	}
 	name := lockdir.HeldName(fence, token, 0, now, now, l.cfg.timeout)
-	switch err := lockdir.Move(l.path, e.name, name, l.remote); {
+	switch err := lockdir.Move(l.path, e.name, name, l.walk); {
 	case err == nil:
 		if l.testStep != nil {
 			l.testStep("taken")

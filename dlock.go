@@ -109,10 +109,9 @@ type heldEntry struct {
 // its holders (attempt.go): guarded by Lock.op.
 type observation struct {
 	fsOKAt time.Time // when fsys.Unsafe last found PATH's filesystem safe
-	// remote: PATH's filesystem walks a path at a server (fsys.CachingOf
-	// is not Coherent), asked with fsOKAt: transitions walk it once
-	// (lockdir.Move).
-	remote bool
+	// walk is how a transition walks PATH (lockdir.Move), by what its
+	// filesystem is (fsys.CachingOf, fsys.ByPath): asked with fsOKAt.
+	walk fsys.Walk
 	// caching is how PATH's filesystem client may answer a look, asked
 	// with localFS: what a waiter's look between listings must be for
 	// the server to answer it (attemptWatched).

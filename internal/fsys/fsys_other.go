@@ -6,7 +6,7 @@ package fsys
 // the portable way.
 
 // checkAndRename does nothing here: Move takes the portable calls.
-func checkAndRename(dir, from, to string, viaDir bool) Renamed { return Renamed{} }
+func checkAndRename(dir, from, to string, walk Walk) Renamed { return Renamed{} }
 
 // holdOpen and closeHeld: only inotify reports a directory's close;
 // elsewhere a dead waiter is passed over at a poll.

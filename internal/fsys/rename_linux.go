@@ -39,23 +39,19 @@ func renameExclusive(from, to string) error {
 var lookBroken, renameat2Broken atomic.Bool
 
 // checkAndRename is what move does on every transition: isRealDir(dir),
-// then renameEntry(dir/from, dir/to). Paths are NUL-terminated copies in
-// a buffer on the stack (the portable calls allocate for every path they
-// are given, five times per transition), laid out as dir, dir/from,
-// dir/to. Done is false when it did nothing (paths too long, a call
-// refused): then move takes the portable calls.
+// then renameEntry(dir/from, dir/to), as walk says (see Walk). Paths are
+// NUL-terminated copies in a buffer on the stack (the portable calls
+// allocate for every path they are given, five times per transition),
+// laid out as dir, dir/from, dir/to. Done is false when it did nothing
+// (paths too long, a call refused): then move takes the portable calls.
 //
-// On a local filesystem (viaDir false) it is a statx of dir and a
-// renameat2 of the two paths: each walk is a lookup in the kernel's
-// dentry cache, cheaper than opening a descriptor. Where every path walk
-// goes to a server (viaDir), it opens dir with
-// O_PATH|O_DIRECTORY|O_NOFOLLOW, which refuses a symlink or a file there
-// in the walk that any call on dir makes anyway, and renames relative to
-// that descriptor: the rename walks no path again, and acts in the very
-// directory the open found. On sshfs that is 5 operations at the server
-// per transition instead of 10 (the statx walked dir and then asked for
-// its attributes; the rename walked it once for each path).
-func checkAndRename(dir, from, to string, viaDir bool) (r Renamed) {
+// Locally (WalkEach) a statx of dir and a renameat2 of the two paths are
+// cheaper than opening a descriptor and closing it. Through sshfs the
+// statx walked dir and asked for its attributes, and the rename walked
+// dir again for each of its paths: 10 operations at the server per
+// transition (coherent caching), where the open, the statx of the
+// descriptor and the rename relative to it cost 6 (WalkOnceAsk).
+func checkAndRename(dir, from, to string, walk Walk) (r Renamed) {
 	var buf [1024]byte
 	if lookBroken.Load() || renameat2Broken.Load() || 3*len(dir)+len(from)+len(to)+5 > len(buf) {
 		return r
@@ -71,15 +67,23 @@ func checkAndRename(dir, from, to string, viaDir bool) (r Renamed) {
 	copy(buf[n+1:], to) // dir/to, NUL (buf is zeroed)
 
 	dirfd := unix.AT_FDCWD // renames by path
-	if viaDir {
+	if walk == WalkEach {
+		if r = statDir(dir, unix.AT_FDCWD, &buf[0], 0); !r.IsDir {
+			return r
+		}
+	} else {
 		var e syscall.Errno
 		if dirfd, e = openDir(&buf[0]); e != 0 {
 			return lookRefused(dir, e)
 		}
 		defer syscall.Close(dirfd)
+		if walk == WalkOnceAsk {
+			// buf[len(dir)] is a NUL: the empty path of the descriptor itself.
+			if r = statDir(dir, dirfd, &buf[len(dir)], unix.AT_EMPTY_PATH|unix.AT_STATX_FORCE_SYNC); !r.IsDir {
+				return r
+			}
+		}
 		src, dst = src+len(dir)+1, dst+len(dir)+1 // from and to, relative to dirfd
-	} else if r = statDir(dir, &buf[0]); !r.IsDir {
-		return r
 	}
 	r = Renamed{Done: true, IsDir: true}
 	e := renameAt(dirfd, &buf[src], &buf[dst])
@@ -100,13 +104,13 @@ func checkAndRename(dir, from, to string, viaDir bool) (r Renamed) {
 	return r
 }
 
-// statDir is isRealDir of the NUL-terminated path at p, whose string is
-// dir: Done and IsDir when it is a directory.
-func statDir(dir string, p *byte) Renamed {
-	cwd := unix.AT_FDCWD // a variable: the constant is negative
+// statDir is isRealDir of the NUL-terminated path at p, relative to
+// dirfd, whose string is dir, with statx's flags besides
+// AT_SYMLINK_NOFOLLOW: Done and IsDir when it is a directory.
+func statDir(dir string, dirfd int, p *byte, flags int) Renamed {
 	var stx unix.Statx_t
-	_, _, e := syscall.Syscall6(unix.SYS_STATX, uintptr(cwd), uintptr(unsafe.Pointer(p)),
-		unix.AT_SYMLINK_NOFOLLOW, unix.STATX_TYPE, uintptr(unsafe.Pointer(&stx)), 0)
+	_, _, e := syscall.Syscall6(unix.SYS_STATX, uintptr(dirfd), uintptr(unsafe.Pointer(p)),
+		uintptr(unix.AT_SYMLINK_NOFOLLOW|flags), unix.STATX_TYPE, uintptr(unsafe.Pointer(&stx)), 0)
 	switch {
 	case e == unix.ENOSYS || e == unix.EPERM:
 		lookBroken.Store(true)

@@ -207,22 +207,23 @@ func NoEntryError(path string, unchanged time.Duration) error {
 
 // Move performs one transition, renaming entry from to entry to in dir.
 // ErrGone means from no longer exists: another process moved it first.
-// remote says that dir is on a filesystem whose path walks are round
-// trips to a server (a network or FUSE filesystem: fsys.CachingOf is not
-// Coherent), where the rename is made relative to dir opened for it, so
-// that dir's path is walked once (fsys.CheckAndRename's viaDir).
+// walk says how: by path on a local filesystem, through a descriptor of
+// dir opened for this one rename on a network one, where each walk of
+// dir's path is round trips to a server (fsys.Walk).
 //
 // dir must still be a directory, not a symlink swapped in since we last
 // looked: a path through a symlink would rename entries in a directory
 // that is not the lock. (Whoever can swap dir can break the lock anyway;
 // this keeps dlock from acting on their target.) So every transition
 // walks dir afresh, refusing a symlink or a file there, and renames in
-// the directory that walk found (remote: through a descriptor opened for
-// this one rename), or right after it. No descriptor is kept from one
+// the directory that walk found (through a descriptor opened for this
+// one rename), or right after it. No descriptor is kept from one
 // transition to the next: it would keep acting on a lock directory moved
 // away, where the holder must learn at its next heartbeat that its entry
-// is gone from dir.
-func Move(dir, from, to string, remote bool) error {
+// is gone from dir. Where the server resolves every request by path
+// (sshfs), a descriptor pins nothing and the walk may come from the
+// client's cache: dir's type is then asked of the server itself.
+func Move(dir, from, to string, walk fsys.Walk) error {
 	// dir is absolute and clean (New made it so) and entry names have no
 	// separator: plain concatenation, not filepath.Join's Clean, on this
 	// hot path.
@@ -230,7 +231,7 @@ func Move(dir, from, to string, remote bool) error {
 	if f := TestMove.Load(); f != nil {
 		(*f)(from, to) // a test plays a hung mount here
 	}
-	r := fsys.CheckAndRename(dir, from, to, remote)
+	r := fsys.CheckAndRename(dir, from, to, walk)
 	if !r.Done {
 		r.IsDir, r.StatErr = fsys.IsRealDir(dir)
 		if r.StatErr == nil && r.IsDir {
