@@ -148,7 +148,10 @@ func TestSharedFSFlockExcludes(t *testing.T) {
 func TestSharedFSCounter(t *testing.T) {
 	fs := needSharedFS(t)
 	d1, d2 := fs.dirs(t)
-	procs, rounds := 6, envInt("DLOCK_SHAREDFS_COUNTER_ROUNDS", 30)
+	procs, rounds := 6, 30
+	if n, err := strconv.Atoi(os.Getenv("DLOCK_SHAREDFS_COUNTER_ROUNDS")); err == nil && n > 0 {
+		rounds = n
+	}
 	if fs.cached {
 		procs, rounds = 4, 4 // a release may take the other mount ~20 s to see
 	}
