@@ -110,8 +110,10 @@ func (l *Lock) opAttempt(kind int) outcome {
 }
 
 // checkFS refuses a filesystem where no lock can be safe (fsys.Unsafe); a
-// safe answer is kept for localRecheck. Called with l.op held: it may
-// wait for a hung mount, as an attempt does.
+// safe answer is kept for localRecheck, with whether the filesystem is
+// held in memory and how a transition walks PATH there (l.walk).
+// Called with l.op held: it may wait for a hung mount, as an attempt
+// does.
 func (l *Lock) checkFS() error {
 	now := l.cfg.clock.Now()
 	if !l.fsOKAt.IsZero() && now.Sub(l.fsOKAt) < localRecheck && !now.Before(l.fsOKAt) {
@@ -122,17 +124,20 @@ func (l *Lock) checkFS() error {
 	}
 	l.fsOKAt = now
 	l.inMemory.Store(fsys.InMemory(filepath.Dir(l.path)))
+	l.walk = walkOf(l.path, l.testCaching)
 	return nil
 }
 
-// vouch records that PATH's filesystem was found safe at at, and whether
-// it is held in memory, by the check of the container that holds l (a
-// Semaphore's or an RWLock's directory, PATH's parent): it counts for
-// each of its locks as checkFS's own would, until localRecheck. An RWLock
+// vouch records that PATH's filesystem was found safe at at, whether it
+// is held in memory, and how a transition walks PATH there (walkOf, asked
+// once for all the container's locks), by the check of the container that
+// holds l (a Semaphore's or an RWLock's directory, PATH's parent): it
+// counts for each of its locks as checkFS's own would, until
+// localRecheck. An RWLock
 // writer's 33 locks each walked their path and asked statfs twice at
 // their first attempt (on sshfs, about 200 round trips for a write
 // lock). A Lock that has looked itself, or is looking, is left alone.
-func (l *Lock) vouch(at time.Time, inMemory bool) {
+func (l *Lock) vouch(at time.Time, inMemory bool, walk fsys.Walk) {
 	if !l.op.TryLock() {
 		return
 	}
@@ -140,7 +145,29 @@ func (l *Lock) vouch(at time.Time, inMemory bool) {
 	if l.fsOKAt.IsZero() {
 		l.fsOKAt = at
 		l.inMemory.Store(inMemory)
+		l.walk = walk
 	}
+}
+
+// walkOf is how a transition walks path (lockdir.Move): by path on a
+// local filesystem; on a network one, once, through a descriptor of the
+// lock directory, and where the server resolves requests by path
+// (sshfs), asking the server for the directory's type as well. A test's
+// caching kind (testCaching) stands for the filesystem's: a network one
+// is then taken to resolve by path, the way with the most steps.
+func walkOf(path string, testCaching *fsys.Caching) fsys.Walk {
+	dir := filepath.Dir(path)
+	caching := fsys.CachingOf(dir)
+	if testCaching != nil {
+		caching = *testCaching
+	}
+	switch {
+	case caching == fsys.Coherent:
+		return fsys.WalkEach
+	case testCaching != nil || fsys.ByPath(path):
+		return fsys.WalkOnceAsk
+	}
+	return fsys.WalkOnce
 }
 
 // localRecheck is how long the answer of fsys.CachingOf is kept: a statfs
@@ -423,7 +450,7 @@ func (l *Lock) take(e entry, token string, reclaim bool) (bool, error) {
 		fence = max(uint64(now.UnixNano()), 1) // unknown fence: seed afresh
 	}
 	name := lockdir.HeldName(fence, token, 0, now, now, l.cfg.timeout)
-	switch err := lockdir.Move(l.path, e.name, name); {
+	switch err := lockdir.Move(l.path, e.name, name, l.walk); {
 	case err == nil:
 		if l.testStep != nil {
 			l.testStep("taken")

@@ -39,8 +39,12 @@ func (c *container) open(path, kind, marker string, n int, cfg config, member fu
 		if err == nil {
 			c.checked = true
 			inMemory := fsys.InMemory(path)
+			var walk fsys.Walk
+			if len(locks) > 0 { // all in path: one answer for each
+				walk = walkOf(locks[0].path, locks[0].testCaching)
+			}
 			for _, l := range locks {
-				l.vouch(safeAt, inMemory)
+				l.vouch(safeAt, inMemory, walk)
 			}
 			return nil
 		}

@@ -171,7 +171,7 @@ func (l *Lock) heartbeat() {
 // now. Called with l.op held.
 func (l *Lock) refresh(now time.Time) error {
 	next := lockdir.HeldName(l.Fence(), l.token, l.seq+1, l.since, now, l.cfg.timeout)
-	if err := lockdir.Move(l.path, l.cur, next); err != nil {
+	if err := lockdir.Move(l.path, l.cur, next, l.walk); err != nil {
 		return err
 	}
 	l.cur, l.seq, l.issued = next, l.seq+1, now
@@ -375,7 +375,7 @@ func (l *Lock) lateUnlock(fence uint64) error {
 // the deadline, as for any release.
 func (l *Lock) release(fence uint64) error {
 	free, queued := l.freeName(fence)
-	err := lockdir.Move(l.path, l.cur, free)
+	err := lockdir.Move(l.path, l.cur, free, l.walk)
 	for start := time.Now(); fsys.IsTransient(err) && time.Since(start) < l.cfg.timeout; {
 		l.mu.Lock()
 		deadline := l.deadline
@@ -384,7 +384,7 @@ func (l *Lock) release(fence uint64) error {
 			break
 		}
 		time.Sleep(min(l.cfg.poll, 250*time.Millisecond))
-		err = lockdir.Move(l.path, l.cur, free)
+		err = lockdir.Move(l.path, l.cur, free, l.walk)
 	}
 	if err != nil {
 		return err

@@ -60,7 +60,7 @@ type Lock struct {
 	testBlocked func()
 	testBeat    func()
 	testStep    func(step string)
-	testCaching *fsys.Caching // how PATH's client caches, as checkLocal finds it
+	testCaching *fsys.Caching // how PATH's client caches, as checkLocal and checkFS find it
 }
 
 // leaseState is the holder's side of an acquisition (deadline.go), as
@@ -129,6 +129,9 @@ type heldEntry struct {
 // its holders (attempt.go): guarded by Lock.op.
 type observation struct {
 	fsOKAt time.Time // when fsys.Unsafe last found PATH's filesystem safe
+	// walk is how a transition walks PATH (lockdir.Move), by what its
+	// filesystem is (fsys.CachingOf, fsys.ByPath): asked with fsOKAt.
+	walk fsys.Walk
 	// caching is how PATH's filesystem client may answer a look, asked
 	// with localFS: what a waiter's look between listings must be for
 	// the server to answer it (attemptWatched).

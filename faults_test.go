@@ -809,8 +809,16 @@ func TestSymlinkAtPathToALock(t *testing.T) {
 // Lock released it (so it remembers the free entry's name), the directory
 // is moved away and the path made a symlink to a directory that holds an
 // entry of that very name. The next Lock must not acquire through the
-// symlink nor rename anything in the target.
+// symlink nor rename anything in the target. Both ways of a transition
+// are played: by path (a local filesystem) and through a descriptor of
+// the lock directory (a network one: lockdir.Move's remote).
 func TestSymlinkSwappedInBetweenSteps(t *testing.T) {
+	for _, kind := range []fsys.Caching{fsys.Coherent, fsys.Opaque} {
+		t.Run(kind.String(), func(t *testing.T) { symlinkSwappedInBetweenSteps(t, kind) })
+	}
+}
+
+func symlinkSwappedInBetweenSteps(t *testing.T, kind fsys.Caching) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "lock")
 	target := filepath.Join(dir, "elsewhere")
@@ -833,6 +841,7 @@ func TestSymlinkSwappedInBetweenSteps(t *testing.T) {
 	t.Run("before Lock", func(t *testing.T) {
 		defer cleanup()
 		l, _ := New(path)
+		l.testCaching = &kind
 		mustLock(t, l)
 		if err := l.Unlock(); err != nil {
 			t.Fatal(err)
@@ -841,6 +850,7 @@ func TestSymlinkSwappedInBetweenSteps(t *testing.T) {
 		before := tree(t, target)
 		// A Lock that remembers nothing lists the path and refuses it.
 		fresh, _ := New(path)
+		fresh.testCaching = &kind
 		if err := lockAtOnce(t, fresh); !errors.Is(err, ErrNotLock) {
 			t.Fatalf("fresh Lock with a symlink swapped in = %v, want ErrNotLock", err)
 		}
@@ -862,6 +872,7 @@ func TestSymlinkSwappedInBetweenSteps(t *testing.T) {
 		r := newRig(t)
 		r.path = path
 		a := r.lock(WithTimeout(3 * time.Second))
+		a.testCaching = &kind
 		mustLock(t, a)
 		swap(t, r.entryName()) // the attacker copies the held name
 		before := tree(t, target)

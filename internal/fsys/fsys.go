@@ -41,16 +41,52 @@ func RenameNoReplace(from, to string) error { return retry2("rename", renameExcl
 // answer is the compare-and-swap.
 func RenameEntry(from, to string) error { return retry2("rename", renameEntry, from, to) }
 
-// CheckAndRename is IsRealDir(dir) then RenameEntry(dir/from, dir/to) in
-// two system calls and no allocation, where the OS allows (Linux: statx
-// and renameat2 on paths copied into a buffer on the stack). done is
-// false when it did nothing (another OS, paths too long, a call refused):
-// then the caller makes the portable calls.
-func CheckAndRename(dir, from, to string) (isDir bool, statErr, err error, done bool) {
+// CheckAndRename is IsRealDir(dir) then RenameEntry(dir/from, dir/to),
+// in as few system calls and round trips as the OS allows, without
+// allocating (Linux: paths copied into a buffer on the stack); walk says
+// how. Done is false when it did nothing (another OS, paths too long, a
+// call refused): then the caller makes the portable calls.
+func CheckAndRename(dir, from, to string, walk Walk) Renamed {
 	if Fault.Load() != nil {
-		return false, nil, nil, false // a test's faults are played on the portable calls
+		return Renamed{} // a test's faults are played on the portable calls
 	}
-	return checkAndRename(dir, from, to)
+	return checkAndRename(dir, from, to, walk)
+}
+
+// Walk is how CheckAndRename looks at dir and renames in it, by what a
+// walk of dir's path costs and what the server resolves requests by.
+type Walk uint8
+
+const (
+	// WalkEach: a local filesystem, where a walk is a lookup in the
+	// kernel's caches: a look at dir's type, then a rename of the two
+	// paths (Linux: statx and renameat2), each walking dir.
+	WalkEach Walk = iota
+	// WalkOnce: a network filesystem whose server resolves requests by
+	// inode or handle (NFS, GlusterFS), where every walk may be round
+	// trips: dir is opened so that a symlink or a file there is refused,
+	// and the rename made relative to that descriptor, in the very
+	// directory the open found (Linux: O_PATH|O_NOFOLLOW|O_DIRECTORY and
+	// renameat2).
+	WalkOnce
+	// WalkOnceAsk: WalkOnce where the server resolves every request by
+	// path (sshfs, ByPath): the descriptor pins nothing there, and the
+	// open's walk may be answered from the client's cache, so dir's type
+	// is also asked of the server itself (Linux: statx of the descriptor
+	// with AT_STATX_FORCE_SYNC), right before the rename.
+	WalkOnceAsk
+)
+
+// Renamed is what CheckAndRename did.
+type Renamed struct {
+	Done    bool  // false: nothing was done; make the portable calls
+	IsDir   bool  // dir was a directory, not a symlink or a file
+	StatErr error // looking at dir failed (IsDir is then false)
+	Err     error // the rename failed
+	// Landed: the rename failed for another reason than an existing
+	// target, and yet to exists in dir now (looked at through the same
+	// descriptor, right after the failure).
+	Landed bool
 }
 
 // ReadNames lists the directory at path, without . and .., and without

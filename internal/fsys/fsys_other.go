@@ -6,9 +6,7 @@ package fsys
 // the portable way.
 
 // checkAndRename does nothing here: Move takes the portable calls.
-func checkAndRename(dir, from, to string) (isDir bool, statErr, err error, done bool) {
-	return false, nil, nil, false
-}
+func checkAndRename(dir, from, to string, walk Walk) Renamed { return Renamed{} }
 
 // holdOpen and closeHeld: only inotify reports a directory's close;
 // elsewhere a dead waiter is passed over at a poll.

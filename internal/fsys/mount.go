@@ -103,6 +103,45 @@ type mount struct {
 	source string // e.g. "/dev/sda1", "smbnetfs"
 }
 
+// byInode names the FUSE daemons known to resolve each request by the
+// inode it names (GlusterFS by its gfid, CephFS by its inode number), as
+// the kernel's NFS client does by file handle. Every other FUSE daemon is
+// taken to resolve it by path (sshfs sends the server a path, which the
+// server walks again; so do libfuse's path-based filesystems).
+var byInode = map[string]bool{"glusterfs": true, "ceph-fuse": true}
+
+// ByPath reports whether the server of path's filesystem resolves every
+// request by a path name (sshfs): there a descriptor of the lock directory
+// pins nothing, a symlink swapped in for it at the server is followed by
+// the server, and only an operation that reaches the server can see it.
+// False for local and kernel network filesystems (NFS works by file
+// handle) and for FUSE daemons known to work by inode; true for a FUSE
+// mount whose daemon is unknown, or when the mount table cannot be read.
+func ByPath(path string) bool {
+	m, fuse, known := fuseMountOf(path)
+	return fuse && (!known || resolvesByPath(m))
+}
+
+// resolvesByPath reports whether the daemon of the FUSE mount m is taken
+// to resolve each request by path (every one not known to use inodes).
+func resolvesByPath(m mount) bool { return !byInode[fuseName(m)] }
+
+// fuseMountOf is the FUSE mount holding path, symlinks in the part of it
+// that exists followed: fuse is false when path is not on FUSE, known
+// false when the mount table could not be read.
+func fuseMountOf(path string) (m mount, fuse, known bool) {
+	real, existing := resolve(path)
+	if !maybeFUSE(existing) {
+		return m, false, true // statfs said so
+	}
+	mounts, err := mountTable()
+	if err != nil || len(mounts) == 0 {
+		return m, true, false // nothing known: Linux without /proc, or another OS
+	}
+	m, known = mountOf(mounts, real)
+	return m, true, known
+}
+
 // Unsafe returns an error matching ErrUnsafe when path, a lock's
 // absolute path (which need not exist), is on a filesystem where no lock
 // can be safe, and nil otherwise, or when the mount table cannot be read.

@@ -166,3 +166,22 @@ func TestUnsafeFSHere(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Which FUSE daemons a transition asks the server itself about the lock
+// directory (WalkOnceAsk): all but those known to resolve by inode.
+func TestResolvesByPath(t *testing.T) {
+	for _, c := range []struct {
+		m    mount
+		want bool
+	}{
+		{mount{fstype: "fuse.sshfs", source: "root@host:/srv"}, true},
+		{mount{fstype: "fuse.rclone", source: "remote:"}, true},
+		{mount{fstype: "fuse", source: "/usr/bin/someday"}, true},
+		{mount{fstype: "fuse.glusterfs", source: "host:/vol"}, false},
+		{mount{fstype: "fuse", source: "ceph-fuse"}, false},
+	} {
+		if got := resolvesByPath(c.m); got != c.want {
+			t.Errorf("resolvesByPath(%+v) = %v, want %v", c.m, got, c.want)
+		}
+	}
+}

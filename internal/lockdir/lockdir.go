@@ -210,13 +210,23 @@ func NoEntryError(path string, unchanged time.Duration) error {
 
 // Move performs one transition, renaming entry from to entry to in dir.
 // ErrGone means from no longer exists: another process moved it first.
+// walk says how: by path on a local filesystem, through a descriptor of
+// dir opened for this one rename on a network one, where each walk of
+// dir's path is round trips to a server (fsys.Walk).
 //
 // dir must still be a directory, not a symlink swapped in since we last
-// looked: renames go by path (an fd would keep acting on a lock directory
-// moved away), and a path through a symlink would rename entries in a
-// directory that is not the lock. (Whoever can swap dir can break the
-// lock anyway; this keeps dlock from acting on their target.)
-func Move(dir, from, to string) error {
+// looked: a path through a symlink would rename entries in a directory
+// that is not the lock. (Whoever can swap dir can break the lock anyway;
+// this keeps dlock from acting on their target.) So every transition
+// walks dir afresh, refusing a symlink or a file there, and renames in
+// the directory that walk found (through a descriptor opened for this
+// one rename), or right after it. No descriptor is kept from one
+// transition to the next: it would keep acting on a lock directory moved
+// away, where the holder must learn at its next heartbeat that its entry
+// is gone from dir. Where the server resolves every request by path
+// (sshfs), a descriptor pins nothing and the walk may come from the
+// client's cache: dir's type is then asked of the server itself.
+func Move(dir, from, to string, walk fsys.Walk) error {
 	// dir is absolute and clean (New made it so) and entry names have no
 	// separator: plain concatenation, not filepath.Join's Clean, on this
 	// hot path.
@@ -224,33 +234,30 @@ func Move(dir, from, to string) error {
 	if f := TestMove.Load(); f != nil {
 		(*f)(from, to) // a test plays a hung mount here
 	}
-	isDir, statErr, err, done := fsys.CheckAndRename(dir, from, to)
-	if !done {
-		isDir, statErr = fsys.IsRealDir(dir)
-		if statErr == nil && isDir {
-			err = fsys.RenameEntry(dir+sep+from, dir+sep+to)
+	r := fsys.CheckAndRename(dir, from, to, walk)
+	if !r.Done {
+		r.IsDir, r.StatErr = fsys.IsRealDir(dir)
+		if r.StatErr == nil && r.IsDir {
+			r.Err = fsys.RenameEntry(dir+sep+from, dir+sep+to)
+			if r.Err != nil && !errors.Is(r.Err, fs.ErrExist) && !errors.Is(r.Err, syscall.ENOTEMPTY) {
+				_, serr := os.Lstat(dir + sep + to)
+				r.Landed = serr == nil
+			}
 		}
 	}
-	if statErr != nil || !isDir {
-		if statErr == nil || errors.Is(statErr, fs.ErrNotExist) {
-			return ErrGone
-		}
-		return statErr
-	}
-	if err == nil {
-		return nil
-	}
-	dst := dir + sep + to
-	if errors.Is(err, fs.ErrExist) || errors.Is(err, syscall.ENOTEMPTY) {
-		return fmt.Errorf("dlock: %s already exists, which dlock never lets happen: %w", dst, ErrCorrupt)
-	}
-	if _, serr := os.Lstat(dst); serr == nil {
-		return nil // invariant 5: the rename took effect
-	}
-	if errors.Is(err, fs.ErrNotExist) {
+	switch {
+	case r.StatErr == nil && !r.IsDir, errors.Is(r.StatErr, fs.ErrNotExist):
+		return ErrGone
+	case r.StatErr != nil:
+		return r.StatErr
+	case r.Err == nil, r.Landed:
+		return nil // (landed: invariant 5, the rename took effect)
+	case errors.Is(r.Err, fs.ErrExist) || errors.Is(r.Err, syscall.ENOTEMPTY):
+		return fmt.Errorf("dlock: %s already exists, which dlock never lets happen: %w", dir+sep+to, ErrCorrupt)
+	case errors.Is(r.Err, fs.ErrNotExist):
 		return ErrGone
 	}
-	return err
+	return r.Err
 }
 
 // Create makes the lock directory at path, already holding the entry held.
