@@ -28,14 +28,14 @@ import (
 // hangRenames makes every transition whose rename matches block, as in a
 // hung mount, until the returned function is called (or the test ends).
 // entered receives once for each rename that blocks.
-func hangRenames(t *testing.T, match func(from, to string) bool) (entered <-chan string, thaw func()) {
+func hangRenames(t *testing.T, under string, match func(from, to string) bool) (entered <-chan string, thaw func()) {
 	t.Helper()
 	in := make(chan string, 100)
 	frozen := make(chan struct{})
 	var once sync.Once
 	thaw = func() { once.Do(func() { close(frozen) }) }
-	f := func(from, to string) {
-		if match(from, to) {
+	f := func(dir, from, to string) {
+		if within(dir, under) && match(from, to) {
 			in <- to
 			<-frozen
 		}
@@ -46,6 +46,13 @@ func hangRenames(t *testing.T, match func(from, to string) bool) (entered <-chan
 		lockdir.TestMove.Store(nil)
 	})
 	return in, thaw
+}
+
+// within reports whether dir is the lock directory under, or one in it
+// (a Semaphore's slot): the renames a test's hook acts on. Other tests'
+// locks, which may still refresh while the hook is set, pass untouched.
+func within(dir, under string) bool {
+	return dir == under || strings.HasPrefix(dir, under+string(filepath.Separator))
 }
 
 // carries reports whether an entry name carries the acquisition token tok.
@@ -83,7 +90,7 @@ func TestHungRefreshToldAtDeadlineBeforeReclaim(t *testing.T) {
 	start := r.clk.Now()
 	mustLock(t, a)
 	tok := a.token
-	entered, thaw := hangRenames(t, func(from, to string) bool { return carries(to, tok) || strings.HasPrefix(to, "free.") })
+	entered, thaw := hangRenames(t, r.path, func(from, to string) bool { return carries(to, tok) || strings.HasPrefix(to, "free.") })
 	done := r.lockAsync(context.Background(), b)
 
 	r.clk.Add(time.Second)
@@ -142,7 +149,7 @@ func TestHungReleaseUnlockReturnsByDeadline(t *testing.T) {
 			a := r.lock(WithTimeout(3 * time.Second))
 			mustLock(t, a)
 			free := lockdir.FreeName(a.Fence())
-			entered, thaw := hangRenames(t, func(from, to string) bool { return to == free })
+			entered, thaw := hangRenames(t, r.path, func(from, to string) bool { return to == free })
 			unlocked := make(chan error, 1)
 			go func() { unlocked <- a.Unlock() }()
 			waitFor(t, entered, "the release to hang")
@@ -188,7 +195,7 @@ func TestLockGivesUpInsideAHungAttempt(t *testing.T) {
 		t.Fatal(err)
 	}
 	first := w.Fence()
-	entered, thaw := hangRenames(t, func(from, to string) bool { return strings.HasPrefix(to, "held.") })
+	entered, thaw := hangRenames(t, r.path, func(from, to string) bool { return strings.HasPrefix(to, "held.") })
 	ctx, cancel := context.WithCancel(context.Background())
 	locked := make(chan error, 1)
 	go func() { locked <- w.Lock(ctx) }()
@@ -228,7 +235,7 @@ func TestPatienceEndsAHungAttempt(t *testing.T) {
 	mustLock(t, a)
 	a.Unlock()
 	w := r.lock(WithPatience(time.Second), WithPollInterval(50*time.Millisecond))
-	entered, thaw := hangRenames(t, func(from, to string) bool { return strings.HasPrefix(to, "held.") })
+	entered, thaw := hangRenames(t, r.path, func(from, to string) bool { return strings.HasPrefix(to, "held.") })
 	locked := make(chan error, 1)
 	go func() { locked <- w.Lock(context.Background()) }()
 	waitFor(t, entered, "the acquiring rename to hang")
@@ -462,7 +469,7 @@ func TestPatienceEndsAHungSemaphoreAttempt(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.Release()
-	entered, thaw := hangRenames(t, func(from, to string) bool { return strings.HasPrefix(to, "held.") })
+	entered, thaw := hangRenames(t, r.path, func(from, to string) bool { return strings.HasPrefix(to, "held.") })
 	got := make(chan error, 1)
 	go func() { _, err := s.Take(context.Background()); got <- err }()
 	waitFor(t, entered, "the acquiring rename to hang")
@@ -504,7 +511,7 @@ func TestUnlockReleasesInlineOnlyInMemory(t *testing.T) {
 		if got, want := inline, fsys.InMemory(dir); got != want {
 			t.Errorf("%s: releaseInline = %v, want %v (in memory: %v)", dir, got, want, want)
 		}
-		hang := func(from, to string) {}
+		hang := func(dir, from, to string) {}
 		lockdir.TestMove.Store(&hang)
 		if a.releaseInline() {
 			t.Errorf("%s: releaseInline while a test plays a hung mount", dir)
@@ -525,12 +532,12 @@ func TestUnlockReleasesInlineOnlyInMemory(t *testing.T) {
 // stepRenames makes the transitions' renames wait, one by one, for the
 // test: each rename that matches sends its names on the returned channel
 // and proceeds when the test sends on go.
-func stepRenames(t *testing.T, match func(from, to string) bool) (entered <-chan string, proceed chan<- struct{}) {
+func stepRenames(t *testing.T, under string, match func(from, to string) bool) (entered <-chan string, proceed chan<- struct{}) {
 	t.Helper()
 	in := make(chan string, 10)
 	gate := make(chan struct{})
-	f := func(from, to string) {
-		if match(from, to) {
+	f := func(dir, from, to string) {
+		if within(dir, under) && match(from, to) {
 			in <- filepath.Base(from) + " -> " + filepath.Base(to)
 			<-gate
 		}
@@ -556,7 +563,7 @@ func TestLateAcquisitionCountsFromItsRefresh(t *testing.T) {
 		t.Fatal(err)
 	}
 	var n atomic.Int32
-	entered, proceed := stepRenames(t, func(from, to string) bool { return n.Add(1) <= 2 })
+	entered, proceed := stepRenames(t, r.path, func(from, to string) bool { return n.Add(1) <= 2 })
 	issued := r.clk.Now()
 	done := make(chan error, 1)
 	go func() { done <- a.Lock(context.Background()) }()
@@ -607,7 +614,7 @@ func TestLateAcquisitionPastItsDeadlineIsGivenUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	var n atomic.Int32
-	entered, proceed := stepRenames(t, func(from, to string) bool { return n.Add(1) <= 2 })
+	entered, proceed := stepRenames(t, r.path, func(from, to string) bool { return n.Add(1) <= 2 })
 	done := make(chan error, 1)
 	go func() { done <- a.Lock(context.Background()) }()
 	t.Logf("held: %s", waitFor(t, entered, "the acquiring rename"))
@@ -728,7 +735,7 @@ func TestOneLateRefreshIsNotAClockBehind(t *testing.T) {
 		t.Fatalf("TryLock = %v, %v", ok, err)
 	}
 	tok := a.token
-	entered, proceed := stepRenames(t, func(from, to string) bool { return carries(to, tok) })
+	entered, proceed := stepRenames(t, r.path, func(from, to string) bool { return carries(to, tok) })
 	r.clk.Add(time.Second) // the heartbeat: its refresh is issued now
 	t.Logf("in flight: %s", waitFor(t, entered, "the refresh"))
 	r.clk.Add(1200 * time.Millisecond)            // before the holder's deadline at +2.4 s

@@ -232,7 +232,7 @@ func Move(dir, from, to string, walk fsys.Walk) error {
 	// hot path.
 	sep := string(os.PathSeparator)
 	if f := TestMove.Load(); f != nil {
-		(*f)(from, to) // a test plays a hung mount here
+		(*f)(dir, from, to) // a test plays a hung mount here
 	}
 	r := fsys.CheckAndRename(dir, from, to, walk)
 	if !r.Done {
@@ -419,7 +419,7 @@ func markEmpty(dir, what, marker string) error {
 }
 
 // TestMove, set by tests only, runs before each transition's rename.
-var TestMove atomic.Pointer[func(from, to string)]
+var TestMove atomic.Pointer[func(dir, from, to string)]
 
 // TestStaged, set by tests only, runs when Create has made its stage.
 var TestStaged atomic.Pointer[func(stage string)]
