@@ -98,7 +98,7 @@ type stuckError struct {
 }
 
 func (e *stuckError) Error() string {
-	return fmt.Sprintf("dlock: locking %s: gave up while an attempt was still waiting for the filesystem (a hung mount?): %v", e.path, e.cause)
+	return fmt.Sprintf("dlock: locking %s: gave up while an attempt was still waiting for the filesystem (a hung mount, or a machine too loaded to run it in time?): %v", e.path, e.cause)
 }
 
 func (e *stuckError) Unwrap() error { return e.cause }

@@ -134,7 +134,7 @@ func (c config) patienceSpent(ctx context.Context, path string, err error) error
 	}
 	var stuck *stuckError
 	if errors.As(err, &stuck) && ctx.Err() == nil {
-		return fmt.Errorf("dlock: %s: PATIENCE %v ran out while an attempt was still waiting for the filesystem (a hung mount?): %w",
+		return fmt.Errorf("dlock: %s: PATIENCE %v ran out while an attempt was still waiting for the filesystem (a hung mount, or a machine too loaded to run it in time?): %w",
 			path, c.patience, ErrBusy)
 	}
 	return err
