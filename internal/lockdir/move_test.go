@@ -107,7 +107,13 @@ func TestMoveRefusesWhatIsNotTheLock(t *testing.T) {
 			if err := Move(dir, b, FreeName(2), walk); !errors.Is(err, ErrGone) {
 				t.Fatalf("Move with a file at the lock's path = %v, want ErrGone", err)
 			}
-			// A file above it: an error, not a lock that is gone.
+			// A file above it: an error, not a lock that is gone. (Windows
+			// answers "path not found" for a file in a path, as for a
+			// missing directory: there the lock is gone as far as a look
+			// can tell, and New's mkdir already said why.)
+			if runtime.GOOS == "windows" {
+				return
+			}
 			if err := Move(filepath.Join(dir, "below"), b, FreeName(2), walk); err == nil || errors.Is(err, ErrGone) {
 				t.Fatalf("Move below a file = %v, want an error", err)
 			}
