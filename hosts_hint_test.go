@@ -10,7 +10,7 @@ package dlock
 // waits are measured with the default poll of 100ms and no hints, and
 // with a poll of 1s (and 2s) and hints.
 //
-//	eval "$(scripts/hosts.sh up /tmp/hint-hosts)"
+//	eval "$(scripts/hosts.sh up)"
 //	go test -run TestHostsWakeHints -v -count=1 .
 //
 // DLOCK_HINT_ROUNDS sets the hand-offs per case (default 20),

@@ -9,7 +9,7 @@ package dlock
 // (qemu -netdev dgram over this host's loopback, UDP ports QEMU_HINT_PORT
 // and QEMU_HINT_PORT+1, default 21000): 10.99.0.1 and 10.99.0.2.
 //
-//	eval "$(QEMU_NFS_PORT=20890 scripts/qemu-nfs.sh up /tmp/hint-qemu)"
+//	eval "$(QEMU_NFS_PORT=20890 scripts/qemu-nfs.sh up)"
 //	go test -run TestQemuNFSWakeHints -v -count=1 .
 //
 // DLOCK_QEMU_HINT_ROUNDS (default 10) sets the hand-offs per case; every
