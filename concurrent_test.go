@@ -681,7 +681,8 @@ func TestTwoWaitersRaceToReclaim(t *testing.T) {
 // turnsChild is the role "turns": DLOCK_ROUNDS rounds, each a new Lock of
 // DLOCK_PATH that polls (WithWatch(false): a network filesystem's waiter,
 // in a polled queue) every DLOCK_POLL, held DLOCK_HOLD; it says "acq
-// FENCE" for each, and wants the lock again as soon as it released it,
+// FENCE" for each (and fails if another holder's marker is there), and
+// wants the lock again as soon as it released it,
 // as a worker loop or a script calling `dlock run` in a loop does.
 func turnsChild() int {
 	rounds, _ := strconv.Atoi(os.Getenv("DLOCK_ROUNDS"))
@@ -699,7 +700,18 @@ func turnsChild() int {
 			return 1
 		}
 		fmt.Println("acq", l.Fence())
+		// Inside: an O_EXCL marker beside the lock, so that two holders at
+		// once (the queue's hand-off gone wrong) fail the test, not only a
+		// fence seen twice.
+		inside := os.Getenv("DLOCK_PATH") + ".inside"
+		f, err := os.OpenFile(inside, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+		if err != nil {
+			fmt.Println("error: two inside at once:", err)
+			return 1
+		}
+		f.Close()
 		time.Sleep(hold)
+		os.Remove(inside)
 		if err := l.Unlock(); err != nil {
 			fmt.Println("error", err)
 			return 1
